@@ -1,0 +1,6 @@
+"""Entry point for `python -m segkit` (used by torchrun launches)."""
+
+from segkit.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
