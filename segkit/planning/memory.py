@@ -1,0 +1,188 @@
+"""Bytes-level model of one training step's peak memory for an architecture entry.
+
+The model mirrors the layers `segkit.networks.build_network` creates and counts, per layer
+kind, the tensors autograd keeps for backward (see docs/networks.md, "Memory model"):
+
+- ConvNormAct (conv -> norm -> in-place LeakyReLU): conv output (saved by the norm) and the
+  activation output (saved by the in-place activation and the next conv): 2x the output.
+- conv -> norm without activation (revmbconv stem/transitions): 1x (the norm's input).
+- residual block (resenc): conv1 out, act1 out, conv2 out, sum/act out: 4x, plus the
+  strided skip path (pooled input, projection output).
+- decoder: the concatenation (2x the stage tensor) saved by the first conv; the transposed
+  conv output is freed after the concatenation.
+- MBConv coupling block, plain autograd: per branch 4 hidden tensors (e x half) and the
+  projection output, plus the two stream outputs: (2 + 4e) x the stage tensor.
+- per-block checkpointing: each block's input (1x); reversible stage: only its output (1x).
+- heads: logits plus the loss's intermediate tensors at every supervised resolution.
+
+The transient is the largest short-lived working set on top of the stored activations:
+gradient buffers at the largest resolution at the start of backward, or the recompute of
+one reversible block (about (1 + 6e)/2 x the stage tensor plus the stream buffers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Float tensors the loss keeps per output channel and voxel (logits grad, softmax,
+# log-softmax, one-hot target); checked against measurement in docs/benchmarks/networks.md.
+LOSS_TENSORS_PER_OUTPUT = 4.0
+# Gradient buffers alive at the peak during backward, in units of the largest stage tensor.
+BACKWARD_GRAD_BUFFERS = 3.0
+# Stream buffers a reversible stage holds while recomputing one block (dy, x, dx, dy update).
+REVERSIBLE_STREAM_BUFFERS = 2.0
+OPTIMIZER_STATE_PER_PARAM = {"sgd": 1, "adam": 2, "adamw": 2, "none": 0}
+
+
+@dataclass
+class Tally:
+    """Per-sample element counts: parameters, stored activations, largest transient."""
+
+    parameters: int = 0
+    stored: float = 0.0
+    transient: float = 0.0
+
+    def store(self, elements: float) -> None:
+        """Add elements autograd keeps until backward."""
+        self.stored += elements
+
+    def peak(self, elements: float) -> None:
+        """Record a transient working set; only the largest one counts."""
+        self.transient = max(self.transient, elements)
+
+
+def conv_params(c_in: int, c_out: int, kernel: list[int], groups: int = 1) -> int:
+    """Weights and bias of a convolution."""
+    return c_in // groups * c_out * math.prod(kernel) + c_out
+
+
+def norm_params(channels: int) -> int:
+    """Affine weight and bias of an instance/group norm."""
+    return 2 * channels
+
+
+def stage_voxels(arch: dict, patch_size: list[int]) -> list[int]:
+    """Voxels of the feature map at each stage for a patch."""
+    shape = list(patch_size)
+    voxels = []
+    for stride in arch["strides"]:
+        shape = [max(1, size // s) for size, s in zip(shape, stride)]
+        voxels.append(math.prod(shape))
+    return voxels
+
+
+def _conv_norm_act(t: Tally, c_in: int, c_out: int, kernel: list[int], vox: int, act: bool = True) -> None:
+    """Tally a conv -> norm (-> in-place activation) layer."""
+    t.parameters += conv_params(c_in, c_out, kernel) + norm_params(c_out)
+    t.store(c_out * vox * (2 if act else 1))
+
+
+def _residual_block(t: Tally, c_in: int, c_out: int, kernel: list[int], stride: list[int], vox: int) -> None:
+    """Tally an nnU-Net BasicBlockD (two convs, residual add, skip projection when needed)."""
+    t.parameters += conv_params(c_in, c_out, kernel) + norm_params(c_out)
+    t.parameters += conv_params(c_out, c_out, kernel) + norm_params(c_out)
+    t.store(4 * c_out * vox)
+    if max(stride) > 1 or c_in != c_out:
+        t.parameters += conv_params(c_in, c_out, [1] * len(kernel)) + norm_params(c_out)
+        t.store((c_in if max(stride) > 1 else 0) * vox + c_out * vox)
+
+
+def _mbconv_stage(t: Tally, channels: int, blocks: int, expansion: float, kernel: list[int],
+                  vox: int, mode: str) -> None:
+    """Tally a sequence of MBConv coupling blocks in one of the three modes."""
+    half = channels // 2
+    hidden = int(round(half * expansion))
+    ones = [1] * len(kernel)
+    branch = (conv_params(half, hidden, ones) + norm_params(hidden) + conv_params(hidden, hidden, kernel, hidden)
+              + norm_params(hidden) + conv_params(hidden, half, ones) + norm_params(half))
+    t.parameters += 2 * branch * blocks
+    if blocks == 0:
+        return
+    if mode == "plain":
+        t.store(channels * vox + blocks * (8 * hidden + 4 * half) * vox - half * vox + channels * vox)
+    elif mode == "checkpoint":
+        t.store(blocks * channels * vox + channels * vox)
+        t.peak((4 * hidden + 2 * half) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
+    else:
+        t.store(channels * vox)
+        t.peak((4 * hidden + 2 * half + 2 * hidden) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
+
+
+def _mode(arch: dict) -> str:
+    """Execution mode of a revmbconv entry: reversible, checkpoint or plain."""
+    if arch.get("checkpointing"):
+        return "checkpoint"
+    return "reversible" if arch.get("reversible", True) else "plain"
+
+
+def _encoder(t: Tally, arch: dict, vox: list[int], in_channels: int) -> None:
+    """Tally the encoder of any family."""
+    family, feats, kernels = arch["family"], arch["features_per_stage"], arch["kernel_sizes"]
+    blocks, strides = arch["blocks_per_stage"], arch["strides"]
+    c_prev = in_channels
+    for s, (f, k, n) in enumerate(zip(feats, kernels, blocks)):
+        if family == "unet":
+            for i in range(max(1, n)):
+                _conv_norm_act(t, c_prev if i == 0 else f, f, k, vox[s])
+        elif family == "resenc":
+            if s == 0:
+                _conv_norm_act(t, in_channels, f, k, vox[0])
+                c_prev = f
+            for i in range(max(1, n)):
+                _residual_block(t, c_prev if i == 0 else f, f, k, strides[s] if i == 0 else [1] * len(k), vox[s])
+        else:
+            _conv_norm_act(t, c_prev, f, k, vox[s], act=False)
+            _mbconv_stage(t, f, n, arch["expansion_ratios"][s], k, vox[s], _mode(arch))
+        c_prev = f
+
+
+def _decoder(t: Tally, arch: dict, vox: list[int], num_outputs: int) -> None:
+    """Tally the decoder and segmentation heads of any family."""
+    family, feats, kernels, strides = arch["family"], arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
+    dec_blocks = arch["decoder_blocks_per_stage"]
+    num_stages = len(feats)
+    for d, s in enumerate(range(num_stages - 2, -1, -1)):
+        f, k, n = feats[s], kernels[s], dec_blocks[d]
+        t.parameters += conv_params(feats[s + 1], f, strides[s + 1]) - f + f  # transposed conv, bias
+        t.store(2 * f * vox[s])  # concatenation, saved by the first conv
+        if family == "revmbconv":
+            _conv_norm_act(t, 2 * f, f, [1] * len(k), vox[s], act=False)
+            t.stored -= 2 * f * vox[s]  # counted as the 1x1 conv's input above
+            t.store(2 * f * vox[s])
+            _mbconv_stage(t, f, n, arch["expansion_ratios"][s], k, vox[s], _mode(arch))
+        else:
+            for i in range(max(1, n)):
+                _conv_norm_act(t, 2 * f if i == 0 else f, f, k, vox[s])
+        supervised = arch.get("deep_supervision", True) or s == 0
+        t.parameters += conv_params(f, num_outputs, [1] * len(k))
+        if supervised:
+            t.store(LOSS_TENSORS_PER_OUTPUT * num_outputs * vox[s])
+        t.peak(BACKWARD_GRAD_BUFFERS * f * vox[s])
+
+
+def count_parameters(arch: dict, in_channels: int, num_outputs: int) -> int:
+    """Number of trainable parameters of the network build_network makes from arch."""
+    t = Tally()
+    vox = [1] * len(arch["strides"])
+    _encoder(t, arch, vox, in_channels)
+    _decoder(t, arch, vox, num_outputs)
+    return t.parameters
+
+
+def estimate_peak_bytes(arch: dict, patch_size: list[int], batch_size: int, in_channels: int, num_outputs: int,
+                        dtype_bytes: int = 4, optimizer: str = "sgd") -> dict:
+    """Predicted peak bytes of one training step, with its breakdown."""
+    t = Tally()
+    vox = stage_voxels(arch, patch_size)
+    _encoder(t, arch, vox, in_channels)
+    _decoder(t, arch, vox, num_outputs)
+    param_bytes = t.parameters * dtype_bytes
+    opt_bytes = OPTIMIZER_STATE_PER_PARAM.get(optimizer.lower(), 1) * param_bytes
+    activations = int(t.stored * batch_size * dtype_bytes)
+    transient = int(t.transient * batch_size * dtype_bytes)
+    result = {"parameters": param_bytes, "gradients": param_bytes, "optimizer": opt_bytes,
+              "activations": activations, "transient": transient}
+    result["total"] = int(sum(result.values()))
+    result["parameter_count"] = t.parameters
+    return result
