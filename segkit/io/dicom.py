@@ -1,0 +1,197 @@
+"""Read DICOM studies (one folder per study) as multi-channel volumes with their geometry.
+
+A study folder holds DICOM series, either directly or one sub-folder per channel.
+Which series feeds which network channel:
+
+- one channel, one series: that series;
+- one channel, several series: the one named by ``series_uid``, else a UserError listing
+  every series UID with its SeriesDescription;
+- a channel map ``{0: "T1*", 1: "FLAIR*"}`` (``--channel-map '0=T1*,1=FLAIR*'``): each
+  pattern (shell-style, case-insensitive) is matched against the SeriesDescription, the
+  sub-folder name and the SeriesInstanceUID; exactly one series must match each channel;
+- several channels, no map: sub-folders named ``0000``, ``0001``, ... or by the plan's
+  channel names (case-insensitive).
+
+All channels must share one geometry; the first channel's series is the reference that a
+DICOM-SEG output points back to. Origin, spacing and direction come from the series
+(ImagePositionPatient / ImageOrientationPatient / PixelSpacing) via SimpleITK.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from segkit.errors import UserError
+from segkit.io.image import Geometry, Image
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One DICOM series: its UID, SeriesDescription, folder and slice files in slice order."""
+
+    uid: str
+    description: str
+    folder: Path
+    files: tuple[Path, ...]
+
+    def label(self) -> str:
+        """Human-readable identification for error messages."""
+        return f"{self.uid} ({self.description or 'no description'}, {len(self.files)} files, in {self.folder.name})"
+
+
+@dataclass
+class DicomStudy:
+    """The channels of one study, stacked (C, z, y, x), plus the series each came from."""
+
+    images: np.ndarray
+    geometry: Geometry
+    series: tuple[SeriesInfo, ...]
+
+    @property
+    def reference(self) -> SeriesInfo:
+        """The series a derived segmentation refers to (channel 0)."""
+        return self.series[0]
+
+
+def parse_channel_map(text: str | None) -> dict[int, str] | None:
+    """Parse '0=T1*,1=FLAIR*' into {0: 'T1*', 1: 'FLAIR*'}; None stays None."""
+    if text is None or not text.strip():
+        return None
+    mapping: dict[int, str] = {}
+    for item in text.split(","):
+        key, sep, pattern = item.partition("=")
+        if not sep or not key.strip().isdigit() or not pattern.strip():
+            raise UserError(f"--channel-map entry {item!r} must look like '0=T1*'")
+        mapping[int(key)] = pattern.strip()
+    if sorted(mapping) != list(range(len(mapping))):
+        raise UserError(f"--channel-map must cover channels 0..{len(mapping) - 1} without gaps, got {sorted(mapping)}")
+    return mapping
+
+
+def _description(first_file: Path) -> str:
+    """SeriesDescription of a slice file (empty when absent)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(os.fspath(first_file))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return ""
+    return reader.GetMetaData("0008|103e").strip() if reader.HasMetaDataKey("0008|103e") else ""
+
+
+def series_in_folder(folder: Path) -> list[SeriesInfo]:
+    """Every DICOM series stored directly in a folder (not its sub-folders)."""
+    reader = sitk.ImageSeriesReader()
+    found = []
+    for uid in reader.GetGDCMSeriesIDs(os.fspath(folder)):
+        files = tuple(Path(f) for f in reader.GetGDCMSeriesFileNames(os.fspath(folder), uid))
+        if files:
+            found.append(SeriesInfo(uid, _description(files[0]), folder, files))
+    return found
+
+
+def list_series(study: str | Path) -> list[SeriesInfo]:
+    """Every series in a study folder and its direct sub-folders; a UserError when there is none."""
+    study = Path(study)
+    if not study.is_dir():
+        raise UserError("DICOM study folder not found", study)
+    folders = [study] + sorted(p for p in study.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = [info for folder in folders for info in series_in_folder(folder)]
+    if not found:
+        has_files = any(p.is_file() for folder in folders for p in folder.iterdir())
+        raise UserError("no readable DICOM series found" if has_files else "empty folder: no DICOM files", study)
+    return found
+
+
+def _describe_all(series: list[SeriesInfo]) -> str:
+    """List series for an error message."""
+    return "; ".join(info.label() for info in series)
+
+
+def choose_series(series: list[SeriesInfo], study: Path, series_uid: str | None = None) -> SeriesInfo:
+    """Pick the single series (or the one with series_uid), else fail listing the candidates."""
+    if series_uid is not None:
+        matches = [info for info in series if info.uid == series_uid]
+        if not matches:
+            raise UserError(f"no series with UID {series_uid}; found: {_describe_all(series)}", study)
+        return matches[0]
+    if len(series) > 1:
+        raise UserError(f"holds {len(series)} series; choose one with --series-uid or map channels with "
+                        f"--channel-map: {_describe_all(series)}", study)
+    return series[0]
+
+
+def _matches(info: SeriesInfo, pattern: str) -> bool:
+    """True when a channel-map pattern matches the series description, folder name or UID."""
+    pattern = pattern.lower()
+    return any(fnmatch.fnmatchcase(text.lower(), pattern) for text in (info.description, info.folder.name, info.uid))
+
+
+def map_channels(series: list[SeriesInfo], study: Path, num_channels: int, channel_map: dict[int, str] | None,
+                 channel_names: list[str] | None = None, series_uid: str | None = None) -> list[SeriesInfo]:
+    """Assign exactly one series to each network channel (rules in the module docstring)."""
+    if channel_map is None and num_channels == 1:
+        return [choose_series(series, study, series_uid)]
+    if channel_map is None:
+        channel_map = _folder_channel_map(series, study, num_channels, channel_names)
+    if len(channel_map) != num_channels:
+        raise UserError(f"--channel-map names {len(channel_map)} channels but the model expects {num_channels}", study)
+    chosen = []
+    for channel in range(num_channels):
+        matches = [info for info in series if _matches(info, channel_map[channel])]
+        if len(matches) != 1:
+            what = "no series matches" if not matches else f"{len(matches)} series match"
+            raise UserError(f"channel {channel}: {what} {channel_map[channel]!r}; found: {_describe_all(series)}", study)
+        chosen.append(matches[0])
+    return chosen
+
+
+def _folder_channel_map(series: list[SeriesInfo], study: Path, num_channels: int,
+                        channel_names: list[str] | None) -> dict[int, str]:
+    """Channel map from sub-folder names 0000, 0001, ... or the plan's channel names."""
+    folder_names = {info.folder.name.lower() for info in series if info.folder != study}
+    by_index = {c: f"{c:04d}" for c in range(num_channels)}
+    if set(by_index.values()) <= folder_names:
+        return by_index
+    if channel_names and {name.lower() for name in channel_names} <= folder_names:
+        return {c: name for c, name in enumerate(channel_names)}
+    raise UserError(f"the model expects {num_channels} channels; put one sub-folder per channel "
+                    f"(0000, 0001, ... or {channel_names}) or pass --channel-map; found: {_describe_all(series)}", study)
+
+
+def read_series(info: SeriesInfo) -> Image:
+    """Read one series into an Image (z, y, x) with the series' geometry; UserError naming its folder."""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([os.fspath(f) for f in info.files])
+    try:
+        image = reader.Execute()
+        if image.GetNumberOfComponentsPerPixel() != 1:
+            raise UserError(f"series {info.uid} has {image.GetNumberOfComponentsPerPixel()} components per voxel",
+                            info.folder)
+        array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    except RuntimeError as err:
+        detail = str(err).strip().splitlines()
+        raise UserError(f"cannot read DICOM series {info.uid} ({(detail[-1] if detail else '')[:200]})",
+                        info.folder) from None
+    if image.GetDimension() != 3 or array.ndim != 3 or array.shape[0] < 2:
+        raise UserError(f"series {info.uid} is not a 3D volume (shape {array.shape})", info.folder)
+    return Image(array, Geometry.of_sitk(image))
+
+
+def read_dicom_study(study: str | Path, num_channels: int, channel_map: dict[int, str] | None = None,
+                     channel_names: list[str] | None = None, series_uid: str | None = None) -> DicomStudy:
+    """Read a study folder into a (C, z, y, x) float32 stack with the reference series' geometry."""
+    study = Path(study)
+    chosen = map_channels(list_series(study), study, num_channels, channel_map, channel_names, series_uid)
+    images = [read_series(info) for info in chosen]
+    for channel, image in enumerate(images[1:], start=1):
+        problem = images[0].geometry.mismatch(image.geometry)
+        if problem:
+            raise UserError(f"channel {channel} series {chosen[channel].uid}: {problem} (channel 0)", study)
+    return DicomStudy(np.stack([image.array for image in images]), images[0].geometry, tuple(chosen))

@@ -1,0 +1,84 @@
+"""Write a label map as a DICOM Segmentation (DICOM-SEG) that references its source series.
+
+Needs the optional ``dicom`` extra (highdicom, pydicom). The label map must be in the
+source series' array order (z, y, x): frame k of the label map lies on the source slice
+file k as returned by SimpleITK's series reader (sorted along the slice normal), so each
+SEG frame carries that slice's ImagePositionPatient and references its SOPInstanceUID.
+Segments are numbered 1..N in increasing label-value order and named by the plan's labels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segkit import __version__
+from segkit.errors import UserError
+from segkit.io.dicom import SeriesInfo
+from segkit.jsonio import atomic_path
+
+
+def segment_names(labels: dict[str, int | list[int]], regions_class_order: list[int] | None = None) -> dict[int, str]:
+    """Name of each foreground label value written to a label map (plan 'labels' + regions_class_order)."""
+    names = {int(v): name for name, v in labels.items() if isinstance(v, int) and not isinstance(v, bool) and v != 0}
+    regions = [name for name, v in labels.items() if isinstance(v, list) and v != [0]]
+    for name, value in zip(regions, regions_class_order or []):
+        names.setdefault(int(value), name)
+    return dict(sorted(names.items()))
+
+
+def _import_highdicom():
+    """Import highdicom/pydicom or explain which extra to install."""
+    try:
+        import highdicom
+        import pydicom
+    except ImportError:
+        raise UserError("DICOM-SEG output needs the optional 'dicom' extra: pip install 'segkit[dicom]'") from None
+    return highdicom, pydicom
+
+
+def _segment_descriptions(hd, names: dict[int, str]) -> list:
+    """highdicom segment descriptions, one per segment number."""
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(name="segkit", family=codes.cid7162.ArtificialIntelligence,
+                                                   version=__version__)
+    return [hd.seg.SegmentDescription(segment_number=value, segment_label=name[:64],
+                                      segmented_property_category=codes.cid7150.Tissue,
+                                      segmented_property_type=codes.cid7150.Tissue,
+                                      algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                                      algorithm_identification=algorithm)
+            for value, name in names.items()]
+
+
+def build_dicom_seg(label: np.ndarray, source: SeriesInfo, names: dict[int, str], series_number: int = 300):
+    """Build (not write) a highdicom Segmentation of a (z, y, x) label map over its source series."""
+    hd, pydicom = _import_highdicom()
+    if label.shape[0] != len(source.files):
+        raise ValueError(f"label map has {label.shape[0]} slices, source series {len(source.files)}")
+    datasets = [pydicom.dcmread(path) for path in source.files]
+    # Segment numbers must run 1..N without gaps: relabel the values into that order.
+    values = list(names)
+    numbered = np.zeros(label.shape, dtype=np.uint8 if len(values) < 256 else np.uint16)
+    for number, value in enumerate(values, start=1):
+        numbered[label == value] = number
+    renumbered = {number: names[value] for number, value in enumerate(values, start=1)}
+    return hd.seg.Segmentation(
+        source_images=datasets, pixel_array=numbered,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=_segment_descriptions(hd, renumbered),
+        series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="segkit", manufacturer_model_name="segkit", software_versions=__version__,
+        device_serial_number="0", series_description="segkit segmentation", omit_empty_frames=False)
+
+
+def write_dicom_seg(label: np.ndarray, source: SeriesInfo, names: dict[int, str], path: str | Path) -> Path:
+    """Write a DICOM-SEG of a (z, y, x) label map over its source series atomically; return the path."""
+    path = Path(path)
+    if not names:
+        raise UserError("the plan declares no foreground labels to write as DICOM-SEG segments", path)
+    seg = build_dicom_seg(label, source, names)
+    with atomic_path(path, suffix=".dcm") as tmp:
+        seg.save_as(tmp)
+    return path
