@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up ./.venv (scripts/setup.sh) and run the test suite. Extra arguments go to pytest.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+status=$?
+# pytest: 0 all passed, 1 failures, 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected.
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: treating as a failure" >&2
+  exit 1
+fi
+exit "$status"

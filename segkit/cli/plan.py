@@ -1,0 +1,41 @@
+"""`segkit plan DATASET`: fingerprint the dataset and write plans.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the plan subcommand."""
+    parser = subparsers.add_parser("plan", help="fingerprint a dataset and plan its configurations",
+                                   description="Fingerprint DATASET and write fingerprint.json and plans.json.")
+    parser.add_argument("dataset", help="raw dataset folder (nnU-Net v2 layout; see `segkit convert`)")
+    parser.add_argument("--work-dir", help="output folder (default: <DATASET>_segkit, or $SEGKIT_WORK/<name>)")
+    parser.add_argument("-j", "--num-workers", type=int, default=1, help="worker processes for the fingerprint")
+    parser.add_argument("--gpu-memory", type=float, help="memory budget in GB (default: the CUDA device's, else 8)")
+    parser.add_argument("--network", choices=("unet", "resenc", "revmbconv"), default="revmbconv")
+    parser.add_argument("--configurations", nargs="+", default=["3d_fullres", "2d", "3d_lowres"],
+                        choices=("3d_fullres", "2d", "3d_lowres"))
+    parser.add_argument("--max-depth-multiplier", type=int, default=2,
+                        help="cap on how much deeper than the default the planner may go with spare memory")
+    parser.add_argument("--max-width-multiplier", type=float, default=2.0,
+                        help="cap on how much wider than the default the planner may go with spare memory")
+    parser.add_argument("--verify", action="store_true", help="run `segkit verify` checks first")
+    parser.add_argument("--force", action="store_true", help="recompute fingerprint.json even if present")
+    parser.add_argument("--no-tradeoff", action="store_true", help="skip the reversible-vs-plain trade-off table")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fingerprint (or reuse the fingerprint), plan, write, print the summary."""
+    from segkit.planning.run import plan_and_write
+
+    plans, work_dir, summary = plan_and_write(
+        Path(args.dataset), work_dir=args.work_dir, num_workers=args.num_workers, gpu_memory_gb=args.gpu_memory,
+        network=args.network, configurations=tuple(args.configurations), verify=args.verify, force=args.force,
+        max_depth_multiplier=args.max_depth_multiplier, max_width_multiplier=args.max_width_multiplier,
+        tradeoff=not args.no_tradeoff)
+    print(summary)
+    print(f"\nwrote {work_dir / 'fingerprint.json'} and {work_dir / 'plans.json'}")
+    return 0

@@ -1,0 +1,1 @@
+"""Self-configuring planner: target spacing, normalisation, topology, patch and memory."""

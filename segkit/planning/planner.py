@@ -1,0 +1,233 @@
+"""Plan configurations (3d_fullres, 2d, 3d_lowres) within a memory budget.
+
+For each configuration the planner fixes the target spacing, then spends the budget in
+this order: the largest patch up to the median image, then depth, then width (network
+families that grow), then batch size. Every candidate is priced by the bytes-level memory
+model in `segkit.planning.memory`; the chosen prediction and the budget go into plans.json.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from segkit.io.dataset import DatasetInfo
+from segkit.planning.architecture import make_architecture
+from segkit.planning.memory import estimate_peak_bytes
+from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
+from segkit.planning.topology import fit_patch_to_topology
+
+SCHEMA_VERSION = 1
+DEFAULT_BUDGET_GB = 8.0
+MIN_BATCH = 2
+MAX_DATASET_FRACTION_PER_BATCH = 0.05
+LOWRES_PATCH_COVERAGE = 0.25
+LOWRES_SPACING_STEP = 1.03
+GIB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What the user decides; everything else is derived from the data."""
+
+    network: str = "revmbconv"
+    budget_bytes: int = int(DEFAULT_BUDGET_GB * GIB)
+    device: str = "cpu"
+    max_depth_multiplier: int = 2
+    max_width_multiplier: float = 2.0
+    configurations: tuple[str, ...] = ("3d_fullres", "2d", "3d_lowres")
+
+
+def detect_budget() -> tuple[int, str]:
+    """The CUDA device's memory and name, else the 8 GB default and 'cpu'."""
+    try:
+        import torch
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            return int(props.total_memory), f"cuda:{props.name}"
+    except ImportError:
+        pass
+    return int(DEFAULT_BUDGET_GB * GIB), "cpu"
+
+
+def shape_at_spacing(shape: list[float], spacing: list[float], target_spacing: list[float]) -> list[int]:
+    """Voxel shape of an image of `shape` at `spacing` once resampled to `target_spacing`."""
+    return [max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target_spacing)]
+
+
+def median_resampled_shape(fingerprint: dict, target_spacing: list[float]) -> list[int]:
+    """Median over cases of the cropped shape after resampling to the target spacing."""
+    shapes = [shape_at_spacing(c["shape_after_crop"], c["spacing"], target_spacing) for c in fingerprint["cases"]]
+    return [int(v) for v in np.median(np.array(shapes), axis=0)]
+
+
+class _Pricer:
+    """Prices a (patch, architecture, batch) candidate with the memory model."""
+
+    def __init__(self, in_channels: int, num_outputs: int):
+        self.in_channels = in_channels
+        self.num_outputs = num_outputs
+
+    def __call__(self, arch: dict, patch: list[int], batch: int) -> dict:
+        """Predicted peak bytes and breakdown."""
+        return estimate_peak_bytes(arch, list(patch), batch, self.in_channels, self.num_outputs)
+
+
+def _shrink_axis(patch: list[int], spacing: list[float], divisor: list[int]) -> int:
+    """Axis to shrink next: the largest physical extent (keeps patches close to isotropic in mm)."""
+    extents = [(p * s if p > d else -1.0, p) for p, s, d in zip(patch, spacing, divisor)]
+    return max(range(len(patch)), key=lambda axis: extents[axis])
+
+
+def largest_patch(median_shape: list[int], spacing: list[float], family: str, price: _Pricer,
+                  budget: int, batch: int = MIN_BATCH) -> tuple[list[int], dict, dict]:
+    """Largest patch up to the median image (rounded to the topology) whose step fits the budget."""
+    patch, topology = fit_patch_to_topology([max(8, n) for n in median_shape], spacing)
+    arch = make_architecture(family, topology)
+    memory = price(arch, patch, batch)
+    while memory["total"] > budget:
+        axis = _shrink_axis(patch, spacing, topology.divisor)
+        if patch[axis] <= topology.divisor[axis]:
+            break
+        candidate = list(patch)
+        candidate[axis] -= topology.divisor[axis]
+        patch, topology = fit_patch_to_topology(candidate, spacing)
+        arch = make_architecture(family, topology)
+        memory = price(arch, patch, batch)
+    return patch, arch, memory
+
+
+def grow_network(arch_for: "callable", patch: list[int], price: _Pricer, budget: int,
+                 options: PlanOptions) -> tuple[dict, dict, int, float]:
+    """Spend leftover budget on depth, then width; return arch, memory and the multipliers chosen."""
+    depth, width = 1, 1.0
+    arch = arch_for(depth, width)
+    memory = price(arch, patch, MIN_BATCH)
+    while depth < options.max_depth_multiplier:
+        candidate = arch_for(depth + 1, width)
+        candidate_memory = price(candidate, patch, MIN_BATCH)
+        if candidate_memory["total"] > budget:
+            break
+        depth, arch, memory = depth + 1, candidate, candidate_memory
+    while width + 0.25 <= options.max_width_multiplier:
+        candidate = arch_for(depth, width + 0.25)
+        candidate_memory = price(candidate, patch, MIN_BATCH)
+        if candidate_memory["total"] > budget:
+            break
+        width, arch, memory = width + 0.25, candidate, candidate_memory
+    return arch, memory, depth, width
+
+
+def choose_batch(arch: dict, patch: list[int], price: _Pricer, budget: int, dataset_voxels: int) -> tuple[int, dict]:
+    """Largest batch that fits, at least 2, at most 5 % of the dataset's voxels per batch."""
+    cap = max(MIN_BATCH, int(MAX_DATASET_FRACTION_PER_BATCH * dataset_voxels / math.prod(patch)))
+    batch, memory = MIN_BATCH, price(arch, patch, MIN_BATCH)
+    while batch < cap:
+        candidate = price(arch, patch, batch + 1)
+        if candidate["total"] > budget:
+            break
+        batch, memory = batch + 1, candidate
+    return batch, memory
+
+
+def plan_configuration(name: str, target_spacing: list[float], median_shape: list[int], num_cases: int,
+                       price: _Pricer, options: PlanOptions, slice_axis: int | None = None) -> dict:
+    """One configuration's entry: patch, architecture, batch size and predicted memory."""
+    axes = [a for a in range(3) if a != slice_axis] if slice_axis is not None else [0, 1, 2]
+    spacing = [target_spacing[a] for a in axes]
+    shape = [median_shape[a] for a in axes]
+    budget = options.budget_bytes
+    patch, arch, memory = largest_patch(shape, spacing, options.network, price, budget)
+    if options.network == "revmbconv" and memory["total"] <= budget:
+        _, topology = fit_patch_to_topology(patch, spacing)
+        arch, memory, depth, width = grow_network(
+            lambda d, w: make_architecture(options.network, topology, d, w), patch, price, budget, options)
+    dataset_voxels = num_cases * math.prod(median_shape)
+    batch, memory = choose_batch(arch, patch, price, budget, dataset_voxels)
+    entry = {
+        "spatial_dims": len(axes),
+        "target_spacing": [float(v) for v in target_spacing],
+        "median_shape": [int(v) for v in median_shape],
+        "patch_size": [int(v) for v in patch],
+        "batch_size": int(batch),
+        "resampling": {"image_order": 3, "label": "onehot_linear", "anisotropy_threshold": 3.0},
+        "mirror_axes": list(range(len(axes))),
+        "architecture": arch,
+        "memory": {"predicted_peak_bytes": int(memory["total"]), "budget_bytes": int(budget),
+                   "fits_budget": bool(memory["total"] <= budget),
+                   "breakdown": {k: int(v) for k, v in memory.items() if k != "total" and isinstance(v, (int, float))}},
+        "previous_stage": None,
+    }
+    if slice_axis is not None:
+        entry["slice_axis"] = int(slice_axis)
+    return entry
+
+
+def lowres_spacing_and_shape(fingerprint: dict, fullres_spacing: list[float], fullres_patch: list[int]) -> tuple[list[float], list[int]] | None:
+    """Coarser spacing at which the full-resolution patch covers a quarter of the median image."""
+    spacing = list(fullres_spacing)
+    shape = median_resampled_shape(fingerprint, spacing)
+    if math.prod(fullres_patch) >= LOWRES_PATCH_COVERAGE * math.prod(shape):
+        return None
+    while math.prod(fullres_patch) < LOWRES_PATCH_COVERAGE * math.prod(shape):
+        coarsest = max(spacing)
+        if coarsest / min(spacing) > 2:
+            spacing = [s * LOWRES_SPACING_STEP if s < coarsest else s for s in spacing]
+        else:
+            spacing = [s * LOWRES_SPACING_STEP for s in spacing]
+        shape = median_resampled_shape(fingerprint, spacing)
+    return spacing, shape
+
+
+def dataset_outputs(info: DatasetInfo) -> tuple[str, dict[str, list[int]], int]:
+    """Label mode, outputs (foreground classes or regions) and the number of network outputs."""
+    outputs = info.regions
+    if info.region_based:
+        return "sigmoid", outputs, len(outputs)
+    return "softmax", outputs, len(outputs) + 1
+
+
+def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = PlanOptions()) -> dict:
+    """The full plans.json content for a fingerprinted dataset."""
+    label_mode, outputs, num_outputs = dataset_outputs(info)
+    price = _Pricer(info.num_channels, num_outputs)
+    spacings = np.array([c["spacing"] for c in fingerprint["cases"]])
+    shapes = np.array([c["shape_after_crop"] for c in fingerprint["cases"]])
+    target_spacing = fullres_target_spacing(spacings, shapes)
+    median_shape = median_resampled_shape(fingerprint, target_spacing)
+    num_cases = len(fingerprint["cases"])
+    configurations: dict[str, dict] = {}
+    fullres = plan_configuration("3d_fullres", target_spacing, median_shape, num_cases, price, options)
+    if "3d_fullres" in options.configurations:
+        configurations["3d_fullres"] = fullres
+    if "2d" in options.configurations:
+        slice_axis = int(np.argmax(target_spacing))
+        configurations["2d"] = plan_configuration("2d", target_spacing, median_shape, num_cases, price, options,
+                                                  slice_axis=slice_axis)
+    if "3d_lowres" in options.configurations:
+        lowres = lowres_spacing_and_shape(fingerprint, target_spacing, fullres["patch_size"])
+        if lowres is not None:
+            configurations["3d_lowres"] = plan_configuration("3d_lowres", lowres[0], lowres[1], num_cases, price, options)
+    statistics = fingerprint["foreground_intensity_statistics"]
+    relative_size = fingerprint["median_relative_size_after_crop"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dataset_name": info.name,
+        "num_channels": info.num_channels,
+        "channel_names": info.channel_list,
+        "labels": info.labels,
+        "label_mode": label_mode,
+        "outputs": outputs,
+        "regions_class_order": info.regions_class_order,
+        "num_outputs": num_outputs,
+        "normalization": [normalization_for_channel(name, statistics[str(i)], relative_size)
+                          for i, name in enumerate(info.channel_list)],
+        "gpu_memory_bytes": int(options.budget_bytes),
+        "device": options.device,
+        "network": options.network,
+        "growth_limits": {"max_depth_multiplier": options.max_depth_multiplier,
+                          "max_width_multiplier": options.max_width_multiplier},
+        "configurations": configurations,
+    }

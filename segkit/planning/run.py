@@ -1,0 +1,75 @@
+"""The plan stage end to end: dataset -> fingerprint.json -> plans.json (+ a readable summary)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segkit.errors import UserError
+from segkit.fingerprint import FINGERPRINT_VERSION, compute_fingerprint
+from segkit.io.dataset import DatasetInfo, load_dataset, training_cases
+from segkit.jsonio import read_json, write_json
+from segkit.planning.planner import GIB, PlanOptions, detect_budget, plan_dataset
+from segkit.planning.summary import plans_summary
+from segkit.workdir import fingerprint_path, plans_path, resolve_work_dir
+
+
+def load_or_compute_fingerprint(info: DatasetInfo, work_dir: Path, num_workers: int, force: bool) -> dict:
+    """Reuse fingerprint.json when it describes the same cases, else compute and write it."""
+    path = fingerprint_path(work_dir)
+    case_ids = [case.case_id for case in training_cases(info)]
+    if path.is_file() and not force:
+        existing = read_json(path, "fingerprint")
+        if existing.get("fingerprint_version") == FINGERPRINT_VERSION and \
+                [c["case_id"] for c in existing.get("cases", [])] == case_ids:
+            return existing
+    fingerprint = compute_fingerprint(info, num_workers=num_workers)
+    write_json(path, fingerprint)
+    return fingerprint
+
+
+def _verify_or_fail(dataset: Path, num_workers: int) -> None:
+    """Run the integrity check and stop with its problems if any."""
+    from segkit.verify import format_problems, verify_dataset
+
+    problems = verify_dataset(dataset, num_workers=num_workers)
+    if problems:
+        raise UserError(f"dataset failed verification:\n{format_problems(problems)}", dataset)
+
+
+def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_workers: int = 1,
+                   gpu_memory_gb: float | None = None, network: str = "revmbconv",
+                   configurations: tuple[str, ...] = ("3d_fullres", "2d", "3d_lowres"), verify: bool = False,
+                   force: bool = False, max_depth_multiplier: int = 2, max_width_multiplier: float = 2.0,
+                   tradeoff: bool = True) -> tuple[dict, Path, str]:
+    """Fingerprint and plan a dataset; write both JSON files; return plans, work dir and summary text."""
+    info = load_dataset(dataset)
+    if verify:
+        _verify_or_fail(dataset, num_workers)
+    work = resolve_work_dir(dataset, work_dir)
+    fingerprint = load_or_compute_fingerprint(info, work, num_workers, force)
+    detected_budget, device = detect_budget()
+    budget = int(gpu_memory_gb * GIB) if gpu_memory_gb else detected_budget
+    if budget <= 0:
+        raise UserError(f"--gpu-memory must be positive, got {gpu_memory_gb}")
+    if gpu_memory_gb is None and device == "cpu":
+        # Planning for this CPU: compute, not memory, is the limit, so do not grow the network.
+        max_depth_multiplier, max_width_multiplier = 1, 1.0
+    options = PlanOptions(network=network, budget_bytes=budget, device=device,
+                          max_depth_multiplier=max_depth_multiplier, max_width_multiplier=max_width_multiplier,
+                          configurations=configurations)
+    plans = plan_dataset(info, fingerprint, options)
+    write_json(plans_path(work), plans)
+    summary = plans_summary(plans)
+    if tradeoff and "3d_fullres" in plans["configurations"]:
+        summary += "\n\n" + tradeoff_text(plans, budget)
+    return plans, work, summary
+
+
+def tradeoff_text(plans: dict, budget: int) -> str:
+    """The memory model's reversible-vs-plain trade-off table for the full-resolution configuration."""
+    from segkit.planning import memory
+
+    if not hasattr(memory, "tradeoff_table"):
+        return ""
+    entry = plans["configurations"]["3d_fullres"]
+    return memory.tradeoff_table(entry, budget, plans["num_channels"], plans["num_outputs"])

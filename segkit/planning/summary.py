@@ -1,0 +1,49 @@
+"""Readable text summaries of plans for the terminal."""
+
+from __future__ import annotations
+
+from segkit.planning.architecture import count_blocks
+
+
+def format_bytes(num_bytes: float) -> str:
+    """Human-readable size in GiB/MiB."""
+    if num_bytes >= 1024 ** 3:
+        return f"{num_bytes / 1024 ** 3:.2f} GiB"
+    return f"{num_bytes / 1024 ** 2:.1f} MiB"
+
+
+def format_table(rows: list[tuple[str, str]]) -> str:
+    """Two-column aligned table."""
+    width = max(len(key) for key, _ in rows)
+    return "\n".join(f"  {key.ljust(width)}  {value}" for key, value in rows)
+
+
+def configuration_summary(name: str, entry: dict) -> str:
+    """One configuration as a readable table."""
+    arch = entry["architecture"]
+    fmt = lambda values: " x ".join(f"{v:g}" for v in values)  # noqa: E731
+    memory = entry["memory"]
+    rows = [
+        ("target spacing (mm)", fmt(entry["target_spacing"])),
+        ("median shape", fmt(entry["median_shape"])),
+        ("patch size", fmt(entry["patch_size"]) + (f"  (2D, slicing axis {entry['slice_axis']})" if "slice_axis" in entry else "")),
+        ("batch size", str(entry["batch_size"])),
+        ("network", f"{arch['family']}{' (reversible)' if arch.get('reversible') else ''}, "
+                    f"{len(arch['strides'])} stages, {count_blocks(arch)} blocks"),
+        ("features", ", ".join(map(str, arch["features_per_stage"]))),
+        ("strides", " ".join("".join(map(str, s)) for s in arch["strides"])),
+        ("kernels", " ".join("".join(map(str, k)) for k in arch["kernel_sizes"])),
+        ("predicted peak", f"{format_bytes(memory['predicted_peak_bytes'])} of {format_bytes(memory['budget_bytes'])}"
+                           + ("" if memory.get("fits_budget", True) else "  (DOES NOT FIT: smallest patch used)")),
+    ]
+    return f"{name}\n{format_table(rows)}"
+
+
+def plans_summary(plans: dict) -> str:
+    """All configurations of a plan, plus the dataset-level choices."""
+    norms = ", ".join(f"{name}: {n['scheme']}{' (nonzero mask)' if n.get('use_nonzero_mask') else ''}"
+                      for name, n in zip(plans["channel_names"], plans["normalization"]))
+    header = (f"dataset {plans['dataset_name']}: {plans['num_channels']} channel(s), "
+              f"{len(plans['outputs'])} {'regions' if plans['label_mode'] == 'sigmoid' else 'classes'}, "
+              f"budget {format_bytes(plans['gpu_memory_bytes'])} ({plans['device']})\n  normalisation: {norms}")
+    return "\n\n".join([header] + [configuration_summary(n, e) for n, e in plans["configurations"].items()])

@@ -1,0 +1,17 @@
+"""Shared fixtures: small phantom datasets with anisotropic spacing and oblique directions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segkit.phantom import PhantomSpec, generate_dataset
+
+TINY = PhantomSpec(shape=(16, 24, 24), spacing=(3.0, 1.5, 1.5))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-case, 4-channel nnU-Net-layout phantom (read-only: copy before mutating)."""
+    return generate_dataset(tmp_path_factory.mktemp("tiny") / "Phantom", num_cases=4, spec=TINY)
