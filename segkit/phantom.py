@@ -158,8 +158,8 @@ def _dataset_json(layout: str, num_training: int, training_ids: list[str], test_
 
 
 def generate_dataset(root: str | Path, num_cases: int = 8, layout: str = "nnunet", seed: int = 0,
-                     spec: PhantomSpec = PhantomSpec(), num_test: int = 0) -> Path:
-    """Write a phantom dataset of num_cases labelled (+ num_test unlabelled) cases; return its folder."""
+                     spec: PhantomSpec = PhantomSpec(), num_test: int = 0, test_labels: bool = False) -> Path:
+    """Write num_cases labelled cases (+ num_test test cases, labelled in labelsTs if test_labels)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose from {LAYOUTS}")
     root = Path(root)
@@ -168,7 +168,8 @@ def generate_dataset(root: str | Path, num_cases: int = 8, layout: str = "nnunet
     for index in range(num_cases + num_test):
         images, label, geometry = make_case(seed * 100_003 + index, spec)
         is_test = index >= num_cases
-        case_id = write_case(root, layout, index + 1, images, None if is_test else label, geometry,
+        keep_label = test_labels or not is_test
+        case_id = write_case(root, layout, index + 1, images, label if keep_label else None, geometry,
                              split="Ts" if is_test else "Tr")
         (test_ids if is_test else training_ids).append(case_id)
     dataset_json = _dataset_json(layout, num_cases, training_ids, test_ids)
