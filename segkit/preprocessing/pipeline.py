@@ -1,0 +1,137 @@
+"""The preprocessing of one case's arrays (crop, normalise, resample) and its inverse for predictions.
+
+`preprocess_images` is what the predictor calls on new images; `preprocess_arrays` adds the
+label map for training data; `revert_to_original` maps network outputs back onto the
+original voxel grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Sequence
+
+import numpy as np
+
+from segkit.errors import UserError
+from segkit.preprocessing.crop import crop_to_nonzero, paste_into_box
+from segkit.preprocessing.normalize import check_normalization, normalize_channels
+from segkit.preprocessing.resample import (DEFAULT_ANISOTROPY_THRESHOLD, new_shape_for_spacing, resample_channels,
+                                           resample_labels, separate_axis)
+
+PREPROCESSING_VERSION = 1
+
+
+def configuration_entry(plans: dict, config: str) -> dict:
+    """The plans entry of one configuration; UserError naming the known ones when it is absent."""
+    configurations = plans.get("configurations") or {}
+    if config not in configurations:
+        known = ", ".join(sorted(configurations)) or "none"
+        raise UserError(f"unknown configuration {config!r} (plans.json has: {known})")
+    entry = configurations[config]
+    spacing = entry.get("target_spacing")
+    if not isinstance(spacing, list) or len(spacing) != 3 or not all(float(s) > 0 for s in spacing):
+        raise UserError(f"configuration {config!r}: 'target_spacing' must be 3 positive numbers (z, y, x)")
+    return entry
+
+
+def preprocessing_fingerprint(plans: dict, config: str) -> str:
+    """sha256 of every plans field that changes the preprocessed arrays of a configuration."""
+    entry = configuration_entry(plans, config)
+    relevant = {"version": PREPROCESSING_VERSION, "normalization": plans.get("normalization"),
+                "label_mode": plans.get("label_mode"), "outputs": plans.get("outputs"),
+                "labels": plans.get("labels"), "target_spacing": entry["target_spacing"],
+                "resampling": entry.get("resampling")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def _resampling_settings(entry: dict) -> tuple[int, float]:
+    """Image interpolation order and anisotropy threshold of a configuration."""
+    settings = entry.get("resampling") or {}
+    order = int(settings.get("image_order", 3))
+    if order not in (0, 1, 3):
+        raise UserError(f"resampling.image_order must be 0, 1 or 3, got {order}")
+    return order, float(settings.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
+
+
+def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Sequence[float], plans: dict,
+                      config: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Crop, normalise and resample (C, z, y, x) images and an optional label map.
+
+    Returns float32 data (C, z', y', x'), an int16 label map (-1 outside the nonzero mask) and
+    the properties needed to revert (original spacing, shapes, crop box, target spacing).
+    """
+    entry = configuration_entry(plans, config)
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be (C, z, y, x), got shape {images.shape}")
+    normalization = check_normalization(plans.get("normalization"), images.shape[0])
+    order, threshold = _resampling_settings(entry)
+    target_spacing = [float(s) for s in entry["target_spacing"]]
+    cropped, seg, box = crop_to_nonzero(images, labels)
+    data = normalize_channels(cropped, seg, normalization)
+    new_shape = new_shape_for_spacing(seg.shape, spacing, target_spacing)
+    coarse = separate_axis(spacing, target_spacing, threshold)
+    data = resample_channels(data, new_shape, order, coarse)
+    seg = resample_labels(seg, new_shape, coarse)
+    properties = {"original_spacing": [float(s) for s in spacing], "shape_before_crop": list(images.shape[1:]),
+                  "crop_box": box, "shape_after_crop": list(cropped.shape[1:]), "target_spacing": target_spacing,
+                  "shape_after_resample": list(new_shape), "separate_axis": coarse}
+    return data, seg, properties
+
+
+def preprocess_images(images: np.ndarray, spacing: Sequence[float], plans: dict, config: str) -> tuple[np.ndarray, dict]:
+    """Preprocess new (C, z, y, x) float32 images at spacing (z, y, x) for inference; returns (data, properties)."""
+    data, _, properties = preprocess_arrays(images, None, spacing, plans, config)
+    return data, properties
+
+
+def outside_fill_values(plans: dict, num_outputs: int) -> list[float]:
+    """Per-output value outside the crop box: background probability 1 for softmax, else 0."""
+    if plans.get("label_mode", "softmax") == "softmax":
+        return [1.0] + [0.0] * (num_outputs - 1)
+    return [0.0] * num_outputs
+
+
+def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, config: str,
+                       fill_values: Sequence[float] | None = None) -> np.ndarray:
+    """Map (K, z', y', x') outputs in preprocessed space back to (K, original z, y, x).
+
+    Linear resampling to the cropped shape at the original spacing (nearest along a coarse
+    axis, as in preprocessing), then pasting into the uncropped box. Outside the box every
+    channel gets its fill value: by default 1 for the softmax background and 0 otherwise,
+    which suits probabilities; pass fill_values for logits.
+    """
+    entry = configuration_entry(plans, config)
+    _, threshold = _resampling_settings(entry)
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if list(outputs.shape[1:]) != list(properties["shape_after_resample"]):
+        raise ValueError(f"outputs have shape {outputs.shape[1:]}, expected {properties['shape_after_resample']}")
+    coarse = separate_axis(properties["original_spacing"], properties["target_spacing"], threshold)
+    cropped = resample_channels(outputs, properties["shape_after_crop"], order=1, coarse_axis=coarse)
+    fill = list(fill_values) if fill_values is not None else outside_fill_values(plans, outputs.shape[0])
+    return paste_into_box(cropped, properties["crop_box"], properties["shape_before_crop"], fill)
+
+
+def output_masks(plans: dict) -> dict[str, list[int]]:
+    """Label values per class_locations key: label value for softmax, region name for sigmoid plans."""
+    outputs = plans.get("outputs") or {}
+    if plans.get("label_mode") == "sigmoid":
+        return {str(name): [int(v) for v in values] for name, values in outputs.items()}
+    values = sorted({int(v) for vs in outputs.values() for v in vs} - {0})
+    return {str(v): [v] for v in values}
+
+
+def sample_class_locations(seg: np.ndarray, plans: dict, seed: int, max_samples: int = 10000,
+                           min_fraction: float = 0.01) -> dict[str, list[list[int]]]:
+    """Up to max_samples (at least min_fraction of the voxels) sampled (z, y, x) voxels per class or region."""
+    rng = np.random.default_rng(seed)
+    locations = {}
+    for key, values in output_masks(plans).items():
+        mask = seg == values[0] if len(values) == 1 else np.isin(seg, values)
+        flat = np.flatnonzero(mask)
+        count = min(len(flat), max(max_samples, int(np.ceil(len(flat) * min_fraction))))
+        if count < len(flat):
+            flat = np.sort(rng.choice(flat, count, replace=False))
+        locations[key] = np.stack(np.unravel_index(flat, seg.shape), axis=1).tolist()
+    return locations

@@ -1,0 +1,84 @@
+"""Run preprocessing over a dataset with a pool of worker processes and a progress bar."""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from segkit.errors import UserError
+from segkit.io.dataset import load_dataset, training_cases
+from segkit.jsonio import read_json
+from segkit.preprocessing.normalize import check_normalization
+from segkit.preprocessing.pipeline import configuration_entry
+from segkit.preprocessing.store import CaseTask, make_tasks, preprocess_case
+from segkit.workdir import plans_path, preprocessed_dir, resolve_work_dir
+
+
+@dataclass
+class PreprocessSummary:
+    """What a preprocessing run did for one configuration."""
+
+    config: str
+    out_dir: Path
+    processed: int
+    skipped: int
+
+
+def load_plans(path: Path, configs: list[str]) -> dict:
+    """Read plans.json and check the parts preprocessing needs, naming the file on any problem."""
+    plans = read_json(path, "plans file")
+    if not isinstance(plans, dict) or not isinstance(plans.get("configurations"), dict):
+        raise UserError("not a segkit plans file (no 'configurations')", path)
+    try:
+        for config in configs:
+            configuration_entry(plans, config)
+        num_channels = int(plans.get("num_channels", len(plans.get("normalization") or [])))
+        check_normalization(plans.get("normalization"), num_channels, str(path))
+    except UserError as err:
+        if err.path is None:
+            raise UserError(str(err), path) from None
+        raise
+    return plans
+
+
+def run_tasks(tasks: list[CaseTask], num_workers: int, desc: str) -> None:
+    """Preprocess tasks in this process (num_workers <= 1) or a spawn pool, one case in flight per worker."""
+    bar = tqdm(total=len(tasks), desc=desc, unit="case", disable=not tasks)
+    try:
+        if num_workers <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                preprocess_case(task)
+                bar.update()
+            return
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(min(num_workers, len(tasks))) as pool:
+            for _ in pool.imap_unordered(preprocess_case, tasks, chunksize=1):
+                bar.update()
+    finally:
+        bar.close()
+
+
+def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | Path | None = None,
+                       plans_file: str | Path | None = None, num_workers: int = 1, force: bool = False
+                       ) -> list[PreprocessSummary]:
+    """Preprocess every training case of DATASET for each configuration; skip finished cases unless force."""
+    info = load_dataset(dataset)
+    work = resolve_work_dir(dataset, work_dir)
+    plans_file = Path(plans_file) if plans_file else plans_path(work)
+    plans = load_plans(plans_file, configs)
+    if int(plans.get("num_channels", info.num_channels)) != info.num_channels:
+        raise UserError(f"plans are for {plans['num_channels']} channels, the dataset has {info.num_channels}", plans_file)
+    cases = training_cases(info)
+    if not cases:
+        raise UserError("no training cases found", info.root)
+    summaries = []
+    for config in configs:
+        out_dir = preprocessed_dir(work, config)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tasks, skipped = make_tasks(cases, out_dir, plans, config, force)
+        run_tasks(tasks, num_workers, f"preprocess {config}")
+        summaries.append(PreprocessSummary(config, out_dir, len(tasks), skipped))
+    return summaries
