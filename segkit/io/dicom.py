@@ -89,7 +89,14 @@ def series_in_folder(folder: Path) -> list[SeriesInfo]:
     """Every DICOM series stored directly in a folder (not its sub-folders)."""
     reader = sitk.ImageSeriesReader()
     found = []
-    for uid in reader.GetGDCMSeriesIDs(os.fspath(folder)):
+    # GDCM warns "No Series were found" on stderr for every folder without DICOM files.
+    warnings_were_on = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        uids = reader.GetGDCMSeriesIDs(os.fspath(folder))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_were_on)
+    for uid in uids:
         files = tuple(Path(f) for f in reader.GetGDCMSeriesFileNames(os.fspath(folder), uid))
         if files:
             found.append(SeriesInfo(uid, _description(files[0]), folder, files))

@@ -55,7 +55,7 @@ def write_dicom_series(array: np.ndarray, geometry: Geometry, folder: str | Path
                        *, series_uid: str | None = None, study_uid: str | None = None,
                        frame_of_reference_uid: str | None = None, modality: str = "MR",
                        patient_id: str = "ANON", series_number: int = 1) -> list[Path]:
-    """Write a 3D (z, y, x) volume as int16 DICOM slices IMG_0000.dcm ... into folder; return the paths."""
+    """Write a 3D (z, y, x) volume as int16 DICOM slices S<series>_<slice>.dcm into folder; return the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if array.ndim != 3:
@@ -74,7 +74,7 @@ def write_dicom_series(array: np.ndarray, geometry: Geometry, folder: str | Path
         image_slice.SetMetaData("0020|0032", "\\".join(f"{v:.10g}" for v in position))
         image_slice.SetMetaData("0020|0013", str(index + 1))
         image_slice.SetMetaData("0008|0018", new_uid())
-        path = folder / f"IMG_{index:04d}.dcm"
+        path = folder / f"S{series_number:03d}_{index:04d}.dcm"
         writer.SetFileName(os.fspath(path))
         writer.Execute(image_slice)
         paths.append(path)

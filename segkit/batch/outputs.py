@@ -1,0 +1,119 @@
+"""A case's output files: their names, writing them atomically, and checking a finished case.
+
+Per case, in the output folder: ``CASE.nii.gz`` (label map, the input's geometry),
+``CASE_seg.dcm`` (DICOM-SEG, DICOM inputs with --dicom-seg), ``CASE_stats.json``
+(--statistics) and ``CASE_preview.png`` (--preview). The label map is written last, so its
+presence (readable, right geometry) plus the requested extras marks a finished case.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from segkit.batch.cases import BatchCase, InputSpec, LoadedCase, input_geometry
+from segkit.batch.preview import write_preview
+from segkit.batch.statistics import label_statistics
+from segkit.errors import UserError
+from segkit.io.image import Geometry, write_image
+from segkit.jsonio import read_json, write_json
+
+
+@dataclass(frozen=True)
+class OutputRequest:
+    """Which outputs to write, in which folder, and the label names they use."""
+
+    output_dir: Path
+    labels: dict
+    segment_names: dict[int, str]
+    dicom_seg: bool = False
+    statistics: bool = False
+    preview: bool = False
+    ending: str = ".nii.gz"
+
+
+def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
+    """File names (relative to the output folder) of the outputs this case should get."""
+    names = {"label": f"{case.case_id}{request.ending}"}
+    if request.dicom_seg and case.kind == "dicom":
+        names["dicom_seg"] = f"{case.case_id}_seg.dcm"
+    if request.statistics:
+        names["statistics"] = f"{case.case_id}_stats.json"
+    if request.preview:
+        names["preview"] = f"{case.case_id}_preview.png"
+    return names
+
+
+def remove_stale_temporaries(output_dir: Path, names: dict[str, str]) -> None:
+    """Delete temp files a killed run left behind for these outputs (atomic_path names them .NAME.*)."""
+    if not output_dir.is_dir():
+        return
+    for name in names.values():
+        for stale in output_dir.glob(f".{name}.*"):
+            stale.unlink(missing_ok=True)
+
+
+def _label_problem(path: Path, geometry: Geometry) -> str | None:
+    """Why an existing label file is not a valid output for this geometry (None when it is)."""
+    try:
+        image = sitk.ReadImage(os.fspath(path))
+        sitk.GetArrayViewFromImage(image)
+    except RuntimeError:
+        return f"{path.name} is unreadable"
+    problem = geometry.mismatch(Geometry.of_sitk(image))
+    return f"{path.name}: {problem}" if problem else None
+
+
+def _extra_problem(key: str, path: Path) -> str | None:
+    """Why an existing extra output is unusable (None when it parses)."""
+    try:
+        if key == "statistics":
+            read_json(path, "case statistics")
+        elif key == "dicom_seg":
+            import pydicom
+
+            pydicom.dcmread(path, stop_before_pixels=True)
+        elif path.stat().st_size == 0:
+            return f"{path.name} is empty"
+    except Exception as err:  # any parse failure means "recompute", never a crash
+        return f"{path.name} is unreadable ({type(err).__name__})"
+    return None
+
+
+def finished_problem(case: BatchCase, spec: InputSpec, request: OutputRequest, names: dict[str, str]) -> str | None:
+    """None when every requested output exists and is valid, else the first reason it is not."""
+    for key, name in names.items():
+        if not (request.output_dir / name).is_file():
+            return f"{name} missing"
+    for key, name in names.items():
+        problem = None if key == "label" else _extra_problem(key, request.output_dir / name)
+        if problem:
+            return problem
+    try:
+        geometry = input_geometry(case, spec)
+    except UserError as err:
+        return f"input unreadable ({err})"
+    return _label_problem(request.output_dir / names["label"], geometry)
+
+
+def write_outputs(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: OutputRequest,
+                  names: dict[str, str]) -> None:
+    """Write every requested output of a case atomically, the label map last."""
+    if label.shape != loaded.geometry.array_shape:
+        raise ValueError(f"prediction shape {label.shape} differs from the input's {loaded.geometry.array_shape}")
+    out = request.output_dir
+    if "statistics" in names:
+        write_json(out / names["statistics"], label_statistics(case.case_id, label, loaded.geometry, request.labels))
+    if "preview" in names:
+        write_preview(loaded.images[0], label, loaded.geometry, request.segment_names, out / names["preview"],
+                      title=case.case_id)
+    if "dicom_seg" in names:
+        from segkit.io.dicom_seg import write_dicom_seg
+
+        write_dicom_seg(label, loaded.dicom_reference, request.segment_names, out / names["dicom_seg"])
+    write_image(label.astype(np.uint8 if label.max(initial=0) < 256 else np.int16), loaded.geometry,
+                out / names["label"])

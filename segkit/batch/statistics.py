@@ -1,0 +1,75 @@
+"""Per-case label statistics (voxel count, volume in mL) and the batch-wide CSV.
+
+Each named label of the plan is counted: an integer label is the voxels with that value,
+a region (a list of values, e.g. BraTS 'whole tumour') the voxels with any of them.
+Volume uses the physical voxel volume: product of the spacing in mm, / 1000 for mL.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from segkit.io.image import Geometry
+from segkit.jsonio import atomic_path, read_json
+
+CSV_COLUMNS = ("case_id", "label", "values", "voxels", "volume_ml")
+
+
+def label_statistics(case_id: str, label: np.ndarray, geometry: Geometry,
+                     labels: dict[str, int | list[int]]) -> dict:
+    """Voxel count and volume (mL) of every non-background plan label in a (z, y, x) label map."""
+    voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
+    counts = np.bincount(label.ravel().astype(np.int64, copy=False).clip(min=0))
+    per_label = {}
+    for name, value in labels.items():
+        values = [int(v) for v in (value if isinstance(value, list) else [value])]
+        if values == [0]:
+            continue
+        voxels = int(sum(counts[v] for v in values if v < len(counts)))
+        per_label[name] = {"values": values, "voxels": voxels, "volume_ml": voxels * voxel_ml}
+    return {"case_id": case_id, "spacing_mm": list(geometry.array_spacing), "voxel_volume_ml": voxel_ml,
+            "shape": list(label.shape), "labels": per_label}
+
+
+def statistics_rows(stats: dict) -> list[dict]:
+    """CSV rows (one per label) of a case's statistics."""
+    return [{"case_id": stats["case_id"], "label": name, "values": " ".join(map(str, entry["values"])),
+             "voxels": entry["voxels"], "volume_ml": f"{entry['volume_ml']:.6f}"}
+            for name, entry in stats["labels"].items()]
+
+
+def write_statistics_csv(rows: list[dict], path: str | Path) -> Path:
+    """Write statistics rows as CSV atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(path, suffix=".csv") as tmp:
+        tmp.write_text(buffer.getvalue())
+    return Path(path)
+
+
+def batch_statistics_csv(output_dir: Path, case_entries: list[dict], path: Path) -> Path | None:
+    """Collect the statistics JSON of every ok/skipped case into one CSV; None when there is none."""
+    rows = []
+    for entry in sorted(case_entries, key=lambda e: e["case_id"]):
+        stats_name = entry.get("outputs", {}).get("statistics")
+        if entry["status"] in ("ok", "skipped") and stats_name:
+            rows += statistics_rows(read_json(output_dir / stats_name, "case statistics"))
+    return write_statistics_csv(rows, path) if rows else None
+
+
+def merge_statistics_csv(output_dir: str | Path) -> Path | None:
+    """Concatenate statistics_part<K>.csv files into statistics.csv (sorted by case)."""
+    output_dir = Path(output_dir)
+    rows = []
+    for part in sorted(output_dir.glob("statistics_part*.csv")):
+        with part.open(newline="") as handle:
+            rows += list(csv.DictReader(handle))
+    if not rows:
+        return None
+    return write_statistics_csv(sorted(rows, key=lambda r: (r["case_id"], r["label"])), output_dir / "statistics.csv")
