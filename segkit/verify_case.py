@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.io.image import Image, read_image
+from segkit.io.convert_files import NIFTI_SUFFIXES, load_nifti, read_voxels
+from segkit.io.image import Image, image_suffix, read_image
 
 
 @dataclass(frozen=True, order=True)
@@ -43,33 +44,43 @@ def relative_name(root: str | Path, path: str | Path) -> str:
         return str(path)
 
 
-def _read(path: Path, problems: list[str]) -> Image | None:
-    """Read an image, recording unreadable or missing files as a problem."""
+def _read(path: Path, problems: list[str]) -> tuple[Image, np.ndarray] | None:
+    """Read an image and its raw voxels, recording unreadable or missing files as a problem.
+
+    The raw voxels of a NIfTI come from nibabel: SimpleITK zero-fills a truncated NIfTI
+    and turns NaN/Inf into 0 without any error, which would hide both problems.
+    """
     if not path.is_file():
         problems.append("missing file")
         return None
     try:
-        return read_image(path)
+        voxels = nifti_voxels(path) if image_suffix(path) in NIFTI_SUFFIXES else None
+        image = read_image(path)
+        return image, image.array if voxels is None else voxels
     except UserError as err:
         message = str(err)
         problems.append(message.split(": ", 1)[1] if err.path and ": " in message else message)
         return None
 
 
-def _image_problems(image: Image) -> list[str]:
+def nifti_voxels(path: Path) -> np.ndarray:
+    """A NIfTI file's voxels as stored (nibabel), raising a UserError if the data is truncated."""
+    return read_voxels(load_nifti(path), path)
+
+
+def _image_problems(image: Image, voxels: np.ndarray) -> list[str]:
     """Problems of one channel image on its own: dimension and non-finite values."""
     if image.array.ndim != 3:
         return [f"image is {image.array.ndim}D (shape {image.array.shape}); expected 3D"]
-    if np.issubdtype(image.array.dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(image.array)))
+    if np.issubdtype(voxels.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(voxels)))
         if bad:
             return [f"image contains {bad} NaN/Inf voxel(s)"]
     return []
 
 
-def _label_problems(label: Image, declared: tuple[int, ...] | None) -> list[str]:
+def _label_problems(array: np.ndarray, declared: tuple[int, ...] | None) -> list[str]:
     """Problems of a label map on its own: dimension, non-integer and undeclared values."""
-    array = label.array
     if array.ndim != 3:
         return [f"label map is {array.ndim}D (shape {array.shape}); expected 3D"]
     if np.issubdtype(array.dtype, np.floating):
@@ -97,9 +108,10 @@ def check_case(task: CaseCheck) -> list[Problem]:
 
     for path in task.images:
         messages: list[str] = []
-        image = _read(Path(path), messages)
-        if image is not None:
-            messages += _image_problems(image)
+        read = _read(Path(path), messages)
+        if read is not None:
+            image = read[0]
+            messages += _image_problems(*read)
             messages += _geometry_problem(reference, image)
             if reference is None and image.array.ndim == 3:
                 reference = (relative_name(root, path), image)
@@ -108,9 +120,9 @@ def check_case(task: CaseCheck) -> list[Problem]:
         report(path, messages)
     if task.label is not None:
         messages = []
-        label = _read(Path(task.label), messages)
-        if label is not None:
-            messages += _label_problems(label, task.label_values) + _geometry_problem(reference, label)
+        read = _read(Path(task.label), messages)
+        if read is not None:
+            messages += _label_problems(read[1], task.label_values) + _geometry_problem(reference, read[0])
         if messages and messages[0] == "missing file":
             messages[0] = "missing label file"
         report(task.label, messages)
