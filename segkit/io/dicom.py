@@ -172,10 +172,30 @@ def _folder_channel_map(series: list[SeriesInfo], study: Path, num_channels: int
                     f"(0000, 0001, ... or {channel_names}) or pass --channel-map; found: {_describe_all(series)}", study)
 
 
+def _slice_gap_problem(reader: sitk.ImageSeriesReader, image: sitk.Image) -> str | None:
+    """Describe missing or unevenly spaced slices (ITK only warns about them), else None."""
+    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    positions = []
+    for index in range(len(reader.GetFileNames())):
+        if not reader.HasMetaDataKey(index, "0020|0032"):
+            return None
+        positions.append(float(np.dot(normal, [float(v) for v in reader.GetMetaData(index, "0020|0032").split("\\")])))
+    steps = np.diff(positions)
+    if steps.size == 0:
+        return None
+    typical = float(np.median(steps))
+    worst = int(np.argmax(np.abs(steps - typical)))
+    if abs(steps[worst] - typical) > 0.01 * abs(typical) + 1e-3:
+        return (f"missing or unevenly spaced slices: gap of {steps[worst]:.3g} mm after slice {worst} "
+                f"(typical {typical:.3g} mm)")
+    return None
+
+
 def read_series(info: SeriesInfo) -> Image:
     """Read one series into an Image (z, y, x) with the series' geometry; UserError naming its folder."""
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([os.fspath(f) for f in info.files])
+    reader.MetaDataDictionaryArrayUpdateOn()
     try:
         image = reader.Execute()
         if image.GetNumberOfComponentsPerPixel() != 1:
@@ -188,6 +208,9 @@ def read_series(info: SeriesInfo) -> Image:
                         info.folder) from None
     if image.GetDimension() != 3 or array.ndim != 3 or array.shape[0] < 2:
         raise UserError(f"series {info.uid} is not a 3D volume (shape {array.shape})", info.folder)
+    problem = _slice_gap_problem(reader, image)
+    if problem:
+        raise UserError(f"series {info.uid}: {problem}", info.folder)
     return Image(array, Geometry.of_sitk(image))
 
 

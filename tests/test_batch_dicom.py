@@ -1,0 +1,146 @@
+"""DICOM input (series choice, channel mapping, geometry) and DICOM-SEG output aligned with the source series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from batch_data import phantom, write_dicom_case
+
+from segkit.errors import UserError
+from segkit.io.dicom import list_series, parse_channel_map, read_dicom_study
+from segkit.io.dicom_seg import segment_names, write_dicom_seg
+from segkit.io.dicom_write import write_dicom_series
+
+LABELS = {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}
+
+
+def test_series_geometry_and_values_match_the_source_volume(tmp_path):
+    images, _, geometry = phantom(seed=7, channels=1)
+    write_dicom_series(images[0], geometry, tmp_path / "study", "T1 axial")
+    study = read_dicom_study(tmp_path / "study", num_channels=1)
+    assert geometry.mismatch(study.geometry) is None
+    assert not np.allclose(np.reshape(geometry.direction, (3, 3)), np.eye(3))  # oblique on purpose
+    np.testing.assert_array_equal(study.images[0], images[0])
+
+
+def test_several_series_need_a_choice_listing_uids_and_descriptions(tmp_path):
+    write_dicom_case(tmp_path, "study", seed=1, channels=2)
+    series = list_series(tmp_path / "study")
+    assert sorted(s.description for s in series) == ["FLAIR axial", "T1 axial"]
+    with pytest.raises(UserError) as error:
+        read_dicom_study(tmp_path / "study", num_channels=1)
+    message = str(error.value)
+    assert "--series-uid" in message and "study" in message
+    assert all(s.uid in message and s.description in message for s in series)
+    flair = next(s for s in series if s.description.startswith("FLAIR"))
+    chosen = read_dicom_study(tmp_path / "study", num_channels=1, series_uid=flair.uid)
+    assert chosen.reference.uid == flair.uid
+    with pytest.raises(UserError, match="no series with UID 1.2.3"):
+        read_dicom_study(tmp_path / "study", num_channels=1, series_uid="1.2.3")
+
+
+def test_channel_map_matches_series_descriptions_in_channel_order(tmp_path):
+    write_dicom_case(tmp_path, "study", seed=2, channels=2)
+    images, _, geometry = phantom(seed=2, channels=2)
+    study = read_dicom_study(tmp_path / "study", 2, parse_channel_map("0=flair*, 1=T1*"))
+    assert [s.description for s in study.series] == ["FLAIR axial", "T1 axial"]
+    np.testing.assert_array_equal(study.images, images[::-1])
+    assert geometry.mismatch(study.geometry) is None
+    with pytest.raises(UserError, match="channel 1: no series matches 'T2\\*'"):
+        read_dicom_study(tmp_path / "study", 2, parse_channel_map("0=FLAIR*,1=T2*"))
+    with pytest.raises(UserError, match="2 series match"):
+        read_dicom_study(tmp_path / "study", 2, parse_channel_map("0=*axial,1=T1*"))
+
+
+def test_channel_subfolders_by_index_or_channel_name(tmp_path):
+    write_dicom_case(tmp_path, "by_index", seed=3, channels=2, subfolders=True)
+    images, _, _ = phantom(seed=3, channels=2)
+    study = read_dicom_study(tmp_path / "by_index", 2)
+    np.testing.assert_array_equal(study.images, images)
+    named = tmp_path / "by_name"
+    (tmp_path / "by_index" / "0000").rename(named / "t1" if named.mkdir() is None else None)
+    (tmp_path / "by_index" / "0001").rename(named / "Flair")
+    study = read_dicom_study(named, 2, channel_names=["T1", "FLAIR"])
+    np.testing.assert_array_equal(study.images, images)
+    with pytest.raises(UserError, match="--channel-map"):
+        read_dicom_study(named, 2, channel_names=["T2", "ADC"])
+
+
+@pytest.mark.parametrize("text", ["0=T1*,2=FLAIR*", "T1", "0=", "x=T1"])
+def test_bad_channel_maps_are_user_errors(text):
+    with pytest.raises(UserError):
+        parse_channel_map(text)
+
+
+def test_empty_and_non_dicom_folders_name_the_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="empty.*empty folder"):
+        read_dicom_study(tmp_path / "empty", 1)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("not dicom")
+    with pytest.raises(UserError, match="junk: no readable DICOM series"):
+        read_dicom_study(tmp_path / "junk", 1)
+
+
+@pytest.mark.parametrize("keep_bytes, reason", [(600, "missing or unevenly spaced slices"), (-200, "missing or unevenly spaced slices")])
+def test_truncated_slice_is_refused_naming_the_folder(tmp_path, keep_bytes, reason):
+    images, _, geometry = phantom(seed=4, channels=1)
+    paths = write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
+    paths[5].write_bytes(paths[5].read_bytes()[:keep_bytes])
+    with pytest.raises(UserError, match=f"study: .*{reason}"):
+        read_dicom_study(tmp_path / "study", 1)
+
+
+def _frame_source_index(frame, sop_to_index: dict[str, int]) -> int:
+    """Index of the source slice a SEG frame references."""
+    source = frame.DerivationImageSequence[0].SourceImageSequence[0]
+    return sop_to_index[source.ReferencedSOPInstanceUID]
+
+
+def test_dicom_seg_frames_align_with_the_source_series(tmp_path):
+    images, label, geometry = phantom(seed=5, channels=1)
+    write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
+    study = read_dicom_study(tmp_path / "study", 1)
+    names = segment_names(LABELS)
+    write_dicom_seg(label, study.reference, names, tmp_path / "seg.dcm")
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    sources = [pydicom.dcmread(p) for p in study.reference.files]
+    sop_to_index = {ds.SOPInstanceUID: k for k, ds in enumerate(sources)}
+    assert seg.Modality == "SEG" and seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["necrosis", "edema", "enhancing"]
+    referenced = {r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == set(sop_to_index)
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    np.testing.assert_allclose(shared.PlaneOrientationSequence[0].ImageOrientationPatient,
+                               sources[0].ImageOrientationPatient, atol=1e-6)
+    np.testing.assert_allclose(shared.PixelMeasuresSequence[0].PixelSpacing, sources[0].PixelSpacing)
+    frames = seg.pixel_array
+    assert frames.shape == (3 * label.shape[0],) + label.shape[1:]
+    seen = set()
+    for frame_index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        k = _frame_source_index(frame, sop_to_index)
+        segment = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        np.testing.assert_allclose(frame.PlanePositionSequence[0].ImagePositionPatient,
+                                   sources[k].ImagePositionPatient, atol=1e-4)
+        np.testing.assert_array_equal(frames[frame_index] > 0, label[k] == segment)
+        seen.add((k, segment))
+    assert len(seen) == 3 * label.shape[0]
+
+
+def test_dicom_seg_renumbers_gapped_label_values(tmp_path):
+    images, label, geometry = phantom(seed=6, channels=1)
+    write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
+    study = read_dicom_study(tmp_path / "study", 1)
+    brats2021 = np.where(label == 3, 4, label)
+    names = segment_names({"background": 0, "necrosis": 1, "edema": 2, "enhancing": 4})
+    write_dicom_seg(brats2021, study.reference, names, tmp_path / "seg.dcm")
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    assert [(s.SegmentNumber, s.SegmentLabel) for s in seg.SegmentSequence] == [
+        (1, "necrosis"), (2, "edema"), (3, "enhancing")]
+    assert int((seg.pixel_array > 0).sum()) == int((brats2021 > 0).sum())
+
+
+def test_segment_names_for_region_based_plans():
+    labels = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
+    assert segment_names(labels, [1, 2, 3]) == {1: "whole tumor", 2: "tumor core", 3: "enhancing tumor"}
