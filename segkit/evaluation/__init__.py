@@ -1,0 +1,1 @@
+"""Metrics, evaluation of prediction folders, model selection from cross-validation, post-processing."""
