@@ -1,0 +1,1 @@
+"""Inference: sliding-window prediction, fold/model ensembling, region -> label conversion."""

@@ -1,0 +1,168 @@
+"""Load a trained model folder (WORK/models/<config>): plans, dataset.json and the folds' weights."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from segkit.errors import UserError
+from segkit.jsonio import read_json
+
+CHECKPOINT_FORMAT = "segkit-checkpoint-1"
+CHECKPOINT_KINDS = ("final", "best", "latest")
+DEFAULT_CONFIGURATION = "3d_fullres"
+FOLD_DIR = re.compile(r"^fold_(?P<fold>\d+|all)$")
+
+
+@dataclass
+class LoadedModel:
+    """Everything inference needs: plans, the configuration's entry, one network and each fold's weights."""
+
+    model_dir: Path
+    plans: dict
+    dataset: dict
+    configuration: str
+    network: "object"
+    fold_states: list[dict]
+    folds: list[str]
+    device: "object"
+    checkpoint: str = "final"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def entry(self) -> dict:
+        """The plans entry of the model's configuration."""
+        return self.plans["configurations"][self.configuration]
+
+    @property
+    def num_channels(self) -> int:
+        """Image channels the network expects."""
+        return int(self.plans["num_channels"])
+
+    @property
+    def num_outputs(self) -> int:
+        """Network output channels."""
+        return int(self.plans["num_outputs"])
+
+    @property
+    def label_mode(self) -> str:
+        """'softmax' or 'sigmoid' (region-based)."""
+        return str(self.plans.get("label_mode", "softmax"))
+
+
+def resolve_device(device: str) -> "object":
+    """torch.device for 'auto' (CUDA when available), 'cpu' or 'cuda[:n]'; UserError when CUDA is absent."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device} requested but no CUDA device is available")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+
+
+def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Path, str]:
+    """The configuration's model folder and name, given a model folder or a work dir (with models/)."""
+    model = Path(model)
+    if not model.is_dir():
+        raise UserError("model folder not found", model)
+    if (model / "models").is_dir() and not (model / "plans.json").is_file():
+        name = configuration or DEFAULT_CONFIGURATION
+        model = model / "models" / name
+        if not model.is_dir():
+            raise UserError(f"no trained configuration {name!r} here", model.parent)
+    plans = read_json(model / "plans.json", "plans.json")
+    known = sorted((plans.get("configurations") or {}))
+    name = configuration or (model.name if model.name in known else (known[0] if len(known) == 1 else None))
+    if name is None:
+        raise UserError(f"cannot tell the configuration; pass -c (plans has: {', '.join(known)})", model)
+    if name not in known:
+        raise UserError(f"configuration {name!r} not in plans.json (has: {', '.join(known) or 'none'})", model)
+    return model, name
+
+
+def find_folds(model_dir: Path, folds: Sequence[str] | None, checkpoint: str) -> list[tuple[str, Path]]:
+    """(fold name, checkpoint path) for the requested folds, or every fold folder holding that checkpoint."""
+    if checkpoint not in CHECKPOINT_KINDS:
+        raise UserError(f"--checkpoint must be one of {', '.join(CHECKPOINT_KINDS)}, got {checkpoint!r}")
+    filename = f"checkpoint_{checkpoint}.pt"
+    if folds:
+        wanted = [str(f) for f in folds]
+        found = [(f, model_dir / f"fold_{f}" / filename) for f in wanted]
+        for fold, path in found:
+            if not path.is_file():
+                raise UserError(f"fold {fold} has no {filename}", path.parent)
+        return found
+    found = []
+    for path in sorted(model_dir.iterdir()):
+        match = FOLD_DIR.match(path.name)
+        if match and (path / filename).is_file():
+            found.append((match["fold"], path / filename))
+    if not found:
+        raise UserError(f"no fold_*/{filename} found; train first or pass -f", model_dir)
+    return found
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint dict loaded without pickle, with its required keys checked."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for corrupt or pickled files
+        raise UserError(f"cannot load checkpoint ({str(err).splitlines()[0][:200]})", path) from None
+    required = ("format", "network_state", "architecture", "in_channels", "num_outputs")
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
+        raise UserError(f"not a segkit checkpoint (needs keys {', '.join(required)})", path)
+    if checkpoint["format"] != CHECKPOINT_FORMAT:
+        raise UserError(f"unsupported checkpoint format {checkpoint['format']!r}", path)
+    return checkpoint
+
+
+def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict) -> None:
+    """Refuse folds whose architectures differ from each other or whose channels differ from plans."""
+    first_fold, first_path, first = checkpoints[0]
+    for fold, path, checkpoint in checkpoints:
+        if checkpoint["architecture"] != first["architecture"]:
+            raise UserError(f"fold {fold} has a different architecture from fold {first_fold}", path)
+        if int(checkpoint["in_channels"]) != int(plans["num_channels"]):
+            raise UserError(f"checkpoint expects {checkpoint['in_channels']} channels, plans.json "
+                            f"{plans['num_channels']}", path)
+        if int(checkpoint["num_outputs"]) != int(plans["num_outputs"]):
+            raise UserError(f"checkpoint has {checkpoint['num_outputs']} outputs, plans.json "
+                            f"{plans['num_outputs']}", path)
+
+
+def load_model(model: str | Path, configuration: str | None = None, folds: Sequence[str] | None = None,
+               checkpoint: str = "final", device: str = "auto") -> LoadedModel:
+    """Load a model folder's plans and the chosen folds' checkpoints onto one network on the device."""
+    import torch
+
+    from segkit.networks import build_network
+
+    model_dir, name = resolve_model_dir(model, configuration)
+    plans = read_json(model_dir / "plans.json", "plans.json")
+    dataset_path = model_dir / "dataset.json"
+    dataset = read_json(dataset_path, "dataset.json") if dataset_path.is_file() else {}
+    loaded = [(fold, path, read_checkpoint(path)) for fold, path in find_folds(model_dir, folds, checkpoint)]
+    check_consistent(loaded, plans)
+    first = loaded[0][2]
+    arch = dict(first["architecture"])
+    network = build_network(arch, int(first["in_channels"]), int(first["num_outputs"]))
+    network.deep_supervision = False
+    states = []
+    for fold, path, ckpt in loaded:
+        try:
+            network.load_state_dict(ckpt["network_state"])
+        except RuntimeError as err:
+            raise UserError(f"weights do not fit the architecture ({str(err).splitlines()[0][:200]})", path) from None
+        states.append(ckpt["network_state"])
+    torch_device = resolve_device(device)
+    network.to(torch_device).eval()
+    return LoadedModel(model_dir, plans, dataset, name, network, states, [f for f, _, _ in loaded], torch_device,
+                       checkpoint)
