@@ -1,0 +1,202 @@
+"""Evaluate a folder of predicted label maps against reference label maps (`segkit evaluate`)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from segkit.errors import UserError
+from segkit.evaluation.metrics import BRATS_HD_PENALTY_MM, DEFAULT_NSD_TOLERANCE_MM, METRIC_NAMES, mask_metrics
+from segkit.io.image import Image, image_suffix, read_image
+from segkit.io.parallel import parallel_map
+from segkit.jsonio import atomic_path, write_json
+
+SUMMARY_FORMAT = "segkit-evaluation-1"
+HD_DEFINITION = "max of the two directed 95th percentiles of surface-voxel distances (BraTS/MONAI)"
+
+
+@dataclass(frozen=True)
+class CasePair:
+    """One case to evaluate: its id, prediction file and reference file."""
+
+    case_id: str
+    prediction: Path
+    reference: Path
+
+
+def parse_label_specs(items: Sequence[str]) -> dict[str, list[int]]:
+    """Parse `--labels` items: `2` (one label value) or `NAME=1,2,3` (a region: union of values)."""
+    classes: dict[str, list[int]] = {}
+    for item in items:
+        name, _, values_text = item.rpartition("=")
+        try:
+            values = [int(v) for v in values_text.split(",") if v.strip()]
+        except ValueError:
+            raise UserError(f"--labels: {item!r} is not 'VALUE' or 'NAME=V1,V2,...' with integer values") from None
+        if not values or 0 in values:
+            raise UserError(f"--labels: {item!r} must name at least one non-zero label value")
+        classes[name or values_text] = values
+    return classes
+
+
+def classes_from_dataset(dataset: str | Path) -> dict[str, list[int]]:
+    """Foreground classes or regions (name -> label values) declared in a dataset's dataset.json."""
+    from segkit.io.dataset import load_dataset
+
+    return load_dataset(dataset).regions
+
+
+def label_files(folder: Path) -> dict[str, Path]:
+    """Image files of a folder by case id (file name without its image suffix); hidden files skipped."""
+    if not folder.is_dir():
+        raise UserError("folder not found", folder)
+    files = {}
+    for path in sorted(folder.iterdir()):
+        suffix = image_suffix(path)
+        if suffix and not path.name.startswith(".") and path.is_file():
+            files[path.name[: -len(suffix)]] = path
+    return files
+
+
+def match_cases(pred: Path, ref: Path, allow_missing: bool = False) -> tuple[list[CasePair], list[str], list[str]]:
+    """Pair predictions with references; returns pairs, references without prediction, extra predictions."""
+    if pred.is_file() and ref.is_file():
+        case_id = ref.name[: -len(image_suffix(ref))] if image_suffix(ref) else ref.name
+        return [CasePair(case_id, pred, ref)], [], []
+    refs = label_files(ref)
+    if not refs:
+        raise UserError("no reference label files found", ref)
+    preds = label_files(pred)
+    missing = sorted(set(refs) - set(preds))
+    extra = sorted(set(preds) - set(refs))
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise UserError(f"no prediction for {len(missing)} reference case(s): {shown} (use --allow-missing to skip them)",
+                        pred)
+    pairs = [CasePair(case, preds[case], refs[case]) for case in sorted(set(refs) & set(preds))]
+    if not pairs:
+        raise UserError("no prediction matches any reference case", pred)
+    return pairs, missing, extra
+
+
+def read_label_map(path: Path) -> Image:
+    """Read a label map, refusing non-integer voxel values."""
+    image = read_image(path)
+    if not np.issubdtype(image.array.dtype, np.integer):
+        if not np.all(np.isfinite(image.array)) or not np.array_equal(image.array, np.round(image.array)):
+            raise UserError("label map holds non-integer values", path)
+        image.array = image.array.astype(np.int64)
+    return image
+
+
+def _masks(labels: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """Binary mask of the voxels whose label is one of values."""
+    return labels == values[0] if len(values) == 1 else np.isin(labels, values)
+
+
+def evaluate_pair(pair: CasePair, classes: dict[str, list[int]] | None, nsd_tolerance_mm: float,
+                  hd_empty_penalty_mm: float) -> dict:
+    """Metrics of one case per class; classes None = every non-zero value present. Errors as values."""
+    try:
+        ref = read_label_map(pair.reference)
+        pred = read_label_map(pair.prediction)
+        problem = ref.geometry.mismatch(pred.geometry)
+        if problem:
+            raise UserError(f"geometry does not match the reference {pair.reference}: {problem}", pair.prediction)
+        if classes is None:
+            present = sorted((set(np.unique(ref.array)) | set(np.unique(pred.array))) - {0})
+            classes = {str(int(v)): [int(v)] for v in present}
+        metrics = {name: mask_metrics(_masks(pred.array, values), _masks(ref.array, values), ref.spacing,
+                                      nsd_tolerance_mm, hd_empty_penalty_mm) for name, values in classes.items()}
+        return {"case_id": pair.case_id, "prediction": str(pair.prediction), "reference": str(pair.reference),
+                "metrics": metrics}
+    except UserError as err:
+        return {"case_id": pair.case_id, "error": str(err)}
+
+
+def _both_empty() -> dict:
+    """The metrics of a class absent from both masks."""
+    return {"dice": 1.0, "iou": 1.0, "hd95": 0.0, "nsd": 1.0, "n_pred": 0, "n_ref": 0, "tp": 0}
+
+
+def _complete_auto_classes(cases: list[dict]) -> dict[str, list[int]]:
+    """With auto-detected classes, fill classes absent from a case with the both-empty metrics."""
+    values = sorted({int(name) for case in cases for name in case["metrics"]})
+    classes = {str(v): [v] for v in values}
+    for case in cases:
+        case["metrics"] = {name: case["metrics"].get(name, _both_empty()) for name in classes}
+    return classes
+
+
+def summarise(cases: list[dict], classes: dict[str, list[int]]) -> tuple[dict, dict]:
+    """Per-class means over cases, and the foreground mean (mean of the class means)."""
+    class_means = {name: {metric: float(np.mean([case["metrics"][name][metric] for case in cases]))
+                          for metric in METRIC_NAMES} for name in classes}
+    foreground = {metric: float(np.mean([class_means[name][metric] for name in classes])) if classes else float("nan")
+                  for metric in METRIC_NAMES}
+    return class_means, foreground
+
+
+def evaluate_folders(pred: str | Path, ref: str | Path, classes: dict[str, list[int]] | None = None,
+                     nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
+                     hd_empty_penalty_mm: float = BRATS_HD_PENALTY_MM, allow_missing: bool = False,
+                     num_workers: int = 1) -> dict:
+    """Evaluate every reference case against its prediction; returns the summary dict (not written)."""
+    if nsd_tolerance_mm < 0 or hd_empty_penalty_mm < 0:
+        raise UserError("--nsd-tolerance and --hd-empty-penalty must be non-negative")
+    pred, ref = Path(pred), Path(ref)
+    pairs, missing, extra = match_cases(pred, ref, allow_missing)
+    worker = partial(evaluate_pair, classes=classes, nsd_tolerance_mm=nsd_tolerance_mm,
+                     hd_empty_penalty_mm=hd_empty_penalty_mm)
+    cases = parallel_map(worker, pairs, num_workers, desc="evaluate")
+    errors = [case["error"] for case in cases if "error" in case]
+    if errors:
+        more = f" (and {len(errors) - 1} more case(s) failed)" if len(errors) > 1 else ""
+        raise UserError(errors[0] + more)
+    if classes is None:
+        classes = _complete_auto_classes(cases)
+    class_means, foreground = summarise(cases, classes)
+    return {"format": SUMMARY_FORMAT, "prediction": str(pred), "reference": str(ref),
+            "classes": classes,
+            "settings": {"nsd_tolerance_mm": nsd_tolerance_mm, "hd_empty_penalty_mm": hd_empty_penalty_mm,
+                         "hd95_definition": HD_DEFINITION, "distance_unit": "mm"},
+            "num_cases": len(cases), "missing_predictions": missing, "predictions_without_reference": extra,
+            "mean": class_means, "foreground_mean": foreground, "cases": cases}
+
+
+def csv_rows(summary: dict) -> list[list]:
+    """One row per case and class, then one mean row per class and the foreground mean."""
+    columns = list(METRIC_NAMES)
+    rows: list[list] = [["case_id", "class", *columns, "n_pred", "n_ref", "tp"]]
+    for case in summary["cases"]:
+        for name, metrics in case["metrics"].items():
+            rows.append([case["case_id"], name, *[metrics[c] for c in columns],
+                         metrics["n_pred"], metrics["n_ref"], metrics["tp"]])
+    for name, metrics in summary["mean"].items():
+        rows.append(["mean", name, *[metrics[c] for c in columns], "", "", ""])
+    rows.append(["mean", "foreground", *[summary["foreground_mean"][c] for c in columns], "", "", ""])
+    return rows
+
+
+def write_summary(summary: dict, json_path: str | Path) -> tuple[Path, Path]:
+    """Write summary.json and the CSV beside it (same name, .csv), each atomically."""
+    json_path = Path(json_path)
+    csv_path = json_path.with_suffix(".csv")
+    with atomic_path(csv_path, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as handle:
+            csv.writer(handle).writerows(csv_rows(summary))
+    write_json(json_path, summary)
+    return json_path, csv_path
+
+
+def format_means(summary: dict) -> str:
+    """A small text table of the per-class means."""
+    lines = [f"{'class':<16}" + "".join(f"{m:>10}" for m in METRIC_NAMES)]
+    for name, metrics in {**summary["mean"], "foreground": summary["foreground_mean"]}.items():
+        lines.append(f"{name:<16}" + "".join(f"{metrics[m]:>10.4f}" for m in METRIC_NAMES))
+    return "\n".join(lines)
