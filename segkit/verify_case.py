@@ -6,10 +6,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from segkit.errors import UserError
 from segkit.io.convert_files import NIFTI_SUFFIXES, load_nifti, read_voxels
-from segkit.io.image import Image, image_suffix, read_image
+from segkit.io.image import Geometry, image_suffix, read_image
 
 
 @dataclass(frozen=True, order=True)
@@ -44,45 +45,67 @@ def relative_name(root: str | Path, path: str | Path) -> str:
         return str(path)
 
 
-def _read(path: Path, problems: list[str]) -> tuple[Image, np.ndarray] | None:
-    """Read an image and its raw voxels, recording unreadable or missing files as a problem.
+@dataclass
+class FileContent:
+    """What the checks need of one file: its geometry, dimension and voxel values."""
 
-    The raw voxels of a NIfTI come from nibabel: SimpleITK zero-fills a truncated NIfTI
-    and turns NaN/Inf into 0 without any error, which would hide both problems.
-    """
+    geometry: Geometry
+    ndim: int
+    voxels: np.ndarray
+
+
+def _read(path: Path, problems: list[str]) -> FileContent | None:
+    """Read an image's geometry and voxels, recording an unreadable or missing file as a problem."""
     if not path.is_file():
         problems.append("missing file")
         return None
     try:
-        voxels = nifti_voxels(path) if image_suffix(path) in NIFTI_SUFFIXES else None
+        if image_suffix(path) in NIFTI_SUFFIXES:
+            return _read_nifti(path)
         image = read_image(path)
-        return image, image.array if voxels is None else voxels
+        return FileContent(image.geometry, image.array.ndim, image.array)
     except UserError as err:
         message = str(err)
         problems.append(message.split(": ", 1)[1] if err.path and ": " in message else message)
         return None
 
 
-def nifti_voxels(path: Path) -> np.ndarray:
-    """A NIfTI file's voxels as stored (nibabel), raising a UserError if the data is truncated."""
-    return read_voxels(load_nifti(path), path)
+def _read_nifti(path: Path) -> FileContent:
+    """NIfTI voxels from nibabel, geometry from SimpleITK's header reader (as read_image sees it).
+
+    SimpleITK zero-fills a truncated NIfTI and turns NaN/Inf into 0 without any error, so
+    the voxels are checked as nibabel reads them (it verifies the data length).
+    """
+    voxels = read_voxels(load_nifti(path), path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise UserError(f"cannot read image header ({str(err).strip().splitlines()[-1][:150]})", path) from None
+    if reader.GetNumberOfComponents() != 1:
+        raise UserError(f"has {reader.GetNumberOfComponents()} components per voxel; expected one", path)
+    geometry = Geometry(tuple(reader.GetSpacing()), tuple(reader.GetOrigin()), tuple(reader.GetDirection()),
+                        tuple(reader.GetSize()))
+    return FileContent(geometry, reader.GetDimension(), voxels)
 
 
-def _image_problems(image: Image, voxels: np.ndarray) -> list[str]:
+def _image_problems(content: FileContent) -> list[str]:
     """Problems of one channel image on its own: dimension and non-finite values."""
-    if image.array.ndim != 3:
-        return [f"image is {image.array.ndim}D (shape {image.array.shape}); expected 3D"]
-    if np.issubdtype(voxels.dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(voxels)))
+    if content.ndim != 3:
+        return [f"image is {content.ndim}D (size {content.geometry.size}); expected 3D"]
+    if np.issubdtype(content.voxels.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(content.voxels)))
         if bad:
             return [f"image contains {bad} NaN/Inf voxel(s)"]
     return []
 
 
-def _label_problems(array: np.ndarray, declared: tuple[int, ...] | None) -> list[str]:
+def _label_problems(content: FileContent, declared: tuple[int, ...] | None) -> list[str]:
     """Problems of a label map on its own: dimension, non-integer and undeclared values."""
-    if array.ndim != 3:
-        return [f"label map is {array.ndim}D (shape {array.shape}); expected 3D"]
+    array = content.voxels
+    if content.ndim != 3:
+        return [f"label map is {content.ndim}D (size {content.geometry.size}); expected 3D"]
     if np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)):
             return ["label map contains NaN/Inf"]
@@ -101,37 +124,35 @@ def check_case(task: CaseCheck) -> list[Problem]:
     """Every problem of one case: unreadable/missing files, dimensions, NaN, geometry, label values."""
     root = Path(task.root)
     found: list[Problem] = []
-    reference: tuple[str, Image] | None = None
+    reference: tuple[str, Geometry] | None = None
 
     def report(path: str, messages: list[str]) -> None:
         found.extend(Problem(task.case_id, relative_name(root, path), m) for m in messages)
 
     for path in task.images:
         messages: list[str] = []
-        read = _read(Path(path), messages)
-        if read is not None:
-            image = read[0]
-            messages += _image_problems(*read)
-            messages += _geometry_problem(reference, image)
-            if reference is None and image.array.ndim == 3:
-                reference = (relative_name(root, path), image)
+        content = _read(Path(path), messages)
+        if content is not None:
+            messages += _image_problems(content) + _geometry_problem(reference, content)
+            if reference is None and content.ndim == 3:
+                reference = (relative_name(root, path), content.geometry)
         if messages and messages[0] == "missing file":
             messages[0] = "missing channel file"
         report(path, messages)
     if task.label is not None:
         messages = []
-        read = _read(Path(task.label), messages)
-        if read is not None:
-            messages += _label_problems(read[1], task.label_values) + _geometry_problem(reference, read[0])
+        content = _read(Path(task.label), messages)
+        if content is not None:
+            messages += _label_problems(content, task.label_values) + _geometry_problem(reference, content)
         if messages and messages[0] == "missing file":
             messages[0] = "missing label file"
         report(task.label, messages)
     return found
 
 
-def _geometry_problem(reference: tuple[str, Image] | None, image: Image) -> list[str]:
-    """A geometry mismatch against the case's first good channel, as a one-item list."""
-    if reference is None or image.array.ndim != 3:
+def _geometry_problem(reference: tuple[str, Geometry] | None, content: FileContent) -> list[str]:
+    """A geometry mismatch against the case's first 3D channel, as a one-item list."""
+    if reference is None or content.ndim != 3:
         return []
-    difference = reference[1].geometry.mismatch(image.geometry)
+    difference = reference[1].mismatch(content.geometry)
     return [f"geometry differs from {reference[0]}: {difference}"] if difference else []

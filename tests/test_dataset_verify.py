@@ -251,3 +251,22 @@ def test_test_images_are_checked(clean_dataset, tmp_path):
 def test_missing_folder_is_one_row(tmp_path, capsys):
     code, out, err = _run(capsys, tmp_path / "nope")
     assert code == 2 and "dataset folder not found" in out and "Traceback" not in err
+
+
+def test_nrrd_dataset_is_checked_with_simpleitk(clean_dataset, tmp_path):
+    root = tmp_path / "Nrrd"
+    for path in sorted((clean_dataset / "imagesTr").iterdir()) + sorted((clean_dataset / "labelsTr").iterdir()):
+        image = read_image(path)
+        write_image(image.array, image.geometry, root / path.parent.name / path.name.replace(".nii.gz", ".nrrd"))
+    _edit_json_copy(clean_dataset, root, file_ending=".nrrd")
+    assert verify_dataset(root) == []
+    _rewrite(root / "imagesTr" / "phantom_002_0003.nrrd", array_fn=lambda a: np.full_like(a, np.inf))
+    _rewrite(root / "labelsTr" / "phantom_001.nrrd", geometry_fn=lambda g: _with(g, spacing=(1.2, 1.2, 2.0)))
+    assert [(p.file, p.problem.split(" ")[0]) for p in verify_dataset(root, num_workers=2)] == [
+        ("labelsTr/phantom_001.nrrd", "geometry"), ("imagesTr/phantom_002_0003.nrrd", "image")]
+
+
+def _edit_json_copy(source: Path, dest: Path, **changes) -> None:
+    data = json.loads((source / "dataset.json").read_text())
+    data.update(changes)
+    (dest / "dataset.json").write_text(json.dumps(data))
