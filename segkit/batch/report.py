@@ -78,7 +78,8 @@ class BatchReport:
         """The report as written to disk."""
         return {"schema_version": SCHEMA_VERSION, "segkit_version": __version__, **self.header,
                 "finished": utc_now() if finished else None, "state": "complete" if finished else "running",
-                "totals": self.totals(), "warnings": list(self.warnings), "cases": list(self.cases)}
+                "totals": self.totals(), "warnings": list(self.warnings),
+                "cases": sorted(self.cases, key=lambda c: c["case_id"])}
 
     def save(self, finished: bool = False) -> None:
         """Rewrite the report atomically."""
