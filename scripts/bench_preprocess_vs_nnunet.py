@@ -1,0 +1,94 @@
+"""Preprocessing time of the same phantom dataset: `segkit preprocess` vs `nnUNetv2_preprocess`.
+
+Both tools get the same target spacing and normalisation (segkit's plans copy nnU-Net's
+3d_fullres choices) and the same number of worker processes; both are timed as CLI runs in
+one script run. nnU-Net's fingerprint and planning run first and are not timed here.
+
+    .venv/bin/python scripts/bench_preprocess_vs_nnunet.py --cases 20 --workers 2 --spacing varied
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_bench_common import (DATASET_ID, generate_phantom, link_into_nnunet_raw, machine_line, nnunet_env,
+                                 nnunet_plans, segkit_command, timed)
+
+SCHEMES = {"ZScoreNormalization": "zscore", "CTNormalization": "ct", "NoNormalization": "none",
+           "RescaleTo01Normalization": "rescale_0_1"}
+
+
+def segkit_plans_from_nnunet(peer: dict, num_channels: int) -> dict:
+    """A segkit plans dict with nnU-Net's 3d_fullres target spacing and normalisation."""
+    config = peer["configurations"]["3d_fullres"]
+    normalization = []
+    for index, (scheme, use_mask) in enumerate(zip(config["normalization_schemes"], config["use_mask_for_norm"])):
+        entry = {"scheme": SCHEMES[scheme]}
+        if entry["scheme"] == "zscore":
+            entry["use_nonzero_mask"] = bool(use_mask)
+        if entry["scheme"] == "ct":
+            stats = peer["foreground_intensity_properties_per_channel"][str(index)]
+            entry.update(clip=[stats["percentile_00_5"], stats["percentile_99_5"]], mean=stats["mean"], std=stats["std"])
+        normalization.append(entry)
+    return {"schema_version": 1, "num_channels": num_channels, "normalization": normalization,
+            "labels": {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}, "label_mode": "softmax",
+            "outputs": {"necrosis": [1], "edema": [2], "enhancing": [3]}, "num_outputs": 4,
+            "configurations": {"3d_fullres": {"spatial_dims": 3, "target_spacing": config["spacing"],
+                                              "resampling": {"image_order": 3, "label": "onehot_linear",
+                                                             "anisotropy_threshold": 3.0}}}}
+
+
+def folder_bytes(folder: Path) -> int:
+    """Total size of the files in a folder tree."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    """Generate, plan with nnU-Net (untimed), then time both preprocessors."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--shape", type=int, nargs=3, default=[96, 128, 128], help="z y x")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--spacing", choices=("varied", "uniform"), default="varied")
+    parser.add_argument("--keep", help="keep the work folder here instead of a temp folder")
+    args = parser.parse_args()
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="segkit_bench_pp_"))
+    try:
+        dataset = generate_phantom(base / "raw" / "Phantom", args.cases, tuple(args.shape), args.spacing)
+        env = nnunet_env(base)
+        link_into_nnunet_raw(dataset, base)
+        timed(["nnUNetv2_extract_fingerprint", "-d", str(DATASET_ID), "-np", str(args.workers)], env, "nnU-Net fingerprint")
+        timed(["nnUNetv2_plan_experiment", "-d", str(DATASET_ID)], env, "nnU-Net plan")
+        plans = segkit_plans_from_nnunet(nnunet_plans(base), 4)
+        plans_file = base / "segkit_plans.json"
+        plans_file.write_text(json.dumps(plans, indent=2))
+        nn_seconds = timed(["nnUNetv2_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", str(args.workers)],
+                           env, "nnU-Net preprocess")
+        sk_seconds = timed(segkit_command() + ["preprocess", str(dataset), "--work-dir", str(base / "segkit"),
+                                               "--plans", str(plans_file), "-c", "3d_fullres", "-j", str(args.workers)],
+                           None, "segkit preprocess")
+        sk_dir = base / "segkit" / "preprocessed" / "3d_fullres"
+        shapes = [np.load(p, mmap_mode="r").shape for p in sorted(sk_dir.glob("*_seg.npy"))]
+        print(f"\nmachine: {machine_line()}")
+        print(f"dataset: {args.cases} cases, 4 channels, shape (z,y,x) {tuple(args.shape)}, spacing {args.spacing}; "
+              f"target spacing {plans['configurations']['3d_fullres']['target_spacing']}")
+        print(f"resampled shapes (segkit): first {shapes[0]}, median {tuple(np.median(shapes, axis=0).astype(int))}")
+        print(f"workers: {args.workers}")
+        print(f"nnU-Net v2 preprocess: {nn_seconds:.1f} s")
+        print(f"segkit preprocess:     {sk_seconds:.1f} s")
+        print(f"speed-up: {nn_seconds / sk_seconds:.2f}x")
+        nn_dir = base / "nnUNet_preprocessed" / "Dataset901_Phantom" / "nnUNetPlans_3d_fullres"
+        print(f"output size: segkit {folder_bytes(sk_dir) / 2**20:.0f} MiB, nnU-Net {folder_bytes(nn_dir) / 2**20:.0f} MiB")
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
