@@ -1,0 +1,116 @@
+"""Locate and read cross-validation predictions (probabilities) and turn probabilities into label maps.
+
+Contract (docs/architecture.md, "Cross-validation predictions"): each configuration's CV
+predictions are `<CASE>.npz` files as `segkit predict --save-probabilities` writes them
+(segkit.inference.probabilities): a float array `probabilities` of shape (num_outputs, z, y, x)
+on the case's original voxel grid (softmax: background first; sigmoid: one channel per
+region), usually beside the `<CASE><file_ending>` label map. The `metadata` entry is not
+needed here: the label conversion comes from WORK/plans.json.
+By default they live in `WORK/models/<config>/fold_<k>/validation/` for the validation
+cases of fold k in `models/<config>/splits.json`; `--cv-dir CONFIG=DIR` names a folder that
+holds all of a configuration's CV cases instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segkit.errors import UserError
+from segkit.jsonio import read_json
+
+
+def validation_dir(work_dir: Path, config: str, fold: int) -> Path:
+    """Where fold k's validation predictions of a configuration are expected."""
+    return work_dir / "models" / config / f"fold_{fold}" / "validation"
+
+
+def read_splits(work_dir: Path, config: str) -> list[dict]:
+    """models/<config>/splits.json: a list of {"train": [...], "val": [...]} per fold."""
+    path = work_dir / "models" / config / "splits.json"
+    splits = read_json(path, "splits.json")
+    if not isinstance(splits, list) or not all(isinstance(s, dict) and isinstance(s.get("val"), list) for s in splits):
+        raise UserError("must be a list of folds, each with a 'val' list of case ids", path)
+    return splits
+
+
+def cv_files_from_splits(work_dir: Path, config: str) -> dict[str, Path]:
+    """Case id -> npz of every fold's validation cases; UserError naming what is missing."""
+    files: dict[str, Path] = {}
+    missing: list[Path] = []
+    for fold, split in enumerate(read_splits(work_dir, config)):
+        folder = validation_dir(work_dir, config, fold)
+        for case in split["val"]:
+            path = folder / f"{case}.npz"
+            if path.is_file():
+                files[str(case)] = path
+            else:
+                missing.append(path)
+    if missing:
+        raise UserError(f"{len(missing)} cross-validation probability file(s) missing, e.g. {missing[0]} "
+                        "(predict each fold's validation cases with --save-probabilities, or pass --cv-dir)",
+                        work_dir / "models" / config)
+    return files
+
+
+def cv_files_from_dir(folder: Path) -> dict[str, Path]:
+    """Case id -> npz of every <CASE>.npz in a folder."""
+    if not folder.is_dir():
+        raise UserError("cross-validation prediction folder not found", folder)
+    files = {p.name[: -len(".npz")]: p for p in sorted(folder.glob("*.npz")) if not p.name.startswith(".")}
+    if not files:
+        raise UserError("no <CASE>.npz probability files found", folder)
+    return files
+
+
+def parse_cv_dirs(items: list[str] | None) -> dict[str, Path]:
+    """Parse `--cv-dir CONFIG=DIR` items."""
+    out = {}
+    for item in items or []:
+        config, sep, folder = item.partition("=")
+        if not sep or not config or not folder:
+            raise UserError(f"--cv-dir: expected CONFIG=DIR, got {item!r}")
+        out[config] = Path(folder)
+    return out
+
+
+def load_probabilities(path: Path, num_outputs: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Read the (num_outputs, *shape) float32 probabilities of one case; UserError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key = "probabilities" if "probabilities" in data.files else (data.files[0] if len(data.files) == 1 else None)
+            if key is None:
+                raise UserError(f"has no 'probabilities' array (found {data.files})", path)
+            probs = np.asarray(data[key], dtype=np.float32)
+    except (OSError, ValueError, EOFError) as err:
+        raise UserError(f"cannot read probabilities ({err})", path) from None
+    if probs.shape != (num_outputs, *shape):
+        raise UserError(f"probabilities have shape {probs.shape}, expected {(num_outputs, *shape)} "
+                        "(outputs, z, y, x of the reference label map)", path)
+    return probs
+
+
+def label_conversion(plans: dict) -> dict:
+    """The plans fields that label conversion reads, plus the expected number of output channels."""
+    outputs = plans.get("outputs") or {}
+    mode = plans.get("label_mode", "softmax")
+    if mode == "sigmoid" and len(plans.get("regions_class_order") or []) != len(outputs):
+        raise UserError("sigmoid plans need 'regions_class_order' with one value per region")
+    return {"label_mode": mode, "outputs": outputs, "regions_class_order": plans.get("regions_class_order"),
+            "num_outputs": len(outputs) + (1 if mode == "softmax" else 0)}
+
+
+def probabilities_to_labels(probs: np.ndarray, conversion: dict) -> np.ndarray:
+    """Softmax: argmax (channel 0 = background); sigmoid: regions > 0.5 painted in regions_class_order."""
+    from segkit.inference.regions import labels_for_plans
+
+    return labels_for_plans(probs, conversion)
+
+
+def output_classes(plans: dict) -> dict[str, list[int]]:
+    """Classes or regions scored in model selection: plans 'outputs' (name -> label values)."""
+    outputs = plans.get("outputs") or {}
+    if not outputs:
+        raise UserError("plans.json has no 'outputs'")
+    return {str(name): [int(v) for v in values] for name, values in outputs.items()}

@@ -1,0 +1,190 @@
+"""Pick the best configuration or pair (ensemble) from cross-validation, then decide post-processing.
+
+1. Every configuration alone and every pair (probabilities averaged) is scored by Dice per
+   class on the pooled cross-validation cases; the best foreground-mean Dice wins (ties go to
+   fewer members, then to the order given).
+2. On the winner's CV label maps: keeping only the largest connected component of the whole
+   foreground is kept when it raises the mean Dice and lowers no class's mean Dice; then, on
+   top of that, the same test per class/region (each against the same baseline).
+3. The combined decision is applied once more to report the final CV Dice.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from itertools import combinations
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from segkit.errors import UserError
+from segkit.evaluation.cv_predictions import (cv_files_from_dir, cv_files_from_splits, label_conversion,
+                                              load_probabilities, output_classes, probabilities_to_labels)
+from segkit.evaluation.evaluate import label_files, read_label_map
+from segkit.evaluation.metrics import dice_only
+from segkit.evaluation.postprocess import apply_postprocessing, keep_largest_component
+from segkit.io.parallel import parallel_map
+from segkit.jsonio import read_json
+
+FIND_BEST_FORMAT = "segkit-find-best-1"
+
+
+def candidate_name(members: Sequence[str]) -> str:
+    """'3d_fullres' or '2d+3d_fullres' for an ensemble."""
+    return "+".join(members)
+
+
+def resolve_reference(reference: str | Path | None, work_dir: Path) -> dict[str, Path]:
+    """Reference label maps by case: a label folder, a raw dataset (its labelsTr) or, by default,
+    the dataset next to a default work dir (`<DATASET>_segkit`)."""
+    if reference is None:
+        guess = work_dir.parent / work_dir.name.removesuffix("_segkit")
+        if not (work_dir.name.endswith("_segkit") and (guess / "labelsTr").is_dir()):
+            raise UserError("cannot find the reference labels; pass --ref DATASET or --ref LABEL_FOLDER", work_dir)
+        reference = guess
+    reference = Path(reference)
+    folder = reference / "labelsTr" if (reference / "dataset.json").is_file() else reference
+    return label_files(folder)
+
+
+def resolve_sources(work_dir: Path, configs: Sequence[str], cv_dirs: dict[str, Path]) -> dict[str, dict[str, Path]]:
+    """Case -> npz per configuration, from --cv-dir folders or models/<config>/fold_k/validation/."""
+    unknown = sorted(set(cv_dirs) - set(configs))
+    if unknown:
+        raise UserError(f"--cv-dir names configuration(s) {unknown} not in --configs {list(configs)}")
+    sources = {c: cv_files_from_dir(cv_dirs[c]) if c in cv_dirs else cv_files_from_splits(work_dir, c) for c in configs}
+    cases = set.intersection(*(set(files) for files in sources.values()))
+    for config, files in sources.items():
+        lacking = sorted(set().union(*(set(f) for f in sources.values())) - set(files))
+        if lacking:
+            raise UserError(f"configuration {config!r} has no CV prediction for {len(lacking)} case(s) the others have: "
+                            f"{', '.join(lacking[:5])}", cv_dirs.get(config, work_dir / "models" / config))
+    if not cases:
+        raise UserError("no cross-validation cases found", work_dir)
+    return sources
+
+
+def _labels_of(members: Sequence[str], probs: dict[str, np.ndarray], conversion: dict) -> np.ndarray:
+    """Label map of one candidate: the mean of its members' probabilities, converted."""
+    mean = probs[members[0]] if len(members) == 1 else np.mean([probs[m] for m in members], axis=0)
+    return probabilities_to_labels(mean, conversion)
+
+
+def _class_dice(labels: np.ndarray, ref: np.ndarray, classes: dict[str, list[int]]) -> dict[str, float]:
+    """Dice per class or region (union of values) with the empty-case rule."""
+    return {name: dice_only(np.isin(labels, values), np.isin(ref, values)) for name, values in classes.items()}
+
+
+def _load_case(job: dict, configs: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Reference labels and the probabilities of the given configurations for one case."""
+    ref = read_label_map(job["reference"]).array
+    conversion = job["conversion"]
+    probs = {c: load_probabilities(job["files"][c], conversion["num_outputs"], ref.shape) for c in configs}
+    return ref, probs
+
+
+def _score_candidates(job: dict) -> dict:
+    """Worker: per-class Dice of every candidate on one case (errors as values)."""
+    try:
+        ref, probs = _load_case(job, sorted({m for members in job["candidates"].values() for m in members}))
+        return {name: _class_dice(_labels_of(members, probs, job["conversion"]), ref, job["classes"])
+                for name, members in job["candidates"].items()}
+    except UserError as err:
+        return {"error": str(err)}
+
+
+def _score_postprocessing(job: dict) -> dict:
+    """Worker: per-class Dice of the winner without, with foreground LCC, and with each class LCC on both."""
+    try:
+        ref, probs = _load_case(job, job["members"])
+        base = _labels_of(job["members"], probs, job["conversion"])
+        if job.get("decision") is not None:
+            return {"final": _class_dice(apply_postprocessing(base, job["decision"]), ref, job["classes"])}
+        fg = keep_largest_component(base)
+        out = {"none": _class_dice(base, ref, job["classes"]), "fg": _class_dice(fg, ref, job["classes"])}
+        for name, values in job["classes"].items():
+            out[f"none|{name}"] = _class_dice(keep_largest_component(base, values), ref, job["classes"])
+            out[f"fg|{name}"] = _class_dice(keep_largest_component(fg, values), ref, job["classes"])
+        return out
+    except UserError as err:
+        return {"error": str(err)}
+
+
+def _run(worker, jobs: list[dict], num_workers: int, desc: str) -> list[dict]:
+    """parallel_map over cases; the first per-case error becomes a UserError."""
+    results = parallel_map(worker, jobs, num_workers, desc=desc)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        more = f" (and {len(errors) - 1} more case(s) failed)" if len(errors) > 1 else ""
+        raise UserError(errors[0] + more)
+    return results
+
+
+def mean_dice(results: list[dict], key: str, classes: dict[str, list[int]]) -> dict[str, float]:
+    """Mean over cases of each class's Dice for one result key."""
+    return {name: float(np.mean([r[key][name] for r in results])) for name in classes}
+
+
+def improves(after: dict[str, float], before: dict[str, float], eps: float = 1e-9) -> bool:
+    """The rule for keeping a post-processing step: mean Dice rises and no class's Dice falls."""
+    mean_up = np.mean(list(after.values())) > np.mean(list(before.values())) + eps
+    return bool(mean_up and all(after[c] >= before[c] - eps for c in before))
+
+
+def decide_postprocessing(results: list[dict], classes: dict[str, list[int]]) -> tuple[dict, dict]:
+    """Decision dict and the table of tested variants (class-mean Dice of each)."""
+    table = {key: mean_dice(results, key, classes) for key in results[0]}
+    foreground_lcc = improves(table["fg"], table["none"])
+    baseline = "fg" if foreground_lcc else "none"
+    lcc_classes = {name: values for name, values in classes.items()
+                   if improves(table[f"{baseline}|{name}"], table[baseline])}
+    return {"foreground_lcc": foreground_lcc, "lcc_classes": lcc_classes}, table
+
+
+def find_best(work_dir: str | Path, configs: Sequence[str], reference: str | Path | None = None,
+              cv_dirs: dict[str, Path] | None = None, ensembles: bool = True, num_workers: int = 1) -> dict:
+    """Choose the configuration(s) and the post-processing from CV predictions; returns find_best.json's content."""
+    work_dir = Path(work_dir)
+    configs = list(dict.fromkeys(configs))
+    if not configs:
+        raise UserError("--configs needs at least one configuration")
+    plans = read_json(work_dir / "plans.json", "plans.json")
+    classes, conversion = output_classes(plans), label_conversion(plans)
+    sources = resolve_sources(work_dir, configs, cv_dirs or {})
+    references = resolve_reference(reference, work_dir)
+    cases = sorted(next(iter(sources.values())))
+    absent = [c for c in cases if c not in references]
+    if absent:
+        raise UserError(f"no reference label map for CV case(s) {', '.join(absent[:5])}", reference or work_dir)
+    candidates = {candidate_name([c]): [c] for c in configs}
+    if ensembles:
+        candidates.update({candidate_name(pair): list(pair) for pair in combinations(configs, 2)})
+    jobs = [{"case": case, "reference": references[case], "files": {c: sources[c][case] for c in configs},
+             "classes": classes, "conversion": conversion, "candidates": candidates} for case in cases]
+    scores = _run(_score_candidates, jobs, num_workers, "find-best: candidates")
+    table = {name: mean_dice(scores, name, classes) for name in candidates}
+    ranking = sorted(candidates, key=lambda n: (-np.mean(list(table[n].values())), len(candidates[n]),
+                                                list(candidates).index(n)))
+    best = ranking[0]
+    for job in jobs:
+        job["members"] = candidates[best]
+    variants = _run(_score_postprocessing, jobs, num_workers, "find-best: post-processing")
+    decision, variant_table = decide_postprocessing(variants, classes)
+    final = _run(_score_postprocessing, [{**job, "decision": decision} for job in jobs], num_workers,
+                 "find-best: final")
+    final_dice = mean_dice(final, "final", classes)
+    return {
+        "format": FIND_BEST_FORMAT, "configurations": configs, "num_cases": len(cases), "classes": classes,
+        "cv_sources": {c: str(cv_dirs[c]) if cv_dirs and c in cv_dirs else str(work_dir / "models" / c / "fold_*" / "validation")
+                       for c in configs},
+        "candidates": [{"name": n, "members": candidates[n], "mean_dice": table[n],
+                        "foreground_mean_dice": float(np.mean(list(table[n].values())))} for n in ranking],
+        "best": {"name": best, "members": candidates[best],
+                 "foreground_mean_dice": float(np.mean(list(table[best].values())))},
+        "postprocessing": decision,
+        "postprocessing_tests": variant_table,
+        "dice_after_postprocessing": final_dice,
+        "foreground_mean_dice_after_postprocessing": float(np.mean(list(final_dice.values()))),
+        "per_case_dice": {job["case"]: score for job, score in zip(jobs, scores)},
+    }
