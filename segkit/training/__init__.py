@@ -1,0 +1,1 @@
+"""Training: losses, patch loading + augmentation, the loop, schedule, checkpoints, distributed, records."""

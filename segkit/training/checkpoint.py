@@ -1,0 +1,83 @@
+"""Checkpoints: atomic torch.save of tensors/primitives only, loadable with weights_only=True."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from segkit.errors import UserError
+from segkit.jsonio import atomic_path
+
+FORMAT = "segkit-checkpoint-1"
+REQUIRED_KEYS = ("format", "network_state", "architecture", "in_channels", "num_outputs", "configuration",
+                 "plans_sha256", "epoch")
+
+
+def plans_sha256(configuration_entry: dict) -> str:
+    """SHA-256 of a configuration's plans entry (canonical JSON: sorted keys, no spaces)."""
+    text = json.dumps(configuration_entry, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _numpy_state_to_lists(state: tuple) -> dict:
+    """numpy's legacy RNG state as primitives."""
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": [int(k) for k in keys], "pos": int(pos), "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached)}
+
+
+def _python_state_to_lists(state: tuple) -> dict:
+    """python random's state as primitives."""
+    version, internal, gauss_next = state
+    return {"version": version, "internal": list(internal), "gauss_next": gauss_next}
+
+
+def rng_state() -> dict:
+    """torch, numpy (legacy global) and python random states as tensors/primitives."""
+    return {"torch": torch.get_rng_state(), "numpy": _numpy_state_to_lists(np.random.get_state()),
+            "python": _python_state_to_lists(random.getstate()),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what rng_state() returned."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write a checkpoint atomically (temp file, then rename)."""
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise ValueError(f"checkpoint lacks required keys {missing}")
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path, expected_sha: str | None = None, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint safely; a corrupt file or one from another plan is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("checkpoint not found", path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged or foreign file
+        raise UserError(f"cannot read checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})", path) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"not a segkit checkpoint (expected format {FORMAT!r})", path)
+    if expected_sha is not None and payload.get("plans_sha256") != expected_sha:
+        raise UserError("checkpoint was trained with a different plan (plans_sha256 mismatch); "
+                        "use a fresh fold folder or the matching plans.json", path)
+    return payload

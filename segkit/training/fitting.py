@@ -1,0 +1,117 @@
+"""Hardware fitting: shrink a configuration so a short CPU time budget buys enough optimiser steps.
+
+Rule (docs/cli/train.md): only on CPU with --time-budget (and without --no-fit). The trainer
+times a few forward+backward steps on random data for a sequence of candidates and keeps the
+first whose predicted step count within the budget (FIT_SHARE of it for training) reaches
+TARGET_STEPS; if none does, the fastest measured candidate. Candidates, in order: the plan as
+written; batch size 2; every stage's width halved (at most twice, first stage >= 8); then the
+patch shrunk by 0.75 per axis (rounded down to a multiple of the network's total stride per axis,
+never below two strides' worth, at most three times). Each change is recorded in the model
+dir's plans.json copy under the configuration's "training_fit" entry -- never silently.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable, Iterator
+
+import torch
+
+TARGET_STEPS = 1000
+FIT_SHARE = 0.75                 # share of the budget expected to go to training steps
+MAX_FIT_SHARE_OF_BUDGET = 0.12   # stop measuring candidates after this share of the budget
+
+
+def total_strides(arch: dict) -> list[int]:
+    """Product of the strides per axis (the patch must be divisible by it)."""
+    totals = [1] * len(arch["strides"][0])
+    for stride in arch["strides"]:
+        totals = [t * s for t, s in zip(totals, stride)]
+    return totals
+
+
+def _halve_width(entry: dict) -> dict | None:
+    """The entry with every stage's width halved, or None when already narrow."""
+    features = entry["architecture"]["features_per_stage"]
+    if features[0] // 2 < 8:
+        return None
+    out = copy.deepcopy(entry)
+    out["architecture"]["features_per_stage"] = [max(8, f // 2) for f in features]
+    return out
+
+
+def _shrink_patch(entry: dict) -> dict | None:
+    """The entry with a 0.75x patch (multiple of the total stride, >= 2 strides), or None when it cannot shrink."""
+    strides = total_strides(entry["architecture"])
+    patch = entry["patch_size"]
+    new = [max(min(p, 2 * s), int(p * 0.75) // s * s) for p, s in zip(patch, strides)]
+    if new == list(patch):
+        return None
+    out = copy.deepcopy(entry)
+    out["patch_size"] = new
+    return out
+
+
+def candidates(entry: dict) -> Iterator[tuple[str, dict]]:
+    """The plan, then ever cheaper variants, each with a description of its change."""
+    current = copy.deepcopy(entry)
+    yield "as planned", current
+    if current["batch_size"] > 2:
+        current = copy.deepcopy(current)
+        current["batch_size"] = 2
+        yield "batch size 2", current
+    for _ in range(2):
+        narrower = _halve_width(current)
+        if narrower is None:
+            break
+        current = narrower
+        yield f"width {current['architecture']['features_per_stage']}", current
+    for _ in range(3):
+        smaller = _shrink_patch(current)
+        if smaller is None:
+            break
+        current = smaller
+        yield f"patch {current['patch_size']}", current
+
+
+def time_step(entry: dict, in_channels: int, num_outputs: int, build: Callable, steps: int = 2) -> float:
+    """Seconds per SGD step (forward + backward) of a configuration on random data, after one warm-up step."""
+    model = build(entry["architecture"], in_channels, num_outputs)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    data = torch.randn(entry["batch_size"], in_channels, *entry["patch_size"])
+    timings = []
+    for _ in range(steps + 1):
+        start = time.monotonic()
+        optimizer.zero_grad()
+        outputs = model(data)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        sum(o.float().square().mean() for o in outputs).backward()
+        optimizer.step()
+        timings.append(time.monotonic() - start)
+    return min(timings[1:])
+
+
+def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s: float, build: Callable,
+                      log: Callable[[str], None] = print) -> tuple[dict, dict]:
+    """The chosen configuration entry and a record of every measured candidate and the decision."""
+    deadline = time.monotonic() + budget_s * MAX_FIT_SHARE_OF_BUDGET
+    measured = []
+    for change, candidate in candidates(entry):
+        seconds = time_step(candidate, in_channels, num_outputs, build)
+        steps = int(budget_s * FIT_SHARE / seconds)
+        measured.append({"change": change, "seconds_per_step": round(seconds, 4), "predicted_steps": steps,
+                         "patch_size": candidate["patch_size"], "batch_size": candidate["batch_size"],
+                         "features_per_stage": candidate["architecture"]["features_per_stage"]})
+        log(f"fit: {change}: {seconds:.3f} s/step -> ~{steps} steps in the budget")
+        if steps >= TARGET_STEPS or time.monotonic() > deadline:
+            break
+    best = next((m for m in measured if m["predicted_steps"] >= TARGET_STEPS),
+                max(measured, key=lambda m: m["predicted_steps"]))
+    chosen = next(c for ch, c in candidates(entry) if ch == best["change"])
+    record = {"rule": "cpu time budget: first candidate reaching target_steps, else the fastest",
+              "target_steps": TARGET_STEPS, "budget_s": budget_s, "chosen": best["change"], "measured": measured,
+              "original": {"patch_size": entry["patch_size"], "batch_size": entry["batch_size"],
+                           "features_per_stage": entry["architecture"]["features_per_stage"]}}
+    return chosen, record

@@ -1,0 +1,97 @@
+"""Segmentation losses: soft Dice + cross-entropy (softmax) or + BCE (sigmoid regions), deep supervision.
+
+Ignore label: voxels outside the nonzero mask carry -1 in the preprocessed segmentation. Like
+nnU-Net, the loader maps them to background (0) before the loss, so they count as background for
+both CE and Dice; the loss itself never sees -1.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+SMOOTH = 1e-5
+
+
+def deep_supervision_weights(num_outputs: int) -> list[float]:
+    """Weights halving per resolution, the lowest resolution dropped, normalised to sum 1."""
+    if num_outputs <= 1:
+        return [1.0]
+    weights = [0.5 ** index for index in range(num_outputs)]
+    weights[-1] = 0.0
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _reduce_axes(ndim: int, batch_dice: bool) -> list[int]:
+    """Axes summed in the Dice: spatial axes, plus the batch axis for batch Dice."""
+    spatial = list(range(2, ndim))
+    return [0] + spatial if batch_dice else spatial
+
+
+def soft_dice(probs: torch.Tensor, target: torch.Tensor, batch_dice: bool) -> torch.Tensor:
+    """Mean soft Dice of probs vs a same-shaped one-hot/region target (per channel, then averaged)."""
+    axes = _reduce_axes(probs.ndim, batch_dice)
+    intersection = (probs * target).sum(axes)
+    denominator = probs.sum(axes) + target.sum(axes)
+    dice = (2 * intersection + SMOOTH) / (denominator + SMOOTH).clamp_min(1e-8)
+    return dice.mean()
+
+
+def softmax_dice_ce(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool) -> torch.Tensor:
+    """CE + (1 - soft Dice over foreground classes); target is an int map (B, 1, ...) with values >= 0."""
+    logits = logits.float()
+    labels = target[:, 0].long()
+    ce = F.cross_entropy(logits, labels)
+    probs = torch.softmax(logits, 1)[:, 1:]
+    onehot = torch.zeros_like(logits).scatter_(1, labels[:, None], 1.0)[:, 1:]
+    return ce + 1.0 - soft_dice(probs, onehot, batch_dice)
+
+
+def sigmoid_dice_bce(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool) -> torch.Tensor:
+    """BCE + (1 - soft Dice) over regions; target is a float region mask (B, R, ...)."""
+    logits = logits.float()
+    target = target.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    return bce + 1.0 - soft_dice(torch.sigmoid(logits), target, batch_dice)
+
+
+def build_loss(label_mode: str, num_ds_outputs: int, batch_dice: bool = False
+               ) -> Callable[[Sequence[torch.Tensor] | torch.Tensor, Sequence[torch.Tensor] | torch.Tensor], torch.Tensor]:
+    """The training loss for a plans label_mode, weighting deep-supervision outputs (highest resolution first)."""
+    if label_mode not in ("softmax", "sigmoid"):
+        raise ValueError(f"unknown label_mode {label_mode!r}")
+    single = softmax_dice_ce if label_mode == "softmax" else sigmoid_dice_bce
+    weights = deep_supervision_weights(num_ds_outputs)
+
+    def loss(outputs, targets) -> torch.Tensor:
+        """Weighted sum of the per-resolution losses."""
+        if isinstance(outputs, torch.Tensor):
+            outputs, targets = [outputs], [targets if isinstance(targets, torch.Tensor) else targets[0]]
+        total = outputs[0].new_zeros((), dtype=torch.float32)
+        # zero-weight outputs still enter the graph so DDP sees a gradient for every parameter
+        for weight, output, target in zip(weights, outputs, targets):
+            if output.shape[2:] != target.shape[2:]:
+                raise ValueError(f"output shape {tuple(output.shape)} does not match target {tuple(target.shape)}")
+            total = total + weight * single(output, target, batch_dice)
+        return total
+
+    return loss
+
+
+def predicted_masks(logits: torch.Tensor, label_mode: str) -> torch.Tensor:
+    """Boolean masks (B, K, ...) of the foreground classes/regions predicted by logits."""
+    if label_mode == "sigmoid":
+        return logits > 0
+    pred = logits.argmax(1)
+    return torch.stack([pred == k for k in range(1, logits.shape[1])], 1)
+
+
+def target_masks(target: torch.Tensor, label_mode: str, num_outputs: int) -> torch.Tensor:
+    """Boolean masks (B, K, ...) of the foreground classes/regions in a loader target."""
+    if label_mode == "sigmoid":
+        return target > 0.5
+    labels = target[:, 0]
+    return torch.stack([labels == k for k in range(1, num_outputs)], 1)

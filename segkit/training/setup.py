@@ -1,0 +1,64 @@
+"""What one training run needs, resolved from plans.json and the CLI: a plain record, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from segkit.training.loader import Case
+
+
+@dataclass
+class TrainSetup:
+    """Inputs of `segkit.training.trainer.train`."""
+
+    fold_dir: Path
+    plans: dict
+    configuration: str
+    config_entry: dict                   # the configuration's plans entry (after any hardware fitting)
+    train_cases: list[Case]
+    val_cases: list[Case]
+    device: torch.device
+    seed: int = 0
+    epochs: int | None = None            # None: 1000 (or what the time budget allows)
+    iterations_per_epoch: int | None = None   # None: 250 (or what the time budget allows)
+    time_budget_s: float | None = None
+    started_at: float | None = None      # time.monotonic() at the start of the command (the budget's start)
+    early_stop: int | None = None
+    validate_every: int = 1
+    resume: bool = False
+    amp: bool = True
+    compile: bool = False
+    channels_last: bool = False
+    num_workers: int = 1
+    augment: str = "full"
+    elastic: bool = False
+    batch_dice: bool = False
+    lr: float = 1e-2
+    momentum: float = 0.99
+    weight_decay: float = 3e-5
+    grad_clip: float = 12.0
+    progress: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 or 3."""
+        return int(self.config_entry.get("spatial_dims", len(self.config_entry["patch_size"])))
+
+    @property
+    def label_mode(self) -> str:
+        """"softmax" or "sigmoid"."""
+        return self.plans.get("label_mode", "softmax")
+
+    @property
+    def regions(self) -> list[list[int]]:
+        """Label values of each output class/region, in output order."""
+        return [list(v) if isinstance(v, list) else [v] for v in self.plans["outputs"].values()]
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the foreground outputs, in order."""
+        return list(self.plans["outputs"].keys())
