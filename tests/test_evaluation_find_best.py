@@ -173,3 +173,30 @@ def test_bad_inputs_are_user_errors(work: Path, tmp_path: Path, capsys) -> None:
     bad_decision.write_text(json.dumps({"foreground_lcc": "yes"}))
     assert main(["postprocess", "-i", str(tmp_path), "-o", str(tmp_path / "o"), "--decision", str(bad_decision)]) == 2
     assert "decision.json" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_region_based_plans_choose_foreground_lcc(tmp_path: Path) -> None:
+    """Sigmoid (BraTS-style) plans: regions scored as unions; a distant blob is best removed as foreground LCC."""
+    plans = {"labels": {"background": 0, "WT": [1, 2, 3], "TC": [1, 3], "ET": 3}, "label_mode": "sigmoid",
+             "outputs": {"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}, "regions_class_order": [2, 1, 3]}
+    work_dir, refs, cv = tmp_path / "work", tmp_path / "refs", tmp_path / "cv"
+    work_dir.mkdir()
+    (work_dir / "plans.json").write_text(json.dumps(plans))
+    for index, case in enumerate(CASES):
+        ref = np.zeros(SHAPE, dtype=np.uint8)
+        ref[2:10, 4:16, 4:16 + index] = 2
+        ref[3:9, 6:14, 6:14] = 1
+        ref[4:8, 8:12, 8:12] = 3
+        write_image(ref, GEOMETRY, refs / f"{case}.nii.gz")
+        pred = ref.copy()
+        pred[10:12, 19:22, 19:22] = 3
+        probs = np.stack([np.isin(pred, v) for v in plans["outputs"].values()]).astype(np.float32) * 0.8 + 0.1
+        save_probabilities(cv / f"{case}.npz", probs, {})
+    assert main(["find-best", str(work_dir), "--configs", "3d_fullres", "--cv-dir", f"3d_fullres={cv}",
+                 "--ref", str(refs)]) == 0
+    result = json.loads((work_dir / "find_best.json").read_text())
+    assert result["classes"] == plans["outputs"]
+    before = result["candidates"][0]["mean_dice"]
+    assert all(before[region] < 1.0 for region in ("WT", "TC", "ET"))
+    assert result["postprocessing"] == {"foreground_lcc": True, "lcc_classes": {}}
+    assert result["dice_after_postprocessing"] == pytest.approx({"WT": 1.0, "TC": 1.0, "ET": 1.0})
