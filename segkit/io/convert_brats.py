@@ -58,7 +58,7 @@ BRATS_FORMATS = {
 
 def case_folders(src: Path) -> list[Path]:
     """Visible sub-folders of a BraTS root, sorted (top-level files such as CSVs are ignored)."""
-    return sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX")))
 
 
 def brats_flavour(folder: Path) -> str | None:
