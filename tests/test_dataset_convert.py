@@ -241,3 +241,16 @@ def test_non_empty_destination_needs_overwrite(sources, tmp_path, capsys):
 def test_destination_inside_source_is_refused(source_copy, capsys):
     source = source_copy("brats2021")
     _assert_fails(capsys, source, source / "converted", "overlaps the source", "converted")
+
+
+def test_float_brats_seg_is_accepted_only_when_integral(source_copy, tmp_path, capsys):
+    source = source_copy("brats2021")
+    seg = source / "BraTS2021_00001" / "BraTS2021_00001_seg.nii.gz"
+    image = read_image(seg)
+    write_image(image.array.astype(np.float64), image.geometry, seg)
+    convert_dataset(source, tmp_path / "ok")
+    stored = nib.load(tmp_path / "ok" / "labelsTr" / "BraTS2021_00001.nii.gz")
+    assert stored.get_data_dtype() == np.uint8
+    assert np.array_equal(np.asarray(stored.dataobj), np.where(nib.load(seg).get_fdata() == 4, 3, nib.load(seg).get_fdata()))
+    write_image(image.array.astype(np.float32) + 0.25, image.geometry, seg)
+    _assert_fails(capsys, source, tmp_path / "bad", "non-integer", "BraTS2021_00001_seg.nii.gz")
