@@ -21,7 +21,8 @@ from segkit.inference.model import LoadedModel
 from segkit.inference.probabilities import probability_metadata, save_probabilities
 from segkit.inference.regions import labels_for_plans
 from segkit.inference.sliding_window import WindowSettings, logits_to_probabilities, sliding_window_logits
-from segkit.io.image import Geometry, write_image
+from segkit.inference.writing import write_label_like
+from segkit.io.image import Geometry
 
 MAX_PENDING_WRITES = 2
 
@@ -45,6 +46,7 @@ class PreparedCase:
     properties: dict
     geometry: Geometry
     file_ending: str = ".nii.gz"
+    reference: Path | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -57,6 +59,7 @@ class CasePrediction:
     geometry: Geometry
     probabilities: np.ndarray | None = None
     file_ending: str = ".nii.gz"
+    reference: Path | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -74,14 +77,14 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
 
 
 def prepare_case(model: LoadedModel, case_id: str, images: np.ndarray, geometry: Geometry,
-                 file_ending: str = ".nii.gz") -> PreparedCase:
-    """Preprocess (C, z, y, x) images of the given geometry with the model's plans."""
+                 file_ending: str = ".nii.gz", reference: Path | None = None) -> PreparedCase:
+    """Preprocess (C, z, y, x) images of the given geometry (read from reference, if any) with the model's plans."""
     from segkit.preprocessing.pipeline import preprocess_images
 
     if images.shape[0] != model.num_channels:
         raise UserError(f"case {case_id!r} has {images.shape[0]} channels, the model needs {model.num_channels}")
     data, properties = preprocess_images(images, geometry.array_spacing, model.plans, model.configuration)
-    return PreparedCase(case_id, data, properties, geometry, file_ending)
+    return PreparedCase(case_id, data, properties, geometry, file_ending, reference)
 
 
 def network_probabilities(model: LoadedModel, data: np.ndarray, options: InferenceOptions) -> np.ndarray:
@@ -109,7 +112,7 @@ def finish_case(model: LoadedModel, prepared: PreparedCase, probabilities: np.nd
     if labels.shape != prepared.geometry.array_shape:
         raise RuntimeError(f"reverted shape {labels.shape} differs from the input {prepared.geometry.array_shape}")
     return CasePrediction(prepared.case_id, labels, prepared.geometry, original if keep_probabilities else None,
-                          prepared.file_ending, dict(prepared.extra))
+                          prepared.file_ending, prepared.reference, dict(prepared.extra))
 
 
 def predict_case(model: LoadedModel, case_id: str, images: np.ndarray, geometry: Geometry,
@@ -126,9 +129,10 @@ def write_prediction(model: LoadedModel, prediction: CasePrediction, output_dir:
     if prediction.probabilities is not None:
         metadata = probability_metadata(prediction.case_id, prediction.geometry, model.plans, prediction.file_ending,
                                         configuration=model.configuration, folds=model.folds,
-                                        model=str(model.model_dir))
+                                        model=str(model.model_dir),
+                                        reference_image=str(prediction.reference) if prediction.reference else None)
         save_probabilities(output_dir / f"{prediction.case_id}.npz", prediction.probabilities, metadata)
-    write_image(prediction.labels, prediction.geometry, path)
+    write_label_like(prediction.labels, prediction.geometry, path, prediction.reference)
     return path
 
 
@@ -173,7 +177,7 @@ def predict_to_folder(model: LoadedModel, cases: Sequence[InputCase], output_dir
 
     def load(case: InputCase) -> PreparedCase:
         images, geometry = load_case_images(case)
-        return prepare_case(model, case.case_id, images, geometry, case.file_ending)
+        return prepare_case(model, case.case_id, images, geometry, case.file_ending, case.images[0])
 
     def compute(case: InputCase, prepared: PreparedCase) -> tuple[PreparedCase, np.ndarray]:
         return prepared, network_probabilities(model, prepared.data, options)
