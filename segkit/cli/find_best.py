@@ -20,6 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "models/<config>/fold_k/validation/ (repeatable)")
     parser.add_argument("--ref", help="reference labels: a raw dataset folder or a folder of label maps "
                                       "(default: the dataset next to a WORK named <DATASET>_segkit)")
+    parser.add_argument("--predict-missing", action="store_true",
+                        help="first predict each fold's missing validation cases with that fold's model "
+                             "(needs --ref DATASET or the default dataset, whose imagesTr holds the images)")
+    parser.add_argument("--checkpoint", choices=("final", "best", "latest"), default="final",
+                        help="checkpoint used by --predict-missing")
+    parser.add_argument("--device", default="auto", help="device for --predict-missing (auto, cpu, cuda)")
+    parser.add_argument("--no-tta", action="store_true", help="--predict-missing without mirroring TTA")
     parser.add_argument("--no-ensembles", action="store_true", help="consider single configurations only")
     parser.add_argument("-j", "--num-workers", type=int, default=1, help="worker processes")
     parser.add_argument("-o", "--output", help="output JSON (default: WORK/find_best.json)")
@@ -33,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from segkit.jsonio import write_json
 
     result = find_best(Path(args.work_dir), args.configs, reference=args.ref, cv_dirs=parse_cv_dirs(args.cv_dir),
-                       ensembles=not args.no_ensembles, num_workers=args.num_workers)
+                       ensembles=not args.no_ensembles, num_workers=args.num_workers,
+                       predict_missing={"checkpoint": args.checkpoint, "device": args.device, "tta": not args.no_tta}
+                       if args.predict_missing else None)
     output = Path(args.output) if args.output else Path(args.work_dir) / "find_best.json"
     write_json(output, result)
     for candidate in result["candidates"]:

@@ -35,16 +35,19 @@ def candidate_name(members: Sequence[str]) -> str:
     return "+".join(members)
 
 
-def resolve_reference(reference: str | Path | None, work_dir: Path) -> dict[str, Path]:
-    """Reference label maps by case: a label folder, a raw dataset (its labelsTr) or, by default,
-    the dataset next to a default work dir (`<DATASET>_segkit`)."""
-    if reference is None:
-        guess = work_dir.parent / work_dir.name.removesuffix("_segkit")
-        if not (work_dir.name.endswith("_segkit") and (guess / "labelsTr").is_dir()):
-            raise UserError("cannot find the reference labels; pass --ref DATASET or --ref LABEL_FOLDER", work_dir)
-        reference = guess
-    reference = Path(reference)
-    folder = reference / "labelsTr" if (reference / "dataset.json").is_file() else reference
+def reference_root(reference: str | Path | None, work_dir: Path) -> Path:
+    """The --ref folder, or by default the dataset next to a work dir named `<DATASET>_segkit`."""
+    if reference is not None:
+        return Path(reference)
+    guess = work_dir.parent / work_dir.name.removesuffix("_segkit")
+    if not (work_dir.name.endswith("_segkit") and (guess / "labelsTr").is_dir()):
+        raise UserError("cannot find the reference labels; pass --ref DATASET or --ref LABEL_FOLDER", work_dir)
+    return guess
+
+
+def resolve_reference(root: Path) -> dict[str, Path]:
+    """Reference label maps by case: a raw dataset's labelsTr, or a folder of label maps."""
+    folder = root / "labelsTr" if (root / "dataset.json").is_file() else root
     return label_files(folder)
 
 
@@ -143,20 +146,32 @@ def decide_postprocessing(results: list[dict], classes: dict[str, list[int]]) ->
 
 
 def find_best(work_dir: str | Path, configs: Sequence[str], reference: str | Path | None = None,
-              cv_dirs: dict[str, Path] | None = None, ensembles: bool = True, num_workers: int = 1) -> dict:
-    """Choose the configuration(s) and the post-processing from CV predictions; returns find_best.json's content."""
+              cv_dirs: dict[str, Path] | None = None, ensembles: bool = True, num_workers: int = 1,
+              predict_missing: dict | None = None) -> dict:
+    """Choose the configuration(s) and the post-processing from CV predictions; returns find_best.json's content.
+
+    predict_missing (e.g. {"checkpoint": "final", "device": "auto", "tta": True}) first predicts
+    absent validation cases of configurations without a --cv-dir, from the reference dataset's imagesTr.
+    """
     work_dir = Path(work_dir)
     configs = list(dict.fromkeys(configs))
     if not configs:
         raise UserError("--configs needs at least one configuration")
     plans = read_json(work_dir / "plans.json", "plans.json")
     classes, conversion = output_classes(plans), label_conversion(plans)
+    root = reference_root(reference, work_dir)
+    if predict_missing is not None:
+        from segkit.evaluation.cv_predict import predict_missing_cv
+
+        for config in configs:
+            if config not in (cv_dirs or {}):
+                predict_missing_cv(work_dir, config, root, **predict_missing)
     sources = resolve_sources(work_dir, configs, cv_dirs or {})
-    references = resolve_reference(reference, work_dir)
+    references = resolve_reference(root)
     cases = sorted(next(iter(sources.values())))
     absent = [c for c in cases if c not in references]
     if absent:
-        raise UserError(f"no reference label map for CV case(s) {', '.join(absent[:5])}", reference or work_dir)
+        raise UserError(f"no reference label map for CV case(s) {', '.join(absent[:5])}", root)
     candidates = {candidate_name([c]): [c] for c in configs}
     if ensembles:
         candidates.update({candidate_name(pair): list(pair) for pair in combinations(configs, 2)})

@@ -1,0 +1,50 @@
+"""Produce missing cross-validation predictions: each fold's model predicts its own validation cases.
+
+Writes `WORK/models/<config>/fold_<k>/validation/<CASE>.npz` (+ label map) with the
+predictor of segkit.inference (probabilities saved), which is where find-best looks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from segkit.errors import UserError
+from segkit.evaluation.cv_predictions import read_splits, validation_dir
+
+
+def missing_validation_cases(work_dir: Path, config: str) -> dict[int, list[str]]:
+    """Per fold, the validation cases whose probabilities are not there yet."""
+    missing = {}
+    for fold, split in enumerate(read_splits(work_dir, config)):
+        folder = validation_dir(work_dir, config, fold)
+        cases = [str(c) for c in split["val"] if not (folder / f"{c}.npz").is_file()]
+        if cases:
+            missing[fold] = cases
+    return missing
+
+
+def predict_missing_cv(work_dir: str | Path, config: str, dataset: str | Path, checkpoint: str = "final",
+                       device: str = "auto", tta: bool = True) -> int:
+    """Predict every fold's missing validation cases from DATASET/imagesTr; returns how many were predicted."""
+    from segkit.inference.cases import cases_in_folder
+    from segkit.inference.model import load_model
+    from segkit.inference.predictor import InferenceOptions, predict_to_folder
+
+    work_dir = Path(work_dir)
+    missing = missing_validation_cases(work_dir, config)
+    if not missing:
+        return 0
+    images = Path(dataset) / "imagesTr"
+    if not images.is_dir():
+        raise UserError("dataset has no imagesTr folder to predict the validation cases from", dataset)
+    options = InferenceOptions(tta=tta, save_probabilities=True)
+    done = 0
+    for fold, case_ids in missing.items():
+        model = load_model(work_dir / "models" / config, config, [str(fold)], checkpoint, device)
+        by_id = {case.case_id: case for case in cases_in_folder(images, model.num_channels)}
+        absent = [c for c in case_ids if c not in by_id]
+        if absent:
+            raise UserError(f"validation case(s) {', '.join(absent[:5])} of fold {fold} have no images", images)
+        predict_to_folder(model, [by_id[c] for c in case_ids], validation_dir(work_dir, config, fold), options)
+        done += len(case_ids)
+    return done
