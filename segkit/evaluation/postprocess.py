@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from segkit.errors import UserError
-from segkit.io.image import image_suffix, read_image, write_image
+from segkit.io.image import image_suffix, read_image
 from segkit.io.parallel import parallel_map
 from segkit.jsonio import read_json
 
@@ -81,12 +81,15 @@ def load_decision(path: str | Path) -> dict:
 
 def _postprocess_file(paths: tuple[Path, Path], decision: dict) -> str | None:
     """Post-process one label file into its output path; returns an error message or None."""
+    from segkit.inference.writing import write_label_like
+
     source, target = paths
     try:
         image = read_image(source)
         if not np.issubdtype(image.array.dtype, np.integer):
             raise UserError("label map holds non-integer voxel type " + str(image.array.dtype), source)
-        write_image(apply_postprocessing(image.array, decision), image.geometry, target)
+        # the input's own header is reused, so the output's geometry equals the input's bit for bit
+        write_label_like(apply_postprocessing(image.array, decision), image.geometry, target, reference=source)
         return None
     except UserError as err:
         return str(err)
