@@ -1,6 +1,7 @@
 """A case's output files: their names, writing them atomically, and checking a finished case.
 
 Per case, in the output folder: ``CASE.nii.gz`` (label map, the input's geometry),
+``CASE.npz`` (probabilities, --save-probabilities, written by the prediction step),
 ``CASE_seg.dcm`` (DICOM-SEG, DICOM inputs with --dicom-seg), ``CASE_stats.json``
 (--statistics) and ``CASE_preview.png`` (--preview). The label map is written last, so its
 presence (readable, right geometry) plus the requested extras marks a finished case.
@@ -33,6 +34,7 @@ class OutputRequest:
     dicom_seg: bool = False
     statistics: bool = False
     preview: bool = False
+    probabilities: bool = False
     ending: str = ".nii.gz"
 
 
@@ -45,6 +47,8 @@ def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
         names["statistics"] = f"{case.case_id}_stats.json"
     if request.preview:
         names["preview"] = f"{case.case_id}_preview.png"
+    if request.probabilities:
+        names["probabilities"] = f"{case.case_id}.npz"  # written by the prediction step itself
     return names
 
 

@@ -1,0 +1,169 @@
+"""Verify a model package (``segkit predict -m model.zip``) and extract it into a cache folder.
+
+A package is refused (UserError, exit 2) when it is not a readable zip (truncated), has no
+valid manifest, holds a member whose name is unsafe (absolute, '..', backslash, link,
+duplicate) or not listed in the manifest, lacks a listed member, or when any member's
+bytes differ from the manifest's sha256/size (tampered). Verification reads every byte.
+
+Extraction goes to ``$SEGKIT_CACHE`` (default ``$XDG_CACHE_HOME/segkit`` or
+``~/.cache/segkit``) under ``models/<sha256 of the zip>/<configuration>/``, written to a
+temp folder first and renamed, so a half-extracted package is never used.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from segkit.errors import UserError
+from segkit.export.package import MANIFEST, PACKAGE_FORMAT, sha256_of
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class UnpackedModel:
+    """An extracted, verified package: the model folder and what the manifest says about it."""
+
+    model_dir: Path
+    configuration: str
+    folds: list[str]
+    checkpoint: str
+    manifest: dict
+
+
+def cache_root() -> Path:
+    """Where packages are extracted: $SEGKIT_CACHE, else $XDG_CACHE_HOME/segkit, else ~/.cache/segkit."""
+    if os.environ.get("SEGKIT_CACHE"):
+        return Path(os.environ["SEGKIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "segkit"
+
+
+def is_model_package(path: str | Path) -> bool:
+    """True when path names a .zip file (a model package candidate)."""
+    return str(path).lower().endswith(".zip")
+
+
+def _check_name(name: str, package: Path) -> None:
+    """Refuse a member name that could escape the extraction folder."""
+    parts = name.split("/")
+    if not SAFE_NAME.match(name) or any(part in (".", "..") for part in parts):
+        raise UserError(f"refusing unsafe member name {name!r} in the model package", package)
+
+
+def _read_manifest(archive: zipfile.ZipFile, package: Path) -> dict:
+    """The package's manifest, checked for format and shape."""
+    try:
+        manifest = json.loads(archive.read(MANIFEST))
+    except KeyError:
+        raise UserError("not a segkit model package (no manifest.json)", package) from None
+    except (ValueError, zipfile.BadZipFile, OSError) as err:
+        raise UserError(f"manifest.json is unreadable ({err})", package) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT:
+        raise UserError(f"unsupported model package format (expected {PACKAGE_FORMAT!r})", package)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or "plans.json" not in files or not manifest.get("configuration"):
+        raise UserError("manifest.json lacks 'files' (with plans.json) or 'configuration'", package)
+    for name, entry in files.items():
+        _check_name(name, package)
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
+            raise UserError(f"manifest entry for {name!r} needs 'sha256' and 'bytes'", package)
+    _check_name(str(manifest["configuration"]), package)
+    return manifest
+
+
+def _check_members(archive: zipfile.ZipFile, manifest: dict, package: Path) -> None:
+    """Every member listed exactly once, no extras, no links or directories."""
+    names = [info.filename for info in archive.infolist()]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(f"model package has duplicate members {duplicates}", package)
+    for info in archive.infolist():
+        _check_name(info.filename, package)
+        mode = info.external_attr >> 16
+        if info.is_dir() or stat.S_ISLNK(mode):
+            raise UserError(f"model package member {info.filename!r} is a directory or link", package)
+    expected = set(manifest["files"]) | {MANIFEST}
+    extra, missing = sorted(set(names) - expected), sorted(expected - set(names))
+    if extra or missing:
+        raise UserError(f"model package members differ from its manifest (unlisted {extra}, missing {missing})",
+                        package)
+
+
+def _copy_verified(archive: zipfile.ZipFile, name: str, entry: dict, target: Path, package: Path) -> None:
+    """Extract one member to target while hashing it; refuse a size or checksum mismatch."""
+    digest, size = hashlib.sha256(), 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with archive.open(name) as source, target.open("wb") as sink:
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                sink.write(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise UserError(f"member {name} is corrupt ({err}); the package is truncated or damaged", package) from None
+    if size != entry["bytes"] or digest.hexdigest() != entry["sha256"]:
+        raise UserError(f"checksum mismatch for {name}: the package was modified or damaged", package)
+
+
+def _open(package: Path) -> zipfile.ZipFile:
+    """Open the zip; a truncated or non-zip file is a UserError."""
+    if not package.is_file():
+        raise UserError("model package not found", package)
+    try:
+        return zipfile.ZipFile(package)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise UserError(f"not a readable zip, the package is truncated or damaged ({err})", package) from None
+
+
+def _cached_is_intact(folder: Path, manifest: dict) -> bool:
+    """True when a previous extraction holds exactly the manifest's files with their checksums."""
+    try:
+        if json.loads((folder / MANIFEST).read_text()) != manifest:
+            return False
+        return all(sha256_of(folder / name) == entry["sha256"] for name, entry in manifest["files"].items())
+    except (OSError, ValueError):
+        return False
+
+
+def _extract(archive: zipfile.ZipFile, manifest: dict, final: Path, package: Path) -> None:
+    """Extract every member into a staging folder (verifying each), then rename it onto final."""
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=final.parent))
+    try:
+        for name, entry in manifest["files"].items():
+            _copy_verified(archive, name, entry, staging / name, package)
+        (staging / MANIFEST).write_text(json.dumps(manifest))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def unpack_model(package: str | Path, cache: str | Path | None = None) -> UnpackedModel:
+    """Verify every member of a model package and extract it (or reuse an intact extraction)."""
+    package = Path(package)
+    with _open(package) as archive:
+        manifest = _read_manifest(archive, package)
+        _check_members(archive, manifest, package)
+        root = Path(cache) if cache is not None else cache_root()
+        final = root / "models" / sha256_of(package)[:32] / str(manifest["configuration"])
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # torchrun ranks unpack the same package at once: one extracts, the others wait and reuse it.
+        with (final.parent / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _cached_is_intact(final, manifest):
+                _extract(archive, manifest, final, package)
+    return UnpackedModel(final, str(manifest["configuration"]), [str(f) for f in manifest.get("folds", [])],
+                         str(manifest.get("checkpoint", "final")), manifest)
