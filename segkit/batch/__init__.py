@@ -1,0 +1,1 @@
+"""Hospital batch runs: case discovery, robust runner, report.json, statistics, QC previews, sharding."""

@@ -1,0 +1,1 @@
+"""Exports: challenge formats (BraTS, MSD) and model packages (model.zip)."""
