@@ -68,6 +68,16 @@ def resolve_model_argument(args: argparse.Namespace) -> dict:
             "package_segkit_version": unpacked.manifest.get("segkit_version")}
 
 
+def rank_device(device: str, environ=None) -> str:
+    """Under torchrun, 'auto'/'cuda' become cuda:<LOCAL_RANK> so that each rank uses its own GPU."""
+    import torch
+
+    environ = os.environ if environ is None else environ
+    if device not in ("auto", "cuda") or "LOCAL_RANK" not in environ or not torch.cuda.is_available():
+        return device
+    return f"cuda:{int(environ['LOCAL_RANK']) % torch.cuda.device_count()}"
+
+
 def _input_folder(path: str) -> Path:
     """The folder holding the cases: the input, or a raw dataset's imagesTs (else imagesTr)."""
     from segkit.errors import UserError
@@ -130,7 +140,11 @@ def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_op
     num_parts, part_id = resolve_part(args.num_parts, args.part_id)
     input_dir = _input_folder(args.input)
     cases = discover_cases(input_dir)
-    model = load_model(args.model, args.configuration, args.folds, args.checkpoint, args.device)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model, args.configuration, args.folds, args.checkpoint, rank_device(args.device))
     plans = model.plans
     spec = InputSpec(model.num_channels, tuple(plans.get("channel_names") or ()), parse_channel_map(args.channel_map),
                      args.series_uid)
