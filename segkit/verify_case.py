@@ -9,7 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from segkit.errors import UserError
-from segkit.io.convert_files import NIFTI_SUFFIXES, load_nifti, read_voxels
+from segkit.io.convert_files import NIFTI_SUFFIXES, load_nifti, present_values, read_voxels
 from segkit.io.image import Geometry, image_suffix, read_image
 
 
@@ -112,7 +112,7 @@ def _label_problems(content: FileContent, declared: tuple[int, ...] | None) -> l
         fractional = array[array != np.round(array)]
         if fractional.size:
             return [f"non-integer label values (float label map with fractional values such as {float(fractional[0]):g})"]
-    values = sorted(int(v) for v in np.unique(array))
+    values = [int(v) for v in present_values(array.astype(np.int64, copy=False))]
     if declared is not None:
         undeclared = [v for v in values if v not in declared]
         if undeclared:

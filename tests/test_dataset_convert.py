@@ -254,3 +254,11 @@ def test_float_brats_seg_is_accepted_only_when_integral(source_copy, tmp_path, c
     assert np.array_equal(np.asarray(stored.dataobj), np.where(nib.load(seg).get_fdata() == 4, 3, nib.load(seg).get_fdata()))
     write_image(image.array.astype(np.float32) + 0.25, image.geometry, seg)
     _assert_fails(capsys, source, tmp_path / "bad", "non-integer", "BraTS2021_00001_seg.nii.gz")
+
+
+@pytest.mark.parametrize("values", [[3, 1, 1, 0], [-128, 127, 0], [0, 100000, 7], [4]])
+def test_present_values_matches_unique(values):
+    from segkit.io.convert_files import present_values
+    dtype = np.int8 if min(values) < 0 else np.int64
+    array = np.array(values, dtype=dtype)
+    assert present_values(array).tolist() == np.unique(array).tolist()

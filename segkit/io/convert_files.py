@@ -151,7 +151,17 @@ def integer_labels(data: np.ndarray, path: Path) -> np.ndarray:
             raise UserError("label map has non-integer values", path)
     elif not np.issubdtype(data.dtype, np.integer) and data.dtype != bool:
         raise UserError(f"label map has unsupported voxel type {data.dtype}", path)
-    return data.astype(np.int64)
+    return data.astype(np.int64) if np.issubdtype(data.dtype, np.floating) or data.dtype == bool else data
+
+
+def present_values(labels: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (bincount: much faster than np.unique here)."""
+    low, high = int(labels.min()), int(labels.max())
+    if high - low > 65536:
+        return np.unique(labels)
+    shifted = (labels.astype(np.int64) - low) if low else labels
+    counts = np.bincount(shifted.ravel(), minlength=high - low + 1)
+    return np.flatnonzero(counts) + low
 
 
 def remap_label(src: Path, dest: Path, value_map: dict[int, int], label_format: str) -> None:
@@ -160,7 +170,7 @@ def remap_label(src: Path, dest: Path, value_map: dict[int, int], label_format: 
     if len(source.shape) != 3:
         raise UserError(f"label map has shape {tuple(source.shape)}; expected 3D", src)
     labels = integer_labels(read_voxels(source, src), src)
-    found = np.unique(labels)
+    found = present_values(labels)
     unknown = [int(v) for v in found if int(v) not in value_map]
     if unknown:
         raise UserError(f"label values {unknown} are not {label_format} labels {sorted(value_map)}", src)
