@@ -136,9 +136,14 @@ def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_op
     from segkit.io.dicom import parse_channel_map
     from segkit.io.dicom_seg import segment_names
 
+    from segkit.errors import UserError
+
     output_dir = Path(args.output)
     num_parts, part_id = resolve_part(args.num_parts, args.part_id)
     input_dir = _input_folder(args.input)
+    if output_dir.resolve() == input_dir.resolve():
+        raise UserError("the output folder must differ from the input folder (outputs would become inputs)",
+                        output_dir)
     cases = discover_cases(input_dir)
     if getattr(args, "threads", None):
         import torch
@@ -146,8 +151,10 @@ def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_op
         torch.set_num_threads(args.threads)
     model = load_model(args.model, args.configuration, args.folds, args.checkpoint, rank_device(args.device))
     plans = model.plans
-    spec = InputSpec(model.num_channels, tuple(plans.get("channel_names") or ()), parse_channel_map(args.channel_map),
-                     args.series_uid)
+    channel_map = parse_channel_map(args.channel_map)
+    if channel_map is not None and len(channel_map) != model.num_channels:
+        raise UserError(f"--channel-map names {len(channel_map)} channel(s) but the model expects {model.num_channels}")
+    spec = InputSpec(model.num_channels, tuple(plans.get("channel_names") or ()), channel_map, args.series_uid)
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
                             probabilities=inference_options.save_probabilities)

@@ -91,16 +91,6 @@ class BatchReport:
         return any(c["status"] == "failed" for c in self.cases)
 
 
-def previous_entries(path: Path) -> dict[str, dict]:
-    """Case entries of an earlier report at path (empty when missing or unreadable)."""
-    try:
-        data = read_json(path, "batch report")
-    except UserError:
-        return {}
-    cases = data.get("cases", []) if isinstance(data, dict) else []
-    return {c["case_id"]: c for c in cases if isinstance(c, dict) and "case_id" in c}
-
-
 def merge_reports(output_dir: str | Path) -> Path:
     """Combine report_part<K>.json of a sharded run into report.json; every part must be complete."""
     output_dir = Path(output_dir)
