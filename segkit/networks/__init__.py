@@ -1,0 +1,6 @@
+"""Networks: plain U-Net, residual-encoder U-Net and the reversible RevMBConv U-Net."""
+
+from segkit.networks.build import build_network, validate_architecture
+from segkit.networks.revmbconv import set_mode
+
+__all__ = ["build_network", "validate_architecture", "set_mode"]
