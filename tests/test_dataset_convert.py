@@ -262,3 +262,26 @@ def test_present_values_matches_unique(values):
     dtype = np.int8 if min(values) < 0 else np.int64
     array = np.array(values, dtype=dtype)
     assert present_values(array).tolist() == np.unique(array).tolist()
+
+
+def test_msd_split_keeps_stored_type_and_scaling(tmp_path):
+    source = tmp_path / "Task05_Scaled"
+    (source / "imagesTr").mkdir(parents=True)
+    (source / "labelsTr").mkdir()
+    stored = np.random.default_rng(0).integers(-500, 500, (10, 12, 8, 2)).astype(np.int16)
+    affine = np.array([[0.0, -0.6, 0.0, 12.0], [0.62, 0.0, 0.0, -40.0], [0.0, 0.0, 3.6, 7.5], [0, 0, 0, 1]])
+    image = nib.Nifti1Image(stored, affine)
+    image.header.set_slope_inter(2.0, 10.0)
+    nib.save(image, source / "imagesTr" / "prostate_00.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((10, 12, 8), np.uint8), affine), source / "labelsTr" / "prostate_00.nii.gz")
+    (source / "dataset.json").write_text(json.dumps({
+        "modality": {"0": "T2", "1": "ADC"}, "labels": {"0": "background", "1": "PZ", "2": "TZ"},
+        "training": [{"image": "./imagesTr/prostate_00.nii.gz", "label": "./labelsTr/prostate_00.nii.gz"}]}))
+    convert_dataset(source, tmp_path / "out")
+    original = nib.load(source / "imagesTr" / "prostate_00.nii.gz")
+    for channel in range(2):
+        out = nib.load(tmp_path / "out" / "imagesTr" / f"prostate_00_{channel:04d}.nii.gz")
+        assert out.get_data_dtype() == np.int16
+        assert np.array_equal(np.asanyarray(out.dataobj), np.asanyarray(original.dataobj)[..., channel])
+        assert np.array_equal(out.affine, original.affine)
+    assert verify_dataset(tmp_path / "out") == []

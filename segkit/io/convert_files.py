@@ -52,6 +52,8 @@ def run_job(job: FileJob) -> tuple[str, str] | None:
         message = str(err)
         prefix = f"{err.path}: "
         return (message[len(prefix):] if err.path and message.startswith(prefix) else message), err.path or job.src
+    except OSError as err:   # unreadable source, full disk, no permission: still one line naming the file
+        return f"cannot convert ({err.strerror or err})", err.filename or job.src
     return None
 
 
@@ -68,10 +70,10 @@ def load_nifti(path: Path) -> nib.Nifti1Image:
     return image
 
 
-def read_voxels(image: nib.Nifti1Image, path: Path) -> np.ndarray:
-    """Read the voxel array (with the header's scaling applied), naming the file on failure."""
+def read_voxels(image: nib.Nifti1Image, path: Path, scaled: bool = True) -> np.ndarray:
+    """Read the voxel array (scaled: with scl_slope/scl_inter applied), naming the file on failure."""
     try:
-        return np.asanyarray(image.dataobj)
+        return np.asanyarray(image.dataobj) if scaled else np.asanyarray(image.dataobj.get_unscaled())
     except NIBABEL_ERRORS as err:
         raise UserError(f"cannot read voxel data, file truncated or corrupt ({type(err).__name__})", path) from None
 
@@ -82,13 +84,15 @@ def _save_nifti(image: nib.Nifti1Image, dest: Path) -> None:
         nib.save(image, str(tmp))
 
 
-def _header_copy_image(data: np.ndarray, source: nib.Nifti1Image) -> nib.Nifti1Image:
+def _header_copy_image(data: np.ndarray, source: nib.Nifti1Image, slope: float = 1.0,
+                       inter: float = 0.0) -> nib.Nifti1Image:
     """A new NIfTI image with the data and an exact copy of the source's geometry header fields."""
     header = source.header.copy()
     header.set_data_dtype(data.dtype)
     image = type(source)(data, None, header=header)
     image.set_sform(source.header.get_sform(), int(source.header["sform_code"]))
     image.set_qform(source.header.get_qform(), int(source.header["qform_code"]))
+    image.header.set_slope_inter(slope, inter)
     return image
 
 
@@ -102,7 +106,8 @@ def copy_image(src: Path, dest: Path) -> None:
         return
     if image_suffix(src) in NIFTI_SUFFIXES and image_suffix(dest) in NIFTI_SUFFIXES:
         source = load_nifti(src)
-        _save_nifti(_header_copy_image(read_voxels(source, src), source), dest)
+        _save_nifti(_header_copy_image(read_voxels(source, src, scaled=False), source,
+                                       source.dataobj.slope, source.dataobj.inter), dest)
         return
     image = read_sitk(src)
     with atomic_path(dest, suffix=image_suffix(dest)) as tmp:
@@ -122,9 +127,10 @@ def split_channels(src: Path, dests: list[Path]) -> None:
     if len(shape) != 4 or shape[3] != len(dests):
         found = shape[3] if len(shape) == 4 else 1
         raise UserError(f"has {found} channel(s) (shape {tuple(shape)}); dataset.json declares {len(dests)}", src)
-    data = read_voxels(source, src)
+    data = read_voxels(source, src, scaled=False)   # stored values; the scaling is copied
     for channel, dest in enumerate(dests):
-        _save_nifti(_header_copy_image(np.ascontiguousarray(data[..., channel]), source), dest)
+        _save_nifti(_header_copy_image(np.ascontiguousarray(data[..., channel]), source,
+                                       source.dataobj.slope, source.dataobj.inter), dest)
 
 
 def _split_channels_sitk(src: Path, dests: list[Path]) -> None:
