@@ -20,7 +20,7 @@ from segkit.batch.cases import BatchCase, InputSpec, LoadedCase, input_geometry
 from segkit.batch.preview import write_preview
 from segkit.batch.statistics import label_statistics
 from segkit.errors import UserError
-from segkit.io.image import Geometry, write_image
+from segkit.io.image import Geometry
 from segkit.jsonio import read_json, write_json
 
 
@@ -119,5 +119,9 @@ def write_outputs(case: BatchCase, loaded: LoadedCase, label: np.ndarray, reques
         from segkit.io.dicom_seg import write_dicom_seg
 
         write_dicom_seg(label, loaded.dicom_reference, request.segment_names, out / names["dicom_seg"])
-    write_image(label.astype(np.uint8 if label.max(initial=0) < 256 else np.int16), loaded.geometry,
-                out / names["label"])
+    from segkit.inference.writing import write_label_like
+
+    # for file inputs, reuse the input's own header (bit-exact geometry, as plain `segkit predict` does)
+    reference = case.sources[0] if case.kind == "files" else None
+    write_label_like(label.astype(np.uint8 if label.max(initial=0) < 256 else np.int16), loaded.geometry,
+                     out / names["label"], reference)
