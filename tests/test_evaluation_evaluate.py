@@ -150,3 +150,15 @@ def test_single_files_and_default_output(folders) -> None:
     summary = json.loads((pred_dir / "summary.json").read_text())
     assert [c["case_id"] for c in summary["cases"]] == ["case_1"]
     assert read_image(pred_dir / "case_1.nii.gz").array.dtype == np.uint8
+
+
+def test_reference_may_be_a_raw_dataset_folder(folders, tmp_path: Path) -> None:
+    """REF given as a dataset folder (dataset.json + labelsTr) evaluates against its labelsTr."""
+    pred_dir, ref_dir, _ = folders
+    dataset = tmp_path / "Dataset"
+    dataset.mkdir()
+    ref_dir.rename(dataset / "labelsTr")
+    (dataset / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1"}, "labels": {"background": 0}}))
+    out = tmp_path / "s.json"
+    assert main(["evaluate", str(pred_dir), str(dataset), "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["num_cases"] == 3

@@ -68,7 +68,7 @@ def match_cases(pred: Path, ref: Path, allow_missing: bool = False) -> tuple[lis
     if pred.is_file() and ref.is_file():
         case_id = ref.name[: -len(image_suffix(ref))] if image_suffix(ref) else ref.name
         return [CasePair(case_id, pred, ref)], [], []
-    refs = label_files(ref)
+    refs = label_files(ref / "labelsTr" if (ref / "dataset.json").is_file() else ref)
     if not refs:
         raise UserError("no reference label files found", ref)
     preds = label_files(pred)
