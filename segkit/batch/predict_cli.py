@@ -126,6 +126,27 @@ def _postprocessing(model, args: argparse.Namespace) -> dict | None:
     return load_decision(path)
 
 
+IDENTITY_KEYS = ("model", "package_sha256", "configuration", "folds", "checkpoint", "postprocessing")
+
+
+def check_same_model(report_path: Path, run_info: dict) -> None:
+    """With --continue, refuse to mix outputs of another model (per the earlier report), naming the difference."""
+    from segkit.errors import UserError
+    from segkit.jsonio import read_json
+
+    if not report_path.is_file():
+        return
+    try:
+        previous = read_json(report_path, "batch report")
+    except UserError:
+        return  # an unreadable report is rewritten; the outputs themselves are still checked one by one
+    key_order = ("package_sha256",) if run_info.get("package_sha256") else IDENTITY_KEYS
+    for key in key_order:
+        if key in previous and previous.get(key) != run_info.get(key):
+            raise UserError(f"--continue: the outputs here were made with {key} {previous.get(key)!r}, this run "
+                            f"uses {run_info.get(key)!r}; use a new output folder or drop --continue", report_path)
+
+
 def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_options) -> int:
     """Predict the input folder's cases robustly; exit 0, or 1 when any case failed."""
     from segkit.batch.cases import InputSpec, discover_cases
@@ -159,11 +180,15 @@ def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_op
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
                             probabilities=inference_options.save_probabilities)
     postprocessing = _postprocessing(model, args)
-    run_info = {"model": str(args.model), **package_info, "configuration": model.configuration,
+    run_info = {"model": str(Path(args.model).resolve()), **package_info, "configuration": model.configuration,
                 "folds": list(model.folds), "checkpoint": model.checkpoint, "device": str(model.device),
                 "postprocessing": postprocessing,
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": inference_options.save_probabilities}}
+    if args.resume:
+        from segkit.batch.report import report_name
+
+        check_same_model(output_dir / report_name(part_id, num_parts), run_info)
     report = run_batch(cases, spec, request, _case_steps(model, inference_options, postprocessing, output_dir),
                        BatchOptions(args.resume, num_parts, part_id, run_info), input_dir)
     totals = report.totals()
