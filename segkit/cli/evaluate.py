@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.regions_from:
         classes = classes_from_dataset(args.regions_from)
     pred = Path(args.pred)
-    output = Path(args.output) if args.output else (pred / "summary.json" if pred.is_dir() else pred.parent / "summary.json")
+    default_dir = pred if pred.is_dir() else pred.parent
+    output = Path(args.output) if args.output else default_dir / "summary.json"
     summary = evaluate_folders(pred, args.ref, classes, nsd_tolerance_mm=args.nsd_tolerance,
                                hd_empty_penalty_mm=args.hd_empty_penalty, allow_missing=args.allow_missing,
                                num_workers=args.num_workers)

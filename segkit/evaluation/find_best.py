@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from itertools import combinations
 from pathlib import Path
 from typing import Sequence
@@ -191,7 +190,7 @@ def find_best(work_dir: str | Path, configs: Sequence[str], reference: str | Pat
     final_dice = mean_dice(final, "final", classes)
     return {
         "format": FIND_BEST_FORMAT, "configurations": configs, "num_cases": len(cases), "classes": classes,
-        "cv_sources": {c: str(cv_dirs[c]) if cv_dirs and c in cv_dirs else str(work_dir / "models" / c / "fold_*" / "validation")
+        "cv_sources": {c: str((cv_dirs or {}).get(c, work_dir / "models" / c / "fold_*" / "validation"))
                        for c in configs},
         "candidates": [{"name": n, "members": candidates[n], "mean_dice": table[n],
                         "foreground_mean_dice": float(np.mean(list(table[n].values())))} for n in ranking],
