@@ -71,7 +71,7 @@ def write_preview(image: np.ndarray, label: np.ndarray, geometry: Geometry, name
         axis.axis("off")
     handles = [Patch(color=colours[i][:3], label=f"{v}: {names[v]}") for i, v in enumerate(values)]
     figure.legend(handles=handles, loc="lower center", ncol=max(len(handles), 1), frameon=False)
-    figure.suptitle(title or f"centre of mass (z, y, x) = ({z}, {y}, {x})")
+    figure.suptitle(f"{title}   slices through the centre of mass (z, y, x) = ({z}, {y}, {x})".strip())
     with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, format="png", dpi=80)
     plt.close(figure)
