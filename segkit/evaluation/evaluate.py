@@ -65,6 +65,9 @@ def label_files(folder: Path) -> dict[str, Path]:
 
 def match_cases(pred: Path, ref: Path, allow_missing: bool = False) -> tuple[list[CasePair], list[str], list[str]]:
     """Pair predictions with references; returns pairs, references without prediction, extra predictions."""
+    for path, what in ((pred, "prediction"), (ref, "reference")):
+        if not path.exists():
+            raise UserError(f"{what} folder or file not found", path)
     if pred.is_file() and ref.is_file():
         case_id = ref.name[: -len(image_suffix(ref))] if image_suffix(ref) else ref.name
         return [CasePair(case_id, pred, ref)], [], []
