@@ -12,13 +12,32 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from nnunet_bench_common import (DATASET_ID, generate_phantom, link_into_nnunet_raw, machine_line, nnunet_env,
+from nnunet_bench_common import (BENCH_VENV, DATASET_ID, generate_phantom, link_into_nnunet_raw, machine_line, nnunet_env,
                                  nnunet_plans, segkit_command, timed)
+
+AGREEMENT_CHECK = """
+import sys, blosc2, numpy as np
+peer_dir, our_dir = sys.argv[1], sys.argv[2]
+import pathlib
+worst, shapes_equal, seg_equal = 0.0, 0, []
+cases = sorted(p.name[:-5] for p in pathlib.Path(peer_dir).glob('*.b2nd') if not p.name.endswith('_seg.b2nd'))
+for case in cases:
+    theirs = blosc2.open(f'{peer_dir}/{case}.b2nd', mode='r')[:]
+    ours = np.load(f'{our_dir}/{case}.npy')
+    if theirs.shape != ours.shape:
+        continue
+    shapes_equal += 1
+    worst = max(worst, float(np.abs(theirs - ours).mean()))
+    seg_equal.append(float((blosc2.open(f'{peer_dir}/{case}_seg.b2nd', mode='r')[:][0] == np.load(f'{our_dir}/{case}_seg.npy')).mean()))
+print(f'{shapes_equal}/{len(cases)} cases with identical shapes; worst mean |data difference| {worst:.2e}; '
+      f'label voxels equal: min {min(seg_equal):.6f}')
+"""
 
 SCHEMES = {"ZScoreNormalization": "zscore", "CTNormalization": "ct", "NoNormalization": "none",
            "RescaleTo01Normalization": "rescale_0_1"}
@@ -84,6 +103,9 @@ def main() -> None:
         print(f"segkit preprocess:     {sk_seconds:.1f} s")
         print(f"speed-up: {nn_seconds / sk_seconds:.2f}x")
         nn_dir = base / "nnUNet_preprocessed" / "Dataset901_Phantom" / "nnUNetPlans_3d_fullres"
+        agreement = subprocess.run([str(BENCH_VENV / "bin" / "python"), "-c", AGREEMENT_CHECK, str(nn_dir), str(sk_dir)],
+                                   capture_output=True, text=True)
+        print(f"agreement with nnU-Net's arrays: {agreement.stdout.strip() or agreement.stderr.strip()[-300:]}")
         print(f"output size: segkit {folder_bytes(sk_dir) / 2**20:.0f} MiB, nnU-Net {folder_bytes(nn_dir) / 2**20:.0f} MiB")
     finally:
         if not args.keep:
