@@ -144,3 +144,12 @@ def test_dicom_seg_renumbers_gapped_label_values(tmp_path):
 def test_segment_names_for_region_based_plans():
     labels = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}
     assert segment_names(labels, [1, 2, 3]) == {1: "whole tumor", 2: "tumor core", 3: "enhancing tumor"}
+
+
+def test_a_folder_of_dicom_files_is_one_study_case(tmp_path):
+    from segkit.batch.cases import discover_cases
+
+    images, _, geometry = phantom(seed=9, channels=1)
+    write_dicom_series(images[0], geometry, tmp_path / "patient7", "T1")
+    cases = discover_cases(tmp_path / "patient7")
+    assert [(c.case_id, c.kind) for c in cases] == [("patient7", "dicom")]

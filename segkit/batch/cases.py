@@ -6,6 +6,8 @@ An input folder may mix two kinds of case:
   (the nnU-Net naming; a file without the ``_XXXX`` suffix is a one-channel case);
 - sub-folders, each one DICOM study (see ``segkit.io.dicom`` for the channel rules).
 
+A folder that directly holds DICOM files (and nothing above) is itself one study.
+
 Cases are sorted by case id, which is what sharding (``--num-parts``) relies on.
 """
 
@@ -20,7 +22,7 @@ import SimpleITK as sitk
 
 from segkit.errors import UserError
 from segkit.io.dataset import CHANNEL_SUFFIX
-from segkit.io.dicom import SeriesInfo, read_dicom_study
+from segkit.io.dicom import SeriesInfo, read_dicom_study, series_in_folder
 from segkit.io.image import Geometry, image_suffix, read_image
 from segkit.io.integrity import check_complete
 
@@ -77,6 +79,8 @@ def discover_cases(input_dir: str | Path) -> list[BatchCase]:
         if channel in files.setdefault(case_id, {}):
             raise UserError(f"case {case_id} has two files for channel {channel}", path)
         files[case_id][channel] = path
+    if not files and not studies and series_in_folder(input_dir):
+        return [BatchCase(input_dir.name, "dicom", (input_dir,))]  # the input is itself one study
     clash = sorted(set(files) & set(studies))
     if clash:
         raise UserError(f"case ids {clash} exist both as image files and as DICOM folders", input_dir)

@@ -36,14 +36,21 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def batch_mode_requested(args: argparse.Namespace) -> bool:
-    """True when a batch flag is set, the input holds DICOM studies, or torchrun launched us."""
+    """True when a batch flag is set, the input is or holds DICOM studies, or torchrun launched us."""
     if any(getattr(args, name, None) not in (None, False) for name in BATCH_FLAGS):
         return True
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
         return True
     folder = Path(args.input)
-    return folder.is_dir() and not (folder / "dataset.json").is_file() and any(
-        p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
+    if not folder.is_dir() or (folder / "dataset.json").is_file():
+        return False
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    if any(p.is_dir() for p in entries):
+        return True
+    from segkit.io.dicom import series_in_folder
+    from segkit.io.image import image_suffix
+
+    return not any(image_suffix(p) for p in entries) and bool(series_in_folder(folder))
 
 
 def resolve_model_argument(args: argparse.Namespace) -> dict:

@@ -55,6 +55,8 @@ def _segment_descriptions(hd, names: dict[int, str]) -> list:
 def build_dicom_seg(label: np.ndarray, source: SeriesInfo, names: dict[int, str], series_number: int = 300):
     """Build (not write) a highdicom Segmentation of a (z, y, x) label map over its source series."""
     hd, pydicom = _import_highdicom()
+    if len(source.files) == 1:
+        raise UserError("DICOM-SEG over a multi-frame (enhanced) source series is not supported", source.files[0])
     if label.shape[0] != len(source.files):
         raise ValueError(f"label map has {label.shape[0]} slices, source series {len(source.files)}")
     datasets = [pydicom.dcmread(path) for path in source.files]
