@@ -164,6 +164,11 @@ def test_bad_inputs_are_user_errors(work: Path, tmp_path: Path, capsys) -> None:
     save_probabilities(wrong, np.zeros((3, 4, 4, 4), dtype=np.float32), {})
     assert main(["find-best", str(work), "--configs", "3d_fullres"]) == 2
     assert "case_0.npz" in capsys.readouterr().err
+    other_grid = Geometry(GEOMETRY.spacing, (0.0, 0.0, 0.0), GEOMETRY.direction, GEOMETRY.size)
+    save_probabilities(wrong, soft(reference(0)), probability_metadata("case_0", other_grid, PLANS, ".nii.gz"))
+    assert main(["find-best", str(work), "--configs", "3d_fullres"]) == 2
+    err = capsys.readouterr().err
+    assert "case_0.npz" in err and "origin" in err
     assert main(["find-best", str(work), "--configs", "3d_fullres", "--cv-dir", f"2d={tmp_path}"]) == 2
     assert "2d" in capsys.readouterr().err
     bad_decision = tmp_path / "decision.json"

@@ -13,6 +13,7 @@ holds all of a configuration's CV cases instead.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,19 +76,34 @@ def parse_cv_dirs(items: list[str] | None) -> dict[str, Path]:
     return out
 
 
-def load_probabilities(path: Path, num_outputs: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Read the (num_outputs, *shape) float32 probabilities of one case; UserError naming the file."""
+def load_probabilities(path: Path, num_outputs: int, shape: tuple[int, ...], geometry=None) -> np.ndarray:
+    """Read the (num_outputs, *shape) float32 probabilities of one case; UserError naming the file.
+
+    When the file carries segkit metadata with a geometry and `geometry` (the reference's) is given,
+    they must match: a prediction of another case or grid is refused.
+    """
     try:
         with np.load(path, allow_pickle=False) as data:
             key = "probabilities" if "probabilities" in data.files else (data.files[0] if len(data.files) == 1 else None)
             if key is None:
                 raise UserError(f"has no 'probabilities' array (found {data.files})", path)
             probs = np.asarray(data[key], dtype=np.float32)
+            metadata = json.loads(str(data["metadata"])) if "metadata" in data.files else {}
     except (OSError, ValueError, EOFError) as err:
         raise UserError(f"cannot read probabilities ({err})", path) from None
     if probs.shape != (num_outputs, *shape):
         raise UserError(f"probabilities have shape {probs.shape}, expected {(num_outputs, *shape)} "
                         "(outputs, z, y, x of the reference label map)", path)
+    stored = metadata.get("geometry") if isinstance(metadata, dict) else None
+    if geometry is not None and isinstance(stored, dict):
+        from segkit.io.image import Geometry
+
+        try:
+            problem = geometry.mismatch(Geometry.from_json(stored))
+        except (KeyError, TypeError, ValueError):
+            raise UserError("probability metadata has a malformed geometry", path) from None
+        if problem:
+            raise UserError(f"geometry does not match the reference label map: {problem}", path)
     return probs
 
 

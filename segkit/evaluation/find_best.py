@@ -80,10 +80,11 @@ def _class_dice(labels: np.ndarray, ref: np.ndarray, classes: dict[str, list[int
 
 def _load_case(job: dict, configs: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Reference labels and the probabilities of the given configurations for one case."""
-    ref = read_label_map(job["reference"]).array
+    ref = read_label_map(job["reference"])
     conversion = job["conversion"]
-    probs = {c: load_probabilities(job["files"][c], conversion["num_outputs"], ref.shape) for c in configs}
-    return ref, probs
+    probs = {c: load_probabilities(job["files"][c], conversion["num_outputs"], ref.array.shape, ref.geometry)
+             for c in configs}
+    return ref.array, probs
 
 
 def _score_candidates(job: dict) -> dict:
