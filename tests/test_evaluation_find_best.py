@@ -202,3 +202,16 @@ def test_region_based_plans_choose_foreground_lcc(tmp_path: Path) -> None:
     assert all(before[region] < 1.0 for region in ("WT", "TC", "ET"))
     assert result["postprocessing"] == {"foreground_lcc": True, "lcc_classes": {}}
     assert result["dice_after_postprocessing"] == pytest.approx({"WT": 1.0, "TC": 1.0, "ET": 1.0})
+
+
+def test_postprocess_in_place_with_a_bare_decision(tmp_path: Path) -> None:
+    """A bare decision JSON applied with -o equal to -i rewrites the files, keeping dtype and geometry."""
+    labels = with_spurious_blob(reference(0))
+    write_image(labels, GEOMETRY, tmp_path / "case.nii.gz")
+    decision = tmp_path / "decision.json"
+    decision.write_text(json.dumps({"foreground_lcc": False, "lcc_classes": {"a": [1]}}))
+    assert main(["postprocess", "-i", str(tmp_path), "-o", str(tmp_path), "--decision", str(decision)]) == 0
+    image = read_image(tmp_path / "case.nii.gz")
+    assert np.array_equal(image.array, reference(0)) and image.array.dtype == np.uint8
+    assert image.geometry.mismatch(GEOMETRY) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.nii.gz", "decision.json"]
