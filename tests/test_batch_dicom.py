@@ -9,7 +9,7 @@ from batch_data import phantom, write_dicom_case
 
 from segkit.errors import UserError
 from segkit.io.dicom import list_series, parse_channel_map, read_dicom_study
-from segkit.io.dicom_seg import segment_names, write_dicom_seg
+from segkit.io.dicom_seg import segment_names, segments_from_labels, write_dicom_seg
 from segkit.io.dicom_write import write_dicom_series
 
 LABELS = {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}
@@ -102,8 +102,7 @@ def test_dicom_seg_frames_align_with_the_source_series(tmp_path):
     images, label, geometry = phantom(seed=5, channels=1)
     write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
     study = read_dicom_study(tmp_path / "study", 1)
-    names = segment_names(LABELS)
-    write_dicom_seg(label, study.reference, names, tmp_path / "seg.dcm")
+    write_dicom_seg(label, study.reference, segments_from_labels(LABELS), tmp_path / "seg.dcm")
     seg = pydicom.dcmread(tmp_path / "seg.dcm")
     sources = [pydicom.dcmread(p) for p in study.reference.files]
     sop_to_index = {ds.SOPInstanceUID: k for k, ds in enumerate(sources)}
@@ -133,12 +132,27 @@ def test_dicom_seg_renumbers_gapped_label_values(tmp_path):
     write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
     study = read_dicom_study(tmp_path / "study", 1)
     brats2021 = np.where(label == 3, 4, label)
-    names = segment_names({"background": 0, "necrosis": 1, "edema": 2, "enhancing": 4})
-    write_dicom_seg(brats2021, study.reference, names, tmp_path / "seg.dcm")
+    segments = segments_from_labels({"background": 0, "necrosis": 1, "edema": 2, "enhancing": 4})
+    write_dicom_seg(brats2021, study.reference, segments, tmp_path / "seg.dcm")
     seg = pydicom.dcmread(tmp_path / "seg.dcm")
     assert [(s.SegmentNumber, s.SegmentLabel) for s in seg.SegmentSequence] == [
         (1, "necrosis"), (2, "edema"), (3, "enhancing")]
     assert int((seg.pixel_array > 0).sum()) == int((brats2021 > 0).sum())
+
+
+def test_region_segments_overlap_like_the_regions(tmp_path):
+    images, label, geometry = phantom(seed=6, channels=1)
+    write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
+    study = read_dicom_study(tmp_path / "study", 1)
+    regions = {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [1, 3], "enhancing tumor": [3]}
+    write_dicom_seg(label, study.reference, segments_from_labels(regions), tmp_path / "seg.dcm")
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["whole tumor", "tumor core", "enhancing tumor"]
+    sop_to_index = {pydicom.dcmread(p).SOPInstanceUID: k for k, p in enumerate(study.reference.files)}
+    for index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        k = _frame_source_index(frame, sop_to_index)
+        values = list(regions.values())[frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber]
+        np.testing.assert_array_equal(seg.pixel_array[index] > 0, np.isin(label[k], values))
 
 
 def test_segment_names_for_region_based_plans():

@@ -116,9 +116,9 @@ def write_outputs(case: BatchCase, loaded: LoadedCase, label: np.ndarray, reques
         write_preview(loaded.images[0], label, loaded.geometry, request.segment_names, out / names["preview"],
                       title=case.case_id)
     if "dicom_seg" in names:
-        from segkit.io.dicom_seg import write_dicom_seg
+        from segkit.io.dicom_seg import segments_from_labels, write_dicom_seg
 
-        write_dicom_seg(label, loaded.dicom_reference, request.segment_names, out / names["dicom_seg"])
+        write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"])
     from segkit.inference.writing import write_label_like
 
     # for file inputs, reuse the input's own header (bit-exact geometry, as plain `segkit predict` does)

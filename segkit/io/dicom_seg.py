@@ -4,7 +4,9 @@ Needs the optional ``dicom`` extra (highdicom, pydicom). The label map must be i
 source series' array order (z, y, x): frame k of the label map lies on the source slice
 file k as returned by SimpleITK's series reader (sorted along the slice normal), so each
 SEG frame carries that slice's ImagePositionPatient and references its SOPInstanceUID.
-Segments are numbered 1..N in increasing label-value order and named by the plan's labels.
+One segment per non-background plan label, numbered 1..N in the plan's order and named by
+it: a class is the voxels with its value, a region (e.g. BraTS 'whole tumor' = [1, 2, 3])
+the voxels with any of its values, so region segments overlap as the regions do.
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ def segment_names(labels: dict[str, int | list[int]], regions_class_order: list[
     for name, value in zip(regions, regions_class_order or []):
         names.setdefault(int(value), name)
     return dict(sorted(names.items()))
+
+
+def segments_from_labels(labels: dict[str, int | list[int]]) -> dict[str, list[int]]:
+    """Segment name -> label values, for every non-background plan label, in plan order."""
+    segments = {}
+    for name, value in labels.items():
+        values = [int(v) for v in (value if isinstance(value, list) else [value])]
+        if values != [0]:
+            segments[name] = values
+    return segments
 
 
 def _import_highdicom():
@@ -52,7 +64,7 @@ def _segment_descriptions(hd, names: dict[int, str]) -> list:
             for value, name in names.items()]
 
 
-def build_dicom_seg(label: np.ndarray, source: SeriesInfo, names: dict[int, str], series_number: int = 300):
+def build_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, list[int]], series_number: int = 300):
     """Build (not write) a highdicom Segmentation of a (z, y, x) label map over its source series."""
     hd, pydicom = _import_highdicom()
     if len(source.files) == 1:
@@ -60,27 +72,23 @@ def build_dicom_seg(label: np.ndarray, source: SeriesInfo, names: dict[int, str]
     if label.shape[0] != len(source.files):
         raise ValueError(f"label map has {label.shape[0]} slices, source series {len(source.files)}")
     datasets = [pydicom.dcmread(path) for path in source.files]
-    # Segment numbers must run 1..N without gaps: relabel the values into that order.
-    values = list(names)
-    numbered = np.zeros(label.shape, dtype=np.uint8 if len(values) < 256 else np.uint16)
-    for number, value in enumerate(values, start=1):
-        numbered[label == value] = number
-    renumbered = {number: names[value] for number, value in enumerate(values, start=1)}
+    masks = np.stack([np.isin(label, values) for values in segments.values()], axis=-1)
+    names = {number: name for number, name in enumerate(segments, start=1)}
     return hd.seg.Segmentation(
-        source_images=datasets, pixel_array=numbered,
+        source_images=datasets, pixel_array=masks,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_segment_descriptions(hd, renumbered),
+        segment_descriptions=_segment_descriptions(hd, names),
         series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="segkit", manufacturer_model_name="segkit", software_versions=__version__,
         device_serial_number="0", series_description="segkit segmentation", omit_empty_frames=False)
 
 
-def write_dicom_seg(label: np.ndarray, source: SeriesInfo, names: dict[int, str], path: str | Path) -> Path:
+def write_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, list[int]], path: str | Path) -> Path:
     """Write a DICOM-SEG of a (z, y, x) label map over its source series atomically; return the path."""
     path = Path(path)
-    if not names:
+    if not segments:
         raise UserError("the plan declares no foreground labels to write as DICOM-SEG segments", path)
-    seg = build_dicom_seg(label, source, names)
+    seg = build_dicom_seg(label, source, segments)
     with atomic_path(path, suffix=".dcm") as tmp:
         seg.save_as(tmp)
     return path
