@@ -83,6 +83,7 @@ def _dataset_info(root: Path, problems: list[Problem]) -> DatasetInfo:
             problems.append(Problem(DATASET, "dataset.json", f"missing key(s) {', '.join(missing)}{hint}"))
         info = load_dataset(root)
         _check_listed_paths(info, problems)
+        _check_regions(info, problems)
         return info
     except UserError as err:
         message = str(err)
@@ -112,6 +113,20 @@ def _fallback_info(root: Path) -> DatasetInfo:
     num_channels = max(channels) + 1 if channels else 1
     return DatasetInfo(root=root, name=root.name, channel_names={str(i): str(i) for i in range(num_channels)},
                        labels={}, file_ending=ending)
+
+
+def _check_regions(info: DatasetInfo, problems: list[Problem]) -> None:
+    """Report a regions_class_order that does not give one declared label value per region."""
+    order = info.regions_class_order
+    if not info.region_based or not order:
+        return
+    if len(order) != len(info.regions):
+        problems.append(Problem(DATASET, "dataset.json", f"regions_class_order has {len(order)} entries but "
+                                f"'labels' declares {len(info.regions)} regions"))
+    undeclared = [v for v in order if v not in info.foreground_labels]
+    if undeclared:
+        problems.append(Problem(DATASET, "dataset.json",
+                                f"regions_class_order values {undeclared} are not declared foreground labels"))
 
 
 def _check_listed_paths(info: DatasetInfo, problems: list[Problem]) -> None:

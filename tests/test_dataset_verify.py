@@ -182,12 +182,19 @@ def wrong_num_training(root):
     return "dataset.json"
 
 
-MUTATIONS = [unreadable, truncated, missing_channel, channel_spacing_mismatch, channel_shape_mismatch,
+def bad_regions_class_order(root):
+    _edit_json(root, lambda d: d.update(labels={"background": 0, "whole tumor": [1, 2, 3], "tumor core": [1, 3],
+                                                "enhancing tumor": [3]}, regions_class_order=[2, 1]))
+    return "dataset.json"
+
+
+MUTATIONS = [bad_regions_class_order, unreadable, truncated, missing_channel, channel_spacing_mismatch, channel_shape_mismatch,
              label_origin_mismatch, direction_mismatch, undeclared_label, fractional_label, nan_in_image,
              inf_in_image, image_2d, empty_dataset, escaping_path, missing_label, label_without_images,
              missing_dataset_json, invalid_json, missing_labels_key, bad_channel_key, undeclared_channel,
              wrong_num_training]
 EXPECTED_WORDS = {
+    bad_regions_class_order: "regions_class_order has 2 entries",
     unreadable: "cannot read", truncated: "cannot read", missing_channel: "missing channel file",
     channel_spacing_mismatch: "spacing", channel_shape_mismatch: "shape", label_origin_mismatch: "origin",
     direction_mismatch: "direction", undeclared_label: "[7] are not declared", fractional_label: "non-integer",
