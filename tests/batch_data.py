@@ -39,6 +39,17 @@ def write_dicom_case(folder: Path, case_id: str, seed: int, channels: int = 2, s
     return geometry
 
 
+def dicom_study_from_nifti(nifti_files: list[Path], study: Path) -> None:
+    """Convert NIfTI channel files into one DICOM study (one series per channel, described as CHANNEL_DESCRIPTIONS)."""
+    from segkit.io.image import read_image
+
+    study_uid, frame = new_uid(), new_uid()
+    for channel, path in enumerate(nifti_files):
+        volume = read_image(path)
+        write_dicom_series(volume.array, volume.geometry, study, CHANNEL_DESCRIPTIONS[channel], study_uid=study_uid,
+                           frame_of_reference_uid=frame, series_number=channel + 1, patient_id=study.name)
+
+
 def threshold_predict(images: np.ndarray, geometry: Geometry) -> np.ndarray:
     """A deterministic stand-in network: channel-0 intensity bands become labels 1..3."""
     low, mid, high = np.percentile(images[0], [60, 80, 95])
