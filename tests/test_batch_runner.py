@@ -176,3 +176,23 @@ def test_merge_refuses_missing_parts(tmp_path):
               BatchOptions(num_parts=2, part_id=1), folder)
     with pytest.raises(UserError, match=r"missing parts \[0\]"):
         merge_reports(out)
+
+
+def test_unexpected_errors_are_recorded_with_a_traceback(tmp_path):
+    folder = tmp_path / "in"
+    write_file_case(folder, "c0", seed=0)
+    write_file_case(folder, "c1", seed=1)
+
+    calls = []
+
+    def flaky(images, geometry):
+        calls.append(1)
+        if len(calls) == 1:  # cases run in sorted order: c0 fails
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return threshold_predict(images, geometry)
+
+    report = run_batch(discover_cases(folder), SPEC_2CH, request(tmp_path / "out"), flaky, BatchOptions(), folder)
+    failed = [c for c in report.cases if c["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["reason"] == "RuntimeError: CUDA out of memory (simulated)"
+    assert any("flaky" in line for line in failed[0]["traceback"])
+    assert failed[0]["case_id"] == "c0" and [c["status"] for c in report.cases if c is not failed[0]] == ["ok"]

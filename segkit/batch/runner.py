@@ -14,7 +14,6 @@ one case ahead in a background thread (reading + preprocessing overlap the netwo
 
 from __future__ import annotations
 
-import logging
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +34,6 @@ from segkit.io.image import Geometry
 
 PredictFn = Callable[[np.ndarray, Geometry], np.ndarray]
 EXIT_OK, EXIT_CASES_FAILED = 0, 1
-log = logging.getLogger("segkit.batch")
 
 
 def _as_loaded(case: BatchCase, loaded: LoadedCase) -> LoadedCase:
@@ -104,8 +102,10 @@ def _finish(case: BatchCase, work: Future, request: OutputRequest, steps: CaseSt
         write_outputs(case, loaded, label, request, names)
     # One bad case must not stop a hospital batch: whatever it raised is its recorded reason.
     except Exception as err:
-        log.debug("case %s failed:\n%s", case.case_id, traceback.format_exc())
-        return _entry(case, "failed", _reason(err), seconds + time.perf_counter() - start, names, input_dir)
+        entry = _entry(case, "failed", _reason(err), seconds + time.perf_counter() - start, names, input_dir)
+        if not isinstance(err, UserError):  # a bug or resource problem: keep where it happened
+            entry["traceback"] = traceback.format_exc().strip().splitlines()[-12:]
+        return entry
     return _entry(case, "ok", None, seconds + time.perf_counter() - start, names, input_dir)
 
 
