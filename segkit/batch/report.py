@@ -18,7 +18,10 @@ Schema (schema_version 1)::
                              "statistics": "c01_stats.json", "preview": "c01_preview.png"}}]
     }
 
-Paths in ``cases`` are relative to the output folder (inputs: to the input folder).
+Paths in ``cases`` are relative to the output folder (inputs: to the input folder). A
+failure that is not a UserError also keeps ``traceback`` (its last lines); each case has
+``warnings`` (e.g. no DICOM-SEG for a NIfTI input). Batch predict adds the model identity
+(``package_sha256`` for packages), device and post-processing to the header.
 A sharded run writes ``report_part<K>.json``; ``merge_reports`` combines the parts.
 """
 
