@@ -27,6 +27,7 @@ DEFAULT_EPOCHS = 1000
 DEFAULT_ITERATIONS = 250
 CALIBRATION_WARMUP = 2
 CALIBRATION_STEPS = 8
+CALIBRATION_EPOCH = 1_000_000        # batch-stream ids of the timing steps (never a real epoch)
 
 
 @dataclass
@@ -132,9 +133,9 @@ def _elapsed(setup: TrainSetup) -> float:
 
 def _calibrate(setup: TrainSetup, run_steps, run_validation, state: RunState, info: dd.DistInfo) -> Schedule:
     """Time a few real training steps and one validation pass, then fit epochs x iterations to the budget."""
-    run_steps(-1, CALIBRATION_WARMUP)
+    run_steps(CALIBRATION_EPOCH, CALIBRATION_WARMUP)
     start = time.monotonic()
-    run_steps(-2, CALIBRATION_STEPS)
+    run_steps(CALIBRATION_EPOCH + 1, CALIBRATION_STEPS)
     per_step = (time.monotonic() - start) / CALIBRATION_STEPS
     start = time.monotonic()
     run_validation()

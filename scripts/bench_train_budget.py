@@ -1,0 +1,65 @@
+"""Benchmark: `segkit train --time-budget 8` on three brain-MR-like volumes (2 train, 1 held out).
+
+Generates segkit.phantom_structures cases (80x100x85 at 2 mm, twelve structures of 200-1,400
+voxels), plans (default --network unet, the CPU-friendly family), preprocesses, writes a
+one-fold split (train on 2, validate on the third), trains within the budget and reports the
+held-out Dice of the final weights (the last epoch's whole-case validation) per structure.
+
+    python scripts/bench_train_budget.py --out /tmp/bench_budget [--minutes 8] [--network unet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from segkit.jsonio import write_json
+from segkit.phantom_structures import generate_structures_dataset
+
+
+def segkit(*args: str) -> None:
+    """Run one segkit command, failing loudly."""
+    subprocess.run([sys.executable, "-m", "segkit", *args], check=True)
+
+
+def main() -> None:
+    """Generate, plan, preprocess, train within the budget, print and save the result."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="/tmp/bench_budget")
+    parser.add_argument("--minutes", type=float, default=8.0)
+    parser.add_argument("--network", default="unet")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("train_args", nargs="*", help="extra `segkit train` arguments (after --)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    dataset, work = out / "BrainStructures", out / "work"
+    generate_structures_dataset(dataset, 3, args.seed)
+    segkit("plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres", "--network", args.network,
+           "--force")
+    segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres")
+    models = work / "models" / "3d_fullres"
+    write_json(models / "splits.json", [{"train": ["brain_001", "brain_002"], "val": ["brain_003"]}])
+    start = time.monotonic()
+    segkit("train", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "-f", "0", "--time-budget",
+           str(args.minutes), "--threads", str(args.threads), "--quiet", *args.train_args)
+    wall = time.monotonic() - start
+    log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
+    last = log[-1]
+    schedule = json.loads((models / "fold_0" / "schedule.json").read_text())
+    plans = json.loads((models / "plans.json").read_text())["configurations"]["3d_fullres"]
+    result = {"wall_s": round(wall, 1), "budget_s": args.minutes * 60, "epochs": len(log), "steps": last["step"],
+              "held_out_mean_dice": last["val_mean_dice"], "held_out_dice": last["val_dice"],
+              "patch_size": plans["patch_size"], "batch_size": plans["batch_size"],
+              "features_per_stage": plans["architecture"]["features_per_stage"], "family": plans["architecture"]["family"],
+              "training_fit": plans.get("training_fit", {}).get("chosen"), "schedule": schedule}
+    write_json(out / "result.json", result)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

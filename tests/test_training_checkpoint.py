@@ -1,0 +1,79 @@
+"""Checkpoints (weights_only, atomic, plan check), RNG state round trip, schedule and budget fitting rules."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from segkit.errors import UserError
+from segkit.training import checkpoint as ckpt
+from segkit.training.fitting import candidates, total_strides
+from segkit.training.schedule import MIN_EPOCHS, fit_to_budget, poly_lr, refit_epochs
+from training_data import TINY_ARCH
+
+
+def _payload(entry):
+    return {"format": ckpt.FORMAT, "network_state": {"w": torch.arange(3.0)}, "architecture": entry["architecture"],
+            "in_channels": 4, "num_outputs": 4, "configuration": "3d_fullres",
+            "plans_sha256": ckpt.plans_sha256(entry), "epoch": 3, "rng_state": ckpt.rng_state()}
+
+
+ENTRY = {"patch_size": [32, 64, 64], "batch_size": 4, "architecture": dict(TINY_ARCH, features_per_stage=[32, 64, 128])}
+
+
+def test_checkpoint_round_trip_with_weights_only_and_rng_state(tmp_path):
+    np.random.seed(3)
+    random.seed(3)
+    torch.manual_seed(3)
+    ckpt.save_checkpoint(tmp_path / "c.pt", _payload(ENTRY))
+    expected = (np.random.rand(), random.random(), torch.rand(1).item())
+    loaded = ckpt.load_checkpoint(tmp_path / "c.pt", ckpt.plans_sha256(ENTRY))
+    assert loaded["epoch"] == 3 and torch.equal(loaded["network_state"]["w"], torch.arange(3.0))
+    torch.load(tmp_path / "c.pt", weights_only=True)            # no pickle-only objects inside
+    ckpt.set_rng_state(loaded["rng_state"])
+    assert (np.random.rand(), random.random(), torch.rand(1).item()) == expected
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]      # no temp files left
+
+
+def test_checkpoint_from_another_plan_or_corrupt_is_a_user_error(tmp_path):
+    ckpt.save_checkpoint(tmp_path / "c.pt", _payload(ENTRY))
+    other = dict(ENTRY, patch_size=[16, 64, 64])
+    with pytest.raises(UserError, match="different plan"):
+        ckpt.load_checkpoint(tmp_path / "c.pt", ckpt.plans_sha256(other))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        ckpt.load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="required keys"):
+        ckpt.save_checkpoint(tmp_path / "x.pt", {"format": ckpt.FORMAT})
+
+
+def test_poly_lr_decays_to_zero():
+    assert poly_lr(0.01, 0, 100) == pytest.approx(0.01)
+    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 100, 100) == 0.0
+
+
+def test_budget_fit_fills_the_budget_and_keeps_min_epochs():
+    roomy = fit_to_budget(3600, seconds_per_step=0.1, validation_s=5, max_epochs=1000, iterations_per_epoch=250)
+    assert roomy.iterations_per_epoch == 250
+    spent = roomy.epochs * (250 * 0.1 + 5)
+    assert spent <= 3600 and spent + (250 * 0.1 + 5) > 3600 * 0.92 - 10   # one more epoch would not fit
+    tight = fit_to_budget(480, seconds_per_step=1.0, validation_s=6, max_epochs=1000, iterations_per_epoch=250)
+    assert tight.epochs == MIN_EPOCHS and tight.iterations_per_epoch < 250
+    assert tight.epochs * (tight.iterations_per_epoch * 1.0 + 6) <= 480
+    assert refit_epochs(tight, epochs_done=2, remaining_s=100, mean_epoch_s=40) == 4
+    assert refit_epochs(tight, epochs_done=2, remaining_s=1e6, mean_epoch_s=40) == tight.epochs
+
+
+def test_fitting_candidates_get_cheaper_and_keep_patches_divisible():
+    entry = {"patch_size": [80, 96, 80], "batch_size": 4,
+             "architecture": dict(TINY_ARCH, features_per_stage=[32, 64, 128])}
+    steps = list(candidates(entry))
+    assert steps[0][0] == "as planned" and steps[1][1]["batch_size"] == 2
+    strides = total_strides(entry["architecture"])
+    for _, c in steps:
+        assert all(p % s == 0 for p, s in zip(c["patch_size"], strides))
+    assert steps[-1][1]["architecture"]["features_per_stage"][0] == 8
+    assert np.prod(steps[-1][1]["patch_size"]) < np.prod(entry["patch_size"])
+    assert entry["patch_size"] == [80, 96, 80]                   # the original entry is untouched
