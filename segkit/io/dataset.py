@@ -109,13 +109,17 @@ def load_dataset(root: str | Path) -> DatasetInfo:
     channel_names = data.get("channel_names", data.get("modality"))
     if not isinstance(channel_names, dict) or not channel_names:
         raise UserError("'channel_names' is missing or empty", json_path)
-    if sorted(int(k) for k in channel_names) != list(range(len(channel_names))):
+    if not all(str(k).isdigit() for k in channel_names) or \
+            sorted(int(k) for k in channel_names) != list(range(len(channel_names))):
         raise UserError("'channel_names' keys must be 0, 1, ... without gaps", json_path)
     file_ending = data.get("file_ending", ".nii.gz")
     if not isinstance(file_ending, str) or not file_ending.startswith("."):
         raise UserError(f"'file_ending' must look like '.nii.gz', got {file_ending!r}", json_path)
     labels = _check_labels(data.get("labels"), json_path)
     order = data.get("regions_class_order")
+    if order is not None and (not isinstance(order, list) or
+                              not all(isinstance(v, int) and not isinstance(v, bool) for v in order)):
+        raise UserError(f"'regions_class_order' must be a list of integers, got {order!r}", json_path)
     info = DatasetInfo(root=root, name=str(data.get("name", root.name)),
                        channel_names={str(k): str(v) for k, v in channel_names.items()},
                        labels=labels, file_ending=file_ending,
