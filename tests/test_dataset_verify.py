@@ -201,7 +201,7 @@ EXPECTED_WORDS = {
     nan_in_image: "NaN/Inf", inf_in_image: "1 NaN/Inf", image_2d: "2D", empty_dataset: "no training cases",
     escaping_path: "escapes the dataset folder", missing_label: "missing label file",
     label_without_images: "label file without images", missing_dataset_json: "not found",
-    invalid_json: "not valid JSON", missing_labels_key: "labels", bad_channel_key: "malformed",
+    invalid_json: "not valid JSON", missing_labels_key: "labels", bad_channel_key: "channel_names' keys must be 0, 1",
     undeclared_channel: "channel 4 is not declared", wrong_num_training: "numTraining is 5",
 }
 
