@@ -31,10 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--channels-last", action="store_true", help="channels_last(_3d) memory layout")
     p.add_argument("--num-workers", type=int, default=1, help="background loader processes (0: in the main process)")
-    p.add_argument("--augment", choices=("full", "light", "none"), default="full",
-                   help="full: spatial + intensity + mirror; light: no spatial transform")
+    p.add_argument("--augment", choices=("auto", "full", "light", "none"), default="auto",
+                   help="full: spatial + intensity + mirror; light: no spatial transform; auto: full, except light "
+                        "for a CPU time budget under 30 minutes")
     p.add_argument("--elastic", action="store_true", help="add elastic deformation to the spatial transform")
-    p.add_argument("--batch-dice", action="store_true", help="Dice over the whole batch instead of per sample")
+    p.add_argument("--batch-dice", action=argparse.BooleanOptionalAction, default=None,
+                   help="Dice over the whole batch (default: the plan's batch_dice, else on for 3D, off for 2D)")
     p.add_argument("--no-fit", action="store_true", help="never shrink the configuration for a CPU time budget")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")

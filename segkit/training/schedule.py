@@ -58,9 +58,9 @@ def fit_to_budget(remaining_s: float, seconds_per_step: float, validation_s: flo
                     seconds_per_step=seconds_per_step, validation_s=validation_s)
 
 
-def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_epoch_s: float) -> int:
-    """Shrink the planned epoch count when measured epochs are slower than predicted (never grows)."""
+def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_epoch_s: float, max_epochs: int) -> int:
+    """Epoch count that ends at the budget given the measured epoch time (grows or shrinks, <= max_epochs)."""
     if mean_epoch_s <= 0:
         return schedule.epochs
-    affordable = int(max(0.0, remaining_s - FINAL_RESERVE_S) // mean_epoch_s)
-    return max(epochs_done + 1, min(schedule.epochs, epochs_done + affordable))
+    affordable = int(max(0.0, remaining_s * SAFETY - FINAL_RESERVE_S) // mean_epoch_s)
+    return max(epochs_done + 1, min(max_epochs, epochs_done + affordable))

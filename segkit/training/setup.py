@@ -35,7 +35,7 @@ class TrainSetup:
     num_workers: int = 1
     augment: str = "full"
     elastic: bool = False
-    batch_dice: bool = False
+    batch_dice: bool | None = None     # None: the plan's batch_dice, else True for 3D, False for 2D
     lr: float = 1e-2
     momentum: float = 0.99
     weight_decay: float = 3e-5
@@ -47,6 +47,13 @@ class TrainSetup:
     def spatial_dims(self) -> int:
         """2 or 3."""
         return int(self.config_entry.get("spatial_dims", len(self.config_entry["patch_size"])))
+
+    @property
+    def use_batch_dice(self) -> bool:
+        """Dice over the whole batch (nnU-Net's default for 3D) or per sample."""
+        if self.batch_dice is not None:
+            return self.batch_dice
+        return bool(self.config_entry.get("batch_dice", self.spatial_dims == 3))
 
     @property
     def label_mode(self) -> str:

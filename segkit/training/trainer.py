@@ -183,8 +183,8 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last_3d if setup.spatial_dims == 3 else torch.channels_last)
     ds_scales = deep_supervision_scales(model, plans["num_channels"], patch, device)
-    loss_fn = build_loss(setup.label_mode, len(ds_scales), setup.batch_dice)
-    val_loss_fn = build_loss(setup.label_mode, 1, setup.batch_dice)
+    loss_fn = build_loss(setup.label_mode, len(ds_scales), setup.use_batch_dice)
+    val_loss_fn = build_loss(setup.label_mode, 1, setup.use_batch_dice)
     optimizer = torch.optim.SGD(model.parameters(), lr=setup.lr, momentum=setup.momentum,
                                 weight_decay=setup.weight_decay, nesterov=True)
     autocast, scaler = make_autocast(device, setup.amp)
@@ -238,7 +238,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
                 "decided_at_s": round(_elapsed(setup), 2), "notes": setup.notes, "world_size": info.world_size,
                 "batch_size_per_rank": batch_size, "patch_size": patch})
     sched = state.schedule
-    lr_at = partial(poly_lr, setup.lr, total_steps=sched.total_steps)
+    lr_at = lambda step: poly_lr(setup.lr, step, sched.total_steps)  # noqa: E731 (total may be refitted)
     stopped_early = False
     while state.epoch < sched.epochs:
         epoch_start = time.monotonic()
@@ -258,9 +258,9 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
                    "peak_memory_bytes": peak_memory_bytes(device)}
         if setup.time_budget_s:
             new_epochs = refit_epochs(sched, state.epoch, setup.time_budget_s - _elapsed(setup),
-                                      float(np.mean(state.epoch_seconds[-3:])))
+                                      float(np.mean(state.epoch_seconds[-3:])), setup.epochs or DEFAULT_EPOCHS)
             if new_epochs != sched.epochs:
-                record["schedule_change"] = f"epochs {sched.epochs} -> {new_epochs} (measured epochs slower than fitted)"
+                record["schedule_change"] = f"epochs {sched.epochs} -> {new_epochs} (refitted to measured epoch time)"
                 sched.epochs = new_epochs
         stop = bool(setup.early_stop and state.stale >= setup.early_stop)
         sched.epochs, stop = dd.broadcast_ints([sched.epochs, int(stop)], info)
