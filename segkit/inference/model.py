@@ -143,6 +143,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     """Load a model folder's plans and the chosen folds' checkpoints onto one network on the device."""
     import torch
 
+    from segkit.inference.acceleration import prepare_for_inference
     from segkit.networks import build_network
 
     model_dir, name = resolve_model_dir(model, configuration)
@@ -155,6 +156,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     arch = dict(first["architecture"])
     network = build_network(arch, int(first["in_channels"]), int(first["num_outputs"]))
     network.deep_supervision = False
+    prepare_for_inference(network, int(arch.get("spatial_dims", len(arch["kernel_sizes"][0]))))
     states = []
     for fold, path, ckpt in loaded:
         try:

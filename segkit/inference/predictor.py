@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from segkit.errors import UserError
+from segkit.inference.acceleration import resolve_precision
 from segkit.inference.cases import InputCase, load_case_images
 from segkit.inference.model import LoadedModel
 from segkit.inference.probabilities import probability_metadata, save_probabilities
@@ -35,6 +36,7 @@ class InferenceOptions:
     tta: bool = True
     tile_batch: int = 4
     save_probabilities: bool = False
+    precision: str = "auto"
 
 
 @dataclass
@@ -72,8 +74,9 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
         raise UserError(f"--tile-batch must be at least 1, got {options.tile_batch}")
     slice_axis = int(entry.get("slice_axis", 0)) if int(entry.get("spatial_dims", 3)) == 2 else None
     mirror = tuple(int(a) for a in entry.get("mirror_axes", [])) if options.tta else ()
+    precision = resolve_precision(options.precision, model.device)
     return WindowSettings(tuple(int(p) for p in entry["patch_size"]), options.step, mirror, options.tile_batch,
-                          slice_axis)
+                          slice_axis, precision=precision, channels_last=True)
 
 
 def prepare_case(model: LoadedModel, case_id: str, images: np.ndarray, geometry: Geometry,

@@ -14,6 +14,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from segkit.inference.acceleration import autocast_for, memory_format_for
+
 # weights below this fraction of the peak are raised to it: every voxel keeps a positive
 # weight and the final division stays well conditioned in float32
 MIN_WEIGHT_FRACTION = 1e-4
@@ -31,6 +33,8 @@ class WindowSettings:
     tile_batch: int = 4
     slice_axis: int | None = None
     sigma_scale: float = 1.0 / 8
+    precision: str = "fp32"
+    channels_last: bool = False
 
     @property
     def tile_shape(self) -> tuple[int, int, int]:
@@ -91,13 +95,15 @@ def forward_logits(network: torch.nn.Module, batch: torch.Tensor) -> torch.Tenso
     return out[0] if isinstance(out, (list, tuple)) else out
 
 
-def forward_with_mirroring(network: torch.nn.Module, batch: torch.Tensor, mirror_axes: Sequence[int]) -> torch.Tensor:
-    """Mean logits over all flips of the network-space spatial axes (batch is (B, C, *spatial))."""
+def forward_with_mirroring(network: torch.nn.Module, batch: torch.Tensor, mirror_axes: Sequence[int],
+                           memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """Mean float32 logits over all flips of the network-space spatial axes (batch is (B, C, *spatial))."""
     combos = mirror_combinations(mirror_axes)
-    total = forward_logits(network, batch).float()
+    total = forward_logits(network, batch.contiguous(memory_format=memory_format)).float()
     for combo in combos[1:]:
         dims = [2 + axis for axis in combo]
-        total += torch.flip(forward_logits(network, torch.flip(batch, dims)).float(), dims)
+        flipped = torch.flip(batch, dims).contiguous(memory_format=memory_format)
+        total += torch.flip(forward_logits(network, flipped).float(), dims)
     if len(combos) > 1:
         total /= len(combos)
     return total
@@ -133,12 +139,13 @@ def sliding_window_logits(network: torch.nn.Module, data: np.ndarray | torch.Ten
     weight_sum = torch.zeros(shape, dtype=torch.float32, device=acc_device)
     weight = torch.from_numpy(gaussian_importance_map(tile, settings.sigma_scale)).to(device)
     weight_acc = weight.to(acc_device)
-    with torch.inference_mode():
+    memory_format = memory_format_for(len(settings.patch_size)) if settings.channels_last else torch.contiguous_format
+    with torch.inference_mode(), autocast_for(settings.precision, device):
         for chunk in _batches(tile_slices(shape, tile, settings.step), settings.tile_batch):
             batch = torch.stack([source[(slice(None),) + region] for region in chunk]).to(device, non_blocking=True)
             if settings.slice_axis is not None:
                 batch = batch[:, :, 0]
-            out = forward_with_mirroring(network, batch, settings.mirror_axes)
+            out = forward_with_mirroring(network, batch, settings.mirror_axes, memory_format)
             if settings.slice_axis is not None:
                 out = out[:, :, None]
             out = (out * weight).to(acc_device)
