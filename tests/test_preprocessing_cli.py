@@ -112,3 +112,36 @@ def test_unreadable_image_exits_2_and_leaves_no_partial_case(dataset, tmp_path, 
     names = [p.name for p in outputs(work)]
     assert not any(name.startswith("phantom_002") for name in names)
     assert not any(name.startswith(".") for name in names)   # no temp files left behind
+
+
+def rewrite(path: Path, array: np.ndarray | None = None, spacing: tuple[float, ...] | None = None) -> None:
+    """Rewrite an image file with a new array and/or spacing, keeping the rest of its geometry."""
+    from segkit.io import read_image, write_image
+    from segkit.io.image import Geometry
+
+    image = read_image(path)
+    geometry = image.geometry
+    if spacing is not None:
+        geometry = Geometry(spacing, geometry.origin, geometry.direction, geometry.size)
+    write_image(image.array if array is None else array, geometry, path)
+
+
+def test_channel_geometry_mismatch_and_undeclared_label_exit_2(dataset, tmp_path, capsys):
+    broken = tmp_path / "Phantom"
+    shutil.copytree(dataset, broken)
+    channel = broken / "imagesTr" / "phantom_001_0002.nii.gz"
+    rewrite(channel, spacing=(1.0, 1.0, 1.0))
+    work = tmp_path / "work"
+    write_plans(work)
+    assert main(["preprocess", str(broken), "--work-dir", str(work)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(channel) in last and "geometry differs from channel 0" in last
+
+    shutil.copytree(dataset / "imagesTr", broken / "imagesTr", dirs_exist_ok=True)
+    label_path = broken / "labelsTr" / "phantom_003.nii.gz"
+    label = np.zeros(SPEC.shape, dtype=np.uint8)
+    label[4, 5:8, 5:8] = 7
+    rewrite(label_path, array=label)
+    assert main(["preprocess", str(broken), "--work-dir", str(work)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(label_path) in last and "label values [7]" in last

@@ -90,9 +90,27 @@ def case_seed(case_id: str) -> int:
     return zlib.crc32(case_id.encode())
 
 
+def declared_label_values(plans: dict) -> list[int]:
+    """Every label value plans["labels"] declares (integers or region lists)."""
+    values: set[int] = set()
+    for value in (plans.get("labels") or {}).values():
+        values.update(int(v) for v in (value if isinstance(value, list) else [value]))
+    return sorted(values)
+
+
+def check_label_values(labels: np.ndarray, plans: dict, path: Path) -> None:
+    """UserError naming the label file when it holds values the plans do not declare."""
+    declared = declared_label_values(plans)
+    if declared and not np.isin(labels, declared).all():
+        unknown = sorted(set(np.unique(labels).tolist()) - set(declared))
+        raise UserError(f"label values {unknown} are not declared in dataset.json/plans (declared: {declared})", path)
+
+
 def preprocess_case(task: CaseTask) -> str:
     """Preprocess one case and write its three files; returns the case id."""
     images, labels, geometry = read_case(task.case)
+    if labels is not None:
+        check_label_values(labels, task.plans, task.case.label)
     spacing = tuple(reversed(geometry["spacing"]))
     data, seg, properties = preprocess_arrays(images, labels, spacing, task.plans, task.config)
     del images, labels
