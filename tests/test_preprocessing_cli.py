@@ -145,3 +145,20 @@ def test_channel_geometry_mismatch_and_undeclared_label_exit_2(dataset, tmp_path
     assert main(["preprocess", str(broken), "--work-dir", str(work)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(label_path) in last and "label values [7]" in last
+
+
+def test_configuration_with_identical_preprocessing_links_instead_of_recomputing(dataset, tmp_path, capsys):
+    work = tmp_path / "work"
+    plans = make_plans(target_spacing=(3.0, 1.5, 1.5))
+    fullres = plans["configurations"]["3d_fullres"]
+    plans["configurations"]["2d"] = {**fullres, "spatial_dims": 2, "slice_axis": 0}
+    plans["configurations"]["3d_lowres"] = {**fullres, "target_spacing": [6.0, 3.0, 3.0]}
+    work.mkdir()
+    (work / "plans.json").write_text(json.dumps(plans))
+    assert main(["preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "2d", "3d_lowres"]) == 0
+    out = capsys.readouterr().out
+    assert "2d: 0 preprocessed, 0 already done, 3 linked from an identical configuration" in out
+    assert "3d_lowres: 3 preprocessed" in out
+    linked = work / "preprocessed" / "2d" / "phantom_001.npy"
+    assert linked.stat().st_ino == (work / "preprocessed" / "3d_fullres" / "phantom_001.npy").stat().st_ino
+    assert np.load(work / "preprocessed/3d_lowres/phantom_001.npy").shape[1] < np.load(linked).shape[1]

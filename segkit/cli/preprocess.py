@@ -31,5 +31,7 @@ def run(args: argparse.Namespace) -> int:
     summaries = preprocess_dataset(args.dataset, args.configurations, work_dir=args.work_dir,
                                    plans_file=args.plans, num_workers=args.num_workers, force=args.force)
     for summary in summaries:
-        print(f"{summary.config}: {summary.processed} preprocessed, {summary.skipped} already done -> {summary.out_dir}")
+        reused = f", {summary.reused} linked from an identical configuration" if summary.reused else ""
+        print(f"{summary.config}: {summary.processed} preprocessed, {summary.skipped} already done{reused} "
+              f"-> {summary.out_dir}")
     return 0

@@ -12,8 +12,8 @@ from segkit.errors import UserError
 from segkit.io.dataset import load_dataset, training_cases
 from segkit.jsonio import read_json
 from segkit.preprocessing.normalize import check_normalization
-from segkit.preprocessing.pipeline import configuration_entry
-from segkit.preprocessing.store import CaseTask, make_tasks, preprocess_case
+from segkit.preprocessing.pipeline import configuration_entry, preprocessing_fingerprint
+from segkit.preprocessing.store import CaseTask, is_complete, make_tasks, preprocess_case, reuse_case
 from segkit.workdir import plans_path, preprocessed_dir, resolve_work_dir
 
 
@@ -25,6 +25,7 @@ class PreprocessSummary:
     out_dir: Path
     processed: int
     skipped: int
+    reused: int = 0
 
 
 def load_plans(path: Path, configs: list[str]) -> dict:
@@ -75,10 +76,27 @@ def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | 
     if not cases:
         raise UserError("no training cases found", info.root)
     summaries = []
+    done_by_hash: dict[str, Path] = {}
     for config in configs:
         out_dir = preprocessed_dir(work, config)
         out_dir.mkdir(parents=True, exist_ok=True)
         tasks, skipped = make_tasks(cases, out_dir, plans, config, force)
+        plans_hash = preprocessing_fingerprint(plans, config)
+        reused = reuse_from_earlier(tasks, done_by_hash.get(plans_hash), out_dir)
+        tasks = [task for task in tasks if task.case.case_id not in reused]
         run_tasks(tasks, num_workers, f"preprocess {config}")
-        summaries.append(PreprocessSummary(config, out_dir, len(tasks), skipped))
+        done_by_hash.setdefault(plans_hash, out_dir)
+        summaries.append(PreprocessSummary(config, out_dir, len(tasks), skipped, len(reused)))
     return summaries
+
+
+def reuse_from_earlier(tasks: list[CaseTask], source_dir: Path | None, out_dir: Path) -> set[str]:
+    """Link the cases an earlier configuration of this run preprocessed identically; return their ids."""
+    if source_dir is None:
+        return set()
+    reused = set()
+    for task in tasks:
+        if is_complete(source_dir, task.case.case_id, task.plans_hash):
+            reuse_case(source_dir, out_dir, task.case.case_id)
+            reused.add(task.case.case_id)
+    return reused

@@ -8,6 +8,8 @@ JSON whose `preprocessing_sha256` matches the plans means the case is complete.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +124,18 @@ def preprocess_case(task: CaseTask) -> str:
     save_array(seg_path, seg.astype(np.int16, copy=False))
     save_properties(json_path, properties)
     return task.case.case_id
+
+
+def reuse_case(source_dir: Path, out_dir: Path, case_id: str) -> None:
+    """Hard-link (or copy) a finished case from another configuration with identical preprocessing; JSON last."""
+    for source in case_paths(source_dir, case_id):
+        target = out_dir / source.name
+        with atomic_path(target, suffix=source.suffix) as tmp:
+            tmp.unlink()
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
 
 
 def make_tasks(cases: list[CaseFiles], out_dir: Path, plans: dict, config: str, force: bool
