@@ -35,7 +35,7 @@ def to_grid(t: torch.Tensor, bits: int | None) -> torch.Tensor:
     if bits is None:
         return t
     scale = float(2 ** bits)
-    return torch.round(t * scale) / scale
+    return t.mul(scale).round_().div_(scale)
 
 
 class _GridRound(torch.autograd.Function):

@@ -52,10 +52,15 @@ class Reduce(nn.Sequential):
         super().__init__(make_conv(2 * channels, channels, ones(dims), bias=False), make_norm(norm, channels, dims))
 
 
+def revmbconv_norm(norm: str) -> str:
+    """Instance norm as GroupNorm(C, C): the same operation, ~3x faster forward on CPU, keeps channels_last_3d."""
+    return "channel_group" if norm == "instance" else norm
+
+
 def build_revmbconv(arch: dict, in_channels: int, num_outputs: int) -> UNetSkeleton:
     """RevMBConv U-Net from an architecture entry (depth, width, expansion per stage)."""
     feats, kernels, strides = arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
-    expansion, norm, mode = arch["expansion_ratios"], arch.get("norm", "instance"), execution_mode(arch)
+    expansion, norm, mode = arch["expansion_ratios"], revmbconv_norm(arch.get("norm", "instance")), execution_mode(arch)
     bits = arch.get("coupling_grid_bits", GRID_BITS)
     dims = len(kernels[0])
     encoder, c_prev = [], in_channels

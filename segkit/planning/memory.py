@@ -27,11 +27,13 @@ from dataclasses import dataclass
 
 # Float tensors the loss keeps per output channel and voxel (logits grad, softmax,
 # log-softmax, one-hot target); checked against measurement in docs/benchmarks/networks.md.
-LOSS_TENSORS_PER_OUTPUT = 4.0
+LOSS_TENSORS_PER_OUTPUT = 3.0
 # Gradient buffers alive at the peak during backward, in units of the largest stage tensor.
 BACKWARD_GRAD_BUFFERS = 3.0
 # Stream buffers a reversible stage holds while recomputing one block (dy, x, dx, dy update).
 REVERSIBLE_STREAM_BUFFERS = 2.0
+# Hidden-size gradient buffers alive while backpropagating through one recomputed branch.
+RECOMPUTE_EXTRA_HIDDEN = 2.0
 OPTIMIZER_STATE_PER_PARAM = {"sgd": 1, "adam": 2, "adamw": 2, "none": 0}
 
 
@@ -52,9 +54,9 @@ class Tally:
         self.transient = max(self.transient, elements)
 
 
-def conv_params(c_in: int, c_out: int, kernel: list[int], groups: int = 1) -> int:
-    """Weights and bias of a convolution."""
-    return c_in // groups * c_out * math.prod(kernel) + c_out
+def conv_params(c_in: int, c_out: int, kernel: list[int], groups: int = 1, bias: bool = True) -> int:
+    """Weights (and bias) of a convolution."""
+    return c_in // groups * c_out * math.prod(kernel) + (c_out if bias else 0)
 
 
 def norm_params(channels: int) -> int:
@@ -72,41 +74,42 @@ def stage_voxels(arch: dict, patch_size: list[int]) -> list[int]:
     return voxels
 
 
-def _conv_norm_act(t: Tally, c_in: int, c_out: int, kernel: list[int], vox: int, act: bool = True) -> None:
-    """Tally a conv -> norm (-> in-place activation) layer."""
-    t.parameters += conv_params(c_in, c_out, kernel) + norm_params(c_out)
+def _conv_norm_act(t: Tally, c_in: int, c_out: int, kernel: list[int], vox: int, act: bool = True,
+                   bias: bool = True) -> None:
+    """Tally conv -> norm (-> in-place LeakyReLU): conv output, and the activation output."""
+    t.parameters += conv_params(c_in, c_out, kernel, bias=bias) + norm_params(c_out)
     t.store(c_out * vox * (2 if act else 1))
 
 
 def _residual_block(t: Tally, c_in: int, c_out: int, kernel: list[int], stride: list[int], vox: int) -> None:
-    """Tally an nnU-Net BasicBlockD (two convs, residual add, skip projection when needed)."""
-    t.parameters += conv_params(c_in, c_out, kernel) + norm_params(c_out)
-    t.parameters += conv_params(c_out, c_out, kernel) + norm_params(c_out)
+    """Tally an nnU-Net BasicBlockD: conv1 out, act1 out, conv2 out, sum/act out; the skip projection."""
+    t.parameters += conv_params(c_in, c_out, kernel) + conv_params(c_out, c_out, kernel) + 2 * norm_params(c_out)
     t.store(4 * c_out * vox)
-    if max(stride) > 1 or c_in != c_out:
+    if c_in != c_out:
         t.parameters += conv_params(c_in, c_out, [1] * len(kernel)) + norm_params(c_out)
-        t.store((c_in if max(stride) > 1 else 0) * vox + c_out * vox)
+        t.store(c_out * vox + (c_in * vox if max(stride) > 1 else 0))
 
 
 def _mbconv_stage(t: Tally, channels: int, blocks: int, expansion: float, kernel: list[int],
                   vox: int, mode: str) -> None:
-    """Tally a sequence of MBConv coupling blocks in one of the three modes."""
+    """Tally MBConv coupling blocks (non-in-place SiLU: 6 hidden tensors per branch) in one mode."""
     half = channels // 2
-    hidden = int(round(half * expansion))
+    hidden = max(1, int(round(half * expansion)))
     ones = [1] * len(kernel)
-    branch = (conv_params(half, hidden, ones) + norm_params(hidden) + conv_params(hidden, hidden, kernel, hidden)
-              + norm_params(hidden) + conv_params(hidden, half, ones) + norm_params(half))
+    branch = (conv_params(half, hidden, ones, bias=False) + norm_params(hidden)
+              + conv_params(hidden, hidden, kernel, hidden, bias=False) + norm_params(hidden)
+              + conv_params(hidden, half, ones, bias=False) + norm_params(half))
     t.parameters += 2 * branch * blocks
     if blocks == 0:
         return
     if mode == "plain":
-        t.store(channels * vox + blocks * (8 * hidden + 4 * half) * vox - half * vox + channels * vox)
+        t.store((blocks * (12 * hidden + 4 * half) + channels) * vox)
     elif mode == "checkpoint":
-        t.store(blocks * channels * vox + channels * vox)
-        t.peak((4 * hidden + 2 * half) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
+        t.store((blocks + 1) * channels * vox)
+        t.peak((6 * hidden + 2 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
     else:
         t.store(channels * vox)
-        t.peak((4 * hidden + 2 * half + 2 * hidden) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
+        t.peak((6 * hidden + 2 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
 
 
 def _mode(arch: dict) -> str:
@@ -132,31 +135,28 @@ def _encoder(t: Tally, arch: dict, vox: list[int], in_channels: int) -> None:
             for i in range(max(1, n)):
                 _residual_block(t, c_prev if i == 0 else f, f, k, strides[s] if i == 0 else [1] * len(k), vox[s])
         else:
-            _conv_norm_act(t, c_prev, f, k, vox[s], act=False)
+            _conv_norm_act(t, c_prev, f, k, vox[s], act=False, bias=False)
             _mbconv_stage(t, f, n, arch["expansion_ratios"][s], k, vox[s], _mode(arch))
         c_prev = f
 
 
 def _decoder(t: Tally, arch: dict, vox: list[int], num_outputs: int) -> None:
-    """Tally the decoder and segmentation heads of any family."""
+    """Tally the decoder (concat saved by the first conv) and the heads with the loss's tensors."""
     family, feats, kernels, strides = arch["family"], arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
     dec_blocks = arch["decoder_blocks_per_stage"]
-    num_stages = len(feats)
-    for d, s in enumerate(range(num_stages - 2, -1, -1)):
+    rev = family == "revmbconv"
+    for d, s in enumerate(range(len(feats) - 2, -1, -1)):
         f, k, n = feats[s], kernels[s], dec_blocks[d]
-        t.parameters += conv_params(feats[s + 1], f, strides[s + 1]) - f + f  # transposed conv, bias
-        t.store(2 * f * vox[s])  # concatenation, saved by the first conv
-        if family == "revmbconv":
-            _conv_norm_act(t, 2 * f, f, [1] * len(k), vox[s], act=False)
-            t.stored -= 2 * f * vox[s]  # counted as the 1x1 conv's input above
-            t.store(2 * f * vox[s])
+        t.parameters += conv_params(feats[s + 1], f, strides[s + 1], bias=not rev)
+        t.store(2 * f * vox[s])
+        if rev:
+            _conv_norm_act(t, 2 * f, f, [1] * len(k), vox[s], act=False, bias=False)
             _mbconv_stage(t, f, n, arch["expansion_ratios"][s], k, vox[s], _mode(arch))
         else:
             for i in range(max(1, n)):
                 _conv_norm_act(t, 2 * f if i == 0 else f, f, k, vox[s])
-        supervised = arch.get("deep_supervision", True) or s == 0
         t.parameters += conv_params(f, num_outputs, [1] * len(k))
-        if supervised:
+        if arch.get("deep_supervision", True) or s == 0:
             t.store(LOSS_TENSORS_PER_OUTPUT * num_outputs * vox[s])
         t.peak(BACKWARD_GRAD_BUFFERS * f * vox[s])
 

@@ -1,0 +1,132 @@
+"""Measure one training step's real peak memory and time (CUDA allocator or CPU process RSS).
+
+CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus the bytes
+allocated once the model, batch and targets exist.
+
+CPU: the step runs in a fresh subprocess (`python -m segkit.networks.measure SPEC_JSON`)
+whose glibc malloc is told to serve every large block with mmap (`MALLOC_MMAP_THRESHOLD_`),
+so freed tensors leave the resident set at once. After imports, model, batch and target
+creation the child records its resident set (VmRSS), resets the kernel's high-water mark
+(`/proc/self/clear_refs` = 5; ru_maxrss cannot be reset) and reports VmHWM - baseline after
+the steps. The first step allocates gradients and optimizer state; the peak spans all steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+CPU_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_ARENA_MAX": "2"}
+
+
+def _status_kib(field: str) -> int:
+    """A VmXXX field of /proc/self/status in KiB."""
+    with open("/proc/self/status") as handle:
+        return int(re.search(rf"{field}:\s+(\d+)", handle.read()).group(1))
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark; False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _loss(outputs, targets):
+    """Deep-supervision cross-entropy + soft Dice, weights halving per resolution (nnU-Net style)."""
+    import torch
+    import torch.nn.functional as F
+
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    weights = [0.5 ** i for i in range(len(outputs))]
+    total = 0.0
+    for weight, logits, target in zip(weights, outputs, targets):
+        probs = torch.softmax(logits, 1)
+        onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).to(probs.dtype)
+        dims = tuple(range(2, logits.dim()))
+        dice = (2 * (probs * onehot).sum(dims) + 1e-5) / (probs.sum(dims) + onehot.sum(dims) + 1e-5)
+        total = total + weight * (F.cross_entropy(logits, target) + 1 - dice.mean())
+    return total / sum(weights)
+
+
+def measure_step(spec: dict) -> dict:
+    """Build the network in spec, run spec['steps'] SGD steps, return peak bytes above baseline and step time."""
+    import torch
+
+    from segkit.networks import build_network
+
+    torch.manual_seed(0)
+    device = torch.device(spec.get("device", "cpu"))
+    arch, patch, batch = spec["arch"], spec["patch_size"], spec["batch_size"]
+    net = build_network(arch, spec["in_channels"], spec["num_outputs"]).to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
+    x = torch.randn(batch, spec["in_channels"], *patch, device=device)
+    with torch.no_grad():
+        outs = net(x)
+    shapes = [o.shape[2:] for o in (outs if isinstance(outs, list) else [outs])]
+    targets = [torch.randint(0, spec["num_outputs"], (batch, *s), device=device) for s in shapes]
+    del outs
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+    else:
+        baseline = _status_kib("VmRSS") * 1024
+        peak_resettable = _reset_peak_rss()
+    times = []
+    for _ in range(spec.get("steps", 2)):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        _loss(net(x), targets).backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - baseline
+    else:
+        peak = _status_kib("VmHWM") * 1024 - baseline if peak_resettable else -1
+    warm = times[1:] or times
+    return {"peak_bytes": int(peak), "baseline_bytes": int(baseline), "step_seconds": min(warm),
+            "step_times": times, "parameters": sum(p.numel() for p in net.parameters()), "device": str(device)}
+
+
+def saved_activation_bytes(net, x, targets) -> int:
+    """Bytes of distinct storages autograd saves for backward in forward + loss (parameters and x excluded)."""
+    import torch
+
+    skip = {p.untyped_storage().data_ptr() for p in net.parameters()} | {x.untyped_storage().data_ptr()}
+    skip |= {t.untyped_storage().data_ptr() for t in targets}
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in skip:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = _loss(net(x), targets)
+    del loss
+    return sum(storages.values())
+
+
+def measure_in_subprocess(spec: dict, timeout: float = 900) -> dict:
+    """Run measure_step in a fresh Python process with the malloc settings above (CPU) and parse its JSON."""
+    env = dict(os.environ, **CPU_ENV)
+    result = subprocess.run([sys.executable, "-m", "segkit.networks.measure", json.dumps(spec)], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"measurement failed: {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure_step(json.loads(sys.argv[1]))))
