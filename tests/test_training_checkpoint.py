@@ -63,6 +63,7 @@ def test_budget_fit_fills_the_budget_and_keeps_min_epochs():
     assert tight.epochs == MIN_EPOCHS and tight.iterations_per_epoch < 250
     assert tight.epochs * (tight.iterations_per_epoch * 1.0 + 6) <= 480
     assert refit_epochs(tight, epochs_done=2, remaining_s=100, mean_epoch_s=40, max_epochs=1000) == 4
+    assert refit_epochs(tight, epochs_done=5, remaining_s=30, mean_epoch_s=40, max_epochs=1000) == 5   # stop now
     assert refit_epochs(tight, epochs_done=2, remaining_s=1e6, mean_epoch_s=40, max_epochs=1000) == 1000
     assert refit_epochs(tight, epochs_done=2, remaining_s=1e6, mean_epoch_s=40, max_epochs=12) == 12
 

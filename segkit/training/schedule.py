@@ -59,8 +59,11 @@ def fit_to_budget(remaining_s: float, seconds_per_step: float, validation_s: flo
 
 
 def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_epoch_s: float, max_epochs: int) -> int:
-    """Epoch count that ends at the budget given the measured epoch time (grows or shrinks, <= max_epochs)."""
+    """Epoch count that ends at the budget given the measured epoch time (grows or shrinks, <= max_epochs).
+
+    Returns epochs_done (stop now) when not even one more epoch fits.
+    """
     if mean_epoch_s <= 0:
         return schedule.epochs
-    affordable = int(max(0.0, remaining_s * SAFETY - FINAL_RESERVE_S) // mean_epoch_s)
-    return max(epochs_done + 1, min(max_epochs, epochs_done + affordable))
+    affordable = int(max(0.0, remaining_s - FINAL_RESERVE_S) // mean_epoch_s)
+    return max(1, epochs_done, min(max_epochs, epochs_done + affordable))
