@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from inference_fixtures import tiny_architecture
-from segkit.inference.acceleration import instance_to_group_norm, prepare_for_inference, resolve_precision
+from segkit.inference.acceleration import cpu_has_fast_bf16, instance_to_group_norm, prepare_for_inference, resolve_precision
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
 from segkit.networks import build_network
 
@@ -53,7 +53,7 @@ def test_swap_loads_the_same_state_dict():
 
 
 def test_precision_resolution():
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_fast_bf16() else "fp32")
     assert resolve_precision("auto", torch.device("cuda")) == "fp16"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     with pytest.raises(ValueError):

@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-batch", type=int, default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--no-tta", action="store_true", help="disable mirroring test-time augmentation")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                        help="network arithmetic: auto = fp16 autocast on CUDA, fp32 on CPU (bf16 is faster on "
-                             "CPUs with AMX/AVX512-BF16, results differ slightly)")
+                        help="network arithmetic (logits are accumulated in fp32): auto = fp16 on CUDA, bf16 on "
+                             "CPUs with AMX/AVX512-BF16, else fp32; fp32 gives bit-stable results")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
 
 

@@ -6,7 +6,9 @@
   and on CUDA it keeps the channels-last layout.
 - Weights and inputs go channels-last (NDHWC), the layout oneDNN (CPU) and cuDNN convolve
   fastest; batches of >= 2 tiles also keep every CPU convolution on oneDNN.
-- Optional reduced precision (autocast): bf16 or fp16; fp32 stays the CPU default.
+- Reduced precision through autocast (convolutions in bf16/fp16, logits accumulated in
+  float32): `auto` picks fp16 on CUDA (as nnU-Net does) and bf16 on CPUs with hardware bf16
+  (AMX or AVX512-BF16), where oneDNN convolves ~2-3x faster than in fp32; fp32 elsewhere.
 """
 
 from __future__ import annotations
@@ -51,12 +53,23 @@ def prepare_for_inference(network: nn.Module, spatial_dims: int, channels_last: 
     return network
 
 
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU computes bf16 in hardware (AMX tiles or AVX512-BF16) and oneDNN is present."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    try:
+        return torch.backends.mkldnn.is_available() and any(check() for check in checks if check is not None)
+    except RuntimeError:
+        return False
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> fp16 on CUDA (as nnU-Net), fp32 on CPU; explicit choices are checked."""
+    """'auto' -> fp16 on CUDA (as nnU-Net), bf16 on CPUs with hardware bf16, else fp32; explicit choices are checked."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
     return precision
 
 
