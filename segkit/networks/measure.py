@@ -39,6 +39,16 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def output_shapes(arch: dict, patch_size: list[int]) -> list[list[int]]:
+    """Spatial shapes of the network's outputs, highest resolution first."""
+    shapes, shape = [], list(patch_size)
+    for stride in arch["strides"]:
+        shape = [size // s for size, s in zip(shape, stride)]
+        shapes.append(shape)
+    count = len(shapes) - 1 if arch.get("deep_supervision", True) else 1
+    return shapes[:count]
+
+
 def _loss(outputs, targets):
     """Deep-supervision cross-entropy + soft Dice, weights halving per resolution (nnU-Net style)."""
     import torch
@@ -68,11 +78,7 @@ def measure_step(spec: dict) -> dict:
     net = build_network(arch, spec["in_channels"], spec["num_outputs"]).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
     x = torch.randn(batch, spec["in_channels"], *patch, device=device)
-    with torch.no_grad():
-        outs = net(x)
-    shapes = [o.shape[2:] for o in (outs if isinstance(outs, list) else [outs])]
-    targets = [torch.randint(0, spec["num_outputs"], (batch, *s), device=device) for s in shapes]
-    del outs
+    targets = [torch.randint(0, spec["num_outputs"], (batch, *s), device=device) for s in output_shapes(arch, patch)]
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)

@@ -14,6 +14,7 @@ x2 = y2 - G(y1), x1 = y1 - F(x2), and backpropagates through the recomputed grap
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -30,12 +31,17 @@ MODES = ("reversible", "plain", "checkpoint")
 GRID_BITS = 16
 
 
-def to_grid(t: torch.Tensor, bits: int | None) -> torch.Tensor:
-    """Round to the coupling grid (no-op when bits is None)."""
+def to_grid(t: torch.Tensor, bits: int | None, inplace: bool = False) -> torch.Tensor:
+    """Round to multiples of 2**-bits (no-op when bits is None) in two passes.
+
+    Adding then subtracting 1.5 * 2**(mantissa - bits) makes the FPU round at that grid
+    (coarser, still on-grid, where |t| exceeds a quarter of the magic number).
+    """
     if bits is None:
         return t
-    scale = float(2 ** bits)
-    return t.mul(scale).round_().div_(scale)
+    mantissa_bits = round(-math.log2(torch.finfo(t.dtype).eps))
+    magic = 1.5 * 2.0 ** (mantissa_bits - bits)
+    return (t.add_(magic) if inplace else t + magic).sub_(magic)
 
 
 class _GridRound(torch.autograd.Function):
@@ -115,9 +121,9 @@ class ReversibleStageFunction(torch.autograd.Function):
         with torch.no_grad():
             for block in blocks:
                 rng_f = _RngState(x.device)
-                x1 = x1 + to_grid(block.f(x2).to(x1.dtype), block.grid_bits)
+                x1 = x1 + to_grid(block.f(x2).to(x1.dtype), block.grid_bits, inplace=True)
                 rng_g = _RngState(x.device)
-                x2 = x2 + to_grid(block.g(x1).to(x2.dtype), block.grid_bits)
+                x2 = x2 + to_grid(block.g(x1).to(x2.dtype), block.grid_bits, inplace=True)
                 ctx.rng.append((rng_f, rng_g))
             out = torch.cat([x1, x2], dim=1)
             del x1, x2
