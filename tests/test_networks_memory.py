@@ -7,8 +7,8 @@ import torch
 
 from segkit.networks import build_network
 from segkit.networks.measure import saved_activation_bytes
-from segkit.planning.memory import count_parameters, estimate_peak_bytes
-from segkit.planning.memory_search import divisors, format_tradeoff_table, search_configuration, tradeoff_table
+from segkit.planning.memory import count_parameters, estimate_peak_bytes, tradeoff_table
+from segkit.planning.memory_search import divisors, format_tradeoff_table, search_configuration, tradeoff_rows
 
 
 def arch_for(family: str, mode: str = "reversible") -> dict:
@@ -97,8 +97,10 @@ def test_searches_fit_the_budget_and_favour_reversible() -> None:
         assert all(p % d == 0 for p, d in zip(row["largest_patch"], divisors(arch)))
     assert rev["deepest_blocks_per_stage"][0] >= 2 * plain["deepest_blocks_per_stage"][0]
     assert rev["widest_features_per_stage"][0] > plain["widest_features_per_stage"][0]
-    text = format_tradeoff_table(tradeoff_table(budget, arch, [40, 160, 160], [8, 32, 32], 2, 1, 3))
+    text = format_tradeoff_table(tradeoff_rows(budget, arch, [40, 160, 160], [8, 32, 32], 2, 1, 3))
     assert "reversible / plain" in text and "largest patch" in text
+    entry = {"architecture": arch, "patch_size": [8, 32, 32], "batch_size": 2, "median_shape": [40, 160, 160]}
+    assert tradeoff_table(entry, budget, 1, 3) == text
 
 
 def test_budget_too_small_reports_nothing_fits() -> None:

@@ -186,3 +186,12 @@ def estimate_peak_bytes(arch: dict, patch_size: list[int], batch_size: int, in_c
     result["total"] = int(sum(result.values()))
     result["parameter_count"] = t.parameters
     return result
+
+
+def tradeoff_table(entry: dict, budget_bytes: int, in_channels: int, num_outputs: int) -> str:
+    """Printable 'for the budget: largest patch, deepest, widest, reversible vs plain' for a plans configuration."""
+    from segkit.planning.memory_search import format_tradeoff_table, tradeoff_rows
+
+    rows = tradeoff_rows(int(budget_bytes), entry["architecture"], list(entry.get("median_shape") or entry["patch_size"]),
+                         list(entry["patch_size"]), int(entry.get("batch_size", 2)), in_channels, num_outputs)
+    return format_tradeoff_table(rows)

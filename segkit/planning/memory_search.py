@@ -121,7 +121,7 @@ def search_configuration(budget_bytes: int, base_arch: dict, median_shape: list[
     return result
 
 
-def tradeoff_table(budget_bytes: int, base_arch: dict, median_shape: list[int], patch_size: list[int],
+def tradeoff_rows(budget_bytes: int, base_arch: dict, median_shape: list[int], patch_size: list[int],
                    batch_size: int, in_channels: int, num_outputs: int, **kwargs) -> list[dict]:
     """Rows (one per mode) of search_configuration, for plans.json and printing."""
     found = search_configuration(budget_bytes, base_arch, median_shape, patch_size, batch_size, in_channels,
