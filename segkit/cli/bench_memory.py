@@ -1,0 +1,70 @@
+"""`segkit bench-memory`: measure one training step's peak memory and time vs the memory model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from segkit.errors import UserError
+
+MODES = ("reversible", "plain", "checkpoint")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the bench-memory subcommand."""
+    parser = subparsers.add_parser("bench-memory", help="measure a configuration's training-step peak memory",
+                                   description="Build the network of a plans.json configuration, run training "
+                                               "steps in a fresh process per mode, and compare the measured peak "
+                                               "with the memory model's prediction.")
+    parser.add_argument("plans", help="plans.json written by `segkit plan`")
+    parser.add_argument("--configuration", default="3d_fullres", help="configuration in plans.json")
+    parser.add_argument("--patch-size", type=int, nargs="+", help="override the planned patch size")
+    parser.add_argument("--batch-size", type=int, help="override the planned batch size")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                        help="revmbconv execution modes to measure (other families: plain only)")
+    parser.add_argument("--device", default="cpu", help="cpu (process RSS) or cuda (allocator peak)")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.set_defaults(func=run)
+
+
+def _entry(plans_path: Path, configuration: str) -> tuple[dict, dict]:
+    """The plans and one configuration entry, with clear errors for a bad file or name."""
+    from segkit.jsonio import read_json
+
+    plans = read_json(plans_path, "plans.json")
+    try:
+        return plans, plans["configurations"][configuration]
+    except (KeyError, TypeError):
+        raise UserError(f"no configuration {configuration!r} in plans", plans_path) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure each mode, print measured vs predicted, optionally write JSON."""
+    from segkit.jsonio import write_json
+    from segkit.networks.measure import measure_in_subprocess, measure_step
+    from segkit.planning.memory import estimate_peak_bytes
+
+    plans, entry = _entry(Path(args.plans), args.configuration)
+    arch, patch = entry["architecture"], args.patch_size or entry["patch_size"]
+    if len(patch) != arch.get("spatial_dims", len(arch["strides"][0])):
+        raise UserError(f"--patch-size needs {arch.get('spatial_dims')} values, got {len(patch)}", args.plans)
+    batch = args.batch_size or entry.get("batch_size", 2)
+    modes = args.modes if arch["family"] == "revmbconv" else ["plain"]
+    results = []
+    for mode in modes:
+        variant = {**arch, "reversible": mode != "plain", "checkpointing": mode == "checkpoint"}
+        spec = {"arch": variant, "patch_size": patch, "batch_size": batch, "in_channels": plans["num_channels"],
+                "num_outputs": plans["num_outputs"], "steps": args.steps, "device": args.device}
+        measured = measure_step(spec) if args.device.startswith("cuda") else measure_in_subprocess(spec)
+        predicted = estimate_peak_bytes(variant, patch, batch, plans["num_channels"], plans["num_outputs"])
+        comparable = predicted["total"] - predicted["parameters"]
+        results.append({"mode": mode, "patch_size": patch, "batch_size": batch, **measured,
+                        "predicted_step_bytes": comparable, "predicted": predicted})
+        print(f"{mode:<11} measured {measured['peak_bytes'] / 2 ** 20:9.1f} MiB   predicted {comparable / 2 ** 20:9.1f} MiB"
+              f"   step {measured['step_seconds']:.2f} s")
+    if args.out:
+        write_json(args.out, {"configuration": args.configuration, "device": args.device, "results": results})
+    return 0
+
+
