@@ -1,7 +1,8 @@
 """Seeded brain-MR-like volumes with twelve small labelled structures (training benchmarks, tests).
 
 Each case is a T1-like head at 2 mm isotropic spacing (default array shape 80 x 100 x 85): a
-bright skull rim, dark CSF, a folded grey/white-matter pattern, lateral ventricles, and twelve
+bright skull rim, dark CSF, a folded cortical grey-matter ribbon over deep white matter, lateral
+ventricles, and twelve
 small deep structures (six left/right pairs, 200-1,400 voxels each) whose intensity differs by
 about 10-25 % from the surrounding tissue. Positions and sizes jitter per case; a smooth bias
 field and Rician-like noise are applied. Labels 1..12; 0 background.
@@ -54,7 +55,8 @@ def make_structures_case(seed: int, shape: tuple[int, int, int] = SHAPE) -> tupl
     brain = head_d < 0.88
     folds = _smooth(rng, shape, 2.0)
     cortex_depth = np.clip((0.88 - head_d) / 0.25, 0, 1)
-    image = np.where(folds + 1.5 * cortex_depth > 1.0, WHITE, GREY).astype(np.float32)
+    # grey matter is a folded cortical ribbon: deep brain is white matter around the nuclei
+    image = np.where(cortex_depth > 0.45 + 0.25 * folds, WHITE, GREY).astype(np.float32)
     image[(head_d >= 0.84) & brain] = CSF
     ventricle = _ellipsoid(grid, centre + np.array([4.0, -4.0, 0.0]), np.array([6.0, 12.0, 9.0]))
     image[ventricle < 1.0] = CSF

@@ -6,7 +6,8 @@ first whose predicted step count within the budget (FIT_SHARE of it for training
 TARGET_STEPS; if none does, the fastest measured candidate. Candidates, in order: the plan as
 written; batch size 2; every stage's width halved (at most twice, first stage >= 8); then the
 patch shrunk by 0.75 per axis (rounded down to a multiple of the network's total stride per axis,
-never below two strides' worth, at most three times). Each change is recorded in the model
+at most three times), dropping the coarsest stage whenever the bottleneck would fall below 4
+voxels per axis (at least 3 stages kept). Each change is recorded in the model
 dir's plans.json copy under the configuration's "training_fit" entry -- never silently.
 """
 
@@ -22,6 +23,8 @@ import torch
 TARGET_STEPS = 1000
 FIT_SHARE = 0.75                 # share of the budget expected to go to training steps
 MAX_FIT_SHARE_OF_BUDGET = 0.12   # stop measuring candidates after this share of the budget
+MIN_BOTTLENECK = 4               # voxels per axis of the coarsest feature map
+MIN_STAGES = 3
 
 
 def total_strides(arch: dict) -> list[int]:
@@ -42,15 +45,33 @@ def _halve_width(entry: dict) -> dict | None:
     return out
 
 
+def _drop_last_stage(arch: dict) -> dict:
+    """The architecture without its coarsest stage (and that stage's decoder resolution)."""
+    out = copy.deepcopy(arch)
+    for key in ("features_per_stage", "kernel_sizes", "strides", "blocks_per_stage", "expansion_ratios"):
+        if key in out:
+            out[key] = out[key][:-1]
+    out["decoder_blocks_per_stage"] = out["decoder_blocks_per_stage"][1:]
+    return out
+
+
 def _shrink_patch(entry: dict) -> dict | None:
-    """The entry with a 0.75x patch (multiple of the total stride, >= 2 strides), or None when it cannot shrink."""
-    strides = total_strides(entry["architecture"])
-    patch = entry["patch_size"]
-    new = [max(min(p, 2 * s), int(p * 0.75) // s * s) for p, s in zip(patch, strides)]
-    if new == list(patch):
+    """The entry with a 0.75x patch (multiple of the total stride), or None when it cannot shrink.
+
+    Like nnU-Net, the coarsest feature map keeps >= MIN_BOTTLENECK voxels per axis: stages are
+    dropped (at least MIN_STAGES kept) rather than letting the bottleneck shrink below it.
+    """
+    arch = entry["architecture"]
+    new = [max(MIN_BOTTLENECK, int(p * 0.75)) for p in entry["patch_size"]]
+    while len(arch["strides"]) > MIN_STAGES and any(n // s < MIN_BOTTLENECK for n, s in zip(new, total_strides(arch))):
+        arch = _drop_last_stage(arch)
+    strides = total_strides(arch)
+    new = [max(s * MIN_BOTTLENECK if p >= s * MIN_BOTTLENECK else p, n // s * s)
+           for n, s, p in zip(new, strides, entry["patch_size"])]
+    if new == list(entry["patch_size"]) or math.prod(new) >= math.prod(entry["patch_size"]):
         return None
     out = copy.deepcopy(entry)
-    out["patch_size"] = new
+    out["patch_size"], out["architecture"] = new, arch
     return out
 
 
@@ -73,7 +94,7 @@ def candidates(entry: dict) -> Iterator[tuple[str, dict]]:
         if smaller is None:
             break
         current = smaller
-        yield f"patch {current['patch_size']}", current
+        yield f"patch {current['patch_size']}, {len(current['architecture']['strides'])} stages", current
 
 
 def time_step(entry: dict, in_channels: int, num_outputs: int, build: Callable, steps: int = 2) -> float:
