@@ -68,6 +68,8 @@ def configurations() -> dict[str, tuple[dict, list[int]]]:
         "unet_w2_32": (_scaled(unet, width=2), [32, 32, 32]),
         "resenc_32": (resenc, [32, 32, 32]),
         "resenc_48": (resenc, [48, 48, 48]),
+        "plain_b3_24x24x32": (PLAIN, [24, 24, 32]),
+        "rev_b3_40x48x48": (REV, [40, 48, 48]),
     }
 
 
