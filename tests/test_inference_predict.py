@@ -109,6 +109,9 @@ def test_user_mistakes_exit_2_without_output(tmp_path, inputs, capsys):
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(tmp_path / "nope")]) == 2
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model), "-f", "3"]) == 2
     assert "fold 3" in capsys.readouterr().err
+    good = make_model_dir(tmp_path / "good")
+    assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(good), "--step", "0"]) == 2
+    assert "--step" in capsys.readouterr().err and not out.exists()
     (model / "fold_0" / "checkpoint_final.pt").write_bytes(b"not a checkpoint")
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model)]) == 2
     assert "checkpoint" in capsys.readouterr().err

@@ -175,6 +175,7 @@ def predict_to_folder(model: LoadedModel, cases: Sequence[InputCase], output_dir
     """Predict every case into output_dir (label maps, optional .npz probabilities) with overlapped I/O."""
     from tqdm import tqdm
 
+    window_settings(model, options)   # refuse bad options before anything is written
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
