@@ -11,6 +11,16 @@ from segkit.planning.memory import count_parameters, estimate_peak_bytes, tradeo
 from segkit.planning.memory_search import divisors, format_tradeoff_table, search_configuration, tradeoff_rows
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def arch_for(family: str, mode: str = "reversible") -> dict:
     """A small anisotropic 3-stage entry of a family (revmbconv in a given mode)."""
     arch = {"family": family, "spatial_dims": 3, "features_per_stage": [8, 16, 32],
