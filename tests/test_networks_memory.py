@@ -55,12 +55,14 @@ def test_stored_activations_match_autograd_saved_tensors(family: str, mode: str)
 
 
 def test_breakdown_and_optimizer_state() -> None:
-    """total is the sum of its parts; SGD keeps one momentum per parameter, Adam two."""
+    """total = weights + optimizer + the larger of (activations + transient) and gradients; SGD 1 momentum, Adam 2."""
     arch = arch_for("unet")
     sgd = estimate_peak_bytes(arch, [8, 32, 32], 2, 1, 2)
     adam = estimate_peak_bytes(arch, [8, 32, 32], 2, 1, 2, optimizer="adam")
     parts = ("parameters", "gradients", "optimizer", "activations", "transient")
-    assert sgd["total"] == sum(sgd[k] for k in parts)
+    assert sgd["total"] == sgd["parameters"] + sgd["optimizer"] + max(sgd["activations"] + sgd["transient"],
+                                                                      sgd["gradients"] + 10 * 2 ** 20)
+    assert sgd["total"] <= sum(sgd[k] for k in parts)
     assert sgd["parameters"] == sgd["gradients"] == sgd["optimizer"] == 4 * count_parameters(arch, 1, 2)
     assert adam["optimizer"] == 2 * sgd["optimizer"]
     assert estimate_peak_bytes(arch, [8, 32, 32], 2, 1, 2, dtype_bytes=2)["activations"] == sgd["activations"] // 2

@@ -15,6 +15,8 @@ kind, the tensors autograd keeps for backward (see docs/networks.md, "Memory mod
 - per-block checkpointing: each block's input (1x); reversible stage: only its output (1x).
 - heads: logits plus the loss's intermediate tensors at every supervised resolution.
 
+total = parameters + optimizer state + max(activations + transient, gradients + workspace):
+gradients appear while backward walks from the heads, so few exist at the activation peak.
 The transient is the largest short-lived working set on top of the stored activations:
 gradient buffers at the largest resolution at the start of backward, or the recompute of
 one reversible block (about (1 + 6e)/2 x the stage tensor plus the stream buffers).
@@ -28,17 +30,19 @@ from dataclasses import dataclass
 # Float tensors the loss keeps per output channel and supervised voxel (softmax, log-softmax,
 # one-hot target); exact, see tests/test_networks_memory.py.
 LOSS_TENSORS_PER_OUTPUT = 3.0
-# The transient constants below are fitted to measured peaks (docs/benchmarks/networks.md):
-# gradient buffers alive at the peak during backward, in units of the largest stage tensor;
-BACKWARD_GRAD_BUFFERS = 2.0
+# The transient constants below are fitted to measured CPU peaks (two patch sizes per family,
+# the other configurations held out; docs/benchmarks/networks.md):
+# gradient buffers alive at the peak early in backward, in units of the finest stage tensor
+# (the plain decoder backpropagates through a 3x3 conv on the 2C concatenation);
+BACKWARD_GRAD_BUFFERS = {"unet": 3.4, "resenc": 3.4, "revmbconv": 2.2}
 # stream buffers a reversible/checkpointed stage holds while recomputing one block (dy, the
 # reconstructed x, dx, the concatenated input gradient), in units of the stage tensor;
-REVERSIBLE_STREAM_BUFFERS = 3.5
+REVERSIBLE_STREAM_BUFFERS = 3.0
 # hidden-size gradient/scratch buffers alive while backpropagating through one recomputed branch;
 RECOMPUTE_EXTRA_HIDDEN = 3.0
-# runtime working memory independent of the tensors above (oneDNN/cuDNN scratch and kernels,
-# allocator slack): about 20 MiB measured on CPU.
-WORKSPACE_BYTES = 20 * 2 ** 20
+# runtime working memory that does not scale with patch, depth or width (oneDNN/cuDNN scratch
+# and kernels, allocator slack): ~10 MiB, ~23 MiB with revmbconv's depthwise convs/group norms.
+WORKSPACE_BYTES = {"unet": 10 * 2 ** 20, "resenc": 10 * 2 ** 20, "revmbconv": 23 * 2 ** 20}
 OPTIMIZER_STATE_PER_PARAM = {"sgd": 1, "adam": 2, "adamw": 2, "none": 0}
 
 
@@ -110,8 +114,9 @@ def _mbconv_stage(t: Tally, channels: int, blocks: int, expansion: float, kernel
     if mode == "plain":
         t.store((blocks * (12 * hidden + 4 * half) + channels) * vox)
     elif mode == "checkpoint":
+        # the recompute rebuilds the whole block's graph (both branches and both outputs)
         t.store((blocks + 1) * channels * vox)
-        t.peak((6 * hidden + 2 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
+        t.peak((12 * hidden + 4 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
     else:
         t.store(channels * vox)
         t.peak((6 * hidden + 2 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
@@ -163,7 +168,7 @@ def _decoder(t: Tally, arch: dict, vox: list[int], num_outputs: int) -> None:
         t.parameters += conv_params(f, num_outputs, [1] * len(k))
         if arch.get("deep_supervision", True) or s == 0:
             t.store(LOSS_TENSORS_PER_OUTPUT * num_outputs * vox[s])
-        t.peak(BACKWARD_GRAD_BUFFERS * f * vox[s])
+        t.peak(BACKWARD_GRAD_BUFFERS[family] * f * vox[s])
 
 
 def count_parameters(arch: dict, in_channels: int, num_outputs: int) -> int:
@@ -185,10 +190,12 @@ def estimate_peak_bytes(arch: dict, patch_size: list[int], batch_size: int, in_c
     param_bytes = t.parameters * dtype_bytes
     opt_bytes = OPTIMIZER_STATE_PER_PARAM.get(optimizer.lower(), 1) * param_bytes
     activations = int(t.stored * batch_size * dtype_bytes)
-    transient = int(t.transient * batch_size * dtype_bytes) + WORKSPACE_BYTES
+    transient = int(t.transient * batch_size * dtype_bytes) + WORKSPACE_BYTES[arch["family"]]
     result = {"parameters": param_bytes, "gradients": param_bytes, "optimizer": opt_bytes,
               "activations": activations, "transient": transient}
-    result["total"] = int(sum(result.values()))
+    # Gradients are allocated as backward walks from the heads (zero_grad sets them to None), so at
+    # the activation peak early in backward few exist; they dominate only when weights outweigh activations.
+    result["total"] = param_bytes + opt_bytes + max(activations + transient, param_bytes + WORKSPACE_BYTES[arch["family"]])
     result["parameter_count"] = t.parameters
     return result
 
