@@ -58,6 +58,7 @@ def test_folds_are_averaged_in_probability_space(tmp_path, inputs):
 
 def test_region_model_writes_labels_from_regions(tmp_path, inputs):
     model = make_model_dir(tmp_path / "work", region_based=True)
+    (tmp_path / "work" / "plans.json").write_text("{}")   # a work dir has its own plans.json next to models/
     out = tmp_path / "pred"
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(tmp_path / "work"), "-c", "3d_fullres",
                  "--device", "cpu", "--save-probabilities", "--tile-batch", "1", "--step", "0.75"]) == 0

@@ -71,7 +71,7 @@ def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Pat
     model = Path(model)
     if not model.is_dir():
         raise UserError("model folder not found", model)
-    if (model / "models").is_dir() and not (model / "plans.json").is_file():
+    if (model / "models").is_dir():   # a work dir: WORK/models/<config>
         name = configuration or DEFAULT_CONFIGURATION
         model = model / "models" / name
         if not model.is_dir():
