@@ -19,7 +19,7 @@ from segkit.training.augmentation import SegToTarget, build_transform, sample_si
 from segkit.training.loader import EpochBatches, PatchSampler, epoch_loader
 from segkit.training.losses import build_loss
 from segkit.training.records import append_log, peak_memory_bytes, plot_progress, read_log, write_log
-from segkit.training.schedule import Schedule, fit_to_budget, poly_lr, refit_epochs
+from segkit.training.schedule import FINAL_RESERVE_S, Schedule, fit_to_budget, poly_lr, refit_epochs
 from segkit.training.setup import TrainSetup
 from segkit.training.validation import dice_from_counts, validate
 
@@ -148,6 +148,13 @@ def _calibrate(setup: TrainSetup, run_steps, run_validation, state: RunState, in
     return schedule
 
 
+def _step_deadline(setup: TrainSetup, sched: Schedule, info: dd.DistInfo) -> float | None:
+    """Elapsed seconds after which a single-process budgeted run stops stepping (validation + final still fit)."""
+    if not setup.time_budget_s or info.enabled:
+        return None
+    return setup.time_budget_s - FINAL_RESERVE_S - (sched.validation_s or 0.0)
+
+
 def _validation_summary(setup: TrainSetup, counts: dict, info: dd.DistInfo) -> dict:
     """Dice per class and validation loss, summed over ranks."""
     stacked = torch.stack([counts["tp"], counts["fp"], counts["fn"]])
@@ -203,8 +210,9 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     to_target = SegToTarget(setup.label_mode, setup.regions)
     val_cases = setup.val_cases[info.rank::info.world_size]
 
-    def run_steps(epoch: int, count: int, first: int = 0, lr_at=None, bar: str | None = None) -> list[float]:
-        """Run `count` steps of an epoch's batch stream; returns the losses."""
+    def run_steps(epoch: int, count: int, first: int = 0, lr_at=None, bar: str | None = None,
+                  deadline: float | None = None) -> list[float]:
+        """Run `count` steps of an epoch's batch stream (fewer if the deadline passes); returns the losses."""
         loader = epoch_loader(EpochBatches(sampler, transform, setup.seed, epoch, info.rank, count, first),
                               setup.num_workers, pin_memory=device.type == "cuda")
         losses = []
@@ -217,6 +225,8 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
             losses.append(train_step(net, data, targets, loss_fn, optimizer, scaler, autocast, setup.grad_clip))
             if lr_at is not None:
                 state.step += 1
+            if deadline is not None and _elapsed(setup) > deadline:
+                break
         return losses
 
     def run_validation() -> dict:
@@ -243,7 +253,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     while state.epoch < sched.epochs:
         epoch_start = time.monotonic()
         losses = run_steps(state.epoch, sched.iterations_per_epoch, lr_at=lr_at,
-                           bar=f"epoch {state.epoch + 1}/{sched.epochs}")
+                           bar=f"epoch {state.epoch + 1}/{sched.epochs}", deadline=_step_deadline(setup, sched, info))
         record = {"epoch": state.epoch, "train_loss": float(dd.all_reduce_mean(float(np.mean(losses)), info)),
                   "lr": optimizer.param_groups[0]["lr"], "step": state.step}
         improved = False
@@ -263,6 +273,9 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
                 record["schedule_change"] = f"epochs {sched.epochs} -> {new_epochs} (refitted to measured epoch time)"
                 sched.epochs = new_epochs
         stop = bool(setup.early_stop and state.stale >= setup.early_stop)
+        if len(losses) < sched.iterations_per_epoch:
+            record["budget_cut"] = f"time budget reached after {len(losses)} steps of this epoch"
+            stop = True
         sched.epochs, stop = dd.broadcast_ints([sched.epochs, int(stop)], info)
         if info.is_main:
             _save_epoch(setup, model, optimizer, scaler, state, record, improved)
