@@ -63,6 +63,12 @@ def test_bad_inputs_exit_2_with_one_line(prepared, tmp_path, capsys):
     assert "fold 5 is out of range" in _error_line(capsys)
     assert _train(dataset, work, "-f", "all", "--resume", *TINY_RUN) == 2
     assert "no checkpoint_latest.pt" in _error_line(capsys)
+    splits = work / "models" / "3d_fullres" / "splits.json"
+    splits.parent.mkdir(parents=True)
+    splits.write_text(json.dumps([{"train": ["phantom_001"], "val": ["phantom_002"]}]))
+    assert _train(dataset, work, "-f", "1", *TINY_RUN) == 2
+    assert "splits.json has 1 folds" in _error_line(capsys)
+    splits.unlink()
     victim = sorted((work / "preprocessed" / "3d_fullres").glob("*_seg.npy"))[0]
     victim.write_bytes(victim.read_bytes()[:100])
     assert _train(dataset, work, "-f", "all", *TINY_RUN) == 2

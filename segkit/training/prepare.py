@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from segkit.errors import UserError
-from segkit.jsonio import read_json, write_json
+from segkit.jsonio import atomic_path, read_json, write_json
 from segkit.training import distributed as dd
 from segkit.training.checkpoint import plans_sha256
 from segkit.training.loader import open_case, preprocessed_case_ids, with_slice_axis_first
@@ -106,7 +106,8 @@ def _write_model_dir(models: Path, plans: dict, configuration: str, entry: dict,
     write_json(models / "plans.json", plans_copy)
     dataset_json = dataset / "dataset.json"
     if dataset_json.is_file():
-        shutil.copyfile(dataset_json, models / "dataset.json")
+        with atomic_path(models / "dataset.json", suffix=".json") as tmp:
+            shutil.copyfile(dataset_json, tmp)
 
 
 def _open_cases(folder: Path, ids: list[str], plans: dict, entry: dict) -> list:
@@ -135,8 +136,10 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
     if fold is None:
         train_ids = val_ids = case_ids
     else:
-        split = load_or_make_splits(models / "splits.json", case_ids, write=info.is_main)[fold]
-        train_ids, val_ids = split["train"], split["val"]
+        splits = load_or_make_splits(models / "splits.json", case_ids, write=info.is_main)
+        if fold >= len(splits):
+            raise UserError(f"fold {fold} is out of range: splits.json has {len(splits)} folds", models / "splits.json")
+        train_ids, val_ids = splits[fold]["train"], splits[fold]["val"]
     if args.resume and not (fold_dir / "checkpoint_latest.pt").is_file():
         raise UserError("--resume: no checkpoint_latest.pt to resume from", fold_dir)
     dd.barrier(info)

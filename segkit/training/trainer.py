@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -181,7 +180,6 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     """Train one fold; returns the final record (epochs run, best Dice, schedule)."""
     from segkit.jsonio import write_json
     info = info or dd.DistInfo()
-    torch.manual_seed(setup.seed + info.rank)
     np.random.seed(setup.seed)
     torch.manual_seed(setup.seed)        # identical initial weights on every rank
     plans, entry, device = setup.plans, setup.config_entry, setup.device
