@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from inference_fixtures import make_model_dir, read_array, read_geometry, write_input_case
 from segkit.cli import main
@@ -113,6 +114,9 @@ def test_user_mistakes_exit_2_without_output(tmp_path, inputs, capsys):
     good = make_model_dir(tmp_path / "good")
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(good), "--step", "0"]) == 2
     assert "--step" in capsys.readouterr().err and not out.exists()
+    if not torch.cuda.is_available():
+        assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(good), "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
     (model / "fold_0" / "checkpoint_final.pt").write_bytes(b"not a checkpoint")
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model)]) == 2
     assert "checkpoint" in capsys.readouterr().err
