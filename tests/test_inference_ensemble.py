@@ -55,6 +55,10 @@ def test_ensemble_refuses_mismatched_folders(tmp_path, predictions, capsys):
     assert main(["ensemble", "-i", str(predictions["3d"]), str(partial), "-o", str(out)]) == 2
     assert "case sets differ" in capsys.readouterr().err
     assert main(["ensemble", "-i", str(predictions["3d"]), "-o", str(out)]) == 2
+    shutil.copyfile(predictions["2d"] / "b.npz", partial / "b.npz")
+    shutil.copyfile(predictions["reg"] / "b.npz", partial / "b.npz")   # only the second case is incompatible
+    assert main(["ensemble", "-i", str(predictions["3d"]), str(partial), "-o", str(out)]) == 2
+    assert "b.npz" in capsys.readouterr().err and not out.exists()
     (partial / "a.npz").write_bytes(b"garbage")
     (partial / "b.npz").write_bytes(b"garbage")
     assert main(["ensemble", "-i", str(predictions["3d"]), str(partial), "-o", str(out)]) == 2

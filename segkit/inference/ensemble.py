@@ -9,7 +9,7 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.inference import probabilities as probability_files_io
-from segkit.inference.probabilities import load_probabilities, plans_view
+from segkit.inference.probabilities import load_probabilities, plans_view, read_metadata
 from segkit.inference.regions import labels_for_plans
 from segkit.inference.writing import write_label_like
 from segkit.io.image import Geometry
@@ -47,6 +47,14 @@ def check_compatible(first: dict, other: dict, path: Path) -> None:
         raise UserError(f"geometry differs from the first folder's: {problem}", path)
 
 
+def check_all_compatible(cases: Sequence[str], folders: Sequence[Path]) -> None:
+    """Check every case's metadata across the folders before anything is written."""
+    for case_id in cases:
+        first = read_metadata(folders[0] / f"{case_id}.npz")
+        for folder in folders[1:]:
+            check_compatible(first, read_metadata(folder / f"{case_id}.npz"), folder / f"{case_id}.npz")
+
+
 def ensemble_case(case_id: str, folders: Sequence[Path]) -> tuple[np.ndarray, dict]:
     """Mean probabilities of one case over the folders, and the first folder's metadata."""
     total, first = None, None
@@ -73,8 +81,10 @@ def ensemble_folders(folders: Sequence[str | Path], output: str | Path, save_pro
     output = Path(output)
     if output.resolve() in {f.resolve() for f in folders}:
         raise UserError("output folder must differ from the input folders", output)
+    cases = common_cases(folders)
+    check_all_compatible(cases, folders)
     written = []
-    for case_id in tqdm(common_cases(folders), desc="ensemble", unit="case", disable=not show_progress or None):
+    for case_id in tqdm(cases, desc="ensemble", unit="case", disable=not show_progress or None):
         probabilities, metadata = ensemble_case(case_id, folders)
         geometry = Geometry.from_json(metadata["geometry"])
         labels = labels_for_plans(probabilities, plans_view(metadata))

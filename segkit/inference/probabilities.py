@@ -37,6 +37,19 @@ def save_probabilities(path: str | Path, probabilities: np.ndarray, metadata: di
     return path
 
 
+def read_metadata(path: str | Path) -> dict:
+    """Only the metadata of a .npz written by save_probabilities (the probabilities are not read)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            metadata = json.loads(str(data["metadata"]))
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"not a segkit probability file ({str(err)[:200]})", path) from None
+    if not isinstance(metadata, dict) or any(key not in metadata for key in METADATA_KEYS):
+        raise UserError(f"probability metadata lacks {', '.join(METADATA_KEYS)}", path)
+    return metadata
+
+
 def load_probabilities(path: str | Path) -> tuple[np.ndarray, dict]:
     """Read a .npz written by save_probabilities: float32 (K, z, y, x) and the metadata dict."""
     path = Path(path)
