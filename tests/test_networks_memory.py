@@ -119,3 +119,16 @@ def test_budget_too_small_reports_nothing_fits() -> None:
     """A budget below the smallest configuration gives None rather than a configuration that does not fit."""
     found = search_configuration(1000, arch_for("unet"), [40, 160, 160], [8, 64, 64], 2, 1, 3)
     assert found["plain"]["largest_patch"] is None and found["plain"]["deepest_blocks_per_stage"] is None
+
+
+@pytest.mark.parametrize("family,mode", [("unet", "plain"), ("resenc", "plain"), ("revmbconv", "plain"),
+                                         ("revmbconv", "reversible")])
+def test_stored_activations_match_in_2d(family: str, mode: str) -> None:
+    """The same accounting holds for 2D networks (anisotropic strides)."""
+    torch.manual_seed(0)
+    arch = {**arch_for(family, mode), "spatial_dims": 2, "kernel_sizes": [[3, 3]] * 3, "strides": [[1, 1], [2, 1], [2, 2]]}
+    net = build_network(arch, 3, 4)
+    x = torch.randn(2, 3, 16, 16)
+    targets = [torch.randint(0, 4, (2, 16, 16)), torch.randint(0, 4, (2, 8, 16))]
+    measured = saved_activation_bytes(net, x, targets)
+    assert estimate_peak_bytes(arch, [16, 16], 2, 3, 4)["activations"] == pytest.approx(measured, rel=0.01)
