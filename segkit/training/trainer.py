@@ -178,7 +178,7 @@ def _save_epoch(setup: TrainSetup, model, optimizer, scaler, state: RunState, re
 
 def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     """Train one fold; returns the final record (epochs run, best Dice, schedule)."""
-    from segkit.jsonio import write_json
+    from segkit.jsonio import read_json, write_json
     info = info or dd.DistInfo()
     np.random.seed(setup.seed)
     torch.manual_seed(setup.seed)        # identical initial weights on every rank
@@ -287,6 +287,8 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
         ckpt.save_checkpoint(setup.fold_dir / "checkpoint_final.pt",
                              _checkpoint_payload(setup, model, optimizer, scaler, state) | {"final": final})
         if setup.time_budget_s or stopped_early:
-            write_json(setup.fold_dir / "schedule.json", sched.to_dict() | {"notes": setup.notes, "final": final})
+
+            decided = read_json(setup.fold_dir / "schedule.json", "schedule file")
+            write_json(setup.fold_dir / "schedule.json", decided | sched.to_dict() | {"final": final})
     dd.barrier(info)
     return final
