@@ -287,7 +287,6 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
         ckpt.save_checkpoint(setup.fold_dir / "checkpoint_final.pt",
                              _checkpoint_payload(setup, model, optimizer, scaler, state) | {"final": final})
         if setup.time_budget_s or stopped_early:
-
             decided = read_json(setup.fold_dir / "schedule.json", "schedule file")
             write_json(setup.fold_dir / "schedule.json", decided | sched.to_dict() | {"final": final})
     dd.barrier(info)
