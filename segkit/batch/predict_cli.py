@@ -178,6 +178,9 @@ def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_op
 
         torch.set_num_threads(args.threads)
     model = load_model(args.model, args.configuration, args.folds, args.checkpoint, rank_device(args.device))
+    from segkit.inference.predictor import window_settings
+
+    window_settings(model, inference_options)  # bad --step/--tile-batch: exit 2 before any case
     plans = model.plans
     channel_map = parse_channel_map(args.channel_map)
     if channel_map is not None and len(channel_map) != model.num_channels:

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--input", required=True,
                         help="image file (one-channel model), folder of CASE_XXXX files, or raw dataset folder")
     parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.add_argument("-m", "--model", required=True, help="model folder WORK/models/<config> (or WORK with -c)")
+    parser.add_argument("-m", "--model", required=True,
+                        help="model folder WORK/models/<config> (or WORK with -c), or a model.zip from export-model")
     parser.add_argument("-c", "--configuration", help="configuration name (default: the model folder's)")
     parser.add_argument("-f", "--folds", nargs="+", help="folds to ensemble, e.g. 0 1 2 3 4 or all "
                                                           "(default: every trained fold)")
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network arithmetic (logits are accumulated in fp32): auto = fp16 on CUDA, bf16 on "
                              "CPUs with AMX/AVX512-BF16, else fp32; fp32 gives bit-stable results")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    from segkit.batch.predict_cli import add_batch_arguments
+
+    add_batch_arguments(parser)  # --continue, --dicom-seg, --statistics, ... (docs/deployment.md)
 
 
 def inference_options(args: argparse.Namespace) -> "object":
@@ -52,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from segkit.inference.model import load_model
     from segkit.inference.predictor import predict_to_folder
 
+    from segkit.batch.predict_cli import run_if_batch
+
+    batch_exit_code = run_if_batch(args, inference_options)  # also turns -m model.zip into its verified folder
+    if batch_exit_code is not None:
+        return batch_exit_code
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, args.configuration, args.folds, args.checkpoint, args.device)
