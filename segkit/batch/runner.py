@@ -87,8 +87,12 @@ def _entry(case: BatchCase, status: str, reason: str | None, seconds: float, nam
 def _load_and_prepare(case: BatchCase, spec: InputSpec, steps: CaseSteps) -> tuple[LoadedCase, Any, float]:
     """Read and prepare one case (runs in the background thread); returns its seconds too."""
     start = time.perf_counter()
-    loaded = load_case(case, spec)
-    return loaded, steps.prepare(case, loaded), time.perf_counter() - start
+    try:
+        loaded = load_case(case, spec)
+        return loaded, steps.prepare(case, loaded), time.perf_counter() - start
+    except Exception as err:
+        err.segkit_seconds = time.perf_counter() - start  # so the report shows how long the failure took
+        raise
 
 
 def _finish(case: BatchCase, work: Future, request: OutputRequest, steps: CaseSteps, input_dir: Path) -> dict:
@@ -102,6 +106,7 @@ def _finish(case: BatchCase, work: Future, request: OutputRequest, steps: CaseSt
         write_outputs(case, loaded, label, request, names)
     # One bad case must not stop a hospital batch: whatever it raised is its recorded reason.
     except Exception as err:
+        seconds += getattr(err, "segkit_seconds", 0.0)
         entry = _entry(case, "failed", _reason(err), seconds + time.perf_counter() - start, names, input_dir)
         if not isinstance(err, UserError):  # a bug or resource problem: keep where it happened
             entry["traceback"] = traceback.format_exc().strip().splitlines()[-12:]
@@ -160,7 +165,7 @@ def run_batch(cases: list[BatchCase], spec: InputSpec, request: OutputRequest, p
     if preview_missing:
         request = replace(request, preview=False)
     mine = select_part(sorted(cases, key=lambda c: c.case_id), options.num_parts, options.part_id)
-    header = {**options.run_info, "input": str(input_dir), "output": str(request.output_dir),
+    header = {**options.run_info, "input": str(input_dir.resolve()), "output": str(request.output_dir.resolve()),
               "part": {"part_id": options.part_id, "num_parts": options.num_parts}, "started": utc_now()}
     report = BatchReport(request.output_dir / report_name(options.part_id, options.num_parts), header,
                          num_cases=len(mine))
