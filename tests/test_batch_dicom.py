@@ -83,12 +83,14 @@ def test_empty_and_non_dicom_folders_name_the_folder(tmp_path):
         read_dicom_study(tmp_path / "junk", 1)
 
 
-@pytest.mark.parametrize("keep_bytes, reason", [(600, "missing or unevenly spaced slices"), (-200, "missing or unevenly spaced slices")])
-def test_truncated_slice_is_refused_naming_the_folder(tmp_path, keep_bytes, reason):
+# GDCM drops a slice whose header (600 bytes kept) or pixel data (last 200 bytes cut) is damaged;
+# the gap it leaves in the slice positions is what gives it away.
+@pytest.mark.parametrize("keep_bytes", [600, -200])
+def test_truncated_slice_is_refused_naming_the_folder(tmp_path, keep_bytes):
     images, _, geometry = phantom(seed=4, channels=1)
     paths = write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
     paths[5].write_bytes(paths[5].read_bytes()[:keep_bytes])
-    with pytest.raises(UserError, match=f"study: .*{reason}"):
+    with pytest.raises(UserError, match="study: .*missing or unevenly spaced slices"):
         read_dicom_study(tmp_path / "study", 1)
 
 

@@ -77,7 +77,8 @@ def _read_manifest(archive: zipfile.ZipFile, package: Path) -> dict:
         raise UserError("manifest.json lacks 'files' (with plans.json) or 'configuration'", package)
     for name, entry in files.items():
         _check_name(name, package)
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
+        valid = isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
+        if not valid:
             raise UserError(f"manifest entry for {name!r} needs 'sha256' and 'bytes'", package)
     _check_name(str(manifest["configuration"]), package)
     return manifest
