@@ -58,11 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     from segkit.batch.predict_cli import run_if_batch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     batch_exit_code = run_if_batch(args, inference_options)  # also turns -m model.zip into its verified folder
     if batch_exit_code is not None:
         return batch_exit_code
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model = load_model(args.model, args.configuration, args.folds, args.checkpoint, args.device)
     cases = find_input_cases(args.input, model.num_channels)
     paths = predict_to_folder(model, cases, args.output, inference_options(args))
