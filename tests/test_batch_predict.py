@@ -222,3 +222,29 @@ def test_batch_mode_triggers_and_rank_device(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert batch_mode_requested(parser.parse_args(["-i", str(tmp_path / "nowhere")]))
     assert rank_device("cpu", {"LOCAL_RANK": "1"}) == "cpu"
+
+
+def test_packaged_postprocessing_is_applied(tmp_path, monkeypatch):
+    from segkit.evaluation.postprocess import apply_postprocessing
+
+    monkeypatch.setenv("SEGKIT_CACHE", str(tmp_path / "cache"))
+    work = tmp_path / "work"
+    model_dir = make_model_dir(work, num_channels=2)
+    decision = {"foreground_lcc": True, "lcc_classes": {"necrosis": [1]}}
+    (work / "find_best.json").write_text(json.dumps({"postprocessing": decision}))
+    assert main(["export-model", str(model_dir), "-o", str(tmp_path / "model.zip")]) == 0
+    for index in range(2):
+        write_file_case(tmp_path / "in", f"c{index}", seed=70 + index)
+    argv = ["-i", str(tmp_path / "in"), *FAST]
+    assert predict(*argv, "-o", str(tmp_path / "raw"), "-m", str(model_dir)) == 0
+    assert predict(*argv, "-o", str(tmp_path / "packaged"), "-m", str(tmp_path / "model.zip")) == 0
+    assert json.loads((tmp_path / "packaged" / "report.json").read_text())["postprocessing"] == decision
+    changed = False
+    for index in range(2):
+        raw = read_array(tmp_path / "raw" / f"c{index}.nii.gz")
+        expected = apply_postprocessing(raw, decision)
+        np.testing.assert_array_equal(read_array(tmp_path / "packaged" / f"c{index}.nii.gz"), expected)
+        changed |= not np.array_equal(raw, expected)
+    assert predict(*argv, "-o", str(tmp_path / "off"), "-m", str(tmp_path / "model.zip"), "--no-postprocess") == 0
+    np.testing.assert_array_equal(read_array(tmp_path / "off" / "c0.nii.gz"), read_array(tmp_path / "raw" / "c0.nii.gz"))
+    assert changed, "the untrained network's necrosis should have several components somewhere"

@@ -1,8 +1,9 @@
 """The batch side of `segkit predict`: flags, model packages, and the robust per-case run.
 
 Batch mode (report.json, per-case failures recorded, exit 1 when any case failed) is used
-when any batch flag is given, when the input folder holds DICOM study folders, or when
-torchrun's RANK/WORLD_SIZE are set; otherwise `segkit predict` keeps its plain behaviour.
+when any batch flag is given, when the input is or holds DICOM studies, when torchrun's
+RANK/WORLD_SIZE are set, or when a model package carries a post-processing decision;
+otherwise `segkit predict` keeps its plain behaviour.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def resolve_model_argument(args: argparse.Namespace) -> dict:
     args.model, args.checkpoint = str(unpacked.model_dir), unpacked.checkpoint
     args.folds = args.folds or unpacked.folds
     return {"package": str(package), "package_sha256": sha256_of(package),
-            "package_segkit_version": unpacked.manifest.get("segkit_version")}
+            "package_segkit_version": unpacked.manifest.get("segkit_version"),
+            "postprocessing": unpacked.manifest.get("postprocessing")}
 
 
 def rank_device(device: str, environ=None) -> str:
@@ -213,6 +215,8 @@ def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_op
 def run_if_batch(args: argparse.Namespace, inference_options) -> int | None:
     """Resolve a model.zip in args; run batch mode when requested (exit code), else None for plain predict."""
     package_info = resolve_model_argument(args)
-    if not batch_mode_requested(args):
+    # only the batch runner applies a packaged post-processing decision: such packages always use it
+    packaged_decision = package_info.get("postprocessing") and not args.no_postprocess
+    if not (batch_mode_requested(args) or packaged_decision):
         return None
     return run_batch_predict(args, package_info, inference_options(args))
