@@ -174,7 +174,8 @@ def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_op
     if output_dir.resolve() == input_dir.resolve():
         raise UserError("the output folder must differ from the input folder (outputs would become inputs)",
                         output_dir)
-    cases = discover_cases(input_dir)
+    # an output folder nested in the input folder is not a DICOM study
+    cases = [c for c in discover_cases(input_dir) if c.sources[0].resolve() != output_dir.resolve()]
     if getattr(args, "threads", None):
         import torch
 
