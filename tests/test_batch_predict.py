@@ -200,8 +200,9 @@ def test_continue_refuses_outputs_of_another_model(tmp_path, model):
     assert predict(*argv, "-m", str(other), "--continue") == 2
     assert predict(*argv, "-m", str(model), "--continue") == 0
     nested = tmp_path / "in" / "results"
-    assert predict("-i", str(tmp_path / "in"), "-o", str(nested), "-m", str(model), "--batch", *FAST) == 0
-    assert [c["case_id"] for c in json.loads((nested / "report.json").read_text())["cases"]] == ["c0"]
+    for flag in ("--batch", "--continue"):  # the second run finds the results folder inside the input
+        assert predict("-i", str(tmp_path / "in"), "-o", str(nested), "-m", str(model), flag, *FAST) == 0
+        assert [c["case_id"] for c in json.loads((nested / "report.json").read_text())["cases"]] == ["c0"]
 
 
 def test_batch_mode_triggers_and_rank_device(tmp_path, monkeypatch):
