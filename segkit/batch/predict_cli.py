@@ -176,10 +176,6 @@ def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_op
                         output_dir)
     # an output folder nested in the input folder is not a DICOM study
     cases = [c for c in discover_cases(input_dir) if c.sources[0].resolve() != output_dir.resolve()]
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
     model = load_model(args.model, args.configuration, args.folds, args.checkpoint, rank_device(args.device))
     from segkit.inference.predictor import window_settings
 
