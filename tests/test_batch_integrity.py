@@ -53,3 +53,21 @@ def test_corrupt_gzip_is_refused(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(UserError, match="img.nii.gz"):
         check_complete(path)
+
+
+def test_read_image_refuses_a_truncated_nifti_everywhere(tmp_path) -> None:
+    """Not only batch mode: every stage reading through segkit.io refuses a cut .nii.gz."""
+    import numpy as np
+    import pytest
+
+    from segkit.errors import UserError
+    from segkit.io.image import Geometry, read_image, write_image
+
+    volume = np.random.default_rng(0).random((12, 20, 24)).astype(np.float32)
+    geometry = Geometry((0.8, 0.9, 2.5), (1.0, 2.0, 3.0), (1, 0, 0, 0, 0, -1, 0, 1, 0), (24, 20, 12))
+    path = write_image(volume, geometry, tmp_path / "case_0000.nii.gz")
+    assert np.array_equal(read_image(path).array, volume)
+    cut = tmp_path / "cut_0000.nii.gz"
+    cut.write_bytes(path.read_bytes()[:-500])
+    with pytest.raises(UserError, match="truncated"):
+        read_image(cut)

@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from segkit.errors import UserError
+from segkit.io.integrity import check_complete
 from segkit.jsonio import atomic_path
 
 SUPPORTED_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -105,6 +106,7 @@ def read_sitk(path: str | Path) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise UserError("file not found", path)
+    check_complete(path)  # ITK zero-fills truncated NIfTI files without an error
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:

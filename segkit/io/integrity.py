@@ -49,12 +49,28 @@ def _nifti_expected_size(path: Path) -> int | None:
     return offset + int(np.prod(header.get_data_shape(), dtype=np.int64)) * itemsize
 
 
+def _gzip_trailer_size(path: Path) -> int | None:
+    """The uncompressed size (mod 2**32) a gzip file's trailer claims; None when too short."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        if handle.tell() < 18:
+            return None
+        handle.seek(-4, 2)
+        return int.from_bytes(handle.read(4), "little")
+
+
 def check_complete(path: str | Path) -> None:
     """Raise a UserError when a (.nii/.nii.gz/any .gz) image file is truncated."""
     path = Path(path)
     name = path.name.lower()
     if not (name.endswith(".gz") or name.endswith(".nii")):
         return
+    if name.endswith(".nii.gz"):
+        # Fast path: a complete single-member file ends with its uncompressed size; a cut file
+        # ends inside the deflate stream, which matches the expected size only by coincidence.
+        expected = _nifti_expected_size(path)
+        if expected is not None and _gzip_trailer_size(path) == expected % 2 ** 32:
+            return
     size = _gzip_payload_size(path) if name.endswith(".gz") else path.stat().st_size
     if name.endswith((".nii", ".nii.gz")):
         expected = _nifti_expected_size(path)
