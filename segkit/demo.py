@@ -50,7 +50,7 @@ def dice_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: Path, minutes: float = 3.0, num_cases: int = 10, num_test: int = 3, network: str = "revmbconv",
+def run_demo(out: Path, minutes: float = 3.0, num_cases: int = 10, num_test: int = 3, network: str = "auto",
              workers: int = 2, seed: int = 0) -> Path:
     """Generate the phantom, plan, preprocess, train, predict, evaluate; return the summary path."""
     from segkit.cli import main

@@ -118,3 +118,15 @@ def test_plan_cli_bad_dataset_exits_2(tmp_path, capsys) -> None:
     assert main(["plan", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "Traceback" not in err
+
+
+def test_auto_network_is_reversible_for_a_gpu_budget_and_unet_for_this_cpu(tiny_dataset, tmp_path) -> None:
+    from segkit.planning.run import plan_and_write, resolve_network
+
+    assert resolve_network("auto", planning_for_cpu=True) == "unet"
+    assert resolve_network("auto", planning_for_cpu=False) == "revmbconv"
+    assert resolve_network("resenc", planning_for_cpu=True) == "resenc"
+    gpu_plans, _, _ = plan_and_write(tiny_dataset, work_dir=tmp_path / "gpu", gpu_memory_gb=4,
+                                     configurations=("3d_fullres",), tradeoff=False)
+    assert gpu_plans["network"] == "revmbconv"
+    assert gpu_plans["configurations"]["3d_fullres"]["architecture"]["family"] == "revmbconv"

@@ -36,8 +36,21 @@ def _verify_or_fail(dataset: Path, num_workers: int) -> None:
         raise UserError(f"dataset failed verification:\n{format_problems(problems)}", dataset)
 
 
+def resolve_network(network: str, planning_for_cpu: bool) -> str:
+    """'auto' means the reversible network when planning for a GPU budget, the plain U-Net on a CPU.
+
+    Reversibility trades compute for memory: on a GPU the budget binds and revmbconv buys
+    bigger patches and deeper networks; on a CPU time binds, and the depthwise convolutions and
+    recomputation made a revmbconv step about 2x slower than a U-Net step of the same patch
+    (docs/benchmarks.md, training).
+    """
+    if network != "auto":
+        return network
+    return "unet" if planning_for_cpu else "revmbconv"
+
+
 def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_workers: int = 1,
-                   gpu_memory_gb: float | None = None, network: str = "revmbconv",
+                   gpu_memory_gb: float | None = None, network: str = "auto",
                    configurations: tuple[str, ...] = ("3d_fullres", "2d", "3d_lowres"), verify: bool = False,
                    force: bool = False, max_depth_multiplier: int = 2, max_width_multiplier: float = 2.0,
                    tradeoff: bool = True) -> tuple[dict, Path, str]:
@@ -51,9 +64,11 @@ def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_worker
     budget = int(gpu_memory_gb * GIB) if gpu_memory_gb else detected_budget
     if budget <= 0:
         raise UserError(f"--gpu-memory must be positive, got {gpu_memory_gb}")
-    if gpu_memory_gb is None and device == "cpu":
+    planning_for_cpu = gpu_memory_gb is None and device == "cpu"
+    if planning_for_cpu:
         # Planning for this CPU: compute, not memory, is the limit, so do not grow the network.
         max_depth_multiplier, max_width_multiplier = 1, 1.0
+    network = resolve_network(network, planning_for_cpu)
     options = PlanOptions(network=network, budget_bytes=budget, device=device,
                           max_depth_multiplier=max_depth_multiplier, max_width_multiplier=max_width_multiplier,
                           configurations=configurations)
