@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--network", default="unet")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lr-mirror", action="store_true",
+                        help="keep the plan's mirror_axes (default: drop x, the labels are left/right pairs)")
     parser.add_argument("train_args", nargs="*", help="extra `segkit train` arguments (after --)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -42,6 +44,12 @@ def main() -> None:
     segkit("plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres", "--network", args.network,
            "--force")
     segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres")
+    if not args.lr_mirror:
+        # left/right structures are different labels: mirroring along x (array axis 2) would swap them
+        plans_file = work / "plans.json"
+        plans = json.loads(plans_file.read_text())
+        plans["configurations"]["3d_fullres"]["mirror_axes"] = [0, 1]
+        write_json(plans_file, plans)
     models = work / "models" / "3d_fullres"
     write_json(models / "splits.json", [{"train": ["brain_001", "brain_002"], "val": ["brain_003"]}])
     start = time.monotonic()
@@ -56,7 +64,8 @@ def main() -> None:
               "held_out_mean_dice": last["val_mean_dice"], "held_out_dice": last["val_dice"],
               "patch_size": plans["patch_size"], "batch_size": plans["batch_size"],
               "features_per_stage": plans["architecture"]["features_per_stage"], "family": plans["architecture"]["family"],
-              "training_fit": plans.get("training_fit", {}).get("chosen"), "schedule": schedule}
+              "training_fit": plans.get("training_fit", {}).get("chosen"), "mirror_axes": plans.get("mirror_axes"),
+              "schedule": schedule}
     write_json(out / "result.json", result)
     print(json.dumps(result, indent=1))
 
