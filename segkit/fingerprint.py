@@ -53,6 +53,7 @@ def fingerprint_case(case: CaseFiles, samples_per_case: int) -> dict:
     result = {
         "case_id": case.case_id,
         "spacing": [float(s) for s in spacing],
+        "direction": [float(v) for v in channels[0].geometry.direction],
         "shape_before_crop": list(images.shape[1:]),
         "shape_after_crop": cropped_shape,
         "relative_size_after_crop": float(np.prod(cropped_shape) / np.prod(images.shape[1:])),

@@ -130,3 +130,50 @@ def test_auto_network_is_reversible_for_a_gpu_budget_and_unet_for_this_cpu(tiny_
                                      configurations=("3d_fullres",), tradeoff=False)
     assert gpu_plans["network"] == "revmbconv"
     assert gpu_plans["configurations"]["3d_fullres"]["architecture"]["family"] == "revmbconv"
+
+
+def _lateral_info(root):
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "dataset.json").write_text(json.dumps(
+        {"channel_names": {"0": "T1"}, "labels": {"background": 0, "thalamus_left": 1, "Thalamus-Right": 2, "lateral_vent": 3},
+         "file_ending": ".nii.gz"}))
+    return load_dataset(root)
+
+
+def test_lateralised_labels_are_not_mirrored_along_left_right(tmp_path, one_channel_info) -> None:
+    from segkit.planning.mirroring import lateralised_labels
+
+    assert lateralised_labels({"hippo_l": 1, "R_caudate": 2, "lh.white": 3, "lateral": 4, "rhombus": 5, "liver": 6}) == \
+        ["hippo_l", "R_caudate", "lh.white"]
+    info = _lateral_info(tmp_path / "lateral")
+    fingerprint = _fingerprint([2.0, 1.0, 1.0], [60, 80, 80])
+    options = PlanOptions(network="unet", configurations=("3d_fullres", "2d"))
+    # identity direction: ITK index axis 0 (= array axis 2) is the patient's x (left/right)
+    plans = plan_dataset(info, fingerprint, options)
+    assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]
+    assert "left/right" in plans["configurations"]["3d_fullres"]["mirror_note"]
+    two_d = plans["configurations"]["2d"]               # slice axis 0: its axes are array axes (1, 2)
+    assert two_d["slice_axis"] == 0 and two_d["mirror_axes"] == [0] and "mirror_note" in two_d
+    # index axis 2 along x (row-major direction, column 2 = (1, 0, 0)): array axis 0 is left/right
+    permuted = [0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    for case in fingerprint["cases"]:
+        case["direction"] = permuted
+    plans = plan_dataset(info, fingerprint, options)
+    assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [1, 2]
+    assert plans["configurations"]["2d"]["mirror_axes"] == [0, 1] and "mirror_note" not in plans["configurations"]["2d"]
+    # labels without a side keep every axis
+    plain = plan_dataset(one_channel_info, fingerprint, options)["configurations"]["3d_fullres"]
+    assert plain["mirror_axes"] == [0, 1, 2] and "mirror_note" not in plain
+
+
+def test_fingerprint_records_each_cases_direction(tiny_dataset, tmp_path) -> None:
+    from segkit.io.image import read_image
+
+    work = tmp_path / "work"
+    assert main(["plan", str(tiny_dataset), "--work-dir", str(work), "--network", "unet",
+                 "--configurations", "3d_fullres"]) == 0
+    fingerprint = json.loads((work / "fingerprint.json").read_text())
+    first = fingerprint["cases"][0]
+    image = read_image(sorted((tiny_dataset / "imagesTr").glob(f"{first['case_id']}_0000*"))[0])
+    assert first["direction"] == pytest.approx(list(image.geometry.direction))
+    assert not np.allclose(first["direction"], np.eye(3).ravel())   # the phantom is oblique

@@ -16,6 +16,7 @@ import numpy as np
 from segkit.io.dataset import DatasetInfo
 from segkit.planning.architecture import make_architecture
 from segkit.planning.memory import estimate_peak_bytes
+from segkit.planning.mirroring import mirror_axes_for
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_to_topology
 
@@ -181,6 +182,15 @@ def lowres_spacing_and_shape(fingerprint: dict, fullres_spacing: list[float], fu
     return spacing, shape
 
 
+def set_mirror_axes(entry: dict, labels: dict, directions: list[list[float]]) -> dict:
+    """Drop the patient left/right axis from the entry's mirror_axes for lateralised labels; note why."""
+    axes, note = mirror_axes_for(labels, directions, entry.get("slice_axis"))
+    entry["mirror_axes"] = axes
+    if note is not None:
+        entry["mirror_note"] = note
+    return entry
+
+
 def dataset_outputs(info: DatasetInfo) -> tuple[str, dict[str, list[int]], int]:
     """Label mode, outputs (foreground classes or regions) and the number of network outputs."""
     outputs = info.regions
@@ -199,6 +209,8 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
     median_shape = median_resampled_shape(fingerprint, target_spacing)
     num_cases = len(fingerprint["cases"])
     configurations: dict[str, dict] = {}
+    # fingerprints written before `direction` was recorded: assume the identity direction (the common case)
+    directions = [c.get("direction", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]) for c in fingerprint["cases"]]
     fullres = plan_configuration("3d_fullres", target_spacing, median_shape, num_cases, price, options)
     if "3d_fullres" in options.configurations:
         configurations["3d_fullres"] = fullres
@@ -210,6 +222,8 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
         lowres = lowres_spacing_and_shape(fingerprint, target_spacing, fullres["patch_size"])
         if lowres is not None:
             configurations["3d_lowres"] = plan_configuration("3d_lowres", lowres[0], lowres[1], num_cases, price, options)
+    for entry in configurations.values():
+        set_mirror_axes(entry, info.labels, directions)
     statistics = fingerprint["foreground_intensity_statistics"]
     relative_size = fingerprint["median_relative_size_after_crop"]
     return {
