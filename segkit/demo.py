@@ -31,10 +31,10 @@ def pipeline_steps(dataset: Path, work: Path, out: Path, minutes: float, network
         ("plan", ["plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres",
                   "--network", network, "-j", str(workers)]),
         ("preprocess", ["preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "-j", str(workers)]),
-        ("train", ["train", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "-f", "all",
+        ("train", ["train", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "-f", "0",
                    "--time-budget", f"{minutes:g}"]),
         ("predict", ["predict", "-i", str(dataset / "imagesTs"), "-o", str(out / "predictions"), "-m", str(model),
-                     "-f", "all", "--preview", "--statistics"]),
+                     "-f", "0", "--preview", "--statistics"]),
         ("evaluate", ["evaluate", str(out / "predictions"), str(dataset / "labelsTs"), "-o",
                       str(out / "evaluation" / "summary.json")]),
     ]
