@@ -10,4 +10,5 @@ class UserError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = str(path) if path is not None else None
+        self.message = message
         super().__init__(f"{path}: {message}" if path is not None else message)

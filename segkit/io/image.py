@@ -106,7 +106,10 @@ def read_sitk(path: str | Path) -> sitk.Image:
     path = Path(path)
     if not path.is_file():
         raise UserError("file not found", path)
-    check_complete(path)  # ITK zero-fills truncated NIfTI files without an error
+    try:
+        check_complete(path)  # ITK zero-fills truncated NIfTI files without an error
+    except UserError as err:
+        raise UserError(f"cannot read image ({err.message})", path) from None
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
