@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_bench_common import (DATASET_ID, generate_phantom, link_into_nnunet_raw, machine_line, nnunet_env,
-                                 nnunet_plans, segkit_command, timed)
+from nnunet_bench_common import (DATASET_ID, add_dataset_arguments, machine_line, nnunet_plans,
+                                 prepare_nnunet_dataset, segkit_command, timed)
 
 NORMALIZATION_NAMES = {"ZScoreNormalization": "zscore", "CTNormalization": "ct", "NoNormalization": "none",
                        "RescaleTo01Normalization": "rescale_0_1"}
@@ -63,17 +63,11 @@ def as_int_lists(value: object) -> object:
 def main() -> None:
     """Generate, time both planners, compare, print a markdown summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=20)
-    parser.add_argument("--shape", type=int, nargs=3, default=[96, 128, 128], help="z y x")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--spacing", choices=("varied", "uniform"), default="varied")
-    parser.add_argument("--keep", help="keep the work folder here instead of a temp folder")
+    add_dataset_arguments(parser)
     args = parser.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="segkit_bench_plan_"))
     try:
-        dataset = generate_phantom(base / "raw" / "Phantom", args.cases, tuple(args.shape), args.spacing)
-        env = nnunet_env(base)
-        link_into_nnunet_raw(dataset, base)
+        dataset, env = prepare_nnunet_dataset(args, base)
         nn_fp = timed(["nnUNetv2_extract_fingerprint", "-d", str(DATASET_ID), "-np", str(args.workers)], env,
                       "nnU-Net fingerprint")
         nn_plan = timed(["nnUNetv2_plan_experiment", "-d", str(DATASET_ID)], env, "nnU-Net plan")

@@ -6,6 +6,7 @@ the peer environment (.bench-venv), never imported here.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -40,6 +41,23 @@ def generate_phantom(root: Path, num_cases: int, shape: tuple[int, int, int], sp
         "labels": {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3},
         "numTraining": num_cases, "file_ending": ".nii.gz"})
     return root
+
+
+def add_dataset_arguments(parser: "argparse.ArgumentParser") -> None:
+    """The phantom-dataset options both nnU-Net comparison scripts take."""
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--shape", type=int, nargs=3, default=[96, 128, 128], help="z y x")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--spacing", choices=("varied", "uniform"), default="varied")
+    parser.add_argument("--keep", help="keep the work folder here instead of a temp folder")
+
+
+def prepare_nnunet_dataset(args: "argparse.Namespace", base: Path) -> tuple[Path, dict[str, str]]:
+    """Generate the phantom, point nnU-Net's folders into base and link the dataset there."""
+    dataset = generate_phantom(base / "raw" / "Phantom", args.cases, tuple(args.shape), args.spacing)
+    env = nnunet_env(base)
+    link_into_nnunet_raw(dataset, base)
+    return dataset, env
 
 
 def nnunet_env(base: Path) -> dict[str, str]:

@@ -11,6 +11,17 @@ from segkit.phantom import PhantomSpec, generate_dataset
 TINY = PhantomSpec(shape=(16, 24, 24), spacing=(3.0, 1.5, 1.5))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared machine (restored afterwards)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-case, 4-channel nnU-Net-layout phantom (read-only: copy before mutating)."""

@@ -11,13 +11,7 @@ from segkit.planning.memory import count_parameters, estimate_peak_bytes, tradeo
 from segkit.planning.memory_search import divisors, format_tradeoff_table, search_configuration, tradeoff_rows
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
