@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr-mirror", action="store_true",
-                        help="keep the plan's mirror_axes (default: drop x, the labels are left/right pairs)")
+                        help="mirror along x too (default: the plan's mirror_axes, which leave out x for these left/right labels)")
     parser.add_argument("train_args", nargs="*", help="extra `segkit train` arguments (after --)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -44,11 +44,11 @@ def main() -> None:
     segkit("plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres", "--network", args.network,
            "--force")
     segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres")
-    if not args.lr_mirror:
-        # left/right structures are different labels: mirroring along x (array axis 2) would swap them
+    if args.lr_mirror:
+        # the planner drops x from mirror_axes for these lateralised labels; put it back (the old behaviour)
         plans_file = work / "plans.json"
         plans = json.loads(plans_file.read_text())
-        plans["configurations"]["3d_fullres"]["mirror_axes"] = [0, 1]
+        plans["configurations"]["3d_fullres"]["mirror_axes"] = [0, 1, 2]
         write_json(plans_file, plans)
     models = work / "models" / "3d_fullres"
     write_json(models / "splits.json", [{"train": ["brain_001", "brain_002"], "val": ["brain_003"]}])
@@ -65,6 +65,7 @@ def main() -> None:
               "patch_size": plans["patch_size"], "batch_size": plans["batch_size"],
               "features_per_stage": plans["architecture"]["features_per_stage"], "family": plans["architecture"]["family"],
               "training_fit": plans.get("training_fit", {}).get("chosen"), "mirror_axes": plans.get("mirror_axes"),
+              "recipe": schedule.get("recipe", {}).get("name"),
               "schedule": schedule}
     write_json(out / "result.json", result)
     print(json.dumps(result, indent=1))

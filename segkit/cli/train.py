@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--elastic", action="store_true", help="add elastic deformation to the spatial transform")
     p.add_argument("--batch-dice", action=argparse.BooleanOptionalAction, default=None,
                    help="Dice over the whole batch (default: the plan's batch_dice, else on for 3D, off for 2D)")
+    p.add_argument("--recipe", choices=("auto", "nnunet", "short-cpu"), default="auto",
+                   help="optimiser/loss/sampling recipe; auto: short-cpu on CPU with --time-budget under 30 min, "
+                        "else nnU-Net's (docs/cli/train.md)")
     p.add_argument("--no-fit", action="store_true", help="never shrink the configuration for a CPU time budget")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")

@@ -25,6 +25,7 @@ FIT_SHARE = 0.75                 # share of the budget expected to go to trainin
 MAX_FIT_SHARE_OF_BUDGET = 0.12   # stop measuring candidates after this share of the budget
 MIN_BOTTLENECK = 4               # voxels per axis of the coarsest feature map
 MIN_STAGES = 3
+MIN_WIDTH = 8                    # first-stage width the fit never halves below
 
 
 def total_strides(arch: dict) -> list[int]:
@@ -38,10 +39,10 @@ def total_strides(arch: dict) -> list[int]:
 def _halve_width(entry: dict) -> dict | None:
     """The entry with every stage's width halved, or None when already narrow."""
     features = entry["architecture"]["features_per_stage"]
-    if features[0] // 2 < 8:
+    if features[0] // 2 < MIN_WIDTH:
         return None
     out = copy.deepcopy(entry)
-    out["architecture"]["features_per_stage"] = [max(8, f // 2) for f in features]
+    out["architecture"]["features_per_stage"] = [max(MIN_WIDTH, f // 2) for f in features]
     return out
 
 

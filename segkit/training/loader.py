@@ -100,12 +100,17 @@ class PatchSampler:
     sample_size: list[int]
     batch_size: int
     spatial_dims: int = 3
+    foreground_fraction: float = FOREGROUND_FRACTION
 
     def _forced_foreground(self, index: int, rng: np.random.Generator) -> bool:
-        """nnU-Net's rule: the last third of each batch must contain foreground."""
+        """nnU-Net's rule: the last `foreground_fraction` (a third) of each batch is centred on foreground.
+
+        The centre is a voxel of a class drawn uniformly among the classes the case has, so small
+        classes are sampled as often as large ones.
+        """
         if self.batch_size == 1:
-            return bool(rng.random() < FOREGROUND_FRACTION)
-        return index >= round(self.batch_size * (1 - FOREGROUND_FRACTION))
+            return bool(rng.random() < self.foreground_fraction)
+        return index >= round(self.batch_size * (1 - self.foreground_fraction))
 
     def _sample_one(self, case: Case, force_fg: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One (data, seg) patch from one case."""

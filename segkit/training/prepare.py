@@ -14,13 +14,13 @@ from segkit.errors import UserError
 from segkit.jsonio import atomic_path, read_json, write_json
 from segkit.training import distributed as dd
 from segkit.training.checkpoint import plans_sha256
+from segkit.training.recipe import choose_recipe
 from segkit.training.loader import open_case, preprocessed_case_ids, with_slice_axis_first
 from segkit.training.setup import TrainSetup
 from segkit.workdir import model_dir, plans_path, preprocessed_dir, resolve_work_dir
 
 NUM_FOLDS = 5
 SPLIT_SEED = 12345
-LIGHT_AUGMENT_BELOW_MIN = 30     # CPU budgets shorter than this skip the (CPU-heavy) spatial transform
 
 
 def parse_fold(text: str) -> int | None:
@@ -153,11 +153,12 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
     device = torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else device_type)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    recipe, recipe_reason = choose_recipe(getattr(args, "recipe", "auto"), device_type, args.time_budget)
     augment = args.augment
     if augment == "auto":
-        short_cpu_budget = device_type == "cpu" and args.time_budget and args.time_budget < LIGHT_AUGMENT_BELOW_MIN
-        augment = "light" if short_cpu_budget and not args.no_fit else "full"
-    notes = [f"augmentation {augment}" + (" (auto: CPU time budget under 30 min)" if augment != args.augment else ""),
+        augment = "full" if args.no_fit else recipe.augment
+    notes = [f"recipe {recipe.name} ({recipe_reason})",
+             f"augmentation {augment}" + (f" (auto: recipe {recipe.name})" if augment != args.augment else ""),
              f"fold {args.fold}: {len(train_ids)} training / {len(val_ids)} validation cases"]
     if fold is None:
         notes.append("-f all: validation uses the training cases (in-sample Dice)")
@@ -170,4 +171,8 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
         time_budget_s=args.time_budget * 60 if args.time_budget else None, started_at=started,
         early_stop=args.early_stop, validate_every=max(1, args.validate_every), resume=args.resume,
         amp=not args.no_amp, compile=args.compile, channels_last=args.channels_last, num_workers=args.num_workers,
-        augment=augment, elastic=args.elastic, batch_dice=args.batch_dice, progress=not args.quiet, notes=notes)
+        augment=augment, elastic=args.elastic,
+        batch_dice=args.batch_dice if args.batch_dice is not None else recipe.batch_dice, progress=not args.quiet,
+        notes=notes, optimizer=recipe.optimizer, lr=recipe.lr, momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay, foreground_fraction=recipe.foreground_fraction,
+        recipe=recipe.to_dict() | {"reason": recipe_reason})

@@ -40,6 +40,9 @@ class TrainSetup:
     momentum: float = 0.99
     weight_decay: float = 3e-5
     grad_clip: float = 12.0
+    optimizer: str = "sgd"               # "sgd" (nnU-Net) | "adamw" (short CPU budget recipe)
+    foreground_fraction: float = 1 / 3   # share of each batch centred on a foreground voxel
+    recipe: dict = field(default_factory=dict)   # the recipe record (segkit.training.recipe), for schedule.json
     progress: bool = True
     notes: list[str] = field(default_factory=list)
 

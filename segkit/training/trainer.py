@@ -17,6 +17,7 @@ from segkit.training import distributed as dd
 from segkit.training.augmentation import SegToTarget, build_transform, sample_size_for
 from segkit.training.loader import EpochBatches, PatchSampler, epoch_loader
 from segkit.training.losses import build_loss
+from segkit.training.recipe import build_optimizer
 from segkit.training.records import append_log, peak_memory_bytes, plot_progress, read_log, write_log
 from segkit.training.schedule import FINAL_RESERVE_S, Schedule, fit_to_budget, poly_lr, refit_epochs
 from segkit.training.setup import TrainSetup
@@ -190,8 +191,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     ds_scales = deep_supervision_scales(model, plans["num_channels"], patch, device)
     loss_fn = build_loss(setup.label_mode, len(ds_scales), setup.use_batch_dice)
     val_loss_fn = build_loss(setup.label_mode, 1, setup.use_batch_dice)
-    optimizer = torch.optim.SGD(model.parameters(), lr=setup.lr, momentum=setup.momentum,
-                                weight_decay=setup.weight_decay, nesterov=True)
+    optimizer = build_optimizer(model.parameters(), setup.optimizer, setup.lr, setup.momentum, setup.weight_decay)
     autocast, scaler = make_autocast(device, setup.amp)
     state = RunState()
     if setup.resume and (setup.fold_dir / "checkpoint_latest.pt").is_file():
@@ -202,7 +202,8 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     net = torch.compile(net) if setup.compile else net
 
     batch_size = dd.per_rank_batch_size(int(entry["batch_size"]), info)
-    sampler = PatchSampler(setup.train_cases, sample_size_for(patch, setup.augment), batch_size, setup.spatial_dims)
+    sampler = PatchSampler(setup.train_cases, sample_size_for(patch, setup.augment), batch_size, setup.spatial_dims,
+                           setup.foreground_fraction)
     transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
                                 setup.augment, setup.elastic)
     to_target = SegToTarget(setup.label_mode, setup.regions)
@@ -244,7 +245,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
         if info.is_main:
             write_json(setup.fold_dir / "schedule.json", state.schedule.to_dict() | {
                 "decided_at_s": round(_elapsed(setup), 2), "notes": setup.notes, "world_size": info.world_size,
-                "batch_size_per_rank": batch_size, "patch_size": patch})
+                "batch_size_per_rank": batch_size, "patch_size": patch, "recipe": setup.recipe})
     sched = state.schedule
     lr_at = lambda step: poly_lr(setup.lr, step, sched.total_steps)  # noqa: E731 (total may be refitted)
     stopped_early = False
