@@ -22,13 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"segkit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"segkit.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"segkit.cli.{name}":
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"segkit.cli.{name}").register(subparsers)
     return parser
 
 
