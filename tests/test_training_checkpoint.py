@@ -79,3 +79,5 @@ def test_fitting_candidates_get_cheaper_and_keep_patches_divisible():
     assert steps[-1][1]["architecture"]["features_per_stage"][0] == 8
     assert np.prod(steps[-1][1]["patch_size"]) < np.prod(entry["patch_size"])
     assert entry["patch_size"] == [80, 96, 80]                   # the original entry is untouched
+    wide = list(candidates(entry, min_width=16))                  # the short CPU budget recipe's floor
+    assert min(c["architecture"]["features_per_stage"][0] for _, c in wide) == 16

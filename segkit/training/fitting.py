@@ -25,7 +25,7 @@ FIT_SHARE = 0.75                 # share of the budget expected to go to trainin
 MAX_FIT_SHARE_OF_BUDGET = 0.12   # stop measuring candidates after this share of the budget
 MIN_BOTTLENECK = 4               # voxels per axis of the coarsest feature map
 MIN_STAGES = 3
-MIN_WIDTH = 8                    # first-stage width the fit never halves below
+MIN_WIDTH = 8                    # default first-stage width the fit never halves below (recipes may raise it)
 
 
 def total_strides(arch: dict) -> list[int]:
@@ -36,13 +36,13 @@ def total_strides(arch: dict) -> list[int]:
     return totals
 
 
-def _halve_width(entry: dict) -> dict | None:
+def _halve_width(entry: dict, min_width: int = MIN_WIDTH) -> dict | None:
     """The entry with every stage's width halved, or None when already narrow."""
     features = entry["architecture"]["features_per_stage"]
-    if features[0] // 2 < MIN_WIDTH:
+    if features[0] // 2 < min_width:
         return None
     out = copy.deepcopy(entry)
-    out["architecture"]["features_per_stage"] = [max(MIN_WIDTH, f // 2) for f in features]
+    out["architecture"]["features_per_stage"] = [max(min_width, f // 2) for f in features]
     return out
 
 
@@ -76,7 +76,7 @@ def _shrink_patch(entry: dict) -> dict | None:
     return out
 
 
-def candidates(entry: dict) -> Iterator[tuple[str, dict]]:
+def candidates(entry: dict, min_width: int = MIN_WIDTH) -> Iterator[tuple[str, dict]]:
     """The plan, then ever cheaper variants, each with a description of its change."""
     current = copy.deepcopy(entry)
     yield "as planned", current
@@ -85,7 +85,7 @@ def candidates(entry: dict) -> Iterator[tuple[str, dict]]:
         current["batch_size"] = 2
         yield "batch size 2", current
     for _ in range(2):
-        narrower = _halve_width(current)
+        narrower = _halve_width(current, min_width)
         if narrower is None:
             break
         current = narrower
@@ -122,14 +122,14 @@ def cost_proxy(entry: dict) -> float:
 
 
 def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s: float, build: Callable,
-                      log: Callable[[str], None] = print) -> tuple[dict, dict]:
+                      log: Callable[[str], None] = print, min_width: int = MIN_WIDTH) -> tuple[dict, dict]:
     """The chosen configuration entry and a record of the measurements and the decision.
 
     The cheapest candidate is timed first; the others' times are predicted from cost_proxy, the
     first candidate predicted to reach TARGET_STEPS is timed, and if it is slower than predicted
     the search moves on to the next candidate.
     """
-    ordered = list(candidates(entry))
+    ordered = list(candidates(entry, min_width))
     cheapest = ordered[-1][1]
     base_seconds = time_step(cheapest, in_channels, num_outputs, build)
     measured = [{"change": ordered[-1][0], "seconds_per_step": round(base_seconds, 4),
@@ -152,7 +152,7 @@ def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s:
             break
     change, chosen = ordered[chosen_index]
     record = {"rule": "cpu time budget: first candidate (in order) reaching target_steps, else the cheapest",
-              "target_steps": TARGET_STEPS, "budget_s": budget_s, "chosen": change, "measured": measured,
+              "target_steps": TARGET_STEPS, "min_width": min_width, "budget_s": budget_s, "chosen": change, "measured": measured,
               "original": {"patch_size": entry["patch_size"], "batch_size": entry["batch_size"],
                            "features_per_stage": entry["architecture"]["features_per_stage"]}}
     return chosen, record

@@ -5,9 +5,11 @@ batch forced to contain foreground, full augmentation) is tuned for ~250,000 ste
 2-core CPU gives a few hundred to a few thousand steps in minutes; with that recipe the network
 sits on the all-background plateau for the whole budget (docs/benchmarks/training.md). The short
 CPU budget recipe (device CPU and --time-budget under SHORT_BUDGET_MIN minutes) trades that for
-fast early progress: AdamW lr 1e-3 (poly decay), per-sample Dice, every patch centred on a
-voxel of a class drawn uniformly among the classes present (class-balanced sampling, so small
-structures are seen as often as big ones), light augmentation. It is recorded in schedule.json.
+fast early progress: AdamW lr 1e-2 (poly decay), per-sample Dice, half of each batch (not a
+third) centred on a voxel of a class drawn uniformly among the classes present (class-balanced
+sampling, so small structures are seen as often as big ones), light augmentation, and a
+hardware fit that keeps at least 16 features in the first stage (width 8 underfitted: training
+loss stalled at the validation loss). It is recorded in schedule.json.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Recipe:
     foreground_fraction: float     # share of each batch centred on a foreground voxel
     batch_dice: bool | None        # None: the plan's / nnU-Net's default
     augment: str                   # what --augment auto resolves to
+    min_width: int = 8             # CPU hardware fitting never halves the first stage's width below this
 
     def to_dict(self) -> dict:
         """JSON-ready record."""
@@ -38,7 +41,7 @@ class Recipe:
 
 
 NNUNET = Recipe("nnunet", "sgd", 1e-2, 0.99, 3e-5, 1 / 3, None, "full")
-SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-3, 0.9, 1e-4, 1.0, False, "light")
+SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "light", min_width=16)
 RECIPES = {"nnunet": NNUNET, "short-cpu": SHORT_CPU}
 
 
