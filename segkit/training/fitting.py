@@ -4,7 +4,7 @@ Rule (docs/cli/train.md): only on CPU with --time-budget (and without --no-fit).
 times a few forward+backward steps on random data for a sequence of candidates and keeps the
 first whose predicted step count within the budget (FIT_SHARE of it for training) reaches
 TARGET_STEPS; if none does, the fastest measured candidate. Candidates, in order: the plan as
-written; batch size 2; every stage's width halved (at most twice, first stage >= 8); then the
+written; batch size 2; every stage's width halved (at most twice, first stage >= min_width: 8, or the recipe's); then the
 patch shrunk by 0.75 per axis (rounded down to a multiple of the network's total stride per axis,
 at most three times), dropping the coarsest stage whenever the bottleneck would fall below 4
 voxels per axis (at least 3 stages kept). Each change is recorded in the model
