@@ -31,7 +31,7 @@ from dataclasses import dataclass
 # one-hot target); exact, see tests/test_networks_memory.py.
 LOSS_TENSORS_PER_OUTPUT = 3.0
 # The transient constants below are fitted to measured CPU peaks (two patch sizes per family,
-# the other configurations held out; docs/benchmarks/networks.md):
+# the other configurations held out; docs/benchmarks.md):
 # gradient buffers alive at the peak early in backward, in units of the finest stage tensor
 # (the plain decoder backpropagates through a 3x3 conv on the 2C concatenation);
 BACKWARD_GRAD_BUFFERS = {"unet": 3.4, "resenc": 3.4, "revmbconv": 2.2}

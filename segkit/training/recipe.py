@@ -3,7 +3,7 @@
 nnU-Net's recipe (SGD, Nesterov momentum 0.99, lr 1e-2 poly, CE + batch Dice, a third of each
 batch forced to contain foreground, full augmentation) is tuned for ~250,000 steps on a GPU. A
 2-core CPU gives a few hundred to a few thousand steps in minutes; with that recipe the network
-sits on the all-background plateau for the whole budget (docs/benchmarks/training.md). The short
+sits on the all-background plateau for the whole budget (docs/benchmarks.md). The short
 CPU budget recipe (device CPU and --time-budget under SHORT_BUDGET_MIN minutes) trades that for
 fast early progress: AdamW lr 1e-2 (poly decay), per-sample Dice, half of each batch (not a
 third) centred on a voxel of a class drawn uniformly among the classes present (class-balanced
