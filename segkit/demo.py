@@ -35,8 +35,8 @@ def pipeline_steps(dataset: Path, work: Path, out: Path, minutes: float, network
                    "--time-budget", f"{minutes:g}"]),
         ("predict", ["predict", "-i", str(dataset / "imagesTs"), "-o", str(out / "predictions"), "-m", str(model),
                      "-f", "0", "--preview", "--statistics"]),
-        ("evaluate", ["evaluate", str(out / "predictions"), str(dataset / "labelsTs"), "-o",
-                      str(out / "evaluation" / "summary.json")]),
+        ("evaluate", ["evaluate", str(out / "predictions"), str(dataset / "labelsTs"), "--regions-from", str(dataset),
+                      "-o", str(out / "evaluation" / "summary.json")]),
     ]
 
 

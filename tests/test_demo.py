@@ -1,0 +1,28 @@
+"""segkit demo: output-folder safety and the Dice table (the full run is the README's first command)."""
+
+from __future__ import annotations
+
+from segkit.cli import main
+from segkit.demo import MARKER, dice_table, prepare_output
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path, capsys) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "Traceback" not in err
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_demo_reuses_its_own_folder(tmp_path) -> None:
+    out = tmp_path / "demo"
+    prepare_output(out)
+    (out / "old_result.txt").write_text("stale")
+    prepare_output(out)
+    assert (out / MARKER).is_file() and not (out / "old_result.txt").exists()
+
+
+def test_dice_table_lists_each_class() -> None:
+    summary = {"mean": {"necrosis": {"dice": 0.5}, "edema": {"dice": 0.25}}, "foreground_mean": {"dice": 0.375}}
+    table = dice_table(summary)
+    assert "  necrosis  0.500" in table and "  edema     0.250" in table
