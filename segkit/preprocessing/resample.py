@@ -43,6 +43,16 @@ def _source_positions(old: int, new: int) -> np.ndarray:
     return (np.arange(new, dtype=np.float64) + 0.5) * (old / new) - 0.5
 
 
+def _lerp_take(array: np.ndarray, low: np.ndarray, high: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation between the slices at `low` and `high` along an axis (in place on a new array)."""
+    lower = array.take(low, axis=axis)
+    upper = array.take(high, axis=axis)
+    upper -= lower
+    upper *= weight
+    upper += lower
+    return upper
+
+
 def _along(axis: int, ndim: int, values: np.ndarray) -> np.ndarray:
     """Reshape a 1D vector so it broadcasts along one axis of an ndim array."""
     shape = [1] * ndim
@@ -77,12 +87,7 @@ def linear_axis(array: np.ndarray, axis: int, new: int) -> np.ndarray:
     low = np.floor(position).astype(np.intp)
     high = np.minimum(low + 1, old - 1)
     weight = _along(axis, array.ndim, (position - low).astype(np.float32))
-    lower = array.take(low, axis=axis)
-    out = array.take(high, axis=axis)
-    out -= lower
-    out *= weight
-    out += lower
-    return out
+    return _lerp_take(array, low, high, weight, axis)
 
 
 def cubic_axis(array: np.ndarray, axis: int, new: int) -> np.ndarray:
@@ -165,12 +170,7 @@ def _linear_box(mask: np.ndarray, old_shape: Sequence[int], new_shape: Sequence[
         low = np.floor(position).astype(np.intp)
         high = np.minimum(low + 1, out.shape[axis] - 1)
         weight = _along(axis, out.ndim, (position - low).astype(np.float32))
-        lower = out.take(low, axis=axis)
-        upper = out.take(high, axis=axis)
-        upper -= lower
-        upper *= weight
-        upper += lower
-        out = upper
+        out = _lerp_take(out, low, high, weight, axis)
     return out
 
 
