@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--network", default="unet")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, i.e. every core)")
     parser.add_argument("--lr-mirror", action="store_true",
                         help="mirror along x too (default: the plan's mirror_axes, which leave out x for these left/right labels)")
     parser.add_argument("train_args", nargs="*", help="extra `segkit train` arguments (after --)")
@@ -54,7 +54,7 @@ def main() -> None:
     write_json(models / "splits.json", [{"train": ["brain_001", "brain_002"], "val": ["brain_003"]}])
     start = time.monotonic()
     segkit("train", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "-f", "0", "--time-budget",
-           str(args.minutes), "--threads", str(args.threads), "--quiet", *args.train_args)
+           str(args.minutes), *(["--threads", str(args.threads)] if args.threads else []), "--quiet", *args.train_args)
     wall = time.monotonic() - start
     log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
     last = log[-1]

@@ -34,6 +34,7 @@ class Recipe:
     batch_dice: bool | None        # None: the plan's / nnU-Net's default
     augment: str                   # what --augment auto resolves to
     min_width: int = 8             # CPU hardware fitting never halves the first stage's width below this
+    target_steps: int = 1000       # CPU hardware fitting shrinks the configuration until the budget buys this many steps
 
     def to_dict(self) -> dict:
         """JSON-ready record."""
@@ -41,7 +42,8 @@ class Recipe:
 
 
 NNUNET = Recipe("nnunet", "sgd", 1e-2, 0.99, 3e-5, 1 / 3, None, "full")
-SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "light", min_width=16)
+SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "light", min_width=16,
+                   target_steps=2500)
 RECIPES = {"nnunet": NNUNET, "short-cpu": SHORT_CPU}
 
 
