@@ -9,7 +9,8 @@ fast early progress: AdamW lr 1e-2 (poly decay), per-sample Dice, half of each b
 third) centred on a voxel of a class drawn uniformly among the classes present (class-balanced
 sampling, so small structures are seen as often as big ones), light augmentation, and a
 hardware fit that keeps at least 16 features in the first stage (width 8 underfitted: training
-loss stalled at the validation loss). It is recorded in schedule.json.
+loss stalled at the validation loss) and shrinks the patch until the budget buys 2,500 steps
+(with 1,000, a larger patch memorised two training cases). It is recorded in schedule.json.
 """
 
 from __future__ import annotations

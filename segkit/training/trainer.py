@@ -133,10 +133,10 @@ def _elapsed(setup: TrainSetup) -> float:
 
 def _calibrate(setup: TrainSetup, run_steps, run_validation, state: RunState, info: dd.DistInfo) -> Schedule:
     """Time a few real training steps and one validation pass, then fit epochs x iterations to the budget."""
-    run_steps(CALIBRATION_EPOCH, CALIBRATION_WARMUP)
-    start = time.monotonic()
-    run_steps(CALIBRATION_EPOCH + 1, CALIBRATION_STEPS)
-    per_step = (time.monotonic() - start) / CALIBRATION_STEPS
+    # timed from the end of the warm-up steps, so the loader's process start is not counted as step time
+    step_ends: list[float] = []
+    run_steps(CALIBRATION_EPOCH, CALIBRATION_WARMUP + CALIBRATION_STEPS, step_ends=step_ends)
+    per_step = (step_ends[-1] - step_ends[CALIBRATION_WARMUP - 1]) / CALIBRATION_STEPS
     start = time.monotonic()
     run_validation()
     validation_s = (time.monotonic() - start) / max(1, setup.validate_every)
@@ -210,7 +210,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     val_cases = setup.val_cases[info.rank::info.world_size]
 
     def run_steps(epoch: int, count: int, first: int = 0, lr_at=None, bar: str | None = None,
-                  deadline: float | None = None) -> list[float]:
+                  deadline: float | None = None, step_ends: list[float] | None = None) -> list[float]:
         """Run `count` steps of an epoch's batch stream (fewer if the deadline passes); returns the losses."""
         loader = epoch_loader(EpochBatches(sampler, transform, setup.seed, epoch, info.rank, count, first),
                               setup.num_workers, pin_memory=device.type == "cuda")
@@ -224,6 +224,8 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
             losses.append(train_step(net, data, targets, loss_fn, optimizer, scaler, autocast, setup.grad_clip))
             if lr_at is not None:
                 state.step += 1
+            if step_ends is not None:
+                step_ends.append(time.monotonic())
             if deadline is not None and _elapsed(setup) > deadline:
                 break
         return losses
