@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--network", default="unet")
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--held-out", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, i.e. every core)")
     parser.add_argument("train_args", nargs="*", help="extra `segkit train` arguments (after --)")
     args = parser.parse_args()
     out = Path(args.out)
@@ -48,7 +48,7 @@ def main() -> None:
     write_json(models / "splits.json", [{"train": ids[:-args.held_out], "val": ids[-args.held_out:]}])
     start = time.monotonic()
     segkit("train", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "-f", "0", "--time-budget",
-           str(args.minutes), "--threads", str(args.threads), "--quiet", *args.train_args)
+           str(args.minutes), *(["--threads", str(args.threads)] if args.threads else []), "--quiet", *args.train_args)
     wall = time.monotonic() - start
     log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
     plans = json.loads((models / "plans.json").read_text())["configurations"]["3d_fullres"]
