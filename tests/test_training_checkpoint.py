@@ -84,21 +84,19 @@ def test_fitting_candidates_get_cheaper_and_keep_patches_divisible():
     assert min(c["architecture"]["features_per_stage"][0] for _, c in wide) == 16
 
 
-def test_fit_takes_the_first_candidate_reaching_the_recipes_step_target(monkeypatch):
-    # step time exactly proportional to the cost proxy (a machine doing 4e9 proxy units per second)
-    monkeypatch.setattr(fitting, "time_step", lambda entry, *args, **kwargs: cost_proxy(entry) / 4e9)
+def test_fit_takes_the_first_candidate_reaching_the_step_target(monkeypatch):
     entry = {"patch_size": [80, 96, 80], "batch_size": 4,
              "architecture": dict(TINY_ARCH, features_per_stage=[32, 64, 128])}
     ordered = list(candidates(entry, min_width=16))
     budget_s = 480.0
-    steps = [budget_s * fitting.FIT_SHARE * 4e9 / cost_proxy(c) for _, c in ordered]
-    for target in (1000, 2500):
-        chosen, record = fit_to_cpu_budget(entry, 1, 3, budget_s, build=None, log=lambda m: None, min_width=16,
-                                           target_steps=target)
-        expected = next(i for i, s in enumerate(steps) if s >= target)
-        assert record["chosen"] == ordered[expected][0] and record["target_steps"] == target
-        assert expected == 0 or steps[expected - 1] < target      # nothing earlier (bigger) reaches the target
-    # a higher target picks a cheaper configuration
-    small = fit_to_cpu_budget(entry, 1, 3, budget_s, None, lambda m: None, 16, target_steps=2500)[0]
-    large = fit_to_cpu_budget(entry, 1, 3, budget_s, None, lambda m: None, 16, target_steps=1000)[0]
-    assert cost_proxy(small) < cost_proxy(large)
+    chosen_cost = {}
+    for proxy_per_s in (4e9, 4e8):     # a fast and a 10x slower machine
+        # step time exactly proportional to the cost proxy
+        monkeypatch.setattr(fitting, "time_step", lambda e, *a, speed=proxy_per_s, **k: cost_proxy(e) / speed)
+        steps = [budget_s * fitting.FIT_SHARE * proxy_per_s / cost_proxy(c) for _, c in ordered]
+        chosen, record = fit_to_cpu_budget(entry, 1, 3, budget_s, build=None, log=lambda m: None, min_width=16)
+        expected = next(i for i, s in enumerate(steps) if s >= fitting.TARGET_STEPS)
+        assert record["chosen"] == ordered[expected][0]
+        assert expected == 0 or steps[expected - 1] < fitting.TARGET_STEPS   # nothing bigger reaches the target
+        chosen_cost[proxy_per_s] = cost_proxy(chosen)
+    assert chosen_cost[4e8] < chosen_cost[4e9]     # the slower machine trains a cheaper configuration

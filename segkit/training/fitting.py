@@ -122,8 +122,7 @@ def cost_proxy(entry: dict) -> float:
 
 
 def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s: float, build: Callable,
-                      log: Callable[[str], None] = print, min_width: int = MIN_WIDTH,
-                      target_steps: int = TARGET_STEPS) -> tuple[dict, dict]:
+                      log: Callable[[str], None] = print, min_width: int = MIN_WIDTH) -> tuple[dict, dict]:
     """The chosen configuration entry and a record of the measurements and the decision.
 
     The cheapest candidate is timed first; the others' times are predicted from cost_proxy, the
@@ -140,7 +139,7 @@ def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s:
     deadline = time.monotonic() + budget_s * MAX_FIT_SHARE_OF_BUDGET
     for index, (change, candidate) in enumerate(ordered[:-1]):
         predicted = base_seconds * cost_proxy(candidate) / cost_proxy(cheapest)
-        if budget_s * FIT_SHARE / predicted < target_steps or time.monotonic() > deadline:
+        if budget_s * FIT_SHARE / predicted < TARGET_STEPS or time.monotonic() > deadline:
             measured.append({"change": change, "predicted_seconds_per_step": round(predicted, 4), "measured": False})
             continue
         seconds = time_step(candidate, in_channels, num_outputs, build)
@@ -148,12 +147,12 @@ def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s:
         measured.append({"change": change, "seconds_per_step": round(seconds, 4), "predicted_steps": steps,
                          "measured": True})
         log(f"fit: {change}: {seconds:.3f} s/step -> ~{steps} steps in the budget")
-        if steps >= target_steps:
+        if steps >= TARGET_STEPS:
             chosen_index = index
             break
     change, chosen = ordered[chosen_index]
     record = {"rule": "cpu time budget: first candidate (in order) reaching target_steps, else the cheapest",
-              "target_steps": target_steps, "min_width": min_width, "budget_s": budget_s, "chosen": change, "measured": measured,
+              "target_steps": TARGET_STEPS, "min_width": min_width, "budget_s": budget_s, "chosen": change, "measured": measured,
               "original": {"patch_size": entry["patch_size"], "batch_size": entry["batch_size"],
                            "features_per_stage": entry["architecture"]["features_per_stage"]}}
     return chosen, record

@@ -78,7 +78,7 @@ def _configuration_entry(plans: dict, configuration: str, path: Path) -> dict:
 
 
 def _fitted_entry(args, plans: dict, entry: dict, models: Path, device_type: str, info: dd.DistInfo,
-                  min_width: int = 8, target_steps: int = 1000) -> dict:
+                  min_width: int = 8) -> dict:
     """The configuration entry to train: a previous fit of the same plan (shared by folds), a new fit, or the plan's."""
     copy_path = models / "plans.json"
     source_sha = plans_sha256(entry)
@@ -92,8 +92,7 @@ def _fitted_entry(args, plans: dict, entry: dict, models: Path, device_type: str
     from segkit.networks import build_network
     from segkit.training.fitting import fit_to_cpu_budget
     chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], args.time_budget * 60,
-                                       build_network, log=lambda m: print(m, flush=True), min_width=min_width,
-                                       target_steps=target_steps)
+                                       build_network, log=lambda m: print(m, flush=True), min_width=min_width)
     if chosen is entry or record["chosen"] == "as planned":
         return entry
     chosen = copy.deepcopy(chosen)
@@ -148,7 +147,7 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
     train_cases = _open_cases(folder, train_ids, plans, entry)
     val_cases = _open_cases(folder, val_ids, plans, entry)
     recipe, recipe_reason = choose_recipe(getattr(args, "recipe", "auto"), device_type, args.time_budget)
-    entry = _fitted_entry(args, plans, entry, models, device_type, info, recipe.min_width, recipe.target_steps)
+    entry = _fitted_entry(args, plans, entry, models, device_type, info, recipe.min_width)
     if info.is_main:
         fold_dir.mkdir(parents=True, exist_ok=True)
         _write_model_dir(models, plans, args.configuration, entry, Path(args.dataset))

@@ -9,8 +9,7 @@ fast early progress: AdamW lr 1e-2 (poly decay), per-sample Dice, half of each b
 third) centred on a voxel of a class drawn uniformly among the classes present (class-balanced
 sampling, so small structures are seen as often as big ones), light augmentation, and a
 hardware fit that keeps at least 16 features in the first stage (width 8 underfitted: training
-loss stalled at the validation loss) and shrinks the patch until the budget buys 2,500 steps
-(with 1,000, a larger patch memorised two training cases). It is recorded in schedule.json.
+loss stalled at the validation loss). It is recorded in schedule.json.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ class Recipe:
     batch_dice: bool | None        # None: the plan's / nnU-Net's default
     augment: str                   # what --augment auto resolves to
     min_width: int = 8             # CPU hardware fitting never halves the first stage's width below this
-    target_steps: int = 1000       # CPU hardware fitting shrinks the configuration until the budget buys this many steps
 
     def to_dict(self) -> dict:
         """JSON-ready record."""
@@ -43,8 +41,7 @@ class Recipe:
 
 
 NNUNET = Recipe("nnunet", "sgd", 1e-2, 0.99, 3e-5, 1 / 3, None, "full")
-SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "light", min_width=16,
-                   target_steps=2500)
+SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "light", min_width=16)
 RECIPES = {"nnunet": NNUNET, "short-cpu": SHORT_CPU}
 
 
