@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from contextlib import nullcontext
 from typing import Callable, Iterator
 
 import torch
@@ -98,8 +99,9 @@ def candidates(entry: dict, min_width: int = MIN_WIDTH) -> Iterator[tuple[str, d
         yield f"patch {current['patch_size']}, {len(current['architecture']['strides'])} stages", current
 
 
-def time_step(entry: dict, in_channels: int, num_outputs: int, build: Callable, steps: int = 2) -> float:
-    """Seconds per SGD step (forward + backward) of a configuration on random data, after one warm-up step."""
+def time_step(entry: dict, in_channels: int, num_outputs: int, build: Callable, steps: int = 2,
+              autocast: Callable[[], object] = nullcontext) -> float:
+    """Seconds per SGD step (forward + backward, under the training's autocast) on random data, after a warm-up step."""
     model = build(entry["architecture"], in_channels, num_outputs)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     data = torch.randn(entry["batch_size"], in_channels, *entry["patch_size"])
@@ -107,7 +109,8 @@ def time_step(entry: dict, in_channels: int, num_outputs: int, build: Callable, 
     for _ in range(steps + 1):
         start = time.monotonic()
         optimizer.zero_grad()
-        outputs = model(data)
+        with autocast():
+            outputs = model(data)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         sum(o.float().square().mean() for o in outputs).backward()
         optimizer.step()
@@ -122,7 +125,8 @@ def cost_proxy(entry: dict) -> float:
 
 
 def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s: float, build: Callable,
-                      log: Callable[[str], None] = print, min_width: int = MIN_WIDTH) -> tuple[dict, dict]:
+                      log: Callable[[str], None] = print, min_width: int = MIN_WIDTH,
+                      autocast: Callable[[], object] = nullcontext) -> tuple[dict, dict]:
     """The chosen configuration entry and a record of the measurements and the decision.
 
     The cheapest candidate is timed first; the others' times are predicted from cost_proxy, the
@@ -131,7 +135,7 @@ def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s:
     """
     ordered = list(candidates(entry, min_width))
     cheapest = ordered[-1][1]
-    base_seconds = time_step(cheapest, in_channels, num_outputs, build)
+    base_seconds = time_step(cheapest, in_channels, num_outputs, build, autocast=autocast)
     measured = [{"change": ordered[-1][0], "seconds_per_step": round(base_seconds, 4),
                  "predicted_steps": int(budget_s * FIT_SHARE / base_seconds), "measured": True}]
     log(f"fit: {ordered[-1][0]}: {base_seconds:.3f} s/step")
@@ -142,7 +146,7 @@ def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s:
         if budget_s * FIT_SHARE / predicted < TARGET_STEPS or time.monotonic() > deadline:
             measured.append({"change": change, "predicted_seconds_per_step": round(predicted, 4), "measured": False})
             continue
-        seconds = time_step(candidate, in_channels, num_outputs, build)
+        seconds = time_step(candidate, in_channels, num_outputs, build, autocast=autocast)
         steps = int(budget_s * FIT_SHARE / seconds)
         measured.append({"change": change, "seconds_per_step": round(seconds, 4), "predicted_steps": steps,
                          "measured": True})

@@ -14,6 +14,7 @@ from segkit.errors import UserError
 from segkit.jsonio import atomic_path, read_json, write_json
 from segkit.training import distributed as dd
 from segkit.training.checkpoint import plans_sha256
+from segkit.training.precision import make_autocast, training_precision
 from segkit.training.recipe import choose_recipe
 from segkit.training.loader import open_case, preprocessed_case_ids, with_slice_axis_first
 from segkit.training.setup import TrainSetup
@@ -78,7 +79,7 @@ def _configuration_entry(plans: dict, configuration: str, path: Path) -> dict:
 
 
 def _fitted_entry(args, plans: dict, entry: dict, models: Path, device_type: str, info: dd.DistInfo,
-                  min_width: int = 8) -> dict:
+                  min_width: int = 8, precision: str = "fp32") -> dict:
     """The configuration entry to train: a previous fit of the same plan (shared by folds), a new fit, or the plan's."""
     copy_path = models / "plans.json"
     source_sha = plans_sha256(entry)
@@ -91,8 +92,11 @@ def _fitted_entry(args, plans: dict, entry: dict, models: Path, device_type: str
         return entry
     from segkit.networks import build_network
     from segkit.training.fitting import fit_to_cpu_budget
+    autocast, _ = make_autocast(torch.device(device_type), precision)
     chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], args.time_budget * 60,
-                                       build_network, log=lambda m: print(m, flush=True), min_width=min_width)
+                                       build_network, log=lambda m: print(m, flush=True), min_width=min_width,
+                                       autocast=autocast)
+    record["precision"] = precision
     if chosen is entry or record["chosen"] == "as planned":
         return entry
     chosen = copy.deepcopy(chosen)
@@ -147,7 +151,8 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
     train_cases = _open_cases(folder, train_ids, plans, entry)
     val_cases = _open_cases(folder, val_ids, plans, entry)
     recipe, recipe_reason = choose_recipe(getattr(args, "recipe", "auto"), device_type, args.time_budget)
-    entry = _fitted_entry(args, plans, entry, models, device_type, info, recipe.min_width)
+    precision = training_precision("fp32" if args.no_amp else args.precision, device_type)
+    entry = _fitted_entry(args, plans, entry, models, device_type, info, recipe.min_width, precision)
     if info.is_main:
         fold_dir.mkdir(parents=True, exist_ok=True)
         _write_model_dir(models, plans, args.configuration, entry, Path(args.dataset))
@@ -160,7 +165,8 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
         augment = "full" if args.no_fit else recipe.augment
     notes = [f"recipe {recipe.name} ({recipe_reason})",
              f"augmentation {augment}" + (f" (auto: recipe {recipe.name})" if augment != args.augment else ""),
-             f"fold {args.fold}: {len(train_ids)} training / {len(val_ids)} validation cases"]
+             f"fold {args.fold}: {len(train_ids)} training / {len(val_ids)} validation cases",
+             f"precision {precision}" + (f" (auto on {device_type})" if args.precision == "auto" and not args.no_amp else "")]
     if fold is None:
         notes.append("-f all: validation uses the training cases (in-sample Dice)")
     if "training_fit" in entry:
@@ -171,7 +177,7 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
         iterations_per_epoch=args.iterations_per_epoch,
         time_budget_s=args.time_budget * 60 if args.time_budget else None, started_at=started,
         early_stop=args.early_stop, validate_every=max(1, args.validate_every), resume=args.resume,
-        amp=not args.no_amp, compile=args.compile, channels_last=args.channels_last, num_workers=args.num_workers,
+        precision=precision, compile=args.compile, channels_last=args.channels_last, num_workers=args.num_workers,
         augment=augment, elastic=args.elastic,
         batch_dice=args.batch_dice if args.batch_dice is not None else recipe.batch_dice, progress=not args.quiet,
         notes=notes, optimizer=recipe.optimizer, lr=recipe.lr, momentum=recipe.momentum,

@@ -29,7 +29,7 @@ class TrainSetup:
     early_stop: int | None = None
     validate_every: int = 1
     resume: bool = False
-    amp: bool = True
+    precision: str = "fp32"              # resolved: fp32 | bf16 | fp16 (segkit.training.precision)
     compile: bool = False
     channels_last: bool = False
     num_workers: int = 1

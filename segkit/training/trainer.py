@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 import torch
@@ -17,6 +15,7 @@ from segkit.training import distributed as dd
 from segkit.training.augmentation import SegToTarget, build_transform, sample_size_for
 from segkit.training.loader import EpochBatches, PatchSampler, epoch_loader
 from segkit.training.losses import build_loss
+from segkit.training.precision import make_autocast
 from segkit.training.recipe import build_optimizer
 from segkit.training.records import append_log, peak_memory_bytes, plot_progress, read_log, write_log
 from segkit.training.schedule import FINAL_RESERVE_S, Schedule, fit_to_budget, poly_lr, refit_epochs
@@ -40,15 +39,6 @@ class RunState:
     stale: int = 0                       # validations since the best one
     schedule: Schedule | None = None
     epoch_seconds: list[float] = field(default_factory=list)
-
-
-def make_autocast(device: torch.device, amp: bool) -> tuple[object, torch.amp.GradScaler | None]:
-    """Autocast context factory and GradScaler: bf16 where CUDA supports it, else fp16 + scaler; none on CPU."""
-    if device.type != "cuda" or not amp:
-        return nullcontext, None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return partial(torch.autocast, "cuda", dtype=dtype), scaler
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -192,7 +182,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     loss_fn = build_loss(setup.label_mode, len(ds_scales), setup.use_batch_dice)
     val_loss_fn = build_loss(setup.label_mode, 1, setup.use_batch_dice)
     optimizer = build_optimizer(model.parameters(), setup.optimizer, setup.lr, setup.momentum, setup.weight_decay)
-    autocast, scaler = make_autocast(device, setup.amp)
+    autocast, scaler = make_autocast(device, setup.precision)
     state = RunState()
     if setup.resume and (setup.fold_dir / "checkpoint_latest.pt").is_file():
         _restore(setup, model, optimizer, scaler, state)
@@ -233,7 +223,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     def run_validation() -> dict:
         """Whole-case validation of this rank's share, summed over ranks."""
         counts = validate(model, val_cases, patch, setup.spatial_dims, plans["num_outputs"], setup.label_mode,
-                          lambda seg: to_target(seg=seg)["target"], val_loss_fn, device, autocast)
+                          lambda seg: to_target(seg=seg)["target"], val_loss_fn, device, setup.precision)
         return _validation_summary(setup, counts, info)
 
     if state.schedule is None:
