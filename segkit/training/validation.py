@@ -40,7 +40,7 @@ def validate(model: torch.nn.Module, cases: list, patch: Sequence[int], spatial_
     tp, fp, fn = (torch.zeros(num_classes, dtype=torch.float64) for _ in range(3))
     loss_sum = 0.0
     for case in cases:
-        logits = sliding_window_logits(model, np.asarray(case.data, dtype=np.float32), num_outputs, settings,
+        logits = sliding_window_logits(model, np.array(case.data, dtype=np.float32), num_outputs, settings,
                                        device)[None]
         target = torch.from_numpy(to_target(np.asarray(case.seg)[None, None]))
         loss_sum += float(loss_fn(logits, target))
