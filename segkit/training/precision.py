@@ -2,7 +2,7 @@
 
 `--precision auto` (default): on CUDA bf16 where supported, else fp16 with a GradScaler (as
 before); on a CPU with hardware bf16 (AMX tiles or AVX512-BF16) bf16 autocast, which made a
-training step of the brain-structures U-Net ~2x faster on this machine (docs/benchmarks.md);
+training step of the brain-structures U-Nets 1.3-1.8x faster on this machine (docs/benchmarks.md);
 float32 on other CPUs. Autocast keeps the weights, the optimiser state and the loss in float32;
 only the convolutions and matrix products run in the lower precision.
 """
