@@ -3,7 +3,7 @@
 Tiles overlap by half a patch and are Gaussian-weighted (segkit.inference.sliding_window), without
 mirroring: the Dice is what prediction without TTA gives. Non-overlapping, unweighted tiles were
 cheaper but put tile borders through the structures and under-reported the held-out Dice
-badly (0.57-0.74 against 0.86-0.89 from `segkit predict` on the same weights, docs/benchmarks.md).
+badly (0.18-0.76 against 0.86-0.94 from `segkit predict` on the same weights, docs/benchmarks.md).
 Dice is computed per output class/region over all validation cases together (summed
 TP/FP/FN), in the preprocessed space; -1 counts as background. The validation loss is the
 training loss (without deep supervision) on the stitched logits.
