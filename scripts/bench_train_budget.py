@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from segkit.jsonio import write_json
-from segkit.phantom_structures import generate_structures_dataset
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_bench_common import (CONFIGURATION, add_budget_arguments, plan_and_preprocess, run_summary,  # noqa: E402
+                                segkit, train_fold0)
 
-
-def segkit(*args: str) -> None:
-    """Run one segkit command, failing loudly."""
-    subprocess.run([sys.executable, "-m", "segkit", *args], check=True)
+from segkit.jsonio import read_json, write_json  # noqa: E402
+from segkit.phantom_structures import generate_structures_dataset  # noqa: E402
 
 
 def predict_and_evaluate(dataset: Path, models: Path, out: Path, case_id: str) -> dict:
@@ -44,48 +41,31 @@ def predict_and_evaluate(dataset: Path, models: Path, out: Path, case_id: str) -
 def main() -> None:
     """Generate, plan, preprocess, train within the budget, print and save the result."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="/tmp/bench_budget")
-    parser.add_argument("--minutes", type=float, default=8.0)
-    parser.add_argument("--network", default="unet")
+    add_budget_arguments(parser, "/tmp/bench_budget", 8.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, i.e. every core)")
     parser.add_argument("--lr-mirror", action="store_true",
                         help="mirror along x too (default: the plan's mirror_axes, which leave out x for these left/right labels)")
-    parser.add_argument("train_args", nargs="*", help="extra `segkit train` arguments (after --)")
     args = parser.parse_args()
     out = Path(args.out)
     dataset, work = out / "BrainStructures", out / "work"
     generate_structures_dataset(dataset, 3, args.seed)
-    segkit("plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres", "--network", args.network,
-           "--force")
-    segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres")
+    models = plan_and_preprocess(dataset, work, args.network)
     if args.lr_mirror:
         # the planner drops x from mirror_axes for these lateralised labels; put it back (the old behaviour)
         plans_file = work / "plans.json"
-        plans = json.loads(plans_file.read_text())
-        plans["configurations"]["3d_fullres"]["mirror_axes"] = [0, 1, 2]
+        plans = read_json(plans_file, "plans file")
+        plans["configurations"][CONFIGURATION]["mirror_axes"] = [0, 1, 2]
         write_json(plans_file, plans)
-    models = work / "models" / "3d_fullres"
     write_json(models / "splits.json", [{"train": ["brain_001", "brain_002"], "val": ["brain_003"]}])
-    start = time.monotonic()
-    segkit("train", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "-f", "0", "--time-budget",
-           str(args.minutes), *(["--threads", str(args.threads)] if args.threads else []), "--quiet", *args.train_args)
-    wall = time.monotonic() - start
+    summary, last, plans = run_summary(models, train_fold0(dataset, work, args), args.minutes * 60)
     held_out = predict_and_evaluate(dataset, models, out, "brain_003")
-    log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
-    last = log[-1]
-    schedule = json.loads((models / "fold_0" / "schedule.json").read_text())
-    plans = json.loads((models / "plans.json").read_text())["configurations"]["3d_fullres"]
-    result = {"wall_s": round(wall, 1), "budget_s": args.minutes * 60, "epochs": len(log), "steps": last["step"],
-              "held_out_mean_dice": held_out["foreground_mean"]["dice"],
-              "held_out_dice": {name: v["dice"] for name, v in held_out["mean"].items()},
-              "held_out_hd95_mm": held_out["foreground_mean"]["hd95"],
-              "trainer_validation_mean_dice": last["val_mean_dice"], "trainer_validation_dice": last["val_dice"],
-              "patch_size": plans["patch_size"], "batch_size": plans["batch_size"],
-              "features_per_stage": plans["architecture"]["features_per_stage"], "family": plans["architecture"]["family"],
-              "training_fit": plans.get("training_fit", {}).get("chosen"), "mirror_axes": plans.get("mirror_axes"),
-              "recipe": schedule.get("recipe", {}).get("name"),
-              "schedule": schedule}
+    schedule = read_json(models / "fold_0" / "schedule.json", "schedule file")
+    result = summary | {
+        "held_out_mean_dice": held_out["foreground_mean"]["dice"],
+        "held_out_dice": {name: v["dice"] for name, v in held_out["mean"].items()},
+        "held_out_hd95_mm": held_out["foreground_mean"]["hd95"],
+        "trainer_validation_mean_dice": last["val_mean_dice"], "trainer_validation_dice": last["val_dice"],
+        "mirror_axes": plans.get("mirror_axes"), "recipe": schedule.get("recipe", {}).get("name"), "schedule": schedule}
     write_json(out / "result.json", result)
     print(json.dumps(result, indent=1))
 
