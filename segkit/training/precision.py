@@ -16,9 +16,7 @@ from typing import Callable
 import torch
 
 from segkit.errors import UserError
-from segkit.inference.acceleration import cpu_has_fast_bf16
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from segkit.inference.acceleration import PRECISIONS, cpu_has_fast_bf16
 
 
 def training_precision(requested: str, device_type: str) -> str:
