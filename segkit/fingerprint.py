@@ -17,8 +17,10 @@ from tqdm import tqdm
 from segkit.errors import UserError
 from segkit.io.dataset import CaseFiles, DatasetInfo, training_cases
 from segkit.io.image import read_image
+from segkit.preprocessing.orientation import CANONICAL, oblique_degrees, orientation_summary, reorientation_for
 
-FINGERPRINT_VERSION = 1
+# 2: spacing and shapes in the canonical (LPS) array order, per-case orientation code
+FINGERPRINT_VERSION = 2
 # Pool at most this many foreground voxels per channel over the whole dataset (as nnU-Net does, 1e8).
 TOTAL_INTENSITY_SAMPLES = 100_000_000
 PERCENTILES = (0.5, 50.0, 99.5)
@@ -41,19 +43,27 @@ def case_seed(case_id: str) -> int:
 
 
 def fingerprint_case(case: CaseFiles, samples_per_case: int) -> dict:
-    """Measure one case: spacing, shapes, crop ratio, foreground intensity samples, class voxel counts."""
+    """Measure one case: spacing, shapes, crop ratio, foreground intensity samples, class voxel counts.
+
+    Per-axis values are in the canonical (LPS) array order the networks will see; `direction`
+    is the image's own ITK direction and `orientation` its storage code (e.g. "RAS").
+    """
     channels = [read_image(path) for path in case.images]
-    images = np.stack([image.array for image in channels])
-    label = read_image(case.label).array if case.label is not None else None
+    direction = channels[0].geometry.direction
+    reorientation = reorientation_for(direction)
+    images = reorientation.to_canonical(np.stack([image.array for image in channels]))
+    label = reorientation.to_canonical(read_image(case.label).array) if case.label is not None else None
     box = nonzero_box(images)
     crop = tuple(slice(start, stop) for start, stop in box)
     cropped_shape = [stop - start for start, stop in box]
-    spacing = channels[0].spacing
+    spacing = reorientation.values(channels[0].spacing)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     result = {
         "case_id": case.case_id,
         "spacing": [float(s) for s in spacing],
-        "direction": [float(v) for v in channels[0].geometry.direction],
+        "direction": [float(v) for v in direction],
+        "orientation": reorientation.code,
+        "oblique_degrees": round(oblique_degrees(direction), 3),
         "shape_before_crop": list(images.shape[1:]),
         "shape_after_crop": cropped_shape,
         "relative_size_after_crop": float(np.prod(cropped_shape) / np.prod(images.shape[1:])),
@@ -125,6 +135,8 @@ def summarise(info: DatasetInfo, per_case: list[dict]) -> dict:
     return {
         "fingerprint_version": FINGERPRINT_VERSION,
         "dataset_name": info.name,
+        "canonical_orientation": CANONICAL,
+        "orientations": orientation_summary([case["direction"] for case in per_case]),
         "num_cases": len(per_case),
         "channel_names": channels,
         "median_spacing": np.median(spacings, axis=0).tolist(),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from segkit.errors import UserError
 from segkit.io.image import Geometry
 from segkit.preprocessing.orientation import (AS_STORED, CANONICAL, LEGACY_WARNING, Reorientation, canonical_geometry,
                                               is_rotation, oblique_degrees, orientation_code, orientation_summary,
@@ -112,7 +113,7 @@ def test_plans_decide_whether_to_reorient():
     assert plans_reorientation({"canonical_orientation": CANONICAL}, None, 3).is_identity
     assert plans_reorientation({"canonical_orientation": AS_STORED}, ras, 3).is_identity
     assert plans_reorientation({}, ras, 3).is_identity
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="canonical_orientation"):
         plans_reorientation({"canonical_orientation": "RAI"}, ras, 3)
 
 

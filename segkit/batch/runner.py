@@ -104,6 +104,7 @@ def _finish(case: BatchCase, work: Future, request: OutputRequest, steps: CaseSt
         loaded, prepared, seconds = work.result()
         label = np.asarray(steps.compute(prepared))
         write_outputs(case, loaded, label, request, names)
+        warnings = list((getattr(prepared, "extra", None) or {}).get("warnings", []))  # e.g. orientation
     # One bad case must not stop a hospital batch: whatever it raised is its recorded reason.
     except Exception as err:
         seconds += getattr(err, "segkit_seconds", 0.0)
@@ -111,7 +112,9 @@ def _finish(case: BatchCase, work: Future, request: OutputRequest, steps: CaseSt
         if not isinstance(err, UserError):  # a bug or resource problem: keep where it happened
             entry["traceback"] = traceback.format_exc().strip().splitlines()[-12:]
         return entry
-    return _entry(case, "ok", None, seconds + time.perf_counter() - start, names, input_dir)
+    entry = _entry(case, "ok", None, seconds + time.perf_counter() - start, names, input_dir)
+    entry["warnings"] = warnings
+    return entry
 
 
 def _skip_entry(case: BatchCase, spec: InputSpec, request: OutputRequest, input_dir: Path) -> dict | None:
@@ -150,7 +153,7 @@ def _run_cases(todo: list[BatchCase], spec: InputSpec, request: OutputRequest, s
             current = upcoming
             upcoming = pool.submit(_load_and_prepare, todo[index + 1], spec, steps) if index + 1 < len(todo) else None
             entry = _finish(case, current, request, steps, input_dir)
-            entry["warnings"] = _case_warnings(case, request)
+            entry["warnings"] = _case_warnings(case, request) + entry.get("warnings", [])
             report.add(entry)
             if bar is not None:
                 bar.update()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json
+from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
 
 CHECKPOINT_FORMAT = "segkit-checkpoint-1"
 CHECKPOINT_KINDS = ("final", "best", "latest")
@@ -166,5 +168,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
         states.append(ckpt["network_state"])
     torch_device = resolve_device(device)
     network.to(torch_device).eval()
+    if plans_orientation(plans) is None:
+        print(f"warning: {model_dir}: {LEGACY_WARNING}", file=sys.stderr)
     return LoadedModel(model_dir, plans, dataset, name, network, states, [f for f, _, _ in loaded], torch_device,
                        checkpoint)

@@ -7,6 +7,7 @@ wrap them; `run_pipelined` overlaps reading/preprocessing and writing with the n
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from segkit.inference.regions import labels_for_plans
 from segkit.inference.sliding_window import WindowSettings, logits_to_probabilities, sliding_window_logits
 from segkit.inference.writing import write_label_like
 from segkit.io.image import Geometry
+from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
 
 MAX_PENDING_WRITES = 2
 
@@ -79,6 +81,15 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
                           slice_axis, precision=precision, channels_last=True)
 
 
+def input_orientation_warnings(model: LoadedModel, case_id: str, geometry: Geometry) -> list[str]:
+    """Orientation warnings for one input (legacy model, orientation unlike training); printed to stderr too."""
+    warnings = orientation_warnings(model.plans, geometry.direction)
+    for message in warnings:
+        if message != LEGACY_WARNING:   # load_model printed that one once
+            print(f"warning: {case_id}: {message}", file=sys.stderr)
+    return warnings
+
+
 def prepare_case(model: LoadedModel, case_id: str, images: np.ndarray, geometry: Geometry,
                  file_ending: str = ".nii.gz", reference: Path | None = None) -> PreparedCase:
     """Preprocess (C, z, y, x) images of the given geometry (read from reference, if any) with the model's plans."""
@@ -86,8 +97,11 @@ def prepare_case(model: LoadedModel, case_id: str, images: np.ndarray, geometry:
 
     if images.shape[0] != model.num_channels:
         raise UserError(f"case {case_id!r} has {images.shape[0]} channels, the model needs {model.num_channels}")
-    data, properties = preprocess_images(images, geometry.array_spacing, model.plans, model.configuration)
-    return PreparedCase(case_id, data, properties, geometry, file_ending, reference)
+    data, properties = preprocess_images(images, geometry.array_spacing, model.plans, model.configuration,
+                                         direction=geometry.direction)
+    warnings = input_orientation_warnings(model, case_id, geometry)
+    return PreparedCase(case_id, data, properties, geometry, file_ending, reference,
+                        {"warnings": warnings} if warnings else {})
 
 
 def network_probabilities(model: LoadedModel, data: np.ndarray, options: InferenceOptions) -> np.ndarray:

@@ -19,6 +19,7 @@ from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.mirroring import mirror_axes_for
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_to_topology
+from segkit.preprocessing.orientation import CANONICAL, PLANS_KEY, orientation_summary
 
 SCHEMA_VERSION = 1
 DEFAULT_BUDGET_GB = 8.0
@@ -182,6 +183,29 @@ def lowres_spacing_and_shape(fingerprint: dict, fullres_spacing: list[float], fu
     return spacing, shape
 
 
+def case_directions(fingerprint: dict) -> list[list[float]]:
+    """Each case's direction as the network sees it: the identity in the canonical frame, else as stored.
+
+    Canonical fingerprints hold reoriented arrays, whose left/right axis is array axis 2 (x);
+    older fingerprints without `direction` are taken as the identity (the common case).
+    """
+    identity = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    if fingerprint.get("canonical_orientation") == CANONICAL:
+        return [identity for _ in fingerprint["cases"]]
+    return [c.get("direction", identity) for c in fingerprint["cases"]]
+
+
+def orientation_entries(fingerprint: dict) -> dict:
+    """plans.json's orientation keys: the canonical frame and the training images' orientations.
+
+    A fingerprint made before reorientation gives neither key, i.e. a legacy (as-stored) plan.
+    """
+    if fingerprint.get("canonical_orientation") != CANONICAL:
+        return {}
+    directions = [c["direction"] for c in fingerprint["cases"] if "direction" in c]
+    return {PLANS_KEY: CANONICAL, "training_orientations": orientation_summary(directions)}
+
+
 def set_mirror_axes(entry: dict, labels: dict, directions: list[list[float]]) -> dict:
     """Drop the patient left/right axis from the entry's mirror_axes for lateralised labels; note why."""
     axes, note = mirror_axes_for(labels, directions, entry.get("slice_axis"))
@@ -209,8 +233,7 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
     median_shape = median_resampled_shape(fingerprint, target_spacing)
     num_cases = len(fingerprint["cases"])
     configurations: dict[str, dict] = {}
-    # fingerprints written before `direction` was recorded: assume the identity direction (the common case)
-    directions = [c.get("direction", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]) for c in fingerprint["cases"]]
+    directions = case_directions(fingerprint)
     fullres = plan_configuration("3d_fullres", target_spacing, median_shape, num_cases, price, options)
     if "3d_fullres" in options.configurations:
         configurations["3d_fullres"] = fullres
@@ -236,6 +259,7 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
         "outputs": outputs,
         "regions_class_order": info.regions_class_order,
         "num_outputs": num_outputs,
+        **orientation_entries(fingerprint),
         "normalization": [normalization_for_channel(name, statistics[str(i)], relative_size)
                           for i, name in enumerate(info.channel_list)],
         "gpu_memory_bytes": int(options.budget_bytes),

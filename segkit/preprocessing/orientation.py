@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from segkit.errors import UserError
 from segkit.io.image import Geometry
 
 CANONICAL = "LPS"
@@ -197,7 +198,7 @@ def plans_orientation(plans: dict) -> str | None:
     if value is None:
         return None
     if value not in (CANONICAL, AS_STORED):
-        raise ValueError(f"plans canonical_orientation must be {CANONICAL!r} or {AS_STORED!r}, got {value!r}")
+        raise UserError(f"plans.json: canonical_orientation must be {CANONICAL!r} or {AS_STORED!r}, got {value!r}")
     return str(value)
 
 

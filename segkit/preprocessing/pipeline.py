@@ -1,8 +1,11 @@
-"""The preprocessing of one case's arrays (crop, normalise, resample) and its inverse for predictions.
+"""The preprocessing of one case's arrays (reorient, crop, normalise, resample) and its inverse.
 
 `preprocess_images` is what the predictor calls on new images; `preprocess_arrays` adds the
 label map for training data; `revert_to_original` maps network outputs back onto the
-original voxel grid.
+original voxel grid. When the plans' canonical orientation is "LPS" the arrays are first
+permuted/flipped into the canonical frame (`segkit.preprocessing.orientation`); every
+per-axis property (spacing, shapes, crop box) is then in canonical order, and
+`revert_to_original` undoes the reorientation last.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 from segkit.errors import UserError
 from segkit.preprocessing.crop import crop_to_nonzero, paste_into_box
 from segkit.preprocessing.normalize import check_normalization, normalize_channels
+from segkit.preprocessing.orientation import PLANS_KEY, Reorientation, plans_orientation, plans_reorientation
 from segkit.preprocessing.resample import (DEFAULT_ANISOTROPY_THRESHOLD, new_shape_for_spacing, resample_channels,
                                            resample_labels, separate_axis)
 
@@ -42,6 +46,8 @@ def preprocessing_fingerprint(plans: dict, config: str) -> str:
                 "label_mode": plans.get("label_mode"), "outputs": plans.get("outputs"),
                 "labels": plans.get("labels"), "target_spacing": entry["target_spacing"],
                 "resampling": entry.get("resampling")}
+    if PLANS_KEY in plans:   # absent for legacy plans, whose preprocessed cases stay valid
+        relevant[PLANS_KEY] = plans[PLANS_KEY]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
@@ -54,17 +60,31 @@ def _resampling_settings(entry: dict) -> tuple[int, float]:
     return order, float(settings.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
 
 
-def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Sequence[float], plans: dict,
-                      config: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Crop, normalise and resample (C, z, y, x) images and an optional label map.
+def orientation_properties(plans: dict, reorientation: Reorientation, direction: Sequence[float] | None) -> dict:
+    """What preprocessing did to the axes (properties["orientation"])."""
+    policy = plans_orientation(plans)
+    return {"canonical": policy, **reorientation.to_json(),
+            "original_direction": [float(v) for v in direction] if direction is not None else None}
 
-    Returns float32 data (C, z', y', x'), an int16 label map (-1 outside the nonzero mask) and
-    the properties needed to revert (original spacing, shapes, crop box, target spacing).
+
+def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Sequence[float], plans: dict,
+                      config: str, direction: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Reorient, crop, normalise and resample (C, z, y, x) images and an optional label map.
+
+    spacing is in the stored array order (z, y, x); direction is the image's ITK direction
+    (row-major 9 values; None: the arrays are already canonical). Returns float32 data
+    (C, z', y', x') in the canonical frame, an int16 label map (-1 outside the nonzero mask)
+    and the properties needed to revert (orientation, spacing, shapes, crop box, target
+    spacing; per-axis values in canonical order).
     """
     entry = configuration_entry(plans, config)
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"images must be (C, z, y, x), got shape {images.shape}")
+    reorientation = plans_reorientation(plans, direction, 3)
+    images = reorientation.to_canonical(images)
+    labels = None if labels is None else reorientation.to_canonical(np.asarray(labels))
+    spacing = reorientation.values(list(spacing))
     normalization = check_normalization(plans.get("normalization"), images.shape[0])
     order, threshold = _resampling_settings(entry)
     target_spacing = [float(s) for s in entry["target_spacing"]]
@@ -76,13 +96,15 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
     seg = resample_labels(seg, new_shape, coarse)
     properties = {"original_spacing": [float(s) for s in spacing], "shape_before_crop": list(images.shape[1:]),
                   "crop_box": box, "shape_after_crop": list(cropped.shape[1:]), "target_spacing": target_spacing,
-                  "shape_after_resample": list(new_shape), "separate_axis": coarse}
+                  "shape_after_resample": list(new_shape), "separate_axis": coarse,
+                  "orientation": orientation_properties(plans, reorientation, direction)}
     return data, seg, properties
 
 
-def preprocess_images(images: np.ndarray, spacing: Sequence[float], plans: dict, config: str) -> tuple[np.ndarray, dict]:
-    """Preprocess new (C, z, y, x) float32 images at spacing (z, y, x) for inference; returns (data, properties)."""
-    data, _, properties = preprocess_arrays(images, None, spacing, plans, config)
+def preprocess_images(images: np.ndarray, spacing: Sequence[float], plans: dict, config: str,
+                      direction: Sequence[float] | None = None) -> tuple[np.ndarray, dict]:
+    """Preprocess new (C, z, y, x) float32 images (stored spacing z, y, x; ITK direction) for inference."""
+    data, _, properties = preprocess_arrays(images, None, spacing, plans, config, direction)
     return data, properties
 
 
@@ -95,12 +117,13 @@ def outside_fill_values(plans: dict, num_outputs: int) -> list[float]:
 
 def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, config: str,
                        fill_values: Sequence[float] | None = None) -> np.ndarray:
-    """Map (K, z', y', x') outputs in preprocessed space back to (K, original z, y, x).
+    """Map (K, z', y', x') outputs in preprocessed space back to (K, original z, y, x) as stored.
 
     Linear resampling to the cropped shape at the original spacing (nearest along a coarse
-    axis, as in preprocessing), then pasting into the uncropped box. Outside the box every
-    channel gets its fill value: by default 1 for the softmax background and 0 otherwise,
-    which suits probabilities; pass fill_values for logits.
+    axis, as in preprocessing), then pasting into the uncropped box, then undoing the
+    reorientation (axis permutation + flips, exact). Outside the box every channel gets its
+    fill value: by default 1 for the softmax background and 0 otherwise, which suits
+    probabilities; pass fill_values for logits. The result may be a strided view.
     """
     entry = configuration_entry(plans, config)
     _, threshold = _resampling_settings(entry)
@@ -110,7 +133,9 @@ def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, confi
     coarse = separate_axis(properties["original_spacing"], properties["target_spacing"], threshold)
     cropped = resample_channels(outputs, properties["shape_after_crop"], order=1, coarse_axis=coarse)
     fill = list(fill_values) if fill_values is not None else outside_fill_values(plans, outputs.shape[0])
-    return paste_into_box(cropped, properties["crop_box"], properties["shape_before_crop"], fill)
+    full = paste_into_box(cropped, properties["crop_box"], properties["shape_before_crop"], fill)
+    orientation = properties.get("orientation")   # absent in properties written before reorientation
+    return Reorientation.from_json(orientation).from_canonical(full) if orientation else full
 
 
 def output_masks(plans: dict) -> dict[str, list[int]]:

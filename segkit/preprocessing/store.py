@@ -114,7 +114,8 @@ def preprocess_case(task: CaseTask) -> str:
     if labels is not None:
         check_label_values(labels, task.plans, task.case.label)
     spacing = tuple(reversed(geometry["spacing"]))
-    data, seg, properties = preprocess_arrays(images, labels, spacing, task.plans, task.config)
+    data, seg, properties = preprocess_arrays(images, labels, spacing, task.plans, task.config,
+                                              direction=geometry["direction"])
     del images, labels
     properties = {"case_id": task.case.case_id, "geometry": geometry, **properties,
                   "class_locations": sample_class_locations(seg, task.plans, case_seed(task.case.case_id)),
