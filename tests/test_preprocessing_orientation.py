@@ -130,3 +130,79 @@ def test_orientation_warnings():
     stored = {"canonical_orientation": AS_STORED, "training_orientations": orientation_summary([lps])}
     assert orientation_warnings(stored, lps) == []
     assert "input stored RAS" in orientation_warnings(stored, ras)[0]
+
+
+# --- the pipeline: the same physical image stored several ways -------------------------------------------
+
+def _lateral_plans(target_spacing=(3.0, 1.0, 1.2), canonical=CANONICAL) -> dict:
+    """Preprocessing plans for the two-channel lateral case."""
+    from orientation_data import LABELS
+    from preprocessing_helpers import make_plans
+
+    plans = make_plans(target_spacing=target_spacing, num_channels=2)
+    plans["labels"] = dict(LABELS)
+    plans["outputs"] = {name: [value] for name, value in LABELS.items() if value}
+    plans["num_outputs"] = 3
+    if canonical is not None:
+        plans["canonical_orientation"] = canonical
+    return plans
+
+
+def _stored_versions(tmp_path) -> dict[str, tuple[np.ndarray, np.ndarray, Geometry]]:
+    """The lateral case stored LPS, RAS, sagittally (AIL) and read back from a DICOM series in scanner order."""
+    from orientation_data import DIRECTIONS, lateral_case, stored_as
+
+    from segkit.io.dicom import read_dicom_study
+    from segkit.io.dicom_write import write_dicom_series
+
+    images, labels, geometry = lateral_case()
+    versions = {code: stored_as(images, labels, geometry, direction) for code, direction in DIRECTIONS.items()}
+    # a scanner writes axial slices with ImageOrientationPatient 1\0\0\0\1\0, slices from foot to head
+    for channel in range(images.shape[0]):
+        write_dicom_series(images[channel], geometry, tmp_path / "study" / f"{channel:04d}", f"ch{channel}")
+    study = read_dicom_study(tmp_path / "study", 2)
+    versions["dicom"] = (study.images, labels, study.geometry)
+    return versions
+
+
+@pytest.mark.parametrize("target_spacing", [(3.0, 1.0, 1.2), (2.0, 1.5, 1.5)])
+def test_every_storage_gives_the_same_network_input_and_the_same_reverted_labels(tmp_path, target_spacing):
+    from segkit.preprocessing import preprocess_arrays, revert_to_original
+
+    plans = _lateral_plans(target_spacing)
+    versions = _stored_versions(tmp_path)
+    reference = None
+    for code, (images, labels, geometry) in versions.items():
+        data, seg, properties = preprocess_arrays(images, labels, geometry.array_spacing, plans, "3d_fullres",
+                                                  direction=geometry.direction)
+        assert properties["orientation"]["code"] == ("LPS" if code == "dicom" else code)
+        assert properties["original_spacing"] == pytest.approx([3.0, 1.0, 1.2])    # canonical (z, y, x)
+        if reference is None:
+            reference = (data, seg)
+        np.testing.assert_array_equal(data, reference[0])
+        np.testing.assert_array_equal(seg, reference[1])
+        onehot = np.stack([seg == value for value in range(3)]).astype(np.float32)
+        reverted = revert_to_original(onehot, properties, plans, "3d_fullres").argmax(0)
+        assert reverted.shape == labels.shape          # the input's own grid, as stored
+        if tuple(target_spacing) == (3.0, 1.0, 1.2):   # no resampling: the round trip is exact
+            np.testing.assert_array_equal(reverted, labels)
+        # and in physical space every storage gets the same labels
+        canonical = reorientation_for(geometry.direction).to_canonical(reverted)
+        if code == "LPS":
+            first = canonical
+        np.testing.assert_array_equal(canonical, first)
+
+
+def test_legacy_and_as_stored_plans_keep_the_stored_axes(tmp_path):
+    from segkit.preprocessing import preprocess_arrays
+
+    images, labels, geometry = _stored_versions(tmp_path)["RAS"]
+    for plans in (_lateral_plans(canonical=None), _lateral_plans(canonical=AS_STORED)):
+        data, seg, properties = preprocess_arrays(images, labels, geometry.array_spacing, plans, "3d_fullres",
+                                                  direction=geometry.direction)
+        assert properties["orientation"]["permutation"] == [0, 1, 2] and not any(properties["orientation"]["flips"])
+        # the right blob (label 2) stays at high x as stored RAS (x increases towards the patient's right)
+        assert np.argwhere(seg == 2)[:, 2].mean() > np.argwhere(seg == 1)[:, 2].mean()
+    data, seg, _ = preprocess_arrays(images, labels, geometry.array_spacing, _lateral_plans(), "3d_fullres",
+                                     direction=geometry.direction)
+    assert np.argwhere(seg == 1)[:, 2].mean() > np.argwhere(seg == 2)[:, 2].mean()   # LPS: left at high x

@@ -1,0 +1,77 @@
+"""The same physical image stored in several orientations, with lateralised labels.
+
+`lateral_case` builds a two-channel anisotropic volume in the canonical LPS frame (array x
+increases towards the patient's left): a "Left-Blob" on the patient's left and a "Right-Blob"
+on the right, told apart only by an intensity ramp that rises towards the patient's left in
+the left blob and towards the right in the right one (so a network must see the axes the
+right way round). `stored_as` re-stores it with another ITK direction, voxel for voxel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segkit.io.image import Geometry, write_image
+from segkit.jsonio import write_json
+from segkit.preprocessing.orientation import canonical_geometry, reorientation_for
+
+LABELS = {"background": 0, "Left-Blob": 1, "Right-Blob": 2}
+DIRECTIONS = {
+    "LPS": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+    "RAS": (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0),
+    # sagittal slices: index i runs anterior, j inferior, k left (code "AIL")
+    "AIL": (0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0, -1.0, 0.0),
+}
+
+
+def lateral_case(seed: int = 0, shape: tuple[int, int, int] = (10, 20, 24),
+                 spacing_zyx: tuple[float, float, float] = (3.0, 1.0, 1.2)) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """Canonical (LPS) images (2, z, y, x) with integer intensities, labels (z, y, x) and their geometry."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    nz, ny, nx = shape
+    head = ((z - nz / 2) / (nz / 2)) ** 2 + ((y - ny / 2) / (ny / 2.2)) ** 2 + ((x - nx / 2) / (nx / 2.1)) ** 2 < 1
+    images = np.zeros((2,) + shape, dtype=np.float32)
+    images[0][head] = 40 + rng.normal(0, 2, int(head.sum()))
+    images[1][head] = 60 + 10 * (y[head] / ny)
+    labels = np.zeros(shape, dtype=np.uint8)
+    radius = nx / 7 + rng.uniform(-0.3, 0.3)
+    cy, cz = ny / 2 + rng.uniform(-1, 1), nz / 2 + rng.uniform(-0.5, 0.5)
+    for value, centre_x, rise in ((1, 0.72 * nx, 1.0), (2, 0.28 * nx, -1.0)):
+        blob = ((x - centre_x) / radius) ** 2 + ((y - cy) / radius) ** 2 + ((z - cz) / max(radius / 2.5, 1.2)) ** 2 < 1
+        labels[blob] = value
+        images[0][blob] = 120 + 50 * rise * (x[blob] - centre_x) / radius   # rises towards this blob's side
+    images = np.round(images)
+    geometry = Geometry(tuple(reversed(spacing_zyx)), (-12.0, 30.0, 7.5), DIRECTIONS["LPS"], tuple(reversed(shape)))
+    return images, labels, geometry
+
+
+def stored_as(images: np.ndarray, labels: np.ndarray, geometry: Geometry, direction: tuple[float, ...]
+              ) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """The canonical case re-stored with another axis-aligned ITK direction (same voxels in physical space)."""
+    reorientation = reorientation_for(direction)
+    stored_images = np.ascontiguousarray(reorientation.from_canonical(images))
+    stored_labels = np.ascontiguousarray(reorientation.from_canonical(labels))
+    spacing = tuple(reversed(reorientation.stored_values(list(geometry.array_spacing))))
+    probe = Geometry(spacing, (0.0, 0.0, 0.0), tuple(direction), tuple(reversed(stored_labels.shape)))
+    shift = np.asarray(canonical_geometry(probe).origin)      # where the canonical first voxel lands
+    origin = tuple(float(v) for v in np.asarray(geometry.origin) - shift)
+    stored = Geometry(spacing, origin, tuple(direction), probe.size)
+    back = canonical_geometry(stored)
+    assert np.allclose(back.origin, geometry.origin) and np.allclose(back.direction, geometry.direction)
+    return stored_images, stored_labels, stored
+
+
+def write_lateral_dataset(root: Path, codes: list[str], num_cases: int = 4) -> Path:
+    """A raw dataset of lateral cases, case i stored with DIRECTIONS[codes[i % len(codes)]]."""
+    for index in range(num_cases):
+        images, labels, geometry = lateral_case(seed=index)
+        images, labels, geometry = stored_as(images, labels, geometry, DIRECTIONS[codes[index % len(codes)]])
+        for channel in range(images.shape[0]):
+            write_image(images[channel], geometry, root / "imagesTr" / f"case_{index:03d}_{channel:04d}.nii.gz")
+        write_image(labels, geometry, root / "labelsTr" / f"case_{index:03d}.nii.gz")
+    write_json(root / "dataset.json", {"name": "Lateral", "channel_names": {"0": "A", "1": "B"}, "labels": LABELS,
+                                       "numTraining": num_cases, "file_ending": ".nii.gz"})
+    return root
