@@ -34,7 +34,7 @@ def tiny_plans(num_channels: int = 4, region_based: bool = False) -> dict:
               "resampling": {"image_order": 3, "label": "onehot_linear", "anisotropy_threshold": 3.0},
               "previous_stage": None}
     return {
-        "schema_version": 1, "dataset_name": "Tiny", "num_channels": num_channels,
+        "schema_version": 1, "dataset_name": "Tiny", "num_channels": num_channels, "canonical_orientation": "LPS",
         "channel_names": [f"ch{i}" for i in range(num_channels)], "labels": labels,
         "label_mode": "sigmoid" if region_based else "softmax", "outputs": outputs,
         "regions_class_order": [2, 1, 3] if region_based else None,

@@ -192,6 +192,7 @@ def run_batch_predict(args: argparse.Namespace, package_info: dict, inference_op
     run_info = {"model": str(Path(args.model).resolve()), **package_info, "configuration": model.configuration,
                 "folds": list(model.folds), "checkpoint": model.checkpoint, "device": str(model.device),
                 "postprocessing": postprocessing,
+                "canonical_orientation": plans.get("canonical_orientation"),  # None: legacy as-stored model
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": inference_options.save_probabilities}}
     if args.resume:
