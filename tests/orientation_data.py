@@ -37,7 +37,7 @@ def lateral_case(seed: int = 0, shape: tuple[int, int, int] = (10, 20, 24),
     images[0][head] = 40 + rng.normal(0, 2, int(head.sum()))
     images[1][head] = 60 + 10 * (y[head] / ny)
     labels = np.zeros(shape, dtype=np.uint8)
-    radius = nx / 7 + rng.uniform(-0.3, 0.3)
+    radius = nx / 5 + rng.uniform(-0.3, 0.3)
     cy, cz = ny / 2 + rng.uniform(-1, 1), nz / 2 + rng.uniform(-0.5, 0.5)
     for value, centre_x, rise in ((1, 0.72 * nx, 1.0), (2, 0.28 * nx, -1.0)):
         blob = ((x - centre_x) / radius) ** 2 + ((y - cy) / radius) ** 2 + ((z - cz) / max(radius / 2.5, 1.2)) ** 2 < 1

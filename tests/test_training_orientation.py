@@ -1,0 +1,90 @@
+"""Train on one storage order, predict others: Left-* labels land on the patient's left.
+
+A tiny model is trained (seconds) on the lateral phantom stored RAS, as NIfTI tools write it,
+and predicts the same anatomy as a DICOM series in scanner order (ImageOrientationPatient
+1\\0\\0\\0\\1\\0, i.e. LPS), as LPS NIfTI and as sagittal NIfTI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from orientation_data import DIRECTIONS, lateral_case, stored_as, write_lateral_dataset
+from training_data import TINY_ARCH
+
+from segkit.cli import main
+from segkit.io.dicom_write import write_dicom_series
+from segkit.io.image import read_image, write_image
+from segkit.preprocessing.orientation import canonical_geometry, reorientation_for
+
+
+def _plan_and_preprocess(root: Path, codes: list[str]) -> tuple[Path, Path]:
+    """A lateral dataset stored with the given orientations, planned (tiny U-Net) and preprocessed."""
+    dataset = write_lateral_dataset(root / "Lateral", codes, num_cases=4)
+    work = root / "work"
+    assert main(["plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres",
+                 "--network", "unet", "--no-tradeoff"]) == 0
+    plans = json.loads((work / "plans.json").read_text())
+    entry = plans["configurations"]["3d_fullres"]
+    entry.update(architecture=dict(TINY_ARCH), patch_size=[8, 16, 16], batch_size=2)
+    (work / "plans.json").write_text(json.dumps(plans))
+    assert main(["preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres"]) == 0
+    return dataset, work
+
+
+def test_training_data_is_the_same_whatever_the_storage(tmp_path):
+    stored = {code: _plan_and_preprocess(tmp_path / code, [code]) for code in ("RAS", "AIL")}
+    plans = {code: json.loads((work / "plans.json").read_text()) for code, (_, work) in stored.items()}
+    for key in ("target_spacing", "median_shape", "mirror_axes"):
+        assert plans["RAS"]["configurations"]["3d_fullres"][key] == plans["AIL"]["configurations"]["3d_fullres"][key]
+    assert plans["RAS"]["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]   # never along left/right (x)
+    assert plans["RAS"]["training_orientations"]["codes"] == {"RAS": 4}
+    assert plans["AIL"]["training_orientations"]["codes"] == {"AIL": 4}
+    fingerprint = json.loads((stored["AIL"][1] / "fingerprint.json").read_text())
+    assert fingerprint["cases"][0]["orientation"] == "AIL"
+    assert fingerprint["cases"][0]["spacing"] == pytest.approx([3.0, 1.0, 1.2])      # canonical (z, y, x)
+    for case in ("case_000", "case_003"):
+        for suffix in (".npy", "_seg.npy"):
+            arrays = [np.load(work / "preprocessed" / "3d_fullres" / f"{case}{suffix}") for _, work in stored.values()]
+            np.testing.assert_array_equal(arrays[0], arrays[1])
+
+
+def _patient_left_mm(label: np.ndarray, geometry, value: int) -> float:
+    """Mean physical x (LPS: larger is further towards the patient's left) of a label's voxels."""
+    canonical = reorientation_for(geometry.direction).to_canonical(label)
+    target = canonical_geometry(geometry)
+    x_index = np.argwhere(canonical == value)[:, 2]
+    return float(target.origin[0] + target.spacing[0] * x_index.mean())
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_ras_puts_left_labels_on_the_left_of_a_dicom_series(tmp_path):
+    dataset, work = _plan_and_preprocess(tmp_path, ["RAS"])
+    assert main(["train", str(dataset), "--work-dir", str(work), "-f", "all", "--epochs", "5",
+                 "--iterations-per-epoch", "20", "--recipe", "short-cpu", "--augment", "none", "--no-fit",
+                 "--validate-every", "100", "--device", "cpu", "--num-workers", "0", "--quiet"]) == 0
+    images, labels, geometry = lateral_case(seed=11)   # a new patient
+    inputs = tmp_path / "in"
+    for channel in range(2):
+        write_dicom_series(images[channel], geometry, inputs / "scanner" / f"{channel:04d}", f"ch{channel}")
+    for code in ("LPS", "AIL"):
+        stored_images, _, stored_geometry = stored_as(images, labels, geometry, DIRECTIONS[code])
+        for channel in range(2):
+            write_image(stored_images[channel], stored_geometry, inputs / f"{code}_{channel:04d}.nii.gz")
+    out = tmp_path / "out"
+    assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(work), "--device", "cpu"]) == 0
+    dicom = read_image(out / "scanner.nii.gz")
+    truth = labels
+    for value in (1, 2):
+        predicted = dicom.array == value
+        dice = 2 * np.sum(predicted & (truth == value)) / (predicted.sum() + np.sum(truth == value))
+        assert dice > 0.6, f"label {value}: Dice {dice:.2f}"
+    # Left-Blob (1) lies towards the patient's left of Right-Blob (2) in physical space
+    assert _patient_left_mm(dicom.array, dicom.geometry, 1) > _patient_left_mm(dicom.array, dicom.geometry, 2) + 5
+    reference = reorientation_for(dicom.geometry.direction).to_canonical(dicom.array)
+    for code in ("LPS", "AIL"):
+        other = read_image(out / f"{code}.nii.gz")
+        np.testing.assert_array_equal(reorientation_for(other.geometry.direction).to_canonical(other.array), reference)
