@@ -106,7 +106,28 @@ def finished_problem(case: BatchCase, spec: InputSpec, request: OutputRequest, n
 
 def write_outputs(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: OutputRequest,
                   names: dict[str, str]) -> None:
-    """Write every requested output of a case atomically, the label map last."""
+    """Write every requested output of a case atomically, the label map last; on any failure remove them all.
+
+    A failed case leaves nothing behind (no statistics or preview without a label map, no
+    probabilities the prediction step already wrote), so the folder never holds a half case.
+    """
+    try:
+        _write_all(case, loaded, label, request, names)
+    except BaseException:
+        remove_outputs(request.output_dir, names)
+        raise
+
+
+def remove_outputs(output_dir: Path, names: dict[str, str]) -> None:
+    """Delete a case's outputs (and their temporaries) from the output folder."""
+    for name in names.values():
+        (output_dir / name).unlink(missing_ok=True)
+    remove_stale_temporaries(output_dir, names)
+
+
+def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: OutputRequest,
+               names: dict[str, str]) -> None:
+    """The writes of write_outputs, in order."""
     if label.shape != loaded.geometry.array_shape:
         raise ValueError(f"prediction shape {label.shape} differs from the input's {loaded.geometry.array_shape}")
     out = request.output_dir

@@ -24,7 +24,8 @@ from typing import Any, Callable
 import numpy as np
 
 from segkit.batch.cases import BatchCase, InputSpec, LoadedCase, load_case
-from segkit.batch.outputs import OutputRequest, finished_problem, output_names, remove_stale_temporaries, write_outputs
+from segkit.batch.outputs import (OutputRequest, finished_problem, output_names, remove_outputs,
+                                  remove_stale_temporaries, write_outputs)
 from segkit.batch.preview import MISSING_MESSAGE, preview_available
 from segkit.batch.report import BatchReport, report_name, utc_now
 from segkit.batch.sharding import select_part
@@ -107,6 +108,7 @@ def _finish(case: BatchCase, work: Future, request: OutputRequest, steps: CaseSt
         warnings = list((getattr(prepared, "extra", None) or {}).get("warnings", []))  # e.g. orientation
     # One bad case must not stop a hospital batch: whatever it raised is its recorded reason.
     except Exception as err:
+        remove_outputs(request.output_dir, names)   # a failed case leaves nothing behind
         seconds += getattr(err, "segkit_seconds", 0.0)
         entry = _entry(case, "failed", _reason(err), seconds + time.perf_counter() - start, names, input_dir)
         if not isinstance(err, UserError):  # a bug or resource problem: keep where it happened

@@ -15,6 +15,12 @@ Which series feeds which network channel:
 All channels must share one geometry; the first channel's series is the reference that a
 DICOM-SEG output points back to. Origin, spacing and direction come from the series
 (ImagePositionPatient / ImageOrientationPatient / PixelSpacing) via SimpleITK.
+
+Series integrity (each failure is one UserError naming the offending files): every slice must
+share one ImageOrientationPatient, the slice positions must lie on one line along the slice
+normal (no gantry tilt or shear, which ITK would silently ignore) with even spacing, and a file
+that looks like DICOM but is not part of any readable series (truncated or damaged; GDCM
+silently drops such files) fails the study instead of being skipped.
 """
 
 from __future__ import annotations
@@ -103,16 +109,66 @@ def series_in_folder(folder: Path) -> list[SeriesInfo]:
     return found
 
 
+def looks_like_dicom(path: Path) -> bool:
+    """True for a DICOM-ish file: 'DICM' at byte 128, a .dcm/.dicom/.ima suffix, or no suffix (scanner exports)."""
+    if path.name.upper() == "DICOMDIR" or path.name.startswith("."):
+        return False
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima") or not path.suffix:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _readable_image(path: Path) -> bool:
+    """True when SimpleITK reads the file as an image, header and pixel data."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(os.fspath(path))
+    try:
+        reader.Execute()
+    except RuntimeError:
+        return False
+    return True
+
+
+def unreadable_files(folder: Path, series: list[SeriesInfo]) -> list[Path]:
+    """DICOM-looking files of a folder that no readable series holds (truncated or damaged files)."""
+    listed = {f.resolve() for info in series for f in info.files}
+    candidates = [p for p in sorted(folder.iterdir()) if p.is_file() and p.resolve() not in listed and looks_like_dicom(p)]
+    warnings_were_on = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return [p for p in candidates if not _readable_image(p)]
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_were_on)
+
+
+def _name_files(paths: list[Path], limit: int = 5) -> str:
+    """File names for a message (the first few, then a count)."""
+    names = ", ".join(p.name for p in paths[:limit])
+    return names + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
 def list_series(study: str | Path) -> list[SeriesInfo]:
-    """Every series in a study folder and its direct sub-folders; a UserError when there is none."""
+    """Every series in a study folder and its direct sub-folders; a UserError when there is none or a file is unreadable."""
     study = Path(study)
     if not study.is_dir():
         raise UserError("DICOM study folder not found", study)
     folders = [study] + sorted(p for p in study.iterdir() if p.is_dir() and not p.name.startswith("."))
-    found = [info for folder in folders for info in series_in_folder(folder)]
+    per_folder = [(folder, series_in_folder(folder)) for folder in folders]
+    found = [info for _, series in per_folder for info in series]
     if not found:
         has_files = any(p.is_file() for folder in folders for p in folder.iterdir())
         raise UserError("no readable DICOM series found" if has_files else "empty folder: no DICOM files", study)
+    for folder, series in per_folder:
+        bad = unreadable_files(folder, series)
+        if bad:
+            others = f"; also {_name_files(bad[1:])}" if len(bad) > 1 else ""
+            raise UserError(f"unreadable DICOM file (truncated or damaged; not part of any readable series){others}",
+                            bad[0])
     return found
 
 
@@ -172,15 +228,71 @@ def _folder_channel_map(series: list[SeriesInfo], study: Path, num_channels: int
                     f"(0000, 0001, ... or {channel_names}) or pass --channel-map; found: {_describe_all(series)}", study)
 
 
+def _slice_values(reader: sitk.ImageSeriesReader, tag: str, count: int) -> np.ndarray | None:
+    """A numeric multi-valued tag of every slice as a (slices, count) array; None when a slice lacks it."""
+    rows = []
+    for index in range(len(reader.GetFileNames())):
+        if not reader.HasMetaDataKey(index, tag):
+            return None
+        try:
+            values = [float(v) for v in reader.GetMetaData(index, tag).split("\\")]
+        except ValueError:
+            return None
+        if len(values) != count:
+            return None
+        rows.append(values)
+    return np.array(rows)
+
+
+def _orientation_problem(reader: sitk.ImageSeriesReader, files: tuple[Path, ...]) -> tuple[str, list[Path]] | None:
+    """Slices whose ImageOrientationPatient differs from the first slice's (message, offending files)."""
+    orientations = _slice_values(reader, "0020|0037", 6)
+    if orientations is None:
+        return None
+    differs = np.flatnonzero(np.max(np.abs(orientations - orientations[0]), axis=1) > 1e-3)
+    if differs.size == 0:
+        return None
+    bad = [files[i] for i in differs]
+    first = "\\".join(f"{v:g}" for v in orientations[0])
+    return (f"slices do not share one orientation: ImageOrientationPatient of {_name_files(bad)} differs from "
+            f"{files[0].name}'s ({first})", bad)
+
+
+def _position_problem(reader: sitk.ImageSeriesReader, image: sitk.Image, files: tuple[Path, ...]
+                      ) -> tuple[str, list[Path]] | None:
+    """Slice positions off the line through the first and last slice, or a line not along the slice normal."""
+    positions = _slice_values(reader, "0020|0032", 3)
+    if positions is None or len(positions) < 2:
+        return None
+    along = positions[-1] - positions[0]
+    length = float(np.linalg.norm(along))
+    if length == 0:
+        return None
+    unit = along / length
+    offsets = positions - positions[0]
+    distances = np.linalg.norm(offsets - np.outer(offsets @ unit, unit), axis=1)
+    tolerance = max(0.01, 0.05 * min(image.GetSpacing()[:2]))
+    off_line = np.flatnonzero(distances > tolerance)
+    if off_line.size:
+        bad = [files[i] for i in off_line[np.argsort(-distances[off_line])]]
+        return (f"slice positions are not on one line: {_name_files(bad)} lie up to {distances.max():.3g} mm "
+                f"off the line through {files[0].name} and {files[-1].name}", bad)
+    normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
+    angle = float(np.degrees(np.arccos(min(1.0, abs(float(unit @ normal))))))
+    if angle > 0.5:
+        return (f"slice positions run at {angle:.1f} degrees to the slice normal (gantry tilt or a sheared stack, "
+                f"which would be read with a wrong geometry); resample the series to an orthogonal grid first",
+                [files[-1]])
+    return None
+
+
 def _slice_gap_problem(reader: sitk.ImageSeriesReader, image: sitk.Image) -> str | None:
     """Describe missing or unevenly spaced slices (ITK only warns about them), else None."""
     normal = np.reshape(image.GetDirection(), (3, 3))[:, 2]
-    positions = []
-    for index in range(len(reader.GetFileNames())):
-        if not reader.HasMetaDataKey(index, "0020|0032"):
-            return None
-        positions.append(float(np.dot(normal, [float(v) for v in reader.GetMetaData(index, "0020|0032").split("\\")])))
-    steps = np.diff(positions)
+    positions = _slice_values(reader, "0020|0032", 3)
+    if positions is None:
+        return None
+    steps = np.diff(positions @ normal)
     if steps.size == 0:
         return None
     typical = float(np.median(steps))
@@ -196,6 +308,9 @@ def read_series(info: SeriesInfo) -> Image:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([os.fspath(f) for f in info.files])
     reader.MetaDataDictionaryArrayUpdateOn()
+    # ITK warns on stderr about uneven slices; the checks below say which file instead
+    warnings_were_on = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
         image = reader.Execute()
         if image.GetNumberOfComponentsPerPixel() != 1:
@@ -206,8 +321,14 @@ def read_series(info: SeriesInfo) -> Image:
         detail = str(err).strip().splitlines()
         raise UserError(f"cannot read DICOM series {info.uid} ({(detail[-1] if detail else '')[:200]})",
                         info.folder) from None
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_were_on)
     if image.GetDimension() != 3 or array.ndim != 3 or array.shape[0] < 2:
         raise UserError(f"series {info.uid} is not a 3D volume (shape {array.shape})", info.folder)
+    for check in (_orientation_problem(reader, info.files), _position_problem(reader, image, info.files)):
+        if check is not None:
+            message, bad = check
+            raise UserError(f"series {info.uid}: {message}", bad[0])
     problem = _slice_gap_problem(reader, image)
     if problem:
         raise UserError(f"series {info.uid}: {problem}", info.folder)
