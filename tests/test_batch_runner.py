@@ -108,7 +108,7 @@ def test_continue_skips_valid_outputs_and_redoes_invalid_ones(tmp_path):
     assert exit_code(report) == 0
 
 
-def test_preview_png_and_missing_matplotlib_warning(tmp_path, monkeypatch):
+def test_preview_png_and_missing_matplotlib_warning(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "in"
     write_file_case(folder, "case_a", seed=5)
     out = tmp_path / "out"
@@ -122,6 +122,7 @@ def test_preview_png_and_missing_matplotlib_warning(tmp_path, monkeypatch):
     run_batch(discover_cases(folder), SPEC_2CH, request(out2, preview=True), threshold_predict, BatchOptions(), folder)
     data = json.loads((out2 / "report.json").read_text())
     assert data["warnings"] == [preview_module.MISSING_MESSAGE]
+    assert preview_module.MISSING_MESSAGE in capsys.readouterr().err
     assert data["cases"][0]["status"] == "ok" and "preview" not in data["cases"][0]["outputs"]
     assert not (out2 / "case_a_preview.png").exists()
 

@@ -28,6 +28,7 @@ A sharded run writes ``report_part<K>.json``; ``merge_reports`` combines the par
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,9 +62,10 @@ class BatchReport:
     num_cases: int = 0
 
     def warn(self, message: str) -> None:
-        """Record a run-level warning once."""
+        """Record a run-level warning once, and say it on stderr (a batch log shows it too)."""
         if message not in self.warnings:
             self.warnings.append(message)
+            print(f"warning: {message}", file=sys.stderr)
 
     def add(self, entry: dict) -> None:
         """Record one finished case (ok/failed/skipped) and save the report."""
