@@ -14,7 +14,7 @@ from segkit.errors import UserError
 from segkit.io.dataset import CHANNEL_SUFFIX, DatasetInfo, load_dataset
 from segkit.io.parallel import parallel_map
 from segkit.jsonio import read_json
-from segkit.verify_case import CaseCheck, Problem, check_case, relative_name
+from segkit.verify_case import ORIENTATION_INFO, CaseCheck, Problem, check_case, relative_name
 
 __all__ = ["Problem", "VerifyReport", "verify_dataset", "inspect_dataset", "format_table", "format_problems"]
 REQUIRED_KEYS = ("channel_names", "labels", "file_ending")
@@ -27,6 +27,7 @@ class VerifyReport:
 
     root: Path
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)   # information only (e.g. a case stored differently)
     num_training: int = 0
     num_test: int = 0
     num_channels: int = 0
@@ -66,10 +67,23 @@ def inspect_dataset(root: str | Path, num_workers: int = 1) -> VerifyReport:
         report.problems.append(Problem(DATASET, "dataset.json", f"numTraining is {declared_count} but imagesTr "
                                        f"holds {report.num_training} case(s)"))
     report.num_channels = info.num_channels
-    for case_problems in parallel_map(check_case, tasks, num_workers, desc="verify", unit="case"):
-        report.problems.extend(case_problems)
+    found = [p for case_problems in parallel_map(check_case, tasks, num_workers, desc="verify", unit="case")
+             for p in case_problems]
+    report.problems.extend(p for p in found if p.severity != "info")
+    report.notes = orientation_notes([p for p in found if p.problem.startswith(ORIENTATION_INFO)])
     report.problems.sort(key=lambda p: (p.case != DATASET, p.case, p.file, p.problem))
     return report
+
+
+def orientation_notes(orientations: list[Problem]) -> list[Problem]:
+    """Information rows for cases stored in another orientation than most of the dataset."""
+    codes = [p.problem[len(ORIENTATION_INFO):] for p in orientations]
+    if not codes:
+        return []
+    common = max(sorted(set(codes)), key=codes.count)
+    return sorted(Problem(p.case, p.file, f"stored {code}, most cases are {common} ({codes.count(common)} of "
+                          f"{len(codes)}); fine: segkit reorients every image to LPS", "info")
+                  for p, code in zip(orientations, codes) if code != common)
 
 
 def _dataset_info(root: Path, problems: list[Problem]) -> DatasetInfo:

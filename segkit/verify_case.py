@@ -11,6 +11,9 @@ import SimpleITK as sitk
 from segkit.errors import UserError
 from segkit.io.convert_files import NIFTI_SUFFIXES, load_nifti, present_values, read_voxels
 from segkit.io.image import Geometry, image_suffix, read_image
+from segkit.preprocessing.orientation import is_rotation, orientation_code
+
+ORIENTATION_INFO = "orientation "   # per-case info row "orientation <code>", summarised by verify.py
 
 
 @dataclass(frozen=True, order=True)
@@ -20,6 +23,7 @@ class Problem:
     case: str
     file: str
     problem: str
+    severity: str = "error"   # "info": reported, but the dataset is usable
 
     def to_json(self) -> dict:
         """The problem as a JSON-serialisable dict."""
@@ -94,6 +98,9 @@ def _image_problems(content: FileContent) -> list[str]:
     """Problems of one channel image on its own: dimension and non-finite values."""
     if content.ndim != 3:
         return [f"image is {content.ndim}D (size {content.geometry.size}); expected 3D"]
+    if not is_rotation(content.geometry.direction):
+        values = ", ".join(f"{v:.3g}" for v in content.geometry.direction)
+        return [f"direction matrix is not a rotation (axes not orthonormal: {values}); fix the header"]
     if np.issubdtype(content.voxels.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(content.voxels)))
         if bad:
@@ -136,6 +143,9 @@ def check_case(task: CaseCheck) -> list[Problem]:
             messages += _image_problems(content) + _geometry_problem(reference, content)
             if reference is None and content.ndim == 3:
                 reference = (relative_name(root, path), content.geometry)
+                if is_rotation(content.geometry.direction):
+                    found.append(Problem(task.case_id, reference[0],
+                                         ORIENTATION_INFO + orientation_code(content.geometry.direction), "info"))
         if messages and messages[0] == "missing file":
             messages[0] = "missing channel file"
         report(path, messages)

@@ -277,3 +277,29 @@ def _edit_json_copy(source: Path, dest: Path, **changes) -> None:
     data = json.loads((source / "dataset.json").read_text())
     data.update(changes)
     (dest / "dataset.json").write_text(json.dumps(data))
+
+
+def test_cases_stored_unlike_most_are_information_and_a_non_rotation_direction_is_an_error(tmp_path, capsys):
+    from orientation_data import write_lateral_dataset
+
+    from segkit.verify import inspect_dataset
+    from segkit.verify_case import FileContent, _image_problems
+
+    root = write_lateral_dataset(tmp_path / "Lateral", ["RAS", "RAS", "AIL"], num_cases=3)
+    report = inspect_dataset(root)
+    assert report.ok and report.problems == []
+    assert [(n.case, n.severity) for n in report.notes] == [("case_002", "info")]
+    assert "stored AIL, most cases are RAS (2 of 3)" in report.notes[0].problem
+    assert main(["verify", str(root), "--json", str(tmp_path / "verify.json")]) == 0
+    assert "stored AIL" in capsys.readouterr().out
+    assert json.loads((tmp_path / "verify.json").read_text())["notes"][0]["case"] == "case_002"
+    # a sheared (non-orthonormal) direction is an error naming the file
+    path = root / "imagesTr" / "case_000_0000.nii.gz"
+    image = sitk.ReadImage(str(path))
+    converted = root / "imagesTr" / "case_000_0000.mha"
+    image.SetDirection((1.0, 0.0, 0.0, 0.4, 1.0, 0.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(image, str(converted))
+    content = read_image(converted)
+    assert content.geometry.direction[3] == pytest.approx(0.4)
+    problems = _image_problems(FileContent(content.geometry, 3, content.array))
+    assert problems and "not a rotation" in problems[0]

@@ -27,7 +27,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         write_json(args.json_out, {"dataset": str(args.dataset), "ok": report.ok,
                                    "num_training": report.num_training, "num_test": report.num_test,
-                                   "problems": [p.to_json() for p in report.problems]})
+                                   "problems": [p.to_json() for p in report.problems],
+                                   "notes": [p.to_json() for p in report.notes]})
+    if report.notes:
+        print("information (not problems):")
+        print(format_table(report.notes))
     if report.ok:
         print(f"OK: {args.dataset}: {report.num_training} training and {report.num_test} test case(s), "
               f"{report.num_channels} channel(s), no problems")
