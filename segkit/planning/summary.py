@@ -46,4 +46,12 @@ def plans_summary(plans: dict) -> str:
     header = (f"dataset {plans['dataset_name']}: {plans['num_channels']} channel(s), "
               f"{len(plans['outputs'])} {'regions' if plans['label_mode'] == 'sigmoid' else 'classes'}, "
               f"budget {format_bytes(plans['gpu_memory_bytes'])} ({plans['device']})\n  normalisation: {norms}")
+    seen = (plans.get("training_orientations") or {}).get("codes")
+    stored = ", ".join(f"{code} x{count}" for code, count in seen.items()) if seen else "unknown"
+    frame = plans.get("canonical_orientation")
+    if frame == "LPS":
+        header += (f"\n  orientation: every image reoriented to LPS (stored: {stored}); "
+                   "per-axis values below are in that order")
+    else:
+        header += f"\n  orientation: arrays fed as stored ({frame or 'legacy plan without canonical_orientation'})"
     return "\n\n".join([header] + [configuration_summary(n, e) for n, e in plans["configurations"].items()])
