@@ -16,7 +16,7 @@ from segkit.cli import main
 from segkit.inference.model import load_model
 from segkit.inference.predictor import InferenceOptions, predict_case
 from segkit.io.dicom_write import write_dicom_series
-from segkit.io.image import read_image, write_image
+from segkit.io.image import Geometry, read_image, write_image
 from segkit.jsonio import write_json
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_summary, reorientation_for
 
@@ -87,6 +87,11 @@ def _write_inputs(folder: Path) -> dict[str, tuple]:
     for channel in range(2):
         write_dicom_series(images[channel], geometry, folder / "dicom" / f"{channel:04d}", f"ch{channel}")
     inputs["dicom"] = DIRECTIONS["LPS"]
+    # the same voxels tilted 30 degrees about the patient's z axis: more oblique than any training image
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    tilted = Geometry(geometry.spacing, geometry.origin, (c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0), geometry.size)
+    for channel in range(2):
+        write_image(images[channel], tilted, folder / f"tilted_{channel:04d}.nii.gz")
     return inputs
 
 
@@ -105,4 +110,7 @@ def test_batch_prediction_of_nifti_and_dicom_agrees_and_reports_orientation(tmp_
     np.testing.assert_array_equal(canonical["AIL"], canonical["dicom"])
     report = json.loads((out / "report.json").read_text())
     assert report["canonical_orientation"] == "LPS"
-    assert all(LEGACY_WARNING not in case["warnings"] for case in report["cases"])
+    warnings = {case["case_id"]: case["warnings"] for case in report["cases"]}
+    assert all(LEGACY_WARNING not in found for found in warnings.values())
+    assert warnings["dicom"] == [] and not any("oblique" in w for w in warnings["RAS"] + warnings["AIL"])
+    assert any("30.0 degrees oblique" in w for w in warnings["tilted"])
