@@ -206,3 +206,13 @@ def test_legacy_and_as_stored_plans_keep_the_stored_axes(tmp_path):
     data, seg, _ = preprocess_arrays(images, labels, geometry.array_spacing, _lateral_plans(), "3d_fullres",
                                      direction=geometry.direction)
     assert np.argwhere(seg == 1)[:, 2].mean() > np.argwhere(seg == 2)[:, 2].mean()   # LPS: left at high x
+
+
+@pytest.mark.parametrize("matrix", _signed_permutations()[::7])
+def test_a_stored_crop_box_maps_to_the_canonical_box_of_the_same_voxels(matrix):
+    from segkit.preprocessing.crop import bounding_box
+
+    mask = np.zeros((7, 9, 11), bool)
+    mask[2:5, 1:4, 6:10] = True
+    reorientation = reorientation_for(tuple(matrix.flatten()))
+    assert reorientation.box(bounding_box(mask), mask.shape) == bounding_box(reorientation.to_canonical(mask))

@@ -133,6 +133,17 @@ class Reorientation:
             result[stored_axis] = per_axis[canonical_axis]
         return result
 
+    def box(self, box: Sequence[Sequence[int]], stored_shape: Sequence[int]) -> list[list[int]]:
+        """A [start, stop) box over the stored array axes -> the same voxels' box over the canonical axes."""
+        result = []
+        for canonical_axis, stored_axis in enumerate(self.axes):
+            start, stop = (int(v) for v in box[stored_axis])
+            if self.flips[canonical_axis]:
+                size = int(stored_shape[stored_axis])
+                start, stop = size - stop, size - start
+            result.append([start, stop])
+        return result
+
     def to_json(self) -> dict:
         """JSON form (array-axis numbering, z, y, x)."""
         return {"code": self.code, "permutation": list(self.axes), "flips": [bool(f) for f in self.flips]}

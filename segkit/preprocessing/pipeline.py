@@ -82,19 +82,24 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
     if images.ndim != 4:
         raise ValueError(f"images must be (C, z, y, x), got shape {images.shape}")
     reorientation = plans_reorientation(plans, direction, 3)
-    images = reorientation.to_canonical(images)
-    labels = None if labels is None else reorientation.to_canonical(np.asarray(labels))
-    spacing = reorientation.values(list(spacing))
     normalization = check_normalization(plans.get("normalization"), images.shape[0])
     order, threshold = _resampling_settings(entry)
     target_spacing = [float(s) for s in entry["target_spacing"]]
+    # crop in the stored order (contiguous, fast), then reorient only the cropped region: the
+    # nonzero box and its hole filling are the same voxels in either frame
     cropped, seg, box = crop_to_nonzero(images, labels)
+    if not reorientation.is_identity:
+        box = reorientation.box(box, images.shape[1:])
+        cropped = np.ascontiguousarray(reorientation.to_canonical(cropped))
+        seg = np.ascontiguousarray(reorientation.to_canonical(seg))
+    spacing = reorientation.values(list(spacing))
     data = normalize_channels(cropped, seg, normalization)
     new_shape = new_shape_for_spacing(seg.shape, spacing, target_spacing)
     coarse = separate_axis(spacing, target_spacing, threshold)
     data = resample_channels(data, new_shape, order, coarse)
     seg = resample_labels(seg, new_shape, coarse)
-    properties = {"original_spacing": [float(s) for s in spacing], "shape_before_crop": list(images.shape[1:]),
+    properties = {"original_spacing": [float(s) for s in spacing],
+                  "shape_before_crop": [int(n) for n in reorientation.values(images.shape[1:])],
                   "crop_box": box, "shape_after_crop": list(cropped.shape[1:]), "target_spacing": target_spacing,
                   "shape_after_resample": list(new_shape), "separate_axis": coarse,
                   "orientation": orientation_properties(plans, reorientation, direction)}
