@@ -1,5 +1,10 @@
 """Mirroring axes for augmentation and TTA: never mirror across the patient's left/right axis when
 labels are lateralised (left/right pairs), because mirroring would swap the two classes of a pair.
+
+Axes are those of the arrays the network sees. With canonical plans (every image reoriented to
+LPS, `segkit.preprocessing.orientation`) the planner passes identity directions, so the
+left/right axis is array axis 2 (x) for every case; only legacy (as-stored) fingerprints use
+the median stored direction, which is right only when all cases are stored alike.
 """
 
 from __future__ import annotations
