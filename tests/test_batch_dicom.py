@@ -94,6 +94,8 @@ def test_truncated_slice_is_refused_naming_the_file(tmp_path, keep_bytes, where)
     images, _, geometry = phantom(seed=4, channels=1)
     paths = write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
     paths[where].write_bytes(paths[where].read_bytes()[:keep_bytes])
+    if where == 0:   # a scanner export without suffix is checked too
+        paths[where] = paths[where].rename(paths[where].with_suffix(""))
     with pytest.raises(UserError, match="unreadable DICOM file") as caught:
         read_dicom_study(tmp_path / "study", 1)
     assert Path(caught.value.path) == paths[where] and paths[where].name in str(caught.value)
@@ -103,6 +105,7 @@ def test_non_image_files_next_to_a_series_are_ignored(tmp_path):
     images, _, geometry = phantom(seed=4, channels=1)
     write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
     (tmp_path / "study" / "notes.txt").write_text("reading notes")
+    (tmp_path / "study" / "README").write_text("exported by the PACS")
     (tmp_path / "study" / "DICOMDIR").write_bytes(b"\0" * 200)
     assert read_dicom_study(tmp_path / "study", 1).images.shape[1] == images.shape[1]
 

@@ -110,17 +110,18 @@ def series_in_folder(folder: Path) -> list[SeriesInfo]:
 
 
 def looks_like_dicom(path: Path) -> bool:
-    """True for a DICOM-ish file: 'DICM' at byte 128, a .dcm/.dicom/.ima suffix, or no suffix (scanner exports)."""
+    """True for a DICOM-ish file: a .dcm/.dicom/.ima suffix, 'DICM' at byte 128, or (no preamble) a first
+    tag in group 0002/0008, as older scanner exports without a suffix have."""
     if path.name.upper() == "DICOMDIR" or path.name.startswith("."):
         return False
-    if path.suffix.lower() in (".dcm", ".dicom", ".ima") or not path.suffix:
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
         return True
     try:
         with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
+            head = handle.read(132)
     except OSError:
         return False
+    return head[128:132] == b"DICM" or (not path.suffix and head[:2] in (b"\x02\x00", b"\x08\x00"))
 
 
 def _readable_image(path: Path) -> bool:
