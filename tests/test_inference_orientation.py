@@ -70,9 +70,17 @@ def test_predictions_agree_in_physical_space_for_every_storage(tmp_path):
 
 
 def test_a_legacy_model_is_sensitive_to_storage_and_warns(tmp_path, capsys):
-    found = _canonical_predictions(lateral_model(tmp_path / "legacy", canonical=None))
+    model_dir = lateral_model(tmp_path / "legacy", canonical=None)
+    found = _canonical_predictions(model_dir)
     assert not np.array_equal(found["RAS"], found["LPS"])   # what the canonical frame prevents
     assert "no 'canonical_orientation'" in capsys.readouterr().err
+    images, labels, geometry = lateral_case()
+    for channel in range(2):
+        write_image(images[channel], geometry, tmp_path / "in" / f"case_{channel:04d}.nii.gz")
+    assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-m", str(model_dir),
+                 "--device", "cpu", "--batch"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["canonical_orientation"] is None and report["cases"][0]["warnings"] == [LEGACY_WARNING]
 
 
 def _write_inputs(folder: Path) -> dict[str, tuple]:
