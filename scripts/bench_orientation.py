@@ -92,7 +92,7 @@ def time_preprocessing(repeats: int) -> list[dict]:
     return results
 
 
-def time_demo(before_src: str, minutes: float, repeats: int) -> dict:
+def time_demo(before_src: str, minutes: float, repeats: int, cases: int) -> dict:
     """Whole `segkit demo` wall time with the tree before the change and with this one, alternating."""
     times: dict[str, list[float]] = {"before": [], "after": []}
     for _ in range(repeats):
@@ -101,11 +101,11 @@ def time_demo(before_src: str, minutes: float, repeats: int) -> dict:
                 env = {**os.environ, "PYTHONPATH": src}
                 start = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "segkit", "demo", "--out", str(Path(tmp) / "demo"),
-                                "--minutes", str(minutes)], env=env, check=True, capture_output=True, cwd=tmp)
+                                "--minutes", str(minutes), "--cases", str(cases)], env=env, check=True, capture_output=True, cwd=tmp)
                 times[label].append(time.perf_counter() - start)
                 print(label, round(times[label][-1], 1), flush=True)
     medians = {k: statistics.median(v) for k, v in times.items()}
-    return {"minutes": minutes, "seconds_all": {k: [round(x, 1) for x in v] for k, v in times.items()},
+    return {"minutes": minutes, "cases": cases, "seconds_all": {k: [round(x, 1) for x in v] for k, v in times.items()},
             "seconds_median": {k: round(v, 1) for k, v in medians.items()},
             "ratio_after_to_before": round(medians["after"] / medians["before"], 3)}
 
@@ -114,16 +114,17 @@ def main() -> None:
     """Run the measurements and write them as JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="orientation_bench.json")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--demo-before", help="source tree before the change (PYTHONPATH) to time `segkit demo`")
     parser.add_argument("--demo-minutes", type=float, default=0.5)
     parser.add_argument("--no-preprocessing", action="store_true", help="time only the demo")
     parser.add_argument("--demo-repeats", type=int, default=1)
+    parser.add_argument("--demo-cases", type=int, default=10, help="training cases the demo generates")
     args = parser.parse_args()
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "load_average": os.getloadavg(),
               "preprocessing": [] if args.no_preprocessing else time_preprocessing(args.repeats)}
     if args.demo_before:
-        result["demo"] = time_demo(args.demo_before, args.demo_minutes, args.demo_repeats)
+        result["demo"] = time_demo(args.demo_before, args.demo_minutes, args.demo_repeats, args.demo_cases)
     result["load_average_after"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result.get("demo", {}), indent=2))
