@@ -161,6 +161,12 @@ def test_lateralised_labels_are_not_mirrored_along_left_right(tmp_path, one_chan
     plans = plan_dataset(info, fingerprint, options)
     assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [1, 2]
     assert plans["configurations"]["2d"]["mirror_axes"] == [0, 1] and "mirror_note" not in plans["configurations"]["2d"]
+    assert "canonical_orientation" not in plans          # a fingerprint without it gives a legacy plan
+    # canonical fingerprints: every array is LPS, so left/right is array axis 2 whatever the storage
+    fingerprint["canonical_orientation"] = "LPS"
+    plans = plan_dataset(info, fingerprint, options)
+    assert plans["canonical_orientation"] == "LPS" and plans["training_orientations"]["codes"] == {"SPL": 10}
+    assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]
     # labels without a side keep every axis
     plain = plan_dataset(one_channel_info, fingerprint, options)["configurations"]["3d_fullres"]
     assert plain["mirror_axes"] == [0, 1, 2] and "mirror_note" not in plain

@@ -38,7 +38,7 @@ def _plan_and_preprocess(root: Path, codes: list[str]) -> tuple[Path, Path]:
 def test_training_data_is_the_same_whatever_the_storage(tmp_path):
     stored = {code: _plan_and_preprocess(tmp_path / code, [code]) for code in ("RAS", "AIL")}
     plans = {code: json.loads((work / "plans.json").read_text()) for code, (_, work) in stored.items()}
-    for key in ("target_spacing", "median_shape", "mirror_axes"):
+    for key in ("target_spacing", "median_shape", "patch_size", "mirror_axes"):
         assert plans["RAS"]["configurations"]["3d_fullres"][key] == plans["AIL"]["configurations"]["3d_fullres"][key]
     assert plans["RAS"]["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]   # never along left/right (x)
     assert plans["RAS"]["training_orientations"]["codes"] == {"RAS": 4}
