@@ -7,6 +7,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from segkit.preprocessing.orientation import Reorientation
+
 OUTSIDE_LABEL = -1
 
 
@@ -29,24 +31,31 @@ def box_slices(box: Sequence[Sequence[int]]) -> tuple[slice, ...]:
     return tuple(slice(int(start), int(stop)) for start, stop in box)
 
 
-def crop_to_nonzero(images: np.ndarray, labels: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
-    """Crop (C, z, y, x) images (and labels) to the nonzero box.
+def crop_to_nonzero(images: np.ndarray, labels: np.ndarray | None = None,
+                    reorientation: Reorientation | None = None) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Crop (C, z, y, x) images (and labels) to the nonzero box, optionally into the canonical frame.
 
     Returns the cropped images, a cropped int16 label map in which background voxels outside
     the (hole-filled) nonzero mask are OUTSIDE_LABEL (-1) -- a map of only 0/-1 when no labels
-    are given -- and the crop box.
+    are given -- and the crop box. With a reorientation the mask is found on the stored
+    (contiguous) arrays, and the crop copy itself gathers the canonical order, so reorienting
+    costs no extra pass over the data; the outputs and the box are then canonical.
     """
     mask = nonzero_mask(images)
     box = bounding_box(mask)
-    region = box_slices(box)
     # holes are enclosed, so filling inside the box equals filling the whole volume
-    inside = ndimage.binary_fill_holes(mask[region])
+    inside = ndimage.binary_fill_holes(mask[box_slices(box)])
+    if reorientation is not None and not reorientation.is_identity:
+        box = reorientation.box(box, mask.shape)
+        images = reorientation.to_canonical(images)
+        labels = None if labels is None else reorientation.to_canonical(np.asarray(labels))
+        inside = reorientation.to_canonical(inside)
+    region = box_slices(box)
     cropped = np.ascontiguousarray(images[(slice(None),) + region])
     if labels is None:
         seg = np.zeros(inside.shape, dtype=np.int16)
     else:
-        seg = np.asarray(labels[region], dtype=np.int16).copy()
+        seg = np.array(labels[region], dtype=np.int16, order="C")   # always a copy
     seg[(seg == 0) & ~inside] = OUTSIDE_LABEL
     return cropped, seg, box
 

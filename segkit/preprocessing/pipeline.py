@@ -85,13 +85,8 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
     normalization = check_normalization(plans.get("normalization"), images.shape[0])
     order, threshold = _resampling_settings(entry)
     target_spacing = [float(s) for s in entry["target_spacing"]]
-    # crop in the stored order (contiguous, fast), then reorient only the cropped region: the
-    # nonzero box and its hole filling are the same voxels in either frame
-    cropped, seg, box = crop_to_nonzero(images, labels)
-    if not reorientation.is_identity:
-        box = reorientation.box(box, images.shape[1:])
-        cropped = np.ascontiguousarray(reorientation.to_canonical(cropped))
-        seg = np.ascontiguousarray(reorientation.to_canonical(seg))
+    # the crop's copy gathers the canonical order: reorienting costs no extra pass
+    cropped, seg, box = crop_to_nonzero(images, labels, reorientation)
     spacing = reorientation.values(list(spacing))
     data = normalize_channels(cropped, seg, normalization)
     new_shape = new_shape_for_spacing(seg.shape, spacing, target_spacing)
