@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from segkit.networks.init import INIT_SCHEMES, initialise
 from segkit.networks.resenc import build_resenc
 from segkit.networks.revmbconv import build_revmbconv
 from segkit.networks.unet import build_unet
 
 BUILDERS = {"unet": build_unet, "resenc": build_resenc, "revmbconv": build_revmbconv}
+DEFAULT_INIT = "pytorch"
 REQUIRED_KEYS = ("family", "features_per_stage", "kernel_sizes", "strides", "blocks_per_stage",
                  "decoder_blocks_per_stage")
 
@@ -31,9 +33,12 @@ def validate_architecture(arch: dict) -> None:
         raise ValueError(f"kernel_sizes and strides must have {dims} entries per stage (spatial_dims)")
     if arch["family"] == "revmbconv" and len(arch.get("expansion_ratios", [])) != stages:
         raise ValueError("revmbconv needs expansion_ratios with one entry per stage")
+    if arch.get("init", DEFAULT_INIT) not in INIT_SCHEMES:
+        raise ValueError(f"unknown init {arch['init']!r}; choose from {INIT_SCHEMES}")
 
 
 def build_network(arch: dict, in_channels: int, num_outputs: int) -> nn.Module:
     """The network an architecture entry describes (3D or 2D by spatial_dims)."""
     validate_architecture(arch)
-    return BUILDERS[arch["family"]](arch, in_channels, num_outputs)
+    network = BUILDERS[arch["family"]](arch, in_channels, num_outputs)
+    return initialise(network, arch.get("init", DEFAULT_INIT))

@@ -26,6 +26,11 @@ class ResidualBlock(nn.Module):
             skip += [make_conv(c_in, c_out, [1] * dims), make_norm(norm, c_out, dims)]
         self.skip = nn.Sequential(*skip)
 
+    @property
+    def last_norm_before_add(self) -> nn.Module:
+        """The norm ending the residual branch ("he" init zeroes it so the block starts as its skip)."""
+        return self.conv2[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual block output."""
         return self.act(self.conv2(self.conv1(x)) + self.skip(x))
