@@ -27,7 +27,7 @@ def test_network_choices_are_auto_and_the_registered_families() -> None:
 
 
 def test_device_precision_and_checkpoint_are_shared() -> None:
-    """train/find-best/bench-memory --device, train --precision, find-best/export-model --checkpoint: one definition each."""
+    """--device (train, find-best, bench-memory), --precision (train), --checkpoint (find-best, export-model)."""
     assert parse("train", "DS").device == parse("find-best", "W", "--configs", "c").device == "auto"
     assert parse("bench-memory", "plans.json").device == "cpu"
     assert parse("train", "DS", "--device", "cuda:1").device == "cuda:1"

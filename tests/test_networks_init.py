@@ -31,7 +31,7 @@ def convs(net: nn.Module) -> list[nn.Module]:
 
 @pytest.mark.parametrize("family", ["unet", "resenc"])
 def test_he_init_is_kaiming_normal_with_zero_bias(family: str) -> None:
-    """Every conv's weights have He's std sqrt(2 / ((1 + a^2) fan_in)) (within 10 %), biases are 0, norms stay (1, 0)."""
+    """Conv weights have He's std sqrt(2 / ((1 + a^2) fan_in)) (within 10 %), biases are 0, norms stay (1, 0)."""
     torch.manual_seed(0)
     net = build_network(arch(family, "he"), 2, 3)
     big = [c for c in convs(net) if c.weight.numel() >= 20000]
@@ -48,7 +48,7 @@ def test_he_init_is_kaiming_normal_with_zero_bias(family: str) -> None:
 
 
 def test_he_init_starts_residual_blocks_as_their_skip() -> None:
-    """resenc + he: each residual branch's last norm is zeroed, so a block outputs act(skip(x)) (nnU-Net's ResEnc init)."""
+    """resenc + he: each residual branch's last norm is zeroed, so a block outputs act(skip(x)) (nnU-Net ResEnc)."""
     torch.manual_seed(0)
     net = build_network(arch("resenc", "he"), 2, 3)
     blocks = [m for m in net.modules() if isinstance(m, ResidualBlock)]

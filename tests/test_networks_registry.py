@@ -1,4 +1,4 @@
-"""The network-family registry: a toy family registered with one call is planned, priced, built and offered by the CLI."""
+"""The network-family registry: a toy family registered with one call is planned, priced, built, offered by the CLI."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from segkit.cli import main
+from segkit.errors import UserError
 from segkit.io.dataset import load_dataset
 from segkit.networks import build_network, validate_architecture
 from segkit.networks.family import NetworkFamily
@@ -15,6 +16,7 @@ from segkit.networks.registry import family_names, get_family, register_family, 
 from segkit.networks.unet import build_unet, tally_unet
 from segkit.planning.memory import count_parameters, estimate_peak_bytes
 from segkit.planning.planner import PlanOptions, plan_dataset
+from segkit.planning.run import resolve_network
 from segkit.training.fitting import candidates
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -22,8 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def toy_stage_defaults(stages: int, depth_multiplier: int) -> dict:
     """One conv per stage and resolution, plus a per-stage key of the toy's own."""
-    return {"blocks_per_stage": [depth_multiplier] * stages, "decoder_blocks_per_stage": [depth_multiplier] * (stages - 1),
-            "toy_gain": [1.0] * stages}
+    return {"blocks_per_stage": [depth_multiplier] * stages,
+            "decoder_blocks_per_stage": [depth_multiplier] * (stages - 1), "toy_gain": [1.0] * stages}
 
 
 TOY = NetworkFamily(name="toy", build=build_unet, stage_defaults=toy_stage_defaults, tally=tally_unet,
@@ -55,7 +57,7 @@ def one_channel_info(tmp_path):
 
 
 def test_builtin_families_and_duplicate_names() -> None:
-    """unet, resenc, revmbconv are registered; a second record under a taken name is refused; unknown names say the choices."""
+    """The built-ins are registered; a second record under a taken name is refused; unknown names list the choices."""
     assert family_names()[:3] == ("unet", "resenc", "revmbconv")
     register_family(get_family("unet"))   # the same record again is harmless
     with pytest.raises(ValueError, match="already registered"):
@@ -66,7 +68,7 @@ def test_builtin_families_and_duplicate_names() -> None:
 
 
 def test_planner_and_memory_model_use_a_registered_toy_family(toy_family, one_channel_info) -> None:
-    """plan_dataset with network='toy' plans toy entries (its defaults, init, growth) priced by the toy's tally and workspace."""
+    """network='toy' plans toy entries (defaults, init, growth) priced by the toy's tally and workspace."""
     fingerprint = _fingerprint([1.0, 1.0, 1.0], [48, 48, 48])
     plans = plan_dataset(one_channel_info, fingerprint, PlanOptions(network="toy", budget_bytes=2 * 1024 ** 3,
                                                                    configurations=("3d_fullres",)))
@@ -119,3 +121,5 @@ def test_cli_refuses_an_unregistered_family(tiny_dataset, tmp_path, capsys) -> N
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'toy'" in err and "'revmbconv'" in err
+    with pytest.raises(UserError, match="unknown network family 'toy'"):
+        resolve_network("toy", planning_for_cpu=True)

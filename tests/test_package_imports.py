@@ -124,4 +124,5 @@ def test_cycle_finder_and_edges_see_what_they_must(tmp_path: Path) -> None:
               "def later():\n    from segkit.pkg import thing\n")
     (tmp_path / "x.py").write_text(source)
     assert imported_modules("segkit.x", tmp_path / "x.py", modules, False) == {"segkit.pkg.sub", "segkit.y"}
-    assert imported_modules("segkit.x", tmp_path / "x.py", modules, True) == {"segkit.pkg.sub", "segkit.y", "segkit.pkg"}
+    with_functions = imported_modules("segkit.x", tmp_path / "x.py", modules, True)
+    assert with_functions == {"segkit.pkg.sub", "segkit.y", "segkit.pkg"}

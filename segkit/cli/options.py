@@ -55,7 +55,7 @@ def add_device_option(parser: argparse.ArgumentParser, default: str = "auto", he
 
 
 def add_precision_option(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """--precision (auto, fp32, bf16, fp16: segkit.inference.acceleration.PRECISIONS); help_text says what auto picks."""
+    """--precision (segkit.inference.acceleration.PRECISIONS: auto, fp32, bf16, fp16); help_text explains auto."""
     parser.add_argument("--precision", choices=OwnedChoices("segkit.inference.acceleration", "PRECISIONS"),
                         default="auto", metavar="PRECISION", help=f"%(choices)s: {help_text}")
 

@@ -42,7 +42,8 @@ def validate_architecture(arch: dict) -> None:
             raise ValueError(f"{arch['family']} needs {key} with one entry per stage: {len(arch.get(key, []))} "
                              f"entries for {stages} stages")
     if len(arch["decoder_blocks_per_stage"]) != stages - 1:
-        raise ValueError(f"decoder_blocks_per_stage needs {stages - 1} entries, got {len(arch['decoder_blocks_per_stage'])}")
+        raise ValueError(f"decoder_blocks_per_stage needs {stages - 1} entries, "
+                         f"got {len(arch['decoder_blocks_per_stage'])}")
     dims = arch.get("spatial_dims", len(arch["kernel_sizes"][0]))
     if any(len(k) != dims for k in arch["kernel_sizes"] + arch["strides"]):
         raise ValueError(f"kernel_sizes and strides must have {dims} entries per stage (spatial_dims)")

@@ -50,7 +50,7 @@ def execution_modes() -> tuple[str, ...]:
 
 def family_of(arch: dict) -> NetworkFamily:
     """The family of an architecture entry."""
-    return get_family(arch.get("family"))
+    return get_family(str(arch.get("family", "")))
 
 
 register_family(unet.FAMILY)

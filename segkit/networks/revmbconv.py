@@ -12,7 +12,7 @@ from torch import nn
 from segkit.networks.blocks import ConvNormAct, make_conv, make_head, make_norm, make_upsample, ones
 from segkit.networks.family import NetworkFamily
 from segkit.networks.reversible import GRID_BITS, MODES, CouplingBlock, ReversibleSequence
-from segkit.networks.tally import Tally, conv_norm_act, conv_params, head, norm_params
+from segkit.networks.tally import Tally, conv_norm_act, conv_params, norm_params, tally_head
 from segkit.networks.unet import DecoderStage, UNetSkeleton
 
 # Reversible stages store one tensor however deep they are, so depth is cheap; keep the
@@ -133,10 +133,12 @@ def tally_mbconv_stage(t: Tally, channels: int, blocks: int, expansion: float, k
     elif mode == "checkpoint":
         # the recompute rebuilds the whole block's graph (both branches and both outputs)
         t.store((blocks + 1) * channels * vox)
-        t.peak((12 * hidden + 4 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
+        t.peak((12 * hidden + 4 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox
+               + REVERSIBLE_STREAM_BUFFERS * channels * vox)
     else:
         t.store(channels * vox)
-        t.peak((6 * hidden + 2 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox + REVERSIBLE_STREAM_BUFFERS * channels * vox)
+        t.peak((6 * hidden + 2 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox
+               + REVERSIBLE_STREAM_BUFFERS * channels * vox)
 
 
 def tally_revmbconv(t: Tally, arch: dict, vox: list[int], in_channels: int, num_outputs: int) -> None:
@@ -154,7 +156,7 @@ def tally_revmbconv(t: Tally, arch: dict, vox: list[int], in_channels: int, num_
         t.store(2 * f * vox[s])
         conv_norm_act(t, 2 * f, f, [1] * len(k), vox[s], act=False, bias=False)
         tally_mbconv_stage(t, f, arch["decoder_blocks_per_stage"][d], expansion[s], k, vox[s], mode)
-        head(t, arch, s, f, vox[s], num_outputs, REVMBCONV_GRAD_BUFFERS)
+        tally_head(t, arch, s, f, vox[s], num_outputs, REVMBCONV_GRAD_BUFFERS)
 
 
 FAMILY = NetworkFamily(

@@ -49,7 +49,7 @@ def conv_norm_act(t: Tally, c_in: int, c_out: int, kernel: list[int], vox: int, 
     t.store(c_out * vox * (2 if act else 1))
 
 
-def head(t: Tally, arch: dict, stage: int, channels: int, vox: int, num_outputs: int,
+def tally_head(t: Tally, arch: dict, stage: int, channels: int, vox: int, num_outputs: int,
          backward_grad_buffers: float) -> None:
     """Tally a decoder resolution's 1x1 head, the loss's tensors when supervised, and backward's first buffers.
 

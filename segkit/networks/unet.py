@@ -7,7 +7,7 @@ from torch import nn
 
 from segkit.networks.blocks import ConvNormAct, cat_skip, make_head, make_upsample
 from segkit.networks.family import NetworkFamily
-from segkit.networks.tally import Tally, conv_norm_act, conv_params, head
+from segkit.networks.tally import Tally, conv_norm_act, conv_params, tally_head
 
 # Gradient buffers alive at the peak early in backward, in units of the finest stage tensor (the
 # plain decoder backpropagates through a 3x3 conv on the 2C concatenation); fitted to measured
@@ -96,7 +96,7 @@ def unet_stage_defaults(stages: int, depth_multiplier: int) -> dict:
 
 
 def tally_plain_decoder(t: Tally, arch: dict, vox: list[int], num_outputs: int) -> None:
-    """Tally plain_decoder: transposed conv (freed after the concat), the concat saved by the first conv, conv stack, heads."""
+    """Tally plain_decoder: transposed conv (freed after the concat), the concat the first conv saves, convs, heads."""
     feats, kernels, strides = arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
     for d, s in enumerate(range(len(feats) - 2, -1, -1)):
         f, k, n = feats[s], kernels[s], arch["decoder_blocks_per_stage"][d]
@@ -104,7 +104,7 @@ def tally_plain_decoder(t: Tally, arch: dict, vox: list[int], num_outputs: int) 
         t.store(2 * f * vox[s])
         for i in range(max(1, n)):
             conv_norm_act(t, 2 * f if i == 0 else f, f, k, vox[s])
-        head(t, arch, s, f, vox[s], num_outputs, PLAIN_DECODER_GRAD_BUFFERS)
+        tally_head(t, arch, s, f, vox[s], num_outputs, PLAIN_DECODER_GRAD_BUFFERS)
 
 
 def tally_unet(t: Tally, arch: dict, vox: list[int], in_channels: int, num_outputs: int) -> None:
