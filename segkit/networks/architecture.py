@@ -16,12 +16,17 @@ def stage_keys(arch: dict) -> tuple[str, ...]:
     return COMMON_STAGE_KEYS + family_of(arch).stage_keys
 
 
-def total_strides(arch: dict) -> list[int]:
-    """Product of the strides per axis: every patch axis must be a multiple of it."""
-    totals = [1] * len(arch["strides"][0])
-    for stride in arch["strides"]:
+def stride_product(strides: list[list[int]]) -> list[int]:
+    """Product of per-stage strides per axis: every patch axis must be a multiple of it."""
+    totals = [1] * len(strides[0])
+    for stride in strides:
         totals = [t * s for t, s in zip(totals, stride)]
     return totals
+
+
+def total_strides(arch: dict) -> list[int]:
+    """The entry's stride product per axis (what the patch size must be a multiple of)."""
+    return stride_product(arch["strides"])
 
 
 def init_scheme(arch: dict) -> str:
