@@ -58,11 +58,13 @@ def train_and_score(dataset: Path, work: Path, out: Path, init: str, args: argpa
     start = time.monotonic()
     segkit("train", str(dataset), "--work-dir", str(out / "work"), "-c", CONFIGURATION, "-f", "0", "--recipe",
            "short-cpu", "--augment", "light", "--no-fit", "--epochs", str(args.epochs), "--iterations-per-epoch",
-           str(args.iterations_per_epoch), "--validate-every", str(args.epochs), "--quiet")
+           str(args.iterations_per_epoch), "--validate-every", str(args.epochs), "--quiet",
+           *(["--threads", str(args.threads), "--num-workers", "0"] if args.threads else []))
     wall = time.monotonic() - start
     log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
     arch = entry["architecture"]
     result = {"network": args.network, "init": init, "data_seed": args.seed, "steps": log[-1]["step"],
+              "threads": args.threads,
               "train_wall_s": round(wall, 1), "patch_size": entry["patch_size"], "batch_size": entry["batch_size"],
               "features_per_stage": arch["features_per_stage"], "configuration": entry["fixed_for_benchmark"],
               "final_train_loss": log[-1]["train_loss"],
@@ -83,6 +85,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="data seed (training seed: segkit train's default 0)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--iterations-per-epoch", type=int, default=250)
+    parser.add_argument("--threads", type=int,
+                        help="torch threads for training, with the loader in the main process (a loaded machine: 1)")
     parser.add_argument("--no-predict", action="store_true",
                         help="score with the trainer's final validation only (sliding window, no TTA)")
     args = parser.parse_args()
