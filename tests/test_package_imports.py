@@ -63,7 +63,7 @@ def imported_modules(name: str, path: Path, modules: dict[str, Path], include_fu
     """The segkit modules one module imports."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: set[str] = set()
-    for node in import_nodes(ast.parse(path.read_text(), str(path)), include_functions):
+    for node in import_nodes(ast.parse(path.read_text(encoding="utf-8"), str(path)), include_functions):
         if isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
         else:
