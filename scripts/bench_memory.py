@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segkit.networks.measure import measure_in_subprocess, measure_step  # noqa: E402
+from segkit.networks.registry import family_of  # noqa: E402
 from segkit.planning.memory import estimate_peak_bytes  # noqa: E402
 
 BATCH, IN_CHANNELS, NUM_OUTPUTS = 2, 1, 3
@@ -80,10 +81,9 @@ def _spec(arch: dict, patch: list[int], device: str = "cpu", steps: int = 2) -> 
 
 
 def _mode(arch: dict) -> str:
-    """reversible / checkpoint / plain label of an entry."""
-    if arch["family"] != "revmbconv":
-        return arch["family"]
-    return "checkpoint" if arch.get("checkpointing") else ("reversible" if arch["reversible"] else "plain")
+    """reversible / checkpoint / plain label of an entry (the family's name for single-mode families)."""
+    family = family_of(arch)
+    return family.execution_mode(arch) if len(family.execution_modes) > 1 else family.name
 
 
 def run_measure(args: argparse.Namespace) -> None:

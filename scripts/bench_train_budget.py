@@ -7,7 +7,7 @@ held-out Dice of the final weights per structure, as a user gets it: `segkit pre
 settings) on the held-out case, then `segkit evaluate` against its label (original space).
 The trainer's own last validation (no TTA, preprocessed space) is reported beside it.
 
-    python scripts/bench_train_budget.py --out /tmp/bench_budget [--minutes 8] [--network unet]
+    python scripts/bench_train_budget.py --out /tmp/bench_budget [--minutes 8] [--network unet] [--init he]
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr-mirror", action="store_true",
                         help="mirror along x too (default: the plan's mirror_axes, which leave out x for these left/right labels)")
+    parser.add_argument("--init", choices=("pytorch", "he"),
+                        help="override the plan's architecture init (weight initialisation; default: the plan's)")
     args = parser.parse_args()
     out = Path(args.out)
     dataset, work = out / "BrainStructures", out / "work"
@@ -56,6 +58,11 @@ def main() -> None:
         plans = read_json(plans_file, "plans file")
         plans["configurations"][CONFIGURATION]["mirror_axes"] = [0, 1, 2]
         write_json(plans_file, plans)
+    if args.init:
+        plans_file = work / "plans.json"
+        plans = read_json(plans_file, "plans file")
+        plans["configurations"][CONFIGURATION]["architecture"]["init"] = args.init
+        write_json(plans_file, plans)
     write_json(models / "splits.json", [{"train": ["brain_001", "brain_002"], "val": ["brain_003"]}])
     summary, last, plans = run_summary(models, train_fold0(dataset, work, args), args.minutes * 60)
     held_out = predict_and_evaluate(dataset, models, out, "brain_003")
@@ -65,7 +72,7 @@ def main() -> None:
         "held_out_dice": {name: v["dice"] for name, v in held_out["mean"].items()},
         "held_out_hd95_mm": held_out["foreground_mean"]["hd95"],
         "trainer_validation_mean_dice": last["val_mean_dice"], "trainer_validation_dice": last["val_dice"],
-        "mirror_axes": plans.get("mirror_axes"), "recipe": schedule.get("recipe", {}).get("name"), "schedule": schedule}
+        "init": plans["architecture"].get("init"), "mirror_axes": plans.get("mirror_axes"), "recipe": schedule.get("recipe", {}).get("name"), "schedule": schedule}
     write_json(out / "result.json", result)
     print(json.dumps(result, indent=1))
 

@@ -7,8 +7,9 @@ import torch
 
 from segkit.networks import build_network
 from segkit.networks.measure import saved_activation_bytes
-from segkit.planning.memory import count_parameters, estimate_peak_bytes, tradeoff_table
-from segkit.planning.memory_search import divisors, format_tradeoff_table, search_configuration, tradeoff_rows
+from segkit.networks.architecture import total_strides
+from segkit.planning.memory import count_parameters, estimate_peak_bytes
+from segkit.planning.memory_search import format_tradeoff_table, search_configuration, tradeoff_rows, tradeoff_table
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -98,9 +99,9 @@ def test_searches_fit_the_budget_and_favour_reversible() -> None:
     for mode, row in found.items():
         variant = {**arch, "reversible": mode == "reversible"}
         assert estimate_peak_bytes(variant, row["largest_patch"], 2, 1, 3)["total"] <= budget
-        bigger = [p + d for p, d in zip(row["largest_patch"], divisors(arch))]
+        bigger = [p + d for p, d in zip(row["largest_patch"], total_strides(arch))]
         assert estimate_peak_bytes(variant, bigger, 2, 1, 3)["total"] > budget
-        assert all(p % d == 0 for p, d in zip(row["largest_patch"], divisors(arch)))
+        assert all(p % d == 0 for p, d in zip(row["largest_patch"], total_strides(arch)))
     assert rev["deepest_blocks_per_stage"][0] >= 2 * plain["deepest_blocks_per_stage"][0]
     assert rev["widest_features_per_stage"][0] > plain["widest_features_per_stage"][0]
     text = format_tradeoff_table(tradeoff_rows(budget, arch, [40, 160, 160], [8, 32, 32], 2, 1, 3))

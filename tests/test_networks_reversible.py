@@ -192,3 +192,15 @@ def test_unknown_mode_is_rejected() -> None:
     """A typo in the mode fails loudly."""
     with pytest.raises(ValueError):
         ReversibleSequence([], "revers")
+
+
+def test_he_init_keeps_reversible_gradients_equal_to_plain() -> None:
+    """init "he" (larger conv weights) still gives reversible = plain gradients: the norms bound the branch outputs."""
+    torch.manual_seed(0)
+    net = build_network({**deep_arch(4), "init": "he"}, 2, 3)
+    assert all(m.bias is None or not m.bias.any() for m in net.modules() if isinstance(m, nn.Conv3d))
+    perturb_affine(net)
+    x = torch.randn(1, 2, 4, 8, 8, requires_grad=True)
+    reference = gradients(net, x, "plain")
+    assert all(r.norm() > 0 for r in reference)
+    assert max_relative_error(gradients(net, x, "reversible"), reference) <= 1e-5

@@ -9,7 +9,8 @@ import torch
 from segkit.errors import UserError
 from segkit.training import checkpoint as ckpt
 from segkit.training import fitting
-from segkit.training.fitting import candidates, cost_proxy, fit_to_cpu_budget, total_strides
+from segkit.networks.architecture import total_strides
+from segkit.training.fitting import candidates, cost_proxy, fit_to_cpu_budget
 from segkit.training.schedule import MIN_EPOCHS, fit_to_budget, poly_lr, refit_epochs
 from training_data import TINY_ARCH
 

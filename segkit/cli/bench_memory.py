@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segkit.cli.options import OwnedChoices, add_device_option
 from segkit.errors import UserError
-
-MODES = ("reversible", "plain", "checkpoint")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,9 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--configuration", default="3d_fullres", help="configuration in plans.json")
     parser.add_argument("--patch-size", type=int, nargs="+", help="override the planned patch size")
     parser.add_argument("--batch-size", type=int, help="override the planned batch size")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
-                        help="revmbconv execution modes to measure (other families: plain only)")
-    parser.add_argument("--device", default="cpu", help="cpu (process RSS) or cuda (allocator peak)")
+    parser.add_argument("--modes", nargs="+", metavar="MODE",
+                        choices=OwnedChoices("segkit.networks.registry", "execution_modes"),
+                        help="execution modes to measure, of those the family has (%(choices)s; default: all "
+                             "of the family's, e.g. revmbconv: reversible plain checkpoint, unet: plain)")
+    add_device_option(parser, default="cpu", help_text="cpu (process RSS) or cuda (allocator peak)")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--out", help="write the results as JSON here")
     parser.set_defaults(func=run)
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """Measure each mode, print measured vs predicted, optionally write JSON."""
     from segkit.jsonio import write_json
     from segkit.networks.measure import measure_in_subprocess, measure_step
+    from segkit.networks.registry import family_of
     from segkit.planning.memory import estimate_peak_bytes
 
     plans, entry = _entry(Path(args.plans), args.configuration)
@@ -50,10 +52,15 @@ def run(args: argparse.Namespace) -> int:
     if len(patch) != arch.get("spatial_dims", len(arch["strides"][0])):
         raise UserError(f"--patch-size needs {arch.get('spatial_dims')} values, got {len(patch)}", args.plans)
     batch = args.batch_size or entry.get("batch_size", 2)
-    modes = args.modes if arch["family"] == "revmbconv" else ["plain"]
+    try:
+        family = family_of(arch)
+    except ValueError as err:
+        raise UserError(str(err), args.plans) from None
+    modes = [m for m in args.modes or family.execution_modes if m in family.execution_modes] or \
+        list(family.execution_modes[:1])
     results = []
     for mode in modes:
-        variant = {**arch, "reversible": mode != "plain", "checkpointing": mode == "checkpoint"}
+        variant = family.with_mode(arch, mode)
         spec = {"arch": variant, "patch_size": patch, "batch_size": batch, "in_channels": plans["num_channels"],
                 "num_outputs": plans["num_outputs"], "steps": args.steps, "device": args.device}
         measured = measure_step(spec) if args.device.startswith("cuda") else measure_in_subprocess(spec)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segkit.cli.options import add_network_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the demo subcommand."""
@@ -14,8 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="segkit_demo", help="output folder (default: ./segkit_demo)")
     parser.add_argument("--minutes", type=float, default=3.0, help="training time budget in minutes (default 3)")
     parser.add_argument("--cases", type=int, default=10, help="training cases to generate (default 10)")
-    parser.add_argument("--network", choices=("auto", "unet", "resenc", "revmbconv"), default="auto",
-                        help="network family; auto: revmbconv when planning for a GPU budget, unet for this CPU")
+    add_network_option(parser, "auto: revmbconv when planning for a GPU budget, unet for this CPU")
     parser.add_argument("-j", "--num-workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=run)

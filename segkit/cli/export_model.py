@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from segkit.cli.options import add_checkpoint_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the export-model subcommand."""
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", required=True, help="the package to write, e.g. model.zip")
     parser.add_argument("-c", "--configuration", help="configuration name (default: the model folder's)")
     parser.add_argument("-f", "--folds", nargs="+", help="folds to include (default: every fold with the checkpoint)")
-    parser.add_argument("--checkpoint", choices=("final", "best", "latest"), default="final")
+    add_checkpoint_option(parser, "which checkpoint of each fold to package")
     parser.add_argument("--find-best", help="find_best.json to include (default: MODEL/ or WORK/find_best.json)")
     parser.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segkit.cli.options import add_checkpoint_option, add_device_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the find-best subcommand."""
@@ -23,9 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--predict-missing", action="store_true",
                         help="first predict each fold's missing validation cases with that fold's model "
                              "(needs --ref DATASET or the default dataset, whose imagesTr holds the images)")
-    parser.add_argument("--checkpoint", choices=("final", "best", "latest"), default="final",
-                        help="checkpoint used by --predict-missing")
-    parser.add_argument("--device", default="auto", help="device for --predict-missing (auto, cpu, cuda)")
+    add_checkpoint_option(parser, "checkpoint used by --predict-missing")
+    add_device_option(parser, help_text="device for --predict-missing: auto (CUDA if available), cpu or cuda[:n]")
     parser.add_argument("--no-tta", action="store_true", help="--predict-missing without mirroring TTA")
     parser.add_argument("--no-ensembles", action="store_true", help="consider single configurations only")
     parser.add_argument("-j", "--num-workers", type=int, default=1, help="worker processes")

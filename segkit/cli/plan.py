@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segkit.cli.options import add_network_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the plan subcommand."""
@@ -14,8 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--work-dir", help="output folder (default: <DATASET>_segkit, or $SEGKIT_WORK/<name>)")
     parser.add_argument("-j", "--num-workers", type=int, default=1, help="worker processes for the fingerprint")
     parser.add_argument("--gpu-memory", type=float, help="memory budget in GB (default: the CUDA device's, else 8)")
-    parser.add_argument("--network", choices=("auto", "unet", "resenc", "revmbconv"), default="auto",
-                        help="network family; auto: revmbconv when planning for a GPU budget, unet for this CPU")
+    add_network_option(parser, "auto: revmbconv when planning for a GPU budget, unet for this CPU")
     parser.add_argument("--configurations", nargs="+", default=["3d_fullres", "2d", "3d_lowres"],
                         choices=("3d_fullres", "2d", "3d_lowres"))
     parser.add_argument("--max-depth-multiplier", type=int, default=2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from segkit.cli.options import add_device_option, add_precision_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,10 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--validate-every", type=int, default=1, help="validate every N epochs (default 1)")
     p.add_argument("--resume", action="store_true", help="continue from fold_<F>/checkpoint_latest.pt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="training arithmetic (weights, optimiser and loss stay fp32): auto = bf16 on CUDA where "
-                        "supported, else fp16; bf16 on CPUs with hardware bf16 (AMX/AVX512-BF16); else fp32")
+    add_device_option(p)
+    add_precision_option(p, "training arithmetic (weights, optimiser and loss stay fp32): auto = bf16 on CUDA "
+                            "where supported, else fp16; bf16 on CPUs with hardware bf16 (AMX/AVX512-BF16); else fp32")
     p.add_argument("--no-amp", action="store_true", help="same as --precision fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--channels-last", action="store_true", help="channels_last(_3d) memory layout")

@@ -1,6 +1,7 @@
-"""Networks: plain U-Net, residual-encoder U-Net and the reversible RevMBConv U-Net."""
+"""Networks: plain U-Net, residual-encoder U-Net and the reversible RevMBConv U-Net, and their registry."""
 
-from segkit.networks.build import build_network, validate_architecture
+from segkit.networks.architecture import validate_architecture
+from segkit.networks.build import build_network
 from segkit.networks.revmbconv import set_mode
 
 __all__ = ["build_network", "validate_architecture", "set_mode"]

@@ -6,7 +6,12 @@ import torch
 from torch import nn
 
 from segkit.networks.blocks import ConvNormAct, activation, make_conv, make_norm
-from segkit.networks.unet import UNetSkeleton, plain_decoder
+from segkit.networks.family import NetworkFamily
+from segkit.networks.tally import Tally, conv_norm_act, conv_params, norm_params
+from segkit.networks.unet import PLAIN_WORKSPACE_BYTES, UNetSkeleton, plain_decoder, tally_plain_decoder
+
+# ResEnc presets put more residual blocks in deeper stages.
+RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6)
 
 
 class ResidualBlock(nn.Module):
@@ -25,6 +30,11 @@ class ResidualBlock(nn.Module):
         if c_in != c_out:
             skip += [make_conv(c_in, c_out, [1] * dims), make_norm(norm, c_out, dims)]
         self.skip = nn.Sequential(*skip)
+
+    @property
+    def last_norm_before_add(self) -> nn.Module:
+        """The norm ending the residual branch ("he" init zeroes it so the block starts as its skip)."""
+        return self.conv2[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual block output."""
@@ -46,3 +56,36 @@ def build_resenc(arch: dict, in_channels: int, num_outputs: int) -> UNetSkeleton
     return UNetSkeleton(encoder, decoder, heads, arch.get("deep_supervision", True))
 
 
+def resenc_stage_defaults(stages: int, depth_multiplier: int) -> dict:
+    """nnU-Net ResEnc preset block counts per stage, one decoder block per resolution (times the multiplier)."""
+    return {"blocks_per_stage": [b * depth_multiplier for b in RESENC_BLOCKS[:stages]],
+            "decoder_blocks_per_stage": [1 * depth_multiplier] * (stages - 1)}
+
+
+def tally_residual_block(t: Tally, c_in: int, c_out: int, kernel: list[int], stride: list[int], vox: int) -> None:
+    """Tally a ResidualBlock: conv1 out, act1 out, conv2 out, sum/act out; the skip projection."""
+    t.parameters += conv_params(c_in, c_out, kernel) + conv_params(c_out, c_out, kernel) + 2 * norm_params(c_out)
+    t.store(4 * c_out * vox)
+    if c_in != c_out:
+        t.parameters += conv_params(c_in, c_out, [1] * len(kernel)) + norm_params(c_out)
+        t.store(c_out * vox + (c_in * vox if max(stride) > 1 else 0))
+
+
+def tally_resenc(t: Tally, arch: dict, vox: list[int], in_channels: int, num_outputs: int) -> None:
+    """Tally build_resenc: stem ConvNormAct, residual blocks per stage, then the plain decoder."""
+    c_prev = in_channels
+    for s, (f, k, n) in enumerate(zip(arch["features_per_stage"], arch["kernel_sizes"], arch["blocks_per_stage"])):
+        if s == 0:
+            conv_norm_act(t, in_channels, f, k, vox[0])
+            c_prev = f
+        for i in range(max(1, n)):
+            tally_residual_block(t, c_prev if i == 0 else f, f, k, arch["strides"][s] if i == 0 else [1] * len(k),
+                                 vox[s])
+        c_prev = f
+    tally_plain_decoder(t, arch, vox, num_outputs)
+
+
+FAMILY = NetworkFamily(
+    name="resenc", build=build_resenc, stage_defaults=resenc_stage_defaults, tally=tally_resenc,
+    workspace_bytes=PLAIN_WORKSPACE_BYTES, description="nnU-Net's residual-encoder U-Net (ResEnc presets)",
+    default_init="pytorch")

@@ -9,9 +9,26 @@ from __future__ import annotations
 
 from torch import nn
 
-from segkit.networks.blocks import ConvNormAct, activation, make_conv, make_head, make_norm, make_upsample, ones
-from segkit.networks.reversible import GRID_BITS, CouplingBlock, ReversibleSequence
+from segkit.networks.blocks import ConvNormAct, make_conv, make_head, make_norm, make_upsample, ones
+from segkit.networks.family import NetworkFamily
+from segkit.networks.reversible import GRID_BITS, MODES, CouplingBlock, ReversibleSequence
+from segkit.networks.tally import Tally, conv_norm_act, conv_params, norm_params, tally_head
 from segkit.networks.unet import DecoderStage, UNetSkeleton
+
+# Reversible stages store one tensor however deep they are, so depth is cheap; keep the
+# expansion low at full resolution where recomputing a block is the transient peak.
+REVMBCONV_BLOCKS = (2, 2, 2, 4, 4, 4, 4, 4)
+REVMBCONV_EXPANSION = (1, 2, 2, 4, 4, 4, 4, 4)
+# Memory constants fitted to measured CPU peaks (docs/benchmarks.md): gradient buffers alive early
+# in backward (units of the finest stage tensor);
+REVMBCONV_GRAD_BUFFERS = 2.2
+# stream buffers a reversible/checkpointed stage holds while recomputing one block (dy, the
+# reconstructed x, dx, the concatenated input gradient), in units of the stage tensor;
+REVERSIBLE_STREAM_BUFFERS = 3.0
+# hidden-size gradient/scratch buffers alive while backpropagating through one recomputed branch;
+RECOMPUTE_EXTRA_HIDDEN = 3.0
+# runtime working memory with the depthwise convs and group norms (~23 MiB).
+REVMBCONV_WORKSPACE_BYTES = 23 * 2 ** 20
 
 
 class MBConv(nn.Sequential):
@@ -85,3 +102,66 @@ def set_mode(network: nn.Module, mode: str) -> None:
             module.mode = mode
 
 
+def with_mode(arch: dict, mode: str) -> dict:
+    """The entry running in mode (reversible, plain or checkpoint): same network, same state_dict keys."""
+    if mode not in MODES:
+        raise ValueError(f"unknown revmbconv mode {mode!r}; choose from {MODES}")
+    return {**arch, "reversible": mode != "plain", "checkpointing": mode == "checkpoint"}
+
+
+def revmbconv_stage_defaults(stages: int, depth_multiplier: int) -> dict:
+    """Two to four coupling blocks per encoder stage, one per decoder resolution, low expansion at full resolution."""
+    return {"blocks_per_stage": [b * depth_multiplier for b in REVMBCONV_BLOCKS[:stages]],
+            "decoder_blocks_per_stage": [1 * depth_multiplier] * (stages - 1),
+            "expansion_ratios": list(REVMBCONV_EXPANSION[:stages]), "reversible": True, "checkpointing": False}
+
+
+def tally_mbconv_stage(t: Tally, channels: int, blocks: int, expansion: float, kernel: list[int],
+                       vox: int, mode: str) -> None:
+    """Tally MBConv coupling blocks (non-in-place SiLU: 6 hidden tensors per branch) in one mode."""
+    half = channels // 2
+    hidden = max(1, int(round(half * expansion)))
+    unit = [1] * len(kernel)
+    branch = (conv_params(half, hidden, unit, bias=False) + norm_params(hidden)
+              + conv_params(hidden, hidden, kernel, hidden, bias=False) + norm_params(hidden)
+              + conv_params(hidden, half, unit, bias=False) + norm_params(half))
+    t.parameters += 2 * branch * blocks
+    if blocks == 0:
+        return
+    if mode == "plain":
+        t.store((blocks * (12 * hidden + 4 * half) + channels) * vox)
+    elif mode == "checkpoint":
+        # the recompute rebuilds the whole block's graph (both branches and both outputs)
+        t.store((blocks + 1) * channels * vox)
+        t.peak((12 * hidden + 4 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox
+               + REVERSIBLE_STREAM_BUFFERS * channels * vox)
+    else:
+        t.store(channels * vox)
+        t.peak((6 * hidden + 2 * half + RECOMPUTE_EXTRA_HIDDEN * hidden) * vox
+               + REVERSIBLE_STREAM_BUFFERS * channels * vox)
+
+
+def tally_revmbconv(t: Tally, arch: dict, vox: list[int], in_channels: int, num_outputs: int) -> None:
+    """Tally build_revmbconv: conv -> norm transitions (1x), MBConv stages in the entry's mode, reduce + heads."""
+    feats, kernels, strides = arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
+    expansion, mode = arch["expansion_ratios"], execution_mode(arch)
+    c_prev = in_channels
+    for s, (f, k, n) in enumerate(zip(feats, kernels, arch["blocks_per_stage"])):
+        conv_norm_act(t, c_prev, f, k, vox[s], act=False, bias=False)
+        tally_mbconv_stage(t, f, n, expansion[s], k, vox[s], mode)
+        c_prev = f
+    for d, s in enumerate(range(len(feats) - 2, -1, -1)):
+        f, k = feats[s], kernels[s]
+        t.parameters += conv_params(feats[s + 1], f, strides[s + 1], bias=False)
+        t.store(2 * f * vox[s])
+        conv_norm_act(t, 2 * f, f, [1] * len(k), vox[s], act=False, bias=False)
+        tally_mbconv_stage(t, f, arch["decoder_blocks_per_stage"][d], expansion[s], k, vox[s], mode)
+        tally_head(t, arch, s, f, vox[s], num_outputs, REVMBCONV_GRAD_BUFFERS)
+
+
+FAMILY = NetworkFamily(
+    name="revmbconv", build=build_revmbconv, stage_defaults=revmbconv_stage_defaults, tally=tally_revmbconv,
+    workspace_bytes=REVMBCONV_WORKSPACE_BYTES,
+    description="reversible MBConv U-Net (memory for depth and patch size; GPU budgets)",
+    stage_keys=("expansion_ratios",), execution_modes=MODES, compared_modes=("reversible", "plain"),
+    with_mode=with_mode, execution_mode=execution_mode, grows=True, default_init="pytorch")

@@ -1,4 +1,4 @@
-"""The U-Net skeleton shared by all families, and nnU-Net's default plain U-Net."""
+"""The U-Net skeleton shared by all families, and nnU-Net's default plain U-Net (family "unet")."""
 
 from __future__ import annotations
 
@@ -6,6 +6,15 @@ import torch
 from torch import nn
 
 from segkit.networks.blocks import ConvNormAct, cat_skip, make_head, make_upsample
+from segkit.networks.family import NetworkFamily
+from segkit.networks.tally import Tally, conv_norm_act, conv_params, tally_head
+
+# Gradient buffers alive at the peak early in backward, in units of the finest stage tensor (the
+# plain decoder backpropagates through a 3x3 conv on the 2C concatenation); fitted to measured
+# CPU peaks (two patch sizes per family, the other configurations held out; docs/benchmarks.md).
+PLAIN_DECODER_GRAD_BUFFERS = 3.4
+# oneDNN scratch, kernels and allocator slack of a plain conv network (~10 MiB, measured).
+PLAIN_WORKSPACE_BYTES = 10 * 2 ** 20
 
 
 class DecoderStage(nn.Module):
@@ -78,3 +87,37 @@ def build_unet(arch: dict, in_channels: int, num_outputs: int) -> UNetSkeleton:
         c_prev = f
     decoder, heads = plain_decoder(arch, num_outputs)
     return UNetSkeleton(encoder, decoder, heads, arch.get("deep_supervision", True))
+
+
+def unet_stage_defaults(stages: int, depth_multiplier: int) -> dict:
+    """nnU-Net's default: two convs per encoder and decoder stage (times the depth multiplier)."""
+    return {"blocks_per_stage": [2 * depth_multiplier] * stages,
+            "decoder_blocks_per_stage": [2 * depth_multiplier] * (stages - 1)}
+
+
+def tally_plain_decoder(t: Tally, arch: dict, vox: list[int], num_outputs: int) -> None:
+    """Tally plain_decoder: transposed conv (freed after the concat), the concat the first conv saves, convs, heads."""
+    feats, kernels, strides = arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
+    for d, s in enumerate(range(len(feats) - 2, -1, -1)):
+        f, k, n = feats[s], kernels[s], arch["decoder_blocks_per_stage"][d]
+        t.parameters += conv_params(feats[s + 1], f, strides[s + 1])
+        t.store(2 * f * vox[s])
+        for i in range(max(1, n)):
+            conv_norm_act(t, 2 * f if i == 0 else f, f, k, vox[s])
+        tally_head(t, arch, s, f, vox[s], num_outputs, PLAIN_DECODER_GRAD_BUFFERS)
+
+
+def tally_unet(t: Tally, arch: dict, vox: list[int], in_channels: int, num_outputs: int) -> None:
+    """Tally build_unet: ConvNormAct stacks (conv output + activation output each), then the plain decoder."""
+    c_prev = in_channels
+    for s, (f, k, n) in enumerate(zip(arch["features_per_stage"], arch["kernel_sizes"], arch["blocks_per_stage"])):
+        for i in range(max(1, n)):
+            conv_norm_act(t, c_prev if i == 0 else f, f, k, vox[s])
+        c_prev = f
+    tally_plain_decoder(t, arch, vox, num_outputs)
+
+
+FAMILY = NetworkFamily(
+    name="unet", build=build_unet, stage_defaults=unet_stage_defaults, tally=tally_unet,
+    workspace_bytes=PLAIN_WORKSPACE_BYTES, description="nnU-Net's plain U-Net (conv-norm-LeakyReLU stacks)",
+    default_init="pytorch")

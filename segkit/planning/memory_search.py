@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import math
 
+from segkit.networks.architecture import total_strides
+from segkit.networks.registry import family_of
 from segkit.planning.memory import estimate_peak_bytes
 
 MAX_DEPTH_MULTIPLIER = 64
@@ -23,11 +25,6 @@ def _peak(arch: dict, patch: list[int], ctx: dict) -> int:
                                ctx.get("dtype_bytes", 4), ctx.get("optimizer", "sgd"))["total"]
 
 
-def divisors(arch: dict) -> list[int]:
-    """Product of strides per axis: every patch axis must be a multiple of it."""
-    return [math.prod(stride[axis] for stride in arch["strides"]) for axis in range(len(arch["strides"][0]))]
-
-
 def patch_at_scale(shape: list[int], scale: float, divisor: list[int]) -> list[int]:
     """shape * scale rounded down to the divisors (at least one divisor per axis)."""
     return [max(d, int(size * scale // d) * d) for size, d in zip(shape, divisor)]
@@ -36,7 +33,7 @@ def patch_at_scale(shape: list[int], scale: float, divisor: list[int]) -> list[i
 def largest_patch(budget_bytes: int, arch: dict, median_shape: list[int], ctx: dict,
                   max_shape: list[int] | None = None) -> list[int] | None:
     """The largest patch with the median shape's aspect ratio that fits (None if not even the smallest)."""
-    div = divisors(arch)
+    div = total_strides(arch)
     fits = lambda scale: _peak(arch, _capped(patch_at_scale(median_shape, scale, div), max_shape, div), ctx) <= budget_bytes
     if not fits(0.0):
         return None
@@ -94,11 +91,9 @@ def widest(budget_bytes: int, arch: dict, patch: list[int], ctx: dict) -> dict |
 
 
 def variants(arch: dict) -> dict[str, dict]:
-    """The reversible and plain versions of a revmbconv entry; other families only as themselves."""
-    if arch.get("family") != "revmbconv":
-        return {"plain": arch}
-    return {"reversible": {**arch, "reversible": True, "checkpointing": False},
-            "plain": {**arch, "reversible": False, "checkpointing": False}}
+    """The entry in each mode its family compares (revmbconv: reversible and plain; others: plain only)."""
+    family = family_of(arch)
+    return {mode: family.with_mode(arch, mode) for mode in family.compared_modes}
 
 
 def search_configuration(budget_bytes: int, base_arch: dict, median_shape: list[int], patch_size: list[int],
@@ -127,6 +122,13 @@ def tradeoff_rows(budget_bytes: int, base_arch: dict, median_shape: list[int], p
     found = search_configuration(budget_bytes, base_arch, median_shape, patch_size, batch_size, in_channels,
                                  num_outputs, **kwargs)
     return [{"mode": mode, "budget_bytes": int(budget_bytes), **row} for mode, row in found.items()]
+
+
+def tradeoff_table(entry: dict, budget_bytes: int, in_channels: int, num_outputs: int) -> str:
+    """Printable 'for the budget: largest patch, deepest, widest, reversible vs plain' for a plans configuration."""
+    rows = tradeoff_rows(int(budget_bytes), entry["architecture"], list(entry.get("median_shape") or entry["patch_size"]),
+                         list(entry["patch_size"]), int(entry.get("batch_size", 2)), in_channels, num_outputs)
+    return format_tradeoff_table(rows)
 
 
 def format_tradeoff_table(rows: list[dict]) -> str:

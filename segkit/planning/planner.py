@@ -1,8 +1,8 @@
 """Plan configurations (3d_fullres, 2d, 3d_lowres) within a memory budget.
 
 For each configuration the planner fixes the target spacing, then spends the budget in
-this order: the largest patch up to the median image, then depth, then width (network
-families that grow), then batch size. Every candidate is priced by the bytes-level memory
+this order: the largest patch up to the median image, then depth, then width (for registered
+families marked `grows`), then batch size. Every candidate is priced by the bytes-level memory
 model in `segkit.planning.memory`; the chosen prediction and the budget go into plans.json.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segkit.io.dataset import DatasetInfo
+from segkit.networks.registry import get_family
 from segkit.planning.architecture import make_architecture
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.mirroring import mirror_axes_for
@@ -142,7 +143,7 @@ def plan_configuration(name: str, target_spacing: list[float], median_shape: lis
     shape = [median_shape[a] for a in axes]
     budget = options.budget_bytes
     patch, arch, memory = largest_patch(shape, spacing, options.network, price, budget)
-    if options.network == "revmbconv" and memory["total"] <= budget:
+    if get_family(options.network).grows and memory["total"] <= budget:
         _, topology = fit_patch_to_topology(patch, spacing)
         arch, memory, depth, width = grow_network(
             lambda d, w: make_architecture(options.network, topology, d, w), patch, price, budget, options)

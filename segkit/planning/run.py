@@ -8,6 +8,8 @@ from segkit.errors import UserError
 from segkit.fingerprint import FINGERPRINT_VERSION, compute_fingerprint
 from segkit.io.dataset import DatasetInfo, load_dataset, training_cases
 from segkit.jsonio import read_json, write_json
+from segkit.networks.registry import family_names
+from segkit.planning.memory_search import tradeoff_table
 from segkit.planning.planner import GIB, PlanOptions, detect_budget, plan_dataset
 from segkit.planning.summary import plans_summary
 from segkit.workdir import fingerprint_path, plans_path, resolve_work_dir
@@ -45,6 +47,8 @@ def resolve_network(network: str, planning_for_cpu: bool) -> str:
     (docs/benchmarks.md, training).
     """
     if network != "auto":
+        if network not in family_names():
+            raise UserError(f"unknown network family {network!r}; choose from auto, {', '.join(family_names())}")
         return network
     return "unet" if planning_for_cpu else "revmbconv"
 
@@ -82,9 +86,5 @@ def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_worker
 
 def tradeoff_text(plans: dict, budget: int) -> str:
     """The memory model's reversible-vs-plain trade-off table for the full-resolution configuration."""
-    from segkit.planning import memory
-
-    if not hasattr(memory, "tradeoff_table"):
-        return ""
     entry = plans["configurations"]["3d_fullres"]
-    return memory.tradeoff_table(entry, budget, plans["num_channels"], plans["num_outputs"])
+    return tradeoff_table(entry, budget, plans["num_channels"], plans["num_outputs"])

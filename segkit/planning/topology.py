@@ -11,8 +11,9 @@ Rules (documented in docs/planning.md):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from segkit.networks.architecture import stride_product
 
 MIN_FEATURE_MAP = 4
 BASE_FEATURES = 32
@@ -36,7 +37,7 @@ class Topology:
     @property
     def divisor(self) -> list[int]:
         """Product of strides per axis: each patch axis must be a multiple of it."""
-        return [math.prod(stride[axis] for stride in self.strides) for axis in range(len(self.strides[0]))]
+        return stride_product(self.strides)
 
 
 def plan_topology(spacing: list[float], patch_size: list[int]) -> Topology:

@@ -21,20 +21,14 @@ from typing import Callable, Iterator
 
 import torch
 
+from segkit.networks.architecture import stage_keys, total_strides
+
 TARGET_STEPS = 1000
 FIT_SHARE = 0.75                 # share of the budget expected to go to training steps
 MAX_FIT_SHARE_OF_BUDGET = 0.12   # stop measuring candidates after this share of the budget
 MIN_BOTTLENECK = 4               # voxels per axis of the coarsest feature map
 MIN_STAGES = 3
 MIN_WIDTH = 8                    # default first-stage width the fit never halves below (recipes may raise it)
-
-
-def total_strides(arch: dict) -> list[int]:
-    """Product of the strides per axis (the patch must be divisible by it)."""
-    totals = [1] * len(arch["strides"][0])
-    for stride in arch["strides"]:
-        totals = [t * s for t, s in zip(totals, stride)]
-    return totals
 
 
 def _halve_width(entry: dict, min_width: int = MIN_WIDTH) -> dict | None:
@@ -50,9 +44,8 @@ def _halve_width(entry: dict, min_width: int = MIN_WIDTH) -> dict | None:
 def _drop_last_stage(arch: dict) -> dict:
     """The architecture without its coarsest stage (and that stage's decoder resolution)."""
     out = copy.deepcopy(arch)
-    for key in ("features_per_stage", "kernel_sizes", "strides", "blocks_per_stage", "expansion_ratios"):
-        if key in out:
-            out[key] = out[key][:-1]
+    for key in stage_keys(arch):
+        out[key] = out[key][:-1]
     out["decoder_blocks_per_stage"] = out["decoder_blocks_per_stage"][1:]
     return out
 

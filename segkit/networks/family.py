@@ -1,0 +1,56 @@
+"""NetworkFamily: everything segkit knows about one network family, in one record.
+
+Each family module (segkit/networks/unet.py, resenc.py, revmbconv.py) defines its builder, the
+per-stage defaults the planner starts from, its memory tally and a `FAMILY` record pointing at
+them; `segkit.networks.registry` registers the records. The planner, the memory model, the
+hardware fit, bench-memory and the CLI read the registry, never a family name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from segkit.networks.tally import Tally
+
+
+def same_architecture(arch: dict, mode: str) -> dict:
+    """with_mode for families with a single execution mode: the entry itself."""
+    return arch
+
+
+def plain_mode(arch: dict) -> str:
+    """execution_mode for families with a single execution mode."""
+    return "plain"
+
+
+@dataclass(frozen=True)
+class NetworkFamily:
+    """A network family: builder, planner defaults, memory tally, architecture keys and execution modes."""
+
+    name: str
+    # (architecture entry, in_channels, num_outputs) -> nn.Module
+    build: Callable[[dict, int, int], "nn.Module"]
+    # (number of stages, depth multiplier) -> blocks_per_stage, decoder_blocks_per_stage and the family's own keys
+    stage_defaults: Callable[[int, int], dict]
+    # (tally, architecture entry, voxels per stage, in_channels, num_outputs): add every layer's parameters,
+    # stored activations and transients, mirroring `build` (checked against autograd in the memory tests)
+    tally: Callable[["Tally", dict, list[int], int, int], None]
+    # runtime working memory that does not scale with patch, depth or width (kernels' scratch, allocator slack)
+    workspace_bytes: int
+    description: str = ""
+    # lists in the entry with one value per stage beyond the common ones (validated, cut with the stage)
+    stage_keys: tuple[str, ...] = ()
+    # ways one entry can run (same parameters), e.g. reversible / plain / checkpoint; bench-memory measures them
+    execution_modes: tuple[str, ...] = ("plain",)
+    # the modes the memory trade-off table compares
+    compared_modes: tuple[str, ...] = ("plain",)
+    with_mode: Callable[[dict, str], dict] = same_architecture
+    execution_mode: Callable[[dict], str] = plain_mode
+    # whether the planner spends leftover memory on depth and width for this family
+    grows: bool = False
+    # weight initialisation when an entry has no "init" key (segkit.networks.init.INIT_SCHEMES)
+    default_init: str = "pytorch"
