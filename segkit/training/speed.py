@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from segkit.errors import UserError
+from segkit.inference.acceleration import memory_format_for
 from segkit.networks.reversible import CouplingBlock
 
 COMPILE_MODES = ("off", "network", "branches")
@@ -36,18 +37,13 @@ class SpeedSwitches:
         return asdict(self)
 
 
-def memory_format(spatial_dims: int) -> torch.memory_format:
-    """channels_last_3d for 3D networks, channels_last for 2D."""
-    return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
-
-
 def apply_to_model(model: torch.nn.Module, switches: SpeedSwitches, spatial_dims: int, device: torch.device
                    ) -> torch.nn.Module:
     """Set the cuDNN autotuner, the layout and in-place branch compilation on a built model (same state_dict keys)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = switches.cudnn_benchmark
     if switches.channels_last:
-        model = model.to(memory_format=memory_format(spatial_dims))
+        model = model.to(memory_format=memory_format_for(spatial_dims))
     if switches.compile == "branches":
         for block in model.modules():
             if isinstance(block, CouplingBlock):
