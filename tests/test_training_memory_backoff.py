@@ -9,7 +9,8 @@ import torch
 from segkit.cli import main as segkit_main
 from segkit.errors import UserError
 from segkit.training import memory_backoff
-from segkit.training.memory_backoff import back_off, candidates, is_out_of_memory, shrink_patch
+from segkit.oom import is_out_of_memory
+from segkit.training.memory_backoff import back_off, candidates, shrink_patch
 from training_data import TINY_ARCH, copy_work, make_work_dir
 
 CPU = torch.device("cpu")

@@ -15,12 +15,11 @@ smallest one does not is it a UserError (one line, exit 2), never a traceback.
 from __future__ import annotations
 
 import copy
-import gc
-import math
 from typing import Callable, Iterator
 
 import torch
 
+from segkit import oom
 from segkit.errors import UserError
 from segkit.training.fitting import total_strides
 from segkit.training.losses import build_loss
@@ -29,37 +28,14 @@ from segkit.training.recipe import Recipe, build_optimizer
 PROBE_DEVICE_TYPES = ("cuda",)       # where the probe runs (tests add "cpu" with an injected error)
 PROBE_STEPS = 2
 MIN_BATCH = 2
-PATCH_STEP = 0.8
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """True for CUDA's OutOfMemoryError and the older 'out of memory' RuntimeError."""
-    if isinstance(err, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-
-
-def _network_spacing(entry: dict) -> list[float]:
-    """Voxel spacing along the patch's axes (2D: the two axes other than the slice axis)."""
-    spacing = list(entry.get("target_spacing") or [1.0] * len(entry["patch_size"]))
-    if len(spacing) > len(entry["patch_size"]):
-        spacing.pop(int(entry.get("slice_axis", 0)))
-    return [float(s) for s in spacing]
+PATCH_STEP = oom.PATCH_STEP
 
 
 def shrink_patch(entry: dict) -> dict | None:
     """The entry with a smaller patch by the planner's rule (same architecture), or None at the smallest."""
-    divisor = total_strides(entry["architecture"])
-    spacing = _network_spacing(entry)
-    patch = list(entry["patch_size"])
-    target = math.prod(patch) * PATCH_STEP
-    while math.prod(patch) > target:
-        shrinkable = [axis for axis in range(len(patch)) if patch[axis] - divisor[axis] >= divisor[axis]]
-        if not shrinkable:
-            break
-        axis = max(shrinkable, key=lambda a: patch[a] * spacing[a])
-        patch[axis] -= divisor[axis]
-    if patch == list(entry["patch_size"]):
+    patch = oom.shrink_patch(entry["patch_size"], oom.patch_spacing(entry), total_strides(entry["architecture"]),
+                             PATCH_STEP)
+    if patch is None:
         return None
     out = copy.deepcopy(entry)
     out["patch_size"] = patch
@@ -79,22 +55,6 @@ def candidates(entry: dict, min_batch: int = MIN_BATCH) -> Iterator[tuple[str, d
         yield f"patch {current['patch_size']}", current
 
 
-def device_peaks(device: torch.device) -> dict:
-    """The allocator's peaks since the last reset (CUDA), else nothing."""
-    if device.type != "cuda":
-        return {}
-    return {"max_memory_allocated": int(torch.cuda.max_memory_allocated(device)),
-            "max_memory_reserved": int(torch.cuda.max_memory_reserved(device))}
-
-
-def _release(device: torch.device) -> None:
-    """Return the probe's memory before the next attempt."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
 def _targets(outputs: list[torch.Tensor], label_mode: str, num_outputs: int) -> list[torch.Tensor]:
     """All-background targets shaped like the trainer's (label map for softmax, region masks for sigmoid)."""
     channels = 1 if label_mode == "softmax" else num_outputs
@@ -104,7 +64,7 @@ def _targets(outputs: list[torch.Tensor], label_mode: str, num_outputs: int) -> 
 def probe_step(entry: dict, in_channels: int, num_outputs: int, label_mode: str, recipe: Recipe, batch_size: int,
                device: torch.device, autocast: Callable[[], object], build: Callable) -> dict:
     """PROBE_STEPS optimiser steps of a fresh network on random data; the device's peaks (raises on OOM)."""
-    _release(device)
+    oom.release(device)
     model = build(entry["architecture"], in_channels, num_outputs).to(device)
     optimizer = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
     data = torch.randn(batch_size, in_channels, *entry["patch_size"], device=device)
@@ -119,7 +79,7 @@ def probe_step(entry: dict, in_channels: int, num_outputs: int, label_mode: str,
         optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return device_peaks(device)
+    return oom.device_peaks(device)
 
 
 def back_off(entry: dict, probe: Callable[[dict], dict], device: torch.device,
@@ -136,18 +96,18 @@ def back_off(entry: dict, probe: Callable[[dict], dict], device: torch.device,
         try:
             peaks = probe(candidate)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
-            if not is_out_of_memory(err):
+            if not oom.is_out_of_memory(err):
                 raise
             fits = False
         if not fits:
-            peaks = device_peaks(device)        # what the allocator held when it failed
-            _release(device)
+            peaks = oom.device_peaks(device)        # what the allocator held when it failed
+            oom.release(device)
         fits = agree(fits)
         attempts.append({"change": change, "batch_size": candidate["batch_size"],
                          "patch_size": list(candidate["patch_size"]), "fits": fits, **peaks})
         log(f"memory probe: {change}: {'fits' if fits else 'out of memory'}")
         if fits:
-            _release(device)
+            oom.release(device)
             record = {"rule": "out-of-memory back-off: halve the batch (down to 2), then shrink the patch "
                               "(planner's rule); first candidate whose probe steps fit",
                       "chosen": change, "attempts": attempts,
