@@ -85,11 +85,12 @@ def fit_calibration(rows: list[dict]) -> dict:
         members = [r for r in rows if group_key(r["precision"], r["cudnn_benchmark"]) == key]
         x = np.array([r["features"]["step"] for r in members], dtype=float)
         y = np.array([r["measured_step"] - r["features"]["optimizer"] for r in members], dtype=float)
+        factor, workspace = 0.0, 0.0
         if len(members) >= 2 and np.ptp(x) > 0:
             factor, workspace = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), y, rcond=None)[0]
-        else:
+        if factor <= 0 or workspace < 0:      # too few or too noisy points for two constants: a factor alone
             factor, workspace = float(y.sum() / max(x.sum(), 1.0)), 0.0
-        groups[key] = {"activation_factor": round(float(factor), 4), "workspace_bytes": int(max(workspace, 0.0)),
+        groups[key] = {"activation_factor": round(float(factor), 4), "workspace_bytes": int(workspace),
                        "points": len(members)}
     totals = np.array([r["features"]["parameters"] + r["measured_step"] for r in rows], dtype=float)
     reserved = np.array([r["measured_reserved_total"] for r in rows], dtype=float)
