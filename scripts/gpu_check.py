@@ -47,13 +47,14 @@ from segkit.networks.measure import measure_step  # noqa: E402
 from segkit.oom import is_out_of_memory  # noqa: E402
 from segkit.planning.cuda_calibration import (CALIBRATION_PATH, fit_calibration, group_key,  # noqa: E402
                                               predict_cuda_bytes, step_features)
-from segkit.planning.memory_search import divisors, largest_patch, patch_at_scale  # noqa: E402
+from segkit.planning.memory_search import divisors, largest_patch  # noqa: E402
 from segkit.training.losses import build_loss  # noqa: E402
 from segkit.training.trainer import train_step  # noqa: E402
 
 MARK_START, MARK_END = "<!-- gpu_check results: start -->", "<!-- gpu_check results: end -->"
 IN_CHANNELS, NUM_OUTPUTS = 1, 3
-SHARES = {"memory": 0.40, "largest_patch": 0.20, "speed": 0.25, "nnunet": 0.15}
+# shares of --minutes; the 15 % left over absorbs a measurement that starts just before its part's deadline
+SHARES = {"memory": 0.35, "largest_patch": 0.15, "speed": 0.25, "nnunet": 0.10}
 
 
 def architectures(tiny: bool) -> dict[str, dict]:
@@ -77,10 +78,12 @@ def settings(args: argparse.Namespace) -> dict:
     on_cuda = args.device.startswith("cuda")
     groups = [("fp32", False), ("bf16", False), ("fp16", False), ("bf16", True)] if on_cuda else [("fp32", False), ("bf16", False)]
     if args.dry_run:
-        return {"patches": [[8, 16, 16], [16, 16, 16], [16, 32, 32]], "batches": [1], "groups": groups,
-                "budget_bytes": 64 << 20, "speed_patch": [8, 16, 16], "speed_batch": 1, "steps": 1, "tiny": True}
+        return {"patches": [[4, 8, 8], [8, 8, 8], [8, 16, 16]], "batches": [1], "groups": groups,
+                "budget_bytes": 64 << 20, "speed_patch": [4, 8, 8], "speed_batch": 1, "steps": 1, "tiny": True,
+                "largest_patch_trials": 3}
     return {"patches": [[64, 64, 64], [96, 96, 96], [128, 128, 128]], "batches": [2, 4], "groups": groups,
-            "budget_bytes": 8 << 30, "speed_patch": [128, 128, 128], "speed_batch": 2, "steps": 10, "tiny": False}
+            "budget_bytes": 8 << 30, "speed_patch": [128, 128, 128], "speed_batch": 2, "steps": 10, "tiny": False,
+            "largest_patch_trials": 7}
 
 
 class Part:
@@ -115,10 +118,12 @@ def _measure(spec: dict) -> dict | None:
 def memory_grid(args, cfg: dict, part: Part) -> dict:
     """Measured allocated/reserved peaks over the grid; the fitted CUDA constants; held-out errors."""
     rows = []
+    # every group x family x patch at the first batch size before any point at a larger batch, so a
+    # time-limited run still has the fit's patches and the held-out middle one for each group
     points = [(family, arch, patch, batch, precision, bench)
-              for patch in (cfg["patches"][0], cfg["patches"][-1], cfg["patches"][1])   # held-out middle patch last
               for batch in cfg["batches"] for precision, bench in cfg["groups"]
-              for family, arch in architectures(cfg["tiny"]).items()]
+              for family, arch in architectures(cfg["tiny"]).items()
+              for patch in (cfg["patches"][0], cfg["patches"][-1], cfg["patches"][1])]
     for family, arch, patch, batch, precision, bench in points:
         if not part.left():
             break
@@ -173,19 +178,20 @@ def largest_measured_patch(args, cfg: dict, part: Part) -> dict:
             print(f"largest patch {mode} {patch}: {'OOM' if total is None else f'{total / 2 ** 20:.0f} MiB'}", flush=True)
             return total is not None and total <= budget
 
-        low, high = 0.0, None
-        scale = guess[0] / cube[0]
-        for _ in range(7):
-            if not part.left():
+        low, high = 0, None                                     # patch = k x the total strides per axis
+        k = max(1, guess[0] // div[0])
+        for _ in range(cfg["largest_patch_trials"]):
+            if not part.left() or (high is not None and high - low <= 1):
                 break
-            patch = patch_at_scale(cube, scale, div)
-            if fits(patch):
-                low = scale
-                scale = scale * 1.25 if high is None else (scale + high) / 2
+            if fits([k * d for d in div]):
+                low = k
+                k = k * 5 // 4 + 1 if high is None else (k + high) // 2
             else:
-                high = scale
-                scale = (low + scale) / 2 if low else scale * 0.75
-        best = patch_at_scale(cube, low, div) if low else None
+                high = k
+                k = (low + k) // 2 if low else max(1, k * 3 // 4)
+                if k == high:
+                    break
+        best = [low * d for d in div] if low else None
         result[mode] = {"predicted_patch": guess, "largest_measured_patch": best,
                         "voxels": math.prod(best) if best else 0, "trials": trials}
     if result["plain"]["voxels"]:
@@ -318,6 +324,7 @@ def nnunet_comparison(args, cfg: dict, part: Part) -> dict:
 def _run_part(name: str, function, args, cfg: dict) -> dict:
     """One part; an unexpected error is recorded (with its last traceback line) and the script goes on."""
     start = time.monotonic()
+    print(f"== {name}", flush=True)
     try:
         result = function(args, cfg, Part(args.minutes, SHARES[name], args.dry_run))
     except Exception as err:  # noqa: BLE001

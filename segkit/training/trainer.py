@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from segkit import oom
 from segkit.jsonio import read_json, write_json
 from segkit.networks import build_network
 from segkit.training import checkpoint as ckpt
@@ -200,7 +201,7 @@ def end_epoch(run: Run, schedule: Schedule, record: dict, improved: bool, epoch_
     state.epoch += 1
     state.epoch_seconds.append(time.monotonic() - epoch_start)
     record |= {"epoch_time_s": round(state.epoch_seconds[-1], 3), "elapsed_s": round(run.budget.elapsed(), 1),
-               "peak_memory_bytes": peak_memory_bytes(setup.device)}
+               "peak_memory_bytes": peak_memory_bytes(setup.device), **oom.device_peaks(setup.device)}
     change = run.budget.after_epoch(schedule, state.epoch, state.epoch_seconds, setup.recipe.epochs)
     if change:
         record["schedule_change"] = change
