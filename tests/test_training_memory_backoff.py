@@ -123,3 +123,17 @@ def test_training_with_an_injected_oom_backs_off_records_and_finishes(prepared, 
     probed.clear()
     assert segkit_main(args + ["--resume", "--epochs", "2"]) == 0
     assert probed == []
+
+
+def test_a_plan_that_fits_is_trained_as_planned_with_the_probe_peaks_noted(prepared, tmp_path, monkeypatch):
+    dataset, work = copy_work(*prepared, tmp_path)
+    monkeypatch.setattr(memory_backoff, "PROBE_DEVICE_TYPES", ("cuda", "cpu"))
+    monkeypatch.setattr(memory_backoff, "probe_step",
+                        lambda entry, *args: {"max_memory_allocated": 7 << 20, "max_memory_reserved": 8 << 20})
+    assert segkit_main(["train", str(dataset), "--work-dir", str(work), "-f", "all", "--epochs", "1",
+                        "--iterations-per-epoch", "1", "--quiet", "--num-workers", "0", "--threads", "1"]) == 0
+    models = work / "models" / "3d_fullres"
+    entry = json.loads((models / "plans.json").read_text())["configurations"]["3d_fullres"]
+    assert "memory_fit" not in entry and entry["patch_size"] == [8, 16, 16]
+    notes = json.loads((models / "fold_all" / "schedule.json").read_text())["notes"]
+    assert "memory probe: the plan fits ({'max_memory_allocated': 7340032, 'max_memory_reserved': 8388608})" in notes

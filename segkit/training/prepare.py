@@ -111,10 +111,10 @@ def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_ty
 
 
 def _memory_fitted_entry(plans: dict, entry: dict, recipe: Recipe, device: torch.device, precision: str,
-                         info: dd.DistInfo) -> dict:
-    """The entry after the out-of-memory back-off (memory_backoff.py) on CUDA; unchanged when it fits."""
+                         info: dd.DistInfo) -> tuple[dict, dict | None]:
+    """The entry after the out-of-memory back-off (memory_backoff.py) on CUDA (unchanged when it fits), and the probe's record."""
     if device.type not in memory_backoff.PROBE_DEVICE_TYPES:
-        return entry
+        return entry, None
     autocast, _ = make_autocast(device, precision)
 
     def probe(candidate: dict) -> dict:
@@ -130,11 +130,12 @@ def _memory_fitted_entry(plans: dict, entry: dict, recipe: Recipe, device: torch
 
     chosen, record = memory_backoff.back_off(entry, probe, device, agree, lambda m: print(m, flush=True),
                                              min_batch=max(memory_backoff.MIN_BATCH, info.world_size))
+    record["precision"] = precision
     if record["chosen"] == "as planned":
-        return entry
+        return entry, record
     chosen = copy.deepcopy(chosen)
-    chosen["memory_fit"] = record | {"precision": precision}
-    return chosen
+    chosen["memory_fit"] = record
+    return chosen, record
 
 
 def _write_model_dir(models: Path, plans: dict, configuration: str, entry: dict, dataset: Path) -> None:
@@ -195,13 +196,13 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     device = dd.device_for(device_type, info)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    previous = _previous_fit(models, request.configuration, plans_sha256(entry))
+    previous, probe = _previous_fit(models, request.configuration, plans_sha256(entry)), None
     if previous is not None:
         entry = previous
     else:
         source = {"source_plans_sha256": plans_sha256(entry)}
         entry = _cpu_fitted_entry(request, plans, entry, device_type, info, recipe.min_width, precision)
-        entry = _memory_fitted_entry(plans, entry, recipe, device, precision, info)
+        entry, probe = _memory_fitted_entry(plans, entry, recipe, device, precision, info)
         for key in ("training_fit", "memory_fit"):
             if key in entry:
                 entry[key] |= source
@@ -219,6 +220,9 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
         notes.append(f"hardware fit: {entry['training_fit']['chosen']} (see models plans.json training_fit)")
     if "memory_fit" in entry:
         notes.append(f"out-of-memory back-off: {entry['memory_fit']['chosen']} (see models plans.json memory_fit)")
+    elif probe is not None:
+        peaks = {k: v for k, v in probe["attempts"][-1].items() if k.startswith("max_memory")}
+        notes.append(f"memory probe: the plan fits ({peaks or 'no allocator peaks on ' + device.type})")
     return TrainSetup(
         fold_dir=fold_dir, plans=plans, configuration=request.configuration, config_entry=entry,
         train_cases=train_cases, val_cases=val_cases, device=device, recipe=recipe, recipe_reason=recipe_reason,
