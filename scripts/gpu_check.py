@@ -29,7 +29,6 @@ import datetime
 import json
 import math
 import platform
-import re
 import statistics
 import sys
 import time
@@ -45,8 +44,7 @@ import torch  # noqa: E402
 from segkit.networks import build_network  # noqa: E402
 from segkit.networks.measure import measure_step  # noqa: E402
 from segkit.oom import is_out_of_memory  # noqa: E402
-from segkit.planning.cuda_calibration import (CALIBRATION_PATH, fit_calibration, group_key,  # noqa: E402
-                                              predict_cuda_bytes, step_features)
+from segkit.planning.cuda_calibration import (CALIBRATION_PATH, fit_calibration, predict_cuda_bytes, step_features)
 from segkit.planning.memory_search import divisors, largest_patch  # noqa: E402
 from segkit.training.losses import build_loss  # noqa: E402
 from segkit.training.trainer import train_step  # noqa: E402

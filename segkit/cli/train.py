@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from segkit.training.request import TrainRequest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

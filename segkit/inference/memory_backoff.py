@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import torch
@@ -31,17 +31,19 @@ def _warn(message: str) -> None:
 def window_logits(model: LoadedModel, data: np.ndarray, settings: WindowSettings,
                   log: Callable[[str], None] = _warn) -> torch.Tensor:
     """sliding_window_logits with the model's network, backing off on CUDA out-of-memory."""
+    network = cast(torch.nn.Module, model.network)       # LoadedModel types these loosely
+    device = torch.device(cast(torch.device, model.device))
     state = model.extra.get("window_backoff")
     if state:
         settings = replace(settings, tile_batch=state["tile_batch"], patch_size=tuple(state["patch_size"]))
     while True:
         try:
-            return sliding_window_logits(model.network, data, model.num_outputs, settings, model.device)
+            return sliding_window_logits(network, data, model.num_outputs, settings, device)
         except RuntimeError as err:              # torch.cuda.OutOfMemoryError is a RuntimeError
             if not oom.is_out_of_memory(err):
                 raise
-        peaks = oom.device_peaks(torch.device(model.device))
-        oom.release(torch.device(model.device))
+        peaks = oom.device_peaks(device)
+        oom.release(device)
         settings, change = _smaller(model, settings)
         state = model.extra.setdefault("window_backoff", {"changes": []})
         state.update(tile_batch=settings.tile_batch, patch_size=list(settings.patch_size))

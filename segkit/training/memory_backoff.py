@@ -15,7 +15,7 @@ smallest one does not is it a UserError (one line, exit 2), never a traceback.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -62,7 +62,7 @@ def _targets(outputs: list[torch.Tensor], label_mode: str, num_outputs: int) -> 
 
 
 def probe_step(entry: dict, in_channels: int, num_outputs: int, label_mode: str, recipe: Recipe, batch_size: int,
-               device: torch.device, autocast: Callable[[], object], build: Callable) -> dict:
+               device: torch.device, autocast: Callable[[], Any], build: Callable) -> dict:
     """PROBE_STEPS optimiser steps of a fresh network on random data; the device's peaks (raises on OOM)."""
     oom.release(device)
     model = build(entry["architecture"], in_channels, num_outputs).to(device)

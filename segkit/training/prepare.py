@@ -99,7 +99,7 @@ def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_ty
     if device_type != "cpu" or not request.time_budget_min or not request.fit or info.enabled:
         return entry
     autocast, _ = make_autocast(torch.device(device_type), precision)
-    chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], request.time_budget_s,
+    chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], request.time_budget_min * 60,
                                        build_network, log=lambda m: print(m, flush=True), min_width=min_width,
                                        autocast=autocast)
     record["precision"] = precision

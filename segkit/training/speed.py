@@ -10,6 +10,7 @@ is chosen separately by `segkit.training.precision`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 
@@ -43,7 +44,7 @@ def apply_to_model(model: torch.nn.Module, switches: SpeedSwitches, spatial_dims
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = switches.cudnn_benchmark
     if switches.channels_last:
-        model = model.to(memory_format=memory_format_for(spatial_dims))
+        model = model.to(memory_format=memory_format_for(spatial_dims))  # type: ignore[call-overload]
     if switches.compile == "branches":
         for block in model.modules():
             if isinstance(block, CouplingBlock):
@@ -54,4 +55,4 @@ def apply_to_model(model: torch.nn.Module, switches: SpeedSwitches, spatial_dims
 
 def compile_network(net: torch.nn.Module, switches: SpeedSwitches) -> torch.nn.Module:
     """torch.compile of the whole (possibly DDP-wrapped) network when asked."""
-    return torch.compile(net) if switches.compile == "network" else net
+    return cast(torch.nn.Module, torch.compile(net)) if switches.compile == "network" else net

@@ -62,7 +62,7 @@ class Run:
     loss_fn: Callable
     val_loss_fn: Callable
     sampler: PatchSampler
-    transform: object
+    transform: Callable[..., dict]
     to_target: SegToTarget
     val_cases: list
     patch: list[int]
@@ -209,11 +209,11 @@ def end_epoch(run: Run, schedule: Schedule, record: dict, improved: bool, epoch_
     if steps_run < schedule.iterations_per_epoch:
         record["budget_cut"] = f"time budget reached after {steps_run} steps of this epoch"
         stop = True
-    schedule.epochs, stop = dd.broadcast_ints([schedule.epochs, int(stop)], info)
+    schedule.epochs, stop_all = dd.broadcast_ints([schedule.epochs, int(stop)], info)
     if info.is_main:
         _save_epoch(setup, run.model, run.optimizer, run.scaler, state, record, improved)
     dd.barrier(info)
-    return bool(stop)
+    return bool(stop_all)
 
 
 def finish(run: Run, schedule: Schedule, stopped_early: bool) -> dict:
@@ -312,7 +312,7 @@ def _validation_summary(setup: TrainSetup, counts: dict, info: dd.DistInfo) -> d
     loss_cases = dd.all_reduce_sum(torch.tensor([counts["loss"], counts["cases"]], dtype=torch.float64), info)
     dice = dice_from_counts(*stacked)
     present = [d for d in dice if d is not None]
-    return {"val_loss": float(loss_cases[0] / max(loss_cases[1], 1)),
+    return {"val_loss": float(loss_cases[0]) / max(float(loss_cases[1]), 1.0),
             "val_dice": dict(zip(setup.output_names, dice)),
             "val_mean_dice": float(np.mean(present)) if present else None}
 
