@@ -384,12 +384,12 @@ def markdown(report: dict) -> str:
 
 def write_docs(path: Path, block: str) -> None:
     """Replace the text between the gpu_check markers of docs/benchmarks.md."""
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     if MARK_START not in text or MARK_END not in text:
         raise SystemExit(f"{path} lacks the gpu_check markers; add {MARK_START} ... {MARK_END}")
     before, rest = text.split(MARK_START, 1)
     after = rest.split(MARK_END, 1)[1]
-    path.write_text(f"{before}{MARK_START}\n{block}\n{MARK_END}{after}")
+    path.write_text(f"{before}{MARK_START}\n{block}\n{MARK_END}{after}", encoding="utf-8")
 
 
 def main() -> int:
@@ -430,7 +430,7 @@ def main() -> int:
     block = markdown(report)
     calibration = report["memory"].get("calibration")
     if args.dry_run or args.no_docs:
-        (out_dir / json_path.with_suffix(".md").name).write_text(block + "\n")
+        (out_dir / json_path.with_suffix(".md").name).write_text(block + "\n", encoding="utf-8")
         if calibration:
             (out_dir / "cuda_calibration_dry_run.json").write_text(json.dumps(calibration, indent=1))
     else:

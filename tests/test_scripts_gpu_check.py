@@ -57,8 +57,8 @@ def test_results_block_replaces_only_the_marked_section(tmp_path):
     docs = tmp_path / "benchmarks.md"
     docs.write_text(f"# B\n\nbefore\n{gpu_check.MARK_START}\nold\n{gpu_check.MARK_END}\n\nafter\n")
     gpu_check.write_docs(docs, block)
-    text = docs.read_text()
+    text = docs.read_text(encoding="utf-8")
     assert text.startswith("# B\n\nbefore\n") and text.endswith("\n\nafter\n") and "old" not in text
     assert block in text
-    real = (REPO / "docs" / "benchmarks.md").read_text()
+    real = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     assert gpu_check.MARK_START in real and gpu_check.MARK_END in real
