@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from segkit.cli import main
 
 
@@ -42,3 +45,13 @@ def test_measures_a_tiny_configuration(tmp_path, capsys) -> None:
     assert result["mode"] == "reversible" and result["peak_bytes"] > 0
     assert result["predicted"]["total"] > result["predicted_step_bytes"] > 0
     assert "reversible" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_and_fp16_are_refused_without_a_gpu(tmp_path, capsys):
+    path = tmp_path / "plans.json"
+    path.write_text("{}")
+    assert main(["bench-memory", str(path), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert main(["bench-memory", str(path), "--precision", "fp16"]) == 2
+    assert "fp16 needs CUDA" in capsys.readouterr().err

@@ -71,3 +71,13 @@ def test_two_gloo_ranks_match_single_process_on_the_concatenated_batch(tmp_path)
 def test_global_batch_is_split_across_ranks():
     sizes = [dd.per_rank_batch_size(5, dd.DistInfo(r, 2, r)) for r in range(2)]
     assert sizes == [3, 2]
+
+
+def test_nccl_with_one_gpu_per_local_rank_on_cuda_gloo_on_cpu():
+    info = dd.info_from_env({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"})
+    assert (info.rank, info.world_size, info.local_rank, info.enabled, info.is_main) == (3, 4, 1, True, False)
+    assert dd.backend_for("cuda") == "nccl" and dd.backend_for("cpu") == "gloo"
+    assert dd.device_for("cuda", info) == torch.device("cuda", 1)
+    assert dd.device_for("cpu", info) == torch.device("cpu")
+    single = dd.info_from_env({})
+    assert not single.enabled and dd.device_for("cuda", single) == torch.device("cuda", 0)

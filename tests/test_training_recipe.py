@@ -73,3 +73,39 @@ def test_short_cpu_recipe_trains_with_adamw_and_is_recorded(prepared, tmp_path):
     final = torch.load(fold / "checkpoint_final.pt", weights_only=True)
     assert all("exp_avg" in s for s in final["optimizer_state"]["state"].values())   # AdamW moments
     assert final["optimizer_state"]["param_groups"][0]["lr"] < SHORT_CPU.lr          # poly decay from the recipe's lr
+
+
+def test_recipe_fields_are_overridden_one_by_one_and_checked():
+    from segkit.errors import UserError
+    from segkit.training.recipe import parse_overrides
+
+    changed = NNUNET.override({"lr": 3e-3, "grad_clip": 1.0, "epochs": None})
+    assert (changed.lr, changed.grad_clip, changed.epochs, changed.optimizer) == (3e-3, 1.0, 1000, "sgd")
+    assert NNUNET.lr == 1e-2                                        # the named recipe is not touched
+    assert parse_overrides(["lr=0.003", "optimizer=adamw", "batch-dice=auto", "elastic=yes", "epochs=12"]) == {
+        "lr": 0.003, "optimizer": "adamw", "batch_dice": None, "elastic": True, "epochs": 12}
+    for bad in (["lr"], ["colour=red"], ["epochs=many"], ["elastic=maybe"]):
+        with pytest.raises(UserError):
+            parse_overrides(bad)
+    for bad in ({"optimizer": "lion"}, {"loss": "focal"}, {"epochs": 0}, {"foreground_fraction": 1.5}, {"nme": 1}):
+        with pytest.raises(UserError):
+            NNUNET.override(bad)
+
+
+def test_recipe_set_reaches_the_optimiser_and_schedule_json(prepared, tmp_path, capsys):
+    dataset, work = copy_work(*prepared, tmp_path)
+    args = ["train", str(dataset), "--work-dir", str(work), "-f", "0", "--epochs", "1", "--iterations-per-epoch", "2",
+            "--quiet", "--num-workers", "0", "--threads", "1"]
+    assert segkit_main(args + ["--recipe-set", "lr=0.002", "--recipe-set", "grad_clip=0.5",
+                               "--recipe-set", "lr_exponent=2"]) == 0
+    fold = work / "models" / "3d_fullres" / "fold_0"
+    schedule = json.loads((fold / "schedule.json").read_text())
+    assert schedule["recipe"]["name"] == "nnunet" and schedule["recipe"]["lr"] == 0.002
+    assert schedule["recipe"]["overrides"] == {"epochs": 1, "iterations_per_epoch": 2, "lr": 0.002,
+                                               "grad_clip": 0.5, "lr_exponent": 2.0}
+    assert schedule["speed"] == {"channels_last": False, "compile": "off", "cudnn_benchmark": False}
+    log = [json.loads(line) for line in (fold / "log.jsonl").read_text().splitlines()]
+    assert log[0]["lr"] == pytest.approx(0.002 * (1 - 1 / 2) ** 2)    # second step of 2, exponent 2
+    capsys.readouterr()
+    assert segkit_main(args + ["--recipe-set", "optimizer=lion"]) == 2
+    assert "recipe optimizer must be one of sgd, adamw" in capsys.readouterr().err

@@ -23,7 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         choices=OwnedChoices("segkit.networks.registry", "execution_modes"),
                         help="execution modes to measure, of those the family has (%(choices)s; default: all "
                              "of the family's, e.g. revmbconv: reversible plain checkpoint, unet: plain)")
-    add_device_option(parser, default="cpu", help_text="cpu (process RSS) or cuda (allocator peak)")
+    add_device_option(parser, default="cpu",
+                      help_text="cpu (process RSS, fresh subprocess per mode) or cuda[:N] (allocator peaks, this process)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="forward under autocast (fp16: CUDA only)")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="cuDNN autotuner (CUDA)")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--out", help="write the results as JSON here")
     parser.set_defaults(func=run)
@@ -47,6 +51,15 @@ def run(args: argparse.Namespace) -> int:
     from segkit.networks.registry import family_of
     from segkit.planning.memory import estimate_peak_bytes
 
+    import torch
+
+    from segkit.planning.cuda_calibration import predict_cuda_bytes
+
+    on_cuda = args.device.startswith("cuda")
+    if on_cuda and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine")
+    if args.precision == "fp16" and not on_cuda:
+        raise UserError("--precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
     plans, entry = _entry(Path(args.plans), args.configuration)
     arch, patch = entry["architecture"], args.patch_size or entry["patch_size"]
     if len(patch) != arch.get("spatial_dims", len(arch["strides"][0])):
@@ -62,16 +75,26 @@ def run(args: argparse.Namespace) -> int:
     for mode in modes:
         variant = family.with_mode(arch, mode)
         spec = {"arch": variant, "patch_size": patch, "batch_size": batch, "in_channels": plans["num_channels"],
-                "num_outputs": plans["num_outputs"], "steps": args.steps, "device": args.device}
-        measured = measure_step(spec) if args.device.startswith("cuda") else measure_in_subprocess(spec)
+                "num_outputs": plans["num_outputs"], "steps": args.steps, "device": args.device,
+                "precision": args.precision, "cudnn_benchmark": args.cudnn_benchmark}
+        measured = measure_step(spec) if on_cuda else measure_in_subprocess(spec)
         predicted = estimate_peak_bytes(variant, patch, batch, plans["num_channels"], plans["num_outputs"])
         comparable = predicted["total"] - predicted["parameters"]
-        results.append({"mode": mode, "patch_size": patch, "batch_size": batch, **measured,
-                        "predicted_step_bytes": comparable, "predicted": predicted})
-        print(f"{mode:<11} measured {measured['peak_bytes'] / 2 ** 20:9.1f} MiB   predicted {comparable / 2 ** 20:9.1f} MiB"
-              f"   step {measured['step_seconds']:.2f} s")
+        row = {"mode": mode, "patch_size": patch, "batch_size": batch, **measured, "predicted_step_bytes": comparable,
+               "predicted": predicted}
+        line = f"{mode:<11} measured {measured['peak_bytes'] / 2 ** 20:9.1f} MiB   predicted {comparable / 2 ** 20:9.1f} MiB"
+        if on_cuda:   # the CUDA-calibrated model (CPU defaults until scripts/gpu_check.py has calibrated it)
+            cuda = predict_cuda_bytes(variant, patch, batch, plans["num_channels"], plans["num_outputs"],
+                                      args.precision, args.cudnn_benchmark)
+            row |= {"predicted_cuda": cuda, "predicted_step_bytes": cuda["step_allocated"]}
+            line = (f"{mode:<11} measured {measured['peak_bytes'] / 2 ** 20:9.1f} MiB allocated, "
+                    f"{measured['peak_reserved_bytes'] / 2 ** 20:9.1f} MiB reserved   predicted "
+                    f"{cuda['step_allocated'] / 2 ** 20:9.1f} MiB ({'CUDA-calibrated' if cuda['calibrated'] else 'CPU constants'})")
+        results.append(row)
+        print(f"{line}   step {measured['step_seconds']:.2f} s")
     if args.out:
-        write_json(args.out, {"configuration": args.configuration, "device": args.device, "results": results})
+        write_json(args.out, {"configuration": args.configuration, "device": args.device, "precision": args.precision,
+                              "cudnn_benchmark": args.cudnn_benchmark, "results": results})
     return 0
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from segkit.cli.options import add_device_option, add_precision_option
+
+if TYPE_CHECKING:
+    from segkit.training.request import TrainRequest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,8 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_precision_option(p, "training arithmetic (weights, optimiser and loss stay fp32): auto = bf16 on CUDA "
                             "where supported, else fp16; bf16 on CPUs with hardware bf16 (AMX/AVX512-BF16); else fp32")
     p.add_argument("--no-amp", action="store_true", help="same as --precision fp32")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--compile", nargs="?", const="network", default="off", choices=("off", "network", "branches"),
+                   help="torch.compile: the whole network (--compile / --compile network) or each reversible F/G "
+                        "branch (--compile branches); default off")
     p.add_argument("--channels-last", action="store_true", help="channels_last(_3d) memory layout")
+    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=False,
+                   help="cuDNN autotuner on CUDA (default off: not measured faster yet, docs/benchmarks.md)")
     p.add_argument("--num-workers", type=int, default=1, help="background loader processes (0: in the main process)")
     p.add_argument("--augment", choices=("auto", "full", "light", "none"), default="auto",
                    help="full: spatial + intensity + mirror; light: no spatial transform; auto: full, except light "
@@ -42,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", choices=("auto", "nnunet", "short-cpu"), default="auto",
                    help="optimiser/loss/sampling recipe; auto: short-cpu on CPU with --time-budget under 30 min, "
                         "else nnU-Net's (docs/cli/train.md)")
+    p.add_argument("--recipe-set", action="append", metavar="FIELD=VALUE",
+                   help="override one recipe field (repeatable), e.g. lr=3e-3, optimizer=adamw, grad_clip=1, "
+                        "foreground_fraction=0.5; fields in docs/cli/train.md")
     p.add_argument("--no-fit", action="store_true", help="never shrink the configuration for a CPU time budget")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
@@ -49,15 +60,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def request_from_args(args: argparse.Namespace) -> "TrainRequest":
+    """The typed TrainRequest for parsed `segkit train` arguments (recipe flags become overrides)."""
+    from pathlib import Path
+
+    from segkit.training.recipe import parse_overrides
+    from segkit.training.request import TrainRequest
+    from segkit.training.speed import SpeedSwitches
+
+    overrides = {"epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch,
+                 "augment": None if args.augment == "auto" else args.augment,
+                 "elastic": True if args.elastic else None, "batch_dice": args.batch_dice}
+    overrides = {k: v for k, v in overrides.items() if v is not None} | parse_overrides(args.recipe_set)
+    return TrainRequest(
+        dataset=Path(args.dataset), configuration=args.configuration, fold=str(args.fold),
+        work_dir=Path(args.work_dir) if args.work_dir else None, plans=Path(args.plans) if args.plans else None,
+        time_budget_min=args.time_budget, early_stop=args.early_stop, validate_every=args.validate_every,
+        resume=args.resume, seed=args.seed, recipe=args.recipe, recipe_overrides=overrides,
+        precision="fp32" if args.no_amp else args.precision,
+        speed=SpeedSwitches(channels_last=args.channels_last, compile=args.compile, cudnn_benchmark=args.cudnn_benchmark),
+        num_workers=args.num_workers, fit=not args.no_fit, progress=not args.quiet)
+
+
 def run(args: argparse.Namespace) -> int:
     """Resolve inputs, prepare the model dir, train."""
     started = time.monotonic()
     import torch
 
+    from segkit.errors import UserError
     from segkit.training import distributed as dd
     from segkit.training.prepare import prepare_setup
     from segkit.training.trainer import train
 
+    request = request_from_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.deterministic:
@@ -65,9 +100,11 @@ def run(args: argparse.Namespace) -> int:
     device_type = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.split(":")[0]
     if device_type == "auto":
         device_type = "cpu"
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine (use --device cpu)")
     info = dd.init_from_env(device_type)
     try:
-        setup = prepare_setup(args, info, device_type, started)
+        setup = prepare_setup(request, info, device_type, started)
         final = train(setup, info)
     finally:
         dd.cleanup(info)

@@ -22,7 +22,8 @@ from segkit.inference.cases import InputCase, load_case_images
 from segkit.inference.model import LoadedModel
 from segkit.inference.probabilities import probability_metadata, save_probabilities
 from segkit.inference.regions import labels_for_plans
-from segkit.inference.sliding_window import WindowSettings, logits_to_probabilities, sliding_window_logits
+from segkit.inference.memory_backoff import window_logits
+from segkit.inference.sliding_window import WindowSettings, logits_to_probabilities
 from segkit.inference.writing import write_label_like
 from segkit.io.image import Geometry
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
@@ -111,7 +112,7 @@ def network_probabilities(model: LoadedModel, data: np.ndarray, options: Inferen
     for state in model.fold_states:
         if len(model.fold_states) > 1:
             model.network.load_state_dict(state)
-        logits = sliding_window_logits(model.network, data, model.num_outputs, settings, model.device)
+        logits = window_logits(model, data, settings)
         probabilities = logits_to_probabilities(logits, model.label_mode)
         total = probabilities if total is None else total.add_(probabilities)
     if len(model.fold_states) > 1:

@@ -69,13 +69,25 @@ def _loss(outputs, targets):
 
 
 def measure_step(spec: dict) -> dict:
-    """Build the network in spec, run spec['steps'] SGD steps, return peak bytes above baseline and step time."""
+    """Build the network in spec, run spec['steps'] SGD steps, return peak bytes above baseline and step time.
+
+    Optional spec keys: "precision" (fp32 | bf16 | fp16: the forward under autocast) and
+    "cudnn_benchmark" (CUDA). On CUDA the reserved (caching allocator) peak is reported as well.
+    """
+    import contextlib
+
     import torch
 
     from segkit.networks import build_network
 
     torch.manual_seed(0)
     device = torch.device(spec.get("device", "cpu"))
+    precision = spec.get("precision", "fp32")
+    autocast = (contextlib.nullcontext() if precision == "fp32" else
+                torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16))
+    if device.type == "cuda":   # earlier measurements in this process must not count: free the cache first
+        torch.backends.cudnn.benchmark = bool(spec.get("cudnn_benchmark", False))
+        torch.cuda.empty_cache()
     arch, patch, batch = spec["arch"], spec["patch_size"], spec["batch_size"]
     net = build_network(arch, spec["in_channels"], spec["num_outputs"]).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
@@ -87,6 +99,7 @@ def measure_step(spec: dict) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
         baseline = torch.cuda.memory_allocated(device)
+        baseline_reserved = torch.cuda.memory_reserved(device)
     else:
         baseline = _status_kib("VmRSS") * 1024
         peak_resettable = _reset_peak_rss()
@@ -94,7 +107,9 @@ def measure_step(spec: dict) -> dict:
     for _ in range(spec.get("steps", 2)):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        _loss(net(x), targets).backward()
+        with autocast:
+            outputs = net(x)
+        _loss(outputs, targets).backward()
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -104,8 +119,14 @@ def measure_step(spec: dict) -> dict:
     else:
         peak = _status_kib("VmHWM") * 1024 - baseline if peak_resettable else -1
     warm = times[1:] or times
-    return {"peak_bytes": int(peak), "baseline_bytes": int(baseline), "step_seconds": min(warm),
-            "step_times": times, "parameters": sum(p.numel() for p in net.parameters()), "device": str(device)}
+    result = {"peak_bytes": int(peak), "baseline_bytes": int(baseline), "step_seconds": min(warm),
+              "step_times": times, "parameters": sum(p.numel() for p in net.parameters()), "device": str(device),
+              "precision": precision}
+    if device.type == "cuda":
+        result |= {"peak_reserved_bytes": int(torch.cuda.max_memory_reserved(device) - baseline_reserved),
+                   "baseline_reserved_bytes": int(baseline_reserved),
+                   "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
+    return result
 
 
 def saved_activation_bytes(net, x, targets) -> int:

@@ -28,15 +28,33 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_from_env(device_type: str) -> DistInfo:
-    """Join the process group torchrun describes (RANK/WORLD_SIZE); a single process needs none."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+def backend_for(device_type: str) -> str:
+    """Collective backend: nccl for CUDA processes (one GPU each), gloo on CPU."""
+    return "nccl" if device_type == "cuda" else "gloo"
+
+
+def device_for(device_type: str, info: DistInfo) -> torch.device:
+    """This process's device: cuda:LOCAL_RANK on GPUs (one per process on a node), else the CPU."""
+    return torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else device_type)
+
+
+def info_from_env(env: dict | None = None) -> DistInfo:
+    """Rank, world size and local rank from torchrun's variables (a single process without them)."""
+    env = os.environ if env is None else env
+    world = int(env.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(rank, world, local_rank)
+    return DistInfo(int(env["RANK"]), world, int(env.get("LOCAL_RANK", "0")))
+
+
+def init_from_env(device_type: str) -> DistInfo:
+    """Join the process group torchrun describes (RANK/WORLD_SIZE); a single process needs none."""
+    info = info_from_env()
+    if device_type == "cuda":
+        torch.cuda.set_device(device_for(device_type, info))   # before nccl: each rank's collectives on its GPU
+    if info.enabled and not dist.is_initialized():
+        dist.init_process_group(backend_for(device_type))
+    return info
 
 
 def per_rank_batch_size(global_batch: int, info: DistInfo) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import shutil
 from pathlib import Path
@@ -12,11 +11,15 @@ import torch
 
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path, read_json, write_json
+from segkit.networks import build_network
 from segkit.training import distributed as dd
+from segkit.training import memory_backoff
 from segkit.training.checkpoint import plans_sha256
-from segkit.training.precision import make_autocast, training_precision
-from segkit.training.recipe import choose_recipe
+from segkit.training.fitting import fit_to_cpu_budget
 from segkit.training.loader import open_case, preprocessed_case_ids, with_slice_axis_first
+from segkit.training.precision import make_autocast, training_precision
+from segkit.training.recipe import Recipe, choose_recipe
+from segkit.training.request import TrainRequest
 from segkit.training.setup import TrainSetup
 from segkit.workdir import model_dir, plans_path, preprocessed_dir, resolve_work_dir
 
@@ -78,30 +81,61 @@ def _configuration_entry(plans: dict, configuration: str, path: Path) -> dict:
     return entry
 
 
-def _fitted_entry(args, plans: dict, entry: dict, models: Path, device_type: str, info: dd.DistInfo,
-                  min_width: int = 8, precision: str = "fp32") -> dict:
-    """The configuration entry to train: a previous fit of the same plan (shared by folds), a new fit, or the plan's."""
+def _previous_fit(models: Path, configuration: str, source_sha: str) -> dict | None:
+    """The model dir's fitted entry of the same plan (shared by folds and resumes), if any."""
     copy_path = models / "plans.json"
-    source_sha = plans_sha256(entry)
-    if copy_path.is_file():
-        previous = read_json(copy_path, "model plans copy").get("configurations", {}).get(args.configuration, {})
-        fit = previous.get("training_fit")
-        if fit and fit.get("source_plans_sha256") == source_sha:
+    if not copy_path.is_file():
+        return None
+    previous = read_json(copy_path, "model plans copy").get("configurations", {}).get(configuration, {})
+    for key in ("memory_fit", "training_fit"):
+        if previous.get(key, {}).get("source_plans_sha256") == source_sha:
             return previous
-    if device_type != "cpu" or not args.time_budget or args.no_fit or info.enabled:
+    return None
+
+
+def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_type: str, info: dd.DistInfo,
+                      min_width: int, precision: str) -> dict:
+    """The entry shrunk for a short CPU time budget (fitting.py), or the plan's."""
+    if device_type != "cpu" or not request.time_budget_min or not request.fit or info.enabled:
         return entry
-    from segkit.networks import build_network
-    from segkit.training.fitting import fit_to_cpu_budget
     autocast, _ = make_autocast(torch.device(device_type), precision)
-    chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], args.time_budget * 60,
+    chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], request.time_budget_min * 60,
                                        build_network, log=lambda m: print(m, flush=True), min_width=min_width,
                                        autocast=autocast)
     record["precision"] = precision
     if chosen is entry or record["chosen"] == "as planned":
         return entry
     chosen = copy.deepcopy(chosen)
-    chosen["training_fit"] = record | {"source_plans_sha256": source_sha}
+    chosen["training_fit"] = record
     return chosen
+
+
+def _memory_fitted_entry(plans: dict, entry: dict, recipe: Recipe, device: torch.device, precision: str,
+                         info: dd.DistInfo) -> tuple[dict, dict | None]:
+    """The entry after the out-of-memory back-off (memory_backoff.py) on CUDA (unchanged when it fits), and the probe's record."""
+    if device.type not in memory_backoff.PROBE_DEVICE_TYPES:
+        return entry, None
+    autocast, _ = make_autocast(device, precision)
+
+    def probe(candidate: dict) -> dict:
+        """The probe steps at this rank's share of the candidate's batch."""
+        return memory_backoff.probe_step(candidate, plans["num_channels"], plans["num_outputs"],
+                                         plans.get("label_mode", "softmax"), recipe,
+                                         dd.per_rank_batch_size(candidate["batch_size"], info), device, autocast,
+                                         build_network)
+
+    def agree(fits: bool) -> bool:
+        """Every rank's probe must fit."""
+        return dd.all_reduce_sum(torch.tensor([0 if fits else 1]), info).item() == 0
+
+    chosen, record = memory_backoff.back_off(entry, probe, device, agree, lambda m: print(m, flush=True),
+                                             min_batch=max(memory_backoff.MIN_BATCH, info.world_size))
+    record["precision"] = precision
+    if record["chosen"] == "as planned":
+        return entry, record
+    chosen = copy.deepcopy(chosen)
+    chosen["memory_fit"] = record
+    return chosen, record
 
 
 def _write_model_dir(models: Path, plans: dict, configuration: str, entry: dict, dataset: Path) -> None:
@@ -123,20 +157,28 @@ def _open_cases(folder: Path, ids: list[str], plans: dict, entry: dict) -> list:
     return cases
 
 
-def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str, started: float) -> TrainSetup:
+def _recipe(request: TrainRequest, device_type: str) -> tuple[Recipe, str, dict]:
+    """The recipe for this device and budget with the user's overrides, why, and the overridden fields."""
+    recipe, reason = choose_recipe(request.recipe, device_type, request.time_budget_min)
+    overrides = {k: v for k, v in request.recipe_overrides.items() if v is not None}
+    if "augment" not in overrides and not request.fit:
+        recipe = recipe.override({"augment": "full"})      # --no-fit trains the plan as nnU-Net would
+    return recipe.override(overrides), reason, overrides
+
+
+def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, started: float) -> TrainSetup:
     """Everything `train` needs, checked; rank 0 writes the model dir files."""
-    work = resolve_work_dir(args.dataset, args.work_dir)
-    plans_file = Path(args.plans) if args.plans else plans_path(work)
+    work = resolve_work_dir(request.dataset, request.work_dir)
+    plans_file = Path(request.plans) if request.plans else plans_path(work)
     plans = read_json(plans_file, "plans file")
-    entry = _configuration_entry(plans, args.configuration, plans_file)
-    fold = parse_fold(args.fold)
-    if args.epochs is not None and args.epochs < 1 or args.iterations_per_epoch is not None and args.iterations_per_epoch < 1:
-        raise UserError("--epochs and --iterations-per-epoch must be at least 1")
-    if args.time_budget is not None and args.time_budget <= 0:
+    entry = _configuration_entry(plans, request.configuration, plans_file)
+    fold = parse_fold(request.fold)
+    recipe, recipe_reason, overrides = _recipe(request, device_type)
+    if request.time_budget_min is not None and request.time_budget_min <= 0:
         raise UserError("--time-budget must be a positive number of minutes")
-    folder = preprocessed_dir(work, args.configuration)
+    folder = preprocessed_dir(work, request.configuration)
     case_ids = preprocessed_case_ids(folder)
-    models = model_dir(work, args.configuration)
+    models = model_dir(work, request.configuration)
     fold_dir = models / ("fold_all" if fold is None else f"fold_{fold}")
     if fold is None:
         train_ids = val_ids = case_ids
@@ -145,41 +187,46 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
         if fold >= len(splits):
             raise UserError(f"fold {fold} is out of range: splits.json has {len(splits)} folds", models / "splits.json")
         train_ids, val_ids = splits[fold]["train"], splits[fold]["val"]
-    if args.resume and not (fold_dir / "checkpoint_latest.pt").is_file():
+    if request.resume and not (fold_dir / "checkpoint_latest.pt").is_file():
         raise UserError("--resume: no checkpoint_latest.pt to resume from", fold_dir)
     dd.barrier(info)
     train_cases = _open_cases(folder, train_ids, plans, entry)
     val_cases = _open_cases(folder, val_ids, plans, entry)
-    recipe, recipe_reason = choose_recipe(getattr(args, "recipe", "auto"), device_type, args.time_budget)
-    precision = training_precision("fp32" if args.no_amp else args.precision, device_type)
-    entry = _fitted_entry(args, plans, entry, models, device_type, info, recipe.min_width, precision)
-    if info.is_main:
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        _write_model_dir(models, plans, args.configuration, entry, Path(args.dataset))
-    dd.barrier(info)
-    device = torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else device_type)
+    precision = training_precision(request.precision, device_type)
+    device = dd.device_for(device_type, info)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    augment = args.augment
-    if augment == "auto":
-        augment = "full" if args.no_fit else recipe.augment
-    notes = [f"recipe {recipe.name} ({recipe_reason})",
-             f"augmentation {augment}" + (f" (auto: recipe {recipe.name})" if augment != args.augment else ""),
-             f"fold {args.fold}: {len(train_ids)} training / {len(val_ids)} validation cases",
-             f"precision {precision}" + (f" (auto on {device_type})" if args.precision == "auto" and not args.no_amp else "")]
+    previous, probe = _previous_fit(models, request.configuration, plans_sha256(entry)), None
+    if previous is not None:
+        entry = previous
+    else:
+        source = {"source_plans_sha256": plans_sha256(entry)}
+        entry = _cpu_fitted_entry(request, plans, entry, device_type, info, recipe.min_width, precision)
+        entry, probe = _memory_fitted_entry(plans, entry, recipe, device, precision, info)
+        for key in ("training_fit", "memory_fit"):
+            if key in entry:
+                entry[key] |= source
+    if info.is_main:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        _write_model_dir(models, plans, request.configuration, entry, Path(request.dataset))
+    dd.barrier(info)
+    notes = [f"recipe {recipe.name} ({recipe_reason})" + (f", overrides {overrides}" if overrides else ""),
+             f"augmentation {recipe.augment}" + ("" if "augment" in overrides else f" (auto: recipe {recipe.name})"),
+             f"fold {request.fold}: {len(train_ids)} training / {len(val_ids)} validation cases",
+             f"precision {precision}" + (f" (auto on {device_type})" if request.precision == "auto" else "")]
     if fold is None:
         notes.append("-f all: validation uses the training cases (in-sample Dice)")
     if "training_fit" in entry:
         notes.append(f"hardware fit: {entry['training_fit']['chosen']} (see models plans.json training_fit)")
+    if "memory_fit" in entry:
+        notes.append(f"out-of-memory back-off: {entry['memory_fit']['chosen']} (see models plans.json memory_fit)")
+    elif probe is not None:
+        peaks = {k: v for k, v in probe["attempts"][-1].items() if k.startswith("max_memory")}
+        notes.append(f"memory probe: the plan fits ({peaks or 'no allocator peaks on ' + device.type})")
     return TrainSetup(
-        fold_dir=fold_dir, plans=plans, configuration=args.configuration, config_entry=entry,
-        train_cases=train_cases, val_cases=val_cases, device=device, seed=args.seed, epochs=args.epochs,
-        iterations_per_epoch=args.iterations_per_epoch,
-        time_budget_s=args.time_budget * 60 if args.time_budget else None, started_at=started,
-        early_stop=args.early_stop, validate_every=max(1, args.validate_every), resume=args.resume,
-        precision=precision, compile=args.compile, channels_last=args.channels_last, num_workers=args.num_workers,
-        augment=augment, elastic=args.elastic,
-        batch_dice=args.batch_dice if args.batch_dice is not None else recipe.batch_dice, progress=not args.quiet,
-        notes=notes, optimizer=recipe.optimizer, lr=recipe.lr, momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay, foreground_fraction=recipe.foreground_fraction,
-        recipe=recipe.to_dict() | {"reason": recipe_reason})
+        fold_dir=fold_dir, plans=plans, configuration=request.configuration, config_entry=entry,
+        train_cases=train_cases, val_cases=val_cases, device=device, recipe=recipe, recipe_reason=recipe_reason,
+        recipe_overrides=overrides, seed=request.seed, time_budget_s=request.time_budget_s, started_at=started,
+        early_stop=request.early_stop, validate_every=max(1, request.validate_every), resume=request.resume,
+        precision=precision, speed=request.speed, num_workers=request.num_workers, progress=request.progress,
+        notes=notes)

@@ -1,4 +1,4 @@
-"""What one training run needs, resolved from plans.json and the CLI: a plain record, no behaviour."""
+"""What one training run needs, resolved from plans.json and a TrainRequest: a plain record, no behaviour."""
 
 from __future__ import annotations
 
@@ -8,41 +8,33 @@ from pathlib import Path
 import torch
 
 from segkit.training.loader import Case
+from segkit.training.recipe import NNUNET, Recipe
+from segkit.training.speed import SpeedSwitches
 
 
 @dataclass
 class TrainSetup:
-    """Inputs of `segkit.training.trainer.train`."""
+    """Inputs of `segkit.training.trainer.train`; every training choice lives in `recipe`."""
 
     fold_dir: Path
     plans: dict
     configuration: str
-    config_entry: dict                   # the configuration's plans entry (after any hardware fitting)
+    config_entry: dict                   # the configuration's plans entry (after any hardware/memory fitting)
     train_cases: list[Case]
     val_cases: list[Case]
     device: torch.device
+    recipe: Recipe = NNUNET              # resolved, with the user's overrides applied
+    recipe_reason: str = ""              # why this recipe (schedule.json)
+    recipe_overrides: dict = field(default_factory=dict)   # fields the user set (schedule.json)
     seed: int = 0
-    epochs: int | None = None            # None: 1000 (or what the time budget allows)
-    iterations_per_epoch: int | None = None   # None: 250 (or what the time budget allows)
     time_budget_s: float | None = None
     started_at: float | None = None      # time.monotonic() at the start of the command (the budget's start)
     early_stop: int | None = None
     validate_every: int = 1
     resume: bool = False
     precision: str = "fp32"              # resolved: fp32 | bf16 | fp16 (segkit.training.precision)
-    compile: bool = False
-    channels_last: bool = False
+    speed: SpeedSwitches = field(default_factory=SpeedSwitches)
     num_workers: int = 1
-    augment: str = "full"
-    elastic: bool = False
-    batch_dice: bool | None = None     # None: the plan's batch_dice, else True for 3D, False for 2D
-    lr: float = 1e-2
-    momentum: float = 0.99
-    weight_decay: float = 3e-5
-    grad_clip: float = 12.0
-    optimizer: str = "sgd"               # "sgd" (nnU-Net) | "adamw" (short CPU budget recipe)
-    foreground_fraction: float = 1 / 3   # share of each batch centred on a foreground voxel
-    recipe: dict = field(default_factory=dict)   # the recipe record (segkit.training.recipe), for schedule.json
     progress: bool = True
     notes: list[str] = field(default_factory=list)
 
@@ -54,8 +46,8 @@ class TrainSetup:
     @property
     def use_batch_dice(self) -> bool:
         """Dice over the whole batch (nnU-Net's default for 3D) or per sample."""
-        if self.batch_dice is not None:
-            return self.batch_dice
+        if self.recipe.batch_dice is not None:
+            return self.recipe.batch_dice
         return bool(self.config_entry.get("batch_dice", self.spatial_dims == 3))
 
     @property
@@ -72,3 +64,7 @@ class TrainSetup:
     def output_names(self) -> list[str]:
         """Names of the foreground outputs, in order."""
         return list(self.plans["outputs"].keys())
+
+    def recipe_record(self) -> dict:
+        """The recipe as schedule.json records it: every field, the reason, the overridden fields."""
+        return self.recipe.to_dict() | {"reason": self.recipe_reason, "overrides": dict(self.recipe_overrides)}

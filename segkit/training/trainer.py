@@ -1,31 +1,37 @@
-"""The training loop: SGD + poly lr, deep supervision, AMP, DDP, per-epoch validation, checkpoints, log."""
+"""The training loop: set up, then per epoch (steps, validation, end of epoch), then finish.
+
+`train()` reads as those phases; the pieces it calls are below it. The time budget is an object
+(`segkit.training.budget`: TimeBudget or NoBudget) so the loop has no budget branches; every
+training choice comes from the setup's Recipe; speed switches from its SpeedSwitches.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from segkit import oom
+from segkit.jsonio import read_json, write_json
 from segkit.networks import build_network
 from segkit.training import checkpoint as ckpt
 from segkit.training import distributed as dd
+from segkit.training import speed
 from segkit.training.augmentation import SegToTarget, build_transform, sample_size_for
+from segkit.training.budget import NoBudget, TimeBudget, make_budget
 from segkit.training.loader import EpochBatches, PatchSampler, epoch_loader
 from segkit.training.losses import build_loss
 from segkit.training.precision import make_autocast
 from segkit.training.recipe import build_optimizer
 from segkit.training.records import append_log, peak_memory_bytes, plot_progress, read_log, write_log
-from segkit.training.schedule import FINAL_RESERVE_S, Schedule, fit_to_budget, poly_lr, refit_epochs
+from segkit.training.schedule import Schedule, poly_lr
 from segkit.training.setup import TrainSetup
 from segkit.training.validation import dice_from_counts, validate
 
-DEFAULT_EPOCHS = 1000
-DEFAULT_ITERATIONS = 250
-CALIBRATION_WARMUP = 2
-CALIBRATION_STEPS = 8
 CALIBRATION_EPOCH = 1_000_000        # batch-stream ids of the timing steps (never a real epoch)
 
 
@@ -39,6 +45,189 @@ class RunState:
     stale: int = 0                       # validations since the best one
     schedule: Schedule | None = None
     epoch_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """The live parts of one training run, built once by set_up."""
+
+    setup: TrainSetup
+    info: dd.DistInfo
+    budget: TimeBudget | NoBudget
+    model: torch.nn.Module               # the plain module: checkpoints and validation
+    net: torch.nn.Module                 # what steps call: DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    autocast: Callable[[], object]
+    loss_fn: Callable
+    val_loss_fn: Callable
+    sampler: PatchSampler
+    transform: Callable[..., dict]
+    to_target: SegToTarget
+    val_cases: list
+    patch: list[int]
+    state: RunState
+
+
+def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
+    """Train one fold; returns the final record (epochs run, best Dice, schedule)."""
+    run = set_up(setup, info or dd.DistInfo())
+    schedule = decide_schedule(run)
+    stopped = False
+    while run.state.epoch < schedule.epochs and not stopped:
+        epoch_start = time.monotonic()
+        losses = run_steps(run, run.state.epoch, schedule.iterations_per_epoch, schedule)
+        record = {"epoch": run.state.epoch, "train_loss": float(dd.all_reduce_mean(float(np.mean(losses)), run.info)),
+                  "lr": run.optimizer.param_groups[0]["lr"], "step": run.state.step}
+        improved = False
+        if validates_after(schedule, run.state.epoch):
+            record |= run_validation(run)
+            improved = update_best(run.state, record["val_mean_dice"])
+        stopped = end_epoch(run, schedule, record, improved, epoch_start, len(losses))
+    return finish(run, schedule, stopped)
+
+
+def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
+    """Seeded network, optimiser, loss, sampler and transform; the saved state when resuming."""
+    np.random.seed(setup.seed)
+    torch.manual_seed(setup.seed)        # identical initial weights on every rank
+    plans, entry, device, recipe = setup.plans, setup.config_entry, setup.device, setup.recipe
+    patch = list(entry["patch_size"])
+    model = build_network(entry["architecture"], plans["num_channels"], plans["num_outputs"]).to(device)
+    model = speed.apply_to_model(model, setup.speed, setup.spatial_dims, device)
+    ds_scales = deep_supervision_scales(model, plans["num_channels"], patch, device)
+    optimizer = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
+    autocast, scaler = make_autocast(device, setup.precision)
+    state = RunState()
+    if setup.resume and (setup.fold_dir / "checkpoint_latest.pt").is_file():
+        _restore(setup, model, optimizer, scaler, state)
+    elif info.is_main:
+        write_log(setup.fold_dir / "log.jsonl", [])
+    net = speed.compile_network(dd.wrap_model(model, info, device), setup.speed)
+    batch_size = dd.per_rank_batch_size(int(entry["batch_size"]), info)
+    sampler = PatchSampler(setup.train_cases, sample_size_for(patch, recipe.augment), batch_size, setup.spatial_dims,
+                           recipe.foreground_fraction)
+    transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
+                                recipe.augment, recipe.elastic)
+    return Run(setup=setup, info=info, budget=make_budget(setup.time_budget_s, setup.started_at), model=model,
+               net=net, optimizer=optimizer, scaler=scaler, autocast=autocast,
+               loss_fn=build_loss(setup.label_mode, len(ds_scales), setup.use_batch_dice),
+               val_loss_fn=build_loss(setup.label_mode, 1, setup.use_batch_dice), sampler=sampler,
+               transform=transform, to_target=SegToTarget(setup.label_mode, setup.regions),
+               val_cases=setup.val_cases[info.rank::info.world_size], patch=patch, state=state)
+
+
+def decide_schedule(run: Run) -> Schedule:
+    """The saved schedule when resuming, else the budget's (timed or the recipe's), broadcast and recorded."""
+    state, setup, info = run.state, run.setup, run.info
+    if state.schedule is not None:
+        return state.schedule
+    schedule = run.budget.calibrate(lambda count: _time_steps(run, count), lambda: run_validation(run),
+                                    setup.recipe, setup.validate_every, info)
+    schedule.epochs, schedule.iterations_per_epoch = dd.broadcast_ints(
+        [schedule.epochs, schedule.iterations_per_epoch], info)
+    state.schedule = schedule
+    if info.is_main:
+        extra = {"memory_fit": setup.config_entry["memory_fit"]} if "memory_fit" in setup.config_entry else {}
+        write_json(setup.fold_dir / "schedule.json", schedule.to_dict() | {
+            "decided_at_s": round(run.budget.elapsed(), 2), "notes": setup.notes, "world_size": info.world_size,
+            "batch_size_per_rank": run.sampler.batch_size, "patch_size": run.patch, "recipe": setup.recipe_record(),
+            "precision": setup.precision, "speed": setup.speed.to_dict()} | extra)
+    return schedule
+
+
+def run_steps(run: Run, epoch: int, count: int, schedule: Schedule | None = None,
+              step_ends: list[float] | None = None) -> list[float]:
+    """Run `count` steps of an epoch's batch stream; returns the losses (step_ends gets the clock after each).
+
+    With a schedule (real epochs) the lr follows the recipe's poly decay, the step counter advances
+    and the budget may stop the epoch early; without one (calibration) nothing but the weights moves.
+    """
+    setup, info, device, state = run.setup, run.info, run.setup.device, run.state
+    loader = epoch_loader(EpochBatches(run.sampler, run.transform, setup.seed, epoch, info.rank, count),
+                          setup.num_workers, pin_memory=device.type == "cuda")
+    bar = f"epoch {epoch + 1}/{schedule.epochs}" if schedule else None
+    losses: list[float] = []
+    for batch in tqdm(loader, total=count, desc=bar, disable=not (setup.progress and info.is_main and bar),
+                      leave=False, mininterval=2.0):
+        if schedule is not None:
+            lr = poly_lr(setup.recipe.lr, state.step, schedule.total_steps, setup.recipe.lr_exponent)
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+        data, targets = to_device(batch, device, setup.speed.channels_last)
+        losses.append(train_step(run.net, data, targets, run.loss_fn, run.optimizer, run.scaler, run.autocast,
+                                 setup.recipe.grad_clip))
+        if step_ends is not None:
+            step_ends.append(time.monotonic())
+        if schedule is not None:
+            state.step += 1
+            if run.budget.stop_stepping(schedule, info):
+                break
+    return losses
+
+
+def _time_steps(run: Run, count: int) -> list[float]:
+    """Run `count` calibration steps (not part of any epoch); the clock after each."""
+    step_ends: list[float] = []
+    run_steps(run, CALIBRATION_EPOCH, count, step_ends=step_ends)
+    return step_ends
+
+
+def run_validation(run: Run) -> dict:
+    """Whole-case validation of this rank's share, summed over ranks."""
+    setup = run.setup
+    counts = validate(run.model, run.val_cases, run.patch, setup.spatial_dims, setup.plans["num_outputs"],
+                      setup.label_mode, lambda seg: run.to_target(seg=seg)["target"], run.val_loss_fn, setup.device,
+                      setup.precision)
+    return _validation_summary(setup, counts, run.info)
+
+
+def validates_after(schedule: Schedule, epoch: int) -> bool:
+    """Validate every validate_every epochs and after the last one."""
+    return (epoch + 1) % schedule.validate_every == 0 or epoch + 1 == schedule.epochs
+
+
+def update_best(state: RunState, mean_dice: float | None) -> bool:
+    """Track the best validation Dice and the validations since it; True when this one is better."""
+    mean_dice = mean_dice if mean_dice is not None else 0.0
+    improved = mean_dice > state.best_dice
+    state.best_dice, state.stale = (mean_dice, 0) if improved else (state.best_dice, state.stale + 1)
+    return improved
+
+
+def end_epoch(run: Run, schedule: Schedule, record: dict, improved: bool, epoch_start: float, steps_run: int) -> bool:
+    """Time the epoch, refit the schedule to the budget, decide on stopping (rank 0 for all), save; True = stop."""
+    state, setup, info = run.state, run.setup, run.info
+    state.epoch += 1
+    state.epoch_seconds.append(time.monotonic() - epoch_start)
+    record |= {"epoch_time_s": round(state.epoch_seconds[-1], 3), "elapsed_s": round(run.budget.elapsed(), 1),
+               "peak_memory_bytes": peak_memory_bytes(setup.device), **oom.device_peaks(setup.device)}
+    change = run.budget.after_epoch(schedule, state.epoch, state.epoch_seconds, setup.recipe.epochs)
+    if change:
+        record["schedule_change"] = change
+    stop = bool(setup.early_stop and state.stale >= setup.early_stop)
+    if steps_run < schedule.iterations_per_epoch:
+        record["budget_cut"] = f"time budget reached after {steps_run} steps of this epoch"
+        stop = True
+    schedule.epochs, stop_all = dd.broadcast_ints([schedule.epochs, int(stop)], info)
+    if info.is_main:
+        _save_epoch(setup, run.model, run.optimizer, run.scaler, state, record, improved)
+    dd.barrier(info)
+    return bool(stop_all)
+
+
+def finish(run: Run, schedule: Schedule, stopped_early: bool) -> dict:
+    """Rank 0 writes checkpoint_final.pt and the final schedule; returns the final record."""
+    state, setup = run.state, run.setup
+    final = {"epochs_run": state.epoch, "steps": state.step, "best_val_mean_dice": state.best_dice,
+             "stopped_early": stopped_early, "elapsed_s": round(run.budget.elapsed(), 1)}
+    if run.info.is_main:
+        ckpt.save_checkpoint(setup.fold_dir / "checkpoint_final.pt",
+                             _checkpoint_payload(setup, run.model, run.optimizer, run.scaler, state) | {"final": final})
+        decided = read_json(setup.fold_dir / "schedule.json", "schedule file")
+        write_json(setup.fold_dir / "schedule.json", decided | schedule.to_dict() | {"final": final})
+    dd.barrier(run.info)
+    return final
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -116,35 +305,6 @@ def _restore(setup: TrainSetup, model, optimizer, scaler, state: RunState) -> No
     write_log(log_path, records)
 
 
-def _elapsed(setup: TrainSetup) -> float:
-    """Seconds since the command started (the time budget's clock)."""
-    return time.monotonic() - (setup.started_at or time.monotonic())
-
-
-def _calibrate(setup: TrainSetup, run_steps, run_validation, state: RunState, info: dd.DistInfo) -> Schedule:
-    """Time a few real training steps and one validation pass, then fit epochs x iterations to the budget."""
-    # timed from the end of the warm-up steps, so the loader's process start is not counted as step time
-    step_ends: list[float] = []
-    run_steps(CALIBRATION_EPOCH, CALIBRATION_WARMUP + CALIBRATION_STEPS, step_ends=step_ends)
-    per_step = (step_ends[-1] - step_ends[CALIBRATION_WARMUP - 1]) / CALIBRATION_STEPS
-    start = time.monotonic()
-    run_validation()
-    validation_s = (time.monotonic() - start) / max(1, setup.validate_every)
-    per_step = dd.all_reduce_mean(per_step, info)
-    remaining = setup.time_budget_s - _elapsed(setup)
-    schedule = fit_to_budget(remaining, per_step, validation_s, setup.epochs or DEFAULT_EPOCHS,
-                             setup.iterations_per_epoch or DEFAULT_ITERATIONS)
-    schedule.budget_s, schedule.validate_every = setup.time_budget_s, setup.validate_every
-    return schedule
-
-
-def _step_deadline(setup: TrainSetup, sched: Schedule, info: dd.DistInfo) -> float | None:
-    """Elapsed seconds after which a single-process budgeted run stops stepping (validation + final still fit)."""
-    if not setup.time_budget_s or info.enabled:
-        return None
-    return setup.time_budget_s - FINAL_RESERVE_S - (sched.validation_s or 0.0)
-
-
 def _validation_summary(setup: TrainSetup, counts: dict, info: dd.DistInfo) -> dict:
     """Dice per class and validation loss, summed over ranks."""
     stacked = torch.stack([counts["tp"], counts["fp"], counts["fn"]])
@@ -152,7 +312,7 @@ def _validation_summary(setup: TrainSetup, counts: dict, info: dd.DistInfo) -> d
     loss_cases = dd.all_reduce_sum(torch.tensor([counts["loss"], counts["cases"]], dtype=torch.float64), info)
     dice = dice_from_counts(*stacked)
     present = [d for d in dice if d is not None]
-    return {"val_loss": float(loss_cases[0] / max(loss_cases[1], 1)),
+    return {"val_loss": float(loss_cases[0]) / max(float(loss_cases[1]), 1.0),
             "val_dice": dict(zip(setup.output_names, dice)),
             "val_mean_dice": float(np.mean(present)) if present else None}
 
@@ -165,122 +325,3 @@ def _save_epoch(setup: TrainSetup, model, optimizer, scaler, state: RunState, re
     if improved:
         ckpt.save_checkpoint(setup.fold_dir / "checkpoint_best.pt", payload)
     plot_progress(read_log(setup.fold_dir / "log.jsonl"), setup.fold_dir / "progress.png")
-
-
-def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
-    """Train one fold; returns the final record (epochs run, best Dice, schedule)."""
-    from segkit.jsonio import read_json, write_json
-    info = info or dd.DistInfo()
-    np.random.seed(setup.seed)
-    torch.manual_seed(setup.seed)        # identical initial weights on every rank
-    plans, entry, device = setup.plans, setup.config_entry, setup.device
-    patch = list(entry["patch_size"])
-    model = build_network(entry["architecture"], plans["num_channels"], plans["num_outputs"]).to(device)
-    if setup.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d if setup.spatial_dims == 3 else torch.channels_last)
-    ds_scales = deep_supervision_scales(model, plans["num_channels"], patch, device)
-    loss_fn = build_loss(setup.label_mode, len(ds_scales), setup.use_batch_dice)
-    val_loss_fn = build_loss(setup.label_mode, 1, setup.use_batch_dice)
-    optimizer = build_optimizer(model.parameters(), setup.optimizer, setup.lr, setup.momentum, setup.weight_decay)
-    autocast, scaler = make_autocast(device, setup.precision)
-    state = RunState()
-    if setup.resume and (setup.fold_dir / "checkpoint_latest.pt").is_file():
-        _restore(setup, model, optimizer, scaler, state)
-    elif info.is_main:
-        write_log(setup.fold_dir / "log.jsonl", [])
-    net = dd.wrap_model(model, info, device)
-    net = torch.compile(net) if setup.compile else net
-
-    batch_size = dd.per_rank_batch_size(int(entry["batch_size"]), info)
-    sampler = PatchSampler(setup.train_cases, sample_size_for(patch, setup.augment), batch_size, setup.spatial_dims,
-                           setup.foreground_fraction)
-    transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
-                                setup.augment, setup.elastic)
-    to_target = SegToTarget(setup.label_mode, setup.regions)
-    val_cases = setup.val_cases[info.rank::info.world_size]
-
-    def run_steps(epoch: int, count: int, first: int = 0, lr_at=None, bar: str | None = None,
-                  deadline: float | None = None, step_ends: list[float] | None = None) -> list[float]:
-        """Run `count` steps of an epoch's batch stream (fewer if the deadline passes); returns the losses."""
-        loader = epoch_loader(EpochBatches(sampler, transform, setup.seed, epoch, info.rank, count, first),
-                              setup.num_workers, pin_memory=device.type == "cuda")
-        losses = []
-        for batch in tqdm(loader, total=count, desc=bar, disable=not (setup.progress and info.is_main and bar),
-                          leave=False, mininterval=2.0):
-            if lr_at is not None:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(state.step)
-            data, targets = to_device(batch, device, setup.channels_last)
-            losses.append(train_step(net, data, targets, loss_fn, optimizer, scaler, autocast, setup.grad_clip))
-            if lr_at is not None:
-                state.step += 1
-            if step_ends is not None:
-                step_ends.append(time.monotonic())
-            if deadline is not None and _elapsed(setup) > deadline:
-                break
-        return losses
-
-    def run_validation() -> dict:
-        """Whole-case validation of this rank's share, summed over ranks."""
-        counts = validate(model, val_cases, patch, setup.spatial_dims, plans["num_outputs"], setup.label_mode,
-                          lambda seg: to_target(seg=seg)["target"], val_loss_fn, device, setup.precision)
-        return _validation_summary(setup, counts, info)
-
-    if state.schedule is None:
-        if setup.time_budget_s:
-            state.schedule = _calibrate(setup, run_steps, run_validation, state, info)
-        else:
-            state.schedule = Schedule(setup.epochs or DEFAULT_EPOCHS, setup.iterations_per_epoch or DEFAULT_ITERATIONS,
-                                      setup.validate_every)
-        state.schedule.epochs, state.schedule.iterations_per_epoch = dd.broadcast_ints(
-            [state.schedule.epochs, state.schedule.iterations_per_epoch], info)
-        if info.is_main:
-            write_json(setup.fold_dir / "schedule.json", state.schedule.to_dict() | {
-                "decided_at_s": round(_elapsed(setup), 2), "notes": setup.notes, "world_size": info.world_size,
-                "batch_size_per_rank": batch_size, "patch_size": patch, "recipe": setup.recipe})
-    sched = state.schedule
-    lr_at = lambda step: poly_lr(setup.lr, step, sched.total_steps)  # noqa: E731 (total may be refitted)
-    stopped_early = False
-    while state.epoch < sched.epochs:
-        epoch_start = time.monotonic()
-        losses = run_steps(state.epoch, sched.iterations_per_epoch, lr_at=lr_at,
-                           bar=f"epoch {state.epoch + 1}/{sched.epochs}", deadline=_step_deadline(setup, sched, info))
-        record = {"epoch": state.epoch, "train_loss": float(dd.all_reduce_mean(float(np.mean(losses)), info)),
-                  "lr": optimizer.param_groups[0]["lr"], "step": state.step}
-        improved = False
-        if (state.epoch + 1) % sched.validate_every == 0 or state.epoch + 1 == sched.epochs:
-            record |= run_validation()
-            mean_dice = record["val_mean_dice"] if record["val_mean_dice"] is not None else 0.0
-            improved = mean_dice > state.best_dice
-            state.best_dice, state.stale = (mean_dice, 0) if improved else (state.best_dice, state.stale + 1)
-        state.epoch += 1
-        state.epoch_seconds.append(time.monotonic() - epoch_start)
-        record |= {"epoch_time_s": round(state.epoch_seconds[-1], 3), "elapsed_s": round(_elapsed(setup), 1),
-                   "peak_memory_bytes": peak_memory_bytes(device)}
-        if setup.time_budget_s:
-            new_epochs = refit_epochs(sched, state.epoch, setup.time_budget_s - _elapsed(setup),
-                                      float(np.mean(state.epoch_seconds[-3:])), setup.epochs or DEFAULT_EPOCHS)
-            if new_epochs != sched.epochs:
-                record["schedule_change"] = f"epochs {sched.epochs} -> {new_epochs} (refitted to measured epoch time)"
-                sched.epochs = new_epochs
-        stop = bool(setup.early_stop and state.stale >= setup.early_stop)
-        if len(losses) < sched.iterations_per_epoch:
-            record["budget_cut"] = f"time budget reached after {len(losses)} steps of this epoch"
-            stop = True
-        sched.epochs, stop = dd.broadcast_ints([sched.epochs, int(stop)], info)
-        if info.is_main:
-            _save_epoch(setup, model, optimizer, scaler, state, record, improved)
-        dd.barrier(info)
-        if stop:
-            stopped_early = True
-            break
-    final = {"epochs_run": state.epoch, "steps": state.step, "best_val_mean_dice": state.best_dice,
-             "stopped_early": stopped_early, "elapsed_s": round(_elapsed(setup), 1)}
-    if info.is_main:
-        ckpt.save_checkpoint(setup.fold_dir / "checkpoint_final.pt",
-                             _checkpoint_payload(setup, model, optimizer, scaler, state) | {"final": final})
-        if setup.time_budget_s or stopped_early:
-            decided = read_json(setup.fold_dir / "schedule.json", "schedule file")
-            write_json(setup.fold_dir / "schedule.json", decided | sched.to_dict() | {"final": final})
-    dd.barrier(info)
-    return final
