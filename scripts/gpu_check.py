@@ -45,7 +45,7 @@ from segkit.networks import build_network  # noqa: E402
 from segkit.networks.measure import measure_step  # noqa: E402
 from segkit.oom import is_out_of_memory  # noqa: E402
 from segkit.planning.cuda_calibration import (CALIBRATION_PATH, fit_calibration, predict_cuda_bytes, step_features)
-from segkit.networks.architecture import total_strides as divisors  # noqa: E402
+from segkit.networks.architecture import total_strides  # noqa: E402
 from segkit.planning.memory_search import largest_patch  # noqa: E402
 from segkit.training.losses import build_loss  # noqa: E402
 from segkit.training.trainer import train_step  # noqa: E402
@@ -163,7 +163,7 @@ def largest_measured_patch(args, cfg: dict, part: Part) -> dict:
     result = {"budget_bytes": budget, "precision": "fp32", "batch_size": 2}
     for mode in ("reversible", "plain"):
         arch = archs[f"revmbconv_{mode}"]
-        div = divisors(arch)
+        div = total_strides(arch)
         cube = [4096] * 3
         ctx = {"batch_size": 2, "in_channels": IN_CHANNELS, "num_outputs": NUM_OUTPUTS}
         guess = largest_patch(budget, arch, cube, ctx) or div

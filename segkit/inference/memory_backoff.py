@@ -20,7 +20,7 @@ from segkit import oom
 from segkit.errors import UserError
 from segkit.inference.model import LoadedModel
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
-from segkit.networks.architecture import total_strides as divisors
+from segkit.networks.architecture import total_strides
 
 
 def _warn(message: str) -> None:
@@ -56,7 +56,7 @@ def _smaller(model: LoadedModel, settings: WindowSettings) -> tuple[WindowSettin
     if settings.tile_batch > 1:
         return replace(settings, tile_batch=settings.tile_batch // 2), f"tile batch {settings.tile_batch // 2}"
     patch = oom.shrink_patch(list(settings.patch_size), oom.patch_spacing(model.entry),
-                             divisors(model.entry["architecture"]))
+                             total_strides(model.entry["architecture"]))
     if patch is None:
         raise UserError(f"out of memory on {model.device} even with one tile of {list(settings.patch_size)}: "
                         "predict on the CPU (--device cpu) or a card with more memory")
