@@ -3,7 +3,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# UTF-8 mode: torch.compile reads its templates with the locale encoding, which is ASCII on some CI machines
+PYTHONUTF8=1 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 status=$?
 # pytest: 0 all passed, 1 failures, 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected.
 if [ "$status" -eq 5 ]; then
