@@ -1,0 +1,226 @@
+"""plans.json: the format's owner — version, the single reader and writer, and typed read-only views.
+
+The file on disk stays plain JSON (docs/architecture.md, "plans.json"). Stages parse it once
+where they start, into frozen views (`Plans`, `Configuration`, `Architecture`); every default
+for an optional key lives here and nowhere else. Bad content raises `UserError` naming the file.
+The views keep the original dict (`raw`) for the few consumers that still pass dicts on
+(network builders, the memory model, hashing of an entry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from segkit.errors import UserError
+from segkit.jsonio import read_json, write_json
+
+SCHEMA_VERSION = 1
+PLANS_FILENAME = "plans.json"
+LABEL_MODES = ("softmax", "sigmoid")
+DEFAULT_LABEL_MODE = "softmax"
+DEFAULT_NORM = "instance"
+DEFAULT_SLICE_AXIS = 0
+
+
+def _ints(value: Any, what: str, source: Path | None) -> tuple[int, ...]:
+    """A list of integers as a tuple; UserError otherwise."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
+        raise UserError(f"plans: {what} must be a list of numbers, got {value!r}", source)
+    return tuple(int(v) for v in value)
+
+
+def _floats(value: Any, what: str, source: Path | None) -> tuple[float, ...]:
+    """A list of numbers as a float tuple; UserError otherwise."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
+        raise UserError(f"plans: {what} must be a list of numbers, got {value!r}", source)
+    return tuple(float(v) for v in value)
+
+
+def _require(data: Mapping, key: str, where: str, source: Path | None) -> Any:
+    """data[key], or a UserError naming the missing key."""
+    if not isinstance(data, Mapping) or key not in data:
+        raise UserError(f"plans: {where} lacks {key!r}", source)
+    return data[key]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The `architecture` block of a configuration (what `build_network` consumes)."""
+
+    family: str
+    spatial_dims: int
+    features_per_stage: tuple[int, ...]
+    kernel_sizes: tuple[tuple[int, ...], ...]
+    strides: tuple[tuple[int, ...], ...]
+    blocks_per_stage: tuple[int, ...]
+    decoder_blocks_per_stage: tuple[int, ...]
+    norm: str
+    deep_supervision: bool
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "architecture", source: Path | None = None) -> "Architecture":
+        """Parse and check an architecture block."""
+        kernels = tuple(_ints(k, f"{where}.kernel_sizes", source) for k in _require(data, "kernel_sizes", where, source))
+        strides = tuple(_ints(s, f"{where}.strides", source) for s in _require(data, "strides", where, source))
+        if not kernels or len(kernels) != len(strides):
+            raise UserError(f"plans: {where}: kernel_sizes and strides need one entry per stage", source)
+        features = _ints(_require(data, "features_per_stage", where, source), f"{where}.features_per_stage", source)
+        if len(features) != len(strides):
+            raise UserError(f"plans: {where}: features_per_stage needs one entry per stage", source)
+        return cls(family=str(_require(data, "family", where, source)),
+                   spatial_dims=int(data.get("spatial_dims", len(kernels[0]))),
+                   features_per_stage=features, kernel_sizes=kernels, strides=strides,
+                   blocks_per_stage=_ints(data.get("blocks_per_stage", [1] * len(strides)),
+                                          f"{where}.blocks_per_stage", source),
+                   decoder_blocks_per_stage=_ints(data.get("decoder_blocks_per_stage", [1] * (len(strides) - 1)),
+                                                  f"{where}.decoder_blocks_per_stage", source),
+                   norm=str(data.get("norm", DEFAULT_NORM)),
+                   deep_supervision=bool(data.get("deep_supervision", True)),
+                   raw=MappingProxyType(dict(data)))
+
+    @property
+    def total_strides(self) -> tuple[int, ...]:
+        """Product of the strides per axis: what a patch must be divisible by."""
+        totals = [1] * self.spatial_dims
+        for stride in self.strides:
+            totals = [t * int(s) for t, s in zip(totals, stride, strict=True)]
+        return tuple(totals)
+
+    def as_dict(self) -> dict:
+        """A mutable copy of the block, for builders and the memory model."""
+        return dict(self.raw)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One entry of `configurations` (3d_fullres, 2d, 3d_lowres, ...)."""
+
+    name: str
+    spatial_dims: int
+    target_spacing: tuple[float, ...]
+    patch_size: tuple[int, ...]
+    batch_size: int
+    mirror_axes: tuple[int, ...]
+    slice_axis: int | None
+    architecture: Architecture
+    previous_stage: str | None
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, name: str, data: Any, source: Path | None = None) -> "Configuration":
+        """Parse and check a configuration entry."""
+        where = f"configuration {name!r}"
+        spacing = _floats(_require(data, "target_spacing", where, source), f"{where}.target_spacing", source)
+        if len(spacing) != 3 or not all(s > 0 for s in spacing):
+            raise UserError(f"plans: {where}: 'target_spacing' must be 3 positive numbers (z, y, x)", source)
+        patch = _ints(_require(data, "patch_size", where, source), f"{where}.patch_size", source)
+        dims = int(data.get("spatial_dims", len(patch)))
+        if dims not in (2, 3) or len(patch) != dims:
+            raise UserError(f"plans: {where}: patch_size {list(patch)} does not fit spatial_dims {dims}", source)
+        architecture = Architecture.from_json(_require(data, "architecture", where, source),
+                                              f"{where}.architecture", source)
+        return cls(name=name, spatial_dims=dims, target_spacing=spacing, patch_size=patch,
+                   batch_size=int(data.get("batch_size", 2)),
+                   mirror_axes=_ints(data.get("mirror_axes", list(range(dims))), f"{where}.mirror_axes", source),
+                   slice_axis=int(data.get("slice_axis", DEFAULT_SLICE_AXIS)) if dims == 2 else None,
+                   architecture=architecture, previous_stage=data.get("previous_stage"),
+                   raw=MappingProxyType(dict(data)))
+
+    def as_dict(self) -> dict:
+        """A mutable copy of the entry."""
+        return dict(self.raw)
+
+
+@dataclass(frozen=True)
+class Plans:
+    """The whole plans.json, parsed once."""
+
+    dataset_name: str
+    num_channels: int
+    channel_names: tuple[str, ...]
+    labels: Mapping[str, Any]
+    label_mode: str
+    outputs: Mapping[str, tuple[int, ...]]
+    regions_class_order: tuple[int, ...] | None
+    num_outputs: int
+    normalization: tuple[Mapping[str, Any], ...]
+    configurations: Mapping[str, Configuration]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    source: Path | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Any, source: Path | None = None) -> "Plans":
+        """Parse and check a plans dict (as read from plans.json)."""
+        if not isinstance(data, Mapping):
+            raise UserError("plans: expected a JSON object", source)
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise UserError(f"plans: schema_version {version!r} is not supported (this segkit reads "
+                            f"{SCHEMA_VERSION}); re-run `segkit plan`", source)
+        mode = str(data.get("label_mode", DEFAULT_LABEL_MODE))
+        if mode not in LABEL_MODES:
+            raise UserError(f"plans: label_mode must be one of {', '.join(LABEL_MODES)}, got {mode!r}", source)
+        raw_outputs = data.get("outputs") or {}
+        if not isinstance(raw_outputs, Mapping):
+            raise UserError("plans: 'outputs' must map names to label values", source)
+        outputs = {str(k): _ints(v if isinstance(v, list) else [v], f"outputs.{k}", source)
+                   for k, v in raw_outputs.items()}
+        configurations = data.get("configurations") or {}
+        if not isinstance(configurations, Mapping):
+            raise UserError("plans: 'configurations' must be an object", source)
+        order = data.get("regions_class_order")
+        num_channels = int(_require(data, "num_channels", "plans.json", source))
+        return cls(dataset_name=str(data.get("dataset_name", "")), num_channels=num_channels,
+                   channel_names=tuple(str(c) for c in data.get("channel_names") or
+                                       [str(i) for i in range(num_channels)]),
+                   labels=MappingProxyType(dict(data.get("labels") or {})), label_mode=mode,
+                   outputs=MappingProxyType(outputs),
+                   regions_class_order=_ints(order, "regions_class_order", source) if order else None,
+                   num_outputs=int(_require(data, "num_outputs", "plans.json", source)),
+                   normalization=tuple(MappingProxyType(dict(n)) for n in data.get("normalization") or []),
+                   configurations=MappingProxyType({name: Configuration.from_json(name, entry, source)
+                                                    for name, entry in configurations.items()}),
+                   raw=MappingProxyType(dict(data)), source=source)
+
+    def configuration(self, name: str) -> Configuration:
+        """One configuration; UserError naming the known ones when it is absent."""
+        if name not in self.configurations:
+            known = ", ".join(sorted(self.configurations)) or "none"
+            raise UserError(f"unknown configuration {name!r} (plans.json has: {known})", self.source)
+        return self.configurations[name]
+
+    @property
+    def region_based(self) -> bool:
+        """True for sigmoid (region-based, BraTS-style) plans."""
+        return self.label_mode == "sigmoid"
+
+    def as_dict(self) -> dict:
+        """A mutable deep-enough copy of the plans (top level copied; entries shared)."""
+        return dict(self.raw)
+
+
+def plans_file(folder: Path) -> Path:
+    """plans.json inside a work dir or model folder."""
+    return Path(folder) / PLANS_FILENAME
+
+
+def read_plans_dict(path: str | Path) -> dict:
+    """The plans.json dict as stored (for stages that still pass dicts on); errors name the file."""
+    data = read_json(path, "plans.json")
+    Plans.from_json(data, Path(path))  # refuse a malformed file where it is read, not deep inside a stage
+    return data
+
+
+def read_plans(path: str | Path) -> Plans:
+    """Read and parse plans.json into its typed view."""
+    return Plans.from_json(read_json(path, "plans.json"), Path(path))
+
+
+def write_plans(path: str | Path, plans: Mapping[str, Any]) -> None:
+    """Write plans.json atomically (checked first, so nothing malformed reaches disk)."""
+    Plans.from_json(plans, Path(path))
+    write_json(path, dict(plans))
