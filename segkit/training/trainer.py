@@ -195,8 +195,8 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     sampler = PatchSampler(setup.train_cases, sample_size_for(patch, setup.augment), batch_size, setup.spatial_dims,
                            setup.foreground_fraction)
     transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
-                                setup.augment, setup.elastic)
-    to_target = SegToTarget(setup.label_mode, setup.regions)
+                                setup.augment, setup.elastic, setup.ignore_label)
+    to_target = SegToTarget(setup.label_mode, setup.regions, setup.ignore_label)
     val_cases = setup.val_cases[info.rank::info.world_size]
 
     def run_steps(epoch: int, count: int, first: int = 0, lr_at=None, bar: str | None = None,
