@@ -6,7 +6,8 @@ the existing one, else a new label ``ignore`` one above the highest label value.
 - slices: along each chosen axis (array order z, y, x) every N-th slice keeps its labels, from a
   per-case, per-axis random offset; a voxel is annotated when any of its slices is kept.
 - scribbles: per case and per label value present (background included), the 2D skeleton of the
-  structure in `scribble_slices` slices along the first axis, spread over the structure's extent.
+  structure in `scribble_slices` slices along the first axis, spread over the structure's extent,
+  widened to a 3-voxel brush (dilated in-plane, clipped to the structure).
 
 Images are hard-linked (copied where links are impossible); everything is written into a
 temporary folder renamed to OUT at the end, so OUT is either complete or absent. Deterministic
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from scipy import ndimage
 from skimage.morphology import skeletonize
 
 from segkit.errors import UserError
@@ -31,6 +33,7 @@ from segkit.io.image import read_image, write_image
 from segkit.jsonio import read_json, write_json
 
 DEFAULT_SCRIBBLE_SLICES = 3
+BRUSH = ndimage.generate_binary_structure(2, 1)   # in-plane cross: a 3-voxel-wide stroke
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ def scribble_mask(label: np.ndarray, values: Sequence[int], axis: int, per_struc
         structure = moved_label == value
         present = np.flatnonzero(structure.any(axis=(1, 2)))
         for index in _spread_slices(present, per_structure, rng):
-            moved_keep[index] |= skeletonize(structure[index])
+            stroke = ndimage.binary_dilation(skeletonize(structure[index]), BRUSH)
+            moved_keep[index] |= stroke & structure[index]
     return keep
 
 
