@@ -81,7 +81,8 @@ def _first_annotated_in_blocks(target: np.ndarray, scale: Sequence[int], out_sha
         view_shape += [n // s, s]
     dims = len(scale)
     order = [0, 1] + [2 + 2 * i for i in range(dims)] + [3 + 2 * i for i in range(dims)]
-    blocks = padded.reshape(view_shape).transpose(order).reshape(b, c, *[n // s for n, s in zip(padded.shape[2:], scale)], -1)
+    coarse = [n // s for n, s in zip(padded.shape[2:], scale)]
+    blocks = padded.reshape(view_shape).transpose(order).reshape(b, c, *coarse, -1)
     first = (blocks != IGNORE_TARGET).argmax(-1)[..., None]
     picked = np.take_along_axis(blocks, first, -1)[..., 0]
     return picked[(slice(None), slice(None)) + tuple(slice(0, n) for n in out_shape)]
