@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train_budget import predict_and_evaluate  # noqa: E402
 from train_bench_common import (CONFIGURATION, add_budget_arguments, plan_and_preprocess, run_summary,  # noqa: E402
                                 segkit, train_fold0)
 
@@ -80,6 +80,19 @@ def train_fixed_steps(dataset: Path, work: Path, args: argparse.Namespace) -> fl
     return time.monotonic() - start
 
 
+def predict_and_evaluate(dense: Path, models: Path, out: Path, case_id: str, tta: bool) -> dict:
+    """`segkit predict` on the held-out case (optionally without mirroring), `segkit evaluate` against its dense label."""
+    images = out / "held_out_images"
+    images.mkdir(exist_ok=True)
+    for image in (dense / "imagesTr").glob(f"{case_id}_*.nii.gz"):
+        shutil.copy(image, images / image.name)
+    segkit("predict", "-i", str(images), "-o", str(out / "held_out_pred"), "-m", str(models), "-f", "0",
+           *([] if tta else ["--no-tta"]))
+    segkit("evaluate", str(out / "held_out_pred" / f"{case_id}.nii.gz"), str(dense / "labelsTr" / f"{case_id}.nii.gz"),
+           "--regions-from", str(dense), "-o", str(out / "held_out_evaluation.json"))
+    return json.loads((out / "held_out_evaluation.json").read_text())
+
+
 def run_mode(dense: Path, out: Path, mode: str, args: argparse.Namespace, seed: int) -> dict:
     """Plan, preprocess, train within the budget and score one mode on the dense held-out label."""
     dataset = training_dataset(dense, mode, args, seed)
@@ -91,10 +104,10 @@ def run_mode(dense: Path, out: Path, mode: str, args: argparse.Namespace, seed: 
     wall = train_fixed_steps(dataset, run_dir / "work", args) if args.steps else \
         train_fold0(dataset, run_dir / "work", args)
     summary, last, _ = run_summary(models, wall, None if args.steps else args.minutes * 60)
-    held_out = predict_and_evaluate(dense, models, run_dir, "brain_003")
+    held_out = predict_and_evaluate(dense, models, run_dir, "brain_003", not args.no_tta)
     sparse_record = read_json(dataset / "dataset.json", "dataset.json").get("segkit_sparsify", {})
     return summary | {
-        "mode": mode, "data_seed": seed, "load_average_before": load, "load_average_after": load_average(),
+        "mode": mode, "data_seed": seed, "tta": not args.no_tta, "threads": args.threads, "load_average_before": load, "load_average_after": load_average(),
         "annotated_fraction": sparse_record.get("annotated_fraction", 1.0),
         "annotated_fraction_train": [sparse_record.get("annotated_fraction_per_case", {}).get(c, 1.0)
                                      for c in ("brain_001", "brain_002")],
@@ -127,6 +140,7 @@ def main() -> None:
     parser.add_argument("--scribble-slices", type=int, default=3)
     parser.add_argument("--steps", type=int, nargs=2, metavar=("EPOCHS", "ITERATIONS"),
                         help="train a fixed number of steps (see above) instead of --minutes")
+    parser.add_argument("--no-tta", action="store_true", help="predict the held-out case without mirroring (faster)")
     args = parser.parse_args()
     out = Path(args.out)
     results_file = out / "results.jsonl"

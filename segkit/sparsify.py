@@ -115,8 +115,9 @@ def sparsify_label(label: np.ndarray, ignore: int, options: SparsifyOptions, cas
         keep = scribble_mask(label, values, options.axes[0], options.scribble_slices, rng)
     else:
         keep = slice_mask(label.shape, int(options.slices), options.axes, rng)
-    dtype = label.dtype if np.iinfo(label.dtype).max >= ignore else np.int16
-    return np.where(keep & (label != ignore), label, ignore).astype(dtype)
+    sparse = np.where(keep & (label != ignore), label, ignore)
+    small = sparse.min() >= 0 and sparse.max() <= np.iinfo(np.uint8).max
+    return sparse.astype(np.uint8 if small else np.int16)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
