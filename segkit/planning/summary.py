@@ -46,4 +46,6 @@ def plans_summary(plans: dict) -> str:
     header = (f"dataset {plans['dataset_name']}: {plans['num_channels']} channel(s), "
               f"{len(plans['outputs'])} {'regions' if plans['label_mode'] == 'sigmoid' else 'classes'}, "
               f"budget {format_bytes(plans['gpu_memory_bytes'])} ({plans['device']})\n  normalisation: {norms}")
+    if plans.get("ignore_label") is not None:
+        header += f"\n  sparse annotation: label {plans['ignore_label']} = ignore (unannotated, never an output)"
     return "\n\n".join([header] + [configuration_summary(n, e) for n, e in plans["configurations"].items()])
