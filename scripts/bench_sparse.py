@@ -81,7 +81,7 @@ def train_fixed_steps(dataset: Path, work: Path, args: argparse.Namespace) -> fl
 
 
 def predict_and_evaluate(dense: Path, models: Path, out: Path, case_id: str, tta: bool) -> dict:
-    """`segkit predict` on the held-out case (optionally without mirroring), `segkit evaluate` against its dense label."""
+    """`segkit predict` on the held-out case (mirroring optional), `segkit evaluate` against its dense label."""
     images = out / "held_out_images"
     images.mkdir(exist_ok=True)
     for image in (dense / "imagesTr").glob(f"{case_id}_*.nii.gz"):
@@ -107,7 +107,8 @@ def run_mode(dense: Path, out: Path, mode: str, args: argparse.Namespace, seed: 
     held_out = predict_and_evaluate(dense, models, run_dir, "brain_003", not args.no_tta)
     sparse_record = read_json(dataset / "dataset.json", "dataset.json").get("segkit_sparsify", {})
     return summary | {
-        "mode": mode, "data_seed": seed, "tta": not args.no_tta, "threads": args.threads, "load_average_before": load, "load_average_after": load_average(),
+        "mode": mode, "data_seed": seed, "tta": not args.no_tta, "threads": args.threads,
+        "load_average_before": load, "load_average_after": load_average(),
         "annotated_fraction": sparse_record.get("annotated_fraction", 1.0),
         "annotated_fraction_train": [sparse_record.get("annotated_fraction_per_case", {}).get(c, 1.0)
                                      for c in ("brain_001", "brain_002")],
@@ -120,7 +121,8 @@ def run_mode(dense: Path, out: Path, mode: str, args: argparse.Namespace, seed: 
 def table(results: list[dict]) -> str:
     """Markdown rows: seed, mode, annotated %, steps, held-out Dice, ratio to the same seed's dense run."""
     dense = {r["data_seed"]: r["held_out_mean_dice"] for r in results if r["mode"] == "dense"}
-    lines = ["| data seed | labels | annotated voxels | steps | train wall | held-out mean Dice | ratio to dense | load before |",
+    lines = ["| data seed | labels | annotated voxels | steps | train wall | held-out mean Dice | ratio to dense "
+             "| load before |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         ratio = r["held_out_mean_dice"] / dense[r["data_seed"]] if r["data_seed"] in dense else float("nan")

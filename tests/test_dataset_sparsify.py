@@ -88,7 +88,8 @@ def test_sparsify_cli_writes_a_deterministic_sparse_copy(tiny_dataset, tmp_path,
         kept = sparse.array != 4
         assert np.array_equal(sparse.array[kept], dense.array[kept])        # kept voxels keep their labels
         assert kept.all(axis=(1, 2)).sum() == 4                             # every 4th of 16 z slices
-    assert sorted(p.name for p in (out / "imagesTr").iterdir()) == sorted(p.name for p in (tiny_dataset / "imagesTr").iterdir())
+    names = sorted(p.name for p in (out / "imagesTr").iterdir())
+    assert names == sorted(p.name for p in (tiny_dataset / "imagesTr").iterdir())
     assert verify_dataset(out) == []
     again = tmp_path / "Again"
     assert main(["sparsify", str(tiny_dataset), str(again), "--slices", "4", "--axes", "0", "2", "--seed", "3"]) == 0
