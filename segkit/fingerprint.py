@@ -42,11 +42,13 @@ def case_seed(case_id: str) -> int:
     return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:4], "little")
 
 
-def fingerprint_case(case: CaseFiles, samples_per_case: int) -> dict:
+def fingerprint_case(case: CaseFiles, samples_per_case: int, ignore_label: int | None = None) -> dict:
     """Measure one case: spacing, shapes, crop ratio, foreground intensity samples, class voxel counts.
 
     Per-axis values are in the canonical (LPS) array order the networks will see; `direction`
-    is the image's own ITK direction and `orientation` its storage code (e.g. "RAS").
+    is the image's own ITK direction and `orientation` its storage code (e.g. "RAS"). With an
+    ignore label, foreground intensities come from annotated foreground only, and the case
+    records its annotated voxels (inside the crop; unannotated = the ignore value).
     """
     channels = [read_image(path) for path in case.images]
     direction = channels[0].geometry.direction
@@ -77,6 +79,9 @@ def fingerprint_case(case: CaseFiles, samples_per_case: int) -> dict:
             result["class_voxels"][str(int(value))] = int(count)
             result["class_volume_ml"][str(int(value))] = round(count * voxel_ml, 6)
         foreground = label[crop] > 0
+        if ignore_label is not None:
+            foreground &= label[crop] != ignore_label
+            result["annotated_voxels"] = int(np.count_nonzero(label[crop] != ignore_label))
     else:
         foreground = np.any(images[(slice(None),) + crop] != 0, axis=0)
     rng = np.random.default_rng(case_seed(case.case_id))
@@ -88,7 +93,7 @@ def fingerprint_case(case: CaseFiles, samples_per_case: int) -> dict:
     return result
 
 
-def _fingerprint_case_star(args: tuple[CaseFiles, int]) -> dict:
+def _fingerprint_case_star(args: tuple[CaseFiles, int, int | None]) -> dict:
     """Picklable wrapper for process pools."""
     return fingerprint_case(*args)
 
@@ -110,7 +115,7 @@ def compute_fingerprint(info: DatasetInfo, num_workers: int = 1, progress: bool 
     if not cases:
         raise UserError("dataset has no training cases", info.root / "imagesTr")
     samples_per_case = max(1, TOTAL_INTENSITY_SAMPLES // len(cases))
-    jobs = [(case, samples_per_case) for case in cases]
+    jobs = [(case, samples_per_case, info.ignore_label) for case in cases]
     bar = dict(total=len(jobs), desc="fingerprint", unit="case", disable=not progress)
     if num_workers > 1:
         with ProcessPoolExecutor(max_workers=num_workers) as pool:
@@ -132,6 +137,12 @@ def summarise(info: DatasetInfo, per_case: list[dict]) -> dict:
         cases.append({key: value for key, value in case.items() if key != "intensity_samples"})
     spacings = np.array([case["spacing"] for case in per_case])
     shapes = np.array([case["shape_after_crop"] for case in per_case])
+    annotation = {}
+    if info.ignore_label is not None:
+        annotated = sum(case.get("annotated_voxels", 0) for case in per_case)
+        cropped = sum(int(np.prod(case["shape_after_crop"])) for case in per_case)
+        annotation = {"ignore_label": info.ignore_label, "annotated_voxels": annotated,
+                      "annotated_fraction": annotated / max(cropped, 1)}
     return {
         "fingerprint_version": FINGERPRINT_VERSION,
         "dataset_name": info.name,
@@ -143,5 +154,6 @@ def summarise(info: DatasetInfo, per_case: list[dict]) -> dict:
         "median_shape_after_crop": np.median(shapes, axis=0).tolist(),
         "median_relative_size_after_crop": float(np.median([c["relative_size_after_crop"] for c in per_case])),
         "foreground_intensity_statistics": statistics,
+        **annotation,
         "cases": cases,
     }

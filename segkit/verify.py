@@ -183,7 +183,7 @@ def _split_cases(info: DatasetInfo, images_dir: str, labels_dir: str | None, pro
     for case_id in sorted(channels):
         images = tuple(str(folder / f"{case_id}_{c:04d}{ending}") for c in range(info.num_channels))
         label = str(root / labels_dir / f"{case_id}{ending}") if labels_dir else None
-        tasks.append(CaseCheck(str(root), case_id, images, label, declared))
+        tasks.append(CaseCheck(str(root), case_id, images, label, declared, info.ignore_label))
     for case_id in sorted(set(labels) - set(channels)):
         problems.append(Problem(case_id, relative_name(root, labels[case_id]), "label file without images"))
     return tasks

@@ -39,6 +39,7 @@ class CaseCheck:
     images: tuple[str, ...]
     label: str | None
     label_values: tuple[int, ...] | None   # None: dataset.json unusable, skip the value check
+    ignore_label: int | None = None        # the 'ignore' label value (sparse annotation), if declared
 
 
 def relative_name(root: str | Path, path: str | Path) -> str:
@@ -108,8 +109,8 @@ def _image_problems(content: FileContent) -> list[str]:
     return []
 
 
-def _label_problems(content: FileContent, declared: tuple[int, ...] | None) -> list[str]:
-    """Problems of a label map on its own: dimension, non-integer and undeclared values."""
+def _label_problems(content: FileContent, declared: tuple[int, ...] | None, ignore_label: int | None = None) -> list[str]:
+    """Problems of a label map on its own: dimension, non-integer and undeclared values, no annotated voxel."""
     array = content.voxels
     if content.ndim != 3:
         return [f"label map is {content.ndim}D (size {content.geometry.size}); expected 3D"]
@@ -124,6 +125,8 @@ def _label_problems(content: FileContent, declared: tuple[int, ...] | None) -> l
         undeclared = [v for v in values if v not in declared]
         if undeclared:
             return [f"label values {undeclared} are not declared in dataset.json (declared: {list(declared)})"]
+    if ignore_label is not None and values == [ignore_label]:
+        return [f"every voxel is the ignore label ({ignore_label}): the case has no annotated voxel"]
     return []
 
 
@@ -153,7 +156,8 @@ def check_case(task: CaseCheck) -> list[Problem]:
         messages = []
         content = _read(Path(task.label), messages)
         if content is not None:
-            messages += _label_problems(content, task.label_values) + _geometry_problem(reference, content)
+            messages += _label_problems(content, task.label_values, task.ignore_label) + \
+                _geometry_problem(reference, content)
         if messages and messages[0] == "missing file":
             messages[0] = "missing label file"
         report(task.label, messages)

@@ -162,3 +162,46 @@ def test_reference_may_be_a_raw_dataset_folder(folders, tmp_path: Path) -> None:
     out = tmp_path / "s.json"
     assert main(["evaluate", str(pred_dir), str(dataset), "-o", str(out)]) == 0
     assert json.loads(out.read_text())["num_cases"] == 3
+
+
+def test_sparse_reference_scores_only_annotated_voxels(folders, tmp_path: Path, capsys) -> None:
+    """Reference voxels labelled ignore are left out of every metric; the report says so."""
+    pred_dir, ref_dir, cases = folders
+    dataset = tmp_path / "Sparse"
+    ignore = 4
+    annotated_only = {}
+    for case, (pred, label, geometry) in cases.items():
+        sparse = label.copy()
+        sparse[np.arange(len(sparse)) % 3 != 0] = ignore    # two of every three z slices unannotated
+        write_image(sparse, geometry, dataset / "labelsTr" / f"{case}.nii.gz")
+        keep = sparse != ignore
+        annotated_only[case] = {v: mask_metrics((pred == v) & keep, (label == v) & keep, geometry.array_spacing,
+                                                1.0, 373.13) for v in (1, 2, 3)}
+    labels = {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3, "ignore": ignore}
+    (dataset / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1"}, "labels": labels}))
+    out = tmp_path / "s.json"
+    assert main(["evaluate", str(pred_dir), str(dataset), "-o", str(out)]) == 0    # ignore from REF's dataset.json
+    printed = capsys.readouterr().out
+    assert "only the annotated voxels were scored" in printed
+    summary = json.loads(out.read_text())
+    assert list(summary["classes"]) == ["1", "2", "3"] and summary["settings"]["ignore_label"] == ignore
+    assert 0.3 < summary["settings"]["annotated_fraction"] < 0.4
+    for case in summary["cases"]:
+        for value in (1, 2, 3):
+            assert case["metrics"][str(value)] == pytest.approx(annotated_only[case["case_id"]][value])
+    dense = tmp_path / "dense.json"
+    assert main(["evaluate", str(pred_dir), str(ref_dir), "-o", str(dense)]) == 0
+    assert json.loads(dense.read_text())["cases"][0]["metrics"]["1"] != summary["cases"][0]["metrics"]["1"]
+    # a plain folder of sparse references: --ignore-label, and with --regions-from the dataset's value
+    flag = tmp_path / "flag.json"
+    assert main(["evaluate", str(pred_dir), str(dataset / "labelsTr"), "--ignore-label", "4", "-o", str(flag)]) == 0
+    assert json.loads(flag.read_text())["mean"] == summary["mean"]
+    named = tmp_path / "named.json"
+    assert main(["evaluate", str(pred_dir), str(dataset / "labelsTr"), "--regions-from", str(dataset),
+                 "-o", str(named)]) == 0
+    named_summary = json.loads(named.read_text())
+    assert list(named_summary["classes"]) == ["necrosis", "edema", "enhancing"]
+    assert named_summary["mean"]["necrosis"] == summary["mean"]["1"]
+    capsys.readouterr()
+    assert main(["evaluate", str(pred_dir), str(dataset), "--labels", "X=3,4", "-o", str(flag)]) == 2
+    assert "ignore label 4 cannot be scored" in capsys.readouterr().err

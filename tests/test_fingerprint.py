@@ -38,3 +38,22 @@ def test_fingerprint_measures_cases_and_is_deterministic(tiny_dataset) -> None:
     assert stats["name"] == "T1ce"
     assert stats["min"] <= stats["percentile_0.5"] <= stats["percentile_50.0"] <= stats["percentile_99.5"] <= stats["max"]
     assert stats["std"] > 0
+
+
+def test_sparse_labels_count_annotated_voxels_and_sample_annotated_foreground(tiny_dataset, tmp_path) -> None:
+    """With an ignore label: annotated voxels are counted and foreground intensities come from annotated voxels."""
+    from segkit.cli import main
+    from segkit.fingerprint import fingerprint_case
+
+    sparse = tmp_path / "Sparse"
+    assert main(["sparsify", str(tiny_dataset), str(sparse), "--slices", "2", "--axes", "0"]) == 0
+    info = load_dataset(sparse)
+    fingerprint = compute_fingerprint(info, progress=False)
+    assert fingerprint["ignore_label"] == 4 and 0.4 < fingerprint["annotated_fraction"] < 0.6
+    case = training_cases(info)[0]
+    images = np.stack([read_image(path).array for path in case.images])
+    crop = tuple(slice(*bounds) for bounds in nonzero_box(images))
+    label, image = read_image(case.label).array[crop], images[0][crop]
+    measured = fingerprint_case(case, 10**9, ignore_label=4)
+    assert measured["annotated_voxels"] == int((label != 4).sum()) < label.size
+    assert sorted(measured["intensity_samples"][0]) == sorted(image[(label > 0) & (label != 4)].astype(np.float32))

@@ -83,3 +83,30 @@ def test_two_dimensional_sampling_along_a_slice_axis(cases):
     sampler = PatchSampler(moved, [8, 8], batch_size=3, spatial_dims=2)
     batch = sampler.sample(np.random.default_rng(0))
     assert batch["data"].shape == (3, 2, 8, 8) and (batch["seg"][2] == 1).any()
+
+
+def test_sparse_cases_centre_unforced_patches_on_annotated_voxels(tmp_path):
+    """With an ignore label, patches not forced onto foreground still land on annotated voxels (nnU-Net's rule)."""
+    shape, ignore = (40, 40, 40), 2
+    seg = np.full(shape, ignore, dtype=np.int16)
+    seg[31, 30:36, 30:36] = 0                 # one annotated background slice patch in a corner
+    seg[31, 33, 33] = 1
+    np.save(tmp_path / "s.npy", np.zeros((1, *shape), np.float32))
+    np.save(tmp_path / "s_seg.npy", seg)
+    annotated = np.argwhere((seg >= 0) & (seg != ignore)).tolist()
+    (tmp_path / "s.json").write_text(json.dumps({"class_locations": {"1": [[31, 33, 33]]},
+                                                 "annotated_locations": annotated}))
+    case = open_case(tmp_path, "s", 1)
+    assert case.annotated_locations.shape == (36, 3)
+    sampler = PatchSampler([case], [6, 6, 6], batch_size=3, foreground_fraction=0.0)   # nothing forced
+    batches = [sampler.sample(np.random.default_rng(s))["seg"] for s in range(10)]
+    assert all(((b >= 0) & (b != ignore)).any(axis=(1, 2, 3, 4)).all() for b in batches)
+    # the same case without annotated_locations (dense labels): uniform patches mostly miss the corner
+    dense = PatchSampler([open_case(tmp_path, "s", 1)], [6, 6, 6], batch_size=3, foreground_fraction=0.0)
+    dense.cases[0].properties.pop("annotated_locations")
+    misses = [not ((b >= 0) & (b != ignore)).any() for s in range(10)
+              for b in dense.sample(np.random.default_rng(s))["seg"]]
+    assert sum(misses) > 15
+    # 2D configurations: the locations follow the slice axis
+    moved = with_slice_axis_first(case, 2)
+    assert moved.annotated_locations.tolist()[0] == [annotated[0][2], annotated[0][0], annotated[0][1]]

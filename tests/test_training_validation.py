@@ -42,3 +42,22 @@ def test_tile_borders_do_not_cut_structures(spatial_dims, patch):
     # overlapping Gaussian-weighted tiles: every interior voxel is taken from a tile it is not at the border of
     assert dice == [1.0, 1.0]
     assert counts["cases"] == 1 and counts["loss"] < 0.1
+
+
+def test_sparse_validation_counts_only_annotated_voxels():
+    """With an ignore label, wrong predictions on unannotated voxels cost nothing; on annotated ones they do."""
+    from segkit.training.augmentation import SegToTarget
+
+    case = _case(3)
+    predicted = case.seg.copy()
+    predicted[:, :, :12] = 0                     # the network misses the left half of class 1
+    case = Case("c0", np.stack([predicted == k for k in range(NUM_OUTPUTS)]).astype(np.float32), case.seg.copy())
+    to_target = SegToTarget("softmax", ignore_label=3)
+    dense = validate(OneHotReader(), [case], [6, 12, 12], 3, NUM_OUTPUTS, "softmax",
+                     lambda seg: to_target(seg=seg)["target"], build_loss("softmax", 1), torch.device("cpu"))
+    assert dice_from_counts(dense["tp"], dense["fp"], dense["fn"])[0] < 0.9
+    case.seg[:, :, :12] = 3                      # the left half is not annotated
+    sparse = validate(OneHotReader(), [case], [6, 12, 12], 3, NUM_OUTPUTS, "softmax",
+                      lambda seg: to_target(seg=seg)["target"], build_loss("softmax", 1), torch.device("cpu"))
+    assert dice_from_counts(sparse["tp"], sparse["fp"], sparse["fn"]) == [1.0, 1.0]
+    assert sparse["fn"].sum() == 0 and np.isfinite(sparse["loss"])

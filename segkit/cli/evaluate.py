@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "e.g. --labels WT=1,2,3 TC=1,3 ET=3 (default: every non-zero value present)")
     parser.add_argument("--regions-from", metavar="DATASET",
                         help="take the classes/regions from DATASET/dataset.json 'labels'")
+    parser.add_argument("--ignore-label", type=int, metavar="VALUE",
+                        help="reference value of unannotated voxels, left out of every metric (default: the 'ignore' "
+                             "label of --regions-from's or REF's dataset.json)")
     parser.add_argument("--nsd-tolerance", type=float, default=1.0, metavar="MM",
                         help="normalised surface Dice tolerance in mm (default 1.0)")
     parser.add_argument("--hd-empty-penalty", type=float, default=373.13, metavar="MM",
@@ -35,19 +38,21 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, write summary.json and the CSV, print the class means."""
     from segkit.errors import UserError
     from segkit.evaluation.evaluate import (classes_from_dataset, evaluate_folders, format_means,
-                                            parse_label_specs, write_summary)
+                                            ignore_label_of, parse_label_specs, write_summary)
 
     if args.labels and args.regions_from:
         raise UserError("give either --labels or --regions-from, not both")
     classes = parse_label_specs(args.labels) if args.labels else None
+    ignore_label = args.ignore_label
     if args.regions_from:
         classes = classes_from_dataset(args.regions_from)
+        ignore_label = ignore_label if ignore_label is not None else ignore_label_of(args.regions_from)
     pred = Path(args.pred)
     default_dir = pred if pred.is_dir() else pred.parent
     output = Path(args.output) if args.output else default_dir / "summary.json"
     summary = evaluate_folders(pred, args.ref, classes, nsd_tolerance_mm=args.nsd_tolerance,
                                hd_empty_penalty_mm=args.hd_empty_penalty, allow_missing=args.allow_missing,
-                               num_workers=args.num_workers)
+                               num_workers=args.num_workers, ignore_label=ignore_label)
     json_path, csv_path = write_summary(summary, output)
     print(format_means(summary))
     if summary["missing_predictions"]:

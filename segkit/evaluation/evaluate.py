@@ -1,4 +1,9 @@
-"""Evaluate a folder of predicted label maps against reference label maps (`segkit evaluate`)."""
+"""Evaluate a folder of predicted label maps against reference label maps (`segkit evaluate`).
+
+Sparse references (an ignore label, docs/sparse-annotation.md): reference voxels holding the
+ignore value are left out -- every metric compares prediction and reference on the annotated
+voxels only, and the summary records the ignore value and the annotated fraction.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from segkit.jsonio import atomic_path, write_json
 
 SUMMARY_FORMAT = "segkit-evaluation-1"
 HD_DEFINITION = "max of the two directed 95th percentiles of surface-voxel distances (BraTS/MONAI)"
+SPARSE_NOTE = "only annotated voxels scored: reference voxels holding the ignore label are left out"
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,13 @@ def classes_from_dataset(dataset: str | Path) -> dict[str, list[int]]:
     from segkit.io.dataset import load_dataset
 
     return load_dataset(dataset).regions
+
+
+def ignore_label_of(dataset: str | Path) -> int | None:
+    """The ignore label declared by DATASET/dataset.json; None when the folder is not a dataset or has none."""
+    from segkit.io.dataset import load_dataset
+
+    return load_dataset(dataset).ignore_label if (Path(dataset) / "dataset.json").is_file() else None
 
 
 def label_files(folder: Path) -> dict[str, Path]:
@@ -103,8 +116,11 @@ def _masks(labels: np.ndarray, values: Sequence[int]) -> np.ndarray:
 
 
 def evaluate_pair(pair: CasePair, classes: dict[str, list[int]] | None, nsd_tolerance_mm: float,
-                  hd_empty_penalty_mm: float) -> dict:
-    """Metrics of one case per class; classes None = every non-zero value present. Errors as values."""
+                  hd_empty_penalty_mm: float, ignore_label: int | None = None) -> dict:
+    """Metrics of one case per class; classes None = every non-zero value present. Errors as values.
+
+    With ignore_label, only the voxels whose reference is not the ignore value are scored.
+    """
     try:
         ref = read_label_map(pair.reference)
         pred = read_label_map(pair.prediction)
@@ -112,12 +128,24 @@ def evaluate_pair(pair: CasePair, classes: dict[str, list[int]] | None, nsd_tole
         if problem:
             raise UserError(f"geometry does not match the reference {pair.reference}: {problem}", pair.prediction)
         if classes is None:
-            present = sorted((set(np.unique(ref.array)) | set(np.unique(pred.array))) - {0})
+            present = sorted((set(np.unique(ref.array)) | set(np.unique(pred.array))) - {0, ignore_label})
             classes = {str(int(v)): [int(v)] for v in present}
-        metrics = {name: mask_metrics(_masks(pred.array, values), _masks(ref.array, values), ref.spacing,
-                                      nsd_tolerance_mm, hd_empty_penalty_mm) for name, values in classes.items()}
-        return {"case_id": pair.case_id, "prediction": str(pair.prediction), "reference": str(pair.reference),
-                "metrics": metrics}
+        annotated = ref.array != ignore_label if ignore_label is not None else None
+        if annotated is not None and annotated.all():
+            annotated = None
+
+        def masks(values: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+            pred_mask, ref_mask = _masks(pred.array, values), _masks(ref.array, values)
+            return (pred_mask, ref_mask) if annotated is None else (pred_mask & annotated, ref_mask & annotated)
+
+        metrics = {name: mask_metrics(*masks(values), ref.spacing, nsd_tolerance_mm, hd_empty_penalty_mm)
+                   for name, values in classes.items()}
+        result = {"case_id": pair.case_id, "prediction": str(pair.prediction), "reference": str(pair.reference),
+                  "metrics": metrics}
+        if ignore_label is not None:
+            result["annotated_voxels"] = int(ref.array.size if annotated is None else np.count_nonzero(annotated))
+            result["voxels"] = int(ref.array.size)
+        return result
     except UserError as err:
         return {"case_id": pair.case_id, "error": str(err)}
 
@@ -148,14 +176,22 @@ def summarise(cases: list[dict], classes: dict[str, list[int]]) -> tuple[dict, d
 def evaluate_folders(pred: str | Path, ref: str | Path, classes: dict[str, list[int]] | None = None,
                      nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
                      hd_empty_penalty_mm: float = BRATS_HD_PENALTY_MM, allow_missing: bool = False,
-                     num_workers: int = 1) -> dict:
-    """Evaluate every reference case against its prediction; returns the summary dict (not written)."""
+                     num_workers: int = 1, ignore_label: int | None = None) -> dict:
+    """Evaluate every reference case against its prediction; returns the summary dict (not written).
+
+    ignore_label: reference voxels with this value are not scored (sparse annotation); by default
+    the value declared by REF's dataset.json when REF is a dataset folder.
+    """
     if nsd_tolerance_mm < 0 or hd_empty_penalty_mm < 0:
         raise UserError("--nsd-tolerance and --hd-empty-penalty must be non-negative")
     pred, ref = Path(pred), Path(ref)
+    if ignore_label is None and ref.is_dir():
+        ignore_label = ignore_label_of(ref)
+    if classes is not None and ignore_label is not None and any(ignore_label in v for v in classes.values()):
+        raise UserError(f"the ignore label {ignore_label} cannot be scored as a class")
     pairs, missing, extra = match_cases(pred, ref, allow_missing)
     worker = partial(evaluate_pair, classes=classes, nsd_tolerance_mm=nsd_tolerance_mm,
-                     hd_empty_penalty_mm=hd_empty_penalty_mm)
+                     hd_empty_penalty_mm=hd_empty_penalty_mm, ignore_label=ignore_label)
     cases = parallel_map(worker, pairs, num_workers, desc="evaluate")
     errors = [case["error"] for case in cases if "error" in case]
     if errors:
@@ -164,10 +200,14 @@ def evaluate_folders(pred: str | Path, ref: str | Path, classes: dict[str, list[
     if classes is None:
         classes = _complete_auto_classes(cases)
     class_means, foreground = summarise(cases, classes)
+    settings = {"nsd_tolerance_mm": nsd_tolerance_mm, "hd_empty_penalty_mm": hd_empty_penalty_mm,
+                "hd95_definition": HD_DEFINITION, "distance_unit": "mm"}
+    if ignore_label is not None:
+        annotated = sum(case["annotated_voxels"] for case in cases)
+        settings |= {"ignore_label": int(ignore_label), "scored_voxels": SPARSE_NOTE,
+                     "annotated_fraction": round(annotated / max(1, sum(case["voxels"] for case in cases)), 6)}
     return {"format": SUMMARY_FORMAT, "prediction": str(pred), "reference": str(ref),
-            "classes": classes,
-            "settings": {"nsd_tolerance_mm": nsd_tolerance_mm, "hd_empty_penalty_mm": hd_empty_penalty_mm,
-                         "hd95_definition": HD_DEFINITION, "distance_unit": "mm"},
+            "classes": classes, "settings": settings,
             "num_cases": len(cases), "missing_predictions": missing, "predictions_without_reference": extra,
             "mean": class_means, "foreground_mean": foreground, "cases": cases}
 
@@ -202,4 +242,8 @@ def format_means(summary: dict) -> str:
     lines = [f"{'class':<16}" + "".join(f"{m:>10}" for m in METRIC_NAMES)]
     for name, metrics in {**summary["mean"], "foreground": summary["foreground_mean"]}.items():
         lines.append(f"{name:<16}" + "".join(f"{metrics[m]:>10.4f}" for m in METRIC_NAMES))
+    settings = summary.get("settings", {})
+    if settings.get("ignore_label") is not None:
+        lines.append(f"sparse reference (ignore label {settings['ignore_label']}): only the annotated voxels were "
+                     f"scored, {100 * settings['annotated_fraction']:.1f} % of all voxels")
     return "\n".join(lines)

@@ -73,8 +73,13 @@ def _labels_of(members: Sequence[str], probs: dict[str, np.ndarray], conversion:
     return probabilities_to_labels(mean, conversion)
 
 
-def _class_dice(labels: np.ndarray, ref: np.ndarray, classes: dict[str, list[int]]) -> dict[str, float]:
-    """Dice per class or region (union of values) with the empty-case rule."""
+def _class_dice(labels: np.ndarray, ref: np.ndarray, classes: dict[str, list[int]],
+                ignore_label: int | None = None) -> dict[str, float]:
+    """Dice per class or region (union of values) with the empty-case rule; only annotated voxels of a sparse ref."""
+    if ignore_label is not None and (ref == ignore_label).any():
+        annotated = ref != ignore_label
+        return {name: dice_only(np.isin(labels, values) & annotated, np.isin(ref, values) & annotated)
+                for name, values in classes.items()}
     return {name: dice_only(np.isin(labels, values), np.isin(ref, values)) for name, values in classes.items()}
 
 
@@ -91,7 +96,8 @@ def _score_candidates(job: dict) -> dict:
     """Worker: per-class Dice of every candidate on one case (errors as values)."""
     try:
         ref, probs = _load_case(job, sorted({m for members in job["candidates"].values() for m in members}))
-        return {name: _class_dice(_labels_of(members, probs, job["conversion"]), ref, job["classes"])
+        classes, ignore = job["classes"], job.get("ignore_label")
+        return {name: _class_dice(_labels_of(members, probs, job["conversion"]), ref, classes, ignore)
                 for name, members in job["candidates"].items()}
     except UserError as err:
         return {"error": str(err)}
@@ -102,13 +108,14 @@ def _score_postprocessing(job: dict) -> dict:
     try:
         ref, probs = _load_case(job, job["members"])
         base = _labels_of(job["members"], probs, job["conversion"])
+        classes, ignore = job["classes"], job.get("ignore_label")
         if job.get("decision") is not None:
-            return {"final": _class_dice(apply_postprocessing(base, job["decision"]), ref, job["classes"])}
+            return {"final": _class_dice(apply_postprocessing(base, job["decision"]), ref, classes, ignore)}
         fg = keep_largest_component(base)
-        out = {"none": _class_dice(base, ref, job["classes"]), "fg": _class_dice(fg, ref, job["classes"])}
-        for name, values in job["classes"].items():
-            out[f"none|{name}"] = _class_dice(keep_largest_component(base, values), ref, job["classes"])
-            out[f"fg|{name}"] = _class_dice(keep_largest_component(fg, values), ref, job["classes"])
+        out = {"none": _class_dice(base, ref, classes, ignore), "fg": _class_dice(fg, ref, classes, ignore)}
+        for name, values in classes.items():
+            out[f"none|{name}"] = _class_dice(keep_largest_component(base, values), ref, classes, ignore)
+            out[f"fg|{name}"] = _class_dice(keep_largest_component(fg, values), ref, classes, ignore)
         return out
     except UserError as err:
         return {"error": str(err)}
@@ -176,7 +183,8 @@ def find_best(work_dir: str | Path, configs: Sequence[str], reference: str | Pat
     if ensembles:
         candidates.update({candidate_name(pair): list(pair) for pair in combinations(configs, 2)})
     jobs = [{"case": case, "reference": references[case], "files": {c: sources[c][case] for c in configs},
-             "classes": classes, "conversion": conversion, "candidates": candidates} for case in cases]
+             "classes": classes, "conversion": conversion, "candidates": candidates,
+             "ignore_label": plans.get("ignore_label")} for case in cases]
     scores = _run(_score_candidates, jobs, num_workers, "find-best: candidates")
     table = {name: mean_dice(scores, name, classes) for name in candidates}
     ranking = sorted(candidates, key=lambda n: (-np.mean(list(table[n].values())), len(candidates[n]),

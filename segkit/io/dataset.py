@@ -7,7 +7,9 @@
       imagesTs/...          (optional)
 
 ``labels`` maps a name to an integer label value, or (region-based datasets such as
-BraTS) to a list of label values forming an overlapping region.
+BraTS) to a list of label values forming an overlapping region. A label named ``ignore``
+(nnU-Net's convention) marks unannotated voxels: an integer, the highest label value, never an
+output class; its voxels are left out of losses and scores (docs/sparse-annotation.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from segkit.errors import UserError
 from segkit.jsonio import read_json
 
 CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+IGNORE_NAME = "ignore"
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,26 @@ class DatasetInfo:
         return sorted(values)
 
     @property
+    def ignore_label(self) -> int | None:
+        """The label value marking unannotated voxels (the label named 'ignore'), or None."""
+        value = self.labels.get(IGNORE_NAME)
+        return int(value) if isinstance(value, int) else None
+
+    @property
+    def annotation_labels(self) -> dict[str, int | list[int]]:
+        """The labels without the ignore entry: the classes a label map can annotate."""
+        return {name: value for name, value in self.labels.items() if name != IGNORE_NAME}
+
+    @property
     def foreground_labels(self) -> list[int]:
-        """Declared non-background label values."""
-        return [value for value in self.label_values if value != 0]
+        """Declared non-background label values (the ignore value excluded)."""
+        return [value for value in self.label_values if value not in (0, self.ignore_label)]
 
     @property
     def regions(self) -> dict[str, list[int]]:
         """Foreground classes (or regions) as name -> label values; the network's outputs, in order."""
         out: dict[str, list[int]] = {}
-        for name, value in self.labels.items():
+        for name, value in self.annotation_labels.items():
             values = value if isinstance(value, list) else [value]
             if values != [0]:
                 out[name] = [int(v) for v in values]
@@ -94,7 +108,22 @@ def _check_labels(labels: object, path: Path) -> dict[str, int | list[int]]:
         checked[str(name)] = value
     if 0 not in [v for v in checked.values() if isinstance(v, int)]:
         raise UserError("'labels' must declare background as 0", path)
+    _check_ignore(checked, path)
     return checked
+
+
+def _check_ignore(labels: dict[str, int | list[int]], path: Path) -> None:
+    """nnU-Net's rules for the 'ignore' label: one integer, not 0, higher than every other label value."""
+    if IGNORE_NAME not in labels:
+        return
+    value = labels[IGNORE_NAME]
+    if not isinstance(value, int) or value == 0:
+        raise UserError(f"label 'ignore' must be one non-zero integer label value, got {value!r}", path)
+    others = {v for name, entry in labels.items() if name != IGNORE_NAME
+              for v in (entry if isinstance(entry, list) else [entry])}
+    if value in others or value < max(others):
+        raise UserError(f"label 'ignore' ({value}) must be the highest label value, above {max(others)} "
+                        "(nnU-Net's rule)", path)
 
 
 def load_dataset(root: str | Path) -> DatasetInfo:

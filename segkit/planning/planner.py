@@ -247,7 +247,7 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
         if lowres is not None:
             configurations["3d_lowres"] = plan_configuration("3d_lowres", lowres[0], lowres[1], num_cases, price, options)
     for entry in configurations.values():
-        set_mirror_axes(entry, info.labels, directions)
+        set_mirror_axes(entry, info.annotation_labels, directions)
     statistics = fingerprint["foreground_intensity_statistics"]
     relative_size = fingerprint["median_relative_size_after_crop"]
     return {
@@ -255,7 +255,8 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
         "dataset_name": info.name,
         "num_channels": info.num_channels,
         "channel_names": info.channel_list,
-        "labels": info.labels,
+        "labels": info.annotation_labels,        # without 'ignore': never an output class
+        "ignore_label": info.ignore_label,       # unannotated voxels' value in the label maps, or None
         "label_mode": label_mode,
         "outputs": outputs,
         "regions_class_order": info.regions_class_order,

@@ -54,4 +54,6 @@ def plans_summary(plans: dict) -> str:
                    "per-axis values below are in that order")
     else:
         header += f"\n  orientation: arrays fed as stored ({frame or 'legacy plan without canonical_orientation'})"
+    if plans.get("ignore_label") is not None:
+        header += f"\n  sparse annotation: label {plans['ignore_label']} = ignore (unannotated, never an output)"
     return "\n\n".join([header] + [configuration_summary(n, e) for n, e in plans["configurations"].items()])

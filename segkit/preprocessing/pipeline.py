@@ -48,6 +48,8 @@ def preprocessing_fingerprint(plans: dict, config: str) -> str:
                 "resampling": entry.get("resampling")}
     if PLANS_KEY in plans:   # absent for legacy plans, whose preprocessed cases stay valid
         relevant[PLANS_KEY] = plans[PLANS_KEY]
+    if plans.get("ignore_label") is not None:   # only then: earlier plans keep their hash
+        relevant["ignore_label"] = plans["ignore_label"]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
@@ -147,6 +149,16 @@ def output_masks(plans: dict) -> dict[str, list[int]]:
     return {str(v): [v] for v in values}
 
 
+def _sample_voxels(mask: np.ndarray, rng: np.random.Generator, max_samples: int,
+                   min_fraction: float) -> list[list[int]]:
+    """Up to max_samples (at least min_fraction) of a mask's voxels as (z, y, x) lists, in raster order."""
+    flat = np.flatnonzero(mask)
+    count = min(len(flat), max(max_samples, int(np.ceil(len(flat) * min_fraction))))
+    if count < len(flat):
+        flat = np.sort(rng.choice(flat, count, replace=False))
+    return np.stack(np.unravel_index(flat, mask.shape), axis=1).tolist()
+
+
 def sample_class_locations(seg: np.ndarray, plans: dict, seed: int, max_samples: int = 10000,
                            min_fraction: float = 0.01) -> dict[str, list[list[int]]]:
     """Up to max_samples (at least min_fraction of the voxels) sampled (z, y, x) voxels per class or region."""
@@ -154,9 +166,16 @@ def sample_class_locations(seg: np.ndarray, plans: dict, seed: int, max_samples:
     locations = {}
     for key, values in output_masks(plans).items():
         mask = seg == values[0] if len(values) == 1 else np.isin(seg, values)
-        flat = np.flatnonzero(mask)
-        count = min(len(flat), max(max_samples, int(np.ceil(len(flat) * min_fraction))))
-        if count < len(flat):
-            flat = np.sort(rng.choice(flat, count, replace=False))
-        locations[key] = np.stack(np.unravel_index(flat, seg.shape), axis=1).tolist()
+        locations[key] = _sample_voxels(mask, rng, max_samples, min_fraction)
     return locations
+
+
+def sample_annotated_locations(seg: np.ndarray, ignore_label: int, seed: int, max_samples: int = 10000,
+                               min_fraction: float = 0.01) -> list[list[int]]:
+    """Sampled (z, y, x) voxels that carry an annotation (inside the nonzero mask, not the ignore value).
+
+    With an ignore label the patch sampler centres its random patches on these (nnU-Net does the
+    same), so no patch is spent on voxels without any annotation.
+    """
+    rng = np.random.default_rng(seed + 1)
+    return _sample_voxels((seg >= 0) & (seg != ignore_label), rng, max_samples, min_fraction)

@@ -20,7 +20,8 @@ from segkit.errors import UserError
 from segkit.io.dataset import CaseFiles
 from segkit.io.image import read_image
 from segkit.jsonio import atomic_path
-from segkit.preprocessing.pipeline import preprocess_arrays, preprocessing_fingerprint, sample_class_locations
+from segkit.preprocessing.pipeline import (preprocess_arrays, preprocessing_fingerprint, sample_annotated_locations,
+                                           sample_class_locations)
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,12 @@ def case_seed(case_id: str) -> int:
 
 
 def declared_label_values(plans: dict) -> list[int]:
-    """Every label value plans["labels"] declares (integers or region lists)."""
+    """Every label value plans["labels"] declares (integers or region lists), plus the ignore value."""
     values: set[int] = set()
     for value in (plans.get("labels") or {}).values():
         values.update(int(v) for v in (value if isinstance(value, list) else [value]))
+    if plans.get("ignore_label") is not None:
+        values.add(int(plans["ignore_label"]))
     return sorted(values)
 
 
@@ -120,6 +123,9 @@ def preprocess_case(task: CaseTask) -> str:
     properties = {"case_id": task.case.case_id, "geometry": geometry, **properties,
                   "class_locations": sample_class_locations(seg, task.plans, case_seed(task.case.case_id)),
                   "preprocessing_sha256": task.plans_hash}
+    if task.plans.get("ignore_label") is not None:
+        properties["annotated_locations"] = sample_annotated_locations(seg, int(task.plans["ignore_label"]),
+                                                                       case_seed(task.case.case_id))
     data_path, seg_path, json_path = case_paths(task.out_dir, task.case.case_id)
     save_array(data_path, data)
     save_array(seg_path, seg.astype(np.int16, copy=False))

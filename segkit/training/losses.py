@@ -1,8 +1,14 @@
 """Segmentation losses: soft Dice + cross-entropy (softmax) or + BCE (sigmoid regions), deep supervision.
 
-Ignore label: voxels outside the nonzero mask carry -1 in the preprocessed segmentation. Like
-nnU-Net, the loader maps them to background (0) before the loss, so they count as background for
-both CE and Dice; the loss itself never sees -1.
+Outside the nonzero mask: voxels carry -1 in the preprocessed segmentation. Like nnU-Net, the
+target conversion maps them to background (0), so they count as background for CE and Dice.
+
+Ignore label (sparse annotation, docs/sparse-annotation.md): unannotated voxels are marked in the
+target -- softmax targets hold IGNORE_TARGET (-1) there; sigmoid (region) targets carry one extra
+last channel, the annotated mask (1 annotated, 0 ignored). Both loss terms then count only
+annotated voxels: CE/BCE is averaged over them, the soft Dice sums run over them. A target
+without ignored voxels gives exactly the dense loss; a batch with no annotated voxel gives 0 with
+a zero gradient.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 SMOOTH = 1e-5
+IGNORE_TARGET = -1   # softmax target value of an unannotated voxel
 
 
 def deep_supervision_weights(num_outputs: int) -> list[float]:
@@ -41,21 +48,37 @@ def soft_dice(probs: torch.Tensor, target: torch.Tensor, batch_dice: bool) -> to
 
 
 def softmax_dice_ce(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool) -> torch.Tensor:
-    """CE + (1 - soft Dice over foreground classes); target is an int map (B, 1, ...) with values >= 0."""
+    """CE + (1 - soft Dice over foreground classes); target is an int map (B, 1, ...), IGNORE_TARGET = unannotated."""
     logits = logits.float()
     labels = target[:, 0].long()
-    ce = F.cross_entropy(logits, labels)
-    probs = torch.softmax(logits, 1)[:, 1:]
-    onehot = torch.zeros_like(logits).scatter_(1, labels[:, None], 1.0)[:, 1:]
+    annotated = labels != IGNORE_TARGET
+    if bool(annotated.all()):
+        ce = F.cross_entropy(logits, labels)
+        probs = torch.softmax(logits, 1)[:, 1:]
+        onehot = torch.zeros_like(logits).scatter_(1, labels[:, None], 1.0)[:, 1:]
+        return ce + 1.0 - soft_dice(probs, onehot, batch_dice)
+    labels = labels.clamp_min(0)
+    weight = annotated.float()
+    ce = (F.cross_entropy(logits, labels, reduction="none") * weight).sum() / weight.sum().clamp_min(1.0)
+    probs = torch.softmax(logits, 1)[:, 1:] * weight[:, None]
+    onehot = torch.zeros_like(logits).scatter_(1, labels[:, None], 1.0)[:, 1:] * weight[:, None]
     return ce + 1.0 - soft_dice(probs, onehot, batch_dice)
 
 
 def sigmoid_dice_bce(logits: torch.Tensor, target: torch.Tensor, batch_dice: bool) -> torch.Tensor:
-    """BCE + (1 - soft Dice) over regions; target is a float region mask (B, R, ...)."""
+    """BCE + (1 - soft Dice) over regions; target is a float region mask (B, R, ...), plus the annotated mask
+    as an extra last channel (B, R + 1, ...) when the dataset has an ignore label."""
     logits = logits.float()
     target = target.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    return bce + 1.0 - soft_dice(torch.sigmoid(logits), target, batch_dice)
+    if target.shape[1] == logits.shape[1]:
+        bce = F.binary_cross_entropy_with_logits(logits, target)
+        return bce + 1.0 - soft_dice(torch.sigmoid(logits), target, batch_dice)
+    if target.shape[1] != logits.shape[1] + 1:
+        raise ValueError(f"region target has {target.shape[1]} channels for {logits.shape[1]} outputs")
+    weight, target = target[:, -1:], target[:, :-1]
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight
+    bce = bce.sum() / (weight.sum() * logits.shape[1]).clamp_min(1.0)
+    return bce + 1.0 - soft_dice(torch.sigmoid(logits) * weight, target * weight, batch_dice)
 
 
 def build_loss(label_mode: str, num_ds_outputs: int, batch_dice: bool = False
@@ -92,6 +115,14 @@ def predicted_masks(logits: torch.Tensor, label_mode: str) -> torch.Tensor:
 def target_masks(target: torch.Tensor, label_mode: str, num_outputs: int) -> torch.Tensor:
     """Boolean masks (B, K, ...) of the foreground classes/regions in a loader target."""
     if label_mode == "sigmoid":
-        return target > 0.5
+        return target[:, :num_outputs] > 0.5
     labels = target[:, 0]
     return torch.stack([labels == k for k in range(1, num_outputs)], 1)
+
+
+def annotated_mask(target: torch.Tensor, label_mode: str, num_outputs: int) -> torch.Tensor | None:
+    """Boolean (B, 1, ...) mask of the annotated voxels of a loader target; None when every voxel is annotated."""
+    if label_mode == "sigmoid":
+        return target[:, num_outputs:num_outputs + 1] > 0.5 if target.shape[1] > num_outputs else None
+    annotated = target[:, :1] != IGNORE_TARGET
+    return None if bool(annotated.all()) else annotated

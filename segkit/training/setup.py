@@ -61,6 +61,12 @@ class TrainSetup:
         return [list(v) if isinstance(v, list) else [v] for v in self.plans["outputs"].values()]
 
     @property
+    def ignore_label(self) -> int | None:
+        """Label value of unannotated voxels (sparse annotation), or None."""
+        value = self.plans.get("ignore_label")
+        return int(value) if value is not None else None
+
+    @property
     def output_names(self) -> list[str]:
         """Names of the foreground outputs, in order."""
         return list(self.plans["outputs"].keys())

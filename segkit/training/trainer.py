@@ -108,12 +108,12 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     sampler = PatchSampler(setup.train_cases, sample_size_for(patch, recipe.augment), batch_size, setup.spatial_dims,
                            recipe.foreground_fraction)
     transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
-                                recipe.augment, recipe.elastic)
+                                recipe.augment, recipe.elastic, setup.ignore_label)
     return Run(setup=setup, info=info, budget=make_budget(setup.time_budget_s, setup.started_at), model=model,
                net=net, optimizer=optimizer, scaler=scaler, autocast=autocast,
                loss_fn=build_loss(setup.label_mode, len(ds_scales), setup.use_batch_dice),
                val_loss_fn=build_loss(setup.label_mode, 1, setup.use_batch_dice), sampler=sampler,
-               transform=transform, to_target=SegToTarget(setup.label_mode, setup.regions),
+               transform=transform, to_target=SegToTarget(setup.label_mode, setup.regions, setup.ignore_label),
                val_cases=setup.val_cases[info.rank::info.world_size], patch=patch, state=state)
 
 

@@ -5,8 +5,9 @@ mirroring: the Dice is what prediction without TTA gives. Non-overlapping, unwei
 cheaper but put tile borders through the structures and under-reported the held-out Dice
 badly (0.18-0.76 against 0.86-0.94 from `segkit predict` on the same weights, docs/benchmarks.md).
 Dice is computed per output class/region over all validation cases together (summed
-TP/FP/FN), in the preprocessed space; -1 counts as background. The validation loss is the
-training loss (without deep supervision) on the stitched logits.
+TP/FP/FN), in the preprocessed space; -1 counts as background. With an ignore label only the
+annotated voxels are counted. The validation loss is the training loss (without deep
+supervision) on the stitched logits.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
-from segkit.training.losses import predicted_masks, target_masks
+from segkit.training.losses import annotated_mask, predicted_masks, target_masks
 
 VALIDATION_STEP = 0.5
 
@@ -45,6 +46,9 @@ def validate(model: torch.nn.Module, cases: list, patch: Sequence[int], spatial_
         target = torch.from_numpy(to_target(np.asarray(case.seg)[None, None]))
         loss_sum += float(loss_fn(logits, target))
         pred, truth = predicted_masks(logits, label_mode), target_masks(target, label_mode, num_outputs)
+        annotated = annotated_mask(target, label_mode, num_outputs)
+        if annotated is not None:   # sparse annotation: unannotated voxels are neither right nor wrong
+            pred, truth = pred & annotated, truth & annotated
         dims = [0] + list(range(2, pred.ndim))
         tp += (pred & truth).sum(dims).double()
         fp += (pred & ~truth).sum(dims).double()
