@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segkit.networks.blocks import ConvNormAct, cat_skip, make_head, make_upsample
+from segkit.networks.blocks import ConvNormAct, LayerStyle, cat_skip, layer_style, make_head, make_upsample
 
 
 class DecoderStage(nn.Module):
@@ -48,21 +48,22 @@ class UNetSkeleton(nn.Module):
         return outputs[::-1] if self.deep_supervision else outputs[-1]
 
 
-def conv_stack(c_in: int, c_out: int, kernel: list[int], stride: list[int], count: int, norm: str) -> nn.Sequential:
+def conv_stack(c_in: int, c_out: int, kernel: list[int], stride: list[int], count: int,
+               style: LayerStyle) -> nn.Sequential:
     """count ConvNormAct layers; the first carries the stride and the channel change."""
-    layers = [ConvNormAct(c_in, c_out, kernel, stride, norm)]
-    layers += [ConvNormAct(c_out, c_out, kernel, None, norm) for _ in range(max(1, count) - 1)]
+    layers = [ConvNormAct(c_in, c_out, kernel, stride, style=style)]
+    layers += [ConvNormAct(c_out, c_out, kernel, None, style=style) for _ in range(max(1, count) - 1)]
     return nn.Sequential(*layers)
 
 
 def plain_decoder(arch: dict, num_outputs: int) -> tuple[list[DecoderStage], list[nn.Module]]:
     """nnU-Net decoder: transposed conv, concat skip, conv stack; a head per resolution."""
     feats, kernels, strides = arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
-    dims, norm = len(kernels[0]), arch.get("norm", "instance")
+    dims, style = len(kernels[0]), layer_style(arch)
     stages, heads = [], []
     for d, s in enumerate(range(len(feats) - 2, -1, -1)):
-        up = make_upsample(feats[s + 1], feats[s], strides[s + 1])
-        blocks = conv_stack(2 * feats[s], feats[s], kernels[s], [1] * dims, arch["decoder_blocks_per_stage"][d], norm)
+        up = make_upsample(feats[s + 1], feats[s], strides[s + 1], bias=style.conv_bias)
+        blocks = conv_stack(2 * feats[s], feats[s], kernels[s], [1] * dims, arch["decoder_blocks_per_stage"][d], style)
         stages.append(DecoderStage(up, blocks))
         heads.append(make_head(feats[s], num_outputs, dims))
     return stages, heads
@@ -71,10 +72,10 @@ def plain_decoder(arch: dict, num_outputs: int) -> tuple[list[DecoderStage], lis
 def build_unet(arch: dict, in_channels: int, num_outputs: int) -> UNetSkeleton:
     """nnU-Net's default U-Net: blocks_per_stage ConvNormAct per encoder stage, strided first conv."""
     feats, kernels, strides = arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
-    norm = arch.get("norm", "instance")
+    style = layer_style(arch)
     encoder, c_prev = [], in_channels
     for f, k, st, n in zip(feats, kernels, strides, arch["blocks_per_stage"]):
-        encoder.append(conv_stack(c_prev, f, k, st, n, norm))
+        encoder.append(conv_stack(c_prev, f, k, st, n, style))
         c_prev = f
     decoder, heads = plain_decoder(arch, num_outputs)
     return UNetSkeleton(encoder, decoder, heads, arch.get("deep_supervision", True))

@@ -90,12 +90,14 @@ def _conv_norm_act(t: Tally, c_in: int, c_out: int, kernel: list[int], vox: int,
     t.store(c_out * vox * (2 if act else 1))
 
 
-def _residual_block(t: Tally, c_in: int, c_out: int, kernel: list[int], stride: list[int], vox: int) -> None:
+def _residual_block(t: Tally, c_in: int, c_out: int, kernel: list[int], stride: list[int], vox: int,
+                    bias: bool = True, skip_bias: bool = True) -> None:
     """Tally an nnU-Net BasicBlockD: conv1 out, act1 out, conv2 out, sum/act out; the skip projection."""
-    t.parameters += conv_params(c_in, c_out, kernel) + conv_params(c_out, c_out, kernel) + 2 * norm_params(c_out)
+    t.parameters += (conv_params(c_in, c_out, kernel, bias=bias) + conv_params(c_out, c_out, kernel, bias=bias)
+                     + 2 * norm_params(c_out))
     t.store(4 * c_out * vox)
     if c_in != c_out:
-        t.parameters += conv_params(c_in, c_out, [1] * len(kernel)) + norm_params(c_out)
+        t.parameters += conv_params(c_in, c_out, [1] * len(kernel), bias=skip_bias) + norm_params(c_out)
         t.store(c_out * vox + (c_in * vox if max(stride) > 1 else 0))
 
 
@@ -134,16 +136,18 @@ def _encoder(t: Tally, arch: dict, vox: list[int], in_channels: int) -> None:
     family, feats, kernels = arch["family"], arch["features_per_stage"], arch["kernel_sizes"]
     blocks, strides = arch["blocks_per_stage"], arch["strides"]
     c_prev = in_channels
+    bias, skip_bias = bool(arch.get("conv_bias", True)), bool(arch.get("skip_bias", True))
     for s, (f, k, n) in enumerate(zip(feats, kernels, blocks)):
         if family == "unet":
             for i in range(max(1, n)):
-                _conv_norm_act(t, c_prev if i == 0 else f, f, k, vox[s])
+                _conv_norm_act(t, c_prev if i == 0 else f, f, k, vox[s], bias=bias)
         elif family == "resenc":
             if s == 0:
-                _conv_norm_act(t, in_channels, f, k, vox[0])
+                _conv_norm_act(t, in_channels, f, k, vox[0], bias=bias)
                 c_prev = f
             for i in range(max(1, n)):
-                _residual_block(t, c_prev if i == 0 else f, f, k, strides[s] if i == 0 else [1] * len(k), vox[s])
+                _residual_block(t, c_prev if i == 0 else f, f, k, strides[s] if i == 0 else [1] * len(k), vox[s],
+                                bias, skip_bias)
         else:
             _conv_norm_act(t, c_prev, f, k, vox[s], act=False, bias=False)
             _mbconv_stage(t, f, n, arch["expansion_ratios"][s], k, vox[s], _mode(arch))
@@ -155,16 +159,17 @@ def _decoder(t: Tally, arch: dict, vox: list[int], num_outputs: int) -> None:
     family, feats, kernels, strides = arch["family"], arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
     dec_blocks = arch["decoder_blocks_per_stage"]
     rev = family == "revmbconv"
+    bias = bool(arch.get("conv_bias", True)) and not rev
     for d, s in enumerate(range(len(feats) - 2, -1, -1)):
         f, k, n = feats[s], kernels[s], dec_blocks[d]
-        t.parameters += conv_params(feats[s + 1], f, strides[s + 1], bias=not rev)
+        t.parameters += conv_params(feats[s + 1], f, strides[s + 1], bias=bias)
         t.store(2 * f * vox[s])
         if rev:
             _conv_norm_act(t, 2 * f, f, [1] * len(k), vox[s], act=False, bias=False)
             _mbconv_stage(t, f, n, arch["expansion_ratios"][s], k, vox[s], _mode(arch))
         else:
             for i in range(max(1, n)):
-                _conv_norm_act(t, 2 * f if i == 0 else f, f, k, vox[s])
+                _conv_norm_act(t, 2 * f if i == 0 else f, f, k, vox[s], bias=bias)
         t.parameters += conv_params(f, num_outputs, [1] * len(k))
         if arch.get("deep_supervision", True) or s == 0:
             t.store(LOSS_TENSORS_PER_OUTPUT * num_outputs * vox[s])
