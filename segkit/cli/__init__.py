@@ -12,7 +12,7 @@ from segkit.errors import UserError
 # Each module defines register(subparsers) which adds its parser and sets `func`.
 COMMAND_MODULES = (
     "demo", "convert", "verify", "plan", "preprocess", "train", "predict", "ensemble",
-    "find_best", "postprocess", "evaluate", "export", "export_model", "bench_memory",
+    "find_best", "postprocess", "evaluate", "export", "export_model", "import_nnunet", "bench_memory",
 )
 
 

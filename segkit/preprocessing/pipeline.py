@@ -42,6 +42,8 @@ def preprocessing_fingerprint(plans: dict, config: str) -> str:
                 "label_mode": plans.get("label_mode"), "outputs": plans.get("outputs"),
                 "labels": plans.get("labels"), "target_spacing": entry["target_spacing"],
                 "resampling": entry.get("resampling")}
+    if entry.get("keep_spacing_axes"):
+        relevant["keep_spacing_axes"] = entry["keep_spacing_axes"]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
@@ -52,6 +54,18 @@ def _resampling_settings(entry: dict) -> tuple[int, float]:
     if order not in (0, 1, 3):
         raise UserError(f"resampling.image_order must be 0, 1 or 3, got {order}")
     return order, float(settings.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
+
+
+def case_target_spacing(entry: dict, spacing: Sequence[float]) -> list[float]:
+    """The configuration's target spacing, with each case's own spacing on `keep_spacing_axes` axes.
+
+    nnU-Net's 2d configurations keep every case's spacing along the slice axis; imported
+    plans say so with `"keep_spacing_axes": [slice axis]`.
+    """
+    target = [float(s) for s in entry["target_spacing"]]
+    for axis in entry.get("keep_spacing_axes") or []:
+        target[int(axis)] = float(spacing[int(axis)])
+    return target
 
 
 def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Sequence[float], plans: dict,
@@ -67,7 +81,7 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
         raise ValueError(f"images must be (C, z, y, x), got shape {images.shape}")
     normalization = check_normalization(plans.get("normalization"), images.shape[0])
     order, threshold = _resampling_settings(entry)
-    target_spacing = [float(s) for s in entry["target_spacing"]]
+    target_spacing = case_target_spacing(entry, spacing)
     cropped, seg, box = crop_to_nonzero(images, labels)
     data = normalize_channels(cropped, seg, normalization)
     new_shape = new_shape_for_spacing(seg.shape, spacing, target_spacing)
