@@ -127,6 +127,9 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
     """Everything `train` needs, checked; rank 0 writes the model dir files."""
     work = resolve_work_dir(args.dataset, args.work_dir)
     plans_file = Path(args.plans) if args.plans else plans_path(work)
+    if not args.plans and not plans_file.is_file():
+        raise UserError(f"plans.json not found in {work}: run `segkit plan {args.dataset}` and "
+                        f"`segkit preprocess {args.dataset} -c {args.configuration}` first")
     plans = read_json(plans_file, "plans file")
     entry = _configuration_entry(plans, args.configuration, plans_file)
     fold = parse_fold(args.fold)
