@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 from segkit.errors import UserError
+from segkit.export.unpack import cache_root as segkit_cache_root
 from segkit.jsonio import read_json, write_json
 
 CHECKPOINT_FILES = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth", "latest": "checkpoint_latest.pth"}
@@ -497,9 +497,8 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
 
 
 def cache_root() -> Path:
-    """Where `segkit predict -m <nnU-Net folder>` keeps converted models ($SEGKIT_CACHE or ~/.cache/segkit)."""
-    base = os.environ.get("SEGKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "segkit")
-    return Path(base) / "nnunet"
+    """Where `segkit predict -m <nnU-Net folder>` keeps converted models: <segkit cache>/nnunet."""
+    return segkit_cache_root() / "nnunet"
 
 
 def cache_key(source: Path, checkpoint: str) -> str:
