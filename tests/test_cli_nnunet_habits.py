@@ -63,6 +63,8 @@ def test_single_dash_words_are_not_split_into_short_flags(argv: list[str], capsy
 def test_import_nnunet_accepts_chk(tmp_path: Path) -> None:
     args = build_parser().parse_args(["import-nnunet", "A", "B", "-chk", "best"])
     assert args.checkpoint == "best"
+    args = build_parser().parse_args(["import-nnunet", "A", "B", "-chk", "checkpoint_latest.pth"])
+    assert args.checkpoint == "latest"
 
 
 def _raw_root(tmp_path: Path) -> Path:

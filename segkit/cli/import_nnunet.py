@@ -16,9 +16,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "nnUNetTrainer__nnUNetPlans__3d_fullres")
     parser.add_argument("output", help="segkit model folder to create (must not exist or be empty)")
     parser.add_argument("-f", "--folds", nargs="+", help="folds to convert (default: every fold with the checkpoint)")
-    parser.add_argument("--checkpoint", "-chk", choices=("final", "best", "latest"), default="final",
-                        help="which nnU-Net checkpoint_<kind>.pth to convert (default final)")
+    parser.add_argument("--checkpoint", "-chk", type=checkpoint_kind, choices=("final", "best", "latest"),
+                        default="final", help="which nnU-Net checkpoint to convert: final (default), best, latest, "
+                                              "or nnU-Net's file name checkpoint_best.pth")
     parser.set_defaults(func=run)
+
+
+def checkpoint_kind(value: str) -> str:
+    """'best' from 'best', 'checkpoint_best.pth' or 'checkpoint_best'."""
+    return value.removesuffix(".pth").removeprefix("checkpoint_")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -516,5 +516,9 @@ def cached_segkit_model(source: str | Path, checkpoint: str = "final") -> Path:
     source = Path(source)
     target = cache_root() / cache_key(source, checkpoint)
     if not (target / "plans.json").is_file():
-        convert_nnunet_model(source, target, checkpoint)
+        try:
+            convert_nnunet_model(source, target, checkpoint)
+        except (OSError, UserError):
+            if not (target / "plans.json").is_file():   # not merely another process converting at once
+                raise
     return target
