@@ -295,3 +295,22 @@ def test_predict_from_nnunet_folder_equals_imported_model(tmp_path: Path, monkey
     assert set(np.unique(direct)) <= {0, 1, 2} and len(np.unique(direct)) > 1
     np.testing.assert_array_equal(direct, imported)
     assert len(list((tmp_path / "cache" / "nnunet").iterdir())) == 1   # converted into the cache once
+
+
+def test_2d_preprocessing_keeps_each_case_slice_spacing(tmp_path: Path) -> None:
+    from segkit.preprocessing import preprocess_images
+
+    folder = write_nnunet_folder(tmp_path, configuration="2d")
+    plans = read_json(convert_nnunet_model(folder, tmp_path / "m") / "plans.json")
+    images = np.random.default_rng(0).normal(size=(2, 7, 20, 20)).astype(np.float32) + 5
+    data, properties = preprocess_images(images, (3.3, 0.5, 0.5), plans, "2d")
+    assert properties["target_spacing"] == [3.3, 1.0, 1.0]
+    assert data.shape == (2, 7, 10, 10)   # slices kept, in-plane resampled 0.5 -> 1.0 mm
+
+
+def test_rgb_normalisation_divides_by_255() -> None:
+    from segkit.preprocessing.normalize import normalize_channels
+
+    images = np.array([[[[0.0, 127.5, 255.0]]]], dtype=np.float32)
+    out = normalize_channels(images, np.zeros((1, 1, 3), np.int16), [{"scheme": "rgb_0_1"}])
+    np.testing.assert_allclose(out[0, 0, 0], [0.0, 0.5, 1.0])
