@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -182,7 +183,9 @@ def build_model_folder(root: Path, kind: str, folds: list[int], train: list, ste
     plans, configuration = plans_for(kind)
     dataset = {"channel_names": CHANNELS, "labels": LABELS, "numTraining": len(train), "file_ending": ".nii.gz"}
     folder = root / kind / "Dataset777_Phantom" / f"nnUNetTrainer__nnUNetPlans__{configuration}"
-    folder.mkdir(parents=True)
+    if all((folder / f"fold_{f}" / "checkpoint_final.pth").is_file() for f in folds):
+        return folder   # built by an earlier run in the same --work folder (same seeds)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "plans.json").write_text(json.dumps(plans, indent=2))
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
     for fold in folds:
@@ -229,7 +232,8 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=2, help="test cases (default 2)")
     parser.add_argument("--models", nargs="+", default=["plain3d", "resenc", "2d"])
     parser.add_argument("--output", type=Path, help="JSON file for the results")
-    parser.add_argument("--work", type=Path, help="keep the work folder here (default: a temp folder)")
+    parser.add_argument("--work", type=Path, help="keep the work folder here (default: a temp folder); model folders "
+                                                  "already built there are reused")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_nnunet_import_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -253,6 +257,8 @@ def main() -> int:
     results = {"machine": f"{os.cpu_count()} CPU cores (shared with other jobs: under load)",
                "torch": torch.__version__, "models": {}}
     for model in args.models:
+        for name in ("nnunet", "segkit_fp32", "segkit_default"):
+            shutil.rmtree(work / "predictions" / model / name, ignore_errors=True)
         folder = build_model_folder(work / "results", kinds[model], folds[model], train, args.steps)
         fold_args = [str(f) for f in folds[model]]
         out = {name: work / "predictions" / model / name for name in ("nnunet", "segkit_fp32", "segkit_default")}

@@ -314,3 +314,48 @@ def test_rgb_normalisation_divides_by_255() -> None:
     images = np.array([[[[0.0, 127.5, 255.0]]]], dtype=np.float32)
     out = normalize_channels(images, np.zeros((1, 1, 3), np.int16), [{"scheme": "rgb_0_1"}])
     np.testing.assert_allclose(out[0, 0, 0], [0.0, 0.5, 1.0])
+
+
+def test_nnunet_tile_weights_follow_nnunets_gaussian() -> None:
+    """Filtered delta at size // 2 (nnU-Net's compute_gaussian), not the centred analytic Gaussian."""
+    from scipy.ndimage import gaussian_filter
+
+    from segkit.inference.sliding_window import gaussian_importance_map, nnunet_gaussian_map
+
+    weights = nnunet_gaussian_map((4, 8, 8))
+    assert np.unravel_index(np.argmax(weights), weights.shape) == (2, 4, 4) and weights.max() == 1.0
+    delta = np.zeros((4, 8, 8))
+    delta[2, 4, 4] = 1
+    expected = gaussian_filter(delta, [0.5, 1.0, 1.0], 0, mode="constant", cval=0)
+    np.testing.assert_allclose(weights, expected / expected.max(), rtol=1e-5)
+    assert weights.min() > 0
+    analytic = gaussian_importance_map((4, 8, 8))
+    assert not np.allclose(weights, analytic, atol=1e-3)   # the two policies really differ
+
+
+def test_imported_plans_ask_for_nnunets_inference_policy(tmp_path: Path) -> None:
+    entry = read_json(convert_nnunet_model(write_nnunet_folder(tmp_path), tmp_path / "m") / "plans.json")
+    assert entry["configurations"]["3d_fullres"]["inference"] == {"tile_weights": "nnunet_gaussian",
+                                                                   "fold_average": "logits"}
+
+
+def test_logit_fold_average_differs_from_probability_average(tmp_path: Path) -> None:
+    """Two folds: with fold_average 'logits' the result is softmax(mean logits), as nnU-Net ensembles folds."""
+    from segkit.inference.model import load_model
+    from segkit.inference.predictor import InferenceOptions, network_probabilities, window_settings
+    from segkit.inference.sliding_window import logits_to_probabilities, sliding_window_logits
+
+    folder = write_nnunet_folder(tmp_path / "r", folds=(0, 1))
+    model = load_model(convert_nnunet_model(folder, tmp_path / "m"), device="cpu")
+    data = np.random.default_rng(0).normal(size=(2, 8, 16, 16)).astype(np.float32)
+    options = InferenceOptions(precision="fp32", tta=False)
+    settings = window_settings(model, options)
+    logits = []
+    for state in model.fold_states:
+        model.network.load_state_dict(state)
+        logits.append(sliding_window_logits(model.network, data, 3, settings, "cpu"))
+    expected = logits_to_probabilities((logits[0] + logits[1]) / 2, "softmax").numpy()
+    np.testing.assert_allclose(network_probabilities(model, data, options), expected, atol=1e-5)
+    mean_probabilities = ((logits_to_probabilities(logits[0], "softmax") + logits_to_probabilities(logits[1], "softmax"))
+                          / 2).numpy()
+    assert not np.allclose(expected, mean_probabilities, atol=1e-4)
