@@ -14,12 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter
 
 from segkit.cli import main
 from segkit.errors import UserError
+from segkit.inference.model import load_model
+from segkit.inference.predictor import InferenceOptions, network_probabilities, window_settings
+from segkit.inference.sliding_window import (gaussian_importance_map, logits_to_probabilities, nnunet_gaussian_map,
+                                             sliding_window_logits)
 from segkit.interop.nnunet import convert_nnunet_model, is_nnunet_model_folder, read_nnunet_checkpoint
 from segkit.io.image import Geometry, read_image, write_image
 from segkit.jsonio import read_json, write_json
+from segkit.networks import build_network
+from segkit.preprocessing import preprocess_images
+from segkit.preprocessing.normalize import normalize_channels
 
 FEATURES = [4, 8, 16]
 KERNELS_3D = [[1, 3, 3], [3, 3, 3], [3, 3, 3]]
@@ -244,8 +252,6 @@ def test_2d_keeps_the_slice_spacing(tmp_path: Path) -> None:
 
 def test_transpose_forward_is_folded_into_the_weights(tmp_path: Path) -> None:
     """nnU-Net runs M(x.transpose(t)).transpose(t^-1); the converted network must compute that on x."""
-    from segkit.networks import build_network
-
     transpose = (1, 2, 0)
     moved = write_nnunet_folder(tmp_path / "b", transpose=transpose)
     # M itself: the same checkpoint under plans that declare no transpose (network axes = array axes)
@@ -298,8 +304,6 @@ def test_predict_from_nnunet_folder_equals_imported_model(tmp_path: Path, monkey
 
 
 def test_2d_preprocessing_keeps_each_case_slice_spacing(tmp_path: Path) -> None:
-    from segkit.preprocessing import preprocess_images
-
     folder = write_nnunet_folder(tmp_path, configuration="2d")
     plans = read_json(convert_nnunet_model(folder, tmp_path / "m") / "plans.json")
     images = np.random.default_rng(0).normal(size=(2, 7, 20, 20)).astype(np.float32) + 5
@@ -309,8 +313,6 @@ def test_2d_preprocessing_keeps_each_case_slice_spacing(tmp_path: Path) -> None:
 
 
 def test_rgb_normalisation_divides_by_255() -> None:
-    from segkit.preprocessing.normalize import normalize_channels
-
     images = np.array([[[[0.0, 127.5, 255.0]]]], dtype=np.float32)
     out = normalize_channels(images, np.zeros((1, 1, 3), np.int16), [{"scheme": "rgb_0_1"}])
     np.testing.assert_allclose(out[0, 0, 0], [0.0, 0.5, 1.0])
@@ -318,10 +320,6 @@ def test_rgb_normalisation_divides_by_255() -> None:
 
 def test_nnunet_tile_weights_follow_nnunets_gaussian() -> None:
     """Filtered delta at size // 2 (nnU-Net's compute_gaussian), not the centred analytic Gaussian."""
-    from scipy.ndimage import gaussian_filter
-
-    from segkit.inference.sliding_window import gaussian_importance_map, nnunet_gaussian_map
-
     weights = nnunet_gaussian_map((4, 8, 8))
     assert np.unravel_index(np.argmax(weights), weights.shape) == (2, 4, 4) and weights.max() == 1.0
     delta = np.zeros((4, 8, 8))
@@ -341,10 +339,6 @@ def test_imported_plans_ask_for_nnunets_inference_policy(tmp_path: Path) -> None
 
 def test_logit_fold_average_differs_from_probability_average(tmp_path: Path) -> None:
     """Two folds: with fold_average 'logits' the result is softmax(mean logits), as nnU-Net ensembles folds."""
-    from segkit.inference.model import load_model
-    from segkit.inference.predictor import InferenceOptions, network_probabilities, window_settings
-    from segkit.inference.sliding_window import logits_to_probabilities, sliding_window_logits
-
     folder = write_nnunet_folder(tmp_path / "r", folds=(0, 1))
     model = load_model(convert_nnunet_model(folder, tmp_path / "m"), device="cpu")
     data = np.random.default_rng(0).normal(size=(2, 8, 16, 16)).astype(np.float32)

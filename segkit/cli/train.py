@@ -8,7 +8,6 @@ import time
 from segkit.cli.datasets import add_dataset_argument
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `train` subcommand."""
     p = subparsers.add_parser("train", help="train a network on a preprocessed dataset",
