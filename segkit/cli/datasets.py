@@ -50,8 +50,7 @@ def resolve_dataset(value: str | None, dataset_id: str | None) -> str:
     if Path(key).is_dir():
         return key
     roots = raw_roots()
-    if dataset_id is None and not roots:
-        raise UserError("dataset folder not found (set $nnUNet_raw or $SEGKIT_RAW to look up IDs and names)", key)
+    explicit = dataset_id is not None or key.isdigit() or bool(DATASET_FOLDER.match(key))
     for _, root in roots:
         if not root.is_dir():
             continue
@@ -60,5 +59,7 @@ def resolve_dataset(value: str | None, dataset_id: str | None) -> str:
             raise UserError(f"dataset {key!r} is ambiguous in {root}: {', '.join(p.name for p in found)}")
         if found:
             return str(found[0])
+    if not explicit:
+        return key   # an ordinary path: the command reports a missing folder its own way
     where = ", ".join(f"${name}={root}" for name, root in roots) or "$SEGKIT_RAW and $nnUNet_raw are not set"
     raise UserError(f"dataset {key!r} not found: not a folder, and no matching Dataset folder in {where}")
