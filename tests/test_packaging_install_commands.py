@@ -71,7 +71,7 @@ def foreign_risk(token: str) -> bool:
 
 
 def test_distribution_name_is_the_unique_one() -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["name"] == DISTRIBUTION
     assert project["scripts"]["segkit"] == "segkit.cli:main"
     assert (REPO / "segkit" / "py.typed").is_file()
@@ -94,7 +94,7 @@ def test_scanner_sees_continued_commands() -> None:
 def test_no_documented_pip_command_can_resolve_a_foreign_package() -> None:
     risky = []
     for path in documented_files():
-        for command in pip_commands(path.read_text()):
+        for command in pip_commands(path.read_text(encoding="utf-8")):
             risky += [f"{path.relative_to(REPO)}: pip ...{command.strip()}" for token in requirement_tokens(command)
                       if foreign_risk(token)]
     assert not risky, "documented pip commands that could install a stranger's package:\n" + "\n".join(risky)
