@@ -158,7 +158,8 @@ def test_reference_may_be_a_raw_dataset_folder(folders, tmp_path: Path) -> None:
     dataset = tmp_path / "Dataset"
     dataset.mkdir()
     ref_dir.rename(dataset / "labelsTr")
-    (dataset / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1"}, "labels": {"background": 0}}))
+    (dataset / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1"},
+                                                      "labels": {"background": 0, "a": 1, "b": 2, "c": 3}}))
     out = tmp_path / "s.json"
     assert main(["evaluate", str(pred_dir), str(dataset), "-o", str(out)]) == 0
     assert json.loads(out.read_text())["num_cases"] == 3

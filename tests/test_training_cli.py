@@ -56,7 +56,8 @@ def _error_line(capsys):
 def test_bad_inputs_exit_2_with_one_line(prepared, tmp_path, capsys):
     dataset, work = copy_work(*prepared, tmp_path)
     assert _train(dataset, tmp_path / "nowhere", *TINY_RUN) == 2
-    assert "plans file not found" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert "plans.json not found" in line and "run `segkit plan" in line
     assert _train(dataset, work, "-c", "3d_hugeres", *TINY_RUN) == 2
     assert "unknown configuration '3d_hugeres'" in _error_line(capsys)
     assert _train(dataset, work, "-f", "5", *TINY_RUN) == 2

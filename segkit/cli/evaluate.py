@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="HD95 when exactly one of prediction/reference is empty (default: BraTS 373.13)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="skip reference cases without a prediction (listed in summary.json) instead of failing")
+    parser.add_argument("--subset", action="store_true",
+                        help="the references cover only some of the predictions (otherwise that looks like swapped "
+                             "arguments and is refused)")
     parser.add_argument("-j", "--num-workers", type=int, default=1, help="worker processes")
     parser.add_argument("-o", "--output", default=None,
                         help="summary JSON path (default: PRED/summary.json); the CSV goes beside it")
@@ -37,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write summary.json and the CSV, print the class means."""
     from segkit.errors import UserError
-    from segkit.evaluation.evaluate import (classes_from_dataset, evaluate_folders, format_means,
-                                            ignore_label_of, parse_label_specs, write_summary)
+    from segkit.evaluation.evaluate import (check_argument_order, classes_from_dataset, evaluate_folders,
+                                            format_means, ignore_label_of, parse_label_specs, write_summary)
 
     if args.labels and args.regions_from:
         raise UserError("give either --labels or --regions-from, not both")
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     pred = Path(args.pred)
     default_dir = pred if pred.is_dir() else pred.parent
     output = Path(args.output) if args.output else default_dir / "summary.json"
+    check_argument_order(pred, Path(args.ref), output, args.subset)
     summary = evaluate_folders(pred, args.ref, classes, nsd_tolerance_mm=args.nsd_tolerance,
                                hd_empty_penalty_mm=args.hd_empty_penalty, allow_missing=args.allow_missing,
                                num_workers=args.num_workers, ignore_label=ignore_label)

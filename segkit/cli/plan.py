@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from segkit.cli.datasets import add_dataset_argument
 from segkit.cli.options import add_network_option
 
 
@@ -12,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the plan subcommand."""
     parser = subparsers.add_parser("plan", help="fingerprint a dataset and plan its configurations",
                                    description="Fingerprint DATASET and write fingerprint.json and plans.json.")
-    parser.add_argument("dataset", help="raw dataset folder (nnU-Net v2 layout; see `segkit convert`)")
+    add_dataset_argument(parser, "raw dataset folder (nnU-Net v2 layout; see `segkit convert`)")
     parser.add_argument("--work-dir", help="output folder (default: <DATASET>_segkit, or $SEGKIT_WORK/<name>)")
     parser.add_argument("-j", "--num-workers", type=int, default=1, help="worker processes for the fingerprint")
     parser.add_argument("--gpu-memory", type=float, help="memory budget in GB (default: the CUDA device's, else 8)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from segkit.cli.datasets import add_dataset_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the preprocess subcommand."""
@@ -11,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "preprocess", help="crop, normalise and resample training cases as plans.json says",
         description="Write WORK/preprocessed/<CONFIG>/<CASE>.npy, <CASE>_seg.npy and <CASE>.json for every "
                     "training case. Finished cases (made with the same plans) are skipped unless --force.")
-    parser.add_argument("dataset", help="raw dataset folder (nnU-Net v2 layout)")
+    add_dataset_argument(parser, "raw dataset folder (nnU-Net v2 layout)")
     parser.add_argument("--work-dir", help="work folder (default: <DATASET>_segkit, or $SEGKIT_WORK/<name>)")
     parser.add_argument("--plans", help="plans file (default: WORK/plans.json)")
     parser.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"], metavar="CONFIG",

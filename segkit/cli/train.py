@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
+from segkit.cli.datasets import add_dataset_argument
 from segkit.cli.options import add_device_option, add_precision_option
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a network on a preprocessed dataset",
                               description="Train one fold of a configuration; writes WORK/models/<CONFIG>/fold_<F>/. "
                                           "Multi-process: torchrun --nproc_per_node=N -m segkit train ...")
-    p.add_argument("dataset", help="raw dataset folder (used to find the work dir and dataset.json)")
+    add_dataset_argument(p, "raw dataset folder (used to find the work dir and dataset.json)")
     p.add_argument("--work-dir", help="work folder (default: <DATASET>_segkit, or $SEGKIT_WORK/<name>)")
     p.add_argument("--plans", help="plans file (default: WORK/plans.json)")
     p.add_argument("-c", "--configuration", default="3d_fullres")

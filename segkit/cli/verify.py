@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from segkit.cli.datasets import add_dataset_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the verify subcommand."""
@@ -12,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verify", help="check a raw dataset and list every problem",
         description="Check every case of a raw dataset (readable files, channels, geometry, label values, "
                     "dataset.json) and print all problems as a table; exit 2 if there is any.")
-    parser.add_argument("dataset", help="raw dataset folder (dataset.json, imagesTr, labelsTr)")
+    add_dataset_argument(parser, "raw dataset folder (dataset.json, imagesTr, labelsTr)")
     parser.add_argument("-j", "--num-workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--json", dest="json_out", metavar="OUT", help="also write the problems as JSON to OUT")
     parser.set_defaults(func=run)

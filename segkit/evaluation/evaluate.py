@@ -17,6 +17,7 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.evaluation.metrics import BRATS_HD_PENALTY_MM, DEFAULT_NSD_TOLERANCE_MM, METRIC_NAMES, mask_metrics
+from segkit.io.dataset import load_dataset
 from segkit.io.image import Image, image_suffix, read_image
 from segkit.io.parallel import parallel_map
 from segkit.jsonio import atomic_path, write_json
@@ -74,6 +75,44 @@ def label_files(folder: Path) -> dict[str, Path]:
         if suffix and not path.name.startswith(".") and path.is_file():
             files[path.name[: -len(suffix)]] = path
     return files
+
+
+def is_reference_folder(folder: Path) -> bool:
+    """A dataset folder or its labelsTr/labelsTs: where reference label maps live."""
+    return (folder.name in ("labelsTr", "labelsTs") or (folder / "dataset.json").is_file()
+            or (folder.name.startswith("labels") and (folder.parent / "dataset.json").is_file()))
+
+
+def _declared_values(ref: Path) -> set[int] | None:
+    """Label values the reference's dataset.json declares (None when there is no dataset.json next to it)."""
+    for root in (ref, ref.parent):
+        if (root / "dataset.json").is_file():
+            return set(load_dataset(root).label_values)
+    return None
+
+
+def check_argument_order(pred: Path, ref: Path, output: Path, subset: bool = False) -> None:
+    """Refuse swapped PRED/REF (nnU-Net's order is REF PRED) and a summary written among the references."""
+    hint = "are the arguments swapped? the order is segkit evaluate PREDICTIONS REFERENCES"
+    if pred.is_dir() and is_reference_folder(pred):
+        raise UserError(f"this is a folder of reference labels; {hint}", pred)
+    out_dir = output.parent.resolve()
+    if ref.exists() and (out_dir in {ref.resolve(), (ref / "labelsTr").resolve()} or is_reference_folder(out_dir)):
+        raise UserError("refusing to write the summary into a folder of reference labels; pass -o elsewhere", out_dir)
+    if not (pred.is_dir() and ref.is_dir()):
+        return
+    refs = label_files(ref / "labelsTr" if (ref / "dataset.json").is_file() else ref)
+    preds = label_files(pred)
+    if not subset and 0 < len(refs) < len(preds) and set(refs) <= set(preds):
+        raise UserError(f"the references ({len(refs)} cases) are fewer than the predictions ({len(preds)}); "
+                        f"{hint} (pass --subset to evaluate only the referenced cases)", ref)
+    declared = _declared_values(ref)
+    if declared is not None and preds:
+        first = next(iter(preds.values()))
+        found = set(int(v) for v in np.unique(read_label_map(first).array))
+        if found - declared:
+            raise UserError(f"holds label values {sorted(found - declared)} that dataset.json does not declare; "
+                            f"{hint}", first)
 
 
 def match_cases(pred: Path, ref: Path, allow_missing: bool = False) -> tuple[list[CasePair], list[str], list[str]]:

@@ -78,8 +78,9 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
     slice_axis = int(entry.get("slice_axis", 0)) if int(entry.get("spatial_dims", 3)) == 2 else None
     mirror = tuple(int(a) for a in entry.get("mirror_axes", [])) if options.tta else ()
     precision = resolve_precision(options.precision, model.device)
+    tile_weights = str((entry.get("inference") or {}).get("tile_weights", "gaussian"))
     return WindowSettings(tuple(int(p) for p in entry["patch_size"]), options.step, mirror, options.tile_batch,
-                          slice_axis, precision=precision, channels_last=True)
+                          slice_axis, precision=precision, channels_last=True, tile_weights=tile_weights)
 
 
 def input_orientation_warnings(model: LoadedModel, case_id: str, geometry: Geometry) -> list[str]:
@@ -108,16 +109,18 @@ def prepare_case(model: LoadedModel, case_id: str, images: np.ndarray, geometry:
 def network_probabilities(model: LoadedModel, data: np.ndarray, options: InferenceOptions) -> np.ndarray:
     """Fold-averaged (K, z', y', x') float32 probabilities of preprocessed data."""
     settings = window_settings(model, options)
+    # plans may ask for nnU-Net's fold ensembling (mean logits, then softmax) instead of mean probabilities
+    average_logits = (model.entry.get("inference") or {}).get("fold_average") == "logits"
     total = None
     for state in model.fold_states:
         if len(model.fold_states) > 1:
             model.network.load_state_dict(state)
         logits = window_logits(model, data, settings)
-        probabilities = logits_to_probabilities(logits, model.label_mode)
-        total = probabilities if total is None else total.add_(probabilities)
+        values = logits if average_logits else logits_to_probabilities(logits, model.label_mode)
+        total = values if total is None else total.add_(values)
     if len(model.fold_states) > 1:
         total /= len(model.fold_states)
-    return total.numpy()
+    return (logits_to_probabilities(total, model.label_mode) if average_logits else total).numpy()
 
 
 def finish_case(model: LoadedModel, prepared: PreparedCase, probabilities: np.ndarray,

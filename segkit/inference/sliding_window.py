@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 from segkit.inference.acceleration import autocast_for, memory_format_for
 
@@ -35,6 +36,7 @@ class WindowSettings:
     sigma_scale: float = 1.0 / 8
     precision: str = "fp32"
     channels_last: bool = False
+    tile_weights: str = "gaussian"   # or "nnunet_gaussian" (imported nnU-Net models: identical tile weights)
 
     @property
     def tile_shape(self) -> tuple[int, int, int]:
@@ -51,6 +53,26 @@ def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 1.0 
         weights = np.multiply.outer(weights, np.exp(-0.5 * (positions / sigma) ** 2))
     weights /= weights.max()
     return np.maximum(weights, MIN_WEIGHT_FRACTION).astype(np.float32)
+
+
+def nnunet_gaussian_map(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8) -> np.ndarray:
+    """nnU-Net v2's tile weights: a Gaussian-filtered delta at index size // 2 (truncated at 4 sigma), peak 1,
+    zeros raised to the smallest positive weight. Used for imported nnU-Net models so tiles blend identically."""
+    delta = np.zeros(tuple(patch_size), dtype=np.float64)
+    delta[tuple(size // 2 for size in patch_size)] = 1.0
+    weights = gaussian_filter(delta, [size * sigma_scale for size in patch_size], 0, mode="constant", cval=0)
+    weights /= weights.max()
+    weights[weights == 0] = weights[weights > 0].min()
+    return weights.astype(np.float32)
+
+
+def tile_weight_map(tile: Sequence[int], settings: WindowSettings) -> np.ndarray:
+    """The tile weights a WindowSettings asks for."""
+    if settings.tile_weights == "nnunet_gaussian":
+        return nnunet_gaussian_map(tile, settings.sigma_scale)
+    if settings.tile_weights != "gaussian":
+        raise ValueError(f"unknown tile_weights {settings.tile_weights!r}; use 'gaussian' or 'nnunet_gaussian'")
+    return gaussian_importance_map(tile, settings.sigma_scale)
 
 
 def tile_starts_along(size: int, tile: int, step: float) -> list[int]:
@@ -137,7 +159,7 @@ def sliding_window_logits(network: torch.nn.Module, data: np.ndarray | torch.Ten
     source = volume.to(device) if acc_device == device else volume
     logits = torch.zeros((num_outputs, *shape), dtype=torch.float32, device=acc_device)
     weight_sum = torch.zeros(shape, dtype=torch.float32, device=acc_device)
-    weight = torch.from_numpy(gaussian_importance_map(tile, settings.sigma_scale)).to(device)
+    weight = torch.from_numpy(tile_weight_map(tile, settings)).to(device)
     weight_acc = weight.to(acc_device)
     memory_format = memory_format_for(len(settings.patch_size)) if settings.channels_last else torch.contiguous_format
     with torch.inference_mode(), autocast_for(settings.precision, device):

@@ -135,6 +135,9 @@ def load_dataset(root: str | Path) -> DatasetInfo:
     data = read_json(json_path, "dataset.json")
     if not isinstance(data, dict):
         raise UserError("must hold a JSON object", json_path)
+    if "channel_names" not in data and "modality" in data and isinstance(data.get("training"), list):
+        raise UserError(f"this is a Medical Segmentation Decathlon task folder (dataset.json lists 'modality' and "
+                        f"'training'); convert it first: segkit convert {root} OUT --format msd", json_path)
     channel_names = data.get("channel_names", data.get("modality"))
     if not isinstance(channel_names, dict) or not channel_names:
         raise UserError("'channel_names' is missing or empty", json_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -31,22 +33,50 @@ def make_conv(c_in: int, c_out: int, kernel: list[int], stride: list[int] | None
                                    bias=bias)
 
 
-def make_norm(kind: str, channels: int, dims: int) -> nn.Module:
+def make_norm(kind: str, channels: int, dims: int, eps: float = 1e-5, affine: bool = True) -> nn.Module:
     """Instance norm (affine) or group norm; never batch norm (reversible recompute would update it twice)."""
     if kind == "instance":
-        return {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[dims](channels, affine=True)
+        return {2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[dims](channels, eps=eps, affine=affine)
     if kind == "channel_group":
         # Same operation as instance norm, but keeps channels_last(_3d) on CUDA.
-        return nn.GroupNorm(channels, channels)
+        return nn.GroupNorm(channels, channels, eps=eps, affine=affine)
     if kind.startswith("group"):
         groups = int(kind.split(":")[1]) if ":" in kind else min(8, channels)
-        return nn.GroupNorm(groups, channels)
+        return nn.GroupNorm(groups, channels, eps=eps, affine=affine)
     raise ValueError(f"unknown norm {kind!r}: use 'instance', 'channel_group' or 'group[:G]'")
 
 
-def activation() -> nn.Module:
-    """LeakyReLU as in nnU-Net (in place: it keeps only its output for backward)."""
-    return nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)
+def activation(negative_slope: float = NEGATIVE_SLOPE) -> nn.Module:
+    """LeakyReLU as in nnU-Net (in place: it keeps only its output for backward); slope 0 is a ReLU."""
+    return nn.LeakyReLU(negative_slope, inplace=True)
+
+
+@dataclass(frozen=True)
+class LayerStyle:
+    """Per-layer options of the U-Net families, read from the architecture entry (defaults: nnU-Net's).
+
+    Imported nnU-Net plans set them so that state dicts map one to one (e.g. ResEnc's
+    bias-free skip projection).
+    """
+
+    norm: str = "instance"
+    conv_bias: bool = True        # convolutions and transposed convolutions (heads always have a bias)
+    skip_bias: bool = True        # resenc: the 1x1 skip projection (nnU-Net's BasicBlockD has none)
+    norm_eps: float = 1e-5
+    norm_affine: bool = True
+    negative_slope: float = NEGATIVE_SLOPE
+
+    def norm_layer(self, channels: int, dims: int) -> nn.Module:
+        """The style's normalisation layer."""
+        return make_norm(self.norm, channels, dims, self.norm_eps, self.norm_affine)
+
+
+def layer_style(arch: dict) -> LayerStyle:
+    """The LayerStyle an architecture entry asks for (absent keys keep the defaults)."""
+    return LayerStyle(norm=arch.get("norm", "instance"), conv_bias=bool(arch.get("conv_bias", True)),
+                      skip_bias=bool(arch.get("skip_bias", True)), norm_eps=float(arch.get("norm_eps", 1e-5)),
+                      norm_affine=bool(arch.get("norm_affine", True)),
+                      negative_slope=float(arch.get("negative_slope", NEGATIVE_SLOPE)))
 
 
 class ConvNormAct(nn.Sequential):
@@ -54,10 +84,14 @@ class ConvNormAct(nn.Sequential):
     # bias=False where the norm cancels it anyway (revmbconv); nnU-Net families keep it.
 
     def __init__(self, c_in: int, c_out: int, kernel: list[int], stride: list[int] | None = None,
-                 norm: str = "instance", act: bool = True, bias: bool = True):
-        layers = [make_conv(c_in, c_out, kernel, stride, bias=bias), make_norm(norm, c_out, len(kernel))]
+                 norm: str = "instance", act: bool = True, bias: bool = True, style: LayerStyle | None = None):
+        if style is not None:
+            bias, norm_layer = style.conv_bias, style.norm_layer(c_out, len(kernel))
+        else:
+            norm_layer = make_norm(norm, c_out, len(kernel))
+        layers = [make_conv(c_in, c_out, kernel, stride, bias=bias), norm_layer]
         if act:
-            layers.append(activation())
+            layers.append(activation(style.negative_slope if style is not None else NEGATIVE_SLOPE))
         super().__init__(*layers)
 
 

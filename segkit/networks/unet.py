@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segkit.networks.blocks import ConvNormAct, cat_skip, make_head, make_upsample
+from segkit.networks.blocks import ConvNormAct, LayerStyle, cat_skip, layer_style, make_head, make_upsample
 from segkit.networks.family import NetworkFamily
 from segkit.networks.tally import Tally, conv_norm_act, conv_params, tally_head
 
@@ -57,21 +57,22 @@ class UNetSkeleton(nn.Module):
         return outputs[::-1] if self.deep_supervision else outputs[-1]
 
 
-def conv_stack(c_in: int, c_out: int, kernel: list[int], stride: list[int], count: int, norm: str) -> nn.Sequential:
+def conv_stack(c_in: int, c_out: int, kernel: list[int], stride: list[int], count: int,
+               style: LayerStyle) -> nn.Sequential:
     """count ConvNormAct layers; the first carries the stride and the channel change."""
-    layers = [ConvNormAct(c_in, c_out, kernel, stride, norm)]
-    layers += [ConvNormAct(c_out, c_out, kernel, None, norm) for _ in range(max(1, count) - 1)]
+    layers = [ConvNormAct(c_in, c_out, kernel, stride, style=style)]
+    layers += [ConvNormAct(c_out, c_out, kernel, None, style=style) for _ in range(max(1, count) - 1)]
     return nn.Sequential(*layers)
 
 
 def plain_decoder(arch: dict, num_outputs: int) -> tuple[list[DecoderStage], list[nn.Module]]:
     """nnU-Net decoder: transposed conv, concat skip, conv stack; a head per resolution."""
     feats, kernels, strides = arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
-    dims, norm = len(kernels[0]), arch.get("norm", "instance")
+    dims, style = len(kernels[0]), layer_style(arch)
     stages, heads = [], []
     for d, s in enumerate(range(len(feats) - 2, -1, -1)):
-        up = make_upsample(feats[s + 1], feats[s], strides[s + 1])
-        blocks = conv_stack(2 * feats[s], feats[s], kernels[s], [1] * dims, arch["decoder_blocks_per_stage"][d], norm)
+        up = make_upsample(feats[s + 1], feats[s], strides[s + 1], bias=style.conv_bias)
+        blocks = conv_stack(2 * feats[s], feats[s], kernels[s], [1] * dims, arch["decoder_blocks_per_stage"][d], style)
         stages.append(DecoderStage(up, blocks))
         heads.append(make_head(feats[s], num_outputs, dims))
     return stages, heads
@@ -80,10 +81,10 @@ def plain_decoder(arch: dict, num_outputs: int) -> tuple[list[DecoderStage], lis
 def build_unet(arch: dict, in_channels: int, num_outputs: int) -> UNetSkeleton:
     """nnU-Net's default U-Net: blocks_per_stage ConvNormAct per encoder stage, strided first conv."""
     feats, kernels, strides = arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
-    norm = arch.get("norm", "instance")
+    style = layer_style(arch)
     encoder, c_prev = [], in_channels
     for f, k, st, n in zip(feats, kernels, strides, arch["blocks_per_stage"]):
-        encoder.append(conv_stack(c_prev, f, k, st, n, norm))
+        encoder.append(conv_stack(c_prev, f, k, st, n, style))
         c_prev = f
     decoder, heads = plain_decoder(arch, num_outputs)
     return UNetSkeleton(encoder, decoder, heads, arch.get("deep_supervision", True))
@@ -98,21 +99,22 @@ def unet_stage_defaults(stages: int, depth_multiplier: int) -> dict:
 def tally_plain_decoder(t: Tally, arch: dict, vox: list[int], num_outputs: int) -> None:
     """Tally plain_decoder: transposed conv (freed after the concat), the concat the first conv saves, convs, heads."""
     feats, kernels, strides = arch["features_per_stage"], arch["kernel_sizes"], arch["strides"]
+    bias = bool(arch.get("conv_bias", True))
     for d, s in enumerate(range(len(feats) - 2, -1, -1)):
         f, k, n = feats[s], kernels[s], arch["decoder_blocks_per_stage"][d]
-        t.parameters += conv_params(feats[s + 1], f, strides[s + 1])
+        t.parameters += conv_params(feats[s + 1], f, strides[s + 1], bias=bias)
         t.store(2 * f * vox[s])
         for i in range(max(1, n)):
-            conv_norm_act(t, 2 * f if i == 0 else f, f, k, vox[s])
+            conv_norm_act(t, 2 * f if i == 0 else f, f, k, vox[s], bias=bias)
         tally_head(t, arch, s, f, vox[s], num_outputs, PLAIN_DECODER_GRAD_BUFFERS)
 
 
 def tally_unet(t: Tally, arch: dict, vox: list[int], in_channels: int, num_outputs: int) -> None:
     """Tally build_unet: ConvNormAct stacks (conv output + activation output each), then the plain decoder."""
-    c_prev = in_channels
+    c_prev, bias = in_channels, bool(arch.get("conv_bias", True))
     for s, (f, k, n) in enumerate(zip(arch["features_per_stage"], arch["kernel_sizes"], arch["blocks_per_stage"])):
         for i in range(max(1, n)):
-            conv_norm_act(t, c_prev if i == 0 else f, f, k, vox[s])
+            conv_norm_act(t, c_prev if i == 0 else f, f, k, vox[s], bias=bias)
         c_prev = f
     tally_plain_decoder(t, arch, vox, num_outputs)
 

@@ -2,7 +2,7 @@
 
 Schemes: "zscore" (optionally within the nonzero mask, 0 outside), "ct" (clip to the dataset's
 [lo, hi], then subtract the dataset mean and divide by its std), "rescale_0_1" (per image
-min-max) and "none".
+min-max), "rgb_0_1" (8-bit values divided by 255, nnU-Net's RGBTo0_1Normalization) and "none".
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 
 from segkit.errors import UserError
 
-SCHEMES = ("zscore", "ct", "rescale_0_1", "none")
+SCHEMES = ("zscore", "ct", "rescale_0_1", "rgb_0_1", "none")
 EPSILON = 1e-8
 
 
@@ -71,6 +71,8 @@ def normalize_channels(images: np.ndarray, seg: np.ndarray, entries: list[dict])
             out[channel] = ct_normalize(images[channel], entry["clip"], entry["mean"], entry["std"])
         elif scheme == "rescale_0_1":
             out[channel] = rescale_0_1(images[channel])
+        elif scheme == "rgb_0_1":
+            out[channel] = np.asarray(images[channel], dtype=np.float32) / np.float32(255.0)
         else:
             out[channel] = images[channel]
     return out

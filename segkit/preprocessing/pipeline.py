@@ -50,6 +50,8 @@ def preprocessing_fingerprint(plans: dict, config: str) -> str:
         relevant[PLANS_KEY] = plans[PLANS_KEY]
     if plans.get("ignore_label") is not None:   # only then: earlier plans keep their hash
         relevant["ignore_label"] = plans["ignore_label"]
+    if entry.get("keep_spacing_axes"):
+        relevant["keep_spacing_axes"] = entry["keep_spacing_axes"]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
@@ -69,6 +71,18 @@ def orientation_properties(plans: dict, reorientation: Reorientation, direction:
             "original_direction": [float(v) for v in direction] if direction is not None else None}
 
 
+def case_target_spacing(entry: dict, spacing: Sequence[float]) -> list[float]:
+    """The configuration's target spacing, with each case's own spacing on `keep_spacing_axes` axes.
+
+    nnU-Net's 2d configurations keep every case's spacing along the slice axis; imported
+    plans say so with `"keep_spacing_axes": [slice axis]`.
+    """
+    target = [float(s) for s in entry["target_spacing"]]
+    for axis in entry.get("keep_spacing_axes") or []:
+        target[int(axis)] = float(spacing[int(axis)])
+    return target
+
+
 def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Sequence[float], plans: dict,
                       config: str, direction: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Reorient, crop, normalise and resample (C, z, y, x) images and an optional label map.
@@ -86,10 +100,10 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
     reorientation = plans_reorientation(plans, direction, 3)
     normalization = check_normalization(plans.get("normalization"), images.shape[0])
     order, threshold = _resampling_settings(entry)
-    target_spacing = [float(s) for s in entry["target_spacing"]]
     # the crop's copy gathers the canonical order: reorienting costs no extra pass
     cropped, seg, box = crop_to_nonzero(images, labels, reorientation)
     spacing = reorientation.values(list(spacing))
+    target_spacing = case_target_spacing(entry, spacing)
     data = normalize_channels(cropped, seg, normalization)
     new_shape = new_shape_for_spacing(seg.shape, spacing, target_spacing)
     coarse = separate_axis(spacing, target_spacing, threshold)

@@ -68,6 +68,8 @@ def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | 
     """Preprocess every training case of DATASET for each configuration; skip finished cases unless force."""
     info = load_dataset(dataset)
     work = resolve_work_dir(dataset, work_dir)
+    if not plans_file and not plans_path(work).is_file():
+        raise UserError(f"plans.json not found in {work}: run `segkit plan {dataset}` first")
     plans_file = Path(plans_file) if plans_file else plans_path(work)
     plans = load_plans(plans_file, configs)
     if int(plans.get("num_channels", info.num_channels)) != info.num_channels:

@@ -170,6 +170,9 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     """Everything `train` needs, checked; rank 0 writes the model dir files."""
     work = resolve_work_dir(request.dataset, request.work_dir)
     plans_file = Path(request.plans) if request.plans else plans_path(work)
+    if not request.plans and not plans_file.is_file():
+        raise UserError(f"plans.json not found in {work}: run `segkit plan {request.dataset}` and "
+                        f"`segkit preprocess {request.dataset} -c {request.configuration}` first")
     plans = read_json(plans_file, "plans file")
     entry = _configuration_entry(plans, request.configuration, plans_file)
     fold = parse_fold(request.fold)

@@ -1,0 +1,1 @@
+"""Reading other frameworks' trained models (nnU-Net v2) into segkit model folders."""
