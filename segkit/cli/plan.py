@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify", action="store_true", help="run `segkit verify` checks first")
     parser.add_argument("--force", action="store_true", help="recompute fingerprint.json even if present")
     parser.add_argument("--no-tradeoff", action="store_true", help="skip the reversible-vs-plain trade-off table")
+    parser.add_argument("--like", metavar="SOURCE",   # [finetune]
+                        help="adopt the network, patch, spacing and normalisation of SOURCE (plans.json, work dir, "
+                             "model folder or model package .zip) and re-plan outputs and batch (docs/fine-tuning.md)")
     parser.set_defaults(func=run)
 
 
@@ -34,6 +37,19 @@ def run(args: argparse.Namespace) -> int:
     """Fingerprint (or reuse the fingerprint), plan, write, print the summary."""
     from segkit.planning.run import plan_and_write
 
+    if args.like:   # [finetune] plan like another dataset's plan / model
+        from segkit.errors import UserError
+        from segkit.planning.like import plan_like_and_write
+
+        if args.network != "auto":
+            raise UserError("--like takes the network from SOURCE; drop --network")
+        _plans, work_dir, summary = plan_like_and_write(
+            Path(args.dataset), args.like, work_dir=args.work_dir, num_workers=args.num_workers,
+            gpu_memory_gb=args.gpu_memory, configurations=tuple(args.configurations), force=args.force,
+            verify=args.verify)
+        print(summary)
+        print(f"\nwrote {work_dir / 'fingerprint.json'} and {work_dir / 'plans.json'}")
+        return 0
     plans, work_dir, summary = plan_and_write(
         Path(args.dataset), work_dir=args.work_dir, num_workers=args.num_workers, gpu_memory_gb=args.gpu_memory,
         network=args.network, configurations=tuple(args.configurations), verify=args.verify, force=args.force,

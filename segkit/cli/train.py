@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from segkit.cli.datasets import add_dataset_argument
 from segkit.cli.options import add_device_option, add_precision_option
+from segkit.training.finetune_options import add_arguments as add_finetune_arguments
 
 if TYPE_CHECKING:
     from segkit.training.request import TrainRequest
@@ -58,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_finetune_arguments(p)   # --pretrained, --pretrained-fold/-checkpoint, --freeze-encoder, --warmup-steps
     p.set_defaults(func=run)
 
 
@@ -78,7 +80,9 @@ def request_from_args(args: argparse.Namespace) -> "TrainRequest":
         work_dir=Path(args.work_dir) if args.work_dir else None, plans=Path(args.plans) if args.plans else None,
         time_budget_min=args.time_budget, early_stop=args.early_stop, validate_every=args.validate_every,
         resume=args.resume, seed=args.seed, recipe=args.recipe, recipe_overrides=overrides,
-        precision="fp32" if args.no_amp else args.precision,
+        precision="fp32" if args.no_amp else args.precision, pretrained=args.pretrained,
+        pretrained_fold=args.pretrained_fold, pretrained_checkpoint=args.pretrained_checkpoint,
+        freeze_encoder=args.freeze_encoder, warmup_steps=args.warmup_steps,
         speed=SpeedSwitches(channels_last=args.channels_last, compile=args.compile, cudnn_benchmark=args.cudnn_benchmark),
         num_workers=args.num_workers, fit=not args.no_fit, progress=not args.quiet)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,15 @@ from segkit.networks import build_network
 from segkit.training import distributed as dd
 from segkit.training import memory_backoff
 from segkit.training.checkpoint import plans_sha256
+from segkit.training.extension import resumed_recipe
 from segkit.training.fitting import fit_to_cpu_budget
-from segkit.training.loader import open_case, preprocessed_case_ids, with_slice_axis_first
+from segkit.training.loader import (
+    open_case,
+    preprocessed_case_ids,
+    with_slice_axis_first,
+)
 from segkit.training.precision import make_autocast, training_precision
+from segkit.training.pretrained import finetune_from_args, finetune_recipe
 from segkit.training.recipe import Recipe, choose_recipe
 from segkit.training.request import TrainRequest
 from segkit.training.setup import TrainSetup
@@ -98,6 +105,8 @@ def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_ty
     """The entry shrunk for a short CPU time budget (fitting.py), or the plan's."""
     if device_type != "cpu" or not request.time_budget_min or not request.fit or info.enabled:
         return entry
+    if request.pretrained or request.resume:   # a fit would change the architecture the weights belong to
+        return entry
     autocast, _ = make_autocast(torch.device(device_type), precision)
     chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], request.time_budget_min * 60,
                                        build_network, log=lambda m: print(m, flush=True), min_width=min_width,
@@ -157,9 +166,15 @@ def _open_cases(folder: Path, ids: list[str], plans: dict, entry: dict) -> list:
     return cases
 
 
-def _recipe(request: TrainRequest, device_type: str) -> tuple[Recipe, str, dict]:
-    """The recipe for this device and budget with the user's overrides, why, and the overridden fields."""
-    recipe, reason = choose_recipe(request.recipe, device_type, request.time_budget_min)
+def _recipe(request: TrainRequest, device_type: str, fold_dir: Path) -> tuple[Recipe, str, dict]:
+    """The recipe for this device and budget with the user's overrides, why, and the overridden fields.
+
+    A resumed run keeps the recipe it started with (`--recipe auto` reads it from schedule.json).
+    """
+    requested = resumed_recipe(fold_dir, request.recipe) if request.resume else request.recipe
+    recipe, reason = choose_recipe(requested, device_type, request.time_budget_min)
+    if requested != request.recipe:
+        reason = "the resumed run's recipe (schedule.json)"
     overrides = {k: v for k, v in request.recipe_overrides.items() if v is not None}
     if "augment" not in overrides and not request.fit:
         recipe = recipe.override({"augment": "full"})      # --no-fit trains the plan as nnU-Net would
@@ -176,7 +191,7 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     plans = read_json(plans_file, "plans file")
     entry = _configuration_entry(plans, request.configuration, plans_file)
     fold = parse_fold(request.fold)
-    recipe, recipe_reason, overrides = _recipe(request, device_type)
+    finetune = finetune_from_args(request, request.configuration)   # resolves (and verifies) --pretrained SOURCE
     if request.time_budget_min is not None and request.time_budget_min <= 0:
         raise UserError("--time-budget must be a positive number of minutes")
     folder = preprocessed_dir(work, request.configuration)
@@ -192,6 +207,9 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
         train_ids, val_ids = splits[fold]["train"], splits[fold]["val"]
     if request.resume and not (fold_dir / "checkpoint_latest.pt").is_file():
         raise UserError("--resume: no checkpoint_latest.pt to resume from", fold_dir)
+    recipe, recipe_reason, overrides = _recipe(request, device_type, fold_dir)
+    recipe, lr_note = finetune_recipe(recipe, overrides, finetune)
+    finetune = dataclasses.replace(finetune, lr_note=lr_note) if finetune else None
     dd.barrier(info)
     train_cases = _open_cases(folder, train_ids, plans, entry)
     val_cases = _open_cases(folder, val_ids, plans, entry)
@@ -219,6 +237,9 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
              f"precision {precision}" + (f" (auto on {device_type})" if request.precision == "auto" else "")]
     if fold is None:
         notes.append("-f all: validation uses the training cases (in-sample Dice)")
+    notes.append(lr_note)
+    if finetune:
+        notes.append(f"fine-tuning from {finetune.source.description}; no hardware fit (the weights fix the architecture)")
     if "training_fit" in entry:
         notes.append(f"hardware fit: {entry['training_fit']['chosen']} (see models plans.json training_fit)")
     if "memory_fit" in entry:
@@ -232,4 +253,4 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
         recipe_overrides=overrides, seed=request.seed, time_budget_s=request.time_budget_s, started_at=started,
         early_stop=request.early_stop, validate_every=max(1, request.validate_every), resume=request.resume,
         precision=precision, speed=request.speed, num_workers=request.num_workers, progress=request.progress,
-        notes=notes)
+        notes=notes, finetune=finetune)

@@ -30,6 +30,11 @@ class TrainRequest:
     num_workers: int = 1
     fit: bool = True                     # allow the CPU time-budget hardware fit
     progress: bool = True
+    pretrained: str | None = None        # --pretrained SOURCE (segkit.training.pretrained) and its options
+    pretrained_fold: str | None = None
+    pretrained_checkpoint: str | None = None
+    freeze_encoder: int = 0
+    warmup_steps: int | None = None
 
     @property
     def time_budget_s(self) -> float | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from segkit.training.loader import Case
+from segkit.training.pretrained import FineTune
 from segkit.training.recipe import NNUNET, Recipe
 from segkit.training.speed import SpeedSwitches
 
@@ -37,6 +38,7 @@ class TrainSetup:
     num_workers: int = 1
     progress: bool = True
     notes: list[str] = field(default_factory=list)
+    finetune: FineTune | None = None     # --pretrained SOURCE and its options (segkit.training.pretrained)
 
     @property
     def spatial_dims(self) -> int:

@@ -23,12 +23,20 @@ from segkit.training import distributed as dd
 from segkit.training import speed
 from segkit.training.augmentation import SegToTarget, build_transform, sample_size_for
 from segkit.training.budget import NoBudget, TimeBudget, make_budget
+from segkit.training.extension import extend_schedule, record_extension
+from segkit.training.finetuning import FineTuning
 from segkit.training.loader import EpochBatches, PatchSampler, epoch_loader
 from segkit.training.losses import build_loss
 from segkit.training.precision import make_autocast
 from segkit.training.recipe import build_optimizer
-from segkit.training.records import append_log, peak_memory_bytes, plot_progress, read_log, write_log
-from segkit.training.schedule import Schedule, poly_lr
+from segkit.training.records import (
+    append_log,
+    peak_memory_bytes,
+    plot_progress,
+    read_log,
+    write_log,
+)
+from segkit.training.schedule import Schedule
 from segkit.training.setup import TrainSetup
 from segkit.training.validation import dice_from_counts, validate
 
@@ -67,6 +75,7 @@ class Run:
     val_cases: list
     patch: list[int]
     state: RunState
+    tuning: FineTuning                   # --pretrained: weights loaded, lr warm-up, encoder freezing (inactive otherwise)
 
 
 def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
@@ -76,6 +85,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     stopped = False
     while run.state.epoch < schedule.epochs and not stopped:
         epoch_start = time.monotonic()
+        run.tuning.before_epoch(run.model, run.state.epoch)
         losses = run_steps(run, run.state.epoch, schedule.iterations_per_epoch, schedule)
         record = {"epoch": run.state.epoch, "train_loss": float(dd.all_reduce_mean(float(np.mean(losses)), run.info)),
                   "lr": run.optimizer.param_groups[0]["lr"], "step": run.state.step}
@@ -97,6 +107,7 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     model = speed.apply_to_model(model, setup.speed, setup.spatial_dims, device)
     ds_scales = deep_supervision_scales(model, plans["num_channels"], patch, device)
     optimizer = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
+    tuning = FineTuning.start(setup, model, optimizer, info)   # pretrained weights, or a resumed run's settings
     autocast, scaler = make_autocast(device, setup.precision)
     state = RunState()
     if setup.resume and (setup.fold_dir / "checkpoint_latest.pt").is_file():
@@ -114,13 +125,20 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
                loss_fn=build_loss(setup.label_mode, len(ds_scales), setup.use_batch_dice),
                val_loss_fn=build_loss(setup.label_mode, 1, setup.use_batch_dice), sampler=sampler,
                transform=transform, to_target=SegToTarget(setup.label_mode, setup.regions, setup.ignore_label),
-               val_cases=setup.val_cases[info.rank::info.world_size], patch=patch, state=state)
+               val_cases=setup.val_cases[info.rank::info.world_size], patch=patch, state=state, tuning=tuning)
 
 
 def decide_schedule(run: Run) -> Schedule:
-    """The saved schedule when resuming, else the budget's (timed or the recipe's), broadcast and recorded."""
+    """The saved schedule when resuming (extended by the request), else the budget's (timed or the recipe's), recorded."""
     state, setup, info = run.state, run.setup, run.info
     if state.schedule is not None:
+        change = extend_schedule(state.schedule, state.epoch, setup.recipe_overrides.get("epochs"),
+                                 setup.time_budget_s - run.budget.elapsed() if setup.time_budget_s else None,
+                                 state.epoch_seconds)
+        state.schedule.epochs = dd.broadcast_ints([state.schedule.epochs], info)[0]
+        if change and info.is_main:
+            print(f"resume: {change}", flush=True)
+            record_extension(setup.fold_dir, state.schedule, change, state.epoch)
         return state.schedule
     schedule = run.budget.calibrate(lambda count: _time_steps(run, count), lambda: run_validation(run),
                                     setup.recipe, setup.validate_every, info)
@@ -132,7 +150,7 @@ def decide_schedule(run: Run) -> Schedule:
         write_json(setup.fold_dir / "schedule.json", schedule.to_dict() | {
             "decided_at_s": round(run.budget.elapsed(), 2), "notes": setup.notes, "world_size": info.world_size,
             "batch_size_per_rank": run.sampler.batch_size, "patch_size": run.patch, "recipe": setup.recipe_record(),
-            "precision": setup.precision, "speed": setup.speed.to_dict()} | extra)
+            "precision": setup.precision, "speed": setup.speed.to_dict()} | extra | run.tuning.schedule_record(schedule))
     return schedule
 
 
@@ -151,7 +169,7 @@ def run_steps(run: Run, epoch: int, count: int, schedule: Schedule | None = None
     for batch in tqdm(loader, total=count, desc=bar, disable=not (setup.progress and info.is_main and bar),
                       leave=False, mininterval=2.0):
         if schedule is not None:
-            lr = poly_lr(setup.recipe.lr, state.step, schedule.total_steps, setup.recipe.lr_exponent)
+            lr = run.tuning.lr_at(state.step, setup.recipe.lr, schedule, setup.recipe.lr_exponent)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
         data, targets = to_device(batch, device, setup.speed.channels_last)

@@ -1,0 +1,199 @@
+"""`segkit plan DATASET --like SOURCE`: carry another plan's network to a new dataset (for fine-tuning).
+
+SOURCE is a plans.json, a work dir (its plans.json), a model folder (`WORK/models/<config>`:
+its plans copy, i.e. what the model was trained with, hardware fit included) or a model package
+`.zip` (checksums verified first). Rule (docs/fine-tuning.md):
+
+- adopted per configuration: architecture, patch size, target spacing, resampling, and per
+  channel the normalisation entry of the source channel with the same name (case-insensitive);
+- re-planned from the new dataset: labels, outputs and number of outputs, median shape, mirror
+  axes, and the batch size (largest within the memory budget, nnU-Net's 5 % dataset cap); the
+  predicted peak of the adopted network with the new channel and output counts is checked
+  against the budget again and the plan is refused when even batch 2 does not fit;
+- a target channel without a same-named source channel keeps its own planned normalisation
+  when the source has a channel with that scheme (its weights are the mean over the source's
+  channels at training time); otherwise the channels cannot be matched and the plan is refused;
+- `plans["like"]` records the source, its plans' sha256 and the channel mapping.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from segkit.errors import UserError
+from segkit.io.dataset import DatasetInfo, load_dataset
+from segkit.jsonio import read_json, write_json
+from segkit.planning.memory import estimate_peak_bytes
+from segkit.planning.planner import (
+    GIB,
+    MIN_BATCH,
+    SCHEMA_VERSION,
+    choose_batch,
+    dataset_outputs,
+    detect_budget,
+    median_resampled_shape,
+    set_mirror_axes,
+)
+from segkit.planning.run import _verify_or_fail, load_or_compute_fingerprint
+from segkit.planning.spacing import normalization_for_channel
+from segkit.planning.summary import format_bytes, plans_summary
+from segkit.workdir import plans_path, resolve_work_dir
+
+ADOPTED_KEYS = ("architecture", "patch_size", "target_spacing", "resampling", "spatial_dims", "slice_axis",
+                "batch_dice", "previous_stage")
+IDENTITY_DIRECTION = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+@dataclass(frozen=True)
+class LikeSource:
+    """The plan to carry over and which of its configurations."""
+
+    plans: dict
+    configurations: list[str]
+    description: str
+    path: Path
+
+
+def plans_sha256(plans: dict) -> str:
+    """SHA-256 of a plans dict as canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(plans, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _check_plans(plans: object, path: Path) -> dict:
+    """A plans dict with the fields --like reads, else a UserError naming the file."""
+    needed = ("configurations", "channel_names", "normalization")
+    if not isinstance(plans, dict) or any(key not in plans for key in needed) or not isinstance(plans["configurations"], dict):
+        raise UserError(f"not a segkit plans file (needs {', '.join(needed)})", path)
+    return plans
+
+
+def resolve_like_source(spec: str | Path) -> LikeSource:
+    """SOURCE -> its plans: a plans.json, work dir, model folder (one configuration) or verified package."""
+    from segkit.export.unpack import is_model_package, unpack_model
+    from segkit.inference.model import resolve_model_dir
+
+    path = Path(spec)
+    if is_model_package(path):
+        unpacked = unpack_model(path)   # every member's checksum verified; a tampered package is refused
+        plans = _check_plans(read_json(unpacked.model_dir / "plans.json", "plans.json"), path)
+        return LikeSource(plans, [unpacked.configuration], f"model package {path} (checksums verified)", path)
+    if path.is_file():
+        return LikeSource(_check_plans(read_json(path, "plans file"), path), [], f"plans {path}", path)
+    if not path.is_dir():
+        raise UserError("--like source not found: give a plans.json, a work dir, a model folder or a model package .zip",
+                        path)
+    if any(child.name.startswith("fold_") for child in path.iterdir()):
+        model_dir, name = resolve_model_dir(path, None)
+        plans = _check_plans(read_json(model_dir / "plans.json", "plans.json"), model_dir)
+        return LikeSource(plans, [name], f"model folder {model_dir} ({name})", path)
+    return LikeSource(_check_plans(read_json(plans_path(path), "plans file"), path), [], f"work dir {path}", path)
+
+
+def match_normalization(source: dict, target_names: list[str], own: list[dict], where: Path) -> tuple[list[dict], list[str]]:
+    """Per target channel: the same-named source channel's normalisation, else its own when the scheme exists there."""
+    by_name = {str(n).strip().lower(): i for i, n in enumerate(source["channel_names"])}
+    source_schemes = {n["scheme"] for n in source["normalization"]}
+    chosen, notes = [], []
+    for name, planned in zip(target_names, own):
+        index = by_name.get(name.strip().lower())
+        if index is not None:
+            chosen.append(copy.deepcopy(source["normalization"][index]))
+            notes.append(f"{name} <- {source['channel_names'][index]} ({chosen[-1]['scheme']})")
+        elif planned["scheme"] in source_schemes:
+            chosen.append(planned)
+            notes.append(f"{name}: no source channel of that name; own {planned['scheme']} normalisation, "
+                         f"weights from the mean of the source channels")
+        else:
+            described = ", ".join(f"{n} ({m['scheme']})" for n, m in zip(source["channel_names"], source["normalization"]))
+            raise UserError(f"--like: channel {name!r} ({planned['scheme']} normalisation) cannot be matched to the "
+                            f"source's channels [{described}]: no channel of that name and none normalised the same "
+                            f"way; rename the channel in dataset.json if it is the same kind of image", where)
+    return chosen, notes
+
+
+def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int, num_outputs: int, budget: int,
+                        labels: dict, where: Path, name: str) -> dict:
+    """The source's configuration re-planned for the new data: median shape, batch, memory, mirror axes."""
+    entry = {key: copy.deepcopy(source_entry[key]) for key in ADOPTED_KEYS if key in source_entry}
+    spatial_dims = int(entry.get("spatial_dims", len(entry["patch_size"])))
+    median_shape = median_resampled_shape(fingerprint, entry["target_spacing"])
+    arch, patch = entry["architecture"], list(entry["patch_size"])
+
+    def price(arch_: dict, patch_: list[int], batch: int) -> dict:
+        """Predicted peak of one training step with the new channel and output counts."""
+        return estimate_peak_bytes(arch_, list(patch_), batch, in_channels, num_outputs)
+
+    smallest = price(arch, patch, MIN_BATCH)["total"]
+    if smallest > budget:
+        raise UserError(f"--like: configuration {name}'s network and patch {patch} need {format_bytes(smallest)} at "
+                        f"batch {MIN_BATCH} with {in_channels} channel(s) and {num_outputs} outputs, over the budget "
+                        f"of {format_bytes(budget)}; raise --gpu-memory or plan without --like", where)
+    dataset_voxels = len(fingerprint["cases"]) * math.prod(median_shape)
+    batch, memory = choose_batch(arch, patch, price, budget, dataset_voxels)
+    entry.update({
+        "median_shape": [int(v) for v in median_shape], "batch_size": int(batch),
+        "mirror_axes": list(range(spatial_dims)),
+        "memory": {"predicted_peak_bytes": int(memory["total"]), "budget_bytes": int(budget), "fits_budget": True,
+                   "breakdown": {k: int(v) for k, v in memory.items() if k != "total" and isinstance(v, (int, float))}},
+    })
+    entry.setdefault("previous_stage", None)
+    directions = [c.get("direction", IDENTITY_DIRECTION) for c in fingerprint["cases"]]
+    return set_mirror_axes(entry, labels, directions)
+
+
+def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: int, device: str,
+              configurations: tuple[str, ...]) -> dict:
+    """plans.json for the dataset with the source's networks (see the module docstring)."""
+    available = source.configurations or list(source.plans["configurations"])
+    chosen = [c for c in available if c in configurations]
+    if not chosen:
+        raise UserError(f"--like: the source has configuration(s) {available}, none of those requested "
+                        f"({', '.join(configurations)})", source.path)
+    label_mode, outputs, num_outputs = dataset_outputs(info)
+    statistics = fingerprint["foreground_intensity_statistics"]
+    relative_size = fingerprint["median_relative_size_after_crop"]
+    own = [normalization_for_channel(name, statistics[str(i)], relative_size) for i, name in enumerate(info.channel_list)]
+    normalization, channel_map = match_normalization(source.plans, info.channel_list, own, source.path)
+    entries = {name: adopt_configuration(source.plans["configurations"][name], fingerprint, info.num_channels,
+                                         num_outputs, budget, info.labels, source.path, name) for name in chosen}
+    first_arch = entries[chosen[0]]["architecture"]
+    return {
+        "schema_version": SCHEMA_VERSION, "dataset_name": info.name, "num_channels": info.num_channels,
+        "channel_names": info.channel_list, "labels": info.labels, "label_mode": label_mode, "outputs": outputs,
+        "regions_class_order": info.regions_class_order, "num_outputs": num_outputs, "normalization": normalization,
+        "gpu_memory_bytes": int(budget), "device": device, "network": first_arch["family"],
+        "configurations": entries,
+        "like": {"source": source.description, "source_dataset": source.plans.get("dataset_name"),
+                 "source_plans_sha256": plans_sha256(source.plans), "configurations": chosen,
+                 "source_channels": list(source.plans["channel_names"]), "channel_map": channel_map,
+                 "adopted": ["architecture", "patch_size", "target_spacing", "resampling", "normalization by channel name"],
+                 "re_planned": ["labels and outputs", "median_shape", "batch_size", "memory", "mirror_axes"]},
+    }
+
+
+def plan_like_and_write(dataset: Path, source_spec: str, work_dir: str | Path | None = None, num_workers: int = 1,
+                        gpu_memory_gb: float | None = None,
+                        configurations: tuple[str, ...] = ("3d_fullres", "2d", "3d_lowres"),
+                        force: bool = False, verify: bool = False) -> tuple[dict, Path, str]:
+    """Fingerprint the dataset, plan it like SOURCE, write plans.json; return plans, work dir and summary."""
+    source = resolve_like_source(source_spec)
+    info = load_dataset(dataset)
+    if verify:
+        _verify_or_fail(dataset, num_workers)
+    work = resolve_work_dir(dataset, work_dir)
+    fingerprint = load_or_compute_fingerprint(info, work, num_workers, force)
+    detected, device = detect_budget()
+    if gpu_memory_gb is not None and gpu_memory_gb <= 0:
+        raise UserError(f"--gpu-memory must be positive, got {gpu_memory_gb}")
+    budget = int(gpu_memory_gb * GIB) if gpu_memory_gb else detected
+    plans = plan_like(info, fingerprint, source, budget, device, configurations)
+    write_json(plans_path(work), plans)
+    like = plans["like"]
+    summary = plans_summary(plans) + (f"\n\nplanned like {like['source']} (dataset {like['source_dataset']}): "
+                                      f"architecture, patch and spacing adopted; channels: {'; '.join(like['channel_map'])}")
+    return plans, work, summary
