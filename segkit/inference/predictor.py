@@ -27,7 +27,7 @@ from segkit.inference.revert import MemberOutput, labels_on_input_grid
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
 from segkit.io.image import Geometry
 
-SOFTMAX_CHUNK_VOXELS = 1 << 22   # voxels per in-place softmax chunk (bounded temporary memory)
+SOFTMAX_CHUNK_VOXELS = 1 << 22   # voxels per in-place softmax chunk (bounded temporary memory; a multiple of 4096)
 # plans fields every member of an ensemble must share (the meaning of the output channels)
 SHARED_PLANS_KEYS = ("num_channels", "label_mode", "outputs", "regions_class_order", "num_outputs")
 
@@ -82,11 +82,14 @@ def probabilities_in_place(logits: torch.Tensor, label_mode: str) -> torch.Tenso
     """Softmax over outputs (sigmoid for region plans) of (K, z, y, x) logits, overwriting them chunk by chunk."""
     if label_mode == "sigmoid":
         return logits.sigmoid_()
-    rows = max(1, SOFTMAX_CHUNK_VOXELS // max(1, logits[0, 0].numel()))
-    for start in range(0, logits.shape[1], rows):
-        chunk = logits[:, start:start + rows]
+    # chunks of the flattened voxels, a multiple of the vector width: with one thread each voxel
+    # goes through the same kernel path as in one whole-volume softmax (bit-identical); with
+    # several threads torch's own split already varies the last bit from run to run of the same volume
+    flat = logits.contiguous().view(logits.shape[0], -1)
+    for start in range(0, flat.shape[1], SOFTMAX_CHUNK_VOXELS):
+        chunk = flat[:, start:start + SOFTMAX_CHUNK_VOXELS]
         chunk.copy_(torch.softmax(chunk, dim=0))
-    return logits
+    return flat.view(logits.shape)
 
 
 def network_probabilities(model: LoadedModel, data: np.ndarray, options: InferenceOptions) -> np.ndarray:
