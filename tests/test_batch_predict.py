@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from batch_data import dicom_study_from_nifti, make_broken_batch, write_dicom_case, write_file_case
+from batch_data import dicom_study_from_nifti, make_broken_batch, write_file_case
 from inference_fixtures import make_model_dir, read_array, read_geometry
 
 from segkit.cli import main
