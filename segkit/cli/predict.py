@@ -89,8 +89,8 @@ def inference_options(args: argparse.Namespace) -> "object":
                             save_probabilities=args.save_probabilities, precision=args.precision)
 
 
-def output_folder(path: str, input_path: Path) -> Path:
-    """The output folder, created; a file, the input folder itself or an unwritable place is a UserError."""
+def check_output(path: str, input_path: Path) -> Path:
+    """The output folder path; an existing file or the input folder itself is a UserError (nothing created)."""
     from segkit.errors import UserError
 
     folder = Path(path)
@@ -98,6 +98,14 @@ def output_folder(path: str, input_path: Path) -> Path:
         raise UserError("exists and is not a folder; -o needs an output folder", folder)
     if input_path.is_dir() and folder.resolve() == input_path.resolve():
         raise UserError("the output folder must differ from the input folder (outputs would become inputs)", folder)
+    return folder
+
+
+def output_folder(path: str, input_path: Path) -> Path:
+    """The output folder, checked and created; an unwritable place is a UserError."""
+    from segkit.errors import UserError
+
+    folder = check_output(path, input_path)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -126,12 +134,14 @@ def run(args: argparse.Namespace) -> int:
     input_path = Path(args.input)
     if not input_path.exists():
         raise UserError("input not found", input_path)
+    cases_folder = input_folder(input_path) if input_path.is_dir() else input_path
+    check_output(args.output, cases_folder)   # before the model loads; created only once everything is valid
     num_parts, part_id = resolve_part(args.num_parts, args.part_id)
     options = inference_options(args)
     engine = load_ensemble(args.model, args.configuration, args.folds, args.checkpoint, rank_device(args.device),
                            options, postprocess=not args.no_postprocess)
     cases = discover_cases(input_path)
-    output_dir = output_folder(args.output, input_folder(input_path) if input_path.is_dir() else input_path)
+    output_dir = output_folder(args.output, cases_folder)
     # an output folder nested in the input folder is not a DICOM study
     cases = [c for c in cases if c.sources[0].resolve() != output_dir.resolve()]
     plans = engine.plans
@@ -150,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                             "precision": options.precision}}
     if args.resume:
         check_same_model(output_dir / report_name(part_id, num_parts), run_info)
-    folder = input_folder(input_path) if input_path.is_dir() else input_path.parent
+    folder = cases_folder if input_path.is_dir() else input_path.parent
     # a single file is the whole run: its failure is the run's (exit 2), as for any one-case command
     fail_fast = args.fail_fast or input_path.is_file()
     report = predict_cases(engine, cases, spec, request,
