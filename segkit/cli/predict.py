@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
                             probabilities=args.save_probabilities)
     run_info = {**engine.identity, "device": str(engine.device),
+                "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": args.save_probabilities,
                             "fail_fast": args.fail_fast, "tta": options.tta, "step": options.step,
@@ -179,6 +180,6 @@ def _summary(report, engine) -> int:
         if entry["status"] == "failed":
             print(f"  failed {entry['case_id']}: {entry['reason']}", file=sys.stderr)
     note = engine.identity.get("postprocessing_note")
-    for warning in list(report.warnings) + ([note] if note else []):
-        print(f"segkit predict: warning: {warning}", file=sys.stderr)
+    if note:   # run-level report warnings reach stderr through BatchReport.warn
+        print(f"segkit predict: warning: {note}", file=sys.stderr)
     return exit_code(report)

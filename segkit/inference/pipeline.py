@@ -186,7 +186,7 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
         loaded, prepared = work
         return loaded, prepared, engine.compute(prepared)
 
-    def write(case: BatchCase, work: tuple) -> dict[str, str]:
+    def write(case: BatchCase, work: tuple) -> dict:
         loaded, prepared, computed = work
         prediction = engine.finish(prepared, computed, keep)
         names = output_names(case, request)
@@ -195,7 +195,7 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
             reference = case.sources[0] if case.kind == "files" else None
             metadata = engine.probability_metadata(prediction, case.file_ending, reference)
         write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata)
-        return names
+        return {"names": names, "warnings": list(getattr(prepared, "extra", {}).get("warnings", []))}
 
     return load, compute, write
 
@@ -254,7 +254,7 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
             first_error = first_error or outcome.error
         else:
             entry = _entry(case, "ok", outcome, outcome.seconds, names, input_dir)
-        entry["warnings"] = _case_warnings(case, request)
+        entry["warnings"] = _case_warnings(case, request) + (outcome.value or {}).get("warnings", [])
         report.add(entry)
         if bar is not None:
             bar.update()

@@ -51,6 +51,7 @@ class PreparedCase:
     data: list[np.ndarray]
     properties: list[dict]
     geometry: Geometry
+    extra: dict = field(default_factory=dict)   # "warnings": per-case notes for the report (e.g. orientation)
 
 
 @dataclass
@@ -160,7 +161,8 @@ class ModelEnsemble:
             raise UserError(f"case {case_id!r} has {images.shape[0]} channel(s), the model needs {self.num_channels}")
         data, properties = [], []
         for member in self.members:
-            # orientation: pass geometry.direction (preprocess_images(..., direction=geometry.direction))
+            # orientation: pass geometry.direction (preprocess_images(..., direction=geometry.direction)) and
+            # add the input's orientation warnings to the PreparedCase's extra["warnings"]
             member_data, member_properties = preprocess_images(images, geometry.array_spacing, member.plans,
                                                                member.configuration)
             data.append(member_data)

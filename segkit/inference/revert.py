@@ -121,9 +121,46 @@ def slab_rows(num_outputs: int, shape: Sequence[int], slab_bytes: int = SLAB_BYT
     return max(1, int(slab_bytes // max(1, num_outputs * int(shape[1]) * int(shape[2]) * 4)))
 
 
+def _stored_order(array: np.ndarray | None, orientation: dict | None) -> np.ndarray | None:
+    """Undo preprocessing's reorientation (properties["orientation"], a permutation + flips) exactly."""
+    if array is None or not orientation:
+        return array
+    from segkit.preprocessing.orientation import Reorientation
+
+    return np.ascontiguousarray(Reorientation.from_json(orientation).from_canonical(array))
+
+
 def labels_on_input_grid(members: Sequence[MemberOutput], plans: dict, keep_probabilities: np.dtype | None = None,
                          slab_bytes: int = SLAB_BYTES) -> tuple[np.ndarray, np.ndarray | None]:
-    """Label map (and, when keep_probabilities is a dtype, the mean probabilities) on the original grid."""
+    """Label map (and, when keep_probabilities is a dtype, the mean probabilities) on the original grid.
+
+    The slabs run over the preprocessing frame (canonical orientation when preprocessing
+    reoriented the image); labels and probabilities are voxel-wise, so permuting/flipping them
+    back to the stored order afterwards equals reverting the probabilities first.
+    """
+    orientations = [m.properties.get("orientation") for m in members]
+    if any(o != orientations[0] for o in orientations[1:]):
+        return _mean_in_stored_order(members, plans, keep_probabilities)
+    labels, kept = _labels_in_frame(members, plans, keep_probabilities, slab_bytes)
+    return _stored_order(labels, orientations[0]), _stored_order(kept, orientations[0])
+
+
+def _mean_in_stored_order(members: Sequence[MemberOutput], plans: dict,
+                          keep_probabilities: np.dtype | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Members preprocessed into different frames: average their whole reverted probabilities (more memory)."""
+    total = None
+    for member in members:
+        _, kept = _labels_in_frame([member], plans, np.float32, SLAB_BYTES)
+        kept = _stored_order(kept, member.properties.get("orientation"))
+        total = kept if total is None else np.add(total, kept, out=total)
+    total /= len(members)
+    labels = labels_for_plans(total, plans)
+    return labels, total.astype(keep_probabilities, copy=False) if keep_probabilities is not None else None
+
+
+def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabilities: np.dtype | None,
+                     slab_bytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (and kept probabilities) slab by slab in the members' common preprocessing frame."""
     shape = [int(n) for n in members[0].properties["shape_before_crop"]]
     num_outputs = members[0].probabilities.shape[0]
     labels = None
