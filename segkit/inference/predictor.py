@@ -207,3 +207,10 @@ class ModelEnsemble:
         if len(self.members) > 1:
             extra["ensemble_of"] = [f"{m.configuration}:{','.join(m.folds)}" for m in self.members]
         return probability_metadata(prediction.case_id, prediction.geometry, self.plans, file_ending, **extra)
+
+
+def predict_case(model: LoadedModel, case_id: str, images: np.ndarray, geometry: Geometry,
+                 options: InferenceOptions = InferenceOptions()) -> CasePrediction:
+    """One case with one model, no post-processing and no file I/O (probabilities kept with save_probabilities)."""
+    keep = np.float32 if options.save_probabilities else None
+    return ModelEnsemble([model], options).predict(case_id, images, geometry, keep)
