@@ -115,3 +115,15 @@ def test_import_segkit_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.split()
     assert out == ["False", "False", "True"]
+
+
+def test_evaluate_and_plan_are_the_commands_functions(tiny_dataset, tmp_path):
+    import json
+
+    plans = segkit.plan(tiny_dataset, tmp_path / "work")
+    assert plans == json.loads((tmp_path / "work" / "plans.json").read_text())
+    assert "3d_fullres" in plans["configurations"]
+    labels = tiny_dataset / "labelsTr"
+    summary = segkit.evaluate(labels, labels)   # labels against themselves: perfect scores
+    assert summary["num_cases"] == 4
+    assert summary["foreground_mean"]["dice"] == 1.0 and summary["foreground_mean"]["hd95"] == 0.0
