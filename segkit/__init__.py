@@ -4,7 +4,7 @@
 first use, so `import segkit` stays light (no torch, no SimpleITK).
 """
 
-__version__ = "0.1.0"
+from segkit.version import __version__
 
 _API = ("Predictor", "evaluate", "plan")
 __all__ = ["__version__", *_API]
@@ -13,7 +13,7 @@ __all__ = ["__version__", *_API]
 def __getattr__(name: str):
     """Lazy access to the Python API."""
     if name in _API:
-        from segkit import api
+        import segkit.api
 
-        return getattr(api, name)
+        return getattr(segkit.api, name)
     raise AttributeError(f"module 'segkit' has no attribute {name!r}")

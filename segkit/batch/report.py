@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from segkit import __version__
+from segkit.version import __version__
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
 

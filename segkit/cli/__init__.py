@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from segkit import __version__
+from segkit.version import __version__
 from segkit.errors import UserError
 
 # Each module defines register(subparsers) which adds its parser and sets `func`.

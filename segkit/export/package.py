@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from segkit import __version__
+from segkit.version import __version__
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
 
@@ -59,7 +59,7 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
                     find_best: str | Path | None = None) -> tuple[dict[str, Path | bytes], dict]:
     """(member name -> source file or bytes, manifest fields) of the package for a model."""
     from segkit.inference.model import find_folds
-    from segkit.inference.resolve import chosen_model
+    from segkit.inference.choice import chosen_model
 
     choice = chosen_model(model, configuration, find_best)
     members: dict[str, Path | bytes] = {}
