@@ -92,14 +92,21 @@ def nnunet_to_segkit_state(weights: dict[str, np.ndarray], arch: dict) -> dict:
     return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()}
 
 
-def make_models(base: Path, dataset: Path, env: dict) -> tuple[Path, Path, int, dict]:
-    """nnU-Net's fake trained folder and segkit's model folder with the same weights; (dirs, params, plans)."""
+def make_models(base: Path, dataset: Path, env: dict, adjust_peer=None,
+                to_segkit_plans=None) -> tuple[Path, Path, int, dict]:
+    """nnU-Net's fake trained folder and segkit's model folder with the same weights; (dirs, params, plans).
+
+    adjust_peer(plans) may change nnU-Net's plans in place first (e.g. a smaller network);
+    to_segkit_plans(peer) builds segkit's plans (default: the 4-channel phantom's).
+    """
     import torch
 
     from segkit.jsonio import write_json
     from segkit.networks import build_network
 
     peer = nnunet_plans(base)
+    if adjust_peer is not None:
+        adjust_peer(peer)
     nn_model = base / "nnUNet_results" / DATASET_NAME / TRAINER_DIR
     (nn_model / "fold_0").mkdir(parents=True, exist_ok=True)
     (nn_model / "plans.json").write_text(json.dumps(peer, indent=2))
@@ -112,9 +119,10 @@ def make_models(base: Path, dataset: Path, env: dict) -> tuple[Path, Path, int, 
     if made.returncode != 0:
         raise SystemExit(f"could not build nnU-Net's checkpoint:\n{made.stderr[-3000:]}")
     nn_params = int(made.stdout.strip().splitlines()[-1])
-    plans = segkit_plans(peer)
+    plans = (to_segkit_plans or segkit_plans)(peer)
     arch = plans["configurations"]["3d_fullres"]["architecture"]
-    network = build_network(arch, 4, 4)
+    channels, outputs = int(plans["num_channels"]), int(plans["num_outputs"])
+    network = build_network(arch, channels, outputs)
     with np.load(weights_file) as weights:
         network.load_state_dict(nnunet_to_segkit_state(dict(weights), arch))
     sk_model = base / "segkit_work" / "models" / "3d_fullres"
@@ -122,7 +130,8 @@ def make_models(base: Path, dataset: Path, env: dict) -> tuple[Path, Path, int, 
     shutil.copyfile(dataset / "dataset.json", sk_model / "dataset.json")
     (sk_model / "fold_0").mkdir(parents=True, exist_ok=True)
     torch.save({"format": "segkit-checkpoint-1", "network_state": network.state_dict(), "architecture": arch,
-                "in_channels": 4, "num_outputs": 4, "configuration": "3d_fullres", "plans_sha256": "", "epoch": 0},
+                "in_channels": channels, "num_outputs": outputs, "configuration": "3d_fullres", "plans_sha256": "",
+                "epoch": 0},
                sk_model / "fold_0" / "checkpoint_final.pt")
     sk_params = sum(p.numel() for p in network.parameters())
     if sk_params != nn_params:

@@ -20,7 +20,7 @@ from segkit.phantom import CHANNELS, PhantomSpec, make_case, write_case
 from segkit.jsonio import write_json
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH_VENV = REPO / ".bench-venv"
+BENCH_VENV = Path(os.environ.get("SEGKIT_BENCH_VENV", REPO / ".bench-venv"))   # e.g. a worktree uses main's
 DATASET_ID = 901
 DATASET_NAME = f"Dataset{DATASET_ID:03d}_Phantom"
 

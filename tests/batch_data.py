@@ -77,3 +77,28 @@ def make_broken_batch(folder: Path) -> dict[str, str]:
     (folder / "bad_empty").mkdir()
     expected.update(bad_truncated="failed", bad_channels="failed", bad_empty="failed")
     return expected
+
+
+class FunctionEngine:
+    """A prediction engine around a plain predict(images, geometry) -> labels function (no network)."""
+
+    def __init__(self, predict):
+        self.predict = predict
+
+    def prepare(self, case_id: str, images: np.ndarray, geometry: Geometry) -> tuple:
+        """Nothing to preprocess: keep the case."""
+        return case_id, images, geometry
+
+    def compute(self, prepared: tuple) -> np.ndarray:
+        """The label map of the stand-in network."""
+        return self.predict(prepared[1], prepared[2])
+
+    def finish(self, prepared: tuple, labels: np.ndarray, keep_probabilities=None):
+        """A CasePrediction of the labels."""
+        from segkit.inference.predictor import CasePrediction
+
+        return CasePrediction(prepared[0], labels, prepared[2])
+
+    def probability_metadata(self, prediction, file_ending: str, reference=None) -> dict:
+        """No probabilities."""
+        return {}

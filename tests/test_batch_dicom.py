@@ -255,7 +255,7 @@ def test_broken_series_fail_their_case_with_the_file_named_and_leave_nothing(tmp
     for case_id, path in expected.items():
         assert report[case_id]["status"] == "failed" and path.name in report[case_id]["reason"]
         assert "traceback" not in report[case_id] and report[case_id]["outputs"] == {}
-        assert f"failed {case_id}" in captured.out
+        assert f"failed {case_id}" in captured.err
     left = sorted(p.name for p in out.iterdir())
     assert [name for name in left if not name.startswith(("good", "report", "statistics.csv"))] == []
     assert "WARNING: In" not in captured.err    # ITK's own sampling warning is replaced by segkit's message

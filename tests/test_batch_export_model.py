@@ -22,7 +22,8 @@ def package(tmp_path_factory) -> tuple[Path, Path]:
     """(model folder with folds 0-2 and a find_best.json in its work dir, package of folds 0 and 2)."""
     work = tmp_path_factory.mktemp("work")
     model_dir = make_model_dir(work, num_channels=2, folds=("0", "1", "2"))
-    (work / "find_best.json").write_text(json.dumps({"postprocessing": {"foreground_lcc": True, "lcc_classes": {}}}))
+    (work / "find_best.json").write_text(json.dumps({"best": {"members": ["3d_fullres"]},
+                                                     "postprocessing": {"foreground_lcc": True, "lcc_classes": {}}}))
     zip_path = work.parent / "model.zip"
     assert main(["export-model", str(model_dir), "-o", str(zip_path), "-f", "0", "2"]) == 0
     return model_dir, zip_path
@@ -45,12 +46,14 @@ def test_package_holds_chosen_folds_postprocessing_and_checksums(package):
     with zipfile.ZipFile(zip_path) as archive:
         names = sorted(archive.namelist())
         manifest = json.loads(archive.read("manifest.json"))
-        assert names == ["dataset.json", "find_best.json", "fold_0/checkpoint_final.pt",
-                         "fold_2/checkpoint_final.pt", "manifest.json", "plans.json"]
-        assert manifest["folds"] == ["0", "2"] and manifest["checkpoint"] == "final"
-        assert manifest["configuration"] == "3d_fullres" and manifest["postprocessing"] == "find_best.json"
+        assert names == ["3d_fullres/dataset.json", "3d_fullres/fold_0/checkpoint_final.pt",
+                         "3d_fullres/fold_2/checkpoint_final.pt", "3d_fullres/plans.json", "manifest.json",
+                         "postprocessing.json"]
+        assert manifest["folds"] == {"3d_fullres": ["0", "2"]} and manifest["checkpoint"] == "final"
+        assert manifest["configurations"] == ["3d_fullres"]
+        assert manifest["postprocessing"] == {"foreground_lcc": True, "lcc_classes": {}}
         assert manifest["segkit_version"]
-        source = {"plans.json": model_dir / "plans.json", "fold_2/checkpoint_final.pt":
+        source = {"3d_fullres/plans.json": model_dir / "plans.json", "3d_fullres/fold_2/checkpoint_final.pt":
                   model_dir / "fold_2" / "checkpoint_final.pt"}
         for name, path in source.items():
             assert manifest["files"][name]["sha256"] == sha256_of(path)
@@ -60,8 +63,9 @@ def test_package_holds_chosen_folds_postprocessing_and_checksums(package):
 def test_unpacked_package_loads_like_the_model_folder(package, tmp_path):
     model_dir, zip_path = package
     unpacked = unpack_model(zip_path, cache=tmp_path / "cache")
-    assert unpacked.model_dir.name == "3d_fullres" and unpacked.folds == ["0", "2"]
-    loaded = load_model(unpacked.model_dir, None, unpacked.folds, unpacked.checkpoint, "cpu")
+    assert unpacked.model_dir.name == "3d_fullres" and unpacked.folds == {"3d_fullres": ["0", "2"]}
+    assert unpacked.postprocessing == {"foreground_lcc": True, "lcc_classes": {}}
+    loaded = load_model(unpacked.model_dir, None, unpacked.folds["3d_fullres"], unpacked.checkpoint, "cpu")
     original = load_model(model_dir, None, ["0", "2"], "final", "cpu")
     for mine, theirs in zip(loaded.fold_states, original.fold_states):
         assert all(torch.equal(mine[key], theirs[key]) for key in theirs)
@@ -72,10 +76,10 @@ def test_unpacked_package_loads_like_the_model_folder(package, tmp_path):
 def test_tampered_member_is_refused(package, tmp_path):
     _, zip_path = package
     with zipfile.ZipFile(zip_path) as archive:
-        plans = json.loads(archive.read("plans.json"))
+        plans = json.loads(archive.read("3d_fullres/plans.json"))
     plans["num_channels"] = 3
-    tampered = _rewrite(zip_path, tmp_path / "tampered.zip", {"plans.json": json.dumps(plans).encode()})
-    with pytest.raises(UserError, match="checksum mismatch for plans.json"):
+    tampered = _rewrite(zip_path, tmp_path / "tampered.zip", {"3d_fullres/plans.json": json.dumps(plans).encode()})
+    with pytest.raises(UserError, match="checksum mismatch for 3d_fullres/plans.json"):
         unpack_model(tampered, cache=tmp_path / "cache")
     assert not list((tmp_path / "cache").rglob("plans.json")), "nothing extracted from a refused package"
 
@@ -102,11 +106,11 @@ def test_unsafe_member_names_are_refused(package, tmp_path, name):
 
 def test_unlisted_or_missing_members_are_refused(package, tmp_path):
     _, zip_path = package
-    extra = _rewrite(zip_path, tmp_path / "extra.zip", {}, {"fold_1/checkpoint_final.pt": b"x"})
-    with pytest.raises(UserError, match=r"unlisted \['fold_1/checkpoint_final.pt'\]"):
+    extra = _rewrite(zip_path, tmp_path / "extra.zip", {}, {"3d_fullres/fold_1/checkpoint_final.pt": b"x"})
+    with pytest.raises(UserError, match=r"unlisted \['3d_fullres/fold_1/checkpoint_final.pt'\]"):
         unpack_model(extra, cache=tmp_path / "cache")
-    missing = _rewrite(zip_path, tmp_path / "missing.zip", {"find_best.json": None})
-    with pytest.raises(UserError, match=r"missing \['find_best.json'\]"):
+    missing = _rewrite(zip_path, tmp_path / "missing.zip", {"postprocessing.json": None})
+    with pytest.raises(UserError, match=r"missing \['postprocessing.json'\]"):
         unpack_model(missing, cache=tmp_path / "cache")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from batch_data import dicom_study_from_nifti, make_broken_batch, write_dicom_case, write_file_case
+from batch_data import dicom_study_from_nifti, make_broken_batch, write_file_case
 from inference_fixtures import make_model_dir, read_array, read_geometry
 
 from segkit.cli import main
@@ -78,7 +78,48 @@ def test_ten_cases_three_broken_exit_1_with_reasons(tmp_path, model, capsys):
     assert "truncated" in failed["bad_truncated"] and "channel" in failed["bad_channels"]
     assert "empty folder" in failed["bad_empty"]
     assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{c}.nii.gz" for c, s in expected.items() if s == "ok")
-    assert "failed bad_empty" in capsys.readouterr().out
+    assert "failed bad_empty" in capsys.readouterr().err
+
+
+def _acceptance_folder(folder: Path) -> list[str]:
+    """10 NIfTI cases: 7 good, a truncated gzip, gzip'd text named like an image, an extra channel file."""
+    import gzip
+
+    good = [f"case_{i}" for i in (0, 1, 2, 4, 6, 8, 9)]
+    for index, case_id in enumerate(good):
+        write_file_case(folder, case_id, seed=80 + index)
+    write_file_case(folder, "case_3", seed=90)
+    truncated = folder / "case_3_0001.nii.gz"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    (folder / "case_5_0000.nii.gz").write_bytes(gzip.compress(b"this is not an image\n" * 40))
+    (folder / "case_5_0001.nii.gz").write_bytes(gzip.compress(b"neither is this\n" * 40))
+    write_file_case(folder, "case_7", seed=91, channels=3)
+    return good
+
+
+def test_plain_folder_run_isolates_broken_cases_and_fail_fast_stops(tmp_path, model, capsys):
+    good = _acceptance_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    assert predict("-i", str(tmp_path / "in"), "-o", str(out), "-m", str(model), *FAST) == 1
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{c}.nii.gz" for c in good)
+    report = json.loads((out / "report.json").read_text())
+    failed = {c["case_id"]: c["reason"] for c in report["cases"] if c["status"] == "failed"}
+    assert set(failed) == {"case_3", "case_5", "case_7"} and report["totals"]["ok"] == 7
+    assert "case_3_0001.nii.gz" in failed["case_3"] and "truncated" in failed["case_3"]
+    assert "case_5_0000.nii.gz" in failed["case_5"] and "cannot read image" in failed["case_5"]
+    assert "wrong channel count" in failed["case_7"] and "[0, 1, 2]" in failed["case_7"]
+    assert all("traceback" not in c for c in report["cases"])
+    assert "failed case_5" in capsys.readouterr().err
+
+    stopped = tmp_path / "stopped"
+    assert predict("-i", str(tmp_path / "in"), "-o", str(stopped), "-m", str(model), "--fail-fast", *FAST) == 2
+    assert "case_3_0001.nii.gz" in capsys.readouterr().err
+    written = sorted(p.name for p in stopped.glob("*.nii.gz"))
+    # case_0..case_2 may be done; nothing after the first failure (case_3) is started beyond the read-ahead
+    assert set(written) <= {"case_0.nii.gz", "case_1.nii.gz", "case_2.nii.gz"}
+    report = json.loads((stopped / "report.json").read_text())
+    assert [c["case_id"] for c in report["cases"] if c["status"] == "failed"] == ["case_3"]
+    assert report["totals"]["pending"] > 0
 
 
 def test_whole_run_user_error_is_exit_2(tmp_path, model):
@@ -107,6 +148,7 @@ def _finished(report_path: Path) -> list[str]:
         return []
 
 
+@pytest.mark.slow
 def test_sigkill_then_continue_finishes_only_the_rest(tmp_path, model):
     inputs = tmp_path / "in"
     for index in range(6):
@@ -129,7 +171,7 @@ def test_sigkill_then_continue_finishes_only_the_rest(tmp_path, model):
     done = sorted(p.name[: -len(".nii.gz")] for p in out.glob("case_*.nii.gz"))
     assert set(reported) <= set(done) and 2 <= len(done) < 6, f"kill did not land mid-run: {done}"
     mtimes = {case: (out / f"{case}.nii.gz").stat().st_mtime_ns for case in done}
-    for label in out.glob("*.nii.gz"):  # atomic writes: whatever exists after the kill is complete
+    for label in out.glob("case_*.nii.gz"):  # atomic writes: whatever exists after the kill is complete (temp files are .NAME.*)
         assert read_array(label).shape == read_array(inputs / f"{label.name[:-7]}_0000.nii.gz").shape
 
     assert predict(*argv, "--continue") == 0
@@ -147,6 +189,7 @@ def test_sigkill_then_continue_finishes_only_the_rest(tmp_path, model):
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_split_the_cases_and_reports_merge(tmp_path, model):
     inputs = tmp_path / "in"
     for index in range(4):
@@ -174,8 +217,7 @@ def test_packaged_model_predicts_like_its_folder_and_tampering_is_exit_2(tmp_pat
     package = tmp_path / "model.zip"
     assert main(["export-model", str(model), "-o", str(package)]) == 0
     assert predict("-i", str(tmp_path / "in"), "-o", str(tmp_path / "from_dir"), "-m", str(model), *FAST) == 0
-    assert predict("-i", str(tmp_path / "in"), "-o", str(tmp_path / "from_zip"), "-m", str(package), "--batch",
-                   *FAST) == 0
+    assert predict("-i", str(tmp_path / "in"), "-o", str(tmp_path / "from_zip"), "-m", str(package), *FAST) == 0
     np.testing.assert_array_equal(read_array(tmp_path / "from_zip" / "c0.nii.gz"),
                                   read_array(tmp_path / "from_dir" / "c0.nii.gz"))
     report = json.loads((tmp_path / "from_zip" / "report.json").read_text())
@@ -205,26 +247,9 @@ def test_continue_refuses_outputs_of_another_model(tmp_path, model):
         assert [c["case_id"] for c in json.loads((nested / "report.json").read_text())["cases"]] == ["c0"]
 
 
-def test_batch_mode_triggers_and_rank_device(tmp_path, monkeypatch):
-    import argparse
+def test_rank_device_keeps_an_explicit_cpu():
+    from segkit.batch.sharding import rank_device
 
-    from segkit.batch.predict_cli import add_batch_arguments, batch_mode_requested, rank_device
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("-i", "--input")
-    add_batch_arguments(parser)
-    monkeypatch.delenv("RANK", raising=False)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    write_file_case(tmp_path / "files", "c0", seed=0)
-    assert not batch_mode_requested(parser.parse_args(["-i", str(tmp_path / "files")]))
-    assert batch_mode_requested(parser.parse_args(["-i", str(tmp_path / "files"), "--continue"]))
-    (tmp_path / "files" / "study").mkdir()
-    assert batch_mode_requested(parser.parse_args(["-i", str(tmp_path / "files")]))
-    write_dicom_case(tmp_path, "single", seed=1, channels=1)
-    assert batch_mode_requested(parser.parse_args(["-i", str(tmp_path / "single")]))
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert batch_mode_requested(parser.parse_args(["-i", str(tmp_path / "nowhere")]))
     assert rank_device("cpu", {"LOCAL_RANK": "1"}) == "cpu"
 
 
@@ -235,12 +260,13 @@ def test_packaged_postprocessing_is_applied(tmp_path, monkeypatch):
     work = tmp_path / "work"
     model_dir = make_model_dir(work, num_channels=2)
     decision = {"foreground_lcc": True, "lcc_classes": {"necrosis": [1]}}
-    (work / "find_best.json").write_text(json.dumps({"postprocessing": decision}))
+    (work / "find_best.json").write_text(json.dumps({"best": {"members": ["3d_fullres"]}, "postprocessing": decision}))
     assert main(["export-model", str(model_dir), "-o", str(tmp_path / "model.zip")]) == 0
     for index in range(2):
         write_file_case(tmp_path / "in", f"c{index}", seed=70 + index)
     argv = ["-i", str(tmp_path / "in"), *FAST]
-    assert predict(*argv, "-o", str(tmp_path / "raw"), "-m", str(model_dir)) == 0
+    assert predict(*argv, "-o", str(tmp_path / "raw"), "-m", str(model_dir), "--no-postprocess") == 0
+    assert predict(*argv, "-o", str(tmp_path / "folder"), "-m", str(model_dir)) == 0   # find-best's decision here too
     assert predict(*argv, "-o", str(tmp_path / "packaged"), "-m", str(tmp_path / "model.zip")) == 0
     assert json.loads((tmp_path / "packaged" / "report.json").read_text())["postprocessing"] == decision
     changed = False
@@ -248,6 +274,7 @@ def test_packaged_postprocessing_is_applied(tmp_path, monkeypatch):
         raw = read_array(tmp_path / "raw" / f"c{index}.nii.gz")
         expected = apply_postprocessing(raw, decision)
         np.testing.assert_array_equal(read_array(tmp_path / "packaged" / f"c{index}.nii.gz"), expected)
+        np.testing.assert_array_equal(read_array(tmp_path / "folder" / f"c{index}.nii.gz"), expected)
         changed |= not np.array_equal(raw, expected)
     assert predict(*argv, "-o", str(tmp_path / "off"), "-m", str(tmp_path / "model.zip"), "--no-postprocess") == 0
     np.testing.assert_array_equal(read_array(tmp_path / "off" / "c0.nii.gz"), read_array(tmp_path / "raw" / "c0.nii.gz"))

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from batch_data import SPEC, make_broken_batch, threshold_predict, write_file_case
+from batch_data import SPEC, FunctionEngine, make_broken_batch, threshold_predict, write_file_case
 
 from segkit.batch import preview as preview_module
 from segkit.batch.cases import InputSpec, discover_cases
 from segkit.batch.outputs import OutputRequest
 from segkit.batch.report import merge_reports
-from segkit.batch.runner import BatchOptions, exit_code, run_batch
+from segkit.inference.pipeline import RunOptions as BatchOptions
+from segkit.inference.pipeline import exit_code, predict_cases
 from segkit.batch.sharding import resolve_part, select_part
 from segkit.batch.statistics import merge_statistics_csv
 from segkit.errors import UserError
@@ -24,6 +25,11 @@ from segkit.io.image import Geometry, read_image
 
 LABELS = {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}
 SPEC_2CH = InputSpec(num_channels=2, channel_names=("T1", "FLAIR"), channel_map={0: "T1*", 1: "FLAIR*"})
+
+
+def run_batch(cases, spec, request, predict, options, folder):
+    """The prediction pipeline with a stand-in predict function."""
+    return predict_cases(FunctionEngine(predict), cases, spec, request, options, folder)
 
 
 def request(out: Path, **flags) -> OutputRequest:
@@ -117,7 +123,7 @@ def test_preview_png_and_missing_matplotlib_warning(tmp_path, monkeypatch, capsy
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
     assert matplotlib.image.imread(png).shape[1] > 400
-    monkeypatch.setattr("segkit.batch.runner.preview_available", lambda: False)
+    monkeypatch.setattr("segkit.inference.pipeline.preview_available", lambda: False)
     out2 = tmp_path / "out2"
     run_batch(discover_cases(folder), SPEC_2CH, request(out2, preview=True), threshold_predict, BatchOptions(), folder)
     data = json.loads((out2 / "report.json").read_text())

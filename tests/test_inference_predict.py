@@ -83,7 +83,7 @@ def test_single_file_and_raw_dataset_inputs(tmp_path):
     assert read_geometry(tmp_path / "a" / "case7.nii.gz")[3] == geometry.size
     assert main(["predict", "-i", str(raw), "-o", str(tmp_path / "b"), "-m", str(one_channel), "--device", "cpu",
                  "--no-tta"]) == 0
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["case7.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["case7.nii.gz", "report.json"]
 
 
 def test_non_nifti_inputs_keep_their_geometry_and_format(tmp_path):
@@ -98,6 +98,12 @@ def test_non_nifti_inputs_keep_their_geometry_and_format(tmp_path):
         assert read_geometry(out / f"vol{ending}") == read_geometry(folder / f"vol_0000{ending}")
         labels[ending] = read_array(out / f"vol{ending}")
     assert labels[".mha"].shape == (7, 19, 12)
+    # TIFF, accepted by plan/preprocess (dataset file_ending), is accepted here too; it keeps no origin/slice spacing
+    write_input_case(tmp_path / "tif", "vol", (7, 19, 12), (1.7, 0.6, 0.9), num_channels=1, ending=".tif")
+    assert main(["predict", "-i", str(tmp_path / "tif"), "-o", str(tmp_path / "out.tif"), "-m", str(one_channel),
+                 "--device", "cpu", "--no-tta"]) == 0
+    assert read_geometry(tmp_path / "out.tif" / "vol.tif") == read_geometry(tmp_path / "tif" / "vol_0000.tif")
+    assert read_array(tmp_path / "out.tif" / "vol.tif").shape == (7, 19, 12)
     np.testing.assert_array_equal(labels[".nrrd"], labels[".mha"])
     np.testing.assert_array_equal(labels[".nii.gz"], labels[".mha"])
 
@@ -105,9 +111,15 @@ def test_non_nifti_inputs_keep_their_geometry_and_format(tmp_path):
 def test_user_mistakes_exit_2_without_output(tmp_path, inputs, capsys):
     model = make_model_dir(tmp_path / "work", num_channels=2)
     out = tmp_path / "pred"
-    assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model), "--device", "cpu"]) == 2
-    assert "channels" in capsys.readouterr().err
-    assert not out.exists() or not any(out.iterdir())
+    # every case has the wrong channel count: each is recorded, none written, exit 1; --fail-fast: exit 2
+    assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model), "--device", "cpu"]) == 1
+    assert "channel" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert main(["predict", "-i", str(inputs), "-o", str(tmp_path / "ff"), "-m", str(model), "--device", "cpu",
+                 "--fail-fast"]) == 2
+    assert "channel" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "ff").iterdir()] == ["report.json"]
+    out = tmp_path / "none"
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(tmp_path / "nope")]) == 2
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model), "-f", "3"]) == 2
     assert "fold 3" in capsys.readouterr().err
@@ -120,3 +132,23 @@ def test_user_mistakes_exit_2_without_output(tmp_path, inputs, capsys):
     (model / "fold_0" / "checkpoint_final.pt").write_bytes(b"not a checkpoint")
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model)]) == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+def test_one_list_of_formats_for_datasets_and_prediction(tmp_path, capsys):
+    import json
+
+    from segkit.errors import UserError
+    from segkit.io.dataset import load_dataset
+
+    dataset = tmp_path / "Dataset"
+    dataset.mkdir()
+    base = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1}}
+    (dataset / "dataset.json").write_text(json.dumps({**base, "file_ending": ".tif"}))
+    assert load_dataset(dataset).file_ending == ".tif"
+    (dataset / "dataset.json").write_text(json.dumps({**base, "file_ending": ".png"}))
+    with pytest.raises(UserError, match=r"'.png' is not a supported image format \(.nii.gz, .nii, .nrrd"):
+        load_dataset(dataset)
+    model = make_model_dir(tmp_path / "work", num_channels=1)
+    (tmp_path / "scan.png").write_bytes(b"x")
+    assert main(["predict", "-i", str(tmp_path / "scan.png"), "-o", str(tmp_path / "out"), "-m", str(model)]) == 2
+    assert "not a supported image file (formats: .nii.gz" in capsys.readouterr().err

@@ -129,39 +129,3 @@ def test_softmax_probabilities_map_channels_to_label_values():
     probabilities[0, ..., 0] = probabilities[1, ..., 1] = probabilities[2, ..., 2] = 1
     labels = probabilities_to_labels(probabilities, "softmax", {"liver": [1], "tumour": [5]})
     np.testing.assert_array_equal(labels[0, 0], [0, 1, 5])
-
-
-def test_pipeline_keeps_order_overlaps_io_and_reraises():
-    import threading
-
-    from segkit.inference.predictor import run_pipelined
-
-    main_thread = threading.get_ident()
-    seen = {"load": set(), "compute": set(), "write": set()}
-
-    def load(item):
-        seen["load"].add(threading.get_ident())
-        return item * 10
-
-    def compute(item, loaded):
-        seen["compute"].add(threading.get_ident())
-        return loaded + 1
-
-    def write(item, computed):
-        seen["write"].add(threading.get_ident())
-        return (item, computed)
-
-    ticks = []
-    assert run_pipelined([3, 1, 2, 5], load, compute, write, lambda: ticks.append(1)) == \
-        [(3, 31), (1, 11), (2, 21), (5, 51)]
-    assert len(ticks) == 4
-    assert seen["compute"] == {main_thread} and main_thread not in seen["load"] | seen["write"]
-
-    def failing_load(item):
-        if item == 2:
-            raise UserError("broken case", f"case{item}")
-        return item
-
-    with pytest.raises(UserError, match="broken case"):
-        run_pipelined([1, 2, 3], failing_load, compute, write)
-    assert run_pipelined([], load, compute, write) == []

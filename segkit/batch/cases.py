@@ -1,6 +1,7 @@
-"""Find the cases of a batch input folder and load one case as a (C, z, y, x) stack.
+"""Find the cases of a prediction input and load one case as a (C, z, y, x) stack.
 
-An input folder may mix two kinds of case:
+The input (`segkit predict -i`) is an image file (one case), a raw dataset (its imagesTs,
+else imagesTr), or a folder, which may mix two kinds of case:
 
 - NIfTI (or NRRD/MHA) files ``CASE_0000.nii.gz, CASE_0001.nii.gz, ...``, one per channel
   (the nnU-Net naming; a file without the ``_XXXX`` suffix is a one-channel case);
@@ -23,7 +24,7 @@ import SimpleITK as sitk
 from segkit.errors import UserError
 from segkit.io.dataset import CHANNEL_SUFFIX
 from segkit.io.dicom import SeriesInfo, read_dicom_study, series_in_folder
-from segkit.io.image import Geometry, image_suffix, read_image
+from segkit.io.image import SUPPORTED_SUFFIXES, Geometry, image_suffix, read_image
 from segkit.io.integrity import check_complete
 
 
@@ -35,6 +36,7 @@ class BatchCase:
     kind: str
     sources: tuple[Path, ...]
     channels: tuple[int, ...] = ()
+    file_ending: str = ".nii.gz"
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,36 @@ class LoadedCase:
     extra: dict = field(default_factory=dict)
 
 
+def input_folder(path: str | Path) -> Path:
+    """The folder holding the cases: the input itself, or a raw dataset's imagesTs (else imagesTr)."""
+    folder = Path(path)
+    if folder.is_dir() and (folder / "dataset.json").is_file():
+        for split in ("imagesTs", "imagesTr"):
+            if (folder / split).is_dir() and any(image_suffix(p) for p in (folder / split).iterdir()):
+                return folder / split
+        raise UserError("dataset has no images in imagesTs or imagesTr", folder)
+    return folder
+
+
+def file_case(path: Path) -> BatchCase:
+    """The one case of an image file given as input (CASE_XXXX<ending> or CASE<ending>)."""
+    suffix = image_suffix(path)
+    if not suffix:
+        raise UserError(f"not a supported image file (formats: {', '.join(SUPPORTED_SUFFIXES)})", path)
+    stem = path.name[: -len(suffix)]
+    match = CHANNEL_SUFFIX.match(stem)
+    case_id, channel = (match["case"], int(match["channel"])) if match else (stem, 0)
+    return BatchCase(case_id, "files", (path,), (channel,), suffix)
+
+
 def discover_cases(input_dir: str | Path) -> list[BatchCase]:
-    """List the cases of an input folder, sorted by case id; duplicate ids are a UserError."""
+    """List the cases of an input file, folder or raw dataset, sorted by case id; duplicate ids are a UserError."""
     input_dir = Path(input_dir)
+    if input_dir.is_file():
+        return [file_case(input_dir)]
     if not input_dir.is_dir():
-        raise UserError("input folder not found", input_dir)
+        raise UserError("input not found", input_dir)
+    input_dir = input_folder(input_dir)
     files: dict[str, dict[int, Path]] = {}
     studies: dict[str, Path] = {}
     for path in sorted(input_dir.iterdir()):
@@ -84,7 +111,8 @@ def discover_cases(input_dir: str | Path) -> list[BatchCase]:
     clash = sorted(set(files) & set(studies))
     if clash:
         raise UserError(f"case ids {clash} exist both as image files and as DICOM folders", input_dir)
-    cases = [BatchCase(cid, "files", tuple(ch[c] for c in sorted(ch)), tuple(sorted(ch))) for cid, ch in files.items()]
+    cases = [BatchCase(cid, "files", tuple(ch[c] for c in sorted(ch)), tuple(sorted(ch)), image_suffix(ch[min(ch)]))
+             for cid, ch in files.items()]
     cases += [BatchCase(cid, "dicom", (folder,)) for cid, folder in studies.items()]
     if not cases:
         raise UserError("no input cases (image files CASE_0000.nii.gz ... or DICOM study folders)", input_dir)

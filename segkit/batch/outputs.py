@@ -1,7 +1,7 @@
 """A case's output files: their names, writing them atomically, and checking a finished case.
 
-Per case, in the output folder: ``CASE.nii.gz`` (label map, the input's geometry),
-``CASE.npz`` (probabilities, --save-probabilities, written by the prediction step),
+Per case, in the output folder: ``CASE<ending>`` (label map, the input's geometry and file
+format; ``.nii.gz`` for DICOM inputs), ``CASE.npz`` (probabilities, --save-probabilities),
 ``CASE_seg.dcm`` (DICOM-SEG, DICOM inputs with --dicom-seg), ``CASE_stats.json``
 (--statistics) and ``CASE_preview.png`` (--preview). The label map is written last, so its
 presence (readable, right geometry) plus the requested extras marks a finished case.
@@ -35,12 +35,11 @@ class OutputRequest:
     statistics: bool = False
     preview: bool = False
     probabilities: bool = False
-    ending: str = ".nii.gz"
 
 
 def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
     """File names (relative to the output folder) of the outputs this case should get."""
-    names = {"label": f"{case.case_id}{request.ending}"}
+    names = {"label": f"{case.case_id}{case.file_ending}"}
     if request.dicom_seg and case.kind == "dicom":
         names["dicom_seg"] = f"{case.case_id}_seg.dcm"
     if request.statistics:
@@ -48,7 +47,7 @@ def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
     if request.preview:
         names["preview"] = f"{case.case_id}_preview.png"
     if request.probabilities:
-        names["probabilities"] = f"{case.case_id}.npz"  # written by the prediction step itself
+        names["probabilities"] = f"{case.case_id}.npz"
     return names
 
 
@@ -105,14 +104,15 @@ def finished_problem(case: BatchCase, spec: InputSpec, request: OutputRequest, n
 
 
 def write_outputs(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: OutputRequest,
-                  names: dict[str, str]) -> None:
+                  names: dict[str, str], probabilities: np.ndarray | None = None,
+                  probability_metadata: dict | None = None) -> None:
     """Write every requested output of a case atomically, the label map last; on any failure remove them all.
 
     A failed case leaves nothing behind (no statistics or preview without a label map, no
-    probabilities the prediction step already wrote), so the folder never holds a half case.
+    probabilities already written), so the folder never holds a half case.
     """
     try:
-        _write_all(case, loaded, label, request, names)
+        _write_all(case, loaded, label, request, names, probabilities, probability_metadata)
     except BaseException:
         remove_outputs(request.output_dir, names)
         raise
@@ -126,11 +126,16 @@ def remove_outputs(output_dir: Path, names: dict[str, str]) -> None:
 
 
 def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: OutputRequest,
-               names: dict[str, str]) -> None:
+               names: dict[str, str], probabilities: np.ndarray | None,
+               probability_metadata: dict | None) -> None:
     """The writes of write_outputs, in order."""
     if label.shape != loaded.geometry.array_shape:
         raise ValueError(f"prediction shape {label.shape} differs from the input's {loaded.geometry.array_shape}")
     out = request.output_dir
+    if "probabilities" in names and probabilities is not None:
+        from segkit.inference.probabilities import save_probabilities
+
+        save_probabilities(out / names["probabilities"], probabilities, probability_metadata or {})
     if "statistics" in names:
         write_json(out / names["statistics"], label_statistics(case.case_id, label, loaded.geometry, request.labels))
     if "preview" in names:
@@ -142,7 +147,7 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
         write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"])
     from segkit.inference.writing import write_label_like
 
-    # for file inputs, reuse the input's own header (bit-exact geometry, as plain `segkit predict` does)
+    # for file inputs, reuse the input's own header (bit-exact geometry)
     reference = case.sources[0] if case.kind == "files" else None
     write_label_like(label.astype(np.uint8 if label.max(initial=0) < 256 else np.int16), loaded.geometry,
                      out / names["label"], reference)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from segkit import __version__
+from segkit.version import __version__
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
 
@@ -55,7 +55,7 @@ def report_name(part_id: int, num_parts: int) -> str:
 class BatchReport:
     """The report of one run (or one part), kept in memory and saved after every case."""
 
-    path: Path
+    path: Path | None   # None: kept in memory only (e.g. cross-validation predictions)
     header: dict
     cases: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -87,13 +87,32 @@ class BatchReport:
                 "cases": sorted(self.cases, key=lambda c: c["case_id"])}
 
     def save(self, finished: bool = False) -> None:
-        """Rewrite the report atomically."""
-        write_json(self.path, self.to_json(finished))
+        """Rewrite the report atomically (nothing when it has no path)."""
+        if self.path is not None:
+            write_json(self.path, self.to_json(finished))
 
     @property
     def any_failed(self) -> bool:
         """True when at least one case failed."""
         return any(c["status"] == "failed" for c in self.cases)
+
+
+IDENTITY_KEYS = ("model", "package_sha256", "configuration", "folds", "checkpoint", "postprocessing")
+
+
+def check_same_model(report_path: Path, run_info: dict) -> None:
+    """With --continue, refuse to mix outputs of another model (per the earlier report), naming the difference."""
+    if not report_path.is_file():
+        return
+    try:
+        previous = read_json(report_path, "batch report")
+    except UserError:
+        return  # an unreadable report is rewritten; the outputs themselves are still checked one by one
+    key_order = ("package_sha256",) if run_info.get("package_sha256") else IDENTITY_KEYS
+    for key in key_order:
+        if key in previous and previous.get(key) != run_info.get(key):
+            raise UserError(f"--continue: the outputs here were made with {key} {previous.get(key)!r}, this run "
+                            f"uses {run_info.get(key)!r}; use a new output folder or drop --continue", report_path)
 
 
 def merge_reports(output_dir: str | Path) -> Path:

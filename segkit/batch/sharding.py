@@ -35,3 +35,13 @@ def resolve_part(num_parts: int | None, part_id: int | None,
 def select_part(items: Sequence[T], num_parts: int, part_id: int) -> list[T]:
     """Items at positions part_id, part_id + N, part_id + 2N, ... of the (already sorted) sequence."""
     return [item for index, item in enumerate(items) if index % num_parts == part_id]
+
+
+def rank_device(device: str, environ: Mapping[str, str] | None = None) -> str:
+    """Under torchrun, 'auto'/'cuda' become cuda:<LOCAL_RANK> so that each rank uses its own GPU."""
+    import torch
+
+    environ = os.environ if environ is None else environ
+    if device not in ("auto", "cuda") or "LOCAL_RANK" not in environ or not torch.cuda.is_available():
+        return device
+    return f"cuda:{int(environ['LOCAL_RANK']) % torch.cuda.device_count()}"

@@ -7,7 +7,7 @@ import importlib
 import re
 import sys
 
-from segkit import __version__
+from segkit.version import __version__
 from segkit.errors import UserError
 
 # Each module defines register(subparsers) which adds its parser and sets `func`.

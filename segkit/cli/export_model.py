@@ -1,8 +1,9 @@
-"""`segkit export-model MODEL -o model.zip`: package a trained model with checksums for deployment."""
+"""`segkit export-model MODEL -o model.zip`: package a trained model (or find-best's ensemble) for deployment."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from segkit.cli.options import add_checkpoint_option
 
@@ -10,15 +11,19 @@ from segkit.cli.options import add_checkpoint_option
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the export-model subcommand."""
     parser = subparsers.add_parser(
-        "export-model", help="package a trained model (plans, folds' checkpoints, post-processing) as one zip",
-        description="Write plans.json, dataset.json, the chosen folds' checkpoints, find_best.json (when present) "
-                    "and a manifest.json with sha256 checksums into one zip that `segkit predict -m` accepts.")
-    parser.add_argument("model", help="model folder WORK/models/<config> (or WORK with -c)")
+        "export-model", help="package a trained model or find-best's ensemble (plans, checkpoints, post-processing)",
+        description="Write each configuration's plans.json, dataset.json and chosen folds' checkpoints, the "
+                    "post-processing find-best decided for exactly this model (when it did), and a manifest.json "
+                    "with sha256 checksums into one zip that `segkit predict -m` and segkit.Predictor accept. "
+                    "Given a work dir, packages find-best's choice (one configuration or an ensemble of two).")
+    parser.add_argument("model", help="work dir WORK (find-best's choice, or -c), or a model folder WORK/models/<config>")
     parser.add_argument("-o", "--output", required=True, help="the package to write, e.g. model.zip")
-    parser.add_argument("-c", "--configuration", help="configuration name (default: the model folder's)")
+    parser.add_argument("-c", "--configuration", nargs="+",
+                        help="configuration(s) to package (default: find-best's choice, else the model folder's)")
     parser.add_argument("-f", "--folds", nargs="+", help="folds to include (default: every fold with the checkpoint)")
     add_checkpoint_option(parser, "which checkpoint of each fold to package")
-    parser.add_argument("--find-best", help="find_best.json to include (default: MODEL/ or WORK/find_best.json)")
+    parser.add_argument("--find-best", help="find_best.json whose decision to include (default: WORK/find_best.json); "
+                                            "it must have been made for the packaged configuration(s)")
     parser.set_defaults(func=run)
 
 
@@ -29,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     path, manifest = export_model(args.model, args.output, args.configuration, args.folds, args.checkpoint,
                                   args.find_best)
     post = "with" if manifest["postprocessing"] else "without"
-    print(f"wrote {path}: {manifest['configuration']} folds {', '.join(manifest['folds'])} "
-          f"(checkpoint_{manifest['checkpoint']}), {post} post-processing, {len(manifest['files'])} files; "
-          f"sha256 {sha256_of(path)}")
+    held = " + ".join(f"{name} folds {', '.join(folds)}" for name, folds in manifest["folds"].items())
+    print(f"wrote {path}: {held} (checkpoint_{manifest['checkpoint']}), {post} post-processing, "
+          f"{len(manifest['files'])} files; sha256 {sha256_of(path)}")
+    if manifest.get("postprocessing_note"):
+        print(f"segkit export-model: note: {manifest['postprocessing_note']}", file=sys.stderr)
     return 0

@@ -1,43 +1,84 @@
-"""`segkit predict -i INPUT -o OUTPUT -m MODEL`: label maps (and probabilities) for new images."""
+"""`segkit predict -i INPUT -o OUTPUT -m MODEL`: label maps (and probabilities) for new images.
+
+Argument parsing only: the run itself is `segkit.inference.pipeline.predict_cases` with the
+model ensemble of `segkit.inference.resolve.load_ensemble`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
+
+CHECKPOINT_KINDS = ("final", "best", "latest")
+
+
+def checkpoint_kind(text: str) -> str:
+    """'final' from final, checkpoint_final, checkpoint_final.pt or nnU-Net's checkpoint_final.pth."""
+    name = Path(text).name
+    for suffix in (".pth", ".pt"):
+        name = name.removesuffix(suffix)
+    return name.removeprefix("checkpoint_")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the predict subcommand."""
     parser = subparsers.add_parser(
-        "predict", help="predict label maps for new images with a trained model",
-        description="Sliding-window prediction (Gaussian-weighted tiles, mirroring TTA), fold ensembling, "
-                    "and label maps written with each input's exact geometry.")
+        "predict", help="predict label maps for new images with a trained model", allow_abbrev=False,
+        description="Sliding-window prediction (Gaussian-weighted tiles, mirroring TTA), fold and configuration "
+                    "ensembling, post-processing, and label maps written with each input's exact geometry. "
+                    "A case that fails is recorded in OUTPUT/report.json and the others go on (exit 1); "
+                    "run-level mistakes exit 2.")
     add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The predict flags (shared with wrappers that extend predict)."""
+    """The predict flags, with nnU-Net v2's spellings accepted as aliases."""
     parser.add_argument("-i", "--input", required=True,
-                        help="image file (one-channel model), folder of CASE_XXXX files, or raw dataset folder")
+                        help="image file, folder of CASE_XXXX files and/or DICOM study folders, or raw dataset folder")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("-m", "--model", required=True,
-                        help="model folder WORK/models/<config> (or WORK with -c), or a model.zip from export-model")
-    parser.add_argument("-c", "--configuration", help="configuration name (default: the model folder's)")
+                        help="model folder WORK/models/<config>, a work dir WORK (find-best's choice, or -c), "
+                             "or a model.zip from export-model")
+    parser.add_argument("-c", "--configuration", nargs="+",
+                        help="configuration(s); two or more are ensembled (default: the model's, or find-best's choice)")
     parser.add_argument("-f", "--folds", nargs="+", help="folds to ensemble, e.g. 0 1 2 3 4 or all "
                                                           "(default: every trained fold)")
-    parser.add_argument("--checkpoint", choices=("final", "best", "latest"), default="final")
-    parser.add_argument("--save-probabilities", action="store_true", help="also write <CASE>.npz probabilities")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:n]")
-    parser.add_argument("--step", type=float, default=0.5, help="tile step as a fraction of the patch (default 0.5)")
+    parser.add_argument("--checkpoint", "-chk", type=checkpoint_kind, choices=CHECKPOINT_KINDS, default="final",
+                        help="final (default), best or latest; nnU-Net's checkpoint_final.pth is accepted")
+    parser.add_argument("--save-probabilities", "--save_probabilities", action="store_true",
+                        help="also write <CASE>.npz probabilities")
+    parser.add_argument("--device", "-device", default="auto", help="auto (CUDA if available), cpu or cuda[:n]")
+    parser.add_argument("--step", "-step_size", type=float, default=0.5,
+                        help="tile step as a fraction of the patch (default 0.5)")
     parser.add_argument("--tile-batch", type=int, default=4, help="tiles per forward pass (default 4)")
-    parser.add_argument("--no-tta", action="store_true", help="disable mirroring test-time augmentation")
+    parser.add_argument("--no-tta", "--disable_tta", action="store_true",
+                        help="disable mirroring test-time augmentation")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                         help="network arithmetic (logits are accumulated in fp32): auto = fp16 on CUDA, bf16 on "
                              "CPUs with AMX/AVX512-BF16, else fp32; fp32 gives bit-stable results")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    from segkit.batch.predict_cli import add_batch_arguments
-
-    add_batch_arguments(parser)  # --continue, --dicom-seg, --statistics, ... (docs/deployment.md)
+    parser.add_argument("-npp", "-nps", dest="nnunet_processes", type=int, metavar="N",
+                        help="nnU-Net's worker process counts, accepted and ignored: segkit reads the next case and "
+                             "writes the previous one in one background thread each")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="stop at the first case that fails (exit 2) instead of recording it and going on")
+    parser.add_argument("--no-postprocess", action="store_true",
+                        help="do not apply the post-processing find-best decided for this model")
+    group = parser.add_argument_group("hospital runs (see docs/deployment.md)")
+    group.add_argument("--continue", dest="resume", action="store_true",
+                       help="skip cases whose outputs exist and are valid (readable, input geometry)")
+    group.add_argument("--dicom-seg", action="store_true", help="also write CASE_seg.dcm for DICOM inputs")
+    group.add_argument("--statistics", action="store_true",
+                       help="write CASE_stats.json (voxels, mL per label) and statistics.csv")
+    group.add_argument("--preview", action="store_true", help="write CASE_preview.png (needs segkit[plot])")
+    group.add_argument("--num-parts", type=int, help="split the sorted cases into N parts (case i -> part i %% N)")
+    group.add_argument("--part-id", type=int, help="which part this process runs (0 .. N-1)")
+    group.add_argument("--channel-map", help="DICOM series per channel by SeriesDescription, e.g. '0=T1*,1=FLAIR*'")
+    group.add_argument("--series-uid", help="DICOM series to use when a study folder holds several")
+    group.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)   # the default since 0.2; kept for scripts
 
 
 def inference_options(args: argparse.Namespace) -> "object":
@@ -48,24 +89,97 @@ def inference_options(args: argparse.Namespace) -> "object":
                             save_probabilities=args.save_probabilities, precision=args.precision)
 
 
+def check_output(path: str, input_path: Path) -> Path:
+    """The output folder path; an existing file or the input folder itself is a UserError (nothing created)."""
+    from segkit.errors import UserError
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UserError("exists and is not a folder; -o needs an output folder", folder)
+    if input_path.is_dir() and folder.resolve() == input_path.resolve():
+        raise UserError("the output folder must differ from the input folder (outputs would become inputs)", folder)
+    return folder
+
+
+def output_folder(path: str, input_path: Path) -> Path:
+    """The output folder, checked and created; an unwritable place is a UserError."""
+    from segkit.errors import UserError
+
+    folder = check_output(path, input_path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the output folder ({err.strerror})", folder) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError("the output folder is not writable", folder)
+    return folder
+
+
 def run(args: argparse.Namespace) -> int:
-    """Load the model, find the cases, predict them into the output folder."""
+    """Resolve the model and the cases, run the pipeline, print a summary; exit 1 when a case failed."""
     import torch
 
-    from segkit.inference.cases import find_input_cases
-    from segkit.inference.model import load_model
-    from segkit.inference.predictor import predict_to_folder
-
-    from segkit.batch.predict_cli import run_if_batch
+    from segkit.batch.cases import InputSpec, discover_cases, input_folder
+    from segkit.batch.outputs import OutputRequest
+    from segkit.batch.report import check_same_model, report_name
+    from segkit.batch.sharding import rank_device, resolve_part
+    from segkit.errors import UserError
+    from segkit.inference.pipeline import RunOptions, predict_cases
+    from segkit.inference.resolve import load_ensemble
+    from segkit.io.dicom import parse_channel_map
+    from segkit.io.dicom_seg import segment_names
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    batch_exit_code = run_if_batch(args, inference_options)  # also turns -m model.zip into its verified folder
-    if batch_exit_code is not None:
-        return batch_exit_code
-    model = load_model(args.model, args.configuration, args.folds, args.checkpoint, args.device)
-    cases = find_input_cases(args.input, model.num_channels)
-    paths = predict_to_folder(model, cases, args.output, inference_options(args))
-    print(f"predicted {len(paths)} case(s) with {model.configuration} folds {', '.join(model.folds)} "
-          f"on {model.device} into {args.output}")
-    return 0
+    input_path = Path(args.input)
+    if not input_path.exists():
+        raise UserError("input not found", input_path)
+    cases_folder = input_folder(input_path) if input_path.is_dir() else input_path
+    check_output(args.output, cases_folder)   # before the model loads; created only once everything is valid
+    num_parts, part_id = resolve_part(args.num_parts, args.part_id)
+    options = inference_options(args)
+    engine = load_ensemble(args.model, args.configuration, args.folds, args.checkpoint, rank_device(args.device),
+                           options, postprocess=not args.no_postprocess)
+    cases = discover_cases(input_path)
+    output_dir = output_folder(args.output, cases_folder)
+    # an output folder nested in the input folder is not a DICOM study
+    cases = [c for c in cases if c.sources[0].resolve() != output_dir.resolve()]
+    plans = engine.plans
+    channel_map = parse_channel_map(args.channel_map)
+    if channel_map is not None and len(channel_map) != engine.num_channels:
+        raise UserError(f"--channel-map names {len(channel_map)} channel(s) but the model expects "
+                        f"{engine.num_channels}")
+    spec = InputSpec(engine.num_channels, tuple(plans.get("channel_names") or ()), channel_map, args.series_uid)
+    request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
+                            dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
+                            probabilities=args.save_probabilities)
+    run_info = {**engine.identity, "device": str(engine.device),
+                "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
+                "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
+                            "preview": args.preview, "save_probabilities": args.save_probabilities,
+                            "fail_fast": args.fail_fast, "tta": options.tta, "step": options.step,
+                            "precision": options.precision}}
+    if args.resume:
+        check_same_model(output_dir / report_name(part_id, num_parts), run_info)
+    folder = cases_folder if input_path.is_dir() else input_path.parent
+    # a single file is the whole run: its failure is the run's (exit 2), as for any one-case command
+    fail_fast = args.fail_fast or input_path.is_file()
+    report = predict_cases(engine, cases, spec, request,
+                           RunOptions(args.resume, num_parts, part_id, fail_fast, run_info=run_info), folder)
+    return _summary(report, engine)
+
+
+def _summary(report, engine) -> int:
+    """Print what the run did (failures and warnings to stderr); the exit code."""
+    from segkit.inference.pipeline import exit_code
+
+    totals = report.totals()
+    print(f"{report.path}: {totals['ok']} ok, {totals['skipped']} skipped, {totals['failed']} failed of "
+          f"{totals['cases']} case(s) with {engine.describe()} on {engine.device}")
+    for entry in report.cases:
+        if entry["status"] == "failed":
+            print(f"  failed {entry['case_id']}: {entry['reason']}", file=sys.stderr)
+    note = engine.identity.get("postprocessing_note")
+    if note:   # run-level report warnings reach stderr through BatchReport.warn
+        print(f"segkit predict: warning: {note}", file=sys.stderr)
+    return exit_code(report)

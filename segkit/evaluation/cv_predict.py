@@ -26,9 +26,11 @@ def missing_validation_cases(work_dir: Path, config: str) -> dict[int, list[str]
 def predict_missing_cv(work_dir: str | Path, config: str, dataset: str | Path, checkpoint: str = "final",
                        device: str = "auto", tta: bool = True) -> int:
     """Predict every fold's missing validation cases from DATASET/imagesTr; returns how many were predicted."""
-    from segkit.inference.cases import cases_in_folder
+    from segkit.batch.cases import InputSpec, discover_cases
+    from segkit.batch.outputs import OutputRequest
     from segkit.inference.model import load_model
-    from segkit.inference.predictor import InferenceOptions, predict_to_folder
+    from segkit.inference.pipeline import RunOptions, predict_cases
+    from segkit.inference.predictor import InferenceOptions, ModelEnsemble
 
     work_dir = Path(work_dir)
     missing = missing_validation_cases(work_dir, config)
@@ -38,13 +40,19 @@ def predict_missing_cv(work_dir: str | Path, config: str, dataset: str | Path, c
     if not images.is_dir():
         raise UserError("dataset has no imagesTr folder to predict the validation cases from", dataset)
     options = InferenceOptions(tta=tta, save_probabilities=True)
+    by_id = {case.case_id: case for case in discover_cases(images) if case.kind == "files"}
     done = 0
     for fold, case_ids in missing.items():
         model = load_model(work_dir / "models" / config, config, [str(fold)], checkpoint, device)
-        by_id = {case.case_id: case for case in cases_in_folder(images, model.num_channels)}
         absent = [c for c in case_ids if c not in by_id]
         if absent:
             raise UserError(f"validation case(s) {', '.join(absent[:5])} of fold {fold} have no images", images)
-        predict_to_folder(model, [by_id[c] for c in case_ids], validation_dir(work_dir, config, fold), options)
+        engine = ModelEnsemble([model], options)
+        request = OutputRequest(validation_dir(work_dir, config, fold), model.plans["labels"], {}, probabilities=True)
+        request.output_dir.mkdir(parents=True, exist_ok=True)
+        spec = InputSpec(model.num_channels)
+        # the validation folder holds only what find-best reads: no report, and any failure stops (exit 2)
+        predict_cases(engine, [by_id[c] for c in case_ids], spec, request,
+                      RunOptions(fail_fast=True, write_report=False, show_progress=False), images)
         done += len(case_ids)
     return done

@@ -1,30 +1,40 @@
 """Package a trained model as one zip: ``segkit export-model MODEL -o model.zip``.
 
+What is packaged: find-best's choice when MODEL is a work dir with ``find_best.json`` (one
+configuration, or the ensemble of two), else the configuration named by MODEL / ``-c``. The
+post-processing decision travels only with the model it was decided for: find-best's
+``best.members`` must equal the packaged configurations, otherwise the package carries none.
+
 Zip layout (member names are fixed; nothing else is allowed in the archive)::
 
-    manifest.json                   format, segkit version, configuration, folds, checkpoint kind,
-                                    sha256 + size of every other member
-    plans.json, dataset.json
-    fold_<k>/checkpoint_<kind>.pt   the chosen folds' weights (torch.save, weights_only-loadable)
-    find_best.json                  post-processing decision, when the work dir has one
+    manifest.json                          format, segkit version, configurations, folds per
+                                           configuration, checkpoint kind, post-processing decision,
+                                           sha256 + size of every other member
+    <config>/plans.json, <config>/dataset.json
+    <config>/fold_<k>/checkpoint_<kind>.pt the chosen folds' weights (torch.save, weights_only-loadable)
+    postprocessing.json                    find-best's decision for this model, when it has one
 
-``segkit.export.unpack.unpack_model`` verifies and extracts such a package for prediction.
+``segkit.export.unpack.unpack_model`` verifies and extracts such a package for prediction
+(it also reads the one-configuration layout of ``segkit-model-package-1``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from segkit import __version__
+from segkit.version import __version__
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
 
-PACKAGE_FORMAT = "segkit-model-package-1"
+PACKAGE_FORMAT = "segkit-model-package-2"
+LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
 MANIFEST = "manifest.json"
+POSTPROCESSING_MEMBER = "postprocessing.json"
 _CHUNK = 1 << 20
 
 
@@ -37,19 +47,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def find_postprocessing(model_dir: Path, explicit: str | Path | None = None) -> Path | None:
-    """The find_best.json to ship: the given one, else one in the model folder or its work dir."""
-    if explicit is not None:
-        path = Path(explicit)
-        if not path.is_file():
-            raise UserError("post-processing decision not found", path)
-        return path
-    for candidate in (model_dir / "find_best.json", model_dir.parent.parent / "find_best.json"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def _check_checkpoint(path: Path) -> None:
     """Refuse to package a checkpoint that does not load with weights_only=True."""
     from segkit.inference.model import read_checkpoint
@@ -57,49 +54,65 @@ def _check_checkpoint(path: Path) -> None:
     read_checkpoint(path)
 
 
-def package_members(model: str | Path, configuration: str | None = None, folds: Sequence[str] | None = None,
-                    checkpoint: str = "final", find_best: str | Path | None = None) -> tuple[dict[str, Path], dict]:
-    """(member name -> source file, manifest fields) of the package for a model folder."""
-    from segkit.inference.model import find_folds, resolve_model_dir
+def package_members(model: str | Path, configuration: str | Sequence[str] | None = None,
+                    folds: Sequence[str] | None = None, checkpoint: str = "final",
+                    find_best: str | Path | None = None) -> tuple[dict[str, Path | bytes], dict]:
+    """(member name -> source file or bytes, manifest fields) of the package for a model."""
+    from segkit.inference.model import find_folds
+    from segkit.inference.choice import chosen_model
 
-    model_dir, name = resolve_model_dir(model, configuration)
-    members = {"plans.json": model_dir / "plans.json"}
-    if (model_dir / "dataset.json").is_file():
-        members["dataset.json"] = model_dir / "dataset.json"
-    chosen = find_folds(model_dir, list(folds) if folds else None, checkpoint)
-    for fold, path in chosen:
-        _check_checkpoint(path)
-        members[f"fold_{fold}/{path.name}"] = path
-    decision = find_postprocessing(model_dir, find_best)
-    if decision is not None:
-        members["find_best.json"] = decision
-    info = {"configuration": name, "folds": [fold for fold, _ in chosen], "checkpoint": checkpoint,
-            "postprocessing": "find_best.json" if decision is not None else None}
+    choice = chosen_model(model, configuration, find_best)
+    members: dict[str, Path | bytes] = {}
+    chosen_folds = {}
+    for name, model_dir in choice.model_dirs.items():
+        members[f"{name}/plans.json"] = model_dir / "plans.json"
+        if (model_dir / "dataset.json").is_file():
+            members[f"{name}/dataset.json"] = model_dir / "dataset.json"
+        found = find_folds(model_dir, list(folds) if folds else None, checkpoint)
+        for fold, path in found:
+            _check_checkpoint(path)
+            members[f"{name}/fold_{fold}/{path.name}"] = path
+        chosen_folds[name] = [fold for fold, _ in found]
+    if choice.postprocessing is not None:
+        members[POSTPROCESSING_MEMBER] = (json.dumps({"members": list(choice.model_dirs),
+                                                      "postprocessing": choice.postprocessing}, indent=2)
+                                          + "\n").encode()
+    info = {"configurations": list(choice.model_dirs), "folds": chosen_folds, "checkpoint": checkpoint,
+            "postprocessing": choice.postprocessing, "postprocessing_note": choice.note}
     return members, info
 
 
-def build_manifest(members: dict[str, Path], info: dict) -> dict:
+def _member_digest(source: Path | bytes) -> dict:
+    """sha256 and size of a member given as a file or as bytes."""
+    if isinstance(source, bytes):
+        return {"sha256": hashlib.sha256(source).hexdigest(), "bytes": len(source)}
+    return {"sha256": sha256_of(source), "bytes": source.stat().st_size}
+
+
+def build_manifest(members: dict[str, Path | bytes], info: dict) -> dict:
     """The manifest: format, version, creation time, run info and each member's sha256 and size."""
     return {"format": PACKAGE_FORMAT, "segkit_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info,
-            "files": {name: {"sha256": sha256_of(path), "bytes": path.stat().st_size}
-                      for name, path in sorted(members.items())}}
+            "files": {name: _member_digest(source) for name, source in sorted(members.items())}}
 
 
-def export_model(model: str | Path, output: str | Path, configuration: str | None = None,
+def export_model(model: str | Path, output: str | Path, configuration: str | Sequence[str] | None = None,
                  folds: Sequence[str] | None = None, checkpoint: str = "final",
                  find_best: str | Path | None = None) -> tuple[Path, dict]:
     """Write the model package zip atomically; return its path and manifest."""
-    import json
-
     output = Path(output)
     if output.suffix.lower() != ".zip":
         raise UserError("the model package must be a .zip file", output)
+    if output.is_dir():
+        raise UserError("is a folder; give the package's file name, e.g. model.zip", output)
     members, info = package_members(model, configuration, folds, checkpoint, find_best)
     manifest = build_manifest(members, info)
     with atomic_path(output, suffix=".zip") as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
-            for name, path in sorted(members.items()):
-                archive.write(path, name)
+            for name, source in sorted(members.items()):
+                if isinstance(source, bytes):
+                    archive.writestr(name, source)
+                else:
+                    archive.write(source, name)
     return output, manifest

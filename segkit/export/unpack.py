@@ -6,8 +6,10 @@ duplicate) or not listed in the manifest, lacks a listed member, or when any mem
 bytes differ from the manifest's sha256/size (tampered). Verification reads every byte.
 
 Extraction goes to ``$SEGKIT_CACHE`` (default ``$XDG_CACHE_HOME/segkit`` or
-``~/.cache/segkit``) under ``models/<sha256 of the zip>/<configuration>/``, written to a
-temp folder first and renamed, so a half-extracted package is never used.
+``~/.cache/segkit``) under ``models/<sha256 of the zip>/package/`` (one ``<config>/`` folder
+per configuration; a ``segkit-model-package-1`` zip has its single configuration at the top and
+is extracted to ``models/<sha256>/<configuration>/``), written to a temp folder first and
+renamed, so a half-extracted package is never used.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.export.package import MANIFEST, PACKAGE_FORMAT, sha256_of
+from segkit.export.package import LEGACY_PACKAGE_FORMAT, MANIFEST, PACKAGE_FORMAT, POSTPROCESSING_MEMBER, sha256_of
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _CHUNK = 1 << 20
@@ -33,13 +36,23 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class UnpackedModel:
-    """An extracted, verified package: the model folder and what the manifest says about it."""
+    """An extracted, verified package: one model folder per configuration and what the manifest says."""
 
-    model_dir: Path
-    configuration: str
-    folds: list[str]
+    model_dirs: dict[str, Path]
+    folds: dict[str, list[str]]
     checkpoint: str
     manifest: dict
+    postprocessing: dict | None = None
+
+    @property
+    def configurations(self) -> list[str]:
+        """Packaged configurations (two for an ensemble)."""
+        return list(self.model_dirs)
+
+    @property
+    def model_dir(self) -> Path:
+        """The model folder of the first configuration."""
+        return next(iter(self.model_dirs.values()))
 
 
 def cache_root() -> Path:
@@ -68,20 +81,34 @@ def _read_manifest(archive: zipfile.ZipFile, package: Path) -> dict:
         manifest = json.loads(archive.read(MANIFEST))
     except KeyError:
         raise UserError("not a segkit model package (no manifest.json)", package) from None
-    except (ValueError, zipfile.BadZipFile, OSError) as err:
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
         raise UserError(f"manifest.json is unreadable ({err})", package) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in (PACKAGE_FORMAT, LEGACY_PACKAGE_FORMAT):
         raise UserError(f"unsupported model package format (expected {PACKAGE_FORMAT!r})", package)
     files = manifest.get("files")
-    if not isinstance(files, dict) or "plans.json" not in files or not manifest.get("configuration"):
-        raise UserError("manifest.json lacks 'files' (with plans.json) or 'configuration'", package)
+    if not isinstance(files, dict):
+        raise UserError("manifest.json lacks 'files'", package)
     for name, entry in files.items():
         _check_name(name, package)
         valid = isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
         if not valid:
             raise UserError(f"manifest entry for {name!r} needs 'sha256' and 'bytes'", package)
-    _check_name(str(manifest["configuration"]), package)
+    for configuration in _configurations(manifest):
+        _check_name(configuration, package)
+        plans = "plans.json" if manifest["format"] == LEGACY_PACKAGE_FORMAT else f"{configuration}/plans.json"
+        if plans not in files:
+            raise UserError(f"manifest.json lists no {plans}", package)
+    if not _configurations(manifest):
+        raise UserError("manifest.json names no configuration", package)
     return manifest
+
+
+def _configurations(manifest: dict) -> list[str]:
+    """The packaged configuration names (format 1: the single 'configuration')."""
+    if manifest.get("format") == LEGACY_PACKAGE_FORMAT:
+        return [str(manifest["configuration"])] if manifest.get("configuration") else []
+    names = manifest.get("configurations")
+    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def _check_members(archive: zipfile.ZipFile, manifest: dict, package: Path) -> None:
@@ -112,7 +139,7 @@ def _copy_verified(archive: zipfile.ZipFile, name: str, entry: dict, target: Pat
                 digest.update(chunk)
                 size += len(chunk)
                 sink.write(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
         raise UserError(f"member {name} is corrupt ({err}); the package is truncated or damaged", package) from None
     if size != entry["bytes"] or digest.hexdigest() != entry["sha256"]:
         raise UserError(f"checksum mismatch for {name}: the package was modified or damaged", package)
@@ -159,12 +186,32 @@ def unpack_model(package: str | Path, cache: str | Path | None = None) -> Unpack
         manifest = _read_manifest(archive, package)
         _check_members(archive, manifest, package)
         root = Path(cache) if cache is not None else cache_root()
-        final = root / "models" / sha256_of(package)[:32] / str(manifest["configuration"])
+        legacy = manifest["format"] == LEGACY_PACKAGE_FORMAT
+        names = _configurations(manifest)
+        final = root / "models" / sha256_of(package)[:32] / (names[0] if legacy else "package")
         final.parent.mkdir(parents=True, exist_ok=True)
         # torchrun ranks unpack the same package at once: one extracts, the others wait and reuse it.
         with (final.parent / ".lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not _cached_is_intact(final, manifest):
                 _extract(archive, manifest, final, package)
-    return UnpackedModel(final, str(manifest["configuration"]), [str(f) for f in manifest.get("folds", [])],
-                         str(manifest.get("checkpoint", "final")), manifest)
+    if legacy:
+        dirs = {names[0]: final}
+        folds = {names[0]: [str(f) for f in manifest.get("folds", [])]}
+        decision = _decision(final / "find_best.json", package) if (final / "find_best.json").is_file() else None
+    else:
+        dirs = {name: final / name for name in names}
+        folds = {name: [str(f) for f in (manifest.get("folds") or {}).get(name, [])] for name in names}
+        member = final / POSTPROCESSING_MEMBER
+        decision = _decision(member, package) if member.is_file() else None
+    return UnpackedModel(dirs, folds, str(manifest.get("checkpoint", "final")), manifest, decision)
+
+
+def _decision(path: Path, package: Path) -> dict:
+    """The packaged post-processing decision, validated."""
+    from segkit.evaluation.postprocess import load_decision
+
+    try:
+        return load_decision(path)
+    except UserError as err:
+        raise UserError(f"packaged post-processing is invalid ({err.message})", package) from None

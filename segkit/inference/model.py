@@ -146,11 +146,8 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     import torch
 
     from segkit.inference.acceleration import prepare_for_inference
-    from segkit.interop.nnunet import cached_segkit_model, is_nnunet_model_folder
     from segkit.networks import build_network
 
-    if is_nnunet_model_folder(model):   # nnU-Net v2 results folder: converted once into a cache
-        model, configuration = cached_segkit_model(model, checkpoint), None
     model_dir, name = resolve_model_dir(model, configuration)
     plans = read_json(model_dir / "plans.json", "plans.json")
     dataset_path = model_dir / "dataset.json"

@@ -1,39 +1,43 @@
-"""Predict cases with a loaded model: preprocess -> sliding window per fold -> average -> revert -> labels.
+"""The per-case prediction steps of a model ensemble: prepare -> network -> finish.
 
-The per-case steps are separate functions (`prepare_case`, `network_probabilities`,
-`finish_case`, or all three as `predict_case`) so that callers such as the batch runner can
-wrap them; `run_pipelined` overlaps reading/preprocessing and writing with the network's work.
+A `ModelEnsemble` is what `-m` names once resolved (`segkit.inference.resolve`): one or two
+configurations (find-best's choice), each a `LoadedModel` with its folds, plus the
+post-processing decided for exactly that model. Every way into prediction (the CLI on a file,
+folder, dataset or DICOM study, `segkit.Predictor`, cross-validation predictions) runs these
+three steps through `segkit.inference.pipeline`:
+
+1. `prepare` (background thread): check channels, preprocess with each member's plans;
+2. `compute` (this thread): sliding window per fold, fold-averaged probabilities per member;
+3. `finish` (background thread): revert to the input grid slab by slab, average the members,
+   labels, post-processing.
 """
 
 from __future__ import annotations
 
 import sys
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 
 from segkit.errors import UserError
 from segkit.inference.acceleration import resolve_precision
-from segkit.inference.cases import InputCase, load_case_images
 from segkit.inference.model import LoadedModel
-from segkit.inference.probabilities import probability_metadata, save_probabilities
-from segkit.inference.regions import labels_for_plans
 from segkit.inference.memory_backoff import window_logits
-from segkit.inference.sliding_window import WindowSettings, logits_to_probabilities
-from segkit.inference.writing import write_label_like
+from segkit.inference.revert import MemberOutput, labels_on_input_grid
+from segkit.inference.sliding_window import WindowSettings
 from segkit.io.image import Geometry
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
 
-MAX_PENDING_WRITES = 2
+SOFTMAX_CHUNK_VOXELS = 1 << 22   # voxels per in-place softmax chunk (bounded temporary memory; a multiple of 4096)
+# plans fields every member of an ensemble must share (the meaning of the output channels)
+SHARED_PLANS_KEYS = ("num_channels", "label_mode", "outputs", "regions_class_order", "num_outputs")
 
 
 @dataclass(frozen=True)
 class InferenceOptions:
-    """User-facing inference knobs (CLI flags)."""
+    """User-facing inference knobs (CLI flags / Predictor arguments)."""
 
     step: float = 0.5
     tta: bool = True
@@ -44,27 +48,23 @@ class InferenceOptions:
 
 @dataclass
 class PreparedCase:
-    """A case after reading and preprocessing: network input plus what is needed to revert and write."""
+    """A case after preprocessing: each member's network input and properties, plus the input geometry."""
 
     case_id: str
-    data: np.ndarray
-    properties: dict
+    data: list[np.ndarray]
+    properties: list[dict]
     geometry: Geometry
-    file_ending: str = ".nii.gz"
-    reference: Path | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)   # "warnings": per-case notes for the report (e.g. orientation)
 
 
 @dataclass
 class CasePrediction:
-    """A finished case: label map and (optionally) probabilities on the input's voxel grid."""
+    """A finished case: label map (post-processed) and, when asked, the mean probabilities on the input grid."""
 
     case_id: str
     labels: np.ndarray
     geometry: Geometry
     probabilities: np.ndarray | None = None
-    file_ending: str = ".nii.gz"
-    reference: Path | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -92,18 +92,18 @@ def input_orientation_warnings(model: LoadedModel, case_id: str, geometry: Geome
     return warnings
 
 
-def prepare_case(model: LoadedModel, case_id: str, images: np.ndarray, geometry: Geometry,
-                 file_ending: str = ".nii.gz", reference: Path | None = None) -> PreparedCase:
-    """Preprocess (C, z, y, x) images of the given geometry (read from reference, if any) with the model's plans."""
-    from segkit.preprocessing.pipeline import preprocess_images
-
-    if images.shape[0] != model.num_channels:
-        raise UserError(f"case {case_id!r} has {images.shape[0]} channels, the model needs {model.num_channels}")
-    data, properties = preprocess_images(images, geometry.array_spacing, model.plans, model.configuration,
-                                         direction=geometry.direction)
-    warnings = input_orientation_warnings(model, case_id, geometry)
-    return PreparedCase(case_id, data, properties, geometry, file_ending, reference,
-                        {"warnings": warnings} if warnings else {})
+def probabilities_in_place(logits: torch.Tensor, label_mode: str) -> torch.Tensor:
+    """Softmax over outputs (sigmoid for region plans) of (K, z, y, x) logits, overwriting them chunk by chunk."""
+    if label_mode == "sigmoid":
+        return logits.sigmoid_()
+    # chunks of the flattened voxels, a multiple of the vector width: with one thread each voxel
+    # goes through the same kernel path as in one whole-volume softmax (bit-identical); with
+    # several threads torch's own split already varies the last bit from run to run of the same volume
+    flat = logits.contiguous().view(logits.shape[0], -1)
+    for start in range(0, flat.shape[1], SOFTMAX_CHUNK_VOXELS):
+        chunk = flat[:, start:start + SOFTMAX_CHUNK_VOXELS]
+        chunk.copy_(torch.softmax(chunk, dim=0))
+    return flat.view(logits.shape)
 
 
 def network_probabilities(model: LoadedModel, data: np.ndarray, options: InferenceOptions) -> np.ndarray:
@@ -116,98 +116,116 @@ def network_probabilities(model: LoadedModel, data: np.ndarray, options: Inferen
         if len(model.fold_states) > 1:
             model.network.load_state_dict(state)
         logits = window_logits(model, data, settings)
-        values = logits if average_logits else logits_to_probabilities(logits, model.label_mode)
+        values = logits if average_logits else probabilities_in_place(logits, model.label_mode)
         total = values if total is None else total.add_(values)
+        del logits, values
     if len(model.fold_states) > 1:
         total /= len(model.fold_states)
-    return (logits_to_probabilities(total, model.label_mode) if average_logits else total).numpy()
+    return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy()
 
 
-def finish_case(model: LoadedModel, prepared: PreparedCase, probabilities: np.ndarray,
-                keep_probabilities: bool = False) -> CasePrediction:
-    """Revert preprocessed-space probabilities onto the input grid and turn them into labels."""
-    from segkit.preprocessing.pipeline import revert_to_original
+@dataclass
+class ModelEnsemble:
+    """One or more configurations (members) whose probabilities are averaged, and their post-processing."""
 
-    original = revert_to_original(probabilities, prepared.properties, model.plans, model.configuration)
-    labels = labels_for_plans(original, model.plans)
-    if labels.shape != prepared.geometry.array_shape:
-        raise RuntimeError(f"reverted shape {labels.shape} differs from the input {prepared.geometry.array_shape}")
-    return CasePrediction(prepared.case_id, labels, prepared.geometry, original if keep_probabilities else None,
-                          prepared.file_ending, prepared.reference, dict(prepared.extra))
+    members: list[LoadedModel]
+    options: InferenceOptions = InferenceOptions()
+    postprocessing: dict | None = None
+    identity: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse members with different outputs or channels, and bad options, before any case is read."""
+        first = self.members[0]
+        for member in self.members[1:]:
+            for key in SHARED_PLANS_KEYS:
+                if member.plans.get(key) != first.plans.get(key):
+                    raise UserError(f"ensemble members {first.configuration} and {member.configuration} differ in "
+                                    f"plans {key!r}", member.model_dir)
+        for member in self.members:
+            window_settings(member, self.options)
+
+    @property
+    def plans(self) -> dict:
+        """The plans of the first member (labels and outputs are shared by all)."""
+        return self.members[0].plans
+
+    @property
+    def num_channels(self) -> int:
+        """Image channels per case."""
+        return self.members[0].num_channels
+
+    @property
+    def configurations(self) -> list[str]:
+        """Member configuration names."""
+        return [member.configuration for member in self.members]
+
+    @property
+    def device(self) -> "torch.device":
+        """Where the networks run."""
+        return self.members[0].device
+
+    def describe(self) -> str:
+        """'3d_fullres folds 0, 1' or '2d folds 0 + 3d_fullres folds 0' for messages."""
+        return " + ".join(f"{m.configuration} folds {', '.join(m.folds)}" for m in self.members)
+
+    def prepare(self, case_id: str, images: np.ndarray, geometry: Geometry) -> PreparedCase:
+        """Preprocess (C, z, y, x) images of the given geometry with each member's plans."""
+        from segkit.preprocessing.pipeline import preprocess_images
+
+        if images.shape[0] != self.num_channels:
+            raise UserError(f"case {case_id!r} has {images.shape[0]} channel(s), the model needs {self.num_channels}")
+        data, properties, warnings = [], [], []
+        for member in self.members:
+            # every member reorients to its plans' canonical frame; revert maps each back exactly
+            member_data, member_properties = preprocess_images(images, geometry.array_spacing, member.plans,
+                                                               member.configuration, direction=geometry.direction)
+            data.append(member_data)
+            properties.append(member_properties)
+            warnings += [w for w in input_orientation_warnings(member, case_id, geometry) if w not in warnings]
+        return PreparedCase(case_id, data, properties, geometry, {"warnings": warnings} if warnings else {})
+
+    def compute(self, prepared: PreparedCase) -> list[np.ndarray]:
+        """Each member's fold-averaged probabilities in its preprocessed space (the network's work)."""
+        outputs = [network_probabilities(member, data, self.options)
+                   for member, data in zip(self.members, prepared.data)]
+        prepared.data = []   # the network inputs are no longer needed: free them before the revert
+        return outputs
+
+    def finish(self, prepared: PreparedCase, probabilities: list[np.ndarray],
+               keep_probabilities: np.dtype | None = None) -> CasePrediction:
+        """Revert onto the input grid (slab-wise), average members, labels, post-processing."""
+        from segkit.evaluation.postprocess import apply_postprocessing
+
+        outputs = [MemberOutput(p, props, m.plans, m.configuration)
+                   for p, props, m in zip(probabilities, prepared.properties, self.members)]
+        labels, kept = labels_on_input_grid(outputs, self.plans, keep_probabilities)
+        if labels.shape != prepared.geometry.array_shape:
+            raise RuntimeError(f"reverted shape {labels.shape} differs from the input {prepared.geometry.array_shape}")
+        if self.postprocessing:
+            labels = apply_postprocessing(labels, self.postprocessing)
+        return CasePrediction(prepared.case_id, labels, prepared.geometry, kept, dict(prepared.extra))
+
+    def predict(self, case_id: str, images: np.ndarray, geometry: Geometry,
+                keep_probabilities: np.dtype | None = None) -> CasePrediction:
+        """All three steps in this thread (no file I/O)."""
+        prepared = self.prepare(case_id, images, geometry)
+        return self.finish(prepared, self.compute(prepared), keep_probabilities)
+
+    def probability_metadata(self, prediction: CasePrediction, file_ending: str,
+                             reference: Path | None = None) -> dict:
+        """Metadata stored next to saved probabilities."""
+        from segkit.inference.probabilities import probability_metadata
+
+        first = self.members[0]
+        extra = {"configuration": first.configuration, "folds": list(first.folds), "model": str(first.model_dir),
+                 "reference_image": str(reference) if reference else None}
+        if len(self.members) > 1:
+            extra["ensemble_of"] = [f"{m.configuration}:{','.join(m.folds)}" for m in self.members]
+        return probability_metadata(prediction.case_id, prediction.geometry, self.plans, file_ending, **extra)
 
 
 def predict_case(model: LoadedModel, case_id: str, images: np.ndarray, geometry: Geometry,
                  options: InferenceOptions = InferenceOptions()) -> CasePrediction:
-    """The whole per-case prediction in this thread (no I/O): images -> labels (+ probabilities)."""
-    prepared = prepare_case(model, case_id, images, geometry)
-    probabilities = network_probabilities(model, prepared.data, options)
-    return finish_case(model, prepared, probabilities, options.save_probabilities)
-
-
-def write_prediction(model: LoadedModel, prediction: CasePrediction, output_dir: Path) -> Path:
-    """Write the label map (input geometry) and, when kept, the probabilities .npz; return the label path."""
-    path = output_dir / f"{prediction.case_id}{prediction.file_ending}"
-    if prediction.probabilities is not None:
-        metadata = probability_metadata(prediction.case_id, prediction.geometry, model.plans, prediction.file_ending,
-                                        configuration=model.configuration, folds=model.folds,
-                                        model=str(model.model_dir),
-                                        reference_image=str(prediction.reference) if prediction.reference else None)
-        save_probabilities(output_dir / f"{prediction.case_id}.npz", prediction.probabilities, metadata)
-    write_label_like(prediction.labels, prediction.geometry, path, prediction.reference)
-    return path
-
-
-def run_pipelined(items: Sequence[Any], load: Callable[[Any], Any], compute: Callable[[Any, Any], Any],
-                  write: Callable[[Any, Any], Any], progress: Callable[[], None] | None = None) -> list[Any]:
-    """For each item: load (background thread, one ahead), compute (this thread), write (background).
-
-    Results of write are returned in item order; the first exception from any step is re-raised
-    after pending work finishes.
-    """
-    results: list[Any] = [None] * len(items)
-    pending: deque[tuple[int, Future]] = deque()
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="segkit-io") as pool:
-        next_load = pool.submit(load, items[0]) if items else None
-        for index, item in enumerate(items):
-            loaded = next_load.result()
-            next_load = pool.submit(load, items[index + 1]) if index + 1 < len(items) else None
-            computed = compute(item, loaded)
-            while len(pending) >= MAX_PENDING_WRITES:
-                _collect(pending, results, progress)
-            pending.append((index, pool.submit(write, item, computed)))
-        while pending:
-            _collect(pending, results, progress)
-    return results
-
-
-def _collect(pending: deque, results: list, progress: Callable[[], None] | None) -> None:
-    """Wait for the oldest pending write and store its result."""
-    index, future = pending.popleft()
-    results[index] = future.result()
-    if progress is not None:
-        progress()
-
-
-def predict_to_folder(model: LoadedModel, cases: Sequence[InputCase], output_dir: str | Path,
-                      options: InferenceOptions = InferenceOptions(), show_progress: bool = True) -> list[Path]:
-    """Predict every case into output_dir (label maps, optional .npz probabilities) with overlapped I/O."""
-    from tqdm import tqdm
-
-    window_settings(model, options)   # refuse bad options before anything is written
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-
-    def load(case: InputCase) -> PreparedCase:
-        images, geometry = load_case_images(case)
-        return prepare_case(model, case.case_id, images, geometry, case.file_ending, case.images[0])
-
-    def compute(case: InputCase, prepared: PreparedCase) -> tuple[PreparedCase, np.ndarray]:
-        return prepared, network_probabilities(model, prepared.data, options)
-
-    def write(case: InputCase, computed: tuple[PreparedCase, np.ndarray]) -> Path:
-        prepared, probabilities = computed
-        return write_prediction(model, finish_case(model, prepared, probabilities, options.save_probabilities),
-                                output_dir)
-
-    with tqdm(total=len(cases), desc="predict", unit="case", disable=not show_progress or None) as bar:
-        return run_pipelined(list(cases), load, compute, write, bar.update)
+    """One case with one model, no post-processing and no file I/O (probabilities kept with save_probabilities)."""
+    keep = np.float32 if options.save_probabilities else None
+    return ModelEnsemble([model], options).predict(case_id, images, geometry, keep)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segkit.errors import UserError
+from segkit.io.image import SUPPORTED_SUFFIXES
 from segkit.jsonio import read_json
 
 CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -147,6 +148,9 @@ def load_dataset(root: str | Path) -> DatasetInfo:
     file_ending = data.get("file_ending", ".nii.gz")
     if not isinstance(file_ending, str) or not file_ending.startswith("."):
         raise UserError(f"'file_ending' must look like '.nii.gz', got {file_ending!r}", json_path)
+    if file_ending.lower() not in SUPPORTED_SUFFIXES:   # the formats predict accepts too
+        raise UserError(f"'file_ending' {file_ending!r} is not a supported image format "
+                        f"({', '.join(SUPPORTED_SUFFIXES)})", json_path)
     labels = _check_labels(data.get("labels"), json_path)
     order = data.get("regions_class_order")
     if order is not None and (not isinstance(order, list) or

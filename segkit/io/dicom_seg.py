@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segkit import __version__
+from segkit.version import __version__
 from segkit.errors import UserError
 from segkit.io.dicom import SeriesInfo
 from segkit.jsonio import atomic_path

@@ -19,7 +19,9 @@ from segkit.errors import UserError
 from segkit.io.integrity import check_complete
 from segkit.jsonio import atomic_path
 
-SUPPORTED_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+# The one list of image formats, for training data and prediction alike (docs/architecture.md, "Image formats").
+# TIFF keeps only the in-plane spacing (no origin, direction or slice spacing).
+SUPPORTED_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def read_sitk(path: str | Path) -> sitk.Image:
 
 
 def read_image(path: str | Path, dtype: np.dtype | None = None) -> Image:
-    """Read a 2D/3D scalar image (NIfTI, NRRD, MHA) as an Image in (z, y, x) order."""
+    """Read a 2D/3D scalar image (any SUPPORTED_SUFFIXES format) as an Image in (z, y, x) order."""
     sitk_image = read_sitk(path)
     if sitk_image.GetNumberOfComponentsPerPixel() != 1:
         raise UserError(f"has {sitk_image.GetNumberOfComponentsPerPixel()} components per voxel; "

@@ -1,0 +1,93 @@
+"""Which configuration(s) a trained model folder or work dir stands for, and the post-processing decided for them.
+
+Shared by prediction (`segkit.inference.resolve`) and packaging (`segkit.export.package`):
+
+- a work dir ``WORK`` (holding ``models/``): ``-c`` when given, else find-best's choice from
+  ``WORK/find_best.json``, else ``3d_fullres``;
+- a model folder ``WORK/models/<config>``: that configuration.
+
+Post-processing follows the model it was decided for: find-best's ``best.members`` must equal
+the configurations that run, otherwise none is applied (and the reason is kept as a note).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from segkit.errors import UserError
+from segkit.inference.model import DEFAULT_CONFIGURATION, resolve_model_dir
+from segkit.jsonio import read_json
+
+
+@dataclass
+class ModelChoice:
+    """Configuration name -> model folder, the matching post-processing decision (or None) and why."""
+
+    model_dirs: dict[str, Path]
+    postprocessing: dict | None = None
+    note: str | None = None
+    package: dict = field(default_factory=dict)
+    folds: dict[str, list[str]] = field(default_factory=dict)
+    checkpoint: str | None = None
+
+
+def configuration_names(configuration: str | Sequence[str] | None) -> list[str] | None:
+    """-c as a list of names (None when not given)."""
+    if configuration is None or configuration == []:
+        return None
+    return [configuration] if isinstance(configuration, str) else [str(c) for c in configuration]
+
+
+def _decision_for(path: Path | None, configurations: list[str], explicit: bool) -> tuple[dict | None, str | None]:
+    """find_best.json's post-processing when it was decided for exactly these configurations."""
+    from segkit.evaluation.postprocess import check_decision
+
+    if path is None or not path.is_file():
+        if explicit:
+            raise UserError("post-processing decision not found", path)
+        return None, None
+    data = read_json(path, "find_best.json")
+    members = (data.get("best") or {}).get("members") if isinstance(data, dict) else None
+    if not isinstance(members, list):
+        note = f"{path} does not say which model its post-processing was decided for (no best.members); none applied"
+        if explicit:
+            raise UserError("find_best.json has no best.members: cannot tell which model it was decided for", path)
+        return None, note
+    if sorted(map(str, members)) != sorted(configurations):
+        note = (f"find-best chose {'+'.join(members)}; {'+'.join(configurations)} runs without its post-processing")
+        if explicit:
+            raise UserError(f"this decision was made for {'+'.join(members)}, not {'+'.join(configurations)}", path)
+        return None, note
+    return check_decision(data, path), None
+
+
+def chosen_model(model: str | Path, configuration: str | Sequence[str] | None = None,
+                 find_best: str | Path | None = None) -> ModelChoice:
+    """The configurations a model folder or work dir stands for, with their folders and post-processing."""
+    model = Path(model)
+    if not model.is_dir():
+        raise UserError("model folder not found", model)
+    names = configuration_names(configuration)
+    if (model / "models").is_dir():   # a work dir
+        default = model / "find_best.json"
+        if names is None:
+            best = read_json(default, "find_best.json") if default.is_file() else {}
+            names = [str(n) for n in (best.get("best") or {}).get("members") or [DEFAULT_CONFIGURATION]]
+        dirs = {}
+        for name in names:
+            dirs[name] = resolve_model_dir(model, name)[0]
+        candidate = Path(find_best) if find_best is not None else default
+    else:
+        if names is not None and len(names) > 1:
+            raise UserError("a model folder holds one configuration; give the work dir to run an ensemble", model)
+        model_dir, name = resolve_model_dir(model, names[0] if names else None)
+        dirs = {name: model_dir}
+        # an extracted legacy package keeps find_best.json inside; a trained model's is in its work dir
+        around = [model_dir / "find_best.json"]
+        if model_dir.parent.name == "models":
+            around.append(model_dir.parent.parent / "find_best.json")
+        candidate = Path(find_best) if find_best is not None else next((p for p in around if p.is_file()), None)
+    decision, note = _decision_for(candidate, list(dirs), find_best is not None)
+    return ModelChoice(dirs, decision, note)
