@@ -159,6 +159,7 @@ def tally_revmbconv(t: Tally, arch: dict, vox: list[int], in_channels: int, num_
         tally_head(t, arch, s, f, vox[s], num_outputs, REVMBCONV_GRAD_BUFFERS)
 
 
+# default_init: PyTorch's (not measured; docs/networks.md, "Weight initialisation").
 FAMILY = NetworkFamily(
     name="revmbconv", build=build_revmbconv, stage_defaults=revmbconv_stage_defaults, tally=tally_revmbconv,
     workspace_bytes=REVMBCONV_WORKSPACE_BYTES,
