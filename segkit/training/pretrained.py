@@ -76,8 +76,10 @@ def resolve_source(spec: str, configuration: str | None = None, fold: str | None
     path = Path(spec)
     if is_model_package(path):
         unpacked = unpack_model(path)    # verifies every member's checksum first
-        return _from_model_dir(unpacked.model_dir, None, fold or (unpacked.folds[0] if unpacked.folds else None),
-                               kind or unpacked.checkpoint, f"package {path} (checksums verified)")
+        name = configuration if configuration in unpacked.model_dirs else unpacked.configurations[0]
+        folds = unpacked.folds.get(name) or []
+        return _from_model_dir(unpacked.model_dirs[name], None, fold or (folds[0] if folds else None),
+                               kind or unpacked.checkpoint, f"package {path}, configuration {name} (checksums verified)")
     if path.is_dir():
         return _from_model_dir(path, configuration, fold, kind or "final", f"model folder {path}")
     if path.is_file():
