@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--channels-last", action="store_true", help="channels_last(_3d) memory layout")
     p.add_argument("--num-workers", type=int, default=1, help="background loader processes (0: in the main process)")
-    p.add_argument("--augment", choices=("auto", "full", "light", "none"), default="auto",
+    p.add_argument("--augment", choices=("auto", "full", "fast", "light", "none"), default="auto",
                    help="full: spatial + intensity + mirror; light: no spatial transform; auto: full, except light "
                         "for a CPU time budget under 30 minutes")
     p.add_argument("--elastic", action="store_true", help="add elastic deformation to the spatial transform")
