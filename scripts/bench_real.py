@@ -80,10 +80,11 @@ def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: 
             "held_out_mean_dice": round(summary["foreground_mean"]["dice"], 4),
             "held_out_case_mean_dice": {c: round(sum(d.values()) / len(d), 4) for c, d in per_case.items()},
             "held_out_class_dice": {n: round(m["dice"], 4) for n, m in summary["mean"].items()},
-            "held_out_case_dice": per_case, "step_share": schedule.get("step_share"),
+            "held_out_case_dice": per_case, "step_share": (schedule.get("final") or {}).get("step_share"),
+            "step_share_of_wall": round((schedule.get("final") or {}).get("step_seconds", 0.0) / wall, 3),
             "recipe": (schedule.get("recipe") or {}).get("name"), "augment": (schedule.get("recipe") or {}).get("augment"),
             "schedule": {k: schedule.get(k) for k in ("epochs", "iterations_per_epoch", "validate_every",
-                                                       "total_steps", "validation", "given_up")}}
+                                                       "total_steps", "validation", "validation_fraction", "predicted_step_share", "given_up")}}
 
 
 def run_phantom(out: Path, minutes: float, seed: int, threads: int | None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ def _configuration_entry(plans: dict, configuration: str, path: Path) -> dict:
 
 
 def _fitted_entry(args, plans: dict, entry: dict, models: Path, device_type: str, info: dd.DistInfo,
-                  min_width: int = 8, precision: str = "fp32") -> dict:
+                  min_width: int = 8, precision: str = "fp32", startup_s: float = 0.0) -> dict:
     """The configuration entry to train: a previous fit of the same plan (shared by folds), a new fit, or the plan's."""
     copy_path = models / "plans.json"
     source_sha = plans_sha256(entry)
@@ -95,7 +96,7 @@ def _fitted_entry(args, plans: dict, entry: dict, models: Path, device_type: str
     autocast, _ = make_autocast(torch.device(device_type), precision)
     chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], args.time_budget * 60,
                                        build_network, log=lambda m: print(m, flush=True), min_width=min_width,
-                                       autocast=autocast)
+                                       autocast=autocast, startup_s=startup_s)
     record["precision"] = precision
     if chosen is entry or record["chosen"] == "as planned":
         return entry
@@ -152,7 +153,8 @@ def prepare_setup(args: argparse.Namespace, info: dd.DistInfo, device_type: str,
     val_cases = _open_cases(folder, val_ids, plans, entry)
     recipe, recipe_reason = choose_recipe(getattr(args, "recipe", "auto"), device_type, args.time_budget)
     precision = training_precision("fp32" if args.no_amp else args.precision, device_type)
-    entry = _fitted_entry(args, plans, entry, models, device_type, info, recipe.min_width, precision)
+    entry = _fitted_entry(args, plans, entry, models, device_type, info, recipe.min_width, precision,
+                          startup_s=time.monotonic() - started)
     if info.is_main:
         fold_dir.mkdir(parents=True, exist_ok=True)
         _write_model_dir(models, plans, args.configuration, entry, Path(args.dataset))

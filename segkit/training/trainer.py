@@ -18,9 +18,9 @@ from segkit.training.losses import build_loss
 from segkit.training.precision import make_autocast
 from segkit.training.recipe import build_optimizer
 from segkit.training.records import append_log, peak_memory_bytes, plot_progress, read_log, write_log
-from segkit.training.schedule import FINAL_RESERVE_S, Schedule, fit_to_budget, poly_lr, refit_epochs
+from segkit.training.schedule import Schedule, final_reserve, fit_to_budget, poly_lr, refit_epochs
 from segkit.training.setup import TrainSetup
-from segkit.training.validation import dice_from_counts, validate
+from segkit.training.validation import dice_from_counts, estimate_validation_seconds, sampled_cases, validate
 
 DEFAULT_EPOCHS = 1000
 DEFAULT_ITERATIONS = 250
@@ -39,6 +39,7 @@ class RunState:
     stale: int = 0                       # validations since the best one
     schedule: Schedule | None = None
     epoch_seconds: list[float] = field(default_factory=list)
+    step_seconds: float = 0.0            # wall seconds inside optimiser steps (the budget's step share)
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -91,7 +92,7 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
         "optimizer_state": optimizer.state_dict(), "scaler_state": scaler.state_dict() if scaler else {},
         "step": state.step, "best_dice": state.best_dice, "stale": state.stale,
         "schedule": state.schedule.to_dict() if state.schedule else None,
-        "epoch_seconds": list(state.epoch_seconds), "rng_state": ckpt.rng_state(), "seed": setup.seed,
+        "epoch_seconds": list(state.epoch_seconds), "step_seconds": state.step_seconds, "rng_state": ckpt.rng_state(), "seed": setup.seed,
     }
 
 
@@ -106,6 +107,7 @@ def _restore(setup: TrainSetup, model, optimizer, scaler, state: RunState) -> No
     state.epoch, state.step = payload["epoch"] + 1, payload["step"]
     state.best_dice, state.stale = payload["best_dice"], payload["stale"]
     state.epoch_seconds = list(payload.get("epoch_seconds", []))
+    state.step_seconds = float(payload.get("step_seconds", 0.0))
     sched = payload.get("schedule")
     if sched:
         sched = {k: v for k, v in sched.items() if k != "total_steps"}
@@ -121,20 +123,18 @@ def _elapsed(setup: TrainSetup) -> float:
     return time.monotonic() - (setup.started_at or time.monotonic())
 
 
-def _calibrate(setup: TrainSetup, run_steps, run_validation, state: RunState, info: dd.DistInfo) -> Schedule:
-    """Time a few real training steps and one validation pass, then fit epochs x iterations to the budget."""
+def _calibrate(setup: TrainSetup, run_steps, estimate_validation, state: RunState, info: dd.DistInfo) -> Schedule:
+    """Time a few real training steps, estimate one validation pass, then fit the schedule to the budget."""
     # timed from the end of the warm-up steps, so the loader's process start is not counted as step time
     step_ends: list[float] = []
     run_steps(CALIBRATION_EPOCH, CALIBRATION_WARMUP + CALIBRATION_STEPS, step_ends=step_ends)
     per_step = (step_ends[-1] - step_ends[CALIBRATION_WARMUP - 1]) / CALIBRATION_STEPS
-    start = time.monotonic()
-    run_validation()
-    validation_s = (time.monotonic() - start) / max(1, setup.validate_every)
+    validation_s = estimate_validation()
     per_step = dd.all_reduce_mean(per_step, info)
-    remaining = setup.time_budget_s - _elapsed(setup)
-    schedule = fit_to_budget(remaining, per_step, validation_s, setup.epochs or DEFAULT_EPOCHS,
-                             setup.iterations_per_epoch or DEFAULT_ITERATIONS)
-    schedule.budget_s, schedule.validate_every = setup.time_budget_s, setup.validate_every
+    elapsed = _elapsed(setup)
+    schedule = fit_to_budget(setup.time_budget_s - elapsed, per_step, validation_s, setup.epochs or DEFAULT_EPOCHS,
+                             setup.iterations_per_epoch or DEFAULT_ITERATIONS, budget_s=setup.time_budget_s,
+                             overhead_s=elapsed - state.step_seconds, validate_every=setup.validate_every)
     return schedule
 
 
@@ -142,7 +142,7 @@ def _step_deadline(setup: TrainSetup, sched: Schedule, info: dd.DistInfo) -> flo
     """Elapsed seconds after which a single-process budgeted run stops stepping (validation + final still fit)."""
     if not setup.time_budget_s or info.enabled:
         return None
-    return setup.time_budget_s - FINAL_RESERVE_S - (sched.validation_s or 0.0)
+    return setup.time_budget_s - final_reserve(setup.time_budget_s) - sched.validation_cost_s
 
 
 def _validation_summary(setup: TrainSetup, counts: dict, info: dd.DistInfo) -> dict:
@@ -211,7 +211,9 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(state.step)
             data, targets = to_device(batch, device, setup.channels_last)
+            step_start = time.monotonic()
             losses.append(train_step(net, data, targets, loss_fn, optimizer, scaler, autocast, setup.grad_clip))
+            state.step_seconds += time.monotonic() - step_start
             if lr_at is not None:
                 state.step += 1
             if step_ends is not None:
@@ -221,14 +223,17 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
         return losses
 
     def run_validation() -> dict:
-        """Whole-case validation of this rank's share, summed over ranks."""
-        counts = validate(model, val_cases, patch, setup.spatial_dims, plans["num_outputs"], setup.label_mode,
+        """Validation of this rank's share (whole cases, or the schedule's sampled regions), summed over ranks."""
+        fraction = state.schedule.validation_fraction if state.schedule else 1.0
+        cases = sampled_cases(val_cases, patch, fraction, setup.seed) if fraction < 1 else val_cases
+        counts = validate(model, cases, patch, setup.spatial_dims, plans["num_outputs"], setup.label_mode,
                           lambda seg: to_target(seg=seg)["target"], val_loss_fn, device, setup.precision)
         return _validation_summary(setup, counts, info)
 
     if state.schedule is None:
         if setup.time_budget_s:
-            state.schedule = _calibrate(setup, run_steps, run_validation, state, info)
+            state.schedule = _calibrate(setup, run_steps, lambda: estimate_validation_seconds(
+                model, val_cases, patch, setup.spatial_dims, plans["num_channels"], device, autocast), state, info)
         else:
             state.schedule = Schedule(setup.epochs or DEFAULT_EPOCHS, setup.iterations_per_epoch or DEFAULT_ITERATIONS,
                                       setup.validate_every)
@@ -248,7 +253,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
         record = {"epoch": state.epoch, "train_loss": float(dd.all_reduce_mean(float(np.mean(losses)), info)),
                   "lr": optimizer.param_groups[0]["lr"], "step": state.step}
         improved = False
-        if (state.epoch + 1) % sched.validate_every == 0 or state.epoch + 1 == sched.epochs:
+        if sched.validates_after(state.epoch):
             record |= run_validation()
             mean_dice = record["val_mean_dice"] if record["val_mean_dice"] is not None else 0.0
             improved = mean_dice > state.best_dice
@@ -275,7 +280,11 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
             stopped_early = True
             break
     final = {"epochs_run": state.epoch, "steps": state.step, "best_val_mean_dice": state.best_dice,
-             "stopped_early": stopped_early, "elapsed_s": round(_elapsed(setup), 1)}
+             "stopped_early": stopped_early, "elapsed_s": round(_elapsed(setup), 1),
+             "step_seconds": round(state.step_seconds, 1)}
+    if setup.time_budget_s:
+        # the share of the command's wall time inside optimiser steps (calibration steps included)
+        final["step_share"] = round(state.step_seconds / max(_elapsed(setup), 1e-9), 3)
     if info.is_main:
         ckpt.save_checkpoint(setup.fold_dir / "checkpoint_final.pt",
                              _checkpoint_payload(setup, model, optimizer, scaler, state) | {"final": final})
