@@ -9,7 +9,9 @@ colin_001-003, validate on colin_004), `segkit predict` (defaults) on the held-o
 before and after each (the numbers are "under load" whenever the load exceeds the threads used).
 
 Variants: "today" runs segkit from --today-root (default /work/main, the main branch: today's
-recipe), "improved" from this tree. `--phantom` also runs scripts/bench_train_budget.py (the
+recipe and schedule), "improved" from this tree with its defaults; "light" (this tree, today's
+`--augment light`) and "fast-elastic" (this tree, `--augment fast --elastic`) isolate the
+augmentation. `--phantom` also runs scripts/bench_train_budget.py (the
 brain-structures phantom) with this tree for each seed.
 
     python scripts/bench_real.py --out /tmp/bench_real [--minutes 8] [--seeds 0 1 2] [--variants today improved]
@@ -30,6 +32,9 @@ import realdata  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
 CONFIGURATION = "3d_fullres"
+# variant -> (source tree: "today" = --today-root, else this tree; extra `segkit train` arguments)
+VARIANTS = {"today": ("today", []), "improved": ("here", []), "light": ("here", ["--augment", "light"]),
+            "fast-elastic": ("here", ["--augment", "fast", "--elastic"])}
 SPLIT = [{"train": ["colin_001", "colin_002", "colin_003"], "val": ["colin_004"]}]
 
 
@@ -109,7 +114,7 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/bench_real")
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=["today", "improved"], choices=["today", "improved"])
+    parser.add_argument("--variants", nargs="+", default=["today", "improved"], choices=list(VARIANTS))
     parser.add_argument("--today-root", default="/work/main", help="source tree of today's recipe (main branch)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: every core)")
     parser.add_argument("--phantom", action="store_true", help="also run the brain-structures phantom per seed")
@@ -119,7 +124,7 @@ def main() -> None:
     dataset = out / "RealBrainStructures"
     if not (dataset / "dataset.json").is_file():
         realdata.build_dataset(dataset)
-    roots = {"today": Path(args.today_root), "improved": HERE}
+    roots = {v: Path(args.today_root) if VARIANTS[v][0] == "today" else HERE for v in args.variants}
     results: dict = {"minutes": args.minutes, "cpu_count": os.cpu_count(), "threads": args.threads,
                      "commits": {v: git_commit(roots[v]) for v in args.variants}, "runs": {}}
     for variant in args.variants:
@@ -130,7 +135,7 @@ def main() -> None:
         (work / "models" / CONFIGURATION / "splits.json").write_text(json.dumps(SPLIT))
     for seed in args.seeds:   # seeds outermost: the variants of one seed run back to back under similar load
         for variant in args.variants:
-            extra = args.train_args if variant == "improved" else []
+            extra = VARIANTS[variant][1] + (args.train_args if VARIANTS[variant][0] == "here" else [])
             row = run_variant_seed(roots[variant], dataset, out / f"work_{variant}", out / f"{variant}_seed{seed}",
                                    args.minutes, seed, args.threads, extra)
             results["runs"].setdefault(variant, []).append(row)
