@@ -170,5 +170,7 @@ def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_
     """
     if mean_epoch_s <= 0:
         return schedule.epochs
-    affordable = int(max(0.0, remaining_s - final_reserve(schedule.budget_s or remaining_s)) // mean_epoch_s)
+    # the last epoch's validation is not in an end-only run's mean epoch time: keep room for it
+    reserve = final_reserve(schedule.budget_s or remaining_s) + schedule.validation_cost_s
+    affordable = int(max(0.0, remaining_s - reserve) // mean_epoch_s)
     return max(1, epochs_done, min(max_epochs, epochs_done + affordable))
