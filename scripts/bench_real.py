@@ -4,7 +4,7 @@ Builds the real-image dataset (scripts/realdata.py: four deformed Colin27 traini
 AAL labels; held out: the MNI152 2009a template labelled under another protocol and a thick-slice
 re-processed Colin27, both with a bias field), then for every variant and seed: `segkit plan` +
 `preprocess` (once per variant), `segkit train -f 0 --time-budget MINUTES --seed S` (train on
-colin_001-003, validate on colin_004), `segkit predict` (defaults) on the held-out images and
+colin_001-003, validate on colin_004), `segkit predict --no-tta` (`--tta`: with mirroring, the default of segkit predict, 8x slower) on the held-out images and
 `segkit evaluate` against their labels. Runs one training at a time and records /proc/loadavg
 before and after each (the numbers are "under load" whenever the load exceeds the threads used).
 
@@ -58,20 +58,22 @@ def git_commit(root: Path) -> str:
 
 
 def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: float, seed: int,
-                     threads: int | None, extra: list[str]) -> dict:
+                     threads: int | None, extra: list[str], tta: bool = False, skip_train: bool = False) -> dict:
     """Train fold 0 within the budget, predict + evaluate the held-out subjects; returns the result row."""
     models = work / "models" / CONFIGURATION
     (models / "fold_0").mkdir(parents=True, exist_ok=True)
-    for stale in ("checkpoint_latest.pt", "checkpoint_final.pt", "checkpoint_best.pt", "schedule.json"):
-        (models / "fold_0" / stale).unlink(missing_ok=True)
     load_before = loadavg()
     start = time.monotonic()
-    segkit(root, "train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0", "--time-budget",
-           str(minutes), "--seed", str(seed), "--quiet", *(["--threads", str(threads)] if threads else []), *extra)
-    wall = time.monotonic() - start
+    if not skip_train:
+        for stale in ("checkpoint_latest.pt", "checkpoint_final.pt", "checkpoint_best.pt", "schedule.json"):
+            (models / "fold_0" / stale).unlink(missing_ok=True)
+        segkit(root, "train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0", "--time-budget",
+               str(minutes), "--seed", str(seed), "--quiet", *(["--threads", str(threads)] if threads else []), *extra)
+    wall = time.monotonic() - start if not skip_train else float("nan")
     load_after = loadavg()
     pred = out / "pred"
-    segkit(root, "predict", "-i", str(dataset / "heldout" / "images"), "-o", str(pred), "-m", str(models), "-f", "0")
+    segkit(root, "predict", "-i", str(dataset / "heldout" / "images"), "-o", str(pred), "-m", str(models), "-f", "0",
+           *([] if tta else ["--no-tta"]))
     evaluation = out / "evaluation.json"
     segkit(root, "evaluate", str(pred), str(dataset / "heldout" / "labels"), "--regions-from", str(dataset),
            "-o", str(evaluation))
@@ -118,6 +120,10 @@ def main() -> None:
     parser.add_argument("--today-root", default="/work/main", help="source tree of today's recipe (main branch)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: every core)")
     parser.add_argument("--phantom", action="store_true", help="also run the brain-structures phantom per seed")
+    parser.add_argument("--tta", action="store_true",
+                        help="score with mirroring TTA (segkit predict's default; 8x the prediction time)")
+    parser.add_argument("--skip-train", action="store_true",
+                        help="score the models already trained in --out (e.g. after an interrupted run)")
     parser.add_argument("train_args", nargs="*", help="extra `segkit train` arguments for the improved variant")
     args = parser.parse_args()
     out = Path(args.out)
@@ -127,7 +133,7 @@ def main() -> None:
     roots = {v: Path(args.today_root) if VARIANTS[v][0] == "today" else HERE for v in args.variants}
     results: dict = {"minutes": args.minutes, "cpu_count": os.cpu_count(), "threads": args.threads,
                      "commits": {v: git_commit(roots[v]) for v in args.variants}, "runs": {}}
-    for variant in args.variants:
+    for variant in ([] if args.skip_train else args.variants):
         root, work = roots[variant], out / f"work_{variant}"
         segkit(root, "plan", str(dataset), "--work-dir", str(work), "--configurations", CONFIGURATION, "--force")
         segkit(root, "preprocess", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION)
