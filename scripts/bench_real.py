@@ -143,7 +143,7 @@ def main() -> None:
         for variant in args.variants:
             extra = VARIANTS[variant][1] + (args.train_args if VARIANTS[variant][0] == "here" else [])
             row = run_variant_seed(roots[variant], dataset, out / f"work_{variant}", out / f"{variant}_seed{seed}",
-                                   args.minutes, seed, args.threads, extra)
+                                   args.minutes, seed, args.threads, extra, args.tta, args.skip_train)
             results["runs"].setdefault(variant, []).append(row)
             print(json.dumps({"variant": variant} | {k: row[k] for k in ("seed", "held_out_mean_dice",
                   "held_out_case_mean_dice", "steps", "wall_s", "loadavg_before", "loadavg_after")}), flush=True)

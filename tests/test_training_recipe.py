@@ -69,7 +69,7 @@ def test_short_cpu_recipe_trains_with_adamw_and_is_recorded(prepared, tmp_path):
     schedule = json.loads((fold / "schedule.json").read_text())
     assert schedule["recipe"]["name"] == "short_cpu_budget" and schedule["recipe"]["optimizer"] == "adamw"
     assert schedule["recipe"]["reason"] == "--recipe short-cpu"
-    assert any("augmentation fast" in note for note in schedule["notes"])
+    assert any("augmentation light" in note for note in schedule["notes"])
     final = torch.load(fold / "checkpoint_final.pt", weights_only=True)
     assert all("exp_avg" in s for s in final["optimizer_state"]["state"].values())   # AdamW moments
     assert final["optimizer_state"]["param_groups"][0]["lr"] < SHORT_CPU.lr          # poly decay from the recipe's lr

@@ -41,7 +41,7 @@ class Recipe:
 
 
 NNUNET = Recipe("nnunet", "sgd", 1e-2, 0.99, 3e-5, 1 / 3, None, "full")
-SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "fast", min_width=16)
+SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "light", min_width=16)
 RECIPES = {"nnunet": NNUNET, "short-cpu": SHORT_CPU}
 
 
