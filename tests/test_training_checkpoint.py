@@ -1,5 +1,6 @@
 """Checkpoints (weights_only, atomic, plan check), RNG state round trip, schedule and budget fitting rules."""
 
+import math
 import random
 
 import numpy as np
@@ -56,14 +57,14 @@ def test_poly_lr_decays_to_zero():
     assert poly_lr(0.01, 100, 100) == 0.0
 
 
-def test_budget_fit_fills_the_budget_and_keeps_min_epochs():
+def test_budget_fit_fills_the_budget_and_refits_epochs():
     roomy = fit_to_budget(3600, seconds_per_step=0.1, validation_s=5, max_epochs=1000, iterations_per_epoch=250)
-    assert roomy.iterations_per_epoch == 250
-    spent = roomy.epochs * (250 * 0.1 + 5)
-    assert spent <= 3600 and spent + (250 * 0.1 + 5) > 3600 * 0.92 - 10   # one more epoch would not fit
+    assert roomy.iterations_per_epoch == 250 and roomy.validation == "full"
+    spent = roomy.total_steps * 0.1 + roomy.epochs // roomy.validate_every * 5
+    assert spent <= 3600 and spent + 250 * 0.1 > 3600 * 0.8   # no room left for another epoch's steps
     tight = fit_to_budget(480, seconds_per_step=1.0, validation_s=6, max_epochs=1000, iterations_per_epoch=250)
     assert tight.epochs == MIN_EPOCHS and tight.iterations_per_epoch < 250
-    assert tight.epochs * (tight.iterations_per_epoch * 1.0 + 6) <= 480
+    assert tight.total_steps * 1.0 + math.ceil(tight.epochs / tight.validate_every) * 6 <= 480
     assert refit_epochs(tight, epochs_done=2, remaining_s=100, mean_epoch_s=40, max_epochs=1000) == 4
     assert refit_epochs(tight, epochs_done=5, remaining_s=30, mean_epoch_s=40, max_epochs=1000) == 5   # stop now
     assert refit_epochs(tight, epochs_done=2, remaining_s=1e6, mean_epoch_s=40, max_epochs=1000) == 1000

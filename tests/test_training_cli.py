@@ -131,3 +131,27 @@ def test_sigkill_then_resume_equals_uninterrupted_run(prepared, tmp_path):
     ref_momentum = [s["momentum_buffer"] for s in ref_final["optimizer_state"]["state"].values()]
     assert all(torch.equal(a, b) for a, b in zip(momentum, ref_momentum))
     assert np.isclose(log[-1]["train_loss"], ref_log[-1]["train_loss"])
+
+
+@pytest.mark.slow
+def test_time_budget_run_records_its_step_share_and_validates_at_the_end(prepared, tmp_path):
+    """A 12 s budget: the fitted schedule (validation mode, given_up), final.step_share, step_seconds saved."""
+    dataset, work = copy_work(*prepared, tmp_path)
+    started = time.monotonic()
+    assert _train(dataset, work, "-f", "0", "--time-budget", "0.2", "--no-fit", "--augment", "fast", "--quiet",
+                  "--num-workers", "0", "--threads", "1") == 0
+    wall = time.monotonic() - started
+    fold = work / "models" / "3d_fullres" / "fold_0"
+    schedule = json.loads((fold / "schedule.json").read_text())
+    assert schedule["source"] == "time_budget" and schedule["validation"] in ("full", "sampled", "end")
+    assert schedule["validation_s"] > 0 and isinstance(schedule["given_up"], list)
+    assert schedule["recipe"]["augment"] == "fast"
+    final = schedule["final"]
+    assert 0 < final["step_share"] <= 1 and final["step_seconds"] > 0 and final["steps"] >= 10
+    log = [json.loads(line) for line in (fold / "log.jsonl").read_text().splitlines()]
+    assert "val_dice" in log[-1]                       # the last epoch is always validated
+    assert all(("val_dice" in r) == (r is log[-1] or (r["epoch"] + 1) % schedule["validate_every"] == 0)
+               for r in log if schedule["validation"] != "end")
+    checkpoint = torch.load(fold / "checkpoint_final.pt", weights_only=True)
+    assert checkpoint["step_seconds"] == pytest.approx(final["step_seconds"], abs=0.1)
+    assert wall < 12 + 15                              # the budget holds (start-up slack for a loaded machine)

@@ -8,8 +8,8 @@ import torch
 
 from segkit.errors import UserError
 from segkit.training.augmentation import build_transform, sample_size_for
-from segkit.training.loader import (EpochBatches, PatchSampler, epoch_loader, open_case, preprocessed_case_ids,
-                                    with_slice_axis_first)
+from segkit.training.loader import (Case, EpochBatches, PatchSampler, epoch_loader, make_batch, open_case,
+                                    preprocessed_case_ids, with_slice_axis_first)
 
 
 def _write_case(folder, case_id, shape=(12, 20, 18), channels=2, seed=0):
@@ -110,3 +110,17 @@ def test_sparse_cases_centre_unforced_patches_on_annotated_voxels(tmp_path):
     # 2D configurations: the locations follow the slice axis
     moved = with_slice_axis_first(case, 2)
     assert moved.annotated_locations.tolist()[0] == [annotated[0][2], annotated[0][0], annotated[0][1]]
+
+
+def test_fast_augmentation_is_seeded_per_batch():
+    rng = np.random.default_rng(3)
+    shape = (1, 40, 44, 36)
+    case = Case("c", rng.standard_normal(shape).astype(np.float32), rng.integers(0, 3, shape[1:]).astype(np.int16),
+                {"class_locations": {"1": [[20, 22, 18]]}})
+    patch = [16, 16, 16]
+    sampler = PatchSampler([case], sample_size_for(patch, "fast"), 4, 3, 0.5)
+    transform = build_transform(patch, [0, 1, 2], [[1, 1, 1]], "softmax", augment="fast", elastic=True)
+    first, again, other = (make_batch(sampler, transform, seed) for seed in (11, 11, 12))
+    assert first["data"].shape == (4, 1, 16, 16, 16)
+    assert np.array_equal(first["data"], again["data"]) and np.array_equal(first["target"][0], again["target"][0])
+    assert not np.array_equal(first["data"], other["data"])

@@ -1,12 +1,16 @@
 """Per-epoch validation: whole cases through the prediction sliding window, so tile borders do not cost Dice."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 
 from segkit.training.loader import Case
 from segkit.training.losses import build_loss
-from segkit.training.validation import dice_from_counts, validate
+from segkit.inference.sliding_window import tile_slices
+from segkit.training.validation import (dice_from_counts, estimate_validation_seconds, sampled_cases, validate,
+                                        validation_tiles)
 
 NUM_OUTPUTS = 3
 
@@ -61,3 +65,33 @@ def test_sparse_validation_counts_only_annotated_voxels():
                       lambda seg: to_target(seg=seg)["target"], build_loss("softmax", 1), torch.device("cpu"))
     assert dice_from_counts(sparse["tp"], sparse["fp"], sparse["fn"]) == [1.0, 1.0]
     assert sparse["fn"].sum() == 0 and np.isfinite(sparse["loss"])
+
+
+def _large_case() -> Case:
+    """A 40 x 48 x 48 case with one small block per class and its class_locations."""
+    seg = np.zeros((40, 48, 48), np.int16)
+    seg[2:6, 3:8, 3:8] = 1
+    seg[30:36, 38:44, 40:45] = 2
+    data = np.stack([seg == k for k in range(NUM_OUTPUTS)]).astype(np.float32)
+    locations = {str(k): np.argwhere(seg == k)[:50].tolist() for k in (1, 2)}
+    return Case("big", data, seg, {"class_locations": locations})
+
+
+def test_sampled_regions_cover_every_class_and_cost_a_fraction_of_the_tiles():
+    case, patch = _large_case(), [8, 8, 8]
+    regions = sampled_cases([case], patch, 0.25, seed=0)
+    again = sampled_cases([case], patch, 0.25, seed=0)
+    assert len(again) == len(regions) and all(np.array_equal(a.seg, b.seg) for a, b in zip(regions, again))
+    assert {1, 2} <= set(np.unique(np.concatenate([r.seg.ravel() for r in regions])))
+    whole = validation_tiles([case], patch, 3)
+    assert whole == len(tile_slices(case.seg.shape, patch, 0.5))
+    assert 0.1 * whole <= validation_tiles(regions, patch, 3) <= 0.5 * whole
+    assert len(sampled_cases([case], patch, 0.001, seed=0)) == 1          # at least one region per case
+    assert sampled_cases([case], patch, 1.0, seed=0)[0] is case
+
+
+def test_validation_cost_is_estimated_without_running_a_pass():
+    case = _large_case()
+    seconds = estimate_validation_seconds(OneHotReader(), [case], [8, 8, 8], 3, NUM_OUTPUTS, torch.device("cpu"),
+                                          contextlib.nullcontext)
+    assert seconds > 0

@@ -43,9 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=False,
                    help="cuDNN autotuner on CUDA (default off: not measured faster yet, docs/benchmarks.md)")
     p.add_argument("--num-workers", type=int, default=1, help="background loader processes (0: in the main process)")
-    p.add_argument("--augment", choices=("auto", "full", "light", "none"), default="auto",
-                   help="full: spatial + intensity + mirror; light: no spatial transform; auto: full, except light "
-                        "for a CPU time budget under 30 minutes")
+    p.add_argument("--augment", choices=("auto", "full", "fast", "light", "none"), default="auto",
+                   help="full: spatial + intensity + mirror; fast: batched torch spatial transform + bias field + "
+                        "thick-slice simulation + intensity + mirror; light: no spatial transform; auto: the recipe's "
+                        "(full, except light for a CPU time budget under 30 minutes)")
     p.add_argument("--elastic", action="store_true", help="add elastic deformation to the spatial transform")
     p.add_argument("--batch-dice", action=argparse.BooleanOptionalAction, default=None,
                    help="Dice over the whole batch (default: the plan's batch_dice, else on for 3D, off for 2D)")

@@ -1,14 +1,18 @@
 """The training time budget as an object: `TimeBudget` (--time-budget) and its no-budget twin `NoBudget`.
 
-Both answer the trainer's three questions, so the loop has no budget branches:
-- `calibrate(time_steps, time_validation, recipe, validate_every, info)`: the schedule
-  (epochs x iterations). NoBudget: the recipe's. TimeBudget: times warm-up + timed real steps
-  and one validation pass, then fits the schedule to what remains (schedule.fit_to_budget).
+Both answer the trainer's questions, so the loop has no budget branches:
+- `calibrate(time_steps, estimate_validation, recipe, validate_every, info, step_seconds)`: the
+  schedule. NoBudget: the recipe's. TimeBudget: times warm-up + timed real steps, estimates one
+  whole validation pass (validation.estimate_validation_seconds, nothing is run), then applies
+  the pure rule schedule.fit_to_budget (>= 80 % of the whole budget in optimiser steps; the
+  seconds spent so far outside steps are its overhead_s); rank 0's decision for every rank.
 - `stop_stepping(schedule, info)`: checked after every step; True once the budget minus the
-  validation time and the final reserve is spent. Under torchrun rank 0's clock decides and is
-  broadcast, so every rank stops after the same step (DDP needs the same number of steps).
+  scheduled validation's cost and the final reserve is spent. Under torchrun rank 0's clock
+  decides and is broadcast, so every rank stops after the same step (DDP needs the same number
+  of steps).
 - `after_epoch(schedule, epochs_done, epoch_seconds, max_epochs)`: refits the epoch count to the
   measured epoch time; returns the log note of a change (the caller broadcasts rank 0's count).
+- `final_record(step_seconds)`: what the budget adds to the run's final record (the step share).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 
 from segkit.training import distributed as dd
 from segkit.training.recipe import Recipe
-from segkit.training.schedule import FINAL_RESERVE_S, Schedule, fit_to_budget, refit_epochs
+from segkit.training.schedule import Schedule, final_reserve, fit_to_budget, refit_epochs
 
 CALIBRATION_WARMUP = 2
 CALIBRATION_STEPS = 8
@@ -39,8 +43,8 @@ class NoBudget:
         """Seconds since the command started."""
         return self.clock() - self.started_at
 
-    def calibrate(self, time_steps, time_validation, recipe: Recipe, validate_every: int,
-                  info: dd.DistInfo) -> Schedule:
+    def calibrate(self, time_steps, estimate_validation, recipe: Recipe, validate_every: int,
+                  info: dd.DistInfo, step_seconds: Callable[[], float] = lambda: 0.0) -> Schedule:
         """The recipe's epochs x iterations (nothing is timed)."""
         return Schedule(recipe.epochs, recipe.iterations_per_epoch, validate_every)
 
@@ -51,6 +55,10 @@ class NoBudget:
     def after_epoch(self, schedule: Schedule, epochs_done: int, epoch_seconds: list[float], max_epochs: int) -> str | None:
         """Nothing to refit."""
         return None
+
+    def final_record(self, step_seconds: float) -> dict:
+        """Nothing beyond the loop's own record."""
+        return {}
 
 
 @dataclass
@@ -65,27 +73,30 @@ class TimeBudget:
         """Seconds since the command started."""
         return self.clock() - self.started_at
 
-    def calibrate(self, time_steps: Callable[[int], list[float]], time_validation: Callable[[], object],
-                  recipe: Recipe, validate_every: int, info: dd.DistInfo) -> Schedule:
-        """Time real steps and one validation pass, then fit epochs x iterations to the remaining budget.
+    def calibrate(self, time_steps: Callable[[int], list[float]], estimate_validation: Callable[[], float],
+                  recipe: Recipe, validate_every: int, info: dd.DistInfo,
+                  step_seconds: Callable[[], float] = lambda: 0.0) -> Schedule:
+        """Time real steps, estimate one validation pass, then fit the schedule to the budget (fit_to_budget).
 
         time_steps(n) runs n steps and returns the clock after each; timing starts at the end of the
-        warm-up steps, so the loader's process start is not counted as step time.
+        warm-up steps, so the loader's process start is not counted as step time. step_seconds()
+        is the time spent inside optimiser steps so far (the calibration steps count as steps);
+        everything else elapsed is start-up overhead the 80 % rule must absorb.
         """
         step_ends = time_steps(CALIBRATION_WARMUP + CALIBRATION_STEPS)
         per_step = (step_ends[-1] - step_ends[CALIBRATION_WARMUP - 1]) / CALIBRATION_STEPS
-        start = self.clock()
-        time_validation()
-        validation_s = (self.clock() - start) / max(1, validate_every)
+        validation_s = float(estimate_validation())
         per_step = dd.all_reduce_mean(per_step, info)
-        schedule = fit_to_budget(self.budget_s - self.elapsed(), per_step, validation_s, recipe.epochs,
-                                 recipe.iterations_per_epoch)
-        schedule.budget_s, schedule.validate_every = self.budget_s, validate_every
-        return schedule
+        validation_s = dd.all_reduce_mean(validation_s, info)
+        elapsed = self.elapsed()
+        schedule = fit_to_budget(self.budget_s - elapsed, per_step, validation_s, recipe.epochs,
+                                 recipe.iterations_per_epoch, budget_s=self.budget_s,
+                                 overhead_s=max(0.0, elapsed - step_seconds()), validate_every=validate_every)
+        return agree(schedule, info)
 
     def deadline(self, schedule: Schedule) -> float:
         """Elapsed seconds after which stepping stops (the epoch's validation and the final save still fit)."""
-        return self.budget_s - FINAL_RESERVE_S - (schedule.validation_s or 0.0)
+        return self.budget_s - final_reserve(self.budget_s) - schedule.validation_cost_s
 
     def stop_stepping(self, schedule: Schedule, info: dd.DistInfo) -> bool:
         """True once the deadline has passed (rank 0's clock for every rank)."""
@@ -101,6 +112,29 @@ class TimeBudget:
         note = f"epochs {schedule.epochs} -> {new_epochs} (refitted to measured epoch time)"
         schedule.epochs = new_epochs
         return note
+
+    def final_record(self, step_seconds: float) -> dict:
+        """The measured share of the command's wall time inside optimiser steps (calibration steps included)."""
+        return {"step_share": round(step_seconds / max(self.elapsed(), 1e-9), 3)}
+
+
+VALIDATION_MODES = ("full", "sampled", "end")
+FRACTION_SCALE = 1_000_000            # validation_fraction travels as an integer in millionths
+
+
+def agree(schedule: Schedule, info: dd.DistInfo) -> Schedule:
+    """Rank 0's decision on every rank: epochs, iterations, validation mode, frequency and fraction.
+
+    Each rank's clock and validation share differ, so each rank's fit may differ; every rank must
+    validate after the same epochs (validation sums over ranks) and step the same number of times.
+    """
+    values = dd.broadcast_ints([schedule.epochs, schedule.iterations_per_epoch, schedule.validate_every,
+                                VALIDATION_MODES.index(schedule.validation),
+                                int(round(schedule.validation_fraction * FRACTION_SCALE))], info)
+    schedule.epochs, schedule.iterations_per_epoch, schedule.validate_every = values[:3]
+    schedule.validation = VALIDATION_MODES[values[3]]
+    schedule.validation_fraction = values[4] / FRACTION_SCALE
+    return schedule
 
 
 def make_budget(time_budget_s: float | None, started_at: float | None) -> TimeBudget | NoBudget:

@@ -24,8 +24,8 @@ import torch
 from segkit.networks.architecture import stage_keys, total_strides
 
 TARGET_STEPS = 1000
-FIT_SHARE = 0.75                 # share of the budget expected to go to training steps
-MAX_FIT_SHARE_OF_BUDGET = 0.12   # stop measuring candidates after this share of the budget
+FIT_SHARE = 0.8                  # share of the budget after start-up expected to go to training steps (MIN_STEP_SHARE)
+MAX_FIT_SHARE_OF_BUDGET = 0.05   # stop measuring candidates after this share of the budget (it is start-up time)
 MIN_BOTTLENECK = 4               # voxels per axis of the coarsest feature map
 MIN_STAGES = 3
 MIN_WIDTH = 8                    # default first-stage width the fit never halves below (recipes may raise it)
@@ -119,13 +119,16 @@ def cost_proxy(entry: dict) -> float:
 
 def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s: float, build: Callable,
                       log: Callable[[str], None] = print, min_width: int = MIN_WIDTH,
-                      autocast: Callable[[], object] = nullcontext) -> tuple[dict, dict]:
+                      autocast: Callable[[], object] = nullcontext, startup_s: float = 0.0) -> tuple[dict, dict]:
     """The chosen configuration entry and a record of the measurements and the decision.
 
     The cheapest candidate is timed first; the others' times are predicted from cost_proxy, the
     first candidate predicted to reach TARGET_STEPS is timed, and if it is slower than predicted
-    the search moves on to the next candidate.
+    the search moves on to the next candidate. Steps are predicted for the budget less the
+    start-up already spent (startup_s), of which FIT_SHARE goes to steps.
     """
+    deadline = time.monotonic() + budget_s * MAX_FIT_SHARE_OF_BUDGET
+    budget_s = max(0.0, budget_s - startup_s)
     ordered = list(candidates(entry, min_width))
     cheapest = ordered[-1][1]
     base_seconds = time_step(cheapest, in_channels, num_outputs, build, autocast=autocast)
@@ -133,7 +136,6 @@ def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s:
                  "predicted_steps": int(budget_s * FIT_SHARE / base_seconds), "measured": True}]
     log(f"fit: {ordered[-1][0]}: {base_seconds:.3f} s/step")
     chosen_index = len(ordered) - 1
-    deadline = time.monotonic() + budget_s * MAX_FIT_SHARE_OF_BUDGET
     for index, (change, candidate) in enumerate(ordered[:-1]):
         predicted = base_seconds * cost_proxy(candidate) / cost_proxy(cheapest)
         if budget_s * FIT_SHARE / predicted < TARGET_STEPS or time.monotonic() > deadline:
@@ -149,7 +151,7 @@ def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s:
             break
     change, chosen = ordered[chosen_index]
     record = {"rule": "cpu time budget: first candidate (in order) reaching target_steps, else the cheapest",
-              "target_steps": TARGET_STEPS, "min_width": min_width, "budget_s": budget_s, "chosen": change, "measured": measured,
+              "target_steps": TARGET_STEPS, "min_width": min_width, "budget_s": budget_s, "startup_s": round(startup_s, 1), "chosen": change, "measured": measured,
               "original": {"patch_size": entry["patch_size"], "batch_size": entry["batch_size"],
                            "features_per_stage": entry["architecture"]["features_per_stage"]}}
     return chosen, record

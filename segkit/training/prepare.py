@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,8 @@ def _previous_fit(models: Path, configuration: str, source_sha: str) -> dict | N
 
 
 def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_type: str, info: dd.DistInfo,
-                      min_width: int, precision: str) -> dict:
-    """The entry shrunk for a short CPU time budget (fitting.py), or the plan's."""
+                      min_width: int, precision: str, startup_s: float = 0.0) -> dict:
+    """The entry shrunk for a short CPU time budget (fitting.py, startup_s already spent), or the plan's."""
     if device_type != "cpu" or not request.time_budget_min or not request.fit or info.enabled:
         return entry
     if request.pretrained or request.resume:   # a fit would change the architecture the weights belong to
@@ -110,7 +111,7 @@ def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_ty
     autocast, _ = make_autocast(torch.device(device_type), precision)
     chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], request.time_budget_min * 60,
                                        build_network, log=lambda m: print(m, flush=True), min_width=min_width,
-                                       autocast=autocast)
+                                       autocast=autocast, startup_s=startup_s)
     record["precision"] = precision
     if chosen is entry or record["chosen"] == "as planned":
         return entry
@@ -222,7 +223,8 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
         entry = previous
     else:
         source = {"source_plans_sha256": plans_sha256(entry)}
-        entry = _cpu_fitted_entry(request, plans, entry, device_type, info, recipe.min_width, precision)
+        entry = _cpu_fitted_entry(request, plans, entry, device_type, info, recipe.min_width, precision,
+                                  startup_s=time.monotonic() - started)
         entry, probe = _memory_fitted_entry(plans, entry, recipe, device, precision, info)
         for key in ("training_fit", "memory_fit"):
             if key in entry:

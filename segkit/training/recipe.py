@@ -31,7 +31,7 @@ SHORT_BUDGET_MIN = 30.0
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("poly",)
 LOSSES = ("dice_ce",)                    # CE (softmax) or BCE (sigmoid regions) + soft Dice, deep supervision
-AUGMENTATIONS = ("full", "light", "none")
+AUGMENTATIONS = ("full", "fast", "light", "none")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Recipe:
     weight_decay: float
     foreground_fraction: float     # share of each batch centred on a foreground voxel
     batch_dice: bool | None        # None: the plan's / nnU-Net's default
-    augment: str                   # augmentation level: full | light | none
+    augment: str                   # augmentation level: full | fast | light | none
     min_width: int = 8             # CPU hardware fitting never halves the first stage's width below this
     lr_schedule: str = "poly"      # lr = lr * (1 - step / total_steps) ** lr_exponent, per step
     lr_exponent: float = 0.9

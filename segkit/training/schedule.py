@@ -1,20 +1,40 @@
 """Learning-rate schedule (poly decay) and fitting a training schedule to a wall-clock time budget.
 
-Budget rule (docs/cli/train.md): the trainer measures the seconds per training step after a few
-warm-up steps and the cost of one validation pass, reserves time for the final checkpoint, and
-sets epochs x iterations-per-epoch so that poly decay reaches zero when the budget is spent.
-If fewer than MIN_EPOCHS epochs of the requested length fit, epochs are kept at MIN_EPOCHS
-(when at least MIN_EPOCHS steps fit) and iterations per epoch shrink instead.
+Budget rule (docs/cli/train.md), `fit_to_budget`: the trainer measures the seconds per training
+step after a few warm-up steps and estimates the cost of one whole validation pass; at least
+MIN_STEP_SHARE of the *whole* budget (start-up included) must go to optimiser steps. What the
+start-up, the final checkpoint (final_reserve_s), the per-epoch bookkeeping and the safety margin
+leave of the other 20 % is the validation allowance, spent in this order of preference:
+  1. "full" validation every --validate-every epochs;
+  2. "full" validation every k epochs (k grown until it fits, at least MIN_VALIDATIONS of them);
+  3. "sampled" validation: MIN_VALIDATIONS passes over a seeded share of each case (regions
+     around the classes, segkit.training.validation.sampled_cases), the share >= MIN_SAMPLE_FRACTION;
+  4. "end": one validation after the last epoch only (sampled, >= END_MIN_FRACTION, when a whole pass does not fit).
+Then epochs x iterations per epoch use the remaining time so poly decay reaches zero at the
+budget's end: the requested iterations per epoch (250) while at least MIN_EPOCHS epochs fit,
+otherwise MIN_EPOCHS epochs of fewer iterations, but never fewer than MIN_ITERATIONS per epoch
+(fewer epochs instead) and never more epochs than the per-epoch bookkeeping allows
+(MAX_BOOKKEEPING_SHARE of the budget; longer epochs instead). Every concession is listed in
+Schedule.given_up.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 MIN_EPOCHS = 10
-FINAL_RESERVE_S = 10.0          # final checkpoint + log + picture
-SAFETY = 0.92                   # share of the remaining budget planned for (the machine may slow down)
+FINAL_RESERVE_S = 10.0          # final checkpoint + log + picture (at most FINAL_RESERVE_SHARE of the budget)
+FINAL_RESERVE_SHARE = 0.04
+SAFETY = 0.97                   # share of the remaining budget planned for (the machine may slow down)
+MIN_STEP_SHARE = 0.8            # share of the whole budget that must go to optimiser steps
+SHARE_MARGIN = 0.02             # planned above MIN_STEP_SHARE: steps come in whole epochs, clocks jitter
+MIN_ITERATIONS = 20             # steps per epoch below which an epoch is bookkeeping, not training
+MIN_VALIDATIONS = 3             # validations worth having for choosing the best checkpoint
+MIN_SAMPLE_FRACTION = 0.1       # smallest share of the validation data a sampled pass covers
+END_MIN_FRACTION = 0.02         # the one end-of-run validation covers at least this (>= one region per case)
+EPOCH_OVERHEAD_S = 0.5          # per-epoch log line + checkpoint_latest + progress.png (estimate)
+MAX_BOOKKEEPING_SHARE = 0.04    # share of the budget the per-epoch bookkeeping may take
 
 
 def poly_lr(base_lr: float, step: int, total_steps: int, exponent: float = 0.9) -> float:
@@ -32,30 +52,119 @@ class Schedule:
     source: str = "fixed"                 # "fixed" | "time_budget"
     budget_s: float | None = None
     seconds_per_step: float | None = None
-    validation_s: float | None = None
+    validation_s: float | None = None    # one whole validation pass (estimated or measured)
+    validation: str = "full"             # "full" | "sampled" | "end" (one validation after the last epoch)
+    validation_fraction: float = 1.0     # share of the validation data each pass covers
+    predicted_step_share: float | None = None   # predicted share of the budget in optimiser steps
+    given_up: list[str] = field(default_factory=list)
 
     @property
     def total_steps(self) -> int:
         """Number of optimiser steps in the whole run."""
         return self.epochs * self.iterations_per_epoch
 
+    @property
+    def validation_cost_s(self) -> float:
+        """Expected seconds of one validation as scheduled."""
+        return (self.validation_s or 0.0) * self.validation_fraction
+
+    def validates_after(self, epoch: int) -> bool:
+        """Whether the epoch (0-based) ends with a validation."""
+        if epoch + 1 >= self.epochs:
+            return True
+        return self.validation != "end" and (epoch + 1) % self.validate_every == 0
+
     def to_dict(self) -> dict:
         """JSON-ready record of the decision."""
         return asdict(self) | {"total_steps": self.total_steps}
 
 
+def final_reserve(budget_s: float) -> float:
+    """Seconds kept for the final checkpoint and records: FINAL_RESERVE_S, at most FINAL_RESERVE_SHARE of the budget."""
+    return min(FINAL_RESERVE_S, max(1.0, FINAL_RESERVE_SHARE * budget_s))
+
+
+def _epochs_and_iterations(steps: int, max_epochs: int, iterations_per_epoch: int, max_epochs_by_overhead: int,
+                           given_up: list[str]) -> tuple[int, int]:
+    """Split `steps` into epochs x iterations (see the module's rule), noting each concession."""
+    if steps <= 0:
+        return 1, 1
+    cap = max(1, min(max_epochs, max_epochs_by_overhead))
+    epochs = min(cap, steps // iterations_per_epoch)
+    if epochs >= min(MIN_EPOCHS, cap) and epochs >= 1:
+        if steps // iterations_per_epoch > max_epochs_by_overhead and epochs == max_epochs_by_overhead < max_epochs:
+            # the bookkeeping cap, not the budget, limits the epochs: longer epochs fill the budget
+            return epochs, steps // epochs
+        return epochs, iterations_per_epoch
+    epochs = max(1, min(MIN_EPOCHS, cap, steps // MIN_ITERATIONS))
+    iterations = max(1, steps // epochs)
+    given_up.append(f"epochs of {iterations} steps instead of {iterations_per_epoch} ({epochs} epochs: "
+                    f"at least {MIN_ITERATIONS} steps each, bookkeeping <= {MAX_BOOKKEEPING_SHARE:.0%} of the budget)")
+    return epochs, iterations
+
+
+def _plan_validation(allowance_s: float, validation_s: float, epochs: int, validate_every: int,
+                     given_up: list[str]) -> tuple[str, float, int, float]:
+    """(mode, fraction, validate_every, seconds of all validations) within allowance_s."""
+    wanted = max(1, math.ceil(epochs / max(1, validate_every)))
+    if validation_s <= 0 or wanted * validation_s <= allowance_s:
+        return "full", 1.0, validate_every, wanted * validation_s
+    affordable = int(allowance_s // validation_s)
+    if affordable >= MIN_VALIDATIONS:
+        every = max(validate_every, math.ceil(epochs / affordable))
+        count = math.ceil(epochs / every)
+        given_up.append(f"validation every {every} epochs instead of every {validate_every} "
+                        f"({count} whole passes of {validation_s:.1f} s fit the 20 % left after steps)")
+        return "full", 1.0, every, count * validation_s
+    fraction = allowance_s / (MIN_VALIDATIONS * validation_s)
+    if fraction >= MIN_SAMPLE_FRACTION and epochs >= MIN_VALIDATIONS:
+        every = max(validate_every, math.ceil(epochs / MIN_VALIDATIONS))
+        given_up.append(f"sampled validation: {fraction:.0%} of each validation case, every {every} epochs "
+                        f"(a whole pass takes {validation_s:.1f} s)")
+        return "sampled", round(fraction, 3), every, MIN_VALIDATIONS * fraction * validation_s
+    fraction = min(1.0, max(END_MIN_FRACTION, allowance_s / validation_s))
+    given_up.append("per-epoch validation: one validation after the last epoch only"
+                    + (f", on {fraction:.0%} of each case" if fraction < 1 else "")
+                    + f" (a whole pass takes {validation_s:.1f} s of a {allowance_s:.1f} s allowance)")
+    return "end", round(fraction, 3), max(1, epochs), fraction * validation_s
+
+
 def fit_to_budget(remaining_s: float, seconds_per_step: float, validation_s: float, max_epochs: int,
-                  iterations_per_epoch: int, steps_done: int = 0) -> Schedule:
-    """Largest schedule whose training + validation + final checkpoint fit in remaining_s (counting steps_done)."""
-    usable = max(0.0, remaining_s * SAFETY - FINAL_RESERVE_S)
-    epochs = min(max_epochs, int((usable + steps_done * seconds_per_step)
-                                 // (iterations_per_epoch * seconds_per_step + validation_s)))
-    if epochs < MIN_EPOCHS:
-        epochs = min(MIN_EPOCHS, max_epochs)
-        per_epoch = (usable + steps_done * seconds_per_step) / epochs - validation_s
-        iterations_per_epoch = max(1, math.floor(per_epoch / seconds_per_step))
-    return Schedule(max(epochs, 1), iterations_per_epoch, source="time_budget", budget_s=None,
-                    seconds_per_step=seconds_per_step, validation_s=validation_s)
+                  iterations_per_epoch: int, steps_done: int = 0, budget_s: float | None = None,
+                  overhead_s: float = 0.0, validate_every: int = 1, epoch_overhead_s: float = EPOCH_OVERHEAD_S,
+                  min_step_share: float = MIN_STEP_SHARE) -> Schedule:
+    """The schedule for the rest of a budgeted run (the module's rule); a pure function of the measurements.
+
+    remaining_s: budget left now; budget_s: the whole budget (default remaining_s); overhead_s:
+    seconds already spent outside optimiser steps (start-up, hardware fit, timing); steps_done:
+    optimiser steps already taken that count towards poly decay.
+    """
+    budget_s = remaining_s if budget_s is None else budget_s
+    reserve = final_reserve(budget_s)
+    usable = max(0.0, remaining_s * SAFETY - reserve)
+    allowance = (1 - min_step_share - SHARE_MARGIN) * budget_s - overhead_s - reserve - (1 - SAFETY) * remaining_s
+    given_up: list[str] = []
+    max_by_overhead = max(1, int(MAX_BOOKKEEPING_SHARE * budget_s // max(epoch_overhead_s, 1e-6)))
+    # epochs without validation first, then the validation plan for that many epochs, then refit
+    steps = int(usable // seconds_per_step) + steps_done
+    epochs, _ = _epochs_and_iterations(steps, max_epochs, iterations_per_epoch, max_by_overhead, [])
+    allowance -= epochs * epoch_overhead_s
+    mode, fraction, every, validation_total = _plan_validation(allowance, validation_s, epochs, validate_every,
+                                                               given_up)
+    step_time = max(0.0, usable - validation_total - epochs * epoch_overhead_s)
+    steps = int(step_time // seconds_per_step) + steps_done
+    epochs, iterations = _epochs_and_iterations(steps, max_epochs, iterations_per_epoch, max_by_overhead, given_up)
+    if mode == "end":
+        every = epochs
+    elif mode == "sampled":
+        every = max(validate_every, math.ceil(epochs / MIN_VALIDATIONS))
+    share = ((epochs * iterations - steps_done) * seconds_per_step) / budget_s if budget_s > 0 else 0.0
+    if share < min_step_share:
+        given_up.append(f"the {min_step_share:.0%} step share: start-up and the final checkpoint already take "
+                        f"{overhead_s + reserve:.1f} s of {budget_s:.1f} s")
+    return Schedule(max(epochs, 1), iterations, validate_every=every, source="time_budget", budget_s=budget_s,
+                    seconds_per_step=seconds_per_step, validation_s=validation_s, validation=mode,
+                    validation_fraction=fraction, predicted_step_share=round(share, 3), given_up=given_up)
 
 
 def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_epoch_s: float, max_epochs: int) -> int:
@@ -65,5 +174,7 @@ def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_
     """
     if mean_epoch_s <= 0:
         return schedule.epochs
-    affordable = int(max(0.0, remaining_s - FINAL_RESERVE_S) // mean_epoch_s)
+    # the last epoch's validation is not in an end-only run's mean epoch time: keep room for it
+    reserve = final_reserve(schedule.budget_s or remaining_s) + schedule.validation_cost_s
+    affordable = int(max(0.0, remaining_s - reserve) // mean_epoch_s)
     return max(1, epochs_done, min(max_epochs, epochs_done + affordable))

@@ -38,7 +38,7 @@ from segkit.training.records import (
 )
 from segkit.training.schedule import Schedule
 from segkit.training.setup import TrainSetup
-from segkit.training.validation import dice_from_counts, validate
+from segkit.training.validation import dice_from_counts, estimate_validation_seconds, sampled_cases, validate
 
 CALIBRATION_EPOCH = 1_000_000        # batch-stream ids of the timing steps (never a real epoch)
 
@@ -53,6 +53,7 @@ class RunState:
     stale: int = 0                       # validations since the best one
     schedule: Schedule | None = None
     epoch_seconds: list[float] = field(default_factory=list)
+    step_seconds: float = 0.0            # wall seconds inside optimiser steps (the budget's step share)
 
 
 @dataclass
@@ -90,7 +91,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
         record = {"epoch": run.state.epoch, "train_loss": float(dd.all_reduce_mean(float(np.mean(losses)), run.info)),
                   "lr": run.optimizer.param_groups[0]["lr"], "step": run.state.step}
         improved = False
-        if validates_after(schedule, run.state.epoch):
+        if schedule.validates_after(run.state.epoch):
             record |= run_validation(run)
             improved = update_best(run.state, record["val_mean_dice"])
         stopped = end_epoch(run, schedule, record, improved, epoch_start, len(losses))
@@ -140,10 +141,9 @@ def decide_schedule(run: Run) -> Schedule:
             print(f"resume: {change}", flush=True)
             record_extension(setup.fold_dir, state.schedule, change, state.epoch)
         return state.schedule
-    schedule = run.budget.calibrate(lambda count: _time_steps(run, count), lambda: run_validation(run),
-                                    setup.recipe, setup.validate_every, info)
-    schedule.epochs, schedule.iterations_per_epoch = dd.broadcast_ints(
-        [schedule.epochs, schedule.iterations_per_epoch], info)
+    schedule = run.budget.calibrate(lambda count: _time_steps(run, count), lambda: estimate_validation_seconds(
+        run.model, run.val_cases, run.patch, setup.spatial_dims, setup.plans["num_channels"], setup.device,
+        run.autocast), setup.recipe, setup.validate_every, info, lambda: state.step_seconds)
     state.schedule = schedule
     if info.is_main:
         extra = {"memory_fit": setup.config_entry["memory_fit"]} if "memory_fit" in setup.config_entry else {}
@@ -173,8 +173,10 @@ def run_steps(run: Run, epoch: int, count: int, schedule: Schedule | None = None
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
         data, targets = to_device(batch, device, setup.speed.channels_last)
+        step_start = time.monotonic()
         losses.append(train_step(run.net, data, targets, run.loss_fn, run.optimizer, run.scaler, run.autocast,
                                  setup.recipe.grad_clip))
+        state.step_seconds += time.monotonic() - step_start     # the budget's step share (calibration included)
         if step_ends is not None:
             step_ends.append(time.monotonic())
         if schedule is not None:
@@ -192,17 +194,14 @@ def _time_steps(run: Run, count: int) -> list[float]:
 
 
 def run_validation(run: Run) -> dict:
-    """Whole-case validation of this rank's share, summed over ranks."""
+    """Validation of this rank's share (whole cases, or the schedule's sampled regions), summed over ranks."""
     setup = run.setup
-    counts = validate(run.model, run.val_cases, run.patch, setup.spatial_dims, setup.plans["num_outputs"],
+    fraction = run.state.schedule.validation_fraction if run.state.schedule else 1.0
+    cases = sampled_cases(run.val_cases, run.patch, fraction, setup.seed) if fraction < 1 else run.val_cases
+    counts = validate(run.model, cases, run.patch, setup.spatial_dims, setup.plans["num_outputs"],
                       setup.label_mode, lambda seg: run.to_target(seg=seg)["target"], run.val_loss_fn, setup.device,
                       setup.precision)
     return _validation_summary(setup, counts, run.info)
-
-
-def validates_after(schedule: Schedule, epoch: int) -> bool:
-    """Validate every validate_every epochs and after the last one."""
-    return (epoch + 1) % schedule.validate_every == 0 or epoch + 1 == schedule.epochs
 
 
 def update_best(state: RunState, mean_dice: float | None) -> bool:
@@ -214,7 +213,11 @@ def update_best(state: RunState, mean_dice: float | None) -> bool:
 
 
 def end_epoch(run: Run, schedule: Schedule, record: dict, improved: bool, epoch_start: float, steps_run: int) -> bool:
-    """Time the epoch, refit the schedule to the budget, decide on stopping (rank 0 for all), save; True = stop."""
+    """Time the epoch, refit the schedule to the budget, decide on stopping (rank 0 for all), save; True = stop.
+
+    The last epoch is always validated: when the refit or the budget cut makes this epoch the last
+    after its validation was decided against, it is validated here.
+    """
     state, setup, info = run.state, run.setup, run.info
     state.epoch += 1
     state.epoch_seconds.append(time.monotonic() - epoch_start)
@@ -228,6 +231,9 @@ def end_epoch(run: Run, schedule: Schedule, record: dict, improved: bool, epoch_
         record["budget_cut"] = f"time budget reached after {steps_run} steps of this epoch"
         stop = True
     schedule.epochs, stop_all = dd.broadcast_ints([schedule.epochs, int(stop)], info)
+    if (stop_all or state.epoch >= schedule.epochs) and "val_mean_dice" not in record:
+        record |= run_validation(run)
+        improved = update_best(state, record["val_mean_dice"])
     if info.is_main:
         _save_epoch(setup, run.model, run.optimizer, run.scaler, state, record, improved)
     dd.barrier(info)
@@ -238,7 +244,8 @@ def finish(run: Run, schedule: Schedule, stopped_early: bool) -> dict:
     """Rank 0 writes checkpoint_final.pt and the final schedule; returns the final record."""
     state, setup = run.state, run.setup
     final = {"epochs_run": state.epoch, "steps": state.step, "best_val_mean_dice": state.best_dice,
-             "stopped_early": stopped_early, "elapsed_s": round(run.budget.elapsed(), 1)}
+             "stopped_early": stopped_early, "elapsed_s": round(run.budget.elapsed(), 1),
+             "step_seconds": round(state.step_seconds, 1)} | run.budget.final_record(state.step_seconds)
     if run.info.is_main:
         ckpt.save_checkpoint(setup.fold_dir / "checkpoint_final.pt",
                              _checkpoint_payload(setup, run.model, run.optimizer, run.scaler, state) | {"final": final})
@@ -298,7 +305,8 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
         "optimizer_state": optimizer.state_dict(), "scaler_state": scaler.state_dict() if scaler else {},
         "step": state.step, "best_dice": state.best_dice, "stale": state.stale,
         "schedule": state.schedule.to_dict() if state.schedule else None,
-        "epoch_seconds": list(state.epoch_seconds), "rng_state": ckpt.rng_state(), "seed": setup.seed,
+        "epoch_seconds": list(state.epoch_seconds), "step_seconds": state.step_seconds,
+        "rng_state": ckpt.rng_state(), "seed": setup.seed,
     }
 
 
@@ -313,6 +321,7 @@ def _restore(setup: TrainSetup, model, optimizer, scaler, state: RunState) -> No
     state.epoch, state.step = payload["epoch"] + 1, payload["step"]
     state.best_dice, state.stale = payload["best_dice"], payload["stale"]
     state.epoch_seconds = list(payload.get("epoch_seconds", []))
+    state.step_seconds = float(payload.get("step_seconds", 0.0))
     sched = payload.get("schedule")
     if sched:
         sched = {k: v for k, v in sched.items() if k != "total_steps"}

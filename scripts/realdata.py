@@ -1,0 +1,209 @@
+"""The real-image development benchmark dataset (brain structures on real T1 MR), built from installed packages.
+
+Sources (scripts/setup_realdata.sh installs them; provenance and licences in docs/dependencies.md):
+  - Colin27 (one subject, 27 averaged T1 scans, MNI) as shipped by Debian's mricron-data: ch2 (head)
+    and ch2bet (skull-stripped, another intensity scale), 1 mm; ch2better (0.5 mm, re-processed);
+  - the AAL atlas (116 regions, drawn on Colin27) from the same package;
+  - the ICBM 2009a nonlinear symmetric MNI152 template (an average of 152 subjects, another
+    scanner/contrast) with its grey/white-matter probability maps, from the nilearn wheel.
+
+Eight classes (left and right merged): cortex, cerebellum, thalamus, caudate, putamen, pallidum,
+hippocampus, amygdala -- the last two ~450-560 voxels at 2 mm.
+
+Training subjects (imagesTr/labelsTr): Colin27 head or skull-stripped, each under its own seeded
+smooth random deformation (affine +-6 degrees / +-8 % and a ~3 mm displacement field: anatomical
+variability the single real subject lacks), optionally mirrored left/right, resampled to 2 mm
+with partial-volume smoothing; labels are AAL carried through the same deformation.
+
+Held-out subjects (heldout/images, heldout/labels; never trained or validated on):
+  - mni152: a different anatomy (population average), template, contrast and scanner, at 1.5 mm,
+    with a smooth intensity non-uniformity; labelled under another protocol: AAL transferred by
+    MNI coordinates and restricted to tissue (grey + white matter probability >= 0.5);
+  - colin_thick: ch2better (another processing and contrast of Colin27) as a thick-slice
+    acquisition (1.2 x 1.2 x 3 mm) with a bias field: a scanner/protocol shift on known anatomy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+MRICRON = Path("/usr/share/mricron/templates")
+REALDATA = Path(os.environ.get("SEGKIT_REALDATA", Path.home() / ".cache" / "segkit-realdata"))
+MNI_T1 = "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+
+CORTEX = [i for i in range(1, 91) if i not in (37, 38, 41, 42, *range(71, 79))]
+CLASSES = {  # class name -> AAL region indices (left and right merged)
+    "cortex": CORTEX, "cerebellum": list(range(91, 117)), "thalamus": [77, 78], "caudate": [71, 72],
+    "putamen": [73, 74], "pallidum": [75, 76], "hippocampus": [37, 38], "amygdala": [41, 42],
+}
+TRAIN_SPACING = 2.0
+# (case id, Colin27 file, mirror left/right, bias-field strength)
+TRAIN_SUBJECTS = (("colin_001", "ch2.nii.gz", False, 0.0), ("colin_002", "ch2.nii.gz", True, 0.1),
+                  ("colin_003", "ch2bet.nii.gz", False, 0.1), ("colin_004", "ch2bet.nii.gz", True, 0.0))
+HELD_OUT = ("mni152", "colin_thick")
+
+
+def missing_sources() -> list[str]:
+    """Paths of source files that are not installed (empty when the benchmark can be built)."""
+    needed = [MRICRON / n for n in ("ch2.nii.gz", "ch2bet.nii.gz", "ch2better.nii.gz", "aal.nii.gz")]
+    needed += [REALDATA / MNI_T1.replace("_t1_", f"_{k}_") for k in ("t1", "gm", "wm")]
+    return [str(p) for p in needed if not p.is_file()]
+
+
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(array float32 in x, y, z order, affine)."""
+    image = nib.load(str(path))
+    return np.asarray(image.dataobj, dtype=np.float32), image.affine
+
+
+def _aal_classes(aal: np.ndarray) -> np.ndarray:
+    """AAL region indices -> class labels 1..8 (0 elsewhere)."""
+    lut = np.zeros(256, dtype=np.uint8)
+    for label, regions in enumerate(CLASSES.values(), start=1):
+        lut[regions] = label
+    return lut[aal.astype(np.int64)]
+
+
+def _grid(shape_mm: np.ndarray, origin: np.ndarray, spacing: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """Shape and affine of an axis-aligned grid covering shape_mm from origin."""
+    shape = tuple(int(n) for n in np.ceil(shape_mm / spacing))
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(spacing)
+    affine[:3, 3] = origin
+    return shape, affine
+
+
+def _random_warp(rng: np.random.Generator, shape: tuple[int, ...], spacing: np.ndarray, centre: np.ndarray,
+                 mirror: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(3x4 world affine, displacement field (3, *shape) in mm) of one seeded subject deformation."""
+    angles = np.radians(rng.uniform(-6, 6, 3))
+    rotation = np.eye(3)
+    for axis, angle in enumerate(angles):
+        a, b = [i for i in range(3) if i != axis]
+        r = np.eye(3)
+        r[a, a] = r[b, b] = np.cos(angle)
+        r[a, b], r[b, a] = -np.sin(angle), np.sin(angle)
+        rotation = rotation @ r
+    linear = rotation @ np.diag(rng.uniform(0.92, 1.08, 3) * np.array([-1.0 if mirror else 1.0, 1, 1]))
+    matrix = np.zeros((3, 4))
+    matrix[:, :3] = linear
+    matrix[:, 3] = centre - linear @ centre + rng.uniform(-3, 3, 3)
+    coarse = rng.standard_normal((3, *[max(2, int(n * s / 24)) for n, s in zip(shape, spacing)])) * 3.0
+    field = np.stack([ndimage.zoom(c, [n / m for n, m in zip(shape, c.shape)], order=3) for c in coarse])
+    return matrix, field[(slice(None),) + tuple(slice(0, n) for n in shape)]
+
+
+def _sample(volume: np.ndarray, affine: np.ndarray, world: np.ndarray, order: int) -> np.ndarray:
+    """volume at world points (3, *shape) (mm), linear (order 1) or nearest (order 0), 0 outside."""
+    inverse = np.linalg.inv(affine)
+    voxel = np.tensordot(inverse[:3, :3], world, axes=1) + inverse[:3, 3].reshape(3, *[1] * (world.ndim - 1))
+    return ndimage.map_coordinates(volume, voxel, order=order, mode="constant", cval=0.0)
+
+
+def _world_points(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """World coordinates (3, *shape) of every voxel centre of a grid."""
+    index = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"))
+    return np.tensordot(affine[:3, :3], index, axes=1) + affine[:3, 3].reshape(3, 1, 1, 1)
+
+
+def _bias_field(rng: np.random.Generator, shape: tuple[int, ...], strength: float) -> np.ndarray:
+    """Smooth multiplicative intensity non-uniformity, 1 +- about `strength`."""
+    if strength <= 0:
+        return np.ones(shape, dtype=np.float32)
+    coarse = rng.standard_normal((3, 3, 3))
+    field = ndimage.zoom(coarse, [n / 3 for n in shape], order=3)[tuple(slice(0, n) for n in shape)]
+    return (1.0 + strength * field / (np.abs(field).max() + 1e-8)).astype(np.float32)
+
+
+def _resample(image: np.ndarray, affine: np.ndarray, labels: np.ndarray, label_affine: np.ndarray,
+              spacing: np.ndarray, world_of: callable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, labels, affine) on a new grid of `spacing` over the image's extent; world_of maps grid points."""
+    source_spacing = np.abs(np.diag(affine)[:3])
+    shape, target = _grid(np.asarray(image.shape) * source_spacing, affine[:3, 3], spacing)
+    world = world_of(_world_points(shape, target))
+    # partial volume: a coarser acquisition averages the finer voxels it covers
+    sigma = np.maximum(spacing / source_spacing - 1, 0) * 0.5
+    smooth = ndimage.gaussian_filter(image, sigma) if sigma.any() else image
+    return _sample(smooth, affine, world, 1), _sample(labels, label_affine, world, 0).astype(np.uint8), target
+
+
+def _write(image: np.ndarray, labels: np.ndarray, affine: np.ndarray, image_path: Path, label_path: Path) -> None:
+    """Write the image (float32) and labels (uint8) as NIfTI."""
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    label_path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(image.astype(np.float32), affine), str(image_path))
+    nib.save(nib.Nifti1Image(labels.astype(np.uint8), affine), str(label_path))
+
+
+def build_training_subject(case_id: str, source: str, mirror: bool, bias: float, seed: int, root: Path) -> None:
+    """One deformed Colin27 training subject at 2 mm in the raw layout."""
+    rng = np.random.default_rng(seed)
+    image, affine = _load(MRICRON / source)
+    aal, aal_affine = _load(MRICRON / "aal.nii.gz")
+    labels = _aal_classes(aal)
+    spacing = np.full(3, TRAIN_SPACING)
+    shape, _ = _grid(np.asarray(image.shape, dtype=float), affine[:3, 3], spacing)
+    centre = affine[:3, :3] @ (np.asarray(image.shape) / 2) + affine[:3, 3]
+    matrix, field = _random_warp(rng, shape, spacing, centre, mirror)
+
+    def warp(world: np.ndarray) -> np.ndarray:
+        moved = np.tensordot(matrix[:, :3], world, axes=1) + matrix[:, 3].reshape(3, 1, 1, 1)
+        return moved + field
+
+    out_image, out_labels, target = _resample(image, affine, labels, aal_affine, spacing, warp)
+    out_image *= _bias_field(rng, out_image.shape, bias)
+    _write(out_image, out_labels, target, root / "imagesTr" / f"{case_id}_0000.nii.gz",
+           root / "labelsTr" / f"{case_id}.nii.gz")
+
+
+def build_mni152(root: Path, seed: int) -> None:
+    """Held-out MNI152 2009a at 1.5 mm with a bias field; labels: AAL by coordinates within tissue."""
+    image, affine = _load(REALDATA / MNI_T1)
+    gm, _ = _load(REALDATA / MNI_T1.replace("_t1_", "_gm_"))
+    wm, _ = _load(REALDATA / MNI_T1.replace("_t1_", "_wm_"))
+    aal, aal_affine = _load(MRICRON / "aal.nii.gz")
+    labels = _aal_classes(_sample(aal, aal_affine, _world_points(image.shape, affine), 0))
+    labels[(gm + wm) < 0.5 * 255] = 0
+    out_image, out_labels, target = _resample(image, affine, labels, affine, np.full(3, 1.5), lambda w: w)
+    out_image *= _bias_field(np.random.default_rng(seed + 7), out_image.shape, 0.25)
+    _write(out_image, out_labels, target, root / "heldout" / "images" / "mni152_0000.nii.gz",
+           root / "heldout" / "labels" / "mni152.nii.gz")
+
+
+def build_colin_thick(root: Path, seed: int) -> None:
+    """Held-out ch2better as a 1.2 x 1.2 x 3 mm acquisition with a bias field; labels: AAL."""
+    image, affine = _load(MRICRON / "ch2better.nii.gz")
+    aal, aal_affine = _load(MRICRON / "aal.nii.gz")
+    out_image, out_labels, target = _resample(image, affine, _aal_classes(aal), aal_affine,
+                                              np.array([1.2, 1.2, 3.0]), lambda w: w)
+    out_image *= _bias_field(np.random.default_rng(seed + 11), out_image.shape, 0.2)
+    _write(out_image, out_labels, target, root / "heldout" / "images" / "colin_thick_0000.nii.gz",
+           root / "heldout" / "labels" / "colin_thick.nii.gz")
+
+
+def build_dataset(root: str | Path, seed: int = 0) -> Path:
+    """Write the training subjects (raw layout + dataset.json) and the held-out subjects under root/heldout."""
+    from segkit.jsonio import write_json
+    missing = missing_sources()
+    if missing:
+        raise SystemExit("real benchmark images missing (run scripts/setup_realdata.sh): " + ", ".join(missing))
+    root = Path(root)
+    for index, (case_id, source, mirror, bias) in enumerate(TRAIN_SUBJECTS):
+        build_training_subject(case_id, source, mirror, bias, seed * 1000 + index, root)
+    build_mni152(root, seed)
+    build_colin_thick(root, seed)
+    labels = {"background": 0} | {name: i + 1 for i, name in enumerate(CLASSES)}
+    write_json(root / "dataset.json", {"name": "RealBrainStructures", "channel_names": {"0": "T1"}, "labels": labels,
+                                       "numTraining": len(TRAIN_SUBJECTS), "file_ending": ".nii.gz"})
+    return root
+
+
+if __name__ == "__main__":
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    print(build_dataset(sys.argv[1] if len(sys.argv) > 1 else "/tmp/realdata/RealBrainStructures"))
