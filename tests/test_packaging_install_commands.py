@@ -22,7 +22,8 @@ VALUE_OPTIONS = {"-d", "--dest", "-w", "--wheel-dir", "-f", "--find-links", "-i"
                  "--constraint", "-t", "--target", "--prefix", "--root", "--only-binary", "--no-binary",
                  "--progress-bar", "--cache-dir", "--timeout", "--trusted-host"}
 # third-party packages the docs install by name on purpose (peers, torch builds, pip itself)
-KNOWN_THIRD_PARTY = {"torch", "pip", "nnunetv2", "monai", "surface-distance", "setuptools", "wheel"}
+KNOWN_THIRD_PARTY = {"torch", "pip", "nnunetv2", "monai", "surface-distance", "setuptools", "wheel",
+                     "nilearn"}   # nilearn: scripts/setup_realdata.sh takes the MNI152 template from its wheel
 
 
 def documented_files() -> list[Path]:
