@@ -15,11 +15,11 @@ from segkit.batch import preview as preview_module
 from segkit.batch.cases import InputSpec, discover_cases
 from segkit.batch.outputs import OutputRequest
 from segkit.batch.report import merge_reports
-from segkit.inference.pipeline import RunOptions as BatchOptions
-from segkit.inference.pipeline import exit_code, predict_cases
 from segkit.batch.sharding import resolve_part, select_part
 from segkit.batch.statistics import merge_statistics_csv
 from segkit.errors import UserError
+from segkit.inference.pipeline import RunOptions as BatchOptions
+from segkit.inference.pipeline import exit_code, predict_cases
 from segkit.io.dicom_seg import segment_names
 from segkit.io.image import Geometry, read_image
 

@@ -6,10 +6,15 @@ import copy
 
 import pytest
 import torch
+from inference_fixtures import tiny_architecture
 from torch import nn
 
-from inference_fixtures import tiny_architecture
-from segkit.inference.acceleration import cpu_has_fast_bf16, instance_to_group_norm, prepare_for_inference, resolve_precision
+from segkit.inference.acceleration import (
+    cpu_has_fast_bf16,
+    instance_to_group_norm,
+    prepare_for_inference,
+    resolve_precision,
+)
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
 from segkit.networks import build_network
 

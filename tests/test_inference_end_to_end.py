@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from inference_fixtures import read_array, read_geometry
+
 from segkit.cli import main
 from segkit.phantom import PhantomSpec, generate_dataset
 

@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from inference_fixtures import make_model_dir, read_array, read_geometry, write_input_case
+
 from segkit.cli import main
 from segkit.inference.probabilities import load_probabilities
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from inference_fixtures import tiny_plans
 
 from segkit.errors import UserError
 from segkit.inference.memory_backoff import window_logits
 from segkit.inference.model import LoadedModel
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
 from segkit.networks import build_network
-from inference_fixtures import tiny_plans
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from inference_fixtures import make_model_dir, read_array, read_geometry, write_input_case
+
 from segkit.cli import main
 from segkit.inference.probabilities import load_probabilities
 from segkit.inference.regions import regions_to_labels

@@ -9,8 +9,14 @@ from torch import nn
 
 from segkit.errors import UserError
 from segkit.inference.regions import labels_to_regions, probabilities_to_labels, regions_to_labels
-from segkit.inference.sliding_window import (WindowSettings, gaussian_importance_map, mirror_combinations,
-                                             sliding_window_logits, tile_slices, tile_starts_along)
+from segkit.inference.sliding_window import (
+    WindowSettings,
+    gaussian_importance_map,
+    mirror_combinations,
+    sliding_window_logits,
+    tile_slices,
+    tile_starts_along,
+)
 
 
 def pointwise_network(in_channels: int, out_channels: int, dims: int = 3, seed: int = 0) -> nn.Module:

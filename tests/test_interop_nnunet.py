@@ -20,8 +20,12 @@ from segkit.cli import main
 from segkit.errors import UserError
 from segkit.inference.model import load_model
 from segkit.inference.predictor import InferenceOptions, network_probabilities, window_settings
-from segkit.inference.sliding_window import (gaussian_importance_map, logits_to_probabilities, nnunet_gaussian_map,
-                                             sliding_window_logits)
+from segkit.inference.sliding_window import (
+    gaussian_importance_map,
+    logits_to_probabilities,
+    nnunet_gaussian_map,
+    sliding_window_logits,
+)
 from segkit.interop.nnunet import convert_nnunet_model, is_nnunet_model_folder, read_nnunet_checkpoint
 from segkit.io.image import Geometry, read_image, write_image
 from segkit.jsonio import read_json, write_json

@@ -8,7 +8,6 @@ import torch
 from segkit.networks import build_network
 from segkit.planning.memory import count_parameters
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

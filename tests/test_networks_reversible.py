@@ -11,7 +11,6 @@ from torch import nn
 from segkit.networks import build_network, set_mode
 from segkit.networks.reversible import CouplingBlock, ReversibleSequence, to_grid
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -81,7 +81,8 @@ def test_plan_fits_budget_and_shrinks_patch(one_channel_info) -> None:
             entry["architecture"], entry["patch_size"], entry["batch_size"], 1, 3)["total"]
         assert entry["batch_size"] >= 2
         assert all(p <= m for p, m in zip(entry["patch_size"], entry["median_shape"]))
-    assert math.prod(small["configurations"]["3d_fullres"]["patch_size"]) < math.prod(big["configurations"]["3d_fullres"]["patch_size"])
+    small_patch = small["configurations"]["3d_fullres"]["patch_size"]
+    assert math.prod(small_patch) < math.prod(big["configurations"]["3d_fullres"]["patch_size"])
     assert big["normalization"][0]["scheme"] == "ct"
     assert big["num_outputs"] == 3 and big["label_mode"] == "softmax"
     # the full-resolution patch covers far less than a quarter of a 200x300x300 image: a low-res stage is planned

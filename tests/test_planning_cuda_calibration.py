@@ -5,8 +5,13 @@ import json
 import pytest
 
 from segkit.errors import UserError
-from segkit.planning.cuda_calibration import (fit_calibration, group_key, load_calibration, predict_cuda_bytes,
-                                              step_features)
+from segkit.planning.cuda_calibration import (
+    fit_calibration,
+    group_key,
+    load_calibration,
+    predict_cuda_bytes,
+    step_features,
+)
 from segkit.planning.memory import estimate_peak_bytes
 
 ARCH = {"family": "unet", "spatial_dims": 3, "features_per_stage": [8, 16, 32], "kernel_sizes": [[3, 3, 3]] * 3,

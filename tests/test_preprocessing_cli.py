@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from preprocessing_helpers import make_plans
+
 from segkit.cli import main
 from segkit.phantom import PhantomSpec, generate_dataset
 

@@ -10,9 +10,20 @@ import SimpleITK as sitk
 
 from segkit.errors import UserError
 from segkit.io.image import Geometry
-from segkit.preprocessing.orientation import (AS_STORED, CANONICAL, LEGACY_WARNING, Reorientation, canonical_geometry,
-                                              is_rotation, oblique_degrees, orientation_code, orientation_summary,
-                                              orientation_warnings, plans_reorientation, reorientation_for)
+from segkit.preprocessing.orientation import (
+    AS_STORED,
+    CANONICAL,
+    LEGACY_WARNING,
+    Reorientation,
+    canonical_geometry,
+    is_rotation,
+    oblique_degrees,
+    orientation_code,
+    orientation_summary,
+    orientation_warnings,
+    plans_reorientation,
+    reorientation_for,
+)
 
 
 def _rotation(degrees: float, axis: int) -> np.ndarray:

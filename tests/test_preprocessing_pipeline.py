@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from preprocessing_helpers import make_plans
+
 from segkit.errors import UserError
 from segkit.phantom import PhantomSpec, make_case
 from segkit.preprocessing import preprocess_arrays, preprocess_images, revert_to_original, sample_class_locations

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from segkit.preprocessing.resample import (new_shape_for_spacing, resample_channels, resample_labels,
-                                           resample_volume, separate_axis)
+from segkit.preprocessing.resample import (
+    new_shape_for_spacing,
+    resample_channels,
+    resample_labels,
+    resample_volume,
+    separate_axis,
+)
 
 
 @pytest.mark.parametrize("new_shape", [(25, 40, 20), (13, 30, 31), (40, 15, 25)])

@@ -5,14 +5,14 @@ import random
 import numpy as np
 import pytest
 import torch
+from training_data import TINY_ARCH
 
 from segkit.errors import UserError
+from segkit.networks.architecture import total_strides
 from segkit.training import checkpoint as ckpt
 from segkit.training import fitting
-from segkit.networks.architecture import total_strides
 from segkit.training.fitting import candidates, cost_proxy, fit_to_cpu_budget
 from segkit.training.schedule import MIN_EPOCHS, fit_to_budget, poly_lr, refit_epochs
-from training_data import TINY_ARCH
 
 
 def _payload(entry):

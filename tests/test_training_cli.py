@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from training_data import copy_work, make_work_dir
 
 from segkit.cli import main as segkit_main
-from training_data import copy_work, make_work_dir
 
 TINY_RUN = ["--epochs", "2", "--iterations-per-epoch", "2", "--quiet", "--num-workers", "0", "--threads", "1"]
 

@@ -6,12 +6,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from training_data import TINY_ARCH
 
 from segkit.networks import build_network
 from segkit.training import distributed as dd
 from segkit.training.losses import build_loss
 from segkit.training.trainer import train_step
-from training_data import TINY_ARCH
 
 STEPS = 3
 GLOBAL_BATCH = 4

@@ -8,8 +8,14 @@ import torch
 
 from segkit.errors import UserError
 from segkit.training.augmentation import build_transform, sample_size_for
-from segkit.training.loader import (EpochBatches, PatchSampler, epoch_loader, open_case, preprocessed_case_ids,
-                                    with_slice_axis_first)
+from segkit.training.loader import (
+    EpochBatches,
+    PatchSampler,
+    epoch_loader,
+    open_case,
+    preprocessed_case_ids,
+    with_slice_axis_first,
+)
 
 
 def _write_case(folder, case_id, shape=(12, 20, 18), channels=2, seed=0):

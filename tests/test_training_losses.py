@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from segkit.training.augmentation import DeepSupervisionTargets, SegToTarget, downsample_target
-from segkit.training.losses import (IGNORE_TARGET, annotated_mask, build_loss, deep_supervision_weights, sigmoid_dice_bce,
-                                    soft_dice, softmax_dice_ce, target_masks)
+from segkit.training.losses import (
+    IGNORE_TARGET,
+    annotated_mask,
+    build_loss,
+    deep_supervision_weights,
+    sigmoid_dice_bce,
+    soft_dice,
+    softmax_dice_ce,
+    target_masks,
+)
 
 
 def test_deep_supervision_weights_halve_drop_lowest_and_sum_to_one():

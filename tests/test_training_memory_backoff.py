@@ -5,13 +5,13 @@ import math
 
 import pytest
 import torch
+from training_data import TINY_ARCH, copy_work, make_work_dir
 
 from segkit.cli import main as segkit_main
 from segkit.errors import UserError
-from segkit.training import memory_backoff
 from segkit.oom import is_out_of_memory
+from segkit.training import memory_backoff
 from segkit.training.memory_backoff import back_off, candidates, shrink_patch
-from training_data import TINY_ARCH, copy_work, make_work_dir
 
 CPU = torch.device("cpu")
 
@@ -78,8 +78,9 @@ def test_back_off_gives_up_with_a_user_error_and_lets_other_errors_through():
 
 
 def test_real_probe_step_runs_the_recipes_optimiser_and_loss():
-    from segkit.networks import build_network
     from contextlib import nullcontext
+
+    from segkit.networks import build_network
     from segkit.training.recipe import SHORT_CPU
 
     entry = _entry(batch=2, patch=(8, 16, 16))

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
+from training_data import copy_work, make_work_dir
 
 from segkit.cli import main as segkit_main
 from segkit.errors import UserError
 from segkit.training import precision
 from segkit.training.precision import make_autocast, training_precision
-from training_data import copy_work, make_work_dir
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from training_data import copy_work, make_work_dir
 
 from segkit.cli import main as segkit_main
 from segkit.training.loader import PatchSampler, open_case
 from segkit.training.recipe import NNUNET, SHORT_CPU, build_optimizer, choose_recipe
-from training_data import copy_work, make_work_dir
 
 
 def test_short_cpu_recipe_only_for_short_cpu_budgets():

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from training_data import SPEC, TINY_ARCH
 
 from segkit.cli import main
 from segkit.io.image import read_image
 from segkit.phantom import generate_dataset
-from training_data import SPEC, TINY_ARCH
 
 TINY_TRAIN = ["--epochs", "2", "--iterations-per-epoch", "2", "--quiet", "--num-workers", "0", "--threads", "1",
               "--no-fit", "--device", "cpu"]

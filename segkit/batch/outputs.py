@@ -89,7 +89,7 @@ def _extra_problem(key: str, path: Path) -> str | None:
 
 def finished_problem(case: BatchCase, spec: InputSpec, request: OutputRequest, names: dict[str, str]) -> str | None:
     """None when every requested output exists and is valid, else the first reason it is not."""
-    for key, name in names.items():
+    for name in names.values():
         if not (request.output_dir / name).is_file():
             return f"{name} missing"
     for key, name in names.items():

@@ -7,8 +7,8 @@ import importlib
 import re
 import sys
 
-from segkit.version import __version__
 from segkit.errors import UserError
+from segkit.version import __version__
 
 # Each module defines register(subparsers) which adds its parser and sets `func`.
 COMMAND_MODULES = (

@@ -81,7 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)   # the default since 0.2; kept for scripts
 
 
-def inference_options(args: argparse.Namespace) -> "object":
+def inference_options(args: argparse.Namespace) -> object:
     """InferenceOptions from parsed flags."""
     from segkit.inference.predictor import InferenceOptions
 

@@ -8,10 +8,10 @@ voxels only, and the summary records the ignore value and the annotated fraction
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -12,9 +12,9 @@ the configurations that run, otherwise none is applied (and the reason is kept a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from segkit.errors import UserError
 from segkit.inference.model import DEFAULT_CONFIGURATION, resolve_model_dir

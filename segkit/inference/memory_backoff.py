@@ -10,8 +10,9 @@ kept in `model.extra["window_backoff"]`, and later cases start from the reduced 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable, cast
+from typing import cast
 
 import numpy as np
 import torch

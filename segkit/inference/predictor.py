@@ -23,8 +23,8 @@ import torch
 
 from segkit.errors import UserError
 from segkit.inference.acceleration import resolve_precision
-from segkit.inference.model import LoadedModel
 from segkit.inference.memory_backoff import window_logits
+from segkit.inference.model import LoadedModel
 from segkit.inference.revert import MemberOutput, labels_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
 from segkit.io.image import Geometry
@@ -160,7 +160,7 @@ class ModelEnsemble:
         return [member.configuration for member in self.members]
 
     @property
-    def device(self) -> "torch.device":
+    def device(self) -> torch.device:
         """Where the networks run."""
         return self.members[0].device
 

@@ -12,8 +12,8 @@ its source rows. Probabilities for the whole grid are assembled only when asked 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

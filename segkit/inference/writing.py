@@ -10,9 +10,8 @@ lines. Other formats go through `segkit.io.write_image` (MetaImage round-trips e
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gzip
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +23,7 @@ NRRD_TYPES = {np.dtype(np.uint8): "uint8", np.dtype(np.int16): "int16", np.dtype
 NRRD_REPLACED_FIELDS = ("type", "encoding", "endian", "data file", "datafile", "line skip", "byte skip")
 
 
-def _nifti_like(labels: np.ndarray, reference: Path) -> "object | None":
+def _nifti_like(labels: np.ndarray, reference: Path) -> object | None:
     """A nibabel image of (z, y, x) labels with the reference's geometry header, or None if not possible."""
     import nibabel as nib
 

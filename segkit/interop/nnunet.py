@@ -22,8 +22,8 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from segkit.errors import UserError
 from segkit.export.unpack import cache_root as segkit_cache_root

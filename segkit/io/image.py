@@ -43,7 +43,7 @@ class Geometry:
         """Shape of the array this geometry describes (z, y, x)."""
         return tuple(reversed(self.size))
 
-    def mismatch(self, other: "Geometry", rel_tol: float = 1e-4, abs_tol_mm: float = 1e-3) -> str | None:
+    def mismatch(self, other: Geometry, rel_tol: float = 1e-4, abs_tol_mm: float = 1e-3) -> str | None:
         """Describe the first difference from another geometry, or None when they match."""
         if self.size != other.size:
             return f"shape {other.array_shape} differs from {self.array_shape}"
@@ -62,13 +62,13 @@ class Geometry:
                 "direction": list(self.direction), "size": list(self.size)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Geometry":
+    def from_json(cls, data: dict) -> Geometry:
         """Inverse of to_json."""
         return cls(tuple(float(v) for v in data["spacing"]), tuple(float(v) for v in data["origin"]),
                    tuple(float(v) for v in data["direction"]), tuple(int(v) for v in data["size"]))
 
     @classmethod
-    def of_sitk(cls, image: sitk.Image) -> "Geometry":
+    def of_sitk(cls, image: sitk.Image) -> Geometry:
         """Geometry of a SimpleITK image."""
         return cls(tuple(image.GetSpacing()), tuple(image.GetOrigin()), tuple(image.GetDirection()),
                    tuple(image.GetSize()))

@@ -15,8 +15,8 @@ x2 = y2 - G(y1), x1 = y1 - F(x2), and backpropagates through the recomputed grap
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

@@ -102,7 +102,7 @@ def largest_patch(median_shape: list[int], spacing: list[float], family: str, pr
     return patch, arch, memory
 
 
-def grow_network(arch_for: "callable", patch: list[int], price: _Pricer, budget: int,
+def grow_network(arch_for: callable, patch: list[int], price: _Pricer, budget: int,
                  options: PlanOptions) -> tuple[dict, dict, int, float]:
     """Spend leftover budget on depth, then width; return arch, memory and the multipliers chosen."""
     depth, width = 1, 1.0
@@ -168,7 +168,8 @@ def plan_configuration(name: str, target_spacing: list[float], median_shape: lis
     return entry
 
 
-def lowres_spacing_and_shape(fingerprint: dict, fullres_spacing: list[float], fullres_patch: list[int]) -> tuple[list[float], list[int]] | None:
+def lowres_spacing_and_shape(fingerprint: dict, fullres_spacing: list[float],
+                             fullres_patch: list[int]) -> tuple[list[float], list[int]] | None:
     """Coarser spacing at which the full-resolution patch covers a quarter of the median image."""
     spacing = list(fullres_spacing)
     shape = median_resampled_shape(fingerprint, spacing)

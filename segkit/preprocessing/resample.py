@@ -13,7 +13,7 @@ so that interpolation never mixes distant slices.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage

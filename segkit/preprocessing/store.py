@@ -20,8 +20,12 @@ from segkit.errors import UserError
 from segkit.io.dataset import CaseFiles
 from segkit.io.image import read_image
 from segkit.jsonio import atomic_path
-from segkit.preprocessing.pipeline import (preprocess_arrays, preprocessing_fingerprint, sample_annotated_locations,
-                                           sample_class_locations)
+from segkit.preprocessing.pipeline import (
+    preprocess_arrays,
+    preprocessing_fingerprint,
+    sample_annotated_locations,
+    sample_class_locations,
+)
 
 
 @dataclass(frozen=True)

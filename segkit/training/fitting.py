@@ -16,8 +16,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from typing import Callable, Iterator
 
 import torch
 

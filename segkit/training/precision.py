@@ -9,9 +9,9 @@ only the convolutions and matrix products run in the lower precision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
-from typing import Callable
 
 import torch
 

@@ -8,8 +8,8 @@ training choice comes from the setup's Recipe; speed switches from its SpeedSwit
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
