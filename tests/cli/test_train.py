@@ -102,9 +102,10 @@ def _saved_epoch(path: Path) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(prepared, tmp_path):
     epochs = 5
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     ref_dataset, ref_work = copy_work(*prepared, tmp_path / "ref")
     subprocess.run(_command(ref_dataset, ref_work, epochs), check=True, env=env, cwd=tmp_path)
     dataset, work = copy_work(*prepared, tmp_path / "killed")

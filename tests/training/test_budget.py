@@ -1,5 +1,6 @@
 """The time budget as an object: TimeBudget (calibrate, deadline, refit) and NoBudget, also across gloo ranks."""
 
+import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -88,6 +89,7 @@ def _rank_worker(rank, world, init_file, queue):
     dd.cleanup(info)
 
 
+@pytest.mark.slow
 def test_ranks_follow_rank_zeros_budget_decisions(tmp_path):
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()

@@ -39,6 +39,7 @@ def _log(work):
     return [json.loads(line) for line in (_fold(work) / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_frozen_encoder_keeps_pretrained_weights_and_resume_keeps_the_finetuning_lr(pretrained, tmp_path, capsys):
     dataset, work, source = pretrained
     dataset, work = copy_work(dataset, work, tmp_path)
@@ -67,6 +68,7 @@ def test_frozen_encoder_keeps_pretrained_weights_and_resume_keeps_the_finetuning
     assert any(not torch.equal(before[k], after[k]) for k in encoder), "the encoder trains after the freeze"
 
 
+@pytest.mark.slow
 def test_resume_extends_a_finished_run(pretrained, tmp_path, capsys):
     dataset, work, _ = pretrained
     dataset, work = copy_work(dataset, work, tmp_path)

@@ -14,6 +14,7 @@ from segkit.phantom import PhantomSpec, generate_dataset
 SPEC = PhantomSpec(shape=(16, 24, 24), spacing=(3.0, 1.5, 1.5))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout,values,pattern", [("brats2021", {0, 1, 2, 4}, "BraTS2021_{:05d}"),
                                                    ("brats2023", {0, 1, 2, 3}, "BraTS-GLI-{:05d}-000")])
 def test_brats_phantom_from_challenge_folder_to_challenge_files(tmp_path: Path, layout, values, pattern):

@@ -21,7 +21,7 @@ from segkit.io.dicom import read_dicom_study
 from segkit.io.image import Geometry
 
 FAST = ["--device", "cpu", "--no-tta", "--threads", "1"]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

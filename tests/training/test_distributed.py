@@ -3,6 +3,7 @@
 from contextlib import nullcontext
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -51,6 +52,7 @@ def _worker(rank, world, init_file, out_dir):
     dd.cleanup(info)
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_match_single_process_on_the_concatenated_batch(tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
