@@ -149,8 +149,8 @@ class Predictor:
         from segkit.inference.resolve import load_ensemble
 
         options = InferenceOptions(step=step, tta=tta, tile_batch=tile_batch, precision=precision)
-        folds = [str(f) for f in folds] if folds is not None else None
-        self.engine = load_ensemble(model, configuration, folds, checkpoint, device, options, postprocess)
+        fold_names = [str(f) for f in folds] if folds is not None else None
+        self.engine = load_ensemble(model, configuration, fold_names, checkpoint, device, options, postprocess)
 
     @property
     def num_channels(self) -> int:
@@ -191,6 +191,7 @@ class Predictor:
                               lambda item, work: self._finish(work, return_probabilities), stop_on_error=True)
         for _, outcome in steps:
             if outcome.failed:
+                assert outcome.error is not None                # a failed outcome carries its exception
                 raise outcome.error
             yield outcome.value
 

@@ -30,9 +30,9 @@ class StrictParser(argparse.ArgumentParser):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs["allow_abbrev"] = False
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]  # passes argparse's own arguments through
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+    def parse_known_args(self, args=None, namespace=None):
         """Refuse unknown single-dash words before argparse splits them (only in leaf parsers)."""
         if args is not None and self._subparsers is None:
             for token in args:

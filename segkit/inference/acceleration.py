@@ -48,7 +48,7 @@ def prepare_for_inference(network: nn.Module, spatial_dims: int, channels_last: 
     network.eval()
     instance_to_group_norm(network)
     if channels_last:
-        network.to(memory_format=memory_format_for(spatial_dims))
+        network.to(memory_format=memory_format_for(spatial_dims))  # type: ignore[call-overload]  # accepted at run time; the stub omits it
     return network
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import SimpleITK as sitk
 
 from segkit.errors import UserError
@@ -120,7 +121,7 @@ def read_sitk(path: str | Path) -> sitk.Image:
         raise UserError(f"cannot read image ({detail.strip()[:200]})", path) from None
 
 
-def read_image(path: str | Path, dtype: np.dtype | None = None) -> Image:
+def read_image(path: str | Path, dtype: npt.DTypeLike | None = None) -> Image:
     """Read a 2D/3D scalar image (any SUPPORTED_SUFFIXES format) as an Image in (z, y, x) order."""
     sitk_image = read_sitk(path)
     if sitk_image.GetNumberOfComponentsPerPixel() != 1:

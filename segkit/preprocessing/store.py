@@ -118,7 +118,7 @@ def check_label_values(labels: np.ndarray, plans: dict, path: Path) -> None:
 def preprocess_case(task: CaseTask) -> str:
     """Preprocess one case and write its three files; returns the case id."""
     images, labels, geometry = read_case(task.case)
-    if labels is not None:
+    if labels is not None and task.case.label is not None:     # labels are read only from a label file
         check_label_values(labels, task.plans, task.case.label)
     spacing = tuple(reversed(geometry["spacing"]))
     data, seg, properties = preprocess_arrays(images, labels, spacing, task.plans, task.config,

@@ -17,7 +17,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -93,7 +93,7 @@ def candidates(entry: dict, min_width: int = MIN_WIDTH) -> Iterator[tuple[str, d
 
 
 def time_step(entry: dict, in_channels: int, num_outputs: int, build: Callable, steps: int = 2,
-              autocast: Callable[[], object] = nullcontext) -> float:
+              autocast: Callable[[], AbstractContextManager] = nullcontext) -> float:
     """Seconds per SGD step (forward + backward, under the training's autocast) on random data, after a warm-up step."""
     model = build(entry["architecture"], in_channels, num_outputs)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -119,7 +119,7 @@ def cost_proxy(entry: dict) -> float:
 
 def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s: float, build: Callable,
                       log: Callable[[str], None] = print, min_width: int = MIN_WIDTH,
-                      autocast: Callable[[], object] = nullcontext) -> tuple[dict, dict]:
+                      autocast: Callable[[], AbstractContextManager] = nullcontext) -> tuple[dict, dict]:
     """The chosen configuration entry and a record of the measurements and the decision.
 
     The cheapest candidate is timed first; the others' times are predicted from cost_proxy, the

@@ -10,7 +10,7 @@ only the convolutions and matrix products run in the lower precision.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
 import torch
@@ -32,7 +32,7 @@ def training_precision(requested: str, device_type: str) -> str:
     return requested
 
 
-def make_autocast(device: torch.device, precision: str) -> tuple[Callable[[], object], torch.amp.GradScaler | None]:
+def make_autocast(device: torch.device, precision: str) -> tuple[Callable[[], AbstractContextManager], torch.amp.GradScaler | None]:
     """Autocast context factory for a resolved precision, and the GradScaler fp16 needs."""
     if precision == "fp32":
         return nullcontext, None

@@ -76,7 +76,8 @@ def resolve_source(spec: str, configuration: str | None = None, fold: str | None
     path = Path(spec)
     if is_model_package(path):
         unpacked = unpack_model(path)    # verifies every member's checksum first
-        return _from_model_dir(unpacked.model_dir, None, fold or (unpacked.folds[0] if unpacked.folds else None),
+        packaged = unpacked.folds.get(unpacked.configurations[0]) or []   # the first configuration's folds
+        return _from_model_dir(unpacked.model_dir, None, fold or (packaged[0] if packaged else None),
                                kind or unpacked.checkpoint, f"package {path} (checksums verified)")
     if path.is_dir():
         return _from_model_dir(path, configuration, fold, kind or "final", f"model folder {path}")
@@ -131,8 +132,9 @@ def input_conv_key(state: dict[str, torch.Tensor], spatial_dims: int) -> str | N
 def map_input_channels(weight: torch.Tensor, source_names: list[str] | None, target_names: list[str] | None,
                        target_channels: int) -> tuple[torch.Tensor, list[str]]:
     """First-conv weight for the target channels: by name where names match, else the mean over source channels."""
-    source_index = {n.strip().lower(): i for i, n in enumerate(source_names or [])}
-    if source_names is None or target_names is None:
+    source_names = source_names or []
+    source_index = {n.strip().lower(): i for i, n in enumerate(source_names)}
+    if not source_names or target_names is None:
         if weight.shape[1] == target_channels:   # unnamed but same count: keep the order
             return weight.clone(), [f"channel {i} (same position, names unknown)" for i in range(target_channels)]
         target_names = [f"channel {i}" for i in range(target_channels)]

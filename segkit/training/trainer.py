@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +67,7 @@ class Run:
     net: torch.nn.Module                 # what steps call: DDP-wrapped and/or compiled
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
-    autocast: Callable[[], object]
+    autocast: Callable[[], AbstractContextManager]
     loss_fn: Callable
     val_loss_fn: Callable
     sampler: PatchSampler
