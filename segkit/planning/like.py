@@ -81,7 +81,7 @@ def resolve_like_source(spec: str | Path) -> LikeSource:
     if is_model_package(path):
         unpacked = unpack_model(path)   # every member's checksum verified; a tampered package is refused
         plans = _check_plans(read_json(unpacked.model_dir / "plans.json", "plans.json"), path)
-        return LikeSource(plans, [unpacked.configurations[0]], f"model package {path} (checksums verified)", path)
+        return LikeSource(plans, unpacked.configurations[:1], f"model package {path} (checksums verified)", path)
     if path.is_file():
         return LikeSource(_check_plans(read_json(path, "plans file"), path), [], f"plans {path}", path)
     if not path.is_dir():

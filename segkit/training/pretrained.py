@@ -76,9 +76,10 @@ def resolve_source(spec: str, configuration: str | None = None, fold: str | None
     path = Path(spec)
     if is_model_package(path):
         unpacked = unpack_model(path)    # verifies every member's checksum first
-        packaged = unpacked.folds.get(unpacked.configurations[0]) or []   # the first configuration's folds
-        return _from_model_dir(unpacked.model_dir, None, fold or (packaged[0] if packaged else None),
-                               kind or unpacked.checkpoint, f"package {path} (checksums verified)")
+        name = configuration if configuration in unpacked.model_dirs else unpacked.configurations[0]
+        folds = unpacked.folds.get(name) or []
+        return _from_model_dir(unpacked.model_dirs[name], None, fold or (folds[0] if folds else None),
+                               kind or unpacked.checkpoint, f"package {path}, configuration {name} (checksums verified)")
     if path.is_dir():
         return _from_model_dir(path, configuration, fold, kind or "final", f"model folder {path}")
     if path.is_file():
@@ -132,9 +133,9 @@ def input_conv_key(state: dict[str, torch.Tensor], spatial_dims: int) -> str | N
 def map_input_channels(weight: torch.Tensor, source_names: list[str] | None, target_names: list[str] | None,
                        target_channels: int) -> tuple[torch.Tensor, list[str]]:
     """First-conv weight for the target channels: by name where names match, else the mean over source channels."""
-    source_names = source_names or []
-    source_index = {n.strip().lower(): i for i, n in enumerate(source_names)}
-    if not source_names or target_names is None:
+    named_sources = source_names or []
+    source_index = {n.strip().lower(): i for i, n in enumerate(named_sources)}
+    if source_names is None or target_names is None:
         if weight.shape[1] == target_channels:   # unnamed but same count: keep the order
             return weight.clone(), [f"channel {i} (same position, names unknown)" for i in range(target_channels)]
         target_names = [f"channel {i}" for i in range(target_channels)]
@@ -144,7 +145,7 @@ def map_input_channels(weight: torch.Tensor, source_names: list[str] | None, tar
         index = source_index.get(name.strip().lower())
         if index is not None:
             columns.append(weight[:, index])
-            notes.append(f"{name} <- {source_names[index]}")
+            notes.append(f"{name} <- {named_sources[index]}")
         else:
             columns.append(mean)
             notes.append(f"{name} <- mean of {weight.shape[1]} source channels")

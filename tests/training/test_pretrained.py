@@ -161,7 +161,7 @@ def test_package_is_verified_and_tampered_package_refused(tmp_path):
                 torch.save(payload, tmp_path / "modified.pt")
                 data = (tmp_path / "modified.pt").read_bytes()
             new.writestr(info.filename, data)
-    with pytest.raises(UserError, match="checksum mismatch for fold_0/checkpoint_final.pt"):
+    with pytest.raises(UserError, match="checksum mismatch for (3d_fullres/)?fold_0/checkpoint_final.pt"):
         resolve_source(str(tampered))
 
 
