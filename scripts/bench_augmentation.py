@@ -24,8 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from batchgenerators.transforms.spatial_transforms import SpatialTransform  # noqa: E402
 
-from segkit.training.augmentation import (FAST_ROTATION_DEGREES, FAST_SCALE_RANGE, BatchSpatialTransform,  # noqa: E402
-                                          sample_size_for)
+from segkit.training.augmentation import FAST_ROTATION_DEGREES, FAST_SCALE_RANGE, BatchSpatialTransform, sample_size_for  # noqa: E402
 
 
 def batchgenerators_transform(patch: list[int], elastic: bool, order: int) -> SpatialTransform:

@@ -124,7 +124,8 @@ def main() -> None:
     for ref, pred in cases:
         t_seg, ours = time_segkit(ref, pred, spacing)
         totals["segkit"] += t_seg
-        for name, result in (("monai", time_monai(ref, pred, spacing)), ("surface-distance", time_surface_distance(ref, pred, spacing))):
+        for name, result in (("monai", time_monai(ref, pred, spacing)),
+                             ("surface-distance", time_surface_distance(ref, pred, spacing))):
             if result is None:
                 totals[name] = float("nan")
                 continue

@@ -126,8 +126,8 @@ def plans_for(kind: str) -> tuple[dict, str]:
 
 def train_network(plans: dict, configuration: str, train: list, seed: int, steps: int) -> torch.nn.Module:
     """nnU-Net's own network class from the plans, He-initialised (seeded) and trained briefly with CE."""
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from dynamic_network_architectures.initialization.weight_init import InitWeights_He
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

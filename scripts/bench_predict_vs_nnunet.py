@@ -23,8 +23,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nnunet_bench_common import (BENCH_VENV, DATASET_ID, DATASET_NAME, generate_phantom,  # noqa: E402
-                                 link_into_nnunet_raw, machine_line, nnunet_env, nnunet_plans, segkit_command, timed)
+from nnunet_bench_common import (  # noqa: E402
+    BENCH_VENV,
+    DATASET_ID,
+    DATASET_NAME,
+    generate_phantom,
+    link_into_nnunet_raw,
+    machine_line,
+    nnunet_env,
+    nnunet_plans,
+    segkit_command,
+    timed,
+)
 
 TRAINER_DIR = "nnUNetTrainer__nnUNetPlans__3d_fullres"
 
@@ -192,8 +202,9 @@ def main() -> None:
             extra_times[extra] = timed([str(out) if c == "OUT" else c for c in sk_cmd] + flags, None, f"segkit {extra}")
         config = plans["configurations"]["3d_fullres"]
         case = "phantom_999.nii.gz"
-        from segkit.inference.acceleration import resolve_precision
         import torch
+
+        from segkit.inference.acceleration import resolve_precision
         print(f"\nmachine: {machine_line()} (shared with other work; load varies)")
         print(f"segkit default precision on this CPU: {resolve_precision('auto', torch.device('cpu'))} "
               f"(nnU-Net: fp32 on CPU)")

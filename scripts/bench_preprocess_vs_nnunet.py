@@ -17,9 +17,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from nnunet_bench_common import (BENCH_VENV, DATASET_ID, add_dataset_arguments, machine_line, nnunet_plans,
-                                 prepare_nnunet_dataset, segkit_command, timed)
+from nnunet_bench_common import (
+    BENCH_VENV,
+    DATASET_ID,
+    add_dataset_arguments,
+    machine_line,
+    nnunet_plans,
+    prepare_nnunet_dataset,
+    segkit_command,
+    timed,
+)
 
 AGREEMENT_CHECK = """
 import sys, blosc2, numpy as np
@@ -34,7 +41,8 @@ for case in cases:
         continue
     shapes_equal += 1
     worst = max(worst, float(np.abs(theirs - ours).mean()))
-    seg_equal.append(float((blosc2.open(f'{peer_dir}/{case}_seg.b2nd', mode='r')[:][0] == np.load(f'{our_dir}/{case}_seg.npy')).mean()))
+    peer_seg = blosc2.open(f'{peer_dir}/{case}_seg.b2nd', mode='r')[:][0]
+    seg_equal.append(float((peer_seg == np.load(f'{our_dir}/{case}_seg.npy')).mean()))
 print(f'{shapes_equal}/{len(cases)} cases with identical shapes; worst mean |data difference| {worst:.2e}; '
       f'label voxels equal: min {min(seg_equal):.6f}')
 """

@@ -4,7 +4,8 @@ Builds the real-image dataset (scripts/realdata.py: four deformed Colin27 traini
 AAL labels; held out: the MNI152 2009a template labelled under another protocol and a thick-slice
 re-processed Colin27, both with a bias field), then for every variant and seed: `segkit plan` +
 `preprocess` (once per variant), `segkit train -f 0 --time-budget MINUTES --seed S` (train on
-colin_001-003, validate on colin_004), `segkit predict --no-tta` (`--tta`: with mirroring, the default of segkit predict, 8x slower) on the held-out images and
+colin_001-003, validate on colin_004), `segkit predict --no-tta` (`--tta`: with mirroring, the default of
+segkit predict, 8x slower) on the held-out images and
 `segkit evaluate` against their labels. Runs one training at a time and records /proc/loadavg
 before and after each (the numbers are "under load" whenever the load exceeds the threads used).
 
@@ -91,7 +92,8 @@ def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: 
             "step_share_of_wall": round((schedule.get("final") or {}).get("step_seconds", 0.0) / wall, 3),
             "recipe": (schedule.get("recipe") or {}).get("name"), "augment": (schedule.get("recipe") or {}).get("augment"),
             "schedule": {k: schedule.get(k) for k in ("epochs", "iterations_per_epoch", "validate_every",
-                                                       "total_steps", "validation", "validation_fraction", "predicted_step_share", "given_up")}}
+                                                       "total_steps", "validation", "validation_fraction",
+                                                       "predicted_step_share", "given_up")}}
 
 
 def run_phantom(out: Path, minutes: float, seed: int, threads: int | None) -> dict:

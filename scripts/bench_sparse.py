@@ -31,8 +31,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_bench_common import (CONFIGURATION, add_budget_arguments, plan_and_preprocess, run_summary,  # noqa: E402
-                                segkit, train_fold0)
+from train_bench_common import (  # noqa: E402
+    CONFIGURATION,
+    add_budget_arguments,
+    plan_and_preprocess,
+    run_summary,
+    segkit,
+    train_fold0,
+)
 
 from segkit.jsonio import read_json, write_json  # noqa: E402
 from segkit.phantom_structures import generate_structures_dataset  # noqa: E402

@@ -19,8 +19,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_bench_common import (CONFIGURATION, add_budget_arguments, plan_and_preprocess, run_summary,  # noqa: E402
-                                segkit, train_fold0)
+from train_bench_common import (  # noqa: E402
+    CONFIGURATION,
+    add_budget_arguments,
+    plan_and_preprocess,
+    run_summary,
+    segkit,
+    train_fold0,
+)
 
 from segkit.jsonio import read_json, write_json  # noqa: E402
 from segkit.phantom_structures import generate_structures_dataset  # noqa: E402
@@ -72,7 +78,8 @@ def main() -> None:
         "held_out_dice": {name: v["dice"] for name, v in held_out["mean"].items()},
         "held_out_hd95_mm": held_out["foreground_mean"]["hd95"],
         "trainer_validation_mean_dice": last["val_mean_dice"], "trainer_validation_dice": last["val_dice"],
-        "init": plans["architecture"].get("init"), "mirror_axes": plans.get("mirror_axes"), "recipe": schedule.get("recipe", {}).get("name"), "schedule": schedule}
+        "init": plans["architecture"].get("init"), "mirror_axes": plans.get("mirror_axes"),
+        "recipe": schedule.get("recipe", {}).get("name"), "schedule": schedule}
     write_json(out / "result.json", result)
     print(json.dumps(result, indent=1))
 

@@ -17,9 +17,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from nnunet_bench_common import (DATASET_ID, add_dataset_arguments, machine_line, nnunet_plans,
-                                 prepare_nnunet_dataset, segkit_command, timed)
+from nnunet_bench_common import (
+    DATASET_ID,
+    add_dataset_arguments,
+    machine_line,
+    nnunet_plans,
+    prepare_nnunet_dataset,
+    segkit_command,
+    timed,
+)
 
 NORMALIZATION_NAMES = {"ZScoreNormalization": "zscore", "CTNormalization": "ct", "NoNormalization": "none",
                        "RescaleTo01Normalization": "rescale_0_1"}

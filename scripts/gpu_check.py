@@ -42,10 +42,15 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from segkit.networks import build_network  # noqa: E402
+from segkit.networks.architecture import total_strides  # noqa: E402
 from segkit.networks.measure import measure_step  # noqa: E402
 from segkit.oom import is_out_of_memory  # noqa: E402
-from segkit.planning.cuda_calibration import (CALIBRATION_PATH, fit_calibration, predict_cuda_bytes, step_features)
-from segkit.networks.architecture import total_strides  # noqa: E402
+from segkit.planning.cuda_calibration import (  # noqa: E402
+    CALIBRATION_PATH,
+    fit_calibration,
+    predict_cuda_bytes,
+    step_features,
+)
 from segkit.planning.memory_search import largest_patch  # noqa: E402
 from segkit.training.losses import build_loss  # noqa: E402
 from segkit.training.trainer import train_step  # noqa: E402
@@ -169,7 +174,7 @@ def largest_measured_patch(args, cfg: dict, part: Part) -> dict:
         guess = largest_patch(budget, arch, cube, ctx) or div
         trials = []
 
-        def fits(patch: list[int]) -> bool:
+        def fits(patch: list[int], arch: dict = arch, trials: list = trials, mode: str = mode) -> bool:
             """Measure one step at patch; True when weights + step peak stay within the budget."""
             measured = _measure(_spec(arch, patch, 2, args.device, "fp32", False, steps=2))
             total = None if measured is None else measured["peak_bytes"] + 4 * measured["parameters"]
@@ -348,7 +353,8 @@ def markdown(report: dict) -> str:
         lines += [f"**Memory model on CUDA** (held-out patch {memory['held_out_patch']}: max |predicted/measured - 1| = "
                   f"{memory['held_out_max_abs_error']} over {memory['held_out_points']} points; fitted constants "
                   f"{json.dumps(memory['calibration']['groups'])}, allocator {json.dumps(memory['calibration']['allocator'])})",
-                  "", "| family | patch | batch | precision | cudnn bench | measured alloc MiB | reserved MiB | predicted MiB | error |",
+                  "", "| family | patch | batch | precision | cudnn bench | measured alloc MiB | reserved MiB"
+                  " | predicted MiB | error |",
                   "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
         for row in memory["rows"]:
             if row.get("out_of_memory"):
@@ -419,7 +425,8 @@ def main() -> int:
     start = time.monotonic()
     report = {"environment": {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "device_name": torch.cuda.get_device_name(torch.device(args.device)) if on_cuda else f"CPU ({platform.processor() or platform.machine()})",
+        "device_name": (torch.cuda.get_device_name(torch.device(args.device)) if on_cuda
+                        else f"CPU ({platform.processor() or platform.machine()})"),
         "torch": torch.__version__, "cuda": torch.version.cuda, "dry_run": args.dry_run,
         "command": "python scripts/gpu_check.py " + " ".join(sys.argv[1:]),
         "json": str(json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path)}}

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segkit.phantom import CHANNELS, PhantomSpec, make_case, write_case
 from segkit.jsonio import write_json
+from segkit.phantom import CHANNELS, PhantomSpec, make_case, write_case
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_VENV = Path(os.environ.get("SEGKIT_BENCH_VENV", REPO / ".bench-venv"))   # e.g. a worktree uses main's
@@ -43,7 +43,7 @@ def generate_phantom(root: Path, num_cases: int, shape: tuple[int, int, int], sp
     return root
 
 
-def add_dataset_arguments(parser: "argparse.ArgumentParser") -> None:
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """The phantom-dataset options both nnU-Net comparison scripts take."""
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--shape", type=int, nargs=3, default=[96, 128, 128], help="z y x")
@@ -52,7 +52,7 @@ def add_dataset_arguments(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--keep", help="keep the work folder here instead of a temp folder")
 
 
-def prepare_nnunet_dataset(args: "argparse.Namespace", base: Path) -> tuple[Path, dict[str, str]]:
+def prepare_nnunet_dataset(args: argparse.Namespace, base: Path) -> tuple[Path, dict[str, str]]:
     """Generate the phantom, point nnU-Net's folders into base and link the dataset there."""
     dataset = generate_phantom(base / "raw" / "Phantom", args.cases, tuple(args.shape), args.spacing)
     env = nnunet_env(base)

@@ -16,7 +16,7 @@ takes and returns:
 | nibabel NIfTI image | nibabel image with the input's affine and header |
 | file path (str / Path) | SimpleITK image with the file's geometry |
 | list of the above (one per channel) | the kind of the first element |
-| NumPy (C, z, y, x) or (z, y, x) + `spacing` (z, y, x mm), optional `origin` / `direction` (ITK x, y, z order) | NumPy (z, y, x) label map |
+| NumPy (C, z, y, x) or (z, y, x) + `spacing` (z,y,x mm), optional `origin`/`direction` (ITK x,y,z order) | NumPy (z, y, x) label map |
 
 With `return_probabilities=True` the result is `(labels, probabilities)`, the mean class
 probabilities as float32 (K, z, y, x) on the input grid (softmax: background first; region
@@ -25,9 +25,10 @@ models: one channel per region).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -148,8 +149,8 @@ class Predictor:
         from segkit.inference.resolve import load_ensemble
 
         options = InferenceOptions(step=step, tta=tta, tile_batch=tile_batch, precision=precision)
-        folds = [str(f) for f in folds] if folds is not None else None
-        self.engine = load_ensemble(model, configuration, folds, checkpoint, device, options, postprocess)
+        fold_names = [str(f) for f in folds] if folds is not None else None
+        self.engine = load_ensemble(model, configuration, fold_names, checkpoint, device, options, postprocess)
 
     @property
     def num_channels(self) -> int:
@@ -190,6 +191,7 @@ class Predictor:
                               lambda item, work: self._finish(work, return_probabilities), stop_on_error=True)
         for _, outcome in steps:
             if outcome.failed:
+                assert outcome.error is not None                # a failed outcome carries its exception
                 raise outcome.error
             yield outcome.value
 

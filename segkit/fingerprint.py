@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -60,7 +60,7 @@ def fingerprint_case(case: CaseFiles, samples_per_case: int, ignore_label: int |
     cropped_shape = [stop - start for start, stop in box]
     spacing = reorientation.values(channels[0].spacing)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    result = {
+    result: dict[str, Any] = {
         "case_id": case.case_id,
         "spacing": [float(s) for s in spacing],
         "direction": [float(v) for v in direction],

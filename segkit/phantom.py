@@ -164,7 +164,8 @@ def generate_dataset(root: str | Path, num_cases: int = 8, layout: str = "nnunet
         raise ValueError(f"unknown layout {layout!r}; choose from {LAYOUTS}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    training_ids, test_ids = [], []
+    training_ids: list[str] = []
+    test_ids: list[str] = []
     for index in range(num_cases + num_test):
         images, label, geometry = make_case(seed * 100_003 + index, spec)
         is_test = index >= num_cases

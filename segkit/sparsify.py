@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import shutil
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -114,7 +114,8 @@ def sparsify_label(label: np.ndarray, ignore: int, options: SparsifyOptions, cas
         values = [int(v) for v in np.unique(label) if v != ignore]
         keep = scribble_mask(label, values, options.axes[0], options.scribble_slices, rng)
     else:
-        keep = slice_mask(label.shape, int(options.slices), options.axes, rng)
+        assert options.slices is not None                       # SparsifyOptions: slices xor scribbles
+        keep = slice_mask(label.shape, options.slices, options.axes, rng)
     sparse = np.where(keep & (label != ignore), label, ignore)
     small = sparse.min() >= 0 and sparse.max() <= np.iinfo(np.uint8).max
     return sparse.astype(np.uint8 if small else np.int16)
@@ -172,8 +173,8 @@ def sparsify_dataset(source: str | Path, out: str | Path, options: SparsifyOptio
         _copy_images(info, staging)
         annotated = {}
         for case in cases:
-            if not case.label.is_file():
-                raise UserError("label file not found", case.label)
+            if case.label is None or not case.label.is_file():
+                raise UserError("label file not found", case.label or info.root / "labelsTr" / case.case_id)
             image = read_image(case.label)
             label = np.rint(image.array).astype(np.int64) if not np.issubdtype(image.array.dtype, np.integer) \
                 else image.array

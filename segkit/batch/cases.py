@@ -53,7 +53,7 @@ class InputSpec:
 class LoadedCase:
     """A case's channels stacked (C, z, y, x) float32, its geometry, and its DICOM reference series if any."""
 
-    images: np.ndarray
+    images: np.ndarray | None                # None once preprocessed when no preview needs the raw channels
     geometry: Geometry
     dicom_reference: SeriesInfo | None = None
     extra: dict = field(default_factory=dict)

@@ -89,7 +89,7 @@ def _extra_problem(key: str, path: Path) -> str | None:
 
 def finished_problem(case: BatchCase, spec: InputSpec, request: OutputRequest, names: dict[str, str]) -> str | None:
     """None when every requested output exists and is valid, else the first reason it is not."""
-    for key, name in names.items():
+    for name in names.values():
         if not (request.output_dir / name).is_file():
             return f"{name} missing"
     for key, name in names.items():
@@ -139,11 +139,13 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
     if "statistics" in names:
         write_json(out / names["statistics"], label_statistics(case.case_id, label, loaded.geometry, request.labels))
     if "preview" in names:
+        assert loaded.images is not None                        # kept for the preview (pipeline.load)
         write_preview(loaded.images[0], label, loaded.geometry, request.segment_names, out / names["preview"],
                       title=case.case_id)
     if "dicom_seg" in names:
         from segkit.io.dicom_seg import segments_from_labels, write_dicom_seg
 
+        assert loaded.dicom_reference is not None              # DICOM-SEG is only offered for DICOM inputs
         write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"])
     from segkit.inference.writing import write_label_like
 

@@ -20,6 +20,7 @@ optional ``plot`` extra (matplotlib); ``preview_available`` tells.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -45,8 +46,8 @@ def centre_slices(label: np.ndarray) -> tuple[int, int, int]:
     """(z, y, x) index of the foreground's centre of mass, or the volume centre when empty."""
     foreground = np.argwhere(label > 0)
     if foreground.size == 0:
-        return tuple(int(n // 2) for n in label.shape)
-    return tuple(int(round(v)) for v in foreground.mean(axis=0))
+        return cast("tuple[int, int, int]", tuple(int(n // 2) for n in label.shape))
+    return cast("tuple[int, int, int]", tuple(int(round(v)) for v in foreground.mean(axis=0)))
 
 
 def _window(image: np.ndarray) -> np.ndarray:

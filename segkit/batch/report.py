@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from segkit.version import __version__
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
+from segkit.version import __version__
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")

@@ -7,7 +7,8 @@ are absent, from torchrun's RANK / WORLD_SIZE environment variables.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 from segkit.errors import UserError
 

@@ -7,8 +7,8 @@ import importlib
 import re
 import sys
 
-from segkit.version import __version__
 from segkit.errors import UserError
+from segkit.version import __version__
 
 # Each module defines register(subparsers) which adds its parser and sets `func`.
 COMMAND_MODULES = (
@@ -30,9 +30,9 @@ class StrictParser(argparse.ArgumentParser):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs["allow_abbrev"] = False
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]  # passes argparse's own arguments through
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+    def parse_known_args(self, args=None, namespace=None):
         """Refuse unknown single-dash words before argparse splits them (only in leaf parsers)."""
         if args is not None and self._subparsers is None:
             for token in args:

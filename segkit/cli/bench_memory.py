@@ -46,14 +46,13 @@ def _entry(plans_path: Path, configuration: str) -> tuple[dict, dict]:
 
 def run(args: argparse.Namespace) -> int:
     """Measure each mode, print measured vs predicted, optionally write JSON."""
+    import torch
+
     from segkit.jsonio import write_json
     from segkit.networks.measure import measure_in_subprocess, measure_step
     from segkit.networks.registry import family_of
-    from segkit.planning.memory import estimate_peak_bytes
-
-    import torch
-
     from segkit.planning.cuda_calibration import predict_cuda_bytes
+    from segkit.planning.memory import estimate_peak_bytes
 
     on_cuda = args.device.startswith("cuda")
     if on_cuda and not torch.cuda.is_available():

@@ -36,8 +36,8 @@ def _matches(folder: Path, key: str) -> bool:
     """Does a raw folder answer to an ID ('1', '001') or a name ('Dataset001_X', 'X')?"""
     match = DATASET_FOLDER.match(folder.name)
     if key.isdigit():
-        return bool(match) and int(match["id"]) == int(key)
-    return folder.name == key or (bool(match) and match["name"] == key)
+        return match is not None and int(match["id"]) == int(key)
+    return folder.name == key or (match is not None and match["name"] == key)
 
 
 def resolve_dataset(value: str | None, dataset_id: str | None) -> str:

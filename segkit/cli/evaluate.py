@@ -40,8 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, write summary.json and the CSV, print the class means."""
     from segkit.errors import UserError
-    from segkit.evaluation.evaluate import (check_argument_order, classes_from_dataset, evaluate_folders,
-                                            format_means, ignore_label_of, parse_label_specs, write_summary)
+    from segkit.evaluation.evaluate import (
+        check_argument_order,
+        classes_from_dataset,
+        evaluate_folders,
+        format_means,
+        ignore_label_of,
+        parse_label_specs,
+        write_summary,
+    )
 
     if args.labels and args.regions_from:
         raise UserError("give either --labels or --regions-from, not both")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from typing import Iterator
+from collections.abc import Iterator
 
 DEVICE_HELP = "auto (CUDA if available), cpu or cuda[:n]"
 

@@ -10,6 +10,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from segkit.inference.predictor import InferenceOptions
 
 CHECKPOINT_KINDS = ("final", "best", "latest")
 
@@ -81,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)   # the default since 0.2; kept for scripts
 
 
-def inference_options(args: argparse.Namespace) -> "object":
+def inference_options(args: argparse.Namespace) -> InferenceOptions:
     """InferenceOptions from parsed flags."""
     from segkit.inference.predictor import InferenceOptions
 

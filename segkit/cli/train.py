@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def request_from_args(args: argparse.Namespace) -> "TrainRequest":
+def request_from_args(args: argparse.Namespace) -> TrainRequest:
     """The typed TrainRequest for parsed `segkit train` arguments (recipe flags become overrides)."""
     from pathlib import Path
 

@@ -8,10 +8,11 @@ voxels only, and the summary records the ignore value and the annotated fraction
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -179,7 +180,7 @@ def evaluate_pair(pair: CasePair, classes: dict[str, list[int]] | None, nsd_tole
 
         metrics = {name: mask_metrics(*masks(values), ref.spacing, nsd_tolerance_mm, hd_empty_penalty_mm)
                    for name, values in classes.items()}
-        result = {"case_id": pair.case_id, "prediction": str(pair.prediction), "reference": str(pair.reference),
+        result: dict[str, Any] = {"case_id": pair.case_id, "prediction": str(pair.prediction), "reference": str(pair.reference),
                   "metrics": metrics}
         if ignore_label is not None:
             result["annotated_voxels"] = int(ref.array.size if annotated is None else np.count_nonzero(annotated))

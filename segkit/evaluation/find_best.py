@@ -11,15 +11,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.evaluation.cv_predictions import (cv_files_from_dir, cv_files_from_splits, label_conversion,
-                                              load_probabilities, output_classes, probabilities_to_labels)
+from segkit.evaluation.cv_predictions import (
+    cv_files_from_dir,
+    cv_files_from_splits,
+    label_conversion,
+    load_probabilities,
+    output_classes,
+    probabilities_to_labels,
+)
 from segkit.evaluation.evaluate import label_files, read_label_map
 from segkit.evaluation.metrics import dice_only
 from segkit.evaluation.postprocess import apply_postprocessing, keep_largest_component

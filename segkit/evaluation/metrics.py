@@ -21,7 +21,7 @@ Definitions (documented in docs/cli/evaluate.md):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage

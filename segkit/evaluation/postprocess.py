@@ -11,9 +11,9 @@ of an image have the same volume).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage

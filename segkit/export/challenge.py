@@ -16,7 +16,7 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.inference.writing import write_label_like
-from segkit.io.dataset import load_dataset
+from segkit.io.dataset import DatasetInfo, load_dataset
 from segkit.io.image import image_suffix, read_image
 
 BRATS_CASE_PATTERNS = {"brats2021": re.compile(r"^BraTS2021_\d{5}$"),
@@ -36,7 +36,7 @@ class ExportPlan:
     output_dir: Path
 
 
-def source_record(dataset_root: Path) -> tuple[dict, "object"]:
+def source_record(dataset_root: Path) -> tuple[dict, DatasetInfo]:
     """The dataset's segkit_source record and its DatasetInfo; UserError when it was not converted."""
     info = load_dataset(dataset_root)
     record = info.raw.get("segkit_source")
@@ -55,7 +55,7 @@ def value_map_of(record: dict, path: Path) -> dict[int, int]:
     return mapping
 
 
-def msd_task_folder(record: dict, info: "object", task: str | None) -> str:
+def msd_task_folder(record: dict, info: DatasetInfo, task: str | None) -> str:
     """Task<NN>_<Name> of an MSD dataset (or the explicit --task)."""
     if task:
         return task

@@ -23,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
-from segkit.version import __version__
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
+from segkit.version import __version__
 
 PACKAGE_FORMAT = "segkit-model-package-2"
 LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
@@ -58,8 +58,8 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
                     folds: Sequence[str] | None = None, checkpoint: str = "final",
                     find_best: str | Path | None = None) -> tuple[dict[str, Path | bytes], dict]:
     """(member name -> source file or bytes, manifest fields) of the package for a model."""
-    from segkit.inference.model import find_folds
     from segkit.inference.choice import chosen_model
+    from segkit.inference.model import find_folds
 
     choice = chosen_model(model, configuration, find_best)
     members: dict[str, Path | bytes] = {}

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
 
 import torch
 from torch import nn
@@ -49,7 +48,7 @@ def prepare_for_inference(network: nn.Module, spatial_dims: int, channels_last: 
     network.eval()
     instance_to_group_norm(network)
     if channels_last:
-        network.to(memory_format=memory_format_for(spatial_dims))
+        network.to(memory_format=memory_format_for(spatial_dims))  # type: ignore[call-overload]  # accepted at run time; the stub omits it
     return network
 
 
@@ -73,7 +72,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def autocast_for(precision: str, device: torch.device) -> ContextManager:
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """An autocast context for bf16/fp16, or a no-op for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()

@@ -12,9 +12,9 @@ the configurations that run, otherwise none is applied (and the reason is kept a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from segkit.errors import UserError
 from segkit.inference.model import DEFAULT_CONFIGURATION, resolve_model_dir
@@ -78,7 +78,7 @@ def chosen_model(model: str | Path, configuration: str | Sequence[str] | None = 
         dirs = {}
         for name in names:
             dirs[name] = resolve_model_dir(model, name)[0]
-        candidate = Path(find_best) if find_best is not None else default
+        candidate: Path | None = Path(find_best) if find_best is not None else default
     else:
         if names is not None and len(names) > 1:
             raise UserError("a model folder holds one configuration; give the work dir to run an ensemble", model)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -57,7 +57,8 @@ def check_all_compatible(cases: Sequence[str], folders: Sequence[Path]) -> None:
 
 def ensemble_case(case_id: str, folders: Sequence[Path]) -> tuple[np.ndarray, dict]:
     """Mean probabilities of one case over the folders, and the first folder's metadata."""
-    total, first = None, None
+    total: np.ndarray | None = None
+    first: dict | None = None
     for folder in folders:
         path = folder / f"{case_id}.npz"
         probabilities, metadata = load_probabilities(path)
@@ -66,6 +67,7 @@ def ensemble_case(case_id: str, folders: Sequence[Path]) -> tuple[np.ndarray, di
         else:
             check_compatible(first, metadata, path)
             total += probabilities
+    assert total is not None and first is not None             # callers pass at least two folders
     total /= len(folders)
     return total, first
 
@@ -75,21 +77,21 @@ def ensemble_folders(folders: Sequence[str | Path], output: str | Path, save_pro
     """Average every case's probabilities over the folders; write label maps (and optionally the mean)."""
     from tqdm import tqdm
 
-    folders = [Path(f) for f in folders]
-    if len(folders) < 2:
+    paths = [Path(f) for f in folders]
+    if len(paths) < 2:
         raise UserError("ensembling needs at least two prediction folders")
     output = Path(output)
-    if output.resolve() in {f.resolve() for f in folders}:
+    if output.resolve() in {f.resolve() for f in paths}:
         raise UserError("output folder must differ from the input folders", output)
-    cases = common_cases(folders)
-    check_all_compatible(cases, folders)
+    cases = common_cases(paths)
+    check_all_compatible(cases, paths)
     written = []
     for case_id in tqdm(cases, desc="ensemble", unit="case", disable=not show_progress or None):
-        probabilities, metadata = ensemble_case(case_id, folders)
+        probabilities, metadata = ensemble_case(case_id, paths)
         geometry = Geometry.from_json(metadata["geometry"])
         labels = labels_for_plans(probabilities, plans_view(metadata))
         if save_probabilities:
-            merged = {**metadata, "ensemble_of": [str(f) for f in folders]}
+            merged = {**metadata, "ensemble_of": [str(f) for f in paths]}
             probability_files_io.save_probabilities(output / f"{case_id}.npz", probabilities, merged)
         path = output / f"{case_id}{metadata['file_ending']}"
         written.append(write_label_like(labels, geometry, path, _reference(metadata, geometry)))

@@ -10,8 +10,8 @@ kept in `model.extra["window_backoff"]`, and later cases start from the reduced 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable, cast
 
 import numpy as np
 import torch
@@ -31,8 +31,8 @@ def _warn(message: str) -> None:
 def window_logits(model: LoadedModel, data: np.ndarray, settings: WindowSettings,
                   log: Callable[[str], None] = _warn) -> torch.Tensor:
     """sliding_window_logits with the model's network, backing off on CUDA out-of-memory."""
-    network = cast(torch.nn.Module, model.network)       # LoadedModel types these loosely
-    device = torch.device(cast(torch.device, model.device))
+    network = model.network
+    device = torch.device(model.device)
     state = model.extra.get("window_backoff")
     if state:
         settings = replace(settings, tile_batch=state["tile_batch"], patch_size=tuple(state["patch_size"]))

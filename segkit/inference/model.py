@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json
 from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
+
+if TYPE_CHECKING:               # torch is imported where a model is loaded, not with this module
+    import torch
+    from torch import nn
 
 CHECKPOINT_FORMAT = "segkit-checkpoint-1"
 CHECKPOINT_KINDS = ("final", "best", "latest")
@@ -26,10 +31,10 @@ class LoadedModel:
     plans: dict
     dataset: dict
     configuration: str
-    network: "object"
+    network: nn.Module
     fold_states: list[dict]
     folds: list[str]
-    device: "object"
+    device: torch.device
     checkpoint: str = "final"
     extra: dict = field(default_factory=dict)
 
@@ -54,7 +59,7 @@ class LoadedModel:
         return str(self.plans.get("label_mode", "softmax"))
 
 
-def resolve_device(device: str) -> "object":
+def resolve_device(device: str) -> torch.device:
     """torch.device for 'auto' (CUDA when available), 'cpu' or 'cuda[:n]'; UserError when CUDA is absent."""
     import torch
 
@@ -73,13 +78,14 @@ def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Pat
     model = Path(model)
     if not model.is_dir():
         raise UserError("model folder not found", model)
+    name: str | None
     if (model / "models").is_dir():   # a work dir: WORK/models/<config>
         name = configuration or DEFAULT_CONFIGURATION
         model = model / "models" / name
         if not model.is_dir():
             raise UserError(f"no trained configuration {name!r} here", model.parent)
     plans = read_json(model / "plans.json", "plans.json")
-    known = sorted((plans.get("configurations") or {}))
+    known = sorted(plans.get("configurations") or {})
     name = configuration or (model.name if model.name in known else (known[0] if len(known) == 1 else None))
     if name is None:
         raise UserError(f"cannot tell the configuration; pass -c (plans has: {', '.join(known)})", model)
@@ -143,7 +149,6 @@ def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict) -> 
 def load_model(model: str | Path, configuration: str | None = None, folds: Sequence[str] | None = None,
                checkpoint: str = "final", device: str = "auto") -> LoadedModel:
     """Load a model folder's plans and the chosen folds' checkpoints onto one network on the device."""
-    import torch
 
     from segkit.inference.acceleration import prepare_for_inference
     from segkit.networks import build_network
@@ -157,10 +162,10 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     first = loaded[0][2]
     arch = dict(first["architecture"])
     network = build_network(arch, int(first["in_channels"]), int(first["num_outputs"]))
-    network.deep_supervision = False
+    network.deep_supervision = False  # type: ignore[assignment]  # a plain flag; Module.__setattr__ is typed for tensors
     prepare_for_inference(network, int(arch.get("spatial_dims", len(arch["kernel_sizes"][0]))))
     states = []
-    for fold, path, ckpt in loaded:
+    for _, path, ckpt in loaded:
         try:
             network.load_state_dict(ckpt["network_state"])
         except RuntimeError as err:

@@ -21,10 +21,11 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ class RunOptions:
     run_info: dict = field(default_factory=dict)
 
 
-def _reason(err: BaseException) -> str:
+def _reason(err: BaseException | None) -> str:
     """One-line failure reason: a UserError's message, else the exception type and message."""
     if isinstance(err, UserError):
         return str(err)
@@ -177,6 +178,7 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
 
     def load(case: BatchCase) -> tuple:
         loaded = load_case(case, spec)
+        assert loaded.images is not None
         prepared = engine.prepare(case.case_id, loaded.images, loaded.geometry)
         if not request.preview:
             loaded.images = None   # only the preview needs the raw image after preprocessing

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from segkit.errors import UserError
 from segkit.inference.acceleration import resolve_precision
-from segkit.inference.model import LoadedModel
 from segkit.inference.memory_backoff import window_logits
+from segkit.inference.model import LoadedModel
 from segkit.inference.revert import MemberOutput, labels_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
 from segkit.io.image import Geometry
@@ -111,7 +112,7 @@ def network_probabilities(model: LoadedModel, data: np.ndarray, options: Inferen
     settings = window_settings(model, options)
     # plans may ask for nnU-Net's fold ensembling (mean logits, then softmax) instead of mean probabilities
     average_logits = (model.entry.get("inference") or {}).get("fold_average") == "logits"
-    total = None
+    total: torch.Tensor | None = None
     for state in model.fold_states:
         if len(model.fold_states) > 1:
             model.network.load_state_dict(state)
@@ -119,6 +120,7 @@ def network_probabilities(model: LoadedModel, data: np.ndarray, options: Inferen
         values = logits if average_logits else probabilities_in_place(logits, model.label_mode)
         total = values if total is None else total.add_(values)
         del logits, values
+    assert total is not None                                    # a model has at least one fold
     if len(model.fold_states) > 1:
         total /= len(model.fold_states)
     return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy()
@@ -160,7 +162,7 @@ class ModelEnsemble:
         return [member.configuration for member in self.members]
 
     @property
-    def device(self) -> "torch.device":
+    def device(self) -> torch.device:
         """Where the networks run."""
         return self.members[0].device
 
@@ -192,7 +194,7 @@ class ModelEnsemble:
         return outputs
 
     def finish(self, prepared: PreparedCase, probabilities: list[np.ndarray],
-               keep_probabilities: np.dtype | None = None) -> CasePrediction:
+               keep_probabilities: npt.DTypeLike | None = None) -> CasePrediction:
         """Revert onto the input grid (slab-wise), average members, labels, post-processing."""
         from segkit.evaluation.postprocess import apply_postprocessing
 
@@ -206,7 +208,7 @@ class ModelEnsemble:
         return CasePrediction(prepared.case_id, labels, prepared.geometry, kept, dict(prepared.extra))
 
     def predict(self, case_id: str, images: np.ndarray, geometry: Geometry,
-                keep_probabilities: np.dtype | None = None) -> CasePrediction:
+                keep_probabilities: npt.DTypeLike | None = None) -> CasePrediction:
         """All three steps in this thread (no file I/O)."""
         prepared = self.prepare(case_id, images, geometry)
         return self.finish(prepared, self.compute(prepared), keep_probabilities)

@@ -10,11 +10,15 @@ the configurations that run, otherwise none is applied (and the reason is kept a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 from segkit.errors import UserError
 from segkit.inference.choice import ModelChoice, chosen_model, configuration_names
+
+if TYPE_CHECKING:
+    from segkit.inference.predictor import InferenceOptions, ModelEnsemble
 
 
 def _package_choice(package: Path, configuration: str | Sequence[str] | None, checkpoint: str) -> ModelChoice:
@@ -40,7 +44,7 @@ def _package_choice(package: Path, configuration: str | Sequence[str] | None, ch
 
 def load_ensemble(model: str | Path, configuration: str | Sequence[str] | None = None,
                   folds: Sequence[str] | None = None, checkpoint: str = "final", device: str = "auto",
-                  options: "object | None" = None, postprocess: bool = True) -> "object":
+                  options: InferenceOptions | None = None, postprocess: bool = True) -> ModelEnsemble:
     """A ModelEnsemble ready to predict: every member's folds loaded on the device, post-processing attached."""
     from segkit.export.unpack import is_model_package
     from segkit.inference.model import load_model

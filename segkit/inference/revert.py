@@ -12,10 +12,11 @@ its source rows. Probabilities for the whole grid are assembled only when asked 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from segkit.inference.regions import labels_for_plans
 from segkit.preprocessing.pipeline import configuration_entry, outside_fill_values
@@ -130,7 +131,7 @@ def _stored_order(array: np.ndarray | None, orientation: dict | None) -> np.ndar
     return np.ascontiguousarray(Reorientation.from_json(orientation).from_canonical(array))
 
 
-def labels_on_input_grid(members: Sequence[MemberOutput], plans: dict, keep_probabilities: np.dtype | None = None,
+def labels_on_input_grid(members: Sequence[MemberOutput], plans: dict, keep_probabilities: npt.DTypeLike | None = None,
                          slab_bytes: int = SLAB_BYTES) -> tuple[np.ndarray, np.ndarray | None]:
     """Label map (and, when keep_probabilities is a dtype, the mean probabilities) on the original grid.
 
@@ -142,28 +143,32 @@ def labels_on_input_grid(members: Sequence[MemberOutput], plans: dict, keep_prob
     if any(o != orientations[0] for o in orientations[1:]):
         return _mean_in_stored_order(members, plans, keep_probabilities)
     labels, kept = _labels_in_frame(members, plans, keep_probabilities, slab_bytes)
-    return _stored_order(labels, orientations[0]), _stored_order(kept, orientations[0])
+    stored_labels = _stored_order(labels, orientations[0])
+    assert stored_labels is not None
+    return stored_labels, _stored_order(kept, orientations[0])
 
 
 def _mean_in_stored_order(members: Sequence[MemberOutput], plans: dict,
-                          keep_probabilities: np.dtype | None) -> tuple[np.ndarray, np.ndarray | None]:
+                          keep_probabilities: npt.DTypeLike | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Members preprocessed into different frames: average their whole reverted probabilities (more memory)."""
-    total = None
+    total: np.ndarray | None = None
     for member in members:
         _, kept = _labels_in_frame([member], plans, np.float32, SLAB_BYTES)
         kept = _stored_order(kept, member.properties.get("orientation"))
+        assert kept is not None                                 # float32 probabilities were asked for
         total = kept if total is None else np.add(total, kept, out=total)
+    assert total is not None                                    # members is never empty
     total /= len(members)
     labels = labels_for_plans(total, plans)
     return labels, total.astype(keep_probabilities, copy=False) if keep_probabilities is not None else None
 
 
-def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabilities: np.dtype | None,
+def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabilities: npt.DTypeLike | None,
                      slab_bytes: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) slab by slab in the members' common preprocessing frame."""
     shape = [int(n) for n in members[0].properties["shape_before_crop"]]
     num_outputs = members[0].probabilities.shape[0]
-    labels = None
+    labels: np.ndarray | None = None
     kept = np.empty((num_outputs, *shape), dtype=keep_probabilities) if keep_probabilities is not None else None
     step = slab_rows(num_outputs, shape, slab_bytes)
     for start in range(0, shape[0], step):
@@ -179,4 +184,5 @@ def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabil
         labels[rows] = slab_labels
         if kept is not None:
             kept[:, rows] = mean
+    assert labels is not None                                   # at least one slab
     return labels, kept

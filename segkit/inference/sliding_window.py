@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -41,7 +42,8 @@ class WindowSettings:
     @property
     def tile_shape(self) -> tuple[int, int, int]:
         """Tile extent in (z, y, x) of the (possibly slice-moved) volume."""
-        return (1, *self.patch_size) if self.slice_axis is not None else tuple(self.patch_size)
+        shape = (1, *self.patch_size) if self.slice_axis is not None else tuple(self.patch_size)
+        return cast("tuple[int, int, int]", shape)
 
 
 def gaussian_importance_map(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8) -> np.ndarray:

@@ -10,21 +10,24 @@ lines. Other formats go through `segkit.io.write_image` (MetaImage round-trips e
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gzip
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from segkit.io.image import Geometry, image_suffix, write_image
 from segkit.jsonio import atomic_path
 
+if TYPE_CHECKING:
+    import nibabel as nib
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NRRD_TYPES = {np.dtype(np.uint8): "uint8", np.dtype(np.int16): "int16", np.dtype(np.int32): "int32"}
 NRRD_REPLACED_FIELDS = ("type", "encoding", "endian", "data file", "datafile", "line skip", "byte skip")
 
 
-def _nifti_like(labels: np.ndarray, reference: Path) -> "object | None":
+def _nifti_like(labels: np.ndarray, reference: Path) -> nib.Nifti1Image | nib.Nifti2Image | None:
     """A nibabel image of (z, y, x) labels with the reference's geometry header, or None if not possible."""
     import nibabel as nib
 

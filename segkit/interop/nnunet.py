@@ -22,8 +22,8 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from segkit.errors import UserError
 from segkit.export.unpack import cache_root as segkit_cache_root
@@ -63,7 +63,7 @@ def checkpoint_allowlist() -> list:
     try:
         from numpy._core.multiarray import scalar
     except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import scalar
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]  # the same object, numpy 1.x location
     allowed: list = [np.dtype, scalar, (scalar, "numpy.core.multiarray.scalar"),
                      (scalar, "numpy._core.multiarray.scalar")]
     dtypes = getattr(np, "dtypes", None)

@@ -36,7 +36,7 @@ def detect_format(src: str | Path) -> str:
         if isinstance(data, dict) and "modality" in data:
             return "msd"
         raise UserError("dataset.json is neither MSD ('modality') nor nnU-Net v2 ('channel_names')", json_path)
-    found = {brats_flavour(folder) for folder in case_folders(src)} - {None}
+    found = {flavour for folder in case_folders(src) if (flavour := brats_flavour(folder)) is not None}
     if len(found) == 1:
         return found.pop()
     if len(found) > 1:

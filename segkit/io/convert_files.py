@@ -73,7 +73,7 @@ def load_nifti(path: Path) -> nib.Nifti1Image:
 def read_voxels(image: nib.Nifti1Image, path: Path, scaled: bool = True) -> np.ndarray:
     """Read the voxel array (scaled: with scl_slope/scl_inter applied), naming the file on failure."""
     try:
-        return np.asanyarray(image.dataobj) if scaled else np.asanyarray(image.dataobj.get_unscaled())
+        return np.asanyarray(image.dataobj) if scaled else np.asanyarray(image.dataobj.get_unscaled())  # type: ignore[attr-defined]  # a loaded file's dataobj is an ArrayProxy (typed ArrayLike)
     except NIBABEL_ERRORS as err:
         raise UserError(f"cannot read voxel data, file truncated or corrupt ({type(err).__name__})", path) from None
 
@@ -107,7 +107,7 @@ def copy_image(src: Path, dest: Path) -> None:
     if image_suffix(src) in NIFTI_SUFFIXES and image_suffix(dest) in NIFTI_SUFFIXES:
         source = load_nifti(src)
         _save_nifti(_header_copy_image(read_voxels(source, src, scaled=False), source,
-                                       source.dataobj.slope, source.dataobj.inter), dest)
+                                       source.dataobj.slope, source.dataobj.inter), dest)  # type: ignore[attr-defined]  # a loaded file's dataobj is an ArrayProxy (typed ArrayLike)
         return
     image = read_sitk(src)
     with atomic_path(dest, suffix=image_suffix(dest)) as tmp:
@@ -130,7 +130,7 @@ def split_channels(src: Path, dests: list[Path]) -> None:
     data = read_voxels(source, src, scaled=False)   # stored values; the scaling is copied
     for channel, dest in enumerate(dests):
         _save_nifti(_header_copy_image(np.ascontiguousarray(data[..., channel]), source,
-                                       source.dataobj.slope, source.dataobj.inter), dest)
+                                       source.dataobj.slope, source.dataobj.inter), dest)  # type: ignore[attr-defined]  # a loaded file's dataobj is an ArrayProxy (typed ArrayLike)
 
 
 def _split_channels_sitk(src: Path, dests: list[Path]) -> None:
@@ -143,7 +143,8 @@ def _split_channels_sitk(src: Path, dests: list[Path]) -> None:
     if image.GetDimension() != 4 or size[3] != len(dests):
         raise UserError(f"has size {tuple(size)}; expected 4D with {len(dests)} channels", src)
     for channel, dest in enumerate(dests):
-        volume = sitk.Extract(image, size[:3] + [0], [0, 0, 0, channel], sitk.ExtractImageFilter.DIRECTION_COLLAPSE_TO_SUBMATRIX)
+        collapse = sitk.ExtractImageFilter.DIRECTION_COLLAPSE_TO_SUBMATRIX  # type: ignore[attr-defined]  # stub lacks it
+        volume = sitk.Extract(image, size[:3] + [0], [0, 0, 0, channel], collapse)
         with atomic_path(dest, suffix=image_suffix(dest)) as tmp:
             sitk.WriteImage(volume, str(tmp), True)
 

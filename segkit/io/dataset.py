@@ -216,6 +216,8 @@ def _cases_from_training_list(info: DatasetInfo, entries: list[dict]) -> list[Ca
     for entry in entries:
         images = entry.get("image")
         images = [images] if isinstance(images, str) else images
+        if not images:
+            raise UserError("a training/test entry has no 'image'", json_path)
         label = entry.get("label")
         paths = [info.root / p for p in images] + ([info.root / label] if label else [])
         for path in paths:
@@ -223,6 +225,7 @@ def _cases_from_training_list(info: DatasetInfo, entries: list[dict]) -> list[Ca
                 raise UserError(f"path {path} escapes the dataset folder", json_path)
         name = Path(images[0]).name
         case_id = name[: -len(info.file_ending)] if name.endswith(info.file_ending) else name
-        case_id = CHANNEL_SUFFIX.match(case_id)["case"] if CHANNEL_SUFFIX.match(case_id) else case_id
+        suffix = CHANNEL_SUFFIX.match(case_id)
+        case_id = suffix["case"] if suffix else case_id
         cases.append(CaseFiles(case_id, tuple(info.root / p for p in images), info.root / label if label else None))
     return cases

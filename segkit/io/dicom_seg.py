@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from segkit.version import __version__
 from segkit.errors import UserError
 from segkit.io.dicom import SeriesInfo
 from segkit.jsonio import atomic_path
+from segkit.version import __version__
 
 
 def segment_names(labels: dict[str, int | list[int]], regions_class_order: list[int] | None = None) -> dict[int, str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import SimpleITK as sitk
 
 from segkit.errors import UserError
@@ -43,7 +44,7 @@ class Geometry:
         """Shape of the array this geometry describes (z, y, x)."""
         return tuple(reversed(self.size))
 
-    def mismatch(self, other: "Geometry", rel_tol: float = 1e-4, abs_tol_mm: float = 1e-3) -> str | None:
+    def mismatch(self, other: Geometry, rel_tol: float = 1e-4, abs_tol_mm: float = 1e-3) -> str | None:
         """Describe the first difference from another geometry, or None when they match."""
         if self.size != other.size:
             return f"shape {other.array_shape} differs from {self.array_shape}"
@@ -62,13 +63,13 @@ class Geometry:
                 "direction": list(self.direction), "size": list(self.size)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Geometry":
+    def from_json(cls, data: dict) -> Geometry:
         """Inverse of to_json."""
         return cls(tuple(float(v) for v in data["spacing"]), tuple(float(v) for v in data["origin"]),
                    tuple(float(v) for v in data["direction"]), tuple(int(v) for v in data["size"]))
 
     @classmethod
-    def of_sitk(cls, image: sitk.Image) -> "Geometry":
+    def of_sitk(cls, image: sitk.Image) -> Geometry:
         """Geometry of a SimpleITK image."""
         return cls(tuple(image.GetSpacing()), tuple(image.GetOrigin()), tuple(image.GetDirection()),
                    tuple(image.GetSize()))
@@ -120,7 +121,7 @@ def read_sitk(path: str | Path) -> sitk.Image:
         raise UserError(f"cannot read image ({detail.strip()[:200]})", path) from None
 
 
-def read_image(path: str | Path, dtype: np.dtype | None = None) -> Image:
+def read_image(path: str | Path, dtype: npt.DTypeLike | None = None) -> Image:
     """Read a 2D/3D scalar image (any SUPPORTED_SUFFIXES format) as an Image in (z, y, x) order."""
     sitk_image = read_sitk(path)
     if sitk_image.GetNumberOfComponentsPerPixel() != 1:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def _nifti_expected_size(path: Path) -> int | None:
     import nibabel as nib
 
     try:
-        header = nib.load(str(path)).header
+        header: Any = nib.load(str(path)).header    # any spatial header: vox_offset/dtype/shape
     except Exception:  # not parseable as NIfTI by nibabel: leave the verdict to ITK
         return None
     offset = int(header.get("vox_offset", 0))

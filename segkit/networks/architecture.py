@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segkit.networks.init import INIT_SCHEMES
-from segkit.networks.registry import family_of, family_names
+from segkit.networks.registry import family_names, family_of
 
 REQUIRED_KEYS = ("family", "features_per_stage", "kernel_sizes", "strides", "blocks_per_stage",
                  "decoder_blocks_per_stage")

@@ -8,8 +8,9 @@ hardware fit, bench-memory and the CLI read the registry, never a family name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from torch import nn
@@ -33,12 +34,12 @@ class NetworkFamily:
 
     name: str
     # (architecture entry, in_channels, num_outputs) -> nn.Module
-    build: Callable[[dict, int, int], "nn.Module"]
+    build: Callable[[dict, int, int], nn.Module]
     # (number of stages, depth multiplier) -> blocks_per_stage, decoder_blocks_per_stage and the family's own keys
     stage_defaults: Callable[[int, int], dict]
     # (tally, architecture entry, voxels per stage, in_channels, num_outputs): add every layer's parameters,
     # stored activations and transients, mirroring `build` (checked against autograd in the memory tests)
-    tally: Callable[["Tally", dict, list[int], int, int], None]
+    tally: Callable[[Tally, dict, list[int], int, int], None]
     # runtime working memory that does not scale with patch, depth or width (kernels' scratch, allocator slack)
     workspace_bytes: int
     description: str = ""

@@ -28,7 +28,10 @@ CPU_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MA
 def _status_kib(field: str) -> int:
     """A VmXXX field of /proc/self/status in KiB."""
     with open("/proc/self/status") as handle:
-        return int(re.search(rf"{field}:\s+(\d+)", handle.read()).group(1))
+        match = re.search(rf"{field}:\s+(\d+)", handle.read())
+    if match is None:
+        raise RuntimeError(f"/proc/self/status has no {field} field")
+    return int(match.group(1))
 
 
 def _reset_peak_rss() -> bool:

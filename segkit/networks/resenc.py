@@ -26,7 +26,8 @@ class ResidualBlock(nn.Module):
         skip: list[nn.Module] = []
         if max(stride) > 1:
             pool = {2: nn.AvgPool2d, 3: nn.AvgPool3d}[dims]
-            skip.append(pool(list(stride), list(stride), ceil_mode=True, count_include_pad=False))
+            skip.append(pool(list(stride), list(stride), ceil_mode=True,  # type: ignore[arg-type]  # per-axis lists work
+                             count_include_pad=False))
         if c_in != c_out:
             skip += [make_conv(c_in, c_out, [1] * dims, bias=style.skip_bias), style.norm_layer(c_out, dims)]
         self.skip = nn.Sequential(*skip)

@@ -15,8 +15,9 @@ x2 = y2 - G(y1), x1 = y1 - F(x2), and backpropagates through the recomputed grap
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from typing import cast
 
 import torch
 from torch import nn
@@ -107,6 +108,11 @@ def _autocast_context(device_type: str, enabled: bool, dtype: torch.dtype | None
     return torch.autocast(device_type, dtype=dtype)
 
 
+def _couplings(blocks: nn.ModuleList) -> list[CouplingBlock]:
+    """The blocks with their type (ModuleList items are typed as plain Modules)."""
+    return cast("list[CouplingBlock]", list(blocks))
+
+
 class ReversibleStageFunction(torch.autograd.Function):
     """Forward without a graph, keep the output; backward reconstructs and recomputes block by block."""
 
@@ -117,9 +123,10 @@ class ReversibleStageFunction(torch.autograd.Function):
         ctx.device_type, ctx.input_dtype = device_type, x.dtype
         ctx.blocks = blocks
         ctx.rng = []
-        x1, x2 = (to_grid(half.to(stream_dtype(x.dtype)), blocks[0].grid_bits) for half in x.chunk(2, dim=1))
+        couplings = _couplings(blocks)
+        x1, x2 = (to_grid(half.to(stream_dtype(x.dtype)), couplings[0].grid_bits) for half in x.chunk(2, dim=1))
         with torch.no_grad():
-            for block in blocks:
+            for block in couplings:
                 rng_f = _RngState(x.device)
                 x1 = x1 + to_grid(block.f(x2).to(x1.dtype), block.grid_bits, inplace=True)
                 rng_g = _RngState(x.device)
@@ -156,7 +163,7 @@ class ReversibleStageFunction(torch.autograd.Function):
             with torch.no_grad():
                 y1 = y1 - to_grid(f_out.to(y1.dtype), block.grid_bits)
                 dy2 = dy2 + grads[0].to(dy2.dtype)
-            param_grads.append(list(grads[1:]) + g_grads)
+            param_grads.append([*grads[1:], *g_grads])
             y2 = x2
             del f_out, x2_leaf, grads
         grad_in = torch.cat([dy1, dy2], dim=1).to(ctx.input_dtype)
@@ -179,9 +186,9 @@ class ReversibleSequence(nn.Module):
         if len(self.blocks) == 0:
             return x
         if self.mode == "reversible" and torch.is_grad_enabled():
-            params = [p for block in self.blocks for p in (*block.f.parameters(), *block.g.parameters())]
+            params = [p for block in _couplings(self.blocks) for p in (*block.f.parameters(), *block.g.parameters())]
             return ReversibleStageFunction.apply(x, self.blocks, *params)
-        bits = self.blocks[0].grid_bits
+        bits = _couplings(self.blocks)[0].grid_bits
         x1, x2 = (grid_round(half.to(stream_dtype(x.dtype)), bits) for half in x.chunk(2, dim=1))
         for block in self.blocks:
             if self.mode == "checkpoint" and torch.is_grad_enabled():

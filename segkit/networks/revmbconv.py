@@ -32,7 +32,10 @@ REVMBCONV_WORKSPACE_BYTES = 23 * 2 ** 20
 
 
 class MBConv(nn.Sequential):
-    """Inverted bottleneck (convs without bias: each is followed by a norm): 1x1 expand (ratio e) -> norm -> act -> depthwise k -> norm -> act -> 1x1 project -> norm."""
+    """Inverted bottleneck (convs without bias: each is followed by a norm).
+
+    1x1 expand (ratio e) -> norm -> act -> depthwise k -> norm -> act -> 1x1 project -> norm.
+    """
 
     def __init__(self, channels: int, expansion: float, kernel: list[int], norm: str):
         dims = len(kernel)

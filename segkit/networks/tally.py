@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 # Float tensors the loss keeps per output channel and supervised voxel (softmax, log-softmax,
-# one-hot target); exact, see tests/test_networks_memory.py.
+# one-hot target); exact, see tests/planning/test_memory.py.
 LOSS_TENSORS_PER_OUTPUT = 3.0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -33,7 +35,7 @@ class DecoderStage(nn.Module):
 class UNetSkeleton(nn.Module):
     """Encoder stages, decoder stages (coarsest first) and one head per decoder resolution."""
 
-    def __init__(self, encoder: list[nn.Module], decoder: list[DecoderStage], heads: list[nn.Module],
+    def __init__(self, encoder: Sequence[nn.Module], decoder: Sequence[DecoderStage], heads: Sequence[nn.Module],
                  deep_supervision: bool = True):
         super().__init__()
         self.encoder = nn.ModuleList(encoder)

@@ -34,7 +34,11 @@ def largest_patch(budget_bytes: int, arch: dict, median_shape: list[int], ctx: d
                   max_shape: list[int] | None = None) -> list[int] | None:
     """The largest patch with the median shape's aspect ratio that fits (None if not even the smallest)."""
     div = total_strides(arch)
-    fits = lambda scale: _peak(arch, _capped(patch_at_scale(median_shape, scale, div), max_shape, div), ctx) <= budget_bytes
+
+    def fits(scale: float) -> bool:
+        """True when the patch at scale fits the budget."""
+        return _peak(arch, _capped(patch_at_scale(median_shape, scale, div), max_shape, div), ctx) <= budget_bytes
+
     if not fits(0.0):
         return None
     low, high = 0.0, 1.0

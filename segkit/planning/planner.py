@@ -9,6 +9,7 @@ model in `segkit.planning.memory`; the chosen prediction and the budget go into 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +103,7 @@ def largest_patch(median_shape: list[int], spacing: list[float], family: str, pr
     return patch, arch, memory
 
 
-def grow_network(arch_for: "callable", patch: list[int], price: _Pricer, budget: int,
+def grow_network(arch_for: Callable[[int, float], dict], patch: list[int], price: _Pricer, budget: int,
                  options: PlanOptions) -> tuple[dict, dict, int, float]:
     """Spend leftover budget on depth, then width; return arch, memory and the multipliers chosen."""
     depth, width = 1, 1.0
@@ -123,7 +124,8 @@ def grow_network(arch_for: "callable", patch: list[int], price: _Pricer, budget:
     return arch, memory, depth, width
 
 
-def choose_batch(arch: dict, patch: list[int], price: _Pricer, budget: int, dataset_voxels: int) -> tuple[int, dict]:
+def choose_batch(arch: dict, patch: list[int], price: Callable[[dict, list[int], int], dict], budget: int,
+                 dataset_voxels: int) -> tuple[int, dict]:
     """Largest batch that fits, at least 2, at most 5 % of the dataset's voxels per batch."""
     cap = max(MIN_BATCH, int(MAX_DATASET_FRACTION_PER_BATCH * dataset_voxels / math.prod(patch)))
     batch, memory = MIN_BATCH, price(arch, patch, MIN_BATCH)
@@ -168,7 +170,8 @@ def plan_configuration(name: str, target_spacing: list[float], median_shape: lis
     return entry
 
 
-def lowres_spacing_and_shape(fingerprint: dict, fullres_spacing: list[float], fullres_patch: list[int]) -> tuple[list[float], list[int]] | None:
+def lowres_spacing_and_shape(fingerprint: dict, fullres_spacing: list[float],
+                             fullres_patch: list[int]) -> tuple[list[float], list[int]] | None:
     """Coarser spacing at which the full-resolution patch covers a quarter of the median image."""
     spacing = list(fullres_spacing)
     shape = median_resampled_shape(fingerprint, spacing)

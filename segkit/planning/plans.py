@@ -9,10 +9,11 @@ The views keep the original dict (`raw`) for the few consumers that still pass d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
@@ -62,7 +63,7 @@ class Architecture:
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: Any, where: str = "architecture", source: Path | None = None) -> "Architecture":
+    def from_json(cls, data: Any, where: str = "architecture", source: Path | None = None) -> Architecture:
         """Parse and check an architecture block."""
         kernels = tuple(_ints(k, f"{where}.kernel_sizes", source) for k in _require(data, "kernel_sizes", where, source))
         strides = tuple(_ints(s, f"{where}.strides", source) for s in _require(data, "strides", where, source))
@@ -111,7 +112,7 @@ class Configuration:
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, name: str, data: Any, source: Path | None = None) -> "Configuration":
+    def from_json(cls, name: str, data: Any, source: Path | None = None) -> Configuration:
         """Parse and check a configuration entry."""
         where = f"configuration {name!r}"
         spacing = _floats(_require(data, "target_spacing", where, source), f"{where}.target_spacing", source)
@@ -153,7 +154,7 @@ class Plans:
     source: Path | None = field(default=None, compare=False)
 
     @classmethod
-    def from_json(cls, data: Any, source: Path | None = None) -> "Plans":
+    def from_json(cls, data: Any, source: Path | None = None) -> Plans:
         """Parse and check a plans dict (as read from plans.json)."""
         if not isinstance(data, Mapping):
             raise UserError("plans: expected a JSON object", source)

@@ -7,8 +7,13 @@ Public API:
   preprocess_dataset(dataset, configs, work_dir, plans_file, num_workers, force)   the CLI's work
 """
 
-from segkit.preprocessing.pipeline import (preprocess_arrays, preprocess_images, preprocessing_fingerprint,
-                                           revert_to_original, sample_class_locations)
+from segkit.preprocessing.pipeline import (
+                                           preprocess_arrays,
+                                           preprocess_images,
+                                           preprocessing_fingerprint,
+                                           revert_to_original,
+                                           sample_class_locations,
+)
 from segkit.preprocessing.runner import preprocess_dataset
 from segkit.preprocessing.store import case_paths, is_complete
 

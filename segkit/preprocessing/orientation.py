@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -149,13 +149,13 @@ class Reorientation:
         return {"code": self.code, "permutation": list(self.axes), "flips": [bool(f) for f in self.flips]}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Reorientation":
+    def from_json(cls, data: dict) -> Reorientation:
         """Inverse of to_json."""
         return cls(tuple(int(a) for a in data["permutation"]), tuple(bool(f) for f in data["flips"]),
                    str(data.get("code", "")))
 
     @classmethod
-    def identity(cls, ndim: int = 3) -> "Reorientation":
+    def identity(cls, ndim: int = 3) -> Reorientation:
         """No change (arrays already canonical)."""
         return cls(tuple(range(ndim)), (False,) * ndim, CANONICAL[:ndim])
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,8 +20,13 @@ from segkit.errors import UserError
 from segkit.preprocessing.crop import crop_to_nonzero, paste_into_box
 from segkit.preprocessing.normalize import check_normalization, normalize_channels
 from segkit.preprocessing.orientation import PLANS_KEY, Reorientation, plans_orientation, plans_reorientation
-from segkit.preprocessing.resample import (DEFAULT_ANISOTROPY_THRESHOLD, new_shape_for_spacing, resample_channels,
-                                           resample_labels, separate_axis)
+from segkit.preprocessing.resample import (
+    DEFAULT_ANISOTROPY_THRESHOLD,
+    new_shape_for_spacing,
+    resample_channels,
+    resample_labels,
+    separate_axis,
+)
 
 PREPROCESSING_VERSION = 1
 

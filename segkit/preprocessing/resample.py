@@ -13,7 +13,7 @@ so that interpolation never mixes distant slices.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -102,11 +102,12 @@ def cubic_axis(array: np.ndarray, axis: int, new: int) -> np.ndarray:
     base = np.floor(position).astype(np.intp)
     t = position - base
     weights = ((1 - t) ** 3 / 6, (3 * t ** 3 - 6 * t ** 2 + 4) / 6, (-3 * t ** 3 + 3 * t ** 2 + 3 * t + 1) / 6, t ** 3 / 6)
-    out = None
+    out: np.ndarray | None = None
     for offset, weight in zip((-1, 0, 1, 2), weights):
         term = coefficients.take(_mirror(base + offset, old), axis=axis)
         term *= _along(axis, array.ndim, weight.astype(np.float32))
         out = term if out is None else np.add(out, term, out=out)
+    assert out is not None                                      # four taps always run
     return out
 
 

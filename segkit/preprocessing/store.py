@@ -20,8 +20,12 @@ from segkit.errors import UserError
 from segkit.io.dataset import CaseFiles
 from segkit.io.image import read_image
 from segkit.jsonio import atomic_path
-from segkit.preprocessing.pipeline import (preprocess_arrays, preprocessing_fingerprint, sample_annotated_locations,
-                                           sample_class_locations)
+from segkit.preprocessing.pipeline import (
+    preprocess_arrays,
+    preprocessing_fingerprint,
+    sample_annotated_locations,
+    sample_class_locations,
+)
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ def check_label_values(labels: np.ndarray, plans: dict, path: Path) -> None:
 def preprocess_case(task: CaseTask) -> str:
     """Preprocess one case and write its three files; returns the case id."""
     images, labels, geometry = read_case(task.case)
-    if labels is not None:
+    if labels is not None and task.case.label is not None:     # labels are read only from a label file
         check_label_values(labels, task.plans, task.case.label)
     spacing = tuple(reversed(geometry["spacing"]))
     data, seg, properties = preprocess_arrays(images, labels, spacing, task.plans, task.config,

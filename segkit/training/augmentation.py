@@ -12,14 +12,17 @@ is the same in a resumed run.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from batchgenerators.transforms.abstract_transforms import AbstractTransform, Compose
-from batchgenerators.transforms.color_transforms import (BrightnessMultiplicativeTransform,
-                                                         ContrastAugmentationTransform, GammaTransform)
+from batchgenerators.transforms.color_transforms import (
+    BrightnessMultiplicativeTransform,
+    ContrastAugmentationTransform,
+    GammaTransform,
+)
 from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, GaussianNoiseTransform
 from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
@@ -167,7 +170,7 @@ def _spatial_transform(patch_size: Sequence[int], elastic: bool, order_seg: int 
         random_crop=False, p_el_per_sample=0.2, p_scale_per_sample=0.2, p_rot_per_sample=0.2)
 
 
-def _rotation_matrix(angles: Sequence[float]) -> np.ndarray:
+def _rotation_matrix(angles: Sequence[float] | np.ndarray) -> np.ndarray:
     """Rotation about each axis in turn (one angle in 2D, three in 3D)."""
     if len(angles) == 1:
         c, s = math.cos(angles[0]), math.sin(angles[0])

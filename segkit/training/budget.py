@@ -18,8 +18,8 @@ Both answer the trainer's questions, so the loop has no budget branches:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

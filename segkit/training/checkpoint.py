@@ -40,7 +40,9 @@ def _python_state_to_lists(state: tuple) -> dict:
 
 def rng_state() -> dict:
     """torch, numpy (legacy global) and python random states as tensors/primitives."""
-    return {"torch": torch.get_rng_state(), "numpy": _numpy_state_to_lists(np.random.get_state()),
+    # get_state(legacy=True) always returns the tuple; numpy's stub returns the union with the dict form
+    numpy_state = _numpy_state_to_lists(np.random.get_state(legacy=True))  # type: ignore[arg-type]
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state,
             "python": _python_state_to_lists(random.getstate()),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -38,9 +39,10 @@ def device_for(device_type: str, info: DistInfo) -> torch.device:
     return torch.device(f"cuda:{info.local_rank}" if device_type == "cuda" else device_type)
 
 
-def info_from_env(env: dict | None = None) -> DistInfo:
+def info_from_env(env: Mapping[str, str] | None = None) -> DistInfo:
     """Rank, world size and local rank from torchrun's variables (a single process without them)."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     world = int(env.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()

@@ -16,8 +16,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from contextlib import nullcontext
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -93,7 +93,7 @@ def candidates(entry: dict, min_width: int = MIN_WIDTH) -> Iterator[tuple[str, d
 
 
 def time_step(entry: dict, in_channels: int, num_outputs: int, build: Callable, steps: int = 2,
-              autocast: Callable[[], object] = nullcontext) -> float:
+              autocast: Callable[[], AbstractContextManager] = nullcontext) -> float:
     """Seconds per SGD step (forward + backward, under the training's autocast) on random data, after a warm-up step."""
     model = build(entry["architecture"], in_channels, num_outputs)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -119,7 +119,8 @@ def cost_proxy(entry: dict) -> float:
 
 def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s: float, build: Callable,
                       log: Callable[[str], None] = print, min_width: int = MIN_WIDTH,
-                      autocast: Callable[[], object] = nullcontext, startup_s: float = 0.0) -> tuple[dict, dict]:
+                      autocast: Callable[[], AbstractContextManager] = nullcontext,
+                      startup_s: float = 0.0) -> tuple[dict, dict]:
     """The chosen configuration entry and a record of the measurements and the decision.
 
     The cheapest candidate is timed first; the others' times are predicted from cost_proxy, the
@@ -151,7 +152,8 @@ def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s:
             break
     change, chosen = ordered[chosen_index]
     record = {"rule": "cpu time budget: first candidate (in order) reaching target_steps, else the cheapest",
-              "target_steps": TARGET_STEPS, "min_width": min_width, "budget_s": budget_s, "startup_s": round(startup_s, 1), "chosen": change, "measured": measured,
+              "target_steps": TARGET_STEPS, "min_width": min_width, "budget_s": budget_s,
+              "startup_s": round(startup_s, 1), "chosen": change, "measured": measured,
               "original": {"patch_size": entry["patch_size"], "batch_size": entry["batch_size"],
                            "features_per_stage": entry["architecture"]["features_per_stage"]}}
     return chosen, record

@@ -12,9 +12,10 @@ same batches as an uninterrupted one.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -181,7 +182,7 @@ class EpochBatches(torch.utils.data.IterableDataset):
 
 def epoch_loader(batches: EpochBatches, num_workers: int, pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """A DataLoader running the epoch's batches in background worker processes (0: in this process)."""
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs = {"prefetch_factor": 2, "multiprocessing_context": "fork" if hasattr(__import__("os"), "fork") else None}
     return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=num_workers,

@@ -15,7 +15,8 @@ smallest one does not is it a UserError (one line, exit 2), never a traceback.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 

@@ -9,9 +9,9 @@ only the convolutions and matrix products run in the lower precision.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
-from typing import Callable
 
 import torch
 
@@ -32,7 +32,7 @@ def training_precision(requested: str, device_type: str) -> str:
     return requested
 
 
-def make_autocast(device: torch.device, precision: str) -> tuple[Callable[[], object], torch.amp.GradScaler | None]:
+def make_autocast(device: torch.device, precision: str) -> tuple[Callable[[], AbstractContextManager], torch.amp.GradScaler | None]:
     """Autocast context factory for a resolved precision, and the GradScaler fp16 needs."""
     if precision == "fp32":
         return nullcontext, None

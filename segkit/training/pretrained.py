@@ -133,7 +133,8 @@ def input_conv_key(state: dict[str, torch.Tensor], spatial_dims: int) -> str | N
 def map_input_channels(weight: torch.Tensor, source_names: list[str] | None, target_names: list[str] | None,
                        target_channels: int) -> tuple[torch.Tensor, list[str]]:
     """First-conv weight for the target channels: by name where names match, else the mean over source channels."""
-    source_index = {n.strip().lower(): i for i, n in enumerate(source_names or [])}
+    named_sources = source_names or []
+    source_index = {n.strip().lower(): i for i, n in enumerate(named_sources)}
     if source_names is None or target_names is None:
         if weight.shape[1] == target_channels:   # unnamed but same count: keep the order
             return weight.clone(), [f"channel {i} (same position, names unknown)" for i in range(target_channels)]
@@ -144,7 +145,7 @@ def map_input_channels(weight: torch.Tensor, source_names: list[str] | None, tar
         index = source_index.get(name.strip().lower())
         if index is not None:
             columns.append(weight[:, index])
-            notes.append(f"{name} <- {source_names[index]}")
+            notes.append(f"{name} <- {named_sources[index]}")
         else:
             columns.append(mean)
             notes.append(f"{name} <- mean of {weight.shape[1]} source channels")

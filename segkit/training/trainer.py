@@ -8,8 +8,9 @@ training choice comes from the setup's Recipe; speed switches from its SpeedSwit
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ class Run:
     net: torch.nn.Module                 # what steps call: DDP-wrapped and/or compiled
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
-    autocast: Callable[[], object]
+    autocast: Callable[[], AbstractContextManager]
     loss_fn: Callable
     val_loss_fn: Callable
     sampler: PatchSampler

@@ -13,7 +13,7 @@ supervision) on the stitched logits.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

@@ -1,0 +1,137 @@
+"""Sliding-window inference: weighting, tiling, padding, mirroring, 2D slicing, region conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from segkit.errors import UserError
+from segkit.inference.regions import labels_to_regions, probabilities_to_labels, regions_to_labels
+from segkit.inference.sliding_window import (
+    WindowSettings,
+    gaussian_importance_map,
+    mirror_combinations,
+    sliding_window_logits,
+    tile_slices,
+    tile_starts_along,
+)
+
+
+def pointwise_network(in_channels: int, out_channels: int, dims: int = 3, seed: int = 0) -> nn.Module:
+    """A 1x1(x1) convolution: tiling, padding and mirroring must reproduce it exactly."""
+    torch.manual_seed(seed)
+    conv = (nn.Conv3d if dims == 3 else nn.Conv2d)(in_channels, out_channels, 1)
+    return conv.eval()
+
+
+class XRamp(nn.Module):
+    """Ignores the input; output channel 0 is the x index inside the tile (not mirror-equivariant)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        width = x.shape[-1]
+        ramp = torch.arange(width, dtype=torch.float32).expand(*x.shape[:1], 1, *x.shape[2:])
+        return ramp.clone()
+
+
+def test_gaussian_map_peaks_at_centre_and_stays_positive():
+    weights = gaussian_importance_map((8, 16, 12))
+    assert weights.shape == (8, 16, 12)
+    assert weights.dtype == np.float32
+    assert weights.max() == pytest.approx(1.0, abs=1e-3)
+    assert weights.min() > 0
+    assert weights[4, 8, 6] > weights[0, 0, 0]
+    np.testing.assert_allclose(weights, weights[::-1, ::-1, ::-1], rtol=1e-6)
+
+
+def test_tile_starts_cover_axis_with_at_most_half_patch_step():
+    for size, tile in [(100, 32), (33, 32), (64, 32), (7, 7), (5, 8), (45, 1)]:
+        starts = tile_starts_along(size, tile, 0.5)
+        assert starts[0] == 0
+        assert starts[-1] == max(0, size - tile)
+        assert all(b - a <= max(1, tile // 2) for a, b in zip(starts, starts[1:]))
+    assert tile_starts_along(45, 1, 0.5) == list(range(45))
+    assert len(tile_slices((40, 40, 40), (16, 16, 16), 0.5)) == 4 ** 3
+    assert len(tile_slices((40, 40, 40), (16, 16, 16), 1.0)) == 3 ** 3
+
+
+def test_mirror_combinations_are_all_subsets():
+    combos = mirror_combinations([0, 1, 2])
+    assert len(combos) == 8 and combos[0] == () and (0, 1, 2) in combos
+
+
+@pytest.mark.parametrize("shape", [(19, 37, 26), (5, 9, 7), (16, 16, 16)])
+@pytest.mark.parametrize("tta", [False, True])
+def test_tiling_reproduces_pointwise_network_exactly(shape, tta):
+    network = pointwise_network(2, 3)
+    data = torch.randn(2, *shape)
+    settings = WindowSettings((8, 16, 12), 0.5, (0, 1, 2) if tta else (), tile_batch=3)
+    logits = sliding_window_logits(network, data, 3, settings)
+    assert logits.shape == (3, *shape)
+    with torch.no_grad():
+        expected = network(data[None])[0]
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("slice_axis", [0, 2])
+def test_2d_configuration_runs_slice_by_slice(slice_axis):
+    network = pointwise_network(2, 3, dims=2)
+    data = torch.randn(2, 6, 21, 11)
+    settings = WindowSettings((16, 8), 0.5, (0, 1), tile_batch=5, slice_axis=slice_axis)
+    logits = sliding_window_logits(network, data, 3, settings)
+    assert logits.shape == (3, 6, 21, 11)
+    moved = data.movedim(1 + slice_axis, 1)
+    with torch.no_grad():
+        per_slice = torch.stack([network(moved[:, s][None])[0] for s in range(moved.shape[1])], dim=1)
+    torch.testing.assert_close(logits, per_slice.movedim(1, 1 + slice_axis), rtol=1e-4, atol=1e-5)
+
+
+def test_mirroring_flips_and_flips_back_along_the_planned_axes():
+    data = torch.zeros(1, 8, 8, 10)
+    plain = sliding_window_logits(XRamp(), data, 1, WindowSettings((8, 8, 10), mirror_axes=()))
+    torch.testing.assert_close(plain[0, 3, 4], torch.arange(10, dtype=torch.float32))
+    mirrored = sliding_window_logits(XRamp(), data, 1, WindowSettings((8, 8, 10), mirror_axes=(2,)))
+    torch.testing.assert_close(mirrored, torch.full_like(mirrored, 4.5))
+    other_axes = sliding_window_logits(XRamp(), data, 1, WindowSettings((8, 8, 10), mirror_axes=(0, 1)))
+    torch.testing.assert_close(other_axes, plain)
+
+
+def test_gaussian_weighting_favours_tile_centres():
+    class TileConstant(nn.Module):
+        """Outputs 0 for the first tile of each batch and 1 for the others (tile_batch=1: per call)."""
+
+        calls = 0
+
+        def forward(self, x):
+            TileConstant.calls += 1
+            return torch.full((x.shape[0], 1, *x.shape[2:]), float(TileConstant.calls - 1))
+
+    data = torch.zeros(1, 8, 8, 24)
+    logits = sliding_window_logits(TileConstant(), data, 1, WindowSettings((8, 8, 16), 0.5, (), tile_batch=1))
+    # two tiles along x (starts 0 and 8): left edge only tile 0, right edge only tile 1, middle blended
+    assert logits[0, 4, 4, 0] == pytest.approx(0.0)
+    assert logits[0, 4, 4, 23] == pytest.approx(1.0)
+    middle = logits[0, 4, 4, 8:16]
+    assert torch.all(middle[1:] >= middle[:-1]) and 0 < middle[4] < 1
+
+
+def test_region_probabilities_paint_in_class_order():
+    probabilities = np.zeros((3, 2, 2, 2), dtype=np.float32)
+    probabilities[0, 0] = 0.9          # whole tumour in the first z slice
+    probabilities[1, 0, 0] = 0.8       # tumour core in its first row
+    probabilities[2, 0, 0, 0] = 0.7    # enhancing in one voxel
+    labels = regions_to_labels(probabilities, [2, 1, 3])
+    assert labels.dtype == np.uint8
+    assert labels[0, 0, 0] == 3 and labels[0, 0, 1] == 1 and labels[0, 1, 1] == 2 and labels[1].max() == 0
+    regions = {"wt": [1, 2, 3], "tc": [1, 3], "et": [3]}
+    np.testing.assert_array_equal(labels_to_regions(labels, regions), probabilities > 0.5)
+    with pytest.raises(UserError):
+        regions_to_labels(probabilities, [2, 1])
+
+
+def test_softmax_probabilities_map_channels_to_label_values():
+    probabilities = np.zeros((3, 1, 1, 3), dtype=np.float32)
+    probabilities[0, ..., 0] = probabilities[1, ..., 1] = probabilities[2, ..., 2] = 1
+    labels = probabilities_to_labels(probabilities, "softmax", {"liver": [1], "tumour": [5]})
+    np.testing.assert_array_equal(labels[0, 0], [0, 1, 5])

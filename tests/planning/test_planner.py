@@ -1,0 +1,186 @@
+"""Planner: nnU-Net target-spacing rule, normalisation, topology rules, memory budget."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from segkit.cli import main
+from segkit.io.dataset import load_dataset
+from segkit.planning.memory import estimate_peak_bytes
+from segkit.planning.planner import PlanOptions, plan_dataset
+from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
+from segkit.planning.topology import fit_patch_to_topology, plan_topology
+
+
+def test_target_spacing_is_median_when_not_anisotropic() -> None:
+    spacings = np.array([[1.0, 0.8, 0.8], [1.2, 0.7, 0.7], [1.1, 0.9, 0.9]])
+    shapes = np.array([[100, 120, 120]] * 3)
+    assert fullres_target_spacing(spacings, shapes) == pytest.approx([1.1, 0.8, 0.8])
+
+
+def test_target_spacing_uses_tenth_percentile_of_clearly_anisotropic_axis() -> None:
+    spacings = np.array([[5.0, 0.7, 0.7], [6.0, 0.7, 0.7], [4.0, 0.7, 0.7], [5.0, 0.7, 0.7], [3.0, 0.7, 0.7]])
+    shapes = np.array([[20, 400, 400]] * 5)
+    target = fullres_target_spacing(spacings, shapes)
+    assert target[0] == pytest.approx(np.percentile(spacings[:, 0], 10))
+    assert target[1:] == pytest.approx([0.7, 0.7])
+    # many slices: anisotropic spacing alone does not trigger the rule
+    assert fullres_target_spacing(spacings, np.array([[300, 400, 400]] * 5))[0] == pytest.approx(5.0)
+
+
+def test_normalisation_schemes() -> None:
+    stats = {"mean": 40.0, "std": 300.0, "percentile_0.5": -1000.0, "percentile_99.5": 1500.0}
+    assert normalization_for_channel("CT", stats, 0.5) == {"scheme": "ct", "clip": [-1000.0, 1500.0], "mean": 40.0, "std": 300.0}
+    assert normalization_for_channel("T2", stats, 0.5) == {"scheme": "zscore", "use_nonzero_mask": True}
+    assert normalization_for_channel("T2", stats, 0.9) == {"scheme": "zscore", "use_nonzero_mask": False}
+    assert normalization_for_channel("noNorm", stats, 0.5) == {"scheme": "none"}
+
+
+def test_topology_waits_for_coarse_axis_and_uses_in_plane_kernels() -> None:
+    topology = plan_topology([4.0, 1.0, 1.0], [32, 128, 128])
+    assert topology.kernel_sizes[0] == [1, 3, 3]
+    assert topology.strides[1] == [1, 2, 2]          # 4 mm is over 2 x 1 mm: z waits
+    assert topology.kernel_sizes[1] == [3, 3, 3]     # now 4 mm vs 2 mm: caught up
+    assert topology.strides[2] == [2, 2, 2]
+    final = [n // d for n, d in zip([32, 128, 128], topology.divisor)]
+    assert min(final) >= 4
+
+
+def test_fit_patch_is_divisible_and_not_larger() -> None:
+    patch, topology = fit_patch_to_topology([37, 150, 141], [3.0, 0.8, 0.8])
+    assert all(p % d == 0 for p, d in zip(patch, topology.divisor))
+    assert all(p <= q for p, q in zip(patch, [37, 150, 141]))
+
+
+def _fingerprint(spacing: list[float], shape: list[int], num_cases: int = 10) -> dict:
+    return {"cases": [{"case_id": f"c{i}", "spacing": spacing, "shape_after_crop": shape} for i in range(num_cases)],
+            "foreground_intensity_statistics": {"0": {"mean": 0.0, "std": 1.0, "percentile_0.5": -1.0, "percentile_99.5": 1.0}},
+            "median_relative_size_after_crop": 0.6}
+
+
+@pytest.fixture()
+def one_channel_info(tmp_path):
+    (tmp_path / "imagesTr").mkdir()
+    (tmp_path / "dataset.json").write_text(json.dumps(
+        {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "tumour": 2}, "file_ending": ".nii.gz"}))
+    return load_dataset(tmp_path)
+
+
+def test_plan_fits_budget_and_shrinks_patch(one_channel_info) -> None:
+    fingerprint = _fingerprint([1.0, 0.8, 0.8], [200, 300, 300])
+    big = plan_dataset(one_channel_info, fingerprint, PlanOptions(network="unet", budget_bytes=8 * 1024 ** 3))
+    small = plan_dataset(one_channel_info, fingerprint, PlanOptions(network="unet", budget_bytes=2 * 1024 ** 3))
+    for plans, budget in ((big, 8 * 1024 ** 3), (small, 2 * 1024 ** 3)):
+        entry = plans["configurations"]["3d_fullres"]
+        assert entry["memory"]["predicted_peak_bytes"] <= budget
+        assert entry["memory"]["predicted_peak_bytes"] == estimate_peak_bytes(
+            entry["architecture"], entry["patch_size"], entry["batch_size"], 1, 3)["total"]
+        assert entry["batch_size"] >= 2
+        assert all(p <= m for p, m in zip(entry["patch_size"], entry["median_shape"]))
+    small_patch = small["configurations"]["3d_fullres"]["patch_size"]
+    assert math.prod(small_patch) < math.prod(big["configurations"]["3d_fullres"]["patch_size"])
+    assert big["normalization"][0]["scheme"] == "ct"
+    assert big["num_outputs"] == 3 and big["label_mode"] == "softmax"
+    # the full-resolution patch covers far less than a quarter of a 200x300x300 image: a low-res stage is planned
+    lowres = big["configurations"]["3d_lowres"]
+    assert all(a > b for a, b in zip(lowres["target_spacing"], big["configurations"]["3d_fullres"]["target_spacing"]))
+    assert math.prod(lowres["patch_size"]) >= 0.2 * math.prod(lowres["median_shape"])
+    two_d = big["configurations"]["2d"]
+    assert two_d["spatial_dims"] == 2 and len(two_d["patch_size"]) == 2 and two_d["slice_axis"] == 0
+
+
+def test_reversible_plan_spends_spare_memory_on_depth_then_width(one_channel_info) -> None:
+    fingerprint = _fingerprint([1.0, 1.0, 1.0], [48, 48, 48])
+    fixed = plan_dataset(one_channel_info, fingerprint, PlanOptions(budget_bytes=8 * 1024 ** 3, max_depth_multiplier=1,
+                                                                    max_width_multiplier=1.0))
+    grown = plan_dataset(one_channel_info, fingerprint, PlanOptions(budget_bytes=8 * 1024 ** 3))
+    arch_fixed = fixed["configurations"]["3d_fullres"]["architecture"]
+    arch_grown = grown["configurations"]["3d_fullres"]["architecture"]
+    assert arch_grown["reversible"] is True
+    assert sum(arch_grown["blocks_per_stage"]) == 2 * sum(arch_fixed["blocks_per_stage"])
+    assert arch_grown["features_per_stage"][0] > arch_fixed["features_per_stage"][0]
+
+
+def test_plan_cli_writes_plans_and_fingerprint(tiny_dataset, tmp_path, capsys) -> None:
+    work = tmp_path / "work"
+    assert main(["plan", str(tiny_dataset), "--work-dir", str(work), "--network", "unet"]) == 0
+    plans = json.loads((work / "plans.json").read_text())
+    assert plans["schema_version"] == 1
+    assert plans["configurations"]["3d_fullres"]["target_spacing"] == [3.0, 1.5, 1.5]
+    assert (work / "fingerprint.json").is_file()
+    assert "3d_fullres" in capsys.readouterr().out
+
+
+def test_plan_cli_bad_dataset_exits_2(tmp_path, capsys) -> None:
+    assert main(["plan", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and "Traceback" not in err
+
+
+def test_auto_network_is_reversible_for_a_gpu_budget_and_unet_for_this_cpu(tiny_dataset, tmp_path) -> None:
+    from segkit.planning.run import plan_and_write, resolve_network
+
+    assert resolve_network("auto", planning_for_cpu=True) == "unet"
+    assert resolve_network("auto", planning_for_cpu=False) == "revmbconv"
+    assert resolve_network("resenc", planning_for_cpu=True) == "resenc"
+    gpu_plans, _, _ = plan_and_write(tiny_dataset, work_dir=tmp_path / "gpu", gpu_memory_gb=4,
+                                     configurations=("3d_fullres",), tradeoff=False)
+    assert gpu_plans["network"] == "revmbconv"
+    assert gpu_plans["configurations"]["3d_fullres"]["architecture"]["family"] == "revmbconv"
+
+
+def _lateral_info(root):
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "dataset.json").write_text(json.dumps(
+        {"channel_names": {"0": "T1"}, "labels": {"background": 0, "thalamus_left": 1, "Thalamus-Right": 2, "lateral_vent": 3},
+         "file_ending": ".nii.gz"}))
+    return load_dataset(root)
+
+
+def test_lateralised_labels_are_not_mirrored_along_left_right(tmp_path, one_channel_info) -> None:
+    from segkit.planning.mirroring import lateralised_labels
+
+    assert lateralised_labels({"hippo_l": 1, "R_caudate": 2, "lh.white": 3, "lateral": 4, "rhombus": 5, "liver": 6}) == \
+        ["hippo_l", "R_caudate", "lh.white"]
+    info = _lateral_info(tmp_path / "lateral")
+    fingerprint = _fingerprint([2.0, 1.0, 1.0], [60, 80, 80])
+    options = PlanOptions(network="unet", configurations=("3d_fullres", "2d"))
+    # identity direction: ITK index axis 0 (= array axis 2) is the patient's x (left/right)
+    plans = plan_dataset(info, fingerprint, options)
+    assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]
+    assert "left/right" in plans["configurations"]["3d_fullres"]["mirror_note"]
+    two_d = plans["configurations"]["2d"]               # slice axis 0: its axes are array axes (1, 2)
+    assert two_d["slice_axis"] == 0 and two_d["mirror_axes"] == [0] and "mirror_note" in two_d
+    # index axis 2 along x (row-major direction, column 2 = (1, 0, 0)): array axis 0 is left/right
+    permuted = [0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    for case in fingerprint["cases"]:
+        case["direction"] = permuted
+    plans = plan_dataset(info, fingerprint, options)
+    assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [1, 2]
+    assert plans["configurations"]["2d"]["mirror_axes"] == [0, 1] and "mirror_note" not in plans["configurations"]["2d"]
+    assert "canonical_orientation" not in plans          # a fingerprint without it gives a legacy plan
+    # canonical fingerprints: every array is LPS, so left/right is array axis 2 whatever the storage
+    fingerprint["canonical_orientation"] = "LPS"
+    plans = plan_dataset(info, fingerprint, options)
+    assert plans["canonical_orientation"] == "LPS" and plans["training_orientations"]["codes"] == {"SPL": 10}
+    assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]
+    # labels without a side keep every axis
+    plain = plan_dataset(one_channel_info, fingerprint, options)["configurations"]["3d_fullres"]
+    assert plain["mirror_axes"] == [0, 1, 2] and "mirror_note" not in plain
+
+
+def test_fingerprint_records_each_cases_direction(tiny_dataset, tmp_path) -> None:
+    from segkit.io.image import read_image
+
+    work = tmp_path / "work"
+    assert main(["plan", str(tiny_dataset), "--work-dir", str(work), "--network", "unet",
+                 "--configurations", "3d_fullres"]) == 0
+    fingerprint = json.loads((work / "fingerprint.json").read_text())
+    first = fingerprint["cases"][0]
+    image = read_image(sorted((tiny_dataset / "imagesTr").glob(f"{first['case_id']}_0000*"))[0])
+    assert first["direction"] == pytest.approx(list(image.geometry.direction))
+    assert not np.allclose(first["direction"], np.eye(3).ravel())   # the phantom is oblique

@@ -1,0 +1,58 @@
+"""The batched torch augmentations of the `fast` level: geometry, labels outside the crop, intensity transforms."""
+
+import math
+
+import numpy as np
+import torch
+
+from segkit.training.augmentation import (
+    AnisotropicLowResolutionTransform,
+    BatchSpatialTransform,
+    BiasFieldTransform,
+    _rotation_matrix,
+    sample_size_for,
+)
+
+
+def _batch(size, batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((batch, 1, *size)).astype(np.float32),
+            rng.integers(0, 3, (batch, 1, *size)).astype(np.float32))
+
+
+def test_untransformed_samples_are_exact_centre_crops():
+    patch = [16, 20, 12]
+    size = sample_size_for(patch, "fast")
+    assert all((s - p) % 2 == 0 and s > p for s, p in zip(size, patch))
+    data, seg = _batch(size)
+    out = BatchSpatialTransform(patch, p_rotation=0, p_scale=0, p_elastic=0)(data=data.copy(), seg=seg.copy())
+    lo = [(s - p) // 2 for s, p in zip(size, patch)]
+    crop = (slice(None), slice(None)) + tuple(slice(a, a + p) for a, p in zip(lo, patch))
+    assert np.array_equal(out["data"], data[crop]) and np.array_equal(out["seg"], seg[crop])
+
+
+def test_grid_rotates_like_numpy_and_marks_outside_labels():
+    transform = BatchSpatialTransform([16, 16, 16])
+    data, seg = _batch([20, 20, 20], batch=1)
+    grid = transform._grid([_rotation_matrix([math.pi / 2, 0, 0])], [None], [20, 20, 20], [2, 2, 2])
+    rotated = torch.nn.functional.grid_sample(torch.from_numpy(data), grid, align_corners=True).numpy()
+    centre = data[:, :, 2:18, 2:18, 2:18]
+    assert min(np.abs(rotated - np.rot90(centre, k, axes=axes)).max()
+               for k in (1, 3) for axes in ((2, 3), (2, 4), (3, 4))) < 1e-4
+    np.random.seed(0)
+    zoomed = BatchSpatialTransform([16, 16, 16], p_rotation=0, p_scale=1, scale=(1.6, 1.6), p_elastic=0)
+    out = zoomed(data=data.copy(), seg=seg.copy())
+    assert (out["seg"][:, :, 0] == -1).all()              # sampled outside the crop -> ignore label
+    assert set(np.unique(out["seg"])) <= {-1.0, 0.0, 1.0, 2.0}
+
+
+def test_intensity_transforms_change_only_when_drawn_and_keep_shape():
+    data, _ = _batch([12, 12, 12])
+    np.random.seed(1)
+    biased = BiasFieldTransform(strength=0.3, p_per_sample=1.0)(data=data.copy())["data"]
+    assert biased.shape == data.shape and not np.allclose(biased, data)
+    assert np.allclose(biased.min(axis=(1, 2, 3, 4)), data.min(axis=(1, 2, 3, 4)), atol=1e-5)  # minimum stays
+    assert np.array_equal(BiasFieldTransform(p_per_sample=0.0)(data=data.copy())["data"], data)
+    np.random.seed(2)
+    thick = AnisotropicLowResolutionTransform(factor=(3.0, 3.0), p_per_sample=1.0)(data=data.copy())["data"]
+    assert thick.shape == data.shape and thick.std() < data.std()   # averaging along one axis smooths noise

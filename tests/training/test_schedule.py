@@ -1,0 +1,93 @@
+"""The budget rule (segkit.training.schedule.fit_to_budget) run against a fast fake step clock."""
+
+import pytest
+
+from segkit.training.schedule import (
+    EPOCH_OVERHEAD_S,
+    MIN_ITERATIONS,
+    MIN_STEP_SHARE,
+    MIN_VALIDATIONS,
+    Schedule,
+    final_reserve,
+    fit_to_budget,
+    refit_epochs,
+)
+
+
+def simulate(budget_s: float, startup_s: float, seconds_per_step: float, validation_s: float,
+             epoch_overhead_s: float = EPOCH_OVERHEAD_S) -> tuple[Schedule, float, float, int]:
+    """Run a schedule on a fake clock like the trainer does; returns (schedule, step seconds, end time, validations)."""
+    schedule = fit_to_budget(budget_s - startup_s, seconds_per_step, validation_s, 1000, 250, budget_s=budget_s,
+                             overhead_s=startup_s, epoch_overhead_s=epoch_overhead_s)
+    clock, stepping, validations, epochs, epoch = startup_s, 0.0, 0, [], 0
+    deadline = budget_s - final_reserve(budget_s) - schedule.validation_cost_s
+    while epoch < schedule.epochs:
+        start = clock
+        for _ in range(schedule.iterations_per_epoch):
+            clock += seconds_per_step
+            stepping += seconds_per_step
+            if clock > deadline:
+                break
+        if schedule.validates_after(epoch):
+            clock += schedule.validation_cost_s
+            validations += 1
+        clock += epoch_overhead_s
+        epoch += 1
+        epochs.append(clock - start)
+        schedule.epochs = refit_epochs(schedule, epoch, budget_s - clock, sum(epochs[-3:]) / len(epochs[-3:]), 1000)
+    return schedule, stepping, clock + 1.0, validations      # + the final checkpoint
+
+
+@pytest.mark.parametrize("budget_s", [60, 120, 480, 3600])
+@pytest.mark.parametrize("seconds_per_step,validation_s", [(0.05, 3.0), (0.3, 6.0), (1.0, 25.0)])
+def test_steps_take_at_least_the_share_of_any_budget_and_the_run_ends_in_time(budget_s, seconds_per_step,
+                                                                               validation_s):
+    startup = 0.06 * budget_s if budget_s < 300 else 15.0
+    schedule, stepping, end, validations = simulate(budget_s, startup, seconds_per_step, validation_s)
+    assert stepping / budget_s >= MIN_STEP_SHARE
+    assert end <= budget_s
+    assert validations >= 1                                   # the last epoch is always validated
+    assert schedule.iterations_per_epoch >= min(MIN_ITERATIONS, schedule.total_steps)
+    assert schedule.predicted_step_share >= MIN_STEP_SHARE
+
+
+def test_short_budget_validates_once_at_the_end_and_says_why():
+    schedule, _, _, validations = simulate(60, 4.0, 0.3, 25.0)
+    assert schedule.validation == "end" and validations == 1
+    assert schedule.validation_fraction < 1                   # a whole pass would not fit
+    assert any("after the last epoch only" in reason for reason in schedule.given_up)
+    assert schedule.iterations_per_epoch >= MIN_ITERATIONS
+
+
+def test_medium_budget_samples_validation_and_long_budget_validates_whole_cases():
+    sampled = fit_to_budget(470, 0.5, 40.0, 1000, 250, budget_s=480, overhead_s=10)
+    assert sampled.validation == "sampled" and 0.1 <= sampled.validation_fraction < 1
+    assert sampled.epochs // sampled.validate_every >= MIN_VALIDATIONS - 1
+    assert any("sampled validation" in reason for reason in sampled.given_up)
+    whole = fit_to_budget(3585, 0.5, 5.0, 1000, 250, budget_s=3600, overhead_s=15)
+    assert whole.validation == "full" and whole.validation_fraction == 1.0
+    sparse = fit_to_budget(3585, 0.5, 40.0, 1000, 250, budget_s=3600, overhead_s=15)
+    assert sparse.validation == "full" and sparse.validate_every > 1
+    assert any("validation every" in reason for reason in sparse.given_up)
+
+
+def test_start_up_that_eats_the_share_is_reported():
+    schedule = fit_to_budget(30, 0.3, 5.0, 1000, 250, budget_s=60, overhead_s=30)
+    assert schedule.predicted_step_share < MIN_STEP_SHARE
+    assert any("step share" in reason for reason in schedule.given_up)
+
+
+def test_schedule_record_round_trips_through_its_dict():
+    schedule = fit_to_budget(55, 0.3, 25.0, 1000, 250, budget_s=60, overhead_s=5)
+    record = {k: v for k, v in schedule.to_dict().items() if k != "total_steps"}
+    assert Schedule(**record) == schedule
+
+
+def test_bookkeeping_cap_makes_epochs_longer_not_the_run_shorter():
+    # 60 s at 1 ms per step: the 4 % bookkeeping share allows 4 epochs of 0.5 s bookkeeping; the
+    # tens of thousands of steps that fit go into longer epochs instead of being left unused
+    schedule = fit_to_budget(60, seconds_per_step=0.001, validation_s=0.0, max_epochs=1000, iterations_per_epoch=250)
+    assert schedule.epochs == 4 and schedule.iterations_per_epoch > 250
+    assert schedule.predicted_step_share >= MIN_STEP_SHARE
+    capped = fit_to_budget(60, seconds_per_step=0.001, validation_s=0.0, max_epochs=2, iterations_per_epoch=250)
+    assert (capped.epochs, capped.iterations_per_epoch) == (2, 250)     # the user's --epochs is a cap on the run
