@@ -49,9 +49,9 @@ def sha256_of(path: Path) -> str:
 
 def _check_checkpoint(path: Path) -> None:
     """Refuse to package a checkpoint that does not load with weights_only=True."""
-    from segkit.inference.model import read_checkpoint
+    from segkit.training.checkpoint import load_checkpoint
 
-    read_checkpoint(path)
+    load_checkpoint(path)
 
 
 def package_members(model: str | Path, configuration: str | Sequence[str] | None = None,

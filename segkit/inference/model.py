@@ -12,7 +12,6 @@ from segkit.errors import UserError
 from segkit.jsonio import read_json
 from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
 
-CHECKPOINT_FORMAT = "segkit-checkpoint-1"
 CHECKPOINT_KINDS = ("final", "best", "latest")
 DEFAULT_CONFIGURATION = "3d_fullres"
 FOLD_DIR = re.compile(r"^fold_(?P<fold>\d+|all)$")
@@ -110,22 +109,6 @@ def find_folds(model_dir: Path, folds: Sequence[str] | None, checkpoint: str) ->
     return found
 
 
-def read_checkpoint(path: Path) -> dict:
-    """A checkpoint dict loaded without pickle, with its required keys checked."""
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for corrupt or pickled files
-        raise UserError(f"cannot load checkpoint ({str(err).splitlines()[0][:200]})", path) from None
-    required = ("format", "network_state", "architecture", "in_channels", "num_outputs")
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
-        raise UserError(f"not a segkit checkpoint (needs keys {', '.join(required)})", path)
-    if checkpoint["format"] != CHECKPOINT_FORMAT:
-        raise UserError(f"unsupported checkpoint format {checkpoint['format']!r}", path)
-    return checkpoint
-
-
 def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict) -> None:
     """Refuse folds whose architectures differ from each other or whose channels differ from plans."""
     first_fold, first_path, first = checkpoints[0]
@@ -147,12 +130,13 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
 
     from segkit.inference.acceleration import prepare_for_inference
     from segkit.networks import build_network
+    from segkit.training.checkpoint import load_checkpoint
 
     model_dir, name = resolve_model_dir(model, configuration)
     plans = read_json(model_dir / "plans.json", "plans.json")
     dataset_path = model_dir / "dataset.json"
     dataset = read_json(dataset_path, "dataset.json") if dataset_path.is_file() else {}
-    loaded = [(fold, path, read_checkpoint(path)) for fold, path in find_folds(model_dir, folds, checkpoint)]
+    loaded = [(fold, path, load_checkpoint(path)) for fold, path in find_folds(model_dir, folds, checkpoint)]
     check_consistent(loaded, plans)
     first = loaded[0][2]
     arch = dict(first["architecture"])

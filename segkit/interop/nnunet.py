@@ -447,10 +447,8 @@ def nnunet_fold_checkpoints(folder: Path, checkpoint: str, folds: Sequence[str] 
 def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str = "final",
                          folds: Sequence[str] | None = None) -> Path:
     """Write a segkit model folder (plans.json, dataset.json, fold_<k>/checkpoint_<kind>.pt) for an nnU-Net one."""
-    import torch
-
     from segkit.networks import build_network
-    from segkit.training.checkpoint import plans_sha256
+    from segkit.training.checkpoint import FORMAT, plans_sha256, save_checkpoint
 
     source, output = Path(source), Path(output)
     if not is_nnunet_model_folder(source):
@@ -480,13 +478,13 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
             except RuntimeError as err:
                 raise UserError(f"weights do not fit the plans' network ({str(err).splitlines()[0][:200]})",
                                 path) from None
-            payload = {"format": "segkit-checkpoint-1", "network_state": state, "architecture": arch,
+            payload = {"format": FORMAT, "network_state": state, "architecture": arch,
                        "in_channels": converted["num_channels"], "num_outputs": converted["num_outputs"],
                        "configuration": name, "plans_sha256": plans_sha256(entry),
                        "epoch": int(ckpt.get("current_epoch", 0) or 0),
                        "imported_from": str(path)}
             (staging / f"fold_{fold}").mkdir()
-            torch.save(payload, staging / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt")
+            save_checkpoint(staging / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt", payload)
         write_json(staging / "plans.json", converted)
         write_json(staging / "dataset.json", dataset)
         if output.exists():
