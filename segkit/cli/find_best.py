@@ -39,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from segkit.evaluation.cv_predictions import parse_cv_dirs
     from segkit.evaluation.find_best import find_best
     from segkit.jsonio import write_json
+    from segkit.workdir import find_best_path
 
     result = find_best(Path(args.work_dir), args.configs, reference=args.ref, cv_dirs=parse_cv_dirs(args.cv_dir),
                        ensembles=not args.no_ensembles, num_workers=args.num_workers,
                        predict_missing={"checkpoint": args.checkpoint, "device": args.device, "tta": not args.no_tta}
                        if args.predict_missing else None)
-    output = Path(args.output) if args.output else Path(args.work_dir) / "find_best.json"
+    output = Path(args.output) if args.output else find_best_path(Path(args.work_dir))
     write_json(output, result)
     for candidate in result["candidates"]:
         print(f"{candidate['name']:<32} mean Dice {candidate['foreground_mean_dice']:.4f}")

@@ -19,6 +19,7 @@ from typing import Sequence
 from segkit.errors import UserError
 from segkit.inference.model import DEFAULT_CONFIGURATION, resolve_model_dir
 from segkit.jsonio import read_json
+from segkit.workdir import find_best_path, is_work_dir, models_root
 
 
 @dataclass
@@ -70,8 +71,8 @@ def chosen_model(model: str | Path, configuration: str | Sequence[str] | None = 
     if not model.is_dir():
         raise UserError("model folder not found", model)
     names = configuration_names(configuration)
-    if (model / "models").is_dir():   # a work dir
-        default = model / "find_best.json"
+    if is_work_dir(model):
+        default = find_best_path(model)
         if names is None:
             best = read_json(default, "find_best.json") if default.is_file() else {}
             names = [str(n) for n in (best.get("best") or {}).get("members") or [DEFAULT_CONFIGURATION]]
@@ -85,9 +86,9 @@ def chosen_model(model: str | Path, configuration: str | Sequence[str] | None = 
         model_dir, name = resolve_model_dir(model, names[0] if names else None)
         dirs = {name: model_dir}
         # an extracted legacy package keeps find_best.json inside; a trained model's is in its work dir
-        around = [model_dir / "find_best.json"]
-        if model_dir.parent.name == "models":
-            around.append(model_dir.parent.parent / "find_best.json")
+        around = [find_best_path(model_dir)]
+        if model_dir.parent == models_root(model_dir.parent.parent):
+            around.append(find_best_path(model_dir.parent.parent))
         candidate = Path(find_best) if find_best is not None else next((p for p in around if p.is_file()), None)
     decision, note = _decision_for(candidate, list(dirs), find_best is not None)
     return ModelChoice(dirs, decision, note)

@@ -10,7 +10,10 @@ from typing import Sequence
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json
+from segkit.planning.plans import read_plans_dict
 from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
+from segkit.workdir import checkpoint_path, fold_dir, is_work_dir, model_dataset_path, plans_path
+from segkit.workdir import model_dir as model_dir_of
 
 CHECKPOINT_KINDS = ("final", "best", "latest")
 DEFAULT_CONFIGURATION = "3d_fullres"
@@ -72,12 +75,12 @@ def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Pat
     model = Path(model)
     if not model.is_dir():
         raise UserError("model folder not found", model)
-    if (model / "models").is_dir():   # a work dir: WORK/models/<config>
+    if is_work_dir(model):   # a work dir: WORK/models/<config>
         name = configuration or DEFAULT_CONFIGURATION
-        model = model / "models" / name
+        model = model_dir_of(model, name)
         if not model.is_dir():
             raise UserError(f"no trained configuration {name!r} here", model.parent)
-    plans = read_json(model / "plans.json", "plans.json")
+    plans = read_json(plans_path(model), "plans.json")
     known = sorted((plans.get("configurations") or {}))
     name = configuration or (model.name if model.name in known else (known[0] if len(known) == 1 else None))
     if name is None:
@@ -91,10 +94,10 @@ def find_folds(model_dir: Path, folds: Sequence[str] | None, checkpoint: str) ->
     """(fold name, checkpoint path) for the requested folds, or every fold folder holding that checkpoint."""
     if checkpoint not in CHECKPOINT_KINDS:
         raise UserError(f"--checkpoint must be one of {', '.join(CHECKPOINT_KINDS)}, got {checkpoint!r}")
-    filename = f"checkpoint_{checkpoint}.pt"
+    filename = checkpoint_path(Path(), checkpoint).name
     if folds:
         wanted = [str(f) for f in folds]
-        found = [(f, model_dir / f"fold_{f}" / filename) for f in wanted]
+        found = [(f, checkpoint_path(fold_dir(model_dir, f), checkpoint)) for f in wanted]
         for fold, path in found:
             if not path.is_file():
                 raise UserError(f"fold {fold} has no {filename}", path.parent)
@@ -133,8 +136,8 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     from segkit.training.checkpoint import load_checkpoint
 
     model_dir, name = resolve_model_dir(model, configuration)
-    plans = read_json(model_dir / "plans.json", "plans.json")
-    dataset_path = model_dir / "dataset.json"
+    plans = read_plans_dict(plans_path(model_dir))
+    dataset_path = model_dataset_path(model_dir)
     dataset = read_json(dataset_path, "dataset.json") if dataset_path.is_file() else {}
     loaded = [(fold, path, load_checkpoint(path)) for fold, path in find_folds(model_dir, folds, checkpoint)]
     check_consistent(loaded, plans)

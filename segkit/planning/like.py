@@ -27,8 +27,9 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.io.dataset import DatasetInfo, load_dataset
-from segkit.jsonio import read_json, write_json
+from segkit.jsonio import read_json
 from segkit.planning.memory import estimate_peak_bytes
+from segkit.planning.plans import write_plans
 from segkit.planning.planner import (
     GIB,
     MIN_BATCH,
@@ -80,8 +81,8 @@ def resolve_like_source(spec: str | Path) -> LikeSource:
     path = Path(spec)
     if is_model_package(path):
         unpacked = unpack_model(path)   # every member's checksum verified; a tampered package is refused
-        plans = _check_plans(read_json(unpacked.model_dir / "plans.json", "plans.json"), path)
-        return LikeSource(plans, [unpacked.configuration], f"model package {path} (checksums verified)", path)
+        plans = _check_plans(read_json(plans_path(unpacked.model_dir), "plans.json"), path)
+        return LikeSource(plans, unpacked.configurations[:1], f"model package {path} (checksums verified)", path)
     if path.is_file():
         return LikeSource(_check_plans(read_json(path, "plans file"), path), [], f"plans {path}", path)
     if not path.is_dir():
@@ -89,7 +90,7 @@ def resolve_like_source(spec: str | Path) -> LikeSource:
                         path)
     if any(child.name.startswith("fold_") for child in path.iterdir()):
         model_dir, name = resolve_model_dir(path, None)
-        plans = _check_plans(read_json(model_dir / "plans.json", "plans.json"), model_dir)
+        plans = _check_plans(read_json(plans_path(model_dir), "plans.json"), model_dir)
         return LikeSource(plans, [name], f"model folder {model_dir} ({name})", path)
     return LikeSource(_check_plans(read_json(plans_path(path), "plans file"), path), [], f"work dir {path}", path)
 
@@ -192,7 +193,7 @@ def plan_like_and_write(dataset: Path, source_spec: str, work_dir: str | Path | 
         raise UserError(f"--gpu-memory must be positive, got {gpu_memory_gb}")
     budget = int(gpu_memory_gb * GIB) if gpu_memory_gb else detected
     plans = plan_like(info, fingerprint, source, budget, device, configurations)
-    write_json(plans_path(work), plans)
+    write_plans(plans_path(work), plans)
     like = plans["like"]
     summary = plans_summary(plans) + (f"\n\nplanned like {like['source']} (dataset {like['source_dataset']}): "
                                       f"architecture, patch and spacing adopted; channels: {'; '.join(like['channel_map'])}")
