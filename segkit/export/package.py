@@ -16,13 +16,18 @@ Zip layout (member names are fixed; nothing else is allowed in the archive)::
 
 ``segkit.export.unpack.unpack_model`` verifies and extracts such a package for prediction
 (it also reads the one-configuration layout of ``segkit-model-package-1``).
+
+This module owns the manifest format: its name and versions, the required keys, the writer
+(`build_manifest`) and the reader (`read_manifest`, `read_cached_manifest`); unpack.py uses them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +40,8 @@ PACKAGE_FORMAT = "segkit-model-package-2"
 LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
 MANIFEST = "manifest.json"
 POSTPROCESSING_MEMBER = "postprocessing.json"
+MANIFEST_REQUIRED_KEYS = ("format", "files")   # plus "configurations" (format 2) or "configuration" (format 1)
+SAFE_MEMBER_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _CHUNK = 1 << 20
 
 
@@ -116,3 +123,55 @@ def export_model(model: str | Path, output: str | Path, configuration: str | Seq
                 else:
                     archive.write(source, name)
     return output, manifest
+
+
+def check_member_name(name: str, package: Path) -> None:
+    """Refuse a member name that could escape the extraction folder."""
+    parts = name.split("/")
+    if not SAFE_MEMBER_NAME.match(name) or any(part in (".", "..") for part in parts):
+        raise UserError(f"refusing unsafe member name {name!r} in the model package", package)
+
+
+def read_manifest(archive: zipfile.ZipFile, package: Path) -> dict:
+    """The package's manifest, checked for format and shape (the single reader of manifest.json)."""
+    try:
+        manifest = json.loads(archive.read(MANIFEST))
+    except KeyError:
+        raise UserError("not a segkit model package (no manifest.json)", package) from None
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+        raise UserError(f"manifest.json is unreadable ({err})", package) from None
+    if not isinstance(manifest, dict) or manifest.get("format") not in (PACKAGE_FORMAT, LEGACY_PACKAGE_FORMAT):
+        raise UserError(f"unsupported model package format (expected {PACKAGE_FORMAT!r})", package)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise UserError("manifest.json lacks 'files'", package)
+    for name, entry in files.items():
+        check_member_name(name, package)
+        valid = isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
+        if not valid:
+            raise UserError(f"manifest entry for {name!r} needs 'sha256' and 'bytes'", package)
+    for configuration in manifest_configurations(manifest):
+        check_member_name(configuration, package)
+        plans = "plans.json" if manifest["format"] == LEGACY_PACKAGE_FORMAT else f"{configuration}/plans.json"
+        if plans not in files:
+            raise UserError(f"manifest.json lists no {plans}", package)
+    if not manifest_configurations(manifest):
+        raise UserError("manifest.json names no configuration", package)
+    return manifest
+
+
+def manifest_configurations(manifest: dict) -> list[str]:
+    """The packaged configuration names (format 1: the single 'configuration')."""
+    if manifest.get("format") == LEGACY_PACKAGE_FORMAT:
+        return [str(manifest["configuration"])] if manifest.get("configuration") else []
+    names = manifest.get("configurations")
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def read_cached_manifest(folder: Path) -> dict | None:
+    """The manifest.json an earlier extraction left in folder, or None when absent or unreadable."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
