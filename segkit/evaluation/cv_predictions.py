@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import UserError
+from segkit.planning.plans import label_mode_of
 from segkit.training.splits import read_splits
 from segkit.workdir import model_dir, splits_path, validation_dir
 
@@ -75,7 +76,7 @@ def parse_cv_dirs(items: list[str] | None) -> dict[str, Path]:
 def label_conversion(plans: dict) -> dict:
     """The plans fields that label conversion reads, plus the expected number of output channels."""
     outputs = plans.get("outputs") or {}
-    mode = plans.get("label_mode", "softmax")
+    mode = label_mode_of(plans)
     if mode == "sigmoid" and len(plans.get("regions_class_order") or []) != len(outputs):
         raise UserError("sigmoid plans need 'regions_class_order' with one value per region")
     return {"label_mode": mode, "outputs": outputs, "regions_class_order": plans.get("regions_class_order"),

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json
-from segkit.planning.plans import read_plans_dict
+from segkit.planning.plans import label_mode_of, read_plans_dict, spatial_dims_of
 from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
 from segkit.workdir import checkpoint_path, fold_dir, is_work_dir, model_dataset_path, plans_path
 from segkit.workdir import model_dir as model_dir_of
@@ -53,7 +53,7 @@ class LoadedModel:
     @property
     def label_mode(self) -> str:
         """'softmax' or 'sigmoid' (region-based)."""
-        return str(self.plans.get("label_mode", "softmax"))
+        return label_mode_of(self.plans)
 
 
 def resolve_device(device: str) -> "object":
@@ -145,7 +145,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     arch = dict(first["architecture"])
     network = build_network(arch, int(first["in_channels"]), int(first["num_outputs"]))
     network.deep_supervision = False
-    prepare_for_inference(network, int(arch.get("spatial_dims", len(arch["kernel_sizes"][0]))))
+    prepare_for_inference(network, spatial_dims_of(arch))
     states = []
     for fold, path, ckpt in loaded:
         try:

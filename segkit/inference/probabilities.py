@@ -19,6 +19,7 @@ import numpy as np
 from segkit.errors import UserError
 from segkit.io.image import Geometry
 from segkit.jsonio import atomic_path
+from segkit.planning.plans import label_mode_of
 
 PROBABILITY_FORMAT = "segkit-probabilities-1"
 METADATA_KEYS = ("format", "case_id", "geometry", "label_mode", "outputs", "regions_class_order", "file_ending")
@@ -27,7 +28,7 @@ METADATA_KEYS = ("format", "case_id", "geometry", "label_mode", "outputs", "regi
 def probability_metadata(case_id: str, geometry: Geometry, plans: dict, file_ending: str, **extra) -> dict:
     """The metadata stored next to a case's probabilities."""
     return {"format": PROBABILITY_FORMAT, "case_id": case_id, "geometry": geometry.to_json(),
-            "label_mode": plans.get("label_mode", "softmax"), "outputs": plans.get("outputs") or {},
+            "label_mode": label_mode_of(plans), "outputs": plans.get("outputs") or {},
             "regions_class_order": plans.get("regions_class_order"), "file_ending": file_ending, **extra}
 
 

@@ -29,7 +29,7 @@ from segkit.errors import UserError
 from segkit.io.dataset import DatasetInfo, load_dataset
 from segkit.jsonio import read_json
 from segkit.planning.memory import estimate_peak_bytes
-from segkit.planning.plans import write_plans
+from segkit.planning.plans import spatial_dims_of, write_plans
 from segkit.planning.planner import (
     GIB,
     MIN_BATCH,
@@ -121,7 +121,7 @@ def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int,
                         labels: dict, where: Path, name: str) -> dict:
     """The source's configuration re-planned for the new data: median shape, batch, memory, mirror axes."""
     entry = {key: copy.deepcopy(source_entry[key]) for key in ADOPTED_KEYS if key in source_entry}
-    spatial_dims = int(entry.get("spatial_dims", len(entry["patch_size"])))
+    spatial_dims = spatial_dims_of(entry)
     median_shape = median_resampled_shape(fingerprint, entry["target_spacing"])
     arch, patch = entry["architecture"], list(entry["patch_size"])
 

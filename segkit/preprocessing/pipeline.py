@@ -18,6 +18,7 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.preprocessing.crop import crop_to_nonzero, paste_into_box
+from segkit.planning.plans import label_mode_of
 from segkit.preprocessing.normalize import check_normalization, normalize_channels
 from segkit.preprocessing.orientation import PLANS_KEY, Reorientation, plans_orientation, plans_reorientation
 from segkit.preprocessing.resample import (DEFAULT_ANISOTROPY_THRESHOLD, new_shape_for_spacing, resample_channels,
@@ -126,7 +127,7 @@ def preprocess_images(images: np.ndarray, spacing: Sequence[float], plans: dict,
 
 def outside_fill_values(plans: dict, num_outputs: int) -> list[float]:
     """Per-output value outside the crop box: background probability 1 for softmax, else 0."""
-    if plans.get("label_mode", "softmax") == "softmax":
+    if label_mode_of(plans) == "softmax":
         return [1.0] + [0.0] * (num_outputs - 1)
     return [0.0] * num_outputs
 

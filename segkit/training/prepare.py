@@ -12,7 +12,7 @@ import torch
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path, read_json
 from segkit.networks import build_network
-from segkit.planning.plans import read_plans_dict, write_plans
+from segkit.planning.plans import label_mode_of, read_plans_dict, slice_axis_of, write_plans
 from segkit.training import distributed as dd
 from segkit.training import memory_backoff
 from segkit.training.checkpoint import plans_sha256
@@ -100,7 +100,7 @@ def _memory_fitted_entry(plans: dict, entry: dict, recipe: Recipe, device: torch
     def probe(candidate: dict) -> dict:
         """The probe steps at this rank's share of the candidate's batch."""
         return memory_backoff.probe_step(candidate, plans["num_channels"], plans["num_outputs"],
-                                         plans.get("label_mode", "softmax"), recipe,
+                                         label_mode_of(plans), recipe,
                                          dd.per_rank_batch_size(candidate["batch_size"], info), device, autocast,
                                          build_network)
 
@@ -132,8 +132,9 @@ def _write_model_dir(models: Path, plans: dict, configuration: str, entry: dict,
 def _open_cases(folder: Path, ids: list[str], plans: dict, entry: dict) -> list:
     """Open (memory-map) cases, slice axis first for 2D configurations."""
     cases = [open_case(folder, c, plans.get("num_channels")) for c in ids]
-    if int(entry.get("spatial_dims", len(entry["patch_size"]))) == 2:
-        cases = [with_slice_axis_first(c, int(entry.get("slice_axis", 0))) for c in cases]
+    slice_axis = slice_axis_of(entry)
+    if slice_axis is not None:
+        cases = [with_slice_axis_first(c, slice_axis) for c in cases]
     return cases
 
 
