@@ -35,6 +35,7 @@ from typing import Sequence
 from segkit.version import __version__
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
+from segkit.workdir import model_dataset_path, plans_path
 
 PACKAGE_FORMAT = "segkit-model-package-2"
 LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
@@ -72,9 +73,9 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
     members: dict[str, Path | bytes] = {}
     chosen_folds = {}
     for name, model_dir in choice.model_dirs.items():
-        members[f"{name}/plans.json"] = model_dir / "plans.json"
-        if (model_dir / "dataset.json").is_file():
-            members[f"{name}/dataset.json"] = model_dir / "dataset.json"
+        members[f"{name}/plans.json"] = plans_path(model_dir)
+        if model_dataset_path(model_dir).is_file():
+            members[f"{name}/dataset.json"] = model_dataset_path(model_dir)
         found = find_folds(model_dir, list(folds) if folds else None, checkpoint)
         for fold, path in found:
             _check_checkpoint(path)
