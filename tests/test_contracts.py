@@ -55,10 +55,10 @@ READ_JSON_OWNERS = {"splits.json": "training/splits.py", "splits file": "trainin
 WORK_DIR_NAMES = {"models", "preprocessed", "plans.json", "fingerprint.json", "splits.json", "find_best.json",
                   "validation"}
 WORK_DIR_PREFIXES = ("fold_", "checkpoint_")
-# modules that build paths of other layouts with the same names, and why
+# modules that build paths of other layouts with the same names -> the names they may join, and why
 FOREIGN_LAYOUTS = {
-    "interop/nnunet.py",    # an nnU-Net model folder (plans.json, fold_<k>/checkpoint_*.pth)
-    "export/unpack.py",     # the package cache: CACHE/models/<sha>/ (not a work dir)
+    "interop/nnunet.py": {"plans.json", "fold_"},   # an nnU-Net model folder (fold_<k>/checkpoint_*.pth)
+    "export/unpack.py": {"models"},                 # the package cache: CACHE/models/<sha>/ (not a work dir)
 }
 
 
@@ -130,8 +130,8 @@ def test_owned_json_artefacts_are_read_only_by_their_owner():
 def test_work_dir_paths_come_from_workdir_py():
     """`work / "models"`, `models / "splits.json"`, `model / f"fold_{k}"`, ... only in workdir.py."""
     built = [f"{module}:{line}: / {name!r}" for module, tree in sources().items()
-             if module != "workdir.py" and module not in FOREIGN_LAYOUTS
-             for line, name in work_dir_joins(tree)]
+             if module != "workdir.py" for line, name in work_dir_joins(tree)
+             if not any(name.startswith(allowed) for allowed in FOREIGN_LAYOUTS.get(module, ()))]
     assert built == [], "work-dir paths built outside segkit/workdir.py:\n" + "\n".join(built)
 
 

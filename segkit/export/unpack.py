@@ -29,6 +29,7 @@ from pathlib import Path
 from segkit.errors import UserError
 from segkit.export.package import (LEGACY_PACKAGE_FORMAT, MANIFEST, POSTPROCESSING_MEMBER, check_member_name,
                                    manifest_configurations, read_cached_manifest, read_manifest, sha256_of)
+from segkit.workdir import find_best_path
 
 _CHUNK = 1 << 20
 
@@ -154,7 +155,7 @@ def unpack_model(package: str | Path, cache: str | Path | None = None) -> Unpack
     if legacy:
         dirs = {names[0]: final}
         folds = {names[0]: [str(f) for f in manifest.get("folds", [])]}
-        decision = _decision(final / "find_best.json", package) if (final / "find_best.json").is_file() else None
+        decision = _decision(find_best_path(final), package) if find_best_path(final).is_file() else None
     else:
         dirs = {name: final / name for name in names}
         folds = {name: [str(f) for f in (manifest.get("folds") or {}).get(name, [])] for name in names}

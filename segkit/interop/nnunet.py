@@ -28,6 +28,7 @@ from typing import Sequence
 from segkit.errors import UserError
 from segkit.export.unpack import cache_root as segkit_cache_root
 from segkit.jsonio import read_json, write_json
+from segkit.workdir import checkpoint_path, fold_dir, model_dataset_path, plans_path
 
 CHECKPOINT_FILES = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth", "latest": "checkpoint_latest.pth"}
 FOLD_DIR = re.compile(r"^fold_(?P<fold>\d+|all)$")
@@ -448,6 +449,7 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
                          folds: Sequence[str] | None = None) -> Path:
     """Write a segkit model folder (plans.json, dataset.json, fold_<k>/checkpoint_<kind>.pt) for an nnU-Net one."""
     from segkit.networks import build_network
+    from segkit.planning.plans import write_plans
     from segkit.training.checkpoint import FORMAT, plans_sha256, save_checkpoint
 
     source, output = Path(source), Path(output)
@@ -483,10 +485,10 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
                        "configuration": name, "plans_sha256": plans_sha256(entry),
                        "epoch": int(ckpt.get("current_epoch", 0) or 0),
                        "imported_from": str(path)}
-            (staging / f"fold_{fold}").mkdir()
-            save_checkpoint(staging / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt", payload)
-        write_json(staging / "plans.json", converted)
-        write_json(staging / "dataset.json", dataset)
+            fold_dir(staging, fold).mkdir()
+            save_checkpoint(checkpoint_path(fold_dir(staging, fold), checkpoint), payload)
+        write_plans(plans_path(staging), converted)
+        write_json(model_dataset_path(staging), dataset)
         if output.exists():
             output.rmdir()
         staging.rename(output)
@@ -515,10 +517,10 @@ def cached_segkit_model(source: str | Path, checkpoint: str = "final") -> Path:
     """The segkit model folder converted from an nnU-Net one, converting (every fold) on first use."""
     source = Path(source)
     target = cache_root() / cache_key(source, checkpoint)
-    if not (target / "plans.json").is_file():
+    if not plans_path(target).is_file():
         try:
             convert_nnunet_model(source, target, checkpoint)
         except (OSError, UserError):
-            if not (target / "plans.json").is_file():   # not merely another process converting at once
+            if not plans_path(target).is_file():   # not merely another process converting at once
                 raise
     return target
