@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
+from segkit.workdir import plans_path
 
 SCHEMA_VERSION = 1
 PLANS_FILENAME = "plans.json"
@@ -224,7 +225,7 @@ class Plans:
 
 def plans_file(folder: Path) -> Path:
     """plans.json inside a work dir or model folder."""
-    return Path(folder) / PLANS_FILENAME
+    return plans_path(Path(folder))
 
 
 def read_plans_dict(path: str | Path) -> dict:

@@ -158,7 +158,7 @@ def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, confi
 def output_masks(plans: dict) -> dict[str, list[int]]:
     """Label values per class_locations key: label value for softmax, region name for sigmoid plans."""
     outputs = plans.get("outputs") or {}
-    if plans.get("label_mode") == "sigmoid":
+    if label_mode_of(plans) == "sigmoid":
         return {str(name): [int(v) for v in values] for name, values in outputs.items()}
     values = sorted({int(v) for vs in outputs.values() for v in vs} - {0})
     return {str(v): [v] for v in values}
