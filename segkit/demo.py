@@ -9,6 +9,7 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.phantom import PhantomSpec, generate_dataset
+from segkit.workdir import model_dir
 
 DEMO_SPEC = PhantomSpec(shape=(32, 48, 48), spacing=(3.0, 1.2, 1.2))
 MARKER = ".segkit-demo"
@@ -26,7 +27,7 @@ def prepare_output(out: Path) -> None:
 
 def pipeline_steps(dataset: Path, work: Path, out: Path, minutes: float, network: str, workers: int) -> list[tuple[str, list[str]]]:
     """The CLI calls the demo makes, in order, with a title each."""
-    model = work / "models" / "3d_fullres"
+    model = model_dir(work, "3d_fullres")
     return [
         ("plan", ["plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres",
                   "--network", network, "-j", str(workers)]),

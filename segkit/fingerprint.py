@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from segkit.errors import UserError
 from segkit.io.dataset import CaseFiles, DatasetInfo, training_cases
 from segkit.io.image import read_image
+from segkit.jsonio import read_json, write_json
 from segkit.preprocessing.orientation import CANONICAL, oblique_degrees, orientation_summary, reorientation_for
 
 # 2: spacing and shapes in the canonical (LPS) array order, per-case orientation code
@@ -157,3 +159,22 @@ def summarise(info: DatasetInfo, per_case: list[dict]) -> dict:
         **annotation,
         "cases": cases,
     }
+
+
+def read_fingerprint(path: Path) -> dict:
+    """fingerprint.json as written by write_fingerprint (the single reader); UserError naming the file."""
+    data = read_json(path, "fingerprint")
+    if not isinstance(data, dict):
+        raise UserError("fingerprint.json must hold a JSON object", path)
+    return data
+
+
+def is_current(fingerprint: dict, case_ids: list[str]) -> bool:
+    """Whether a stored fingerprint is of this FINGERPRINT_VERSION and describes exactly these cases."""
+    return fingerprint.get("fingerprint_version") == FINGERPRINT_VERSION and \
+        [c.get("case_id") for c in fingerprint.get("cases", [])] == case_ids
+
+
+def write_fingerprint(path: Path, fingerprint: dict) -> None:
+    """Write fingerprint.json atomically."""
+    write_json(path, fingerprint)

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from segkit.planning.plans import DEFAULT_SLICE_AXIS
+
 PATCH_STEP = 0.8          # a shrunk patch has at most this share of the previous one's voxels
 
 
@@ -42,7 +44,7 @@ def patch_spacing(entry: dict) -> list[float]:
     """Voxel spacing along a configuration's patch axes (2D: the two axes other than the slice axis)."""
     spacing = list(entry.get("target_spacing") or [1.0] * len(entry["patch_size"]))
     if len(spacing) > len(entry["patch_size"]):
-        spacing.pop(int(entry.get("slice_axis", 0)))
+        spacing.pop(int(entry.get("slice_axis", DEFAULT_SLICE_AXIS)))
     return [float(s) for s in spacing]
 
 

@@ -21,7 +21,7 @@ def resolve_work_dir(dataset: str | Path, work_dir: str | Path | None) -> Path:
 
 
 def plans_path(work_dir: Path) -> Path:
-    """plans.json inside a work dir."""
+    """plans.json inside a work dir (or a model folder, which keeps the plan it was trained with)."""
     return work_dir / "plans.json"
 
 
@@ -38,3 +38,48 @@ def preprocessed_dir(work_dir: Path, configuration: str) -> Path:
 def model_dir(work_dir: Path, configuration: str) -> Path:
     """Model folder (plans, dataset.json, splits, fold_k) for one configuration."""
     return work_dir / "models" / configuration
+
+
+def models_root(work_dir: Path) -> Path:
+    """The folder holding one model folder per configuration (WORK/models)."""
+    return work_dir / "models"
+
+
+def is_work_dir(path: Path) -> bool:
+    """Whether a folder is a work dir (it has WORK/models), as opposed to one model folder."""
+    return models_root(path).is_dir()
+
+
+def model_dataset_path(model_dir_: Path) -> Path:
+    """The dataset.json copy inside a model folder."""
+    return model_dir_ / "dataset.json"
+
+
+def splits_path(model_dir_: Path) -> Path:
+    """splits.json of a model folder (segkit.training.splits owns its format)."""
+    return model_dir_ / "splits.json"
+
+
+def fold_name(fold: int | str | None) -> str:
+    """`fold_<k>`, or `fold_all` for None / 'all'."""
+    return "fold_all" if fold is None or str(fold) == "all" else f"fold_{fold}"
+
+
+def fold_dir(model_dir_: Path, fold: int | str | None) -> Path:
+    """One fold's folder (checkpoints, training log, validation/) inside a model folder."""
+    return model_dir_ / fold_name(fold)
+
+
+def checkpoint_path(fold_dir_: Path, kind: str) -> Path:
+    """`checkpoint_<kind>.pt` (final, best, latest) inside a fold folder."""
+    return fold_dir_ / f"checkpoint_{kind}.pt"
+
+
+def validation_dir(model_dir_: Path, fold: int | str | None) -> Path:
+    """Where a fold's cross-validation predictions (<CASE>.npz + label maps) go."""
+    return fold_dir(model_dir_, fold) / "validation"
+
+
+def find_best_path(work_dir: Path) -> Path:
+    """find_best.json of a work dir (or of an unpacked package, which keeps the same name)."""
+    return work_dir / "find_best.json"

@@ -39,6 +39,7 @@ from segkit.version import __version__
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")
+REQUIRED_KEYS = ("schema_version", "state", "totals", "cases")
 
 
 def utc_now() -> str:
@@ -97,6 +98,17 @@ class BatchReport:
         return any(c["status"] == "failed" for c in self.cases)
 
 
+def read_report(path: Path) -> dict:
+    """A report.json / report_part<K>.json (the single reader), checked for its required keys."""
+    report = read_json(path, "batch report")
+    missing = [key for key in REQUIRED_KEYS if not isinstance(report, dict) or key not in report]
+    if missing:
+        raise UserError(f"not a segkit batch report (lacks {', '.join(missing)})", path)
+    if report["schema_version"] != SCHEMA_VERSION:
+        raise UserError(f"batch report schema_version {report['schema_version']!r} is not {SCHEMA_VERSION}", path)
+    return report
+
+
 IDENTITY_KEYS = ("model", "package_sha256", "configuration", "folds", "checkpoint", "postprocessing")
 
 
@@ -105,7 +117,7 @@ def check_same_model(report_path: Path, run_info: dict) -> None:
     if not report_path.is_file():
         return
     try:
-        previous = read_json(report_path, "batch report")
+        previous = read_report(report_path)
     except UserError:
         return  # an unreadable report is rewritten; the outputs themselves are still checked one by one
     key_order = ("package_sha256",) if run_info.get("package_sha256") else IDENTITY_KEYS
@@ -121,7 +133,7 @@ def merge_reports(output_dir: str | Path) -> Path:
     parts = sorted(output_dir.glob("report_part*.json"))
     if not parts:
         raise UserError("no report_part<K>.json files to merge", output_dir)
-    reports = [read_json(path, "batch report") for path in parts]
+    reports = [read_report(path) for path in parts]
     num_parts = {r.get("part", {}).get("num_parts") for r in reports}
     if len(num_parts) != 1:
         raise UserError(f"part reports disagree on num_parts: {sorted(map(str, num_parts))}", output_dir)
@@ -138,8 +150,9 @@ def merge_reports(output_dir: str | Path) -> Path:
                   totals={"cases": len(cases), **{s: sum(c["status"] == s for c in cases) for s in STATUSES},
                           "pending": 0},
                   cases=cases)
-    write_json(output_dir / "report.json", merged)
-    return output_dir / "report.json"
+    merged_path = output_dir / report_name(0, 1)
+    write_json(merged_path, merged)
+    return merged_path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.networks.registry import family_of
     from segkit.planning.cuda_calibration import predict_cuda_bytes
     from segkit.planning.memory import estimate_peak_bytes
+    from segkit.planning.plans import spatial_dims_of
 
     on_cuda = args.device.startswith("cuda")
     if on_cuda and not torch.cuda.is_available():
@@ -61,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
     plans, entry = _entry(Path(args.plans), args.configuration)
     arch, patch = entry["architecture"], args.patch_size or entry["patch_size"]
-    if len(patch) != arch.get("spatial_dims", len(arch["strides"][0])):
-        raise UserError(f"--patch-size needs {arch.get('spatial_dims')} values, got {len(patch)}", args.plans)
+    if len(patch) != spatial_dims_of(arch):
+        raise UserError(f"--patch-size needs {spatial_dims_of(arch)} values, got {len(patch)}", args.plans)
     batch = args.batch_size or entry.get("batch_size", 2)
     try:
         family = family_of(arch)

@@ -37,15 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the selection and write find_best.json."""
     from segkit.evaluation.cv_predictions import parse_cv_dirs
-    from segkit.evaluation.find_best import find_best
-    from segkit.jsonio import write_json
+    from segkit.evaluation.find_best import find_best, write_find_best
+    from segkit.workdir import find_best_path
 
     result = find_best(Path(args.work_dir), args.configs, reference=args.ref, cv_dirs=parse_cv_dirs(args.cv_dir),
                        ensembles=not args.no_ensembles, num_workers=args.num_workers,
                        predict_missing={"checkpoint": args.checkpoint, "device": args.device, "tta": not args.no_tta}
                        if args.predict_missing else None)
-    output = Path(args.output) if args.output else Path(args.work_dir) / "find_best.json"
-    write_json(output, result)
+    output = Path(args.output) if args.output else find_best_path(Path(args.work_dir))
+    write_find_best(output, result)
     for candidate in result["candidates"]:
         print(f"{candidate['name']:<32} mean Dice {candidate['foreground_mean_dice']:.4f}")
     decision = result["postprocessing"]

@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fingerprint (or reuse the fingerprint), plan, write, print the summary."""
     from segkit.planning.run import plan_and_write
+    from segkit.workdir import fingerprint_path, plans_path
 
     if args.like:   # [finetune] plan like another dataset's plan / model
         from segkit.errors import UserError
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             gpu_memory_gb=args.gpu_memory, configurations=tuple(args.configurations), force=args.force,
             verify=args.verify)
         print(summary)
-        print(f"\nwrote {work_dir / 'fingerprint.json'} and {work_dir / 'plans.json'}")
+        print(f"\nwrote {fingerprint_path(work_dir)} and {plans_path(work_dir)}")
         return 0
     plans, work_dir, summary = plan_and_write(
         Path(args.dataset), work_dir=args.work_dir, num_workers=args.num_workers, gpu_memory_gb=args.gpu_memory,
@@ -56,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
         max_depth_multiplier=args.max_depth_multiplier, max_width_multiplier=args.max_width_multiplier,
         tradeoff=not args.no_tradeoff)
     print(summary)
-    print(f"\nwrote {work_dir / 'fingerprint.json'} and {work_dir / 'plans.json'}")
+    print(f"\nwrote {fingerprint_path(work_dir)} and {plans_path(work_dir)}")
     return 0

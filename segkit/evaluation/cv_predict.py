@@ -9,14 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.evaluation.cv_predictions import read_splits, validation_dir
+from segkit.evaluation.cv_predictions import cv_splits, cv_validation_dir
+from segkit.workdir import model_dir
 
 
 def missing_validation_cases(work_dir: Path, config: str) -> dict[int, list[str]]:
     """Per fold, the validation cases whose probabilities are not there yet."""
     missing = {}
-    for fold, split in enumerate(read_splits(work_dir, config)):
-        folder = validation_dir(work_dir, config, fold)
+    for fold, split in enumerate(cv_splits(work_dir, config)):
+        folder = cv_validation_dir(work_dir, config, fold)
         cases = [str(c) for c in split["val"] if not (folder / f"{c}.npz").is_file()]
         if cases:
             missing[fold] = cases
@@ -43,12 +44,12 @@ def predict_missing_cv(work_dir: str | Path, config: str, dataset: str | Path, c
     by_id = {case.case_id: case for case in discover_cases(images) if case.kind == "files"}
     done = 0
     for fold, case_ids in missing.items():
-        model = load_model(work_dir / "models" / config, config, [str(fold)], checkpoint, device)
+        model = load_model(model_dir(work_dir, config), config, [str(fold)], checkpoint, device)
         absent = [c for c in case_ids if c not in by_id]
         if absent:
             raise UserError(f"validation case(s) {', '.join(absent[:5])} of fold {fold} have no images", images)
         engine = ModelEnsemble([model], options)
-        request = OutputRequest(validation_dir(work_dir, config, fold), model.plans["labels"], {}, probabilities=True)
+        request = OutputRequest(cv_validation_dir(work_dir, config, fold), model.plans["labels"], {}, probabilities=True)
         request.output_dir.mkdir(parents=True, exist_ok=True)
         spec = InputSpec(model.num_channels)
         # the validation folder holds only what find-best reads: no report, and any failure stops (exit 2)

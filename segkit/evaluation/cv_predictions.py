@@ -13,35 +13,32 @@ holds all of a configuration's CV cases instead.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.jsonio import read_json
+from segkit.planning.plans import label_mode_of
+from segkit.training.splits import read_splits
+from segkit.workdir import model_dir, splits_path, validation_dir
 
 
-def validation_dir(work_dir: Path, config: str, fold: int) -> Path:
+def cv_validation_dir(work_dir: Path, config: str, fold: int) -> Path:
     """Where fold k's validation predictions of a configuration are expected."""
-    return work_dir / "models" / config / f"fold_{fold}" / "validation"
+    return validation_dir(model_dir(work_dir, config), fold)
 
 
-def read_splits(work_dir: Path, config: str) -> list[dict]:
-    """models/<config>/splits.json: a list of {"train": [...], "val": [...]} per fold."""
-    path = work_dir / "models" / config / "splits.json"
-    splits = read_json(path, "splits.json")
-    if not isinstance(splits, list) or not all(isinstance(s, dict) and isinstance(s.get("val"), list) for s in splits):
-        raise UserError("must be a list of folds, each with a 'val' list of case ids", path)
-    return splits
+def cv_splits(work_dir: Path, config: str) -> list[dict]:
+    """models/<config>/splits.json, read by its owner (segkit.training.splits)."""
+    return read_splits(splits_path(model_dir(work_dir, config)))
 
 
 def cv_files_from_splits(work_dir: Path, config: str) -> dict[str, Path]:
     """Case id -> npz of every fold's validation cases; UserError naming what is missing."""
     files: dict[str, Path] = {}
     missing: list[Path] = []
-    for fold, split in enumerate(read_splits(work_dir, config)):
-        folder = validation_dir(work_dir, config, fold)
+    for fold, split in enumerate(cv_splits(work_dir, config)):
+        folder = cv_validation_dir(work_dir, config, fold)
         for case in split["val"]:
             path = folder / f"{case}.npz"
             if path.is_file():
@@ -51,7 +48,7 @@ def cv_files_from_splits(work_dir: Path, config: str) -> dict[str, Path]:
     if missing:
         raise UserError(f"{len(missing)} cross-validation probability file(s) missing, e.g. {missing[0]} "
                         "(predict each fold's validation cases with --save-probabilities, or pass --cv-dir)",
-                        work_dir / "models" / config)
+                        model_dir(work_dir, config))
     return files
 
 
@@ -76,41 +73,10 @@ def parse_cv_dirs(items: list[str] | None) -> dict[str, Path]:
     return out
 
 
-def load_probabilities(path: Path, num_outputs: int, shape: tuple[int, ...], geometry=None) -> np.ndarray:
-    """Read the (num_outputs, *shape) float32 probabilities of one case; UserError naming the file.
-
-    When the file carries segkit metadata with a geometry and `geometry` (the reference's) is given,
-    they must match: a prediction of another case or grid is refused.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            key = "probabilities" if "probabilities" in data.files else (data.files[0] if len(data.files) == 1 else None)
-            if key is None:
-                raise UserError(f"has no 'probabilities' array (found {data.files})", path)
-            probs = np.asarray(data[key], dtype=np.float32)
-            metadata = json.loads(str(data["metadata"])) if "metadata" in data.files else {}
-    except (OSError, ValueError, EOFError) as err:
-        raise UserError(f"cannot read probabilities ({err})", path) from None
-    if probs.shape != (num_outputs, *shape):
-        raise UserError(f"probabilities have shape {probs.shape}, expected {(num_outputs, *shape)} "
-                        "(outputs, z, y, x of the reference label map)", path)
-    stored = metadata.get("geometry") if isinstance(metadata, dict) else None
-    if geometry is not None and isinstance(stored, dict):
-        from segkit.io.image import Geometry
-
-        try:
-            problem = geometry.mismatch(Geometry.from_json(stored))
-        except (KeyError, TypeError, ValueError):
-            raise UserError("probability metadata has a malformed geometry", path) from None
-        if problem:
-            raise UserError(f"geometry does not match the reference label map: {problem}", path)
-    return probs
-
-
 def label_conversion(plans: dict) -> dict:
     """The plans fields that label conversion reads, plus the expected number of output channels."""
     outputs = plans.get("outputs") or {}
-    mode = plans.get("label_mode", "softmax")
+    mode = label_mode_of(plans)
     if mode == "sigmoid" and len(plans.get("regions_class_order") or []) != len(outputs):
         raise UserError("sigmoid plans need 'regions_class_order' with one value per region")
     return {"label_mode": mode, "outputs": outputs, "regions_class_order": plans.get("regions_class_order"),

@@ -22,17 +22,32 @@ from segkit.evaluation.cv_predictions import (
     cv_files_from_dir,
     cv_files_from_splits,
     label_conversion,
-    load_probabilities,
     output_classes,
     probabilities_to_labels,
 )
 from segkit.evaluation.evaluate import label_files, read_label_map
 from segkit.evaluation.metrics import dice_only
 from segkit.evaluation.postprocess import apply_postprocessing, keep_largest_component
+from segkit.inference.probabilities import load_cv_probabilities
 from segkit.io.parallel import parallel_map
-from segkit.jsonio import read_json
+from segkit.jsonio import read_json, write_json
+from segkit.planning.plans import read_plans_dict
+from segkit.workdir import model_dir, plans_path, validation_dir
 
 FIND_BEST_FORMAT = "segkit-find-best-1"
+
+
+def read_find_best(path: Path) -> dict:
+    """find_best.json (the single reader; written by write_find_best); UserError naming the file."""
+    data = read_json(path, "find_best.json")
+    if not isinstance(data, dict):
+        raise UserError("find_best.json must hold a JSON object", path)
+    return data
+
+
+def write_find_best(path: Path, result: dict) -> None:
+    """Write find_best.json atomically."""
+    write_json(path, result)
 
 
 def candidate_name(members: Sequence[str]) -> str:
@@ -67,7 +82,7 @@ def resolve_sources(work_dir: Path, configs: Sequence[str], cv_dirs: dict[str, P
         lacking = sorted(set().union(*(set(f) for f in sources.values())) - set(files))
         if lacking:
             raise UserError(f"configuration {config!r} has no CV prediction for {len(lacking)} case(s) the others have: "
-                            f"{', '.join(lacking[:5])}", cv_dirs.get(config, work_dir / "models" / config))
+                            f"{', '.join(lacking[:5])}", cv_dirs.get(config, model_dir(work_dir, config)))
     if not cases:
         raise UserError("no cross-validation cases found", work_dir)
     return sources
@@ -93,7 +108,7 @@ def _load_case(job: dict, configs: Sequence[str]) -> tuple[np.ndarray, dict[str,
     """Reference labels and the probabilities of the given configurations for one case."""
     ref = read_label_map(job["reference"])
     conversion = job["conversion"]
-    probs = {c: load_probabilities(job["files"][c], conversion["num_outputs"], ref.array.shape, ref.geometry)
+    probs = {c: load_cv_probabilities(job["files"][c], conversion["num_outputs"], ref.array.shape, ref.geometry)
              for c in configs}
     return ref.array, probs
 
@@ -170,7 +185,7 @@ def find_best(work_dir: str | Path, configs: Sequence[str], reference: str | Pat
     configs = list(dict.fromkeys(configs))
     if not configs:
         raise UserError("--configs needs at least one configuration")
-    plans = read_json(work_dir / "plans.json", "plans.json")
+    plans = read_plans_dict(plans_path(work_dir))
     classes, conversion = output_classes(plans), label_conversion(plans)
     root = reference_root(reference, work_dir)
     if predict_missing is not None:
@@ -205,7 +220,7 @@ def find_best(work_dir: str | Path, configs: Sequence[str], reference: str | Pat
     final_dice = mean_dice(final, "final", classes)
     return {
         "format": FIND_BEST_FORMAT, "configurations": configs, "num_cases": len(cases), "classes": classes,
-        "cv_sources": {c: str((cv_dirs or {}).get(c, work_dir / "models" / c / "fold_*" / "validation"))
+        "cv_sources": {c: str((cv_dirs or {}).get(c, validation_dir(model_dir(work_dir, c), "*")))
                        for c in configs},
         "candidates": [{"name": n, "members": candidates[n], "mean_dice": table[n],
                         "foreground_mean_dice": float(np.mean(list(table[n].values())))} for n in ranking],

@@ -16,13 +16,18 @@ Zip layout (member names are fixed; nothing else is allowed in the archive)::
 
 ``segkit.export.unpack.unpack_model`` verifies and extracts such a package for prediction
 (it also reads the one-configuration layout of ``segkit-model-package-1``).
+
+This module owns the manifest format: its name and versions, the required keys, the writer
+(`build_manifest`) and the reader (`read_manifest`, `read_cached_manifest`); unpack.py uses them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
+import zlib
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,11 +35,14 @@ from pathlib import Path
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
 from segkit.version import __version__
+from segkit.workdir import model_dataset_path, plans_path
 
 PACKAGE_FORMAT = "segkit-model-package-2"
 LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
 MANIFEST = "manifest.json"
 POSTPROCESSING_MEMBER = "postprocessing.json"
+MANIFEST_REQUIRED_KEYS = ("format", "files")   # plus "configurations" (format 2) or "configuration" (format 1)
+SAFE_MEMBER_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _CHUNK = 1 << 20
 
 
@@ -49,9 +57,9 @@ def sha256_of(path: Path) -> str:
 
 def _check_checkpoint(path: Path) -> None:
     """Refuse to package a checkpoint that does not load with weights_only=True."""
-    from segkit.inference.model import read_checkpoint
+    from segkit.training.checkpoint import load_checkpoint
 
-    read_checkpoint(path)
+    load_checkpoint(path)
 
 
 def package_members(model: str | Path, configuration: str | Sequence[str] | None = None,
@@ -65,9 +73,9 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
     members: dict[str, Path | bytes] = {}
     chosen_folds = {}
     for name, model_dir in choice.model_dirs.items():
-        members[f"{name}/plans.json"] = model_dir / "plans.json"
-        if (model_dir / "dataset.json").is_file():
-            members[f"{name}/dataset.json"] = model_dir / "dataset.json"
+        members[f"{name}/plans.json"] = plans_path(model_dir)
+        if model_dataset_path(model_dir).is_file():
+            members[f"{name}/dataset.json"] = model_dataset_path(model_dir)
         found = find_folds(model_dir, list(folds) if folds else None, checkpoint)
         for fold, path in found:
             _check_checkpoint(path)
@@ -116,3 +124,55 @@ def export_model(model: str | Path, output: str | Path, configuration: str | Seq
                 else:
                     archive.write(source, name)
     return output, manifest
+
+
+def check_member_name(name: str, package: Path) -> None:
+    """Refuse a member name that could escape the extraction folder."""
+    parts = name.split("/")
+    if not SAFE_MEMBER_NAME.match(name) or any(part in (".", "..") for part in parts):
+        raise UserError(f"refusing unsafe member name {name!r} in the model package", package)
+
+
+def read_manifest(archive: zipfile.ZipFile, package: Path) -> dict:
+    """The package's manifest, checked for format and shape (the single reader of manifest.json)."""
+    try:
+        manifest = json.loads(archive.read(MANIFEST))
+    except KeyError:
+        raise UserError("not a segkit model package (no manifest.json)", package) from None
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
+        raise UserError(f"manifest.json is unreadable ({err})", package) from None
+    if not isinstance(manifest, dict) or manifest.get("format") not in (PACKAGE_FORMAT, LEGACY_PACKAGE_FORMAT):
+        raise UserError(f"unsupported model package format (expected {PACKAGE_FORMAT!r})", package)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise UserError("manifest.json lacks 'files'", package)
+    for name, entry in files.items():
+        check_member_name(name, package)
+        valid = isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
+        if not valid:
+            raise UserError(f"manifest entry for {name!r} needs 'sha256' and 'bytes'", package)
+    for configuration in manifest_configurations(manifest):
+        check_member_name(configuration, package)
+        plans = "plans.json" if manifest["format"] == LEGACY_PACKAGE_FORMAT else f"{configuration}/plans.json"
+        if plans not in files:
+            raise UserError(f"manifest.json lists no {plans}", package)
+    if not manifest_configurations(manifest):
+        raise UserError("manifest.json names no configuration", package)
+    return manifest
+
+
+def manifest_configurations(manifest: dict) -> list[str]:
+    """The packaged configuration names (format 1: the single 'configuration')."""
+    if manifest.get("format") == LEGACY_PACKAGE_FORMAT:
+        return [str(manifest["configuration"])] if manifest.get("configuration") else []
+    names = manifest.get("configurations")
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def read_cached_manifest(folder: Path) -> dict | None:
+    """The manifest.json an earlier extraction left in folder, or None when absent or unreadable."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

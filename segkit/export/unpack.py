@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -28,9 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.export.package import LEGACY_PACKAGE_FORMAT, MANIFEST, PACKAGE_FORMAT, POSTPROCESSING_MEMBER, sha256_of
+from segkit.export.package import (
+    LEGACY_PACKAGE_FORMAT,
+    MANIFEST,
+    POSTPROCESSING_MEMBER,
+    check_member_name,
+    manifest_configurations,
+    read_cached_manifest,
+    read_manifest,
+    sha256_of,
+)
+from segkit.workdir import find_best_path
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _CHUNK = 1 << 20
 
 
@@ -68,49 +76,6 @@ def is_model_package(path: str | Path) -> bool:
     return str(path).lower().endswith(".zip")
 
 
-def _check_name(name: str, package: Path) -> None:
-    """Refuse a member name that could escape the extraction folder."""
-    parts = name.split("/")
-    if not SAFE_NAME.match(name) or any(part in (".", "..") for part in parts):
-        raise UserError(f"refusing unsafe member name {name!r} in the model package", package)
-
-
-def _read_manifest(archive: zipfile.ZipFile, package: Path) -> dict:
-    """The package's manifest, checked for format and shape."""
-    try:
-        manifest = json.loads(archive.read(MANIFEST))
-    except KeyError:
-        raise UserError("not a segkit model package (no manifest.json)", package) from None
-    except (ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as err:
-        raise UserError(f"manifest.json is unreadable ({err})", package) from None
-    if not isinstance(manifest, dict) or manifest.get("format") not in (PACKAGE_FORMAT, LEGACY_PACKAGE_FORMAT):
-        raise UserError(f"unsupported model package format (expected {PACKAGE_FORMAT!r})", package)
-    files = manifest.get("files")
-    if not isinstance(files, dict):
-        raise UserError("manifest.json lacks 'files'", package)
-    for name, entry in files.items():
-        _check_name(name, package)
-        valid = isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and isinstance(entry.get("bytes"), int)
-        if not valid:
-            raise UserError(f"manifest entry for {name!r} needs 'sha256' and 'bytes'", package)
-    for configuration in _configurations(manifest):
-        _check_name(configuration, package)
-        plans = "plans.json" if manifest["format"] == LEGACY_PACKAGE_FORMAT else f"{configuration}/plans.json"
-        if plans not in files:
-            raise UserError(f"manifest.json lists no {plans}", package)
-    if not _configurations(manifest):
-        raise UserError("manifest.json names no configuration", package)
-    return manifest
-
-
-def _configurations(manifest: dict) -> list[str]:
-    """The packaged configuration names (format 1: the single 'configuration')."""
-    if manifest.get("format") == LEGACY_PACKAGE_FORMAT:
-        return [str(manifest["configuration"])] if manifest.get("configuration") else []
-    names = manifest.get("configurations")
-    return [str(n) for n in names] if isinstance(names, list) else []
-
-
 def _check_members(archive: zipfile.ZipFile, manifest: dict, package: Path) -> None:
     """Every member listed exactly once, no extras, no links or directories."""
     names = [info.filename for info in archive.infolist()]
@@ -118,7 +83,7 @@ def _check_members(archive: zipfile.ZipFile, manifest: dict, package: Path) -> N
     if duplicates:
         raise UserError(f"model package has duplicate members {duplicates}", package)
     for info in archive.infolist():
-        _check_name(info.filename, package)
+        check_member_name(info.filename, package)
         mode = info.external_attr >> 16
         if info.is_dir() or stat.S_ISLNK(mode):
             raise UserError(f"model package member {info.filename!r} is a directory or link", package)
@@ -158,7 +123,7 @@ def _open(package: Path) -> zipfile.ZipFile:
 def _cached_is_intact(folder: Path, manifest: dict) -> bool:
     """True when a previous extraction holds exactly the manifest's files with their checksums."""
     try:
-        if json.loads((folder / MANIFEST).read_text()) != manifest:
+        if read_cached_manifest(folder) != manifest:
             return False
         return all(sha256_of(folder / name) == entry["sha256"] for name, entry in manifest["files"].items())
     except (OSError, ValueError):
@@ -183,11 +148,11 @@ def unpack_model(package: str | Path, cache: str | Path | None = None) -> Unpack
     """Verify every member of a model package and extract it (or reuse an intact extraction)."""
     package = Path(package)
     with _open(package) as archive:
-        manifest = _read_manifest(archive, package)
+        manifest = read_manifest(archive, package)
         _check_members(archive, manifest, package)
         root = Path(cache) if cache is not None else cache_root()
         legacy = manifest["format"] == LEGACY_PACKAGE_FORMAT
-        names = _configurations(manifest)
+        names = manifest_configurations(manifest)
         final = root / "models" / sha256_of(package)[:32] / (names[0] if legacy else "package")
         final.parent.mkdir(parents=True, exist_ok=True)
         # torchrun ranks unpack the same package at once: one extracts, the others wait and reuse it.
@@ -198,7 +163,7 @@ def unpack_model(package: str | Path, cache: str | Path | None = None) -> Unpack
     if legacy:
         dirs = {names[0]: final}
         folds = {names[0]: [str(f) for f in manifest.get("folds", [])]}
-        decision = _decision(final / "find_best.json", package) if (final / "find_best.json").is_file() else None
+        decision = _decision(find_best_path(final), package) if find_best_path(final).is_file() else None
     else:
         dirs = {name: final / name for name in names}
         folds = {name: [str(f) for f in (manifest.get("folds") or {}).get(name, [])] for name in names}

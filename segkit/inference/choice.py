@@ -18,7 +18,7 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.inference.model import DEFAULT_CONFIGURATION, resolve_model_dir
-from segkit.jsonio import read_json
+from segkit.workdir import find_best_path, is_work_dir, models_root
 
 
 @dataclass
@@ -42,13 +42,14 @@ def configuration_names(configuration: str | Sequence[str] | None) -> list[str] 
 
 def _decision_for(path: Path | None, configurations: list[str], explicit: bool) -> tuple[dict | None, str | None]:
     """find_best.json's post-processing when it was decided for exactly these configurations."""
+    from segkit.evaluation.find_best import read_find_best
     from segkit.evaluation.postprocess import check_decision
 
     if path is None or not path.is_file():
         if explicit:
             raise UserError("post-processing decision not found", path)
         return None, None
-    data = read_json(path, "find_best.json")
+    data = read_find_best(path)
     members = (data.get("best") or {}).get("members") if isinstance(data, dict) else None
     if not isinstance(members, list):
         note = f"{path} does not say which model its post-processing was decided for (no best.members); none applied"
@@ -66,14 +67,16 @@ def _decision_for(path: Path | None, configurations: list[str], explicit: bool) 
 def chosen_model(model: str | Path, configuration: str | Sequence[str] | None = None,
                  find_best: str | Path | None = None) -> ModelChoice:
     """The configurations a model folder or work dir stands for, with their folders and post-processing."""
+    from segkit.evaluation.find_best import read_find_best  # evaluation is heavy; only when choosing
+
     model = Path(model)
     if not model.is_dir():
         raise UserError("model folder not found", model)
     names = configuration_names(configuration)
-    if (model / "models").is_dir():   # a work dir
-        default = model / "find_best.json"
+    if is_work_dir(model):
+        default = find_best_path(model)
         if names is None:
-            best = read_json(default, "find_best.json") if default.is_file() else {}
+            best = read_find_best(default) if default.is_file() else {}
             names = [str(n) for n in (best.get("best") or {}).get("members") or [DEFAULT_CONFIGURATION]]
         dirs = {}
         for name in names:
@@ -85,9 +88,9 @@ def chosen_model(model: str | Path, configuration: str | Sequence[str] | None = 
         model_dir, name = resolve_model_dir(model, names[0] if names else None)
         dirs = {name: model_dir}
         # an extracted legacy package keeps find_best.json inside; a trained model's is in its work dir
-        around = [model_dir / "find_best.json"]
-        if model_dir.parent.name == "models":
-            around.append(model_dir.parent.parent / "find_best.json")
+        around = [find_best_path(model_dir)]
+        if model_dir.parent == models_root(model_dir.parent.parent):
+            around.append(find_best_path(model_dir.parent.parent))
         candidate = Path(find_best) if find_best is not None else next((p for p in around if p.is_file()), None)
     decision, note = _decision_for(candidate, list(dirs), find_best is not None)
     return ModelChoice(dirs, decision, note)

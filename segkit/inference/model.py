@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json
+from segkit.planning.plans import label_mode_of, read_plans_dict, spatial_dims_of
 from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
+from segkit.workdir import checkpoint_path, fold_dir, is_work_dir, model_dataset_path, plans_path
+from segkit.workdir import model_dir as model_dir_of
 
 if TYPE_CHECKING:               # torch is imported where a model is loaded, not with this module
     import torch
     from torch import nn
 
-CHECKPOINT_FORMAT = "segkit-checkpoint-1"
 CHECKPOINT_KINDS = ("final", "best", "latest")
 DEFAULT_CONFIGURATION = "3d_fullres"
 FOLD_DIR = re.compile(r"^fold_(?P<fold>\d+|all)$")
@@ -56,7 +58,7 @@ class LoadedModel:
     @property
     def label_mode(self) -> str:
         """'softmax' or 'sigmoid' (region-based)."""
-        return str(self.plans.get("label_mode", "softmax"))
+        return label_mode_of(self.plans)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -79,12 +81,12 @@ def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Pat
     if not model.is_dir():
         raise UserError("model folder not found", model)
     name: str | None
-    if (model / "models").is_dir():   # a work dir: WORK/models/<config>
+    if is_work_dir(model):   # a work dir: WORK/models/<config>
         name = configuration or DEFAULT_CONFIGURATION
-        model = model / "models" / name
+        model = model_dir_of(model, name)
         if not model.is_dir():
             raise UserError(f"no trained configuration {name!r} here", model.parent)
-    plans = read_json(model / "plans.json", "plans.json")
+    plans = read_json(plans_path(model), "plans.json")
     known = sorted(plans.get("configurations") or {})
     name = configuration or (model.name if model.name in known else (known[0] if len(known) == 1 else None))
     if name is None:
@@ -98,10 +100,10 @@ def find_folds(model_dir: Path, folds: Sequence[str] | None, checkpoint: str) ->
     """(fold name, checkpoint path) for the requested folds, or every fold folder holding that checkpoint."""
     if checkpoint not in CHECKPOINT_KINDS:
         raise UserError(f"--checkpoint must be one of {', '.join(CHECKPOINT_KINDS)}, got {checkpoint!r}")
-    filename = f"checkpoint_{checkpoint}.pt"
+    filename = checkpoint_path(Path(), checkpoint).name
     if folds:
         wanted = [str(f) for f in folds]
-        found = [(f, model_dir / f"fold_{f}" / filename) for f in wanted]
+        found = [(f, checkpoint_path(fold_dir(model_dir, f), checkpoint)) for f in wanted]
         for fold, path in found:
             if not path.is_file():
                 raise UserError(f"fold {fold} has no {filename}", path.parent)
@@ -114,22 +116,6 @@ def find_folds(model_dir: Path, folds: Sequence[str] | None, checkpoint: str) ->
     if not found:
         raise UserError(f"no fold_*/{filename} found; train first or pass -f", model_dir)
     return found
-
-
-def read_checkpoint(path: Path) -> dict:
-    """A checkpoint dict loaded without pickle, with its required keys checked."""
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for corrupt or pickled files
-        raise UserError(f"cannot load checkpoint ({str(err).splitlines()[0][:200]})", path) from None
-    required = ("format", "network_state", "architecture", "in_channels", "num_outputs")
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
-        raise UserError(f"not a segkit checkpoint (needs keys {', '.join(required)})", path)
-    if checkpoint["format"] != CHECKPOINT_FORMAT:
-        raise UserError(f"unsupported checkpoint format {checkpoint['format']!r}", path)
-    return checkpoint
 
 
 def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict) -> None:
@@ -152,18 +138,19 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
 
     from segkit.inference.acceleration import prepare_for_inference
     from segkit.networks import build_network
+    from segkit.training.checkpoint import load_checkpoint
 
     model_dir, name = resolve_model_dir(model, configuration)
-    plans = read_json(model_dir / "plans.json", "plans.json")
-    dataset_path = model_dir / "dataset.json"
+    plans = read_plans_dict(plans_path(model_dir))
+    dataset_path = model_dataset_path(model_dir)
     dataset = read_json(dataset_path, "dataset.json") if dataset_path.is_file() else {}
-    loaded = [(fold, path, read_checkpoint(path)) for fold, path in find_folds(model_dir, folds, checkpoint)]
+    loaded = [(fold, path, load_checkpoint(path)) for fold, path in find_folds(model_dir, folds, checkpoint)]
     check_consistent(loaded, plans)
     first = loaded[0][2]
     arch = dict(first["architecture"])
     network = build_network(arch, int(first["in_channels"]), int(first["num_outputs"]))
     network.deep_supervision = False  # type: ignore[assignment]  # a plain flag; Module.__setattr__ is typed for tensors
-    prepare_for_inference(network, int(arch.get("spatial_dims", len(arch["kernel_sizes"][0]))))
+    prepare_for_inference(network, spatial_dims_of(arch))
     states = []
     for _, path, ckpt in loaded:
         try:

@@ -29,6 +29,7 @@ from segkit.inference.model import LoadedModel
 from segkit.inference.revert import MemberOutput, labels_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
 from segkit.io.image import Geometry
+from segkit.planning.plans import slice_axis_of
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
 
 SOFTMAX_CHUNK_VOXELS = 1 << 22   # voxels per in-place softmax chunk (bounded temporary memory; a multiple of 4096)
@@ -76,7 +77,7 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
         raise UserError(f"--step must be in (0, 1], got {options.step}")
     if options.tile_batch < 1:
         raise UserError(f"--tile-batch must be at least 1, got {options.tile_batch}")
-    slice_axis = int(entry.get("slice_axis", 0)) if int(entry.get("spatial_dims", 3)) == 2 else None
+    slice_axis = slice_axis_of(entry)
     mirror = tuple(int(a) for a in entry.get("mirror_axes", [])) if options.tta else ()
     precision = resolve_precision(options.precision, model.device)
     tile_weights = str((entry.get("inference") or {}).get("tile_weights", "gaussian"))

@@ -28,6 +28,7 @@ from pathlib import Path
 from segkit.errors import UserError
 from segkit.export.unpack import cache_root as segkit_cache_root
 from segkit.jsonio import read_json, write_json
+from segkit.workdir import checkpoint_path, fold_dir, model_dataset_path, plans_path
 
 CHECKPOINT_FILES = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth", "latest": "checkpoint_latest.pth"}
 FOLD_DIR = re.compile(r"^fold_(?P<fold>\d+|all)$")
@@ -447,10 +448,9 @@ def nnunet_fold_checkpoints(folder: Path, checkpoint: str, folds: Sequence[str] 
 def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str = "final",
                          folds: Sequence[str] | None = None) -> Path:
     """Write a segkit model folder (plans.json, dataset.json, fold_<k>/checkpoint_<kind>.pt) for an nnU-Net one."""
-    import torch
-
     from segkit.networks import build_network
-    from segkit.training.checkpoint import plans_sha256
+    from segkit.planning.plans import write_plans
+    from segkit.training.checkpoint import FORMAT, plans_sha256, save_checkpoint
 
     source, output = Path(source), Path(output)
     if not is_nnunet_model_folder(source):
@@ -480,15 +480,15 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
             except RuntimeError as err:
                 raise UserError(f"weights do not fit the plans' network ({str(err).splitlines()[0][:200]})",
                                 path) from None
-            payload = {"format": "segkit-checkpoint-1", "network_state": state, "architecture": arch,
+            payload = {"format": FORMAT, "network_state": state, "architecture": arch,
                        "in_channels": converted["num_channels"], "num_outputs": converted["num_outputs"],
                        "configuration": name, "plans_sha256": plans_sha256(entry),
                        "epoch": int(ckpt.get("current_epoch", 0) or 0),
                        "imported_from": str(path)}
-            (staging / f"fold_{fold}").mkdir()
-            torch.save(payload, staging / f"fold_{fold}" / f"checkpoint_{checkpoint}.pt")
-        write_json(staging / "plans.json", converted)
-        write_json(staging / "dataset.json", dataset)
+            fold_dir(staging, fold).mkdir()
+            save_checkpoint(checkpoint_path(fold_dir(staging, fold), checkpoint), payload)
+        write_plans(plans_path(staging), converted)
+        write_json(model_dataset_path(staging), dataset)
         if output.exists():
             output.rmdir()
         staging.rename(output)
@@ -517,10 +517,10 @@ def cached_segkit_model(source: str | Path, checkpoint: str = "final") -> Path:
     """The segkit model folder converted from an nnU-Net one, converting (every fold) on first use."""
     source = Path(source)
     target = cache_root() / cache_key(source, checkpoint)
-    if not (target / "plans.json").is_file():
+    if not plans_path(target).is_file():
         try:
             convert_nnunet_model(source, target, checkpoint)
         except (OSError, UserError):
-            if not (target / "plans.json").is_file():   # not merely another process converting at once
+            if not plans_path(target).is_file():   # not merely another process converting at once
                 raise
     return target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from segkit.networks.init import INIT_SCHEMES
 from segkit.networks.registry import family_names, family_of
+from segkit.planning.plans import spatial_dims_of
 
 REQUIRED_KEYS = ("family", "features_per_stage", "kernel_sizes", "strides", "blocks_per_stage",
                  "decoder_blocks_per_stage")
@@ -49,7 +50,7 @@ def validate_architecture(arch: dict) -> None:
     if len(arch["decoder_blocks_per_stage"]) != stages - 1:
         raise ValueError(f"decoder_blocks_per_stage needs {stages - 1} entries, "
                          f"got {len(arch['decoder_blocks_per_stage'])}")
-    dims = arch.get("spatial_dims", len(arch["kernel_sizes"][0]))
+    dims = spatial_dims_of(arch)
     if any(len(k) != dims for k in arch["kernel_sizes"] + arch["strides"]):
         raise ValueError(f"kernel_sizes and strides must have {dims} entries per stage (spatial_dims)")
     if init_scheme(arch) not in INIT_SCHEMES:

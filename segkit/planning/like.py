@@ -27,7 +27,7 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.io.dataset import DatasetInfo, load_dataset
-from segkit.jsonio import read_json, write_json
+from segkit.jsonio import read_json
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.planner import (
     GIB,
@@ -39,6 +39,7 @@ from segkit.planning.planner import (
     median_resampled_shape,
     set_mirror_axes,
 )
+from segkit.planning.plans import spatial_dims_of, write_plans
 from segkit.planning.run import _verify_or_fail, load_or_compute_fingerprint
 from segkit.planning.spacing import normalization_for_channel
 from segkit.planning.summary import format_bytes, plans_summary
@@ -80,7 +81,7 @@ def resolve_like_source(spec: str | Path) -> LikeSource:
     path = Path(spec)
     if is_model_package(path):
         unpacked = unpack_model(path)   # every member's checksum verified; a tampered package is refused
-        plans = _check_plans(read_json(unpacked.model_dir / "plans.json", "plans.json"), path)
+        plans = _check_plans(read_json(plans_path(unpacked.model_dir), "plans.json"), path)
         return LikeSource(plans, unpacked.configurations[:1], f"model package {path} (checksums verified)", path)
     if path.is_file():
         return LikeSource(_check_plans(read_json(path, "plans file"), path), [], f"plans {path}", path)
@@ -89,7 +90,7 @@ def resolve_like_source(spec: str | Path) -> LikeSource:
                         path)
     if any(child.name.startswith("fold_") for child in path.iterdir()):
         model_dir, name = resolve_model_dir(path, None)
-        plans = _check_plans(read_json(model_dir / "plans.json", "plans.json"), model_dir)
+        plans = _check_plans(read_json(plans_path(model_dir), "plans.json"), model_dir)
         return LikeSource(plans, [name], f"model folder {model_dir} ({name})", path)
     return LikeSource(_check_plans(read_json(plans_path(path), "plans file"), path), [], f"work dir {path}", path)
 
@@ -120,7 +121,7 @@ def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int,
                         labels: dict, where: Path, name: str) -> dict:
     """The source's configuration re-planned for the new data: median shape, batch, memory, mirror axes."""
     entry = {key: copy.deepcopy(source_entry[key]) for key in ADOPTED_KEYS if key in source_entry}
-    spatial_dims = int(entry.get("spatial_dims", len(entry["patch_size"])))
+    spatial_dims = spatial_dims_of(entry)
     median_shape = median_resampled_shape(fingerprint, entry["target_spacing"])
     arch, patch = entry["architecture"], list(entry["patch_size"])
 
@@ -192,7 +193,7 @@ def plan_like_and_write(dataset: Path, source_spec: str, work_dir: str | Path | 
         raise UserError(f"--gpu-memory must be positive, got {gpu_memory_gb}")
     budget = int(gpu_memory_gb * GIB) if gpu_memory_gb else detected
     plans = plan_like(info, fingerprint, source, budget, device, configurations)
-    write_json(plans_path(work), plans)
+    write_plans(plans_path(work), plans)
     like = plans["like"]
     summary = plans_summary(plans) + (f"\n\nplanned like {like['source']} (dataset {like['source_dataset']}): "
                                       f"architecture, patch and spacing adopted; channels: {'; '.join(like['channel_map'])}")

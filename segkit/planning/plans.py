@@ -17,6 +17,7 @@ from typing import Any
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
+from segkit.workdir import plans_path
 
 SCHEMA_VERSION = 1
 PLANS_FILENAME = "plans.json"
@@ -24,6 +25,25 @@ LABEL_MODES = ("softmax", "sigmoid")
 DEFAULT_LABEL_MODE = "softmax"
 DEFAULT_NORM = "instance"
 DEFAULT_SLICE_AXIS = 0
+
+
+def label_mode_of(plans: Mapping[str, Any]) -> str:
+    """A plans dict's label_mode ('softmax' unless it says 'sigmoid'), for code that still holds dicts."""
+    return str(plans.get("label_mode", DEFAULT_LABEL_MODE))
+
+
+def spatial_dims_of(block: Mapping[str, Any]) -> int:
+    """2 or 3 of a configuration entry or an architecture block: 'spatial_dims', else the patch or kernel length."""
+    if "spatial_dims" in block:
+        return int(block["spatial_dims"])
+    if "patch_size" in block:
+        return len(block["patch_size"])
+    return len(block["kernel_sizes"][0])
+
+
+def slice_axis_of(entry: Mapping[str, Any]) -> int | None:
+    """The axis a 2D configuration slices along (None for 3D)."""
+    return int(entry.get("slice_axis", DEFAULT_SLICE_AXIS)) if spatial_dims_of(entry) == 2 else None
 
 
 def _ints(value: Any, what: str, source: Path | None) -> tuple[int, ...]:
@@ -73,7 +93,7 @@ class Architecture:
         if len(features) != len(strides):
             raise UserError(f"plans: {where}: features_per_stage needs one entry per stage", source)
         return cls(family=str(_require(data, "family", where, source)),
-                   spatial_dims=int(data.get("spatial_dims", len(kernels[0]))),
+                   spatial_dims=spatial_dims_of(data),
                    features_per_stage=features, kernel_sizes=kernels, strides=strides,
                    blocks_per_stage=_ints(data.get("blocks_per_stage", [1] * len(strides)),
                                           f"{where}.blocks_per_stage", source),
@@ -119,7 +139,7 @@ class Configuration:
         if len(spacing) != 3 or not all(s > 0 for s in spacing):
             raise UserError(f"plans: {where}: 'target_spacing' must be 3 positive numbers (z, y, x)", source)
         patch = _ints(_require(data, "patch_size", where, source), f"{where}.patch_size", source)
-        dims = int(data.get("spatial_dims", len(patch)))
+        dims = spatial_dims_of(data)
         if dims not in (2, 3) or len(patch) != dims:
             raise UserError(f"plans: {where}: patch_size {list(patch)} does not fit spatial_dims {dims}", source)
         architecture = Architecture.from_json(_require(data, "architecture", where, source),
@@ -162,7 +182,7 @@ class Plans:
         if version != SCHEMA_VERSION:
             raise UserError(f"plans: schema_version {version!r} is not supported (this segkit reads "
                             f"{SCHEMA_VERSION}); re-run `segkit plan`", source)
-        mode = str(data.get("label_mode", DEFAULT_LABEL_MODE))
+        mode = label_mode_of(data)
         if mode not in LABEL_MODES:
             raise UserError(f"plans: label_mode must be one of {', '.join(LABEL_MODES)}, got {mode!r}", source)
         raw_outputs = data.get("outputs") or {}
@@ -206,7 +226,7 @@ class Plans:
 
 def plans_file(folder: Path) -> Path:
     """plans.json inside a work dir or model folder."""
-    return Path(folder) / PLANS_FILENAME
+    return plans_path(Path(folder))
 
 
 def read_plans_dict(path: str | Path) -> dict:

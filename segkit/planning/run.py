@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.fingerprint import FINGERPRINT_VERSION, compute_fingerprint
+from segkit.fingerprint import compute_fingerprint, is_current, read_fingerprint, write_fingerprint
 from segkit.io.dataset import DatasetInfo, load_dataset, training_cases
-from segkit.jsonio import read_json, write_json
 from segkit.networks.registry import family_names
 from segkit.planning.memory_search import tradeoff_table
 from segkit.planning.planner import GIB, PlanOptions, detect_budget, plan_dataset
+from segkit.planning.plans import write_plans
 from segkit.planning.summary import plans_summary
 from segkit.workdir import fingerprint_path, plans_path, resolve_work_dir
 
@@ -20,12 +20,11 @@ def load_or_compute_fingerprint(info: DatasetInfo, work_dir: Path, num_workers: 
     path = fingerprint_path(work_dir)
     case_ids = [case.case_id for case in training_cases(info)]
     if path.is_file() and not force:
-        existing = read_json(path, "fingerprint")
-        if existing.get("fingerprint_version") == FINGERPRINT_VERSION and \
-                [c["case_id"] for c in existing.get("cases", [])] == case_ids:
+        existing = read_fingerprint(path)
+        if is_current(existing, case_ids):
             return existing
     fingerprint = compute_fingerprint(info, num_workers=num_workers)
-    write_json(path, fingerprint)
+    write_fingerprint(path, fingerprint)
     return fingerprint
 
 
@@ -77,7 +76,7 @@ def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_worker
                           max_depth_multiplier=max_depth_multiplier, max_width_multiplier=max_width_multiplier,
                           configurations=configurations)
     plans = plan_dataset(info, fingerprint, options)
-    write_json(plans_path(work), plans)
+    write_plans(plans_path(work), plans)
     summary = plans_summary(plans)
     if tradeoff and "3d_fullres" in plans["configurations"]:
         summary += "\n\n" + tradeoff_text(plans, budget)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segkit.errors import UserError
+from segkit.planning.plans import label_mode_of
 from segkit.preprocessing.crop import crop_to_nonzero, paste_into_box
 from segkit.preprocessing.normalize import check_normalization, normalize_channels
 from segkit.preprocessing.orientation import PLANS_KEY, Reorientation, plans_orientation, plans_reorientation
@@ -131,7 +132,7 @@ def preprocess_images(images: np.ndarray, spacing: Sequence[float], plans: dict,
 
 def outside_fill_values(plans: dict, num_outputs: int) -> list[float]:
     """Per-output value outside the crop box: background probability 1 for softmax, else 0."""
-    if plans.get("label_mode", "softmax") == "softmax":
+    if label_mode_of(plans) == "softmax":
         return [1.0] + [0.0] * (num_outputs - 1)
     return [0.0] * num_outputs
 
@@ -162,7 +163,7 @@ def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, confi
 def output_masks(plans: dict) -> dict[str, list[int]]:
     """Label values per class_locations key: label value for softmax, region name for sigmoid plans."""
     outputs = plans.get("outputs") or {}
-    if plans.get("label_mode") == "sigmoid":
+    if label_mode_of(plans) == "sigmoid":
         return {str(name): [int(v) for v in values] for name, values in outputs.items()}
     values = sorted({int(v) for vs in outputs.values() for v in vs} - {0})
     return {str(v): [v] for v in values}

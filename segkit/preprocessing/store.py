@@ -3,6 +3,8 @@
 Per case: `<CASE>.npy` (float32, C, z, y, x), `<CASE>_seg.npy` (int16, z, y, x) and
 `<CASE>.json` (properties), each written atomically; the JSON is written last, so a present
 JSON whose `preprocessing_sha256` matches the plans means the case is complete.
+This module owns that format: the paths (`case_paths`), the writers and the readers (`load_array`,
+`read_properties`) that training uses.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 from segkit.errors import UserError
 from segkit.io.dataset import CaseFiles
 from segkit.io.image import read_image
-from segkit.jsonio import atomic_path
+from segkit.jsonio import atomic_path, read_json
 from segkit.preprocessing.pipeline import (
     preprocess_arrays,
     preprocessing_fingerprint,
@@ -90,6 +92,21 @@ def save_properties(path: Path, properties: dict) -> None:
     """Write properties as compact JSON atomically (class_locations make indented JSON large)."""
     with atomic_path(path, suffix=".json") as tmp:
         tmp.write_text(json.dumps(properties, separators=(",", ":")) + "\n")
+
+
+def load_array(path: Path) -> np.ndarray:
+    """Memory-map one preprocessed .npy (the single reader), turning a missing or unreadable file into a UserError."""
+    if not path.is_file():
+        raise UserError("preprocessed file not found (run `segkit preprocess` first)", path)
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise UserError(f"corrupt preprocessed file ({err}); rerun `segkit preprocess`", path) from None
+
+
+def read_properties(path: Path) -> dict:
+    """A case's preprocessed properties JSON (written by save_properties)."""
+    return read_json(path, "preprocessed properties")
 
 
 def case_seed(case_id: str) -> int:

@@ -1,4 +1,9 @@
-"""Checkpoints: atomic torch.save of tensors/primitives only, loadable with weights_only=True."""
+"""Checkpoints: atomic torch.save of tensors/primitives only, loadable with weights_only=True.
+
+The owner of the checkpoint format (`checkpoint_<kind>.pt`): its name, the keys a writer must put in,
+the keys a reader needs to predict, the writer and the single reader. Training (resume, pretrained
+weights), inference (load_model) and export (package checks) all read through `load_checkpoint`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from segkit.jsonio import atomic_path
 FORMAT = "segkit-checkpoint-1"
 REQUIRED_KEYS = ("format", "network_state", "architecture", "in_channels", "num_outputs", "configuration",
                  "plans_sha256", "epoch")
+# What a reader needs to rebuild and run the network; imported and older checkpoints may lack the rest.
+READ_KEYS = ("format", "network_state", "architecture", "in_channels", "num_outputs")
 
 
 def plans_sha256(configuration_entry: dict) -> str:
@@ -68,8 +75,9 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | Path, expected_sha: str | None = None, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint safely; a corrupt file or one from another plan is a UserError."""
+def load_checkpoint(path: str | Path, expected_sha: str | None = None, map_location: str | torch.device = "cpu",
+                    required: tuple[str, ...] = READ_KEYS) -> dict:
+    """Load a checkpoint safely; a corrupt file, a missing key or one from another plan is a UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError("checkpoint not found", path)
@@ -77,8 +85,13 @@ def load_checkpoint(path: str | Path, expected_sha: str | None = None, map_locat
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises many types for a damaged or foreign file
         raise UserError(f"cannot read checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})", path) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or "format" not in payload:
         raise UserError(f"not a segkit checkpoint (expected format {FORMAT!r})", path)
+    if payload["format"] != FORMAT:
+        raise UserError(f"unsupported checkpoint format {payload['format']!r} (expected {FORMAT!r})", path)
+    missing = [key for key in required if key not in payload]
+    if missing:
+        raise UserError(f"not a segkit checkpoint (lacks keys {', '.join(missing)})", path)
     if expected_sha is not None and payload.get("plans_sha256") != expected_sha:
         raise UserError("checkpoint was trained with a different plan (plans_sha256 mismatch); "
                         "use a fresh fold folder or the matching plans.json", path)

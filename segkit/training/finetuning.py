@@ -18,6 +18,7 @@ from segkit.jsonio import read_json
 from segkit.training.finetune_options import MAX_DEFAULT_WARMUP_STEPS, WARMUP_SHARE
 from segkit.training.pretrained import load_pretrained, set_encoder_trainable
 from segkit.training.schedule import Schedule, poly_lr
+from segkit.workdir import checkpoint_path
 
 
 def warmup_factor(step: int, start: int, warmup_steps: int) -> float:
@@ -41,7 +42,7 @@ class FineTuning:
     @classmethod
     def start(cls, setup, model: torch.nn.Module, optimizer: torch.optim.Optimizer, info) -> FineTuning:
         """Load the pretrained weights (fresh run) or read the settings back (resume); inactive otherwise."""
-        if setup.resume and (setup.fold_dir / "checkpoint_latest.pt").is_file():
+        if setup.resume and checkpoint_path(setup.fold_dir, "latest").is_file():
             if getattr(setup, "finetune", None) is not None and info.is_main:
                 print("--pretrained is not reloaded on --resume: the weights come from checkpoint_latest.pt", flush=True)
             path = setup.fold_dir / "schedule.json"

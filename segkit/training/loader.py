@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from segkit.errors import UserError
-from segkit.jsonio import read_json
+from segkit.preprocessing.store import case_paths, load_array, read_properties
 
 FOREGROUND_FRACTION = 1 / 3
 
@@ -48,26 +48,16 @@ class Case:
         return np.asarray(voxels, dtype=np.int64).reshape(-1, 3) if voxels else None
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    """Memory-map one .npy, turning a missing or unreadable file into a UserError."""
-    if not path.is_file():
-        raise UserError("preprocessed file not found (run `segkit preprocess` first)", path)
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise UserError(f"corrupt preprocessed file ({err}); rerun `segkit preprocess`", path) from None
-
-
 def open_case(folder: str | Path, case_id: str, num_channels: int | None = None) -> Case:
     """Open one preprocessed case and check its arrays agree with each other and the plan."""
     folder = Path(folder)
-    data = _load_npy(folder / f"{case_id}.npy")
-    seg = _load_npy(folder / f"{case_id}_seg.npy")
-    properties = read_json(folder / f"{case_id}.json", "preprocessed properties")
+    data_path, seg_path, properties_path = case_paths(folder, case_id)
+    data, seg = load_array(data_path), load_array(seg_path)
+    properties = read_properties(properties_path)
     if data.ndim != 4 or seg.shape != data.shape[1:]:
-        raise UserError(f"shape {data.shape} does not match its segmentation {seg.shape}", folder / f"{case_id}.npy")
+        raise UserError(f"shape {data.shape} does not match its segmentation {seg.shape}", data_path)
     if num_channels is not None and data.shape[0] != num_channels:
-        raise UserError(f"has {data.shape[0]} channels, the plan expects {num_channels}", folder / f"{case_id}.npy")
+        raise UserError(f"has {data.shape[0]} channels, the plan expects {num_channels}", data_path)
     return Case(case_id, data, seg, properties)
 
 

@@ -8,12 +8,12 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from segkit.errors import UserError
-from segkit.jsonio import atomic_path, read_json, write_json
+from segkit.jsonio import atomic_path, read_json
 from segkit.networks import build_network
+from segkit.planning.plans import label_mode_of, read_plans_dict, slice_axis_of, write_plans
 from segkit.training import distributed as dd
 from segkit.training import memory_backoff
 from segkit.training.checkpoint import plans_sha256
@@ -29,10 +29,17 @@ from segkit.training.pretrained import finetune_from_args, finetune_recipe
 from segkit.training.recipe import Recipe, choose_recipe
 from segkit.training.request import TrainRequest
 from segkit.training.setup import TrainSetup
-from segkit.workdir import model_dir, plans_path, preprocessed_dir, resolve_work_dir
-
-NUM_FOLDS = 5
-SPLIT_SEED = 12345
+from segkit.training.splits import NUM_FOLDS, load_or_make_splits
+from segkit.workdir import (
+    checkpoint_path,
+    model_dataset_path,
+    model_dir,
+    plans_path,
+    preprocessed_dir,
+    resolve_work_dir,
+    splits_path,
+)
+from segkit.workdir import fold_dir as fold_path
 
 
 def parse_fold(text: str) -> int | None:
@@ -46,33 +53,6 @@ def parse_fold(text: str) -> int | None:
     if not 0 <= fold < NUM_FOLDS:
         raise UserError(f"fold {fold} is out of range: choose 0..{NUM_FOLDS - 1} or 'all'")
     return fold
-
-
-def make_splits(case_ids: list[str], seed: int = SPLIT_SEED, num_folds: int = NUM_FOLDS) -> list[dict]:
-    """Seeded k-fold split: [{"train": [...], "val": [...]}, ...]."""
-    order = list(np.random.default_rng(seed).permutation(sorted(case_ids)))
-    folds = [sorted(str(c) for c in order[k::num_folds]) for k in range(num_folds)]
-    return [{"train": sorted(c for c in case_ids if c not in set(val)), "val": val} for val in folds]
-
-
-def load_or_make_splits(path: Path, case_ids: list[str], write: bool) -> list[dict]:
-    """Reuse splits.json when present (checking its cases exist), else create and save it."""
-    if path.is_file():
-        splits = read_json(path, "splits file")
-        known = set(case_ids)
-        if not isinstance(splits, list) or not all(isinstance(s, dict) and "train" in s and "val" in s for s in splits):
-            raise UserError("splits file must be a list of {\"train\": [...], \"val\": [...]}", path)
-        missing = sorted({c for s in splits for c in s["train"] + s["val"]} - known)
-        if missing:
-            raise UserError(f"splits name cases that are not preprocessed: {missing[:5]}", path)
-        return splits
-    if len(case_ids) < NUM_FOLDS:
-        raise UserError(f"only {len(case_ids)} preprocessed cases, {NUM_FOLDS}-fold cross-validation needs "
-                        f"{NUM_FOLDS}: train with -f all, or write your own splits.json", path)
-    splits = make_splits(case_ids)
-    if write:
-        write_json(path, splits)
-    return splits
 
 
 def _configuration_entry(plans: dict, configuration: str, path: Path) -> dict:
@@ -91,7 +71,7 @@ def _configuration_entry(plans: dict, configuration: str, path: Path) -> dict:
 
 def _previous_fit(models: Path, configuration: str, source_sha: str) -> dict | None:
     """The model dir's fitted entry of the same plan (shared by folds and resumes), if any."""
-    copy_path = models / "plans.json"
+    copy_path = plans_path(models)
     if not copy_path.is_file():
         return None
     previous = read_json(copy_path, "model plans copy").get("configurations", {}).get(configuration, {})
@@ -130,7 +110,7 @@ def _memory_fitted_entry(plans: dict, entry: dict, recipe: Recipe, device: torch
     def probe(candidate: dict) -> dict:
         """The probe steps at this rank's share of the candidate's batch."""
         return memory_backoff.probe_step(candidate, plans["num_channels"], plans["num_outputs"],
-                                         plans.get("label_mode", "softmax"), recipe,
+                                         label_mode_of(plans), recipe,
                                          dd.per_rank_batch_size(candidate["batch_size"], info), device, autocast,
                                          build_network)
 
@@ -152,18 +132,19 @@ def _write_model_dir(models: Path, plans: dict, configuration: str, entry: dict,
     """Copy plans.json (with the trained configuration entry) and dataset.json into the model dir."""
     plans_copy = copy.deepcopy(plans)
     plans_copy["configurations"][configuration] = entry
-    write_json(models / "plans.json", plans_copy)
+    write_plans(plans_path(models), plans_copy)
     dataset_json = dataset / "dataset.json"
     if dataset_json.is_file():
-        with atomic_path(models / "dataset.json", suffix=".json") as tmp:
+        with atomic_path(model_dataset_path(models), suffix=".json") as tmp:
             shutil.copyfile(dataset_json, tmp)
 
 
 def _open_cases(folder: Path, ids: list[str], plans: dict, entry: dict) -> list:
     """Open (memory-map) cases, slice axis first for 2D configurations."""
     cases = [open_case(folder, c, plans.get("num_channels")) for c in ids]
-    if int(entry.get("spatial_dims", len(entry["patch_size"]))) == 2:
-        cases = [with_slice_axis_first(c, int(entry.get("slice_axis", 0))) for c in cases]
+    slice_axis = slice_axis_of(entry)
+    if slice_axis is not None:
+        cases = [with_slice_axis_first(c, slice_axis) for c in cases]
     return cases
 
 
@@ -189,7 +170,7 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     if not request.plans and not plans_file.is_file():
         raise UserError(f"plans.json not found in {work}: run `segkit plan {request.dataset}` and "
                         f"`segkit preprocess {request.dataset} -c {request.configuration}` first")
-    plans = read_json(plans_file, "plans file")
+    plans = read_plans_dict(plans_file)
     entry = _configuration_entry(plans, request.configuration, plans_file)
     fold = parse_fold(request.fold)
     finetune = finetune_from_args(request, request.configuration)   # resolves (and verifies) --pretrained SOURCE
@@ -198,15 +179,15 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     folder = preprocessed_dir(work, request.configuration)
     case_ids = preprocessed_case_ids(folder)
     models = model_dir(work, request.configuration)
-    fold_dir = models / ("fold_all" if fold is None else f"fold_{fold}")
+    fold_dir = fold_path(models, fold)
     if fold is None:
         train_ids = val_ids = case_ids
     else:
-        splits = load_or_make_splits(models / "splits.json", case_ids, write=info.is_main)
+        splits = load_or_make_splits(splits_path(models), case_ids, write=info.is_main)
         if fold >= len(splits):
-            raise UserError(f"fold {fold} is out of range: splits.json has {len(splits)} folds", models / "splits.json")
+            raise UserError(f"fold {fold} is out of range: splits.json has {len(splits)} folds", splits_path(models))
         train_ids, val_ids = splits[fold]["train"], splits[fold]["val"]
-    if request.resume and not (fold_dir / "checkpoint_latest.pt").is_file():
+    if request.resume and not checkpoint_path(fold_dir, "latest").is_file():
         raise UserError("--resume: no checkpoint_latest.pt to resume from", fold_dir)
     recipe, recipe_reason, overrides = _recipe(request, device_type, fold_dir)
     recipe, lr_note = finetune_recipe(recipe, overrides, finetune)

@@ -26,6 +26,7 @@ from segkit.jsonio import read_json
 from segkit.training import checkpoint as ckpt
 from segkit.training.finetune_options import FINETUNE_LR_FACTOR
 from segkit.training.recipe import Recipe
+from segkit.workdir import is_work_dir, plans_path
 
 HEAD_PREFIX = "heads."
 ENCODER_PREFIX = "encoder."
@@ -52,7 +53,7 @@ class FineTune:
 
 def _plans_near(checkpoint: Path) -> dict | None:
     """The model folder's plans.json of a `fold_<k>/checkpoint_*.pt`, when there is one."""
-    path = checkpoint.parent.parent / "plans.json"
+    path = plans_path(checkpoint.parent.parent)
     return read_json(path, "plans.json") if path.is_file() else None
 
 
@@ -60,11 +61,11 @@ def _from_model_dir(folder: Path, configuration: str | None, fold: str | None, k
     """The chosen fold's checkpoint of a model folder (or a work dir's configuration)."""
     from segkit.inference.model import find_folds, resolve_model_dir
 
-    model_dir, name = resolve_model_dir(folder, configuration if (folder / "models").is_dir() else None)
+    model_dir, name = resolve_model_dir(folder, configuration if is_work_dir(folder) else None)
     found = find_folds(model_dir, [fold] if fold is not None else None, kind)
     chosen_fold, path = found[0]
     note = "" if fold is not None or len(found) == 1 else f" (first of folds {[f for f, _ in found]}; --pretrained-fold)"
-    return PretrainedSource(path, read_json(model_dir / "plans.json", "plans.json"),
+    return PretrainedSource(path, read_json(plans_path(model_dir), "plans.json"),
                             f"{label}: configuration {name}, fold {chosen_fold}, checkpoint {kind}{note}")
 
 

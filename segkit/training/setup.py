@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from segkit.planning.plans import label_mode_of, spatial_dims_of
 from segkit.training.loader import Case
 from segkit.training.pretrained import FineTune
 from segkit.training.recipe import NNUNET, Recipe
@@ -43,7 +44,7 @@ class TrainSetup:
     @property
     def spatial_dims(self) -> int:
         """2 or 3."""
-        return int(self.config_entry.get("spatial_dims", len(self.config_entry["patch_size"])))
+        return spatial_dims_of(self.config_entry)
 
     @property
     def use_batch_dice(self) -> bool:
@@ -55,7 +56,7 @@ class TrainSetup:
     @property
     def label_mode(self) -> str:
         """"softmax" or "sigmoid"."""
-        return self.plans.get("label_mode", "softmax")
+        return label_mode_of(self.plans)
 
     @property
     def regions(self) -> list[list[int]]:

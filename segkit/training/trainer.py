@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from segkit import oom
+from segkit import oom, workdir
 from segkit.jsonio import read_json, write_json
 from segkit.networks import build_network
 from segkit.training import checkpoint as ckpt
@@ -112,7 +112,7 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     tuning = FineTuning.start(setup, model, optimizer, info)   # pretrained weights, or a resumed run's settings
     autocast, scaler = make_autocast(device, setup.precision)
     state = RunState()
-    if setup.resume and (setup.fold_dir / "checkpoint_latest.pt").is_file():
+    if setup.resume and workdir.checkpoint_path(setup.fold_dir, "latest").is_file():
         _restore(setup, model, optimizer, scaler, state)
     elif info.is_main:
         write_log(setup.fold_dir / "log.jsonl", [])
@@ -248,7 +248,7 @@ def finish(run: Run, schedule: Schedule, stopped_early: bool) -> dict:
              "stopped_early": stopped_early, "elapsed_s": round(run.budget.elapsed(), 1),
              "step_seconds": round(state.step_seconds, 1)} | run.budget.final_record(state.step_seconds)
     if run.info.is_main:
-        ckpt.save_checkpoint(setup.fold_dir / "checkpoint_final.pt",
+        ckpt.save_checkpoint(workdir.checkpoint_path(setup.fold_dir, "final"),
                              _checkpoint_payload(setup, run.model, run.optimizer, run.scaler, state) | {"final": final})
         decided = read_json(setup.fold_dir / "schedule.json", "schedule file")
         write_json(setup.fold_dir / "schedule.json", decided | schedule.to_dict() | {"final": final})
@@ -313,8 +313,8 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
 
 def _restore(setup: TrainSetup, model, optimizer, scaler, state: RunState) -> None:
     """Load checkpoint_latest.pt into model/optimizer/state and trim the log to its epoch."""
-    payload = ckpt.load_checkpoint(setup.fold_dir / "checkpoint_latest.pt", ckpt.plans_sha256(setup.config_entry),
-                                   map_location=setup.device)
+    payload = ckpt.load_checkpoint(workdir.checkpoint_path(setup.fold_dir, "latest"),
+                                   ckpt.plans_sha256(setup.config_entry), map_location=setup.device)
     model.load_state_dict(payload["network_state"])
     optimizer.load_state_dict(payload["optimizer_state"])
     if scaler is not None and payload.get("scaler_state"):
@@ -349,7 +349,7 @@ def _save_epoch(setup: TrainSetup, model, optimizer, scaler, state: RunState, re
     """Rank 0: append the log line, write checkpoint_latest (and _best), redraw progress.png."""
     append_log(setup.fold_dir / "log.jsonl", record)
     payload = _checkpoint_payload(setup, model, optimizer, scaler, state)
-    ckpt.save_checkpoint(setup.fold_dir / "checkpoint_latest.pt", payload)
+    ckpt.save_checkpoint(workdir.checkpoint_path(setup.fold_dir, "latest"), payload)
     if improved:
-        ckpt.save_checkpoint(setup.fold_dir / "checkpoint_best.pt", payload)
+        ckpt.save_checkpoint(workdir.checkpoint_path(setup.fold_dir, "best"), payload)
     plot_progress(read_log(setup.fold_dir / "log.jsonl"), setup.fold_dir / "progress.png")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from segkit.cli import main
-from segkit.evaluation.cv_predictions import load_probabilities
+from segkit.inference.probabilities import load_cv_probabilities
 from segkit.io.image import read_image
 from segkit.networks import build_network
 
@@ -49,7 +49,7 @@ def test_predict_missing_writes_validation_probabilities_and_selects(tiny_datase
         for case in fold_cases:
             folder = work / "models" / "3d_fullres" / f"fold_{fold}" / "validation"
             reference = read_image(dataset / "labelsTr" / f"{case}.nii.gz")
-            probs = load_probabilities(folder / f"{case}.npz", 4, reference.array.shape)
+            probs = load_cv_probabilities(folder / f"{case}.npz", 4, reference.array.shape)
             assert np.allclose(probs.sum(axis=0), 1.0, atol=1e-2)
             assert read_image(folder / f"{case}.nii.gz").geometry.mismatch(reference.geometry) is None
     result = json.loads((work / "find_best.json").read_text())

@@ -18,7 +18,7 @@ COS, SIN = float(np.cos(np.radians(10))), float(np.sin(np.radians(10)))
 GEOMETRY = Geometry((1.1, 0.9, 2.5), (-40.0, 12.5, 3.0), (COS, -SIN, 0.0, SIN, COS, 0.0, 0.0, 0.0, 1.0),
                     tuple(reversed(SHAPE)))
 PLANS = {"schema_version": 1, "labels": {"background": 0, "a": 1, "b": 2}, "label_mode": "softmax",
-         "outputs": {"a": [1], "b": [2]}, "regions_class_order": None, "num_outputs": 3}
+         "outputs": {"a": [1], "b": [2]}, "regions_class_order": None, "num_channels": 1, "num_outputs": 3}
 CASES = [f"case_{i}" for i in range(4)]
 SPLITS = [{"train": CASES[2:], "val": CASES[:2]}, {"train": CASES[:2], "val": CASES[2:]}]
 
@@ -180,7 +180,8 @@ def test_bad_inputs_are_user_errors(work: Path, tmp_path: Path, capsys) -> None:
 def test_region_based_plans_choose_foreground_lcc(tmp_path: Path) -> None:
     """Sigmoid (BraTS-style) plans: regions scored as unions; a distant blob is best removed as foreground LCC."""
     plans = {"labels": {"background": 0, "WT": [1, 2, 3], "TC": [1, 3], "ET": 3}, "label_mode": "sigmoid",
-             "outputs": {"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}, "regions_class_order": [2, 1, 3]}
+             "outputs": {"WT": [1, 2, 3], "TC": [1, 3], "ET": [3]}, "regions_class_order": [2, 1, 3],
+             "num_channels": 1, "num_outputs": 3}
     work_dir, refs, cv = tmp_path / "work", tmp_path / "refs", tmp_path / "cv"
     work_dir.mkdir()
     (work_dir / "plans.json").write_text(json.dumps(plans))

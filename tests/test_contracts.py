@@ -1,0 +1,285 @@
+"""Contracts as code: each artefact format has one owner module (format, writer, single reader), and every
+path inside a work dir comes from segkit/workdir.py.
+
+Two kinds of test:
+- behaviour: each reader is imported from its owner and refuses a malformed file with a UserError that
+  names the file; the module that used to hold a second reader no longer has it;
+- source (ast, nothing imported): `torch.load` / `np.load` / `torch.save` / `np.save(z)` and
+  `read_json(..., "<artefact>")` appear only in the owner modules listed here, and no work-dir path is
+  built with `/ "models"`, `/ "splits.json"`, `/ f"fold_{k}"`, ... outside workdir.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from segkit import workdir
+from segkit.batch.report import SCHEMA_VERSION as REPORT_SCHEMA
+from segkit.batch.report import read_report
+from segkit.errors import UserError
+from segkit.export.package import MANIFEST, build_manifest, read_manifest
+from segkit.fingerprint import FINGERPRINT_VERSION, is_current, read_fingerprint, write_fingerprint
+from segkit.inference.probabilities import (
+    load_cv_probabilities,
+    load_probabilities,
+    probability_metadata,
+    save_probabilities,
+)
+from segkit.io.image import Geometry
+from segkit.planning.plans import (
+    DEFAULT_LABEL_MODE,
+    label_mode_of,
+    read_plans_dict,
+    slice_axis_of,
+    spatial_dims_of,
+    write_plans,
+)
+from segkit.preprocessing.store import load_array, save_array
+from segkit.training.checkpoint import FORMAT, READ_KEYS, REQUIRED_KEYS, load_checkpoint, save_checkpoint
+from segkit.training.splits import load_or_make_splits, make_splits, read_splits
+
+PACKAGE = Path(__file__).resolve().parents[1] / "segkit"
+
+# call -> the modules allowed to make it (relative to segkit/), and why
+OWNERS = {
+    "torch.load": {"training/checkpoint.py",        # segkit checkpoints
+                   "interop/nnunet.py"},            # nnU-Net's own .pth files (a foreign format, read once)
+    "torch.save": {"training/checkpoint.py"},
+    "np.load": {"inference/probabilities.py",       # <CASE>.npz probabilities
+                "preprocessing/store.py"},          # preprocessed <CASE>.npy / <CASE>_seg.npy
+    "np.save": {"preprocessing/store.py"},
+    "np.savez": {"inference/probabilities.py"},
+    "np.savez_compressed": set(),
+}
+# read_json(path, "<what>") labels of artefacts with an owner -> that owner
+READ_JSON_OWNERS = {"splits.json": "training/splits.py", "splits file": "training/splits.py",
+                    "fingerprint": "fingerprint.py", "batch report": "batch/report.py",
+                    "preprocessed properties": "preprocessing/store.py", "find_best.json": "evaluation/find_best.py"}
+# names of entries inside a work dir / model folder; joining them with `/` is workdir.py's job
+WORK_DIR_NAMES = {"models", "preprocessed", "plans.json", "fingerprint.json", "splits.json", "find_best.json",
+                  "validation"}
+WORK_DIR_PREFIXES = ("fold_", "checkpoint_")
+# modules that build paths of other layouts with the same names -> the names they may join, and why
+FOREIGN_LAYOUTS = {
+    "interop/nnunet.py": {"plans.json", "fold_"},   # an nnU-Net model folder (fold_<k>/checkpoint_*.pth)
+    "export/unpack.py": {"models"},                 # the package cache: CACHE/models/<sha>/ (not a work dir)
+}
+
+
+def sources() -> dict[str, ast.AST]:
+    """Every module of segkit/ (path relative to segkit/) -> its syntax tree."""
+    return {path.relative_to(PACKAGE).as_posix(): ast.parse(path.read_text(), str(path))
+            for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def dotted(node: ast.AST) -> str | None:
+    """`np.load` for an attribute chain np.load, None for anything else."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts)).replace("numpy.", "np.")
+    return None
+
+
+def calls(tree: ast.AST) -> list[tuple[str, ast.Call]]:
+    """(dotted callee, call) of every call in a tree."""
+    return [(name, node) for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and (name := dotted(node.func)) is not None]
+
+
+def _literal_prefix(node: ast.AST) -> str | None:
+    """The string a constant or the literal start of an f-string begins with."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+        return str(node.values[0].value)
+    return None
+
+
+def work_dir_joins(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of every `something / "<work-dir name>"` or `/ f"fold_..."` in a tree."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            text = _literal_prefix(node.right)
+            if text is not None and (text in WORK_DIR_NAMES or text.startswith(WORK_DIR_PREFIXES)):
+                found.append((node.lineno, text))
+    return found
+
+
+# --- source rules ----------------------------------------------------------------------------------------
+
+def test_artefact_loads_and_saves_only_in_their_owner_modules():
+    """A second torch.load/np.load (or save) of an artefact outside its owner fails here."""
+    outside = [f"{module}:{node.lineno}: {name}" for module, tree in sources().items()
+               for name, node in calls(tree) if name in OWNERS and module not in OWNERS[name]]
+    assert outside == [], "artefact I/O outside its owner module:\n" + "\n".join(outside)
+
+
+def test_owned_json_artefacts_are_read_only_by_their_owner():
+    """read_json(path, "splits.json" / "fingerprint" / "batch report" / ...) only in the owner module."""
+    outside = []
+    for module, tree in sources().items():
+        for name, node in calls(tree):
+            if name == "read_json" and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                owner = READ_JSON_OWNERS.get(node.args[1].value)
+                if owner is not None and module != owner:
+                    outside.append(f"{module}:{node.lineno}: read_json(..., {node.args[1].value!r})")
+    assert outside == [], "\n".join(outside)
+
+
+def test_work_dir_paths_come_from_workdir_py():
+    """`work / "models"`, `models / "splits.json"`, `model / f"fold_{k}"`, ... only in workdir.py."""
+    built = [f"{module}:{line}: / {name!r}" for module, tree in sources().items()
+             if module != "workdir.py" for line, name in work_dir_joins(tree)
+             if not any(name.startswith(allowed) for allowed in FOREIGN_LAYOUTS.get(module, ()))]
+    assert built == [], "work-dir paths built outside segkit/workdir.py:\n" + "\n".join(built)
+
+
+def test_the_source_rules_catch_what_they_are_meant_to():
+    """The detectors see a second reader and a hand-built work-dir path (so the rules cannot pass vacuously)."""
+    tree = ast.parse("import numpy as np, torch\nx = np.load(p)\ny = torch.load(q)\nz = work / 'models' / c\n"
+                     "w = m / f'fold_{k}' / 'checkpoint_final.pt'\nr = read_json(p, 'splits.json')\n")
+    assert {name for name, _ in calls(tree)} >= {"np.load", "torch.load", "read_json"}
+    assert sorted(name for _, name in work_dir_joins(tree)) == ["checkpoint_final.pt", "fold_", "models"]
+
+
+def test_former_second_readers_are_gone():
+    """inference.model no longer reads checkpoints, evaluation.cv_predictions no longer reads probabilities/splits."""
+    import segkit.evaluation.cv_predictions as cv
+    import segkit.inference.model as model
+
+    assert not hasattr(model, "read_checkpoint") and not hasattr(model, "CHECKPOINT_FORMAT")
+    assert not hasattr(cv, "load_probabilities")
+    assert getattr(cv, "read_splits", read_splits) is read_splits   # if present, it is the owner's
+
+
+# --- the owners' readers ---------------------------------------------------------------------------------
+
+def _checkpoint(**drop: bool) -> dict:
+    """A small real checkpoint payload (all writer keys), minus the keys named in drop."""
+    payload = {"format": FORMAT, "network_state": {"w": torch.ones(2, 3)}, "architecture": {"family": "plain"},
+               "in_channels": 1, "num_outputs": 2, "configuration": "3d_fullres", "plans_sha256": "ab",
+               "epoch": 3}
+    return {k: v for k, v in payload.items() if k not in drop}
+
+
+def test_checkpoint_owner_round_trip_and_refusals(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", _checkpoint())
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    assert torch.equal(loaded["network_state"]["w"], torch.ones(2, 3)) and loaded["epoch"] == 3
+    assert set(READ_KEYS) < set(REQUIRED_KEYS)
+    with pytest.raises(ValueError, match="required keys"):
+        save_checkpoint(tmp_path / "d.pt", _checkpoint(epoch=True))
+    # the reader needs only READ_KEYS (imported nnU-Net and older checkpoints lack the training keys)
+    torch.save(_checkpoint(epoch=True, plans_sha256=True, configuration=True), tmp_path / "lean.pt")
+    assert load_checkpoint(tmp_path / "lean.pt")["num_outputs"] == 2
+    torch.save(_checkpoint(architecture=True), tmp_path / "noarch.pt")
+    with pytest.raises(UserError, match="lacks keys architecture") as err:
+        load_checkpoint(tmp_path / "noarch.pt")
+    assert str(err.value.path) == str(tmp_path / "noarch.pt")
+    torch.save({**_checkpoint(), "format": "segkit-checkpoint-0"}, tmp_path / "old.pt")
+    with pytest.raises(UserError, match="unsupported checkpoint format"):
+        load_checkpoint(tmp_path / "old.pt")
+
+
+def test_probabilities_owner_reads_its_own_and_foreign_cv_files(tmp_path):
+    geometry = Geometry((1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()), (4, 5, 6))
+    probs = np.random.default_rng(0).random((2, *geometry.array_shape)).astype(np.float32)
+    metadata = probability_metadata("c1", geometry, {"outputs": {"a": [1]}}, ".nii.gz")
+    save_probabilities(tmp_path / "c1.npz", probs, metadata)
+    loaded, meta = load_probabilities(tmp_path / "c1.npz")
+    assert np.allclose(loaded, probs, atol=1e-3) and meta["label_mode"] == DEFAULT_LABEL_MODE
+    cv = load_cv_probabilities(tmp_path / "c1.npz", 2, geometry.array_shape, geometry)
+    assert np.allclose(cv, loaded)
+    np.savez(tmp_path / "other.npz", probs)          # another tool's file: one array, no metadata
+    assert load_cv_probabilities(tmp_path / "other.npz", 2, geometry.array_shape).shape == probs.shape
+    with pytest.raises(UserError, match="metadata lacks"):
+        load_probabilities(tmp_path / "other.npz")
+    with pytest.raises(UserError, match="expected"):
+        load_cv_probabilities(tmp_path / "c1.npz", 3, geometry.array_shape)
+
+
+def test_splits_owner(tmp_path):
+    cases = [f"c{i}" for i in range(7)]
+    path = workdir.splits_path(tmp_path)
+    splits = load_or_make_splits(path, cases, write=True)
+    assert splits == make_splits(cases) and read_splits(path) == splits
+    assert sorted(c for s in splits for c in s["val"]) == sorted(cases)
+    path.write_text(json.dumps([{"train": ["c1"]}]))
+    with pytest.raises(UserError, match="list of folds") as err:
+        read_splits(path)
+    assert str(err.value.path) == str(path)
+
+
+def test_plans_fingerprint_report_manifest_owners(tmp_path):
+    plans = {"schema_version": 1, "num_channels": 1, "num_outputs": 2, "label_mode": "softmax", "configurations": {}}
+    write_plans(workdir.plans_path(tmp_path), plans)
+    assert read_plans_dict(workdir.plans_path(tmp_path)) == plans
+    with pytest.raises(UserError, match="num_outputs"):
+        write_plans(tmp_path / "bad.json", {"num_channels": 1})
+    assert not (tmp_path / "bad.json").exists()
+
+    fingerprint = {"fingerprint_version": FINGERPRINT_VERSION, "cases": [{"case_id": "a"}, {"case_id": "b"}]}
+    write_fingerprint(workdir.fingerprint_path(tmp_path), fingerprint)
+    stored = read_fingerprint(workdir.fingerprint_path(tmp_path))
+    assert is_current(stored, ["a", "b"]) and not is_current(stored, ["a"])
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"schema_version": REPORT_SCHEMA, "state": "complete", "totals": {}, "cases": []}))
+    assert read_report(report)["state"] == "complete"
+    report.write_text(json.dumps({"schema_version": REPORT_SCHEMA, "cases": []}))
+    with pytest.raises(UserError, match="lacks state, totals"):
+        read_report(report)
+
+    package = tmp_path / "m.zip"
+    manifest = build_manifest({"3d_fullres/plans.json": b"{}"}, {"configurations": ["3d_fullres"]})
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr(MANIFEST, json.dumps(manifest))
+    with zipfile.ZipFile(package) as archive:
+        assert read_manifest(archive, package)["files"] == manifest["files"]
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr(MANIFEST, json.dumps({**manifest, "files": {"../evil": {"sha256": "0", "bytes": 1}}}))
+    with zipfile.ZipFile(package) as archive, pytest.raises(UserError, match="unsafe member name"):
+        read_manifest(archive, package)
+
+
+def test_preprocessed_store_owner(tmp_path):
+    save_array(tmp_path / "c.npy", np.arange(6, dtype=np.int16).reshape(2, 3))
+    assert load_array(tmp_path / "c.npy").tolist() == [[0, 1, 2], [3, 4, 5]]
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(UserError, match="corrupt preprocessed file"):
+        load_array(tmp_path / "bad.npy")
+
+
+def test_workdir_helpers_lay_out_a_work_dir(tmp_path):
+    model = workdir.model_dir(tmp_path, "3d_fullres")
+    assert model == workdir.models_root(tmp_path) / "3d_fullres"
+    assert workdir.fold_dir(model, 2).name == "fold_2" and workdir.fold_dir(model, None).name == "fold_all"
+    assert workdir.fold_dir(model, "all") == workdir.fold_dir(model, None)
+    assert workdir.checkpoint_path(workdir.fold_dir(model, 0), "best").relative_to(model).as_posix() == \
+        "fold_0/checkpoint_best.pt"
+    assert workdir.validation_dir(model, 1).relative_to(tmp_path).as_posix() == "models/3d_fullres/fold_1/validation"
+    assert workdir.find_best_path(tmp_path).parent == tmp_path and not workdir.is_work_dir(tmp_path)
+    model.mkdir(parents=True)
+    assert workdir.is_work_dir(tmp_path)
+
+
+def test_plan_defaults_live_in_plans_py():
+    """One default each for label_mode, spatial_dims (configuration entry or architecture) and the slice axis."""
+    assert label_mode_of({}) == "softmax" and label_mode_of({"label_mode": "sigmoid"}) == "sigmoid"
+    assert spatial_dims_of({"patch_size": [64, 64]}) == 2
+    assert spatial_dims_of({"kernel_sizes": [[3, 3, 3]]}) == 3
+    assert spatial_dims_of({"spatial_dims": 2, "patch_size": [1, 2, 3]}) == 2
+    assert slice_axis_of({"patch_size": [32, 32]}) == 0 and slice_axis_of({"patch_size": [8, 8, 8]}) is None
+    assert slice_axis_of({"spatial_dims": 2, "patch_size": [8, 8], "slice_axis": 2}) == 2
