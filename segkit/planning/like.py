@@ -26,24 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.io.dataset import DatasetInfo, load_dataset
+from segkit.io.dataset import DatasetInfo
 from segkit.jsonio import read_json
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.planner import (
-    GIB,
     MIN_BATCH,
     SCHEMA_VERSION,
     choose_batch,
     dataset_outputs,
-    detect_budget,
     median_resampled_shape,
     set_mirror_axes,
 )
 from segkit.planning.plans import spatial_dims_of, write_plans
-from segkit.planning.run import _verify_or_fail, load_or_compute_fingerprint
+from segkit.planning.run import planning_inputs
 from segkit.planning.spacing import normalization_for_channel
 from segkit.planning.summary import format_bytes, plans_summary
-from segkit.workdir import plans_path, resolve_work_dir
+from segkit.workdir import plans_path
 
 ADOPTED_KEYS = ("architecture", "patch_size", "target_spacing", "resampling", "spatial_dims", "slice_axis",
                 "batch_dice", "previous_stage")
@@ -183,15 +181,8 @@ def plan_like_and_write(dataset: Path, source_spec: str, work_dir: str | Path | 
                         force: bool = False, verify: bool = False) -> tuple[dict, Path, str]:
     """Fingerprint the dataset, plan it like SOURCE, write plans.json; return plans, work dir and summary."""
     source = resolve_like_source(source_spec)
-    info = load_dataset(dataset)
-    if verify:
-        _verify_or_fail(dataset, num_workers)
-    work = resolve_work_dir(dataset, work_dir)
-    fingerprint = load_or_compute_fingerprint(info, work, num_workers, force)
-    detected, device = detect_budget()
-    if gpu_memory_gb is not None and gpu_memory_gb <= 0:
-        raise UserError(f"--gpu-memory must be positive, got {gpu_memory_gb}")
-    budget = int(gpu_memory_gb * GIB) if gpu_memory_gb else detected
+    info, work, fingerprint, budget, device = planning_inputs(dataset, work_dir, num_workers, gpu_memory_gb, verify,
+                                                              force)
     plans = plan_like(info, fingerprint, source, budget, device, configurations)
     write_plans(plans_path(work), plans)
     like = plans["like"]

@@ -52,12 +52,9 @@ def resolve_network(network: str, planning_for_cpu: bool) -> str:
     return "unet" if planning_for_cpu else "revmbconv"
 
 
-def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_workers: int = 1,
-                   gpu_memory_gb: float | None = None, network: str = "auto",
-                   configurations: tuple[str, ...] = ("3d_fullres", "2d", "3d_lowres"), verify: bool = False,
-                   force: bool = False, max_depth_multiplier: int = 2, max_width_multiplier: float = 2.0,
-                   tradeoff: bool = True) -> tuple[dict, Path, str]:
-    """Fingerprint and plan a dataset; write both JSON files; return plans, work dir and summary text."""
+def planning_inputs(dataset: Path, work_dir: str | Path | None, num_workers: int, gpu_memory_gb: float | None,
+                    verify: bool, force: bool) -> tuple[DatasetInfo, Path, dict, int, str]:
+    """What every plan starts from: dataset info, work dir, fingerprint (written), memory budget and device."""
     info = load_dataset(dataset)
     if verify:
         _verify_or_fail(dataset, num_workers)
@@ -67,6 +64,17 @@ def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_worker
     budget = int(gpu_memory_gb * GIB) if gpu_memory_gb else detected_budget
     if budget <= 0:
         raise UserError(f"--gpu-memory must be positive, got {gpu_memory_gb}")
+    return info, work, fingerprint, budget, device
+
+
+def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_workers: int = 1,
+                   gpu_memory_gb: float | None = None, network: str = "auto",
+                   configurations: tuple[str, ...] = ("3d_fullres", "2d", "3d_lowres"), verify: bool = False,
+                   force: bool = False, max_depth_multiplier: int = 2, max_width_multiplier: float = 2.0,
+                   tradeoff: bool = True) -> tuple[dict, Path, str]:
+    """Fingerprint and plan a dataset; write both JSON files; return plans, work dir and summary text."""
+    info, work, fingerprint, budget, device = planning_inputs(dataset, work_dir, num_workers, gpu_memory_gb, verify,
+                                                              force)
     planning_for_cpu = gpu_memory_gb is None and device == "cpu"
     if planning_for_cpu:
         # Planning for this CPU: compute, not memory, is the limit, so do not grow the network.
