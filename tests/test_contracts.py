@@ -49,8 +49,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "segkit"
 
 # call -> the modules allowed to make it (relative to segkit/), and why
 OWNERS = {
-    "torch.load": {"training/checkpoint.py",        # segkit checkpoints
-                   "interop/nnunet.py"},            # nnU-Net's own .pth files (a foreign format, read once)
+    "torch.load": {"training/checkpoint.py"},       # segkit checkpoints, and nnU-Net's via load_weights_only
     "torch.save": {"training/checkpoint.py"},
     "np.load": {"inference/probabilities.py",       # <CASE>.npz probabilities
                 "preprocessing/store.py"},          # preprocessed <CASE>.npy / <CASE>_seg.npy

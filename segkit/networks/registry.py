@@ -7,8 +7,12 @@ Adding a family: write a module with its builder, `stage_defaults`, memory tally
 
 from __future__ import annotations
 
-from segkit.networks import resenc, revmbconv, unet
 from segkit.networks.family import NetworkFamily
+
+# the family modules themselves, not the package: segkit.networks' __init__ imports this registry (via architecture)
+from segkit.networks.resenc import FAMILY as RESENC
+from segkit.networks.revmbconv import FAMILY as REVMBCONV
+from segkit.networks.unet import FAMILY as UNET
 
 _FAMILIES: dict[str, NetworkFamily] = {}
 
@@ -53,6 +57,6 @@ def family_of(arch: dict) -> NetworkFamily:
     return get_family(str(arch.get("family", "")))
 
 
-register_family(unet.FAMILY)
-register_family(resenc.FAMILY)
-register_family(revmbconv.FAMILY)
+register_family(UNET)
+register_family(RESENC)
+register_family(REVMBCONV)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,19 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
+def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu",
+                      safe_globals: Sequence[Any] = ()) -> Any:
+    """torch.load without pickle's code execution (weights_only), allowing exactly `safe_globals` beyond torch's own.
+
+    The one place segkit calls torch.load: segkit checkpoints here, nnU-Net's through
+    segkit.interop.nnunet_checkpoint (numpy scalars/dtypes allowlisted). Errors propagate to the caller.
+    """
+    if not safe_globals:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    with torch.serialization.safe_globals(list(safe_globals)):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load_checkpoint(path: str | Path, expected_sha: str | None = None, map_location: str | torch.device = "cpu",
                     required: tuple[str, ...] = READ_KEYS) -> dict:
     """Load a checkpoint safely; a corrupt file, a missing key or one from another plan is a UserError."""
@@ -82,7 +96,7 @@ def load_checkpoint(path: str | Path, expected_sha: str | None = None, map_locat
     if not path.is_file():
         raise UserError("checkpoint not found", path)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = load_weights_only(path, map_location)
     except Exception as err:  # torch raises many types for a damaged or foreign file
         raise UserError(f"cannot read checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})", path) from None
     if not isinstance(payload, dict) or "format" not in payload:
