@@ -13,6 +13,7 @@ from segkit.networks.family import NetworkFamily
 from segkit.networks.resenc import FAMILY as RESENC
 from segkit.networks.revmbconv import FAMILY as REVMBCONV
 from segkit.networks.unet import FAMILY as UNET
+from segkit.networks.unetpp import FAMILY as UNETPP
 
 _FAMILIES: dict[str, NetworkFamily] = {}
 
@@ -60,3 +61,4 @@ def family_of(arch: dict) -> NetworkFamily:
 register_family(UNET)
 register_family(RESENC)
 register_family(REVMBCONV)
+register_family(UNETPP)
