@@ -12,6 +12,7 @@ from training_data import make_work_dir
 from segkit.cli import main
 from segkit.errors import UserError
 from segkit.evaluation.choose_pruning import choose_level, choose_pruning
+from segkit.export.package import package_members
 from segkit.inference.model import load_model
 from segkit.inference.pruning import read_pruning, write_pruning
 from segkit.networks import build_network
@@ -73,6 +74,8 @@ def test_choose_pruning_scores_every_level_and_prediction_uses_the_choice(unetpp
     assert all(row["seconds"] > 0 and 0.0 <= row["mean_dice"] <= 1.0 for row in record["levels"])
     loaded = load_model(models, device="cpu")
     assert loaded.network.prune_level == 1 and loaded.network.deep_supervision is False
+    members, _ = package_members(models)
+    assert members["3d_fullres/pruning.json"] == pruning_path(models)   # export-model carries the choice
     record, path = choose_pruning(models, tolerance=0.0, device="cpu")
     best = max(row["mean_dice"] for row in record["levels"])
     assert path == pruning_path(models)
