@@ -80,6 +80,11 @@ def validation_dir(model_dir_: Path, fold: int | str | None) -> Path:
     return fold_dir(model_dir_, fold) / "validation"
 
 
+def pruning_path(model_dir_: Path) -> Path:
+    """pruning.json of a model folder: the inference pruning level chosen on validation (UNet++)."""
+    return model_dir_ / "pruning.json"
+
+
 def find_best_path(work_dir: Path) -> Path:
     """find_best.json of a work dir (or of an unpacked package, which keeps the same name)."""
     return work_dir / "find_best.json"

@@ -10,7 +10,7 @@ Zip layout (member names are fixed; nothing else is allowed in the archive)::
     manifest.json                          format, segkit version, configurations, folds per
                                            configuration, checkpoint kind, post-processing decision,
                                            sha256 + size of every other member
-    <config>/plans.json, <config>/dataset.json
+    <config>/plans.json, <config>/dataset.json, <config>/pruning.json (UNet++, when chosen)
     <config>/fold_<k>/checkpoint_<kind>.pt the chosen folds' weights (torch.save, weights_only-loadable)
     postprocessing.json                    find-best's decision for this model, when it has one
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
 from segkit.version import __version__
-from segkit.workdir import model_dataset_path, plans_path
+from segkit.workdir import model_dataset_path, plans_path, pruning_path
 
 PACKAGE_FORMAT = "segkit-model-package-2"
 LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
@@ -76,6 +76,8 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
         members[f"{name}/plans.json"] = plans_path(model_dir)
         if model_dataset_path(model_dir).is_file():
             members[f"{name}/dataset.json"] = model_dataset_path(model_dir)
+        if pruning_path(model_dir).is_file():
+            members[f"{name}/pruning.json"] = pruning_path(model_dir)
         found = find_folds(model_dir, list(folds) if folds else None, checkpoint)
         for fold, path in found:
             _check_checkpoint(path)

@@ -137,6 +137,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     """Load a model folder's plans and the chosen folds' checkpoints onto one network on the device."""
 
     from segkit.inference.acceleration import prepare_for_inference
+    from segkit.inference.pruning import apply_pruning
     from segkit.networks import build_network
     from segkit.training.checkpoint import load_checkpoint
 
@@ -150,6 +151,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     arch = dict(first["architecture"])
     network = build_network(arch, int(first["in_channels"]), int(first["num_outputs"]))
     network.deep_supervision = False  # type: ignore[assignment]  # a plain flag; Module.__setattr__ is typed for tensors
+    apply_pruning(network, model_dir)   # UNet++: the sub-network chosen on validation (segkit choose-pruning)
     prepare_for_inference(network, spatial_dims_of(arch))
     states = []
     for _, path, ckpt in loaded:

@@ -1,4 +1,4 @@
-"""Networks: plain U-Net, residual-encoder U-Net and the reversible RevMBConv U-Net, and their registry."""
+"""Networks: plain U-Net, residual-encoder U-Net, reversible RevMBConv U-Net, UNet++, STU-Net presets, and their registry."""
 
 from segkit.networks.architecture import validate_architecture
 from segkit.networks.build import build_network

@@ -55,3 +55,6 @@ class NetworkFamily:
     grows: bool = False
     # weight initialisation when an entry has no "init" key (segkit.networks.init.INIT_SCHEMES)
     default_init: str = "pytorch"
+    # registered families this one stands for, smallest first (stunet: stunet-s ... stunet-h): the planner
+    # fixes the patch with the first and plans the largest one that fits the budget at that patch
+    presets: tuple[str, ...] = ()

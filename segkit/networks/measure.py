@@ -95,9 +95,11 @@ def measure_step(spec: dict) -> dict:
     net = build_network(arch, spec["in_channels"], spec["num_outputs"]).to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
     x = torch.randn(batch, spec["in_channels"], *patch, device=device)
-    targets = [torch.randint(0, spec["num_outputs"], (batch, *s), device=device) for s in output_shapes(arch, patch)]
     with torch.no_grad():  # one-time runtime set-up (thread pool, oneDNN kernels) stays out of the step's peak
-        net(x)
+        probe = net(x)     # and the outputs' shapes (UNet++'s nested outputs are all at the patch resolution)
+    shapes = [list(o.shape[2:]) for o in (probe if isinstance(probe, (list, tuple)) else [probe])]
+    del probe
+    targets = [torch.randint(0, spec["num_outputs"], (batch, *s), device=device) for s in shapes]
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)

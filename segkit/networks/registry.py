@@ -12,7 +12,10 @@ from segkit.networks.family import NetworkFamily
 # the family modules themselves, not the package: segkit.networks' __init__ imports this registry (via architecture)
 from segkit.networks.resenc import FAMILY as RESENC
 from segkit.networks.revmbconv import FAMILY as REVMBCONV
+from segkit.networks.stunet import FAMILY as STUNET
+from segkit.networks.stunet import PRESET_FAMILIES as STUNET_PRESETS
 from segkit.networks.unet import FAMILY as UNET
+from segkit.networks.unetpp import FAMILY as UNETPP
 
 _FAMILIES: dict[str, NetworkFamily] = {}
 
@@ -60,3 +63,7 @@ def family_of(arch: dict) -> NetworkFamily:
 register_family(UNET)
 register_family(RESENC)
 register_family(REVMBCONV)
+register_family(UNETPP)
+for _preset in STUNET_PRESETS:
+    register_family(_preset)
+register_family(STUNET)

@@ -2,7 +2,8 @@
 
 For each configuration the planner fixes the target spacing, then spends the budget in
 this order: the largest patch up to the median image, then depth, then width (for registered
-families marked `grows`), then batch size. Every candidate is priced by the bytes-level memory
+families marked `grows`; for a family with `presets`, such as stunet, the largest preset that fits
+at that patch instead), then batch size. Every candidate is priced by the bytes-level memory
 model in `segkit.planning.memory`; the chosen prediction and the budget go into plans.json.
 """
 
@@ -124,6 +125,24 @@ def grow_network(arch_for: Callable[[int, float], dict], patch: list[int], price
     return arch, memory, depth, width
 
 
+def may_grow(options: PlanOptions) -> bool:
+    """Whether the planner may spend spare memory on a bigger network (not when planning for this CPU)."""
+    return options.max_depth_multiplier > 1 or options.max_width_multiplier > 1.0
+
+
+def largest_preset(presets: tuple[str, ...], arch_for: Callable[[str], dict], patch: list[int], price: _Pricer,
+                   budget: int) -> tuple[dict, dict]:
+    """The largest preset (they come smallest first) whose step fits the budget at the patch; else the first."""
+    arch = arch_for(presets[0])
+    memory = price(arch, patch, MIN_BATCH)
+    for name in presets[1:]:
+        candidate = arch_for(name)
+        candidate_memory = price(candidate, patch, MIN_BATCH)
+        if candidate_memory["total"] <= budget:
+            arch, memory = candidate, candidate_memory
+    return arch, memory
+
+
 def choose_batch(arch: dict, patch: list[int], price: Callable[[dict, list[int], int], dict], budget: int,
                  dataset_voxels: int) -> tuple[int, dict]:
     """Largest batch that fits, at least 2, at most 5 % of the dataset's voxels per batch."""
@@ -144,8 +163,14 @@ def plan_configuration(name: str, target_spacing: list[float], median_shape: lis
     spacing = [target_spacing[a] for a in axes]
     shape = [median_shape[a] for a in axes]
     budget = options.budget_bytes
-    patch, arch, memory = largest_patch(shape, spacing, options.network, price, budget)
-    if get_family(options.network).grows and memory["total"] <= budget:
+    family = get_family(options.network)
+    base = family.presets[0] if family.presets else options.network
+    patch, arch, memory = largest_patch(shape, spacing, base, price, budget)
+    if family.presets and may_grow(options) and memory["total"] <= budget:
+        _, topology = fit_patch_to_topology(patch, spacing)
+        arch, memory = largest_preset(family.presets, lambda name: make_architecture(name, topology), patch, price,
+                                      budget)
+    elif family.grows and memory["total"] <= budget:
         _, topology = fit_patch_to_topology(patch, spacing)
         arch, memory, depth, width = grow_network(
             lambda d, w: make_architecture(options.network, topology, d, w), patch, price, budget, options)

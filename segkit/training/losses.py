@@ -13,6 +13,7 @@ a zero gradient.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -22,12 +23,20 @@ SMOOTH = 1e-5
 IGNORE_TARGET = -1   # softmax target value of an unannotated voxel
 
 
-def deep_supervision_weights(num_outputs: int) -> list[float]:
-    """Weights halving per resolution, the lowest resolution dropped, normalised to sum 1."""
-    if num_outputs <= 1:
+def deep_supervision_weights(outputs: int | Sequence[Sequence[int]]) -> list[float]:
+    """Weights halving per resolution, the lowest resolution dropped, normalised to sum 1.
+
+    outputs: the number of outputs (one per resolution, highest first), or each output's
+    downsampling factors relative to the patch (the trainer's ds_scales). Outputs at the same
+    resolution share its weight, so the nested full-resolution outputs of UNet++ are weighted
+    equally, as in the UNet++ paper; when there is a single resolution nothing is dropped.
+    """
+    scales = [[index] for index in range(outputs)] if isinstance(outputs, int) else [list(s) for s in outputs]
+    if len(scales) <= 1:
         return [1.0]
-    weights = [0.5 ** index for index in range(num_outputs)]
-    weights[-1] = 0.0
+    levels = sorted({math.prod(s) for s in scales})
+    rank = [levels.index(math.prod(s)) for s in scales]
+    weights = [0.5 ** r if (r < len(levels) - 1 or len(levels) == 1) else 0.0 for r in rank]
     total = sum(weights)
     return [w / total for w in weights]
 
@@ -81,9 +90,12 @@ def sigmoid_dice_bce(logits: torch.Tensor, target: torch.Tensor, batch_dice: boo
     return bce + 1.0 - soft_dice(torch.sigmoid(logits) * weight, target * weight, batch_dice)
 
 
-def build_loss(label_mode: str, num_ds_outputs: int, batch_dice: bool = False
+def build_loss(label_mode: str, num_ds_outputs: int | Sequence[Sequence[int]], batch_dice: bool = False
                ) -> Callable[[Sequence[torch.Tensor] | torch.Tensor, Sequence[torch.Tensor] | torch.Tensor], torch.Tensor]:
-    """The training loss for a plans label_mode, weighting deep-supervision outputs (highest resolution first)."""
+    """The training loss for a plans label_mode, weighting deep-supervision outputs (highest resolution first).
+
+    num_ds_outputs: the number of outputs, or their downsampling factors (deep_supervision_weights).
+    """
     if label_mode not in ("softmax", "sigmoid"):
         raise ValueError(f"unknown label_mode {label_mode!r}")
     single = softmax_dice_ce if label_mode == "softmax" else sigmoid_dice_bce

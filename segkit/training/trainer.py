@@ -124,7 +124,7 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
                                 recipe.augment, recipe.elastic, setup.ignore_label)
     return Run(setup=setup, info=info, budget=make_budget(setup.time_budget_s, setup.started_at), model=model,
                net=net, optimizer=optimizer, scaler=scaler, autocast=autocast,
-               loss_fn=build_loss(setup.label_mode, len(ds_scales), setup.use_batch_dice),
+               loss_fn=build_loss(setup.label_mode, ds_scales, setup.use_batch_dice),
                val_loss_fn=build_loss(setup.label_mode, 1, setup.use_batch_dice), sampler=sampler,
                transform=transform, to_target=SegToTarget(setup.label_mode, setup.regions, setup.ignore_label),
                val_cases=setup.val_cases[info.rank::info.world_size], patch=patch, state=state, tuning=tuning)

@@ -110,3 +110,27 @@ def test_finetune_options_need_pretrained(pretrained, tmp_path, capsys):
     assert "need --pretrained SOURCE" in capsys.readouterr().err
     assert _train(dataset, work, "--epochs", "1", "--pretrained", str(tmp_path / "missing.zip")) == 2
     assert "model package not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_stunet_s_model_fine_tunes_from_another_stunet_s(tmp_path, capsys):
+    """STU-Net checkpoints work with --pretrained: a stunet-s run loads every tensor of another stunet-s run."""
+    from segkit.networks.registry import get_family
+
+    dataset, work = make_work_dir(tmp_path / "prep")
+    plans = json.loads((work / "plans.json").read_text())
+    arch = plans["configurations"]["3d_fullres"]["architecture"]
+    stages = len(arch["strides"])
+    arch.update({"family": "stunet-s", **get_family("stunet-s").stage_defaults(stages, 1)})
+    (work / "plans.json").write_text(json.dumps(plans))
+    source_dataset, source_work = copy_work(dataset, work, tmp_path / "source")
+    assert _train(source_dataset, source_work, "--epochs", "1") == 0
+    source = source_work / "models" / "3d_fullres"
+    capsys.readouterr()
+    assert _train(dataset, work, "--epochs", "1", "--pretrained", str(source)) == 0
+    assert "(100.0% of the parameters); label set same (heads loaded)" in capsys.readouterr().out
+    report = json.loads((_fold(work) / "schedule.json").read_text())["pretrained"]
+    assert report["reinitialised"] == [] and report["skipped"] == {} and report["missing"] == []
+    assert report["loaded_parameters"] == report["total_parameters"] > 0
+    after = torch.load(_fold(work) / "checkpoint_final.pt", weights_only=True)
+    assert after["architecture"]["family"] == "stunet-s"

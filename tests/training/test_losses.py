@@ -25,6 +25,17 @@ def test_deep_supervision_weights_halve_drop_lowest_and_sum_to_one():
     assert deep_supervision_weights(1) == [1.0]
 
 
+def test_deep_supervision_weights_by_resolution():
+    """Given the outputs' downsampling factors: one weight per resolution, shared by outputs at that resolution."""
+    unet = [[1, 1, 1], [1, 2, 2], [2, 4, 4], [4, 8, 8]]
+    assert deep_supervision_weights(unet) == pytest.approx(deep_supervision_weights(4))
+    # UNet++'s nested outputs are all at the patch resolution: equal weights, none dropped
+    assert deep_supervision_weights([[1, 1, 1]] * 4) == pytest.approx([0.25] * 4)
+    mixed = deep_supervision_weights([[1, 1], [1, 1], [2, 2], [4, 4]])
+    assert mixed[0] == mixed[1] == pytest.approx(2 * mixed[2]) and mixed[3] == 0.0
+    assert sum(mixed) == pytest.approx(1.0)
+
+
 def test_soft_dice_of_known_overlap():
     probs = torch.zeros(1, 1, 4, 4)
     target = torch.zeros(1, 1, 4, 4)
