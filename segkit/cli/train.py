@@ -124,9 +124,11 @@ def run(args: argparse.Namespace) -> int:
               f"best validation mean Dice {final['best_val_mean_dice']:.4f} -> {setup.fold_dir}")
         if setup.predict_validation:
             from segkit.evaluation.cv_predict import predict_fold_validation
-            from segkit.workdir import resolve_work_dir
+            from segkit.workdir import model_dir, resolve_work_dir, validation_dir
 
-            count = predict_fold_validation(resolve_work_dir(request.dataset, request.work_dir), request.configuration,
-                                            request.dataset, int(request.fold), device=setup.device.type)
-            print(f"predicted the fold's {count} validation case(s) -> {setup.fold_dir / 'validation'}")
+            work = resolve_work_dir(request.dataset, request.work_dir)
+            count = predict_fold_validation(work, request.configuration, request.dataset, int(request.fold),
+                                            device=setup.device.type)
+            print(f"predicted the fold's {count} validation case(s) -> "
+                  f"{validation_dir(model_dir(work, request.configuration), request.fold)}")
     return 0
