@@ -61,8 +61,17 @@ def test_trainer_validation_predictions_equal_predict_missing(trained, tmp_path)
 @pytest.mark.slow
 def test_cascade_is_scored_packaged_and_predicted_from_the_package_like_the_work_dir(trained, tmp_path):
     dataset, work = trained
-    assert main(["find-best", str(work), "--configs", *CONFIGS, "--ref", str(dataset)]) == 0
+    # without --configs: the configurations whose CV predictions are complete; the cascade joins once it has them
+    kept = next((work / "models" / "3d_cascade_fullres" / "fold_1" / "validation").glob("*.npz"))
+    kept.rename(tmp_path / kept.name)
+    assert main(["find-best", str(work), "--ref", str(dataset), "-o", str(tmp_path / "partial.json")]) == 0
+    partial = json.loads((tmp_path / "partial.json").read_text())
+    assert partial["configurations"] == ["3d_fullres", "3d_lowres"]
+    assert partial["left_out"] == {"3d_cascade_fullres": "1 CV prediction(s) missing"}
+    (tmp_path / kept.name).rename(kept)
+    assert main(["find-best", str(work), "--ref", str(dataset)]) == 0
     result = json.loads((work / "find_best.json").read_text())
+    assert result["configurations"] == list(CONFIGS) and result["left_out"] == {}
     names = {c["name"] for c in result["candidates"]}
     assert {"3d_cascade_fullres", "3d_fullres+3d_cascade_fullres", "3d_lowres+3d_cascade_fullres"} <= names
     assert result["best"]["name"] in names
@@ -93,3 +102,27 @@ def test_cascade_is_scored_packaged_and_predicted_from_the_package_like_the_work
     # --continue skips the finished cases of a cascade run like any other
     assert main(["predict", *common, "-o", str(tmp_path / "package_out"), "-m", str(package), "--no-postprocess",
                  "--continue"]) == 0
+
+
+@pytest.mark.slow
+def test_a_previous_stage_in_the_ensemble_runs_once_per_case(trained, monkeypatch):
+    """lowres + cascade: two stages, two network passes per case, and the cascade's output as when it runs alone."""
+    from segkit.inference import predictor
+    from segkit.inference.resolve import load_ensemble
+
+    dataset, work = trained
+    image = read_image(dataset / "imagesTr" / "phantom_001_0000.nii.gz")
+    images = np.stack([read_image(dataset / "imagesTr" / f"phantom_001_{c:04d}.nii.gz").array for c in range(4)])
+    pair = load_ensemble(work, ["3d_lowres", "3d_cascade_fullres"], device="cpu")
+    alone = load_ensemble(work, "3d_cascade_fullres", device="cpu")
+    assert [s.configuration for s in pair.stages] == ["3d_lowres", "3d_cascade_fullres"] and pair.member_stages == [0, 1]
+    assert [s.configuration for s in alone.stages] == ["3d_lowres", "3d_cascade_fullres"] and alone.member_stages == [1]
+    calls = []
+    original = predictor.network_probabilities
+    monkeypatch.setattr(predictor, "network_probabilities",
+                        lambda model, data, options: calls.append((model.configuration, data.shape[0]))
+                        or original(model, data, options))
+    together = pair.compute(pair.prepare("phantom_001", images.astype(np.float32), image.geometry))
+    assert calls == [("3d_lowres", 4), ("3d_cascade_fullres", 7)]
+    by_itself = alone.compute(alone.prepare("phantom_001", images.astype(np.float32), image.geometry))
+    assert np.array_equal(together[1], by_itself[0])

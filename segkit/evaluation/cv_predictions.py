@@ -72,6 +72,22 @@ def cv_label_maps(work_dir: Path, config: str, splits: list[dict], file_ending: 
     return found, missing
 
 
+def cv_status(work_dir: Path, plans: dict) -> dict[str, str]:
+    """Each planned configuration with a model folder: "complete" (every fold's CV probabilities are there) or why not.
+
+    `find-best` without --configs compares the complete ones, so a cascade stage joins the
+    comparison (alone and in pairs) as soon as its cross-validation predictions exist.
+    """
+    status = {}
+    for config in plans.get("configurations") or {}:
+        if not splits_path(model_dir(work_dir, config)).is_file():
+            continue
+        missing = sum(1 for fold, split in enumerate(cv_splits(work_dir, config)) for case in split["val"]
+                      if not (cv_validation_dir(work_dir, config, fold) / f"{case}.npz").is_file())
+        status[config] = "complete" if missing == 0 else f"{missing} CV prediction(s) missing"
+    return status
+
+
 def cv_files_from_dir(folder: Path) -> dict[str, Path]:
     """Case id -> npz of every <CASE>.npz in a folder."""
     if not folder.is_dir():
