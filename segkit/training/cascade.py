@@ -7,9 +7,10 @@ of each `3d_lowres` fold's training or by `segkit find-best --predict-missing`).
 therefore uses the previous stage's splits.json, and every fold of the previous stage must have
 predicted its validation cases before any cascade fold trains.
 
-Training cases keep the label map beside their arrays (`Case.previous`: moved with the labels
-by the spatial augmentation, then one-hot and perturbed, segkit.training.augmentation); the
-validation cases get the one-hot channels appended to their data once, as prediction feeds them.
+Every case keeps the label map beside its arrays (`Case.previous`): in training it is moved with
+the labels by the spatial augmentation, then one-hot and perturbed (segkit.training.augmentation);
+validation appends its one-hot channels to the data case by case (`Case.network_input`), as
+prediction feeds them.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from segkit.errors import UserError
 from segkit.evaluation.cv_predictions import cv_label_maps
 from segkit.evaluation.evaluate import read_label_map
 from segkit.planning.plans import previous_stage_classes
-from segkit.preprocessing.previous_stage import one_hot_previous, previous_labels_into
+from segkit.preprocessing.previous_stage import previous_labels_into
 from segkit.training.loader import Case
 from segkit.training.splits import read_splits, write_splits
 from segkit.workdir import model_dir, splits_path
@@ -63,14 +62,11 @@ def previous_label_maps(work: Path, configuration: str, previous: str, splits: l
     return {case: found[case] for case in case_ids}
 
 
-def with_previous(case: Case, label_map: Path, plans: dict, as_channels: bool) -> Case:
-    """The case with the previous stage's labels on its grid: beside the arrays, or as one-hot data channels."""
+def with_previous(case: Case, label_map: Path, plans: dict) -> Case:
+    """The case with the previous stage's labels on its grid and the classes of their one-hot channels."""
     labels = read_label_map(label_map).array
     try:
         previous = previous_labels_into(labels, case.properties)
     except ValueError as err:
         raise UserError(f"does not fit preprocessed case {case.case_id} ({err})", label_map) from None
-    if not as_channels:
-        return dataclasses.replace(case, previous=previous)
-    one_hot = one_hot_previous(previous, previous_stage_classes(plans))
-    return dataclasses.replace(case, data=np.concatenate([np.asarray(case.data, dtype=np.float32), one_hot]))
+    return dataclasses.replace(case, previous=previous, previous_classes=previous_stage_classes(plans))

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from segkit.errors import UserError
+from segkit.preprocessing.previous_stage import one_hot_previous
 from segkit.preprocessing.store import case_paths, load_array, read_properties
 
 FOREGROUND_FRACTION = 1 / 3
@@ -30,8 +31,11 @@ FOREGROUND_FRACTION = 1 / 3
 class Case:
     """One preprocessed case: data (C, z, y, x) float32 and seg (z, y, x) int16, memory-mapped.
 
-    A cascade stage's training case also holds `previous`: the previous stage's cross-validation
-    label map of the case on the same grid (int16 z, y, x; segkit.training.cascade).
+    A cascade stage's case also holds `previous`: the previous stage's cross-validation label map
+    of the case on the same grid (int16 z, y, x; segkit.training.cascade), and `previous_classes`,
+    the label values of each one-hot channel the network gets from it. The patch sampler moves
+    `previous` with the labels (augmented, then one-hot: segkit.training.augmentation);
+    validation reads `network_input()`, which appends the one-hot channels as prediction does.
     """
 
     case_id: str
@@ -39,6 +43,14 @@ class Case:
     seg: np.ndarray
     properties: dict = field(default_factory=dict)
     previous: np.ndarray | None = None
+    previous_classes: list[list[int]] | None = None
+
+    def network_input(self, region: tuple[slice, ...] = ()) -> np.ndarray:
+        """float32 (C, ...) network input of the case or a region of it: data, plus a cascade stage's one-hot channels."""
+        data = np.array(self.data[(slice(None),) + tuple(region)], dtype=np.float32)
+        if self.previous is None or self.previous_classes is None:
+            return data
+        return np.concatenate([data, one_hot_previous(self.previous[region], self.previous_classes)])
 
     @property
     def foreground_locations(self) -> list[np.ndarray]:

@@ -225,8 +225,8 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     if previous_stage is not None:   # a cascade stage: the previous stage's held-out predictions of every case
         label_maps = previous_label_maps(work, request.configuration, previous_stage, splits, sorted({*train_ids, *val_ids}),
                                          load_dataset(request.dataset).file_ending)
-        train_cases = [with_previous(c, label_maps[c.case_id], plans, as_channels=False) for c in train_cases]
-        val_cases = [with_previous(c, label_maps[c.case_id], plans, as_channels=True) for c in val_cases]
+        train_cases = [with_previous(c, label_maps[c.case_id], plans) for c in train_cases]
+        val_cases = [with_previous(c, label_maps[c.case_id], plans) for c in val_cases]
     precision = training_precision(request.precision, device_type)
     device = dd.device_for(device_type, info)
     if device.type == "cuda":

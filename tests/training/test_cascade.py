@@ -63,12 +63,15 @@ def test_cascade_uses_the_previous_stage_split_and_its_held_out_predictions(half
         held_out = read_image(work / "models" / "3d_lowres" / "fold_0" / "validation" / f"{case.case_id}.nii.gz")
         assert np.array_equal(case.previous, previous_labels_into(held_out.array, case.properties))
         assert case.data.shape[0] == 4
-    for case in setup.val_cases:         # validation cases carry the one-hot channels in their data
+    for case in setup.val_cases:         # validation feeds the one-hot channels after the image channels
         held_out = read_image(work / "models" / "3d_lowres" / "fold_1" / "validation" / f"{case.case_id}.nii.gz")
         previous = previous_labels_into(held_out.array, case.properties)
-        assert case.data.shape[0] == 7 and np.array_equal(case.data[4 + 1], previous == 2)
+        inputs = case.network_input()
+        assert inputs.shape[0] == 7 and np.array_equal(inputs[4 + 1], previous == 2)
         original = open_case(work / "preprocessed" / "3d_cascade_fullres", case.case_id)
-        assert np.array_equal(case.data[:4], original.data)
+        assert np.array_equal(inputs[:4], original.data)
+        region = (slice(1, 5), slice(2, 9), slice(0, 7))
+        assert np.array_equal(case.network_input(region), inputs[(slice(None), *region)])
     own = work / "models" / "3d_cascade_fullres" / "splits.json"
     own.write_text(json.dumps(lowres_splits[::-1]))
     capsys.readouterr()
