@@ -12,8 +12,8 @@ with a memory budget (`--gpu-memory`) small enough that the full-resolution patc
 - 3d_cascade_fullres fold 0: `--time-budget MINUTES`;
 
 then fold 0 of 3d_fullres, 3d_lowres and 3d_cascade_fullres (which runs its 3d_lowres fold 0
-first) predict the held-out test cases (generated with another seed, never trained on), scored
-with Dice per class. The cascade therefore costs three stage budgets against the fullres one;
+first) predict the held-out test cases (generated with another seed, never trained on; without
+mirroring TTA unless --tta), scored with Dice per class. The cascade therefore costs three stage budgets against the fullres one;
 the table says so.
 
     python scripts/bench_cascade.py --out /tmp/bench_cascade --minutes 10 --seeds 0 1 2 --threads 1
@@ -96,17 +96,21 @@ def run_seed(dataset: Path, work: Path, seed: int, args: argparse.Namespace) -> 
     """Train every stage of one seed within the budget, predict the test cases with fold 0, score them."""
     common = ["--work-dir", str(work), "--time-budget", str(args.minutes), "--seed", str(seed), "--quiet",
               "--threads", str(args.threads), "--device", "cpu"]
-    wall = {"3d_fullres": segkit("train", str(dataset), "-c", "3d_fullres", "-f", "0", *common),
+    # only 3d_lowres's validation predictions are needed (the cascade's training input)
+    wall = {"3d_fullres": segkit("train", str(dataset), "-c", "3d_fullres", "-f", "0", *common,
+                                 "--no-predict-validation"),
             "3d_lowres_fold0": segkit("train", str(dataset), "-c", "3d_lowres", "-f", "0", *common),
             "3d_lowres_fold1": segkit("train", str(dataset), "-c", "3d_lowres", "-f", "1", *common),
-            "3d_cascade_fullres": segkit("train", str(dataset), "-c", "3d_cascade_fullres", "-f", "0", *common)}
+            "3d_cascade_fullres": segkit("train", str(dataset), "-c", "3d_cascade_fullres", "-f", "0", *common,
+                                         "--no-predict-validation")}
     result: dict = {"seed": seed, "train_wall_s": {k: round(v, 1) for k, v in wall.items()}, "dice": {},
                     "predict_wall_s": {}, "trained": {}}
     for config in CONFIGS:
         out = work / "test_predictions" / config
         result["predict_wall_s"][config] = round(segkit(
             "predict", "-i", str(dataset / "imagesTs"), "-o", str(out), "-m", str(work), "-c", config, "-f", "0",
-            "--device", "cpu", "--threads", str(args.threads), "--no-postprocess"), 1)
+            "--device", "cpu", "--threads", str(args.threads), "--no-postprocess",
+            *([] if args.tta else ["--no-tta"])), 1)
         result["dice"][config] = held_out_dice(out, dataset / "labelsTs")
         entry = json.loads((work / "models" / config / "plans.json").read_text())["configurations"][config]
         log = [json.loads(line) for line in (work / "models" / config / "fold_0" / "log.jsonl").read_text().splitlines()]
@@ -143,6 +147,7 @@ def main() -> None:
     parser.add_argument("--gpu-memory", type=float, default=0.25,
                         help="planning budget in GB: small enough that the fullres patch covers < 1/8 of the image")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tta", action="store_true", help="mirroring TTA for the test predictions (8x slower)")
     args = parser.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -157,6 +162,7 @@ def main() -> None:
     results = [run_seed(dataset, seed_work_dir(base, seed, splits), seed, args) for seed in args.seeds]
     fullres = plans["configurations"]["3d_fullres"]
     summary = {"command": " ".join(sys.argv), "minutes_per_stage": args.minutes, "threads": args.threads,
+               "tta": args.tta,
                "shape": args.shape, "cases": args.cases, "test_cases": args.test_cases,
                "planned": {c: {k: plans["configurations"][c][k] for k in ("patch_size", "median_shape",
                                                                           "target_spacing", "batch_size")}

@@ -172,6 +172,8 @@ class ModelEnsemble:
     options: InferenceOptions = InferenceOptions()
     postprocessing: dict | None = None
     identity: dict = field(default_factory=dict)
+    stages: list[LoadedModel] = field(init=False, default_factory=list)   # what runs per case, in order
+    member_stages: list[int] = field(init=False, default_factory=list)   # the stage each member's output is
 
     def __post_init__(self) -> None:
         """Refuse members with different outputs or channels, and bad options, before any case is read."""
@@ -182,7 +184,6 @@ class ModelEnsemble:
                     raise UserError(f"ensemble members {first.configuration} and {member.configuration} differ in "
                                     f"plans {key!r}", member.model_dir)
         self.stages = stage_order(self.members)
-        # which stage's output each member is
         self.member_stages = [next(i for i, stage in enumerate(self.stages) if same_stage(member, stage))
                               for member in self.members]
         for stage in self.stages:
