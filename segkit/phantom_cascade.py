@@ -82,7 +82,7 @@ def make_cascade_case(seed: int, shape: tuple[int, int, int] = SHAPE) -> tuple[n
 def generate_cascade_dataset(root: str | Path, num_cases: int = 8, seed: int = 0,
                              shape: tuple[int, int, int] = SHAPE, prefix: str = "abdomen",
                              folder: str = "imagesTr", label_folder: str = "labelsTr") -> Path:
-    """Write num_cases labelled cases in the nnU-Net raw layout with dataset.json; return the dataset folder."""
+    """Write num_cases labelled cases in the nnU-Net raw layout (dataset.json with the training cases); return root."""
     root = Path(root)
     geometry = Geometry(tuple(SPACING[::-1]), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), tuple(shape[::-1]))
     for index in range(num_cases):
@@ -90,8 +90,9 @@ def generate_cascade_dataset(root: str | Path, num_cases: int = 8, seed: int = 0
         case_id = f"{prefix}_{index + 1:03d}"
         write_image(image, geometry, root / folder / f"{case_id}_0000.nii.gz")
         write_image(label, geometry, root / label_folder / f"{case_id}.nii.gz")
-    write_json(root / "dataset.json", {"name": "CascadeAbdomen", "channel_names": {"0": "CT"}, "labels": LABELS,
-                                       "numTraining": num_cases, "file_ending": ".nii.gz"})
+    if folder == "imagesTr":   # test cases (imagesTs) leave the training set's dataset.json as it is
+        write_json(root / "dataset.json", {"name": "CascadeAbdomen", "channel_names": {"0": "CT"}, "labels": LABELS,
+                                           "numTraining": num_cases, "file_ending": ".nii.gz"})
     return root
 
 
