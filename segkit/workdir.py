@@ -40,6 +40,11 @@ def model_dir(work_dir: Path, configuration: str) -> Path:
     return work_dir / "models" / configuration
 
 
+def sibling_model_dir(model_dir_: Path, configuration: str) -> Path:
+    """Another configuration's model folder beside this one (WORK/models/<config>, or inside an unpacked package)."""
+    return model_dir_.parent / configuration
+
+
 def models_root(work_dir: Path) -> Path:
     """The folder holding one model folder per configuration (WORK/models)."""
     return work_dir / "models"

@@ -75,7 +75,7 @@ FOREIGN_LAYOUTS = {
 
 def sources() -> dict[str, ast.AST]:
     """Every module of segkit/ (path relative to segkit/) -> its syntax tree."""
-    return {path.relative_to(PACKAGE).as_posix(): ast.parse(path.read_text(), str(path))
+    return {path.relative_to(PACKAGE).as_posix(): ast.parse(path.read_text(encoding="utf-8"), str(path))
             for path in sorted(PACKAGE.rglob("*.py"))}
 
 

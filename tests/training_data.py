@@ -37,3 +37,32 @@ def copy_work(dataset: Path, work: Path, dest: Path) -> tuple[Path, Path]:
     shutil.copytree(dataset, dest / dataset.name)
     shutil.copytree(work, dest / "work")
     return dest / dataset.name, dest / "work"
+
+
+LOWRES_ARCH = {**TINY_ARCH, "features_per_stage": [4, 8], "kernel_sizes": [[3, 3, 3], [3, 3, 3]],
+               "strides": [[1, 1, 1], [2, 2, 2]], "blocks_per_stage": [1, 1], "decoder_blocks_per_stage": [1]}
+
+
+def make_cascade_work_dir(root: Path, num_cases: int = 4) -> tuple[Path, Path]:
+    """A planned + preprocessed phantom with tiny 3d_fullres, 3d_lowres and 3d_cascade_fullres and a 2-fold split.
+
+    The split is written for 3d_lowres (and 3d_fullres); the cascade takes it over from 3d_lowres.
+    """
+    dataset, work = make_work_dir(root, num_cases=num_cases)
+    plans_file = work / "plans.json"
+    plans = json.loads(plans_file.read_text())
+    fullres = plans["configurations"]["3d_fullres"]
+    lowres_spacing = [2 * s for s in fullres["target_spacing"]]
+    plans["configurations"]["3d_lowres"] = {**fullres, "target_spacing": lowres_spacing, "patch_size": [8, 8, 8],
+                                            "architecture": dict(LOWRES_ARCH)}
+    plans["configurations"]["3d_cascade_fullres"] = {**fullres, "previous_stage": "3d_lowres"}
+    plans_file.write_text(json.dumps(plans, indent=2))
+    assert segkit_main(["preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_lowres",
+                        "3d_cascade_fullres"]) == 0
+    cases = sorted(p.name[:-5] for p in (work / "preprocessed" / "3d_fullres").glob("*.json"))
+    splits = [{"train": cases[num_cases // 2:], "val": cases[:num_cases // 2]},
+              {"train": cases[:num_cases // 2], "val": cases[num_cases // 2:]}]
+    for config in ("3d_lowres", "3d_fullres"):
+        (work / "models" / config).mkdir(parents=True, exist_ok=True)
+        (work / "models" / config / "splits.json").write_text(json.dumps(splits))
+    return dataset, work

@@ -109,7 +109,8 @@ def read_report(path: Path) -> dict:
     return report
 
 
-IDENTITY_KEYS = ("model", "package_sha256", "configuration", "folds", "checkpoint", "postprocessing")
+IDENTITY_KEYS = ("model", "package_sha256", "configuration", "folds", "checkpoint", "postprocessing",
+                 "previous_stages")
 
 
 def check_same_model(report_path: Path, run_info: dict) -> None:

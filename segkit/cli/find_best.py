@@ -1,4 +1,4 @@
-"""`segkit find-best WORK --configs ...`: pick configuration(s) and post-processing from cross-validation."""
+"""`segkit find-best WORK [--configs ...]`: pick configuration(s) and post-processing from cross-validation."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "predictions, choose the best, decide largest-connected-component post-processing, "
                     "and write find_best.json.")
     parser.add_argument("work_dir", help="work folder (plans.json, models/<config>/splits.json)")
-    parser.add_argument("--configs", nargs="+", required=True, help="configurations to compare, e.g. 3d_fullres 2d")
+    parser.add_argument("--configs", nargs="+",
+                        help="configurations to compare, e.g. 3d_fullres 2d 3d_cascade_fullres (default: every "
+                             "configuration under WORK/models whose CV predictions are complete; with "
+                             "--predict-missing, every trained one)")
     parser.add_argument("--cv-dir", action="append", metavar="CONFIG=DIR",
                         help="folder of a configuration's CV predictions (<CASE>.npz) instead of "
                              "models/<config>/fold_k/validation/ (repeatable)")
@@ -52,5 +55,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"best: {result['best']['name']}; foreground LCC: {decision['foreground_lcc']}; "
           f"LCC per class: {', '.join(decision['lcc_classes']) or 'none'}; "
           f"mean Dice after post-processing {result['foreground_mean_dice_after_postprocessing']:.4f}")
+    for config, reason in result["left_out"].items():
+        print(f"left out {config}: {reason}")
     print(f"wrote {output}")
     return 0

@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gpu-memory", type=float, help="memory budget in GB (default: the CUDA device's, else 8)")
     add_network_option(parser, "auto: revmbconv when planning for a GPU budget, unet for this CPU")
     parser.add_argument("--configurations", nargs="+", default=["3d_fullres", "2d", "3d_lowres"],
-                        choices=("3d_fullres", "2d", "3d_lowres"))
+                        choices=("3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"),
+                        help="3d_lowres (planned only for images much larger than the patch) brings "
+                             "3d_cascade_fullres with it")
     parser.add_argument("--max-depth-multiplier", type=int, default=2,
                         help="cap on how much deeper than the default the planner may go with spare memory")
     parser.add_argument("--max-width-multiplier", type=float, default=2.0,

@@ -57,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="override one recipe field (repeatable), e.g. lr=3e-3, optimizer=adamw, grad_clip=1, "
                         "foreground_fraction=0.5; fields in docs/cli/train.md")
     p.add_argument("--no-fit", action="store_true", help="never shrink the configuration for a CPU time budget")
+    p.add_argument("--predict-validation", action=argparse.BooleanOptionalAction, default=None,
+                   help="after a numbered fold, predict its validation cases into fold_<F>/validation/ as "
+                        "`find-best --predict-missing` would (default: on when a cascade stage of this plan "
+                        "trains on this configuration's predictions, e.g. 3d_lowres)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -85,7 +89,8 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
         pretrained_fold=args.pretrained_fold, pretrained_checkpoint=args.pretrained_checkpoint,
         freeze_encoder=args.freeze_encoder, warmup_steps=args.warmup_steps,
         speed=SpeedSwitches(channels_last=args.channels_last, compile=args.compile, cudnn_benchmark=args.cudnn_benchmark),
-        num_workers=args.num_workers, fit=not args.no_fit, progress=not args.quiet)
+        num_workers=args.num_workers, fit=not args.no_fit, progress=not args.quiet,
+        predict_validation=args.predict_validation)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,4 +122,13 @@ def run(args: argparse.Namespace) -> int:
     if info.is_main:
         print(f"trained {final['epochs_run']} epochs ({final['steps']} steps) in {final['elapsed_s']} s; "
               f"best validation mean Dice {final['best_val_mean_dice']:.4f} -> {setup.fold_dir}")
+        if setup.predict_validation:
+            from segkit.evaluation.cv_predict import predict_fold_validation
+            from segkit.workdir import model_dir, resolve_work_dir, validation_dir
+
+            work = resolve_work_dir(request.dataset, request.work_dir)
+            count = predict_fold_validation(work, request.configuration, request.dataset, int(request.fold),
+                                            device=setup.device.type)
+            print(f"predicted the fold's {count} validation case(s) -> "
+                  f"{validation_dir(model_dir(work, request.configuration), request.fold)}")
     return 0

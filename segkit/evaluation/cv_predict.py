@@ -6,6 +6,7 @@ predictor of segkit.inference (probabilities saved), which is where find-best lo
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from segkit.errors import UserError
@@ -27,6 +28,21 @@ def missing_validation_cases(work_dir: Path, config: str) -> dict[int, list[str]
 def predict_missing_cv(work_dir: str | Path, config: str, dataset: str | Path, checkpoint: str = "final",
                        device: str = "auto", tta: bool = True) -> int:
     """Predict every fold's missing validation cases from DATASET/imagesTr; returns how many were predicted."""
+    work_dir = Path(work_dir)
+    missing = missing_validation_cases(work_dir, config)
+    for fold, case_ids in missing.items():
+        predict_fold_validation(work_dir, config, dataset, fold, case_ids, checkpoint, device, tta)
+    return sum(len(c) for c in missing.values())
+
+
+def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Path, fold: int,
+                            case_ids: list[str] | None = None, checkpoint: str = "final", device: str = "auto",
+                            tta: bool = True) -> int:
+    """Fold k's model predicts its validation cases (all of them, replacing the folder, when case_ids is None).
+
+    What `segkit train` runs at the end of a fold (so find-best needs no second pass) and
+    `find-best --predict-missing` runs for absent cases: the same model, options and writer.
+    """
     from segkit.batch.cases import InputSpec, discover_cases
     from segkit.batch.outputs import OutputRequest
     from segkit.inference.model import load_model
@@ -34,26 +50,22 @@ def predict_missing_cv(work_dir: str | Path, config: str, dataset: str | Path, c
     from segkit.inference.predictor import InferenceOptions, ModelEnsemble
 
     work_dir = Path(work_dir)
-    missing = missing_validation_cases(work_dir, config)
-    if not missing:
-        return 0
+    folder = cv_validation_dir(work_dir, config, fold)
+    if case_ids is None:
+        case_ids = [str(c) for c in cv_splits(work_dir, config)[fold]["val"]]
+        shutil.rmtree(folder, ignore_errors=True)   # a retrained fold's old predictions are stale
     images = Path(dataset) / "imagesTr"
     if not images.is_dir():
         raise UserError("dataset has no imagesTr folder to predict the validation cases from", dataset)
-    options = InferenceOptions(tta=tta, save_probabilities=True)
     by_id = {case.case_id: case for case in discover_cases(images) if case.kind == "files"}
-    done = 0
-    for fold, case_ids in missing.items():
-        model = load_model(model_dir(work_dir, config), config, [str(fold)], checkpoint, device)
-        absent = [c for c in case_ids if c not in by_id]
-        if absent:
-            raise UserError(f"validation case(s) {', '.join(absent[:5])} of fold {fold} have no images", images)
-        engine = ModelEnsemble([model], options)
-        request = OutputRequest(cv_validation_dir(work_dir, config, fold), model.plans["labels"], {}, probabilities=True)
-        request.output_dir.mkdir(parents=True, exist_ok=True)
-        spec = InputSpec(model.num_channels)
-        # the validation folder holds only what find-best reads: no report, and any failure stops (exit 2)
-        predict_cases(engine, [by_id[c] for c in case_ids], spec, request,
-                      RunOptions(fail_fast=True, write_report=False, show_progress=False), images)
-        done += len(case_ids)
-    return done
+    absent = [c for c in case_ids if c not in by_id]
+    if absent:
+        raise UserError(f"validation case(s) {', '.join(absent[:5])} of fold {fold} have no images", images)
+    model = load_model(model_dir(work_dir, config), config, [str(fold)], checkpoint, device)
+    engine = ModelEnsemble([model], InferenceOptions(tta=tta, save_probabilities=True))
+    request = OutputRequest(folder, model.plans["labels"], {}, probabilities=True)
+    request.output_dir.mkdir(parents=True, exist_ok=True)
+    # the validation folder holds only what find-best reads: no report, and any failure stops (exit 2)
+    predict_cases(engine, [by_id[c] for c in case_ids], InputSpec(model.num_channels), request,
+                  RunOptions(fail_fast=True, write_report=False, show_progress=False), images)
+    return len(case_ids)

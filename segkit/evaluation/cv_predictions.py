@@ -52,6 +52,42 @@ def cv_files_from_splits(work_dir: Path, config: str) -> dict[str, Path]:
     return files
 
 
+def cv_label_maps(work_dir: Path, config: str, splits: list[dict], file_ending: str
+                  ) -> tuple[dict[str, Path], dict[int, list[str]]]:
+    """Case id -> the `<CASE><file_ending>` label map its fold predicted, and per fold the cases without one.
+
+    A cascade stage trains on these (segkit.training.cascade): each case as the previous stage
+    predicted it while the case was held out.
+    """
+    found: dict[str, Path] = {}
+    missing: dict[int, list[str]] = {}
+    for fold, split in enumerate(splits):
+        folder = cv_validation_dir(work_dir, config, fold)
+        for case in split["val"]:
+            path = folder / f"{case}{file_ending}"
+            if path.is_file() and (folder / f"{case}.npz").is_file():
+                found[str(case)] = path
+            else:
+                missing.setdefault(fold, []).append(str(case))
+    return found, missing
+
+
+def cv_status(work_dir: Path, plans: dict) -> dict[str, str]:
+    """Each planned configuration with a model folder: "complete" (every fold's CV probabilities are there) or why not.
+
+    `find-best` without --configs compares the complete ones, so a cascade stage joins the
+    comparison (alone and in pairs) as soon as its cross-validation predictions exist.
+    """
+    status = {}
+    for config in plans.get("configurations") or {}:
+        if not splits_path(model_dir(work_dir, config)).is_file():
+            continue
+        missing = sum(1 for fold, split in enumerate(cv_splits(work_dir, config)) for case in split["val"]
+                      if not (cv_validation_dir(work_dir, config, fold) / f"{case}.npz").is_file())
+        status[config] = "complete" if missing == 0 else f"{missing} CV prediction(s) missing"
+    return status
+
+
 def cv_files_from_dir(folder: Path) -> dict[str, Path]:
     """Case id -> npz of every <CASE>.npz in a folder."""
     if not folder.is_dir():

@@ -21,6 +21,7 @@ from segkit.errors import UserError
 from segkit.evaluation.cv_predictions import (
     cv_files_from_dir,
     cv_files_from_splits,
+    cv_status,
     label_conversion,
     output_classes,
     probabilities_to_labels,
@@ -173,19 +174,34 @@ def decide_postprocessing(results: list[dict], classes: dict[str, list[int]]) ->
     return {"foreground_lcc": foreground_lcc, "lcc_classes": lcc_classes}, table
 
 
-def find_best(work_dir: str | Path, configs: Sequence[str], reference: str | Path | None = None,
+def default_configs(work_dir: Path, plans: dict, predict_missing: bool) -> tuple[list[str], dict[str, str]]:
+    """Without --configs: every trained configuration whose CV predictions are complete (all trained ones with
+    --predict-missing, which completes them), in plan order; and why each other model folder was left out."""
+    status = cv_status(work_dir, plans)
+    chosen = [c for c, state in status.items() if state == "complete" or predict_missing]
+    if not chosen:
+        raise UserError("no configuration with complete cross-validation predictions under models/; train every "
+                        "fold (or pass --predict-missing, or --configs)", work_dir)
+    return chosen, {c: state for c, state in status.items() if c not in chosen}
+
+
+def find_best(work_dir: str | Path, configs: Sequence[str] | None, reference: str | Path | None = None,
               cv_dirs: dict[str, Path] | None = None, ensembles: bool = True, num_workers: int = 1,
               predict_missing: dict | None = None) -> dict:
     """Choose the configuration(s) and the post-processing from CV predictions; returns find_best.json's content.
 
+    configs None: every configuration whose CV predictions are complete (`default_configs`).
     predict_missing (e.g. {"checkpoint": "final", "device": "auto", "tta": True}) first predicts
     absent validation cases of configurations without a --cv-dir, from the reference dataset's imagesTr.
     """
     work_dir = Path(work_dir)
+    plans = read_plans_dict(plans_path(work_dir))
+    left_out: dict[str, str] = {}
+    if configs is None:
+        configs, left_out = default_configs(work_dir, plans, predict_missing is not None)
     configs = list(dict.fromkeys(configs))
     if not configs:
         raise UserError("--configs needs at least one configuration")
-    plans = read_plans_dict(plans_path(work_dir))
     classes, conversion = output_classes(plans), label_conversion(plans)
     root = reference_root(reference, work_dir)
     if predict_missing is not None:
@@ -219,7 +235,8 @@ def find_best(work_dir: str | Path, configs: Sequence[str], reference: str | Pat
                  "find-best: final")
     final_dice = mean_dice(final, "final", classes)
     return {
-        "format": FIND_BEST_FORMAT, "configurations": configs, "num_cases": len(cases), "classes": classes,
+        "format": FIND_BEST_FORMAT, "configurations": configs, "left_out": left_out, "num_cases": len(cases),
+        "classes": classes,
         "cv_sources": {c: str((cv_dirs or {}).get(c, validation_dir(model_dir(work_dir, c), "*")))
                        for c in configs},
         "candidates": [{"name": n, "members": candidates[n], "mean_dice": table[n],

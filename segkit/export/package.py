@@ -12,6 +12,8 @@ Zip layout (member names are fixed; nothing else is allowed in the archive)::
                                            sha256 + size of every other member
     <config>/plans.json, <config>/dataset.json, <config>/pruning.json (UNet++, when chosen)
     <config>/fold_<k>/checkpoint_<kind>.pt the chosen folds' weights (torch.save, weights_only-loadable)
+    <previous>/...                         a cascade stage's previous stage (plans, dataset.json, the same
+                                           folds' checkpoints; manifest "previous_stages"): it runs first
     postprocessing.json                    find-best's decision for this model, when it has one
 
 ``segkit.export.unpack.unpack_model`` verifies and extracts such a package for prediction
@@ -34,8 +36,9 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
+from segkit.planning.plans import previous_stage_of, read_plans_dict
 from segkit.version import __version__
-from segkit.workdir import model_dataset_path, plans_path, pruning_path
+from segkit.workdir import model_dataset_path, plans_path, pruning_path, sibling_model_dir
 
 PACKAGE_FORMAT = "segkit-model-package-2"
 LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
@@ -67,29 +70,50 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
                     find_best: str | Path | None = None) -> tuple[dict[str, Path | bytes], dict]:
     """(member name -> source file or bytes, manifest fields) of the package for a model."""
     from segkit.inference.choice import chosen_model
-    from segkit.inference.model import find_folds
 
     choice = chosen_model(model, configuration, find_best)
     members: dict[str, Path | bytes] = {}
     chosen_folds = {}
+    previous_stages = {}
     for name, model_dir in choice.model_dirs.items():
-        members[f"{name}/plans.json"] = plans_path(model_dir)
-        if model_dataset_path(model_dir).is_file():
-            members[f"{name}/dataset.json"] = model_dataset_path(model_dir)
-        if pruning_path(model_dir).is_file():
-            members[f"{name}/pruning.json"] = pruning_path(model_dir)
-        found = find_folds(model_dir, list(folds) if folds else None, checkpoint)
-        for fold, path in found:
-            _check_checkpoint(path)
-            members[f"{name}/fold_{fold}/{path.name}"] = path
+        found = _add_configuration(members, name, model_dir, list(folds) if folds else None, checkpoint)
         chosen_folds[name] = [fold for fold, _ in found]
+        # a cascade stage travels with its previous stage (the same folds), which it runs first on every case
+        stage, stage_dir = name, model_dir
+        while (previous := previous_stage_of(read_plans_dict(plans_path(stage_dir)), stage)) is not None:
+            stage_dir = sibling_model_dir(stage_dir, previous)
+            if not stage_dir.is_dir():
+                raise UserError(f"{stage} is a cascade stage: its previous stage {previous} is needed beside it",
+                                stage_dir)
+            _add_configuration(members, previous, stage_dir, chosen_folds[name], checkpoint)
+            previous_stages[stage] = {"configuration": previous, "folds": chosen_folds[name]}
+            stage = previous
     if choice.postprocessing is not None:
         members[POSTPROCESSING_MEMBER] = (json.dumps({"members": list(choice.model_dirs),
                                                       "postprocessing": choice.postprocessing}, indent=2)
                                           + "\n").encode()
     info = {"configurations": list(choice.model_dirs), "folds": chosen_folds, "checkpoint": checkpoint,
             "postprocessing": choice.postprocessing, "postprocessing_note": choice.note}
+    if previous_stages:
+        info["previous_stages"] = previous_stages
     return members, info
+
+
+def _add_configuration(members: dict[str, Path | bytes], name: str, model_dir: Path, folds: list[str] | None,
+                       checkpoint: str) -> list[tuple[str, Path]]:
+    """Add one configuration's plans, dataset.json, pruning.json and fold checkpoints to the members; return the folds found."""
+    from segkit.inference.model import find_folds
+
+    members[f"{name}/plans.json"] = plans_path(model_dir)
+    if model_dataset_path(model_dir).is_file():
+        members[f"{name}/dataset.json"] = model_dataset_path(model_dir)
+    if pruning_path(model_dir).is_file():
+        members[f"{name}/pruning.json"] = pruning_path(model_dir)
+    found = find_folds(model_dir, folds, checkpoint)
+    for fold, path in found:
+        _check_checkpoint(path)
+        members[f"{name}/fold_{fold}/{path.name}"] = path
+    return found
 
 
 def _member_digest(source: Path | bytes) -> dict:

@@ -11,9 +11,22 @@ from typing import TYPE_CHECKING
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json
-from segkit.planning.plans import label_mode_of, read_plans_dict, spatial_dims_of
+from segkit.planning.plans import (
+    label_mode_of,
+    network_in_channels,
+    previous_stage_of,
+    read_plans_dict,
+    spatial_dims_of,
+)
 from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
-from segkit.workdir import checkpoint_path, fold_dir, is_work_dir, model_dataset_path, plans_path
+from segkit.workdir import (
+    checkpoint_path,
+    fold_dir,
+    is_work_dir,
+    model_dataset_path,
+    plans_path,
+    sibling_model_dir,
+)
 from segkit.workdir import model_dir as model_dir_of
 
 if TYPE_CHECKING:               # torch is imported where a model is loaded, not with this module
@@ -39,6 +52,7 @@ class LoadedModel:
     device: torch.device
     checkpoint: str = "final"
     extra: dict = field(default_factory=dict)
+    previous: LoadedModel | None = None   # a cascade stage's previous stage (same folds), run first on each case
 
     @property
     def entry(self) -> dict:
@@ -118,15 +132,16 @@ def find_folds(model_dir: Path, folds: Sequence[str] | None, checkpoint: str) ->
     return found
 
 
-def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict) -> None:
+def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict, configuration: str) -> None:
     """Refuse folds whose architectures differ from each other or whose channels differ from plans."""
     first_fold, first_path, first = checkpoints[0]
+    in_channels = network_in_channels(plans, configuration)
     for fold, path, checkpoint in checkpoints:
         if checkpoint["architecture"] != first["architecture"]:
             raise UserError(f"fold {fold} has a different architecture from fold {first_fold}", path)
-        if int(checkpoint["in_channels"]) != int(plans["num_channels"]):
-            raise UserError(f"checkpoint expects {checkpoint['in_channels']} channels, plans.json "
-                            f"{plans['num_channels']}", path)
+        if int(checkpoint["in_channels"]) != in_channels:
+            raise UserError(f"checkpoint expects {checkpoint['in_channels']} input channels, plans.json's {configuration} "
+                            f"{in_channels}", path)
         if int(checkpoint["num_outputs"]) != int(plans["num_outputs"]):
             raise UserError(f"checkpoint has {checkpoint['num_outputs']} outputs, plans.json "
                             f"{plans['num_outputs']}", path)
@@ -146,7 +161,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     dataset_path = model_dataset_path(model_dir)
     dataset = read_json(dataset_path, "dataset.json") if dataset_path.is_file() else {}
     loaded = [(fold, path, load_checkpoint(path)) for fold, path in find_folds(model_dir, folds, checkpoint)]
-    check_consistent(loaded, plans)
+    check_consistent(loaded, plans, name)
     first = loaded[0][2]
     arch = dict(first["architecture"])
     network = build_network(arch, int(first["in_channels"]), int(first["num_outputs"]))
@@ -164,5 +179,22 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     network.to(torch_device).eval()
     if plans_orientation(plans) is None:
         print(f"warning: {model_dir}: {LEGACY_WARNING}", file=sys.stderr)
-    return LoadedModel(model_dir, plans, dataset, name, network, states, [f for f, _, _ in loaded], torch_device,
-                       checkpoint)
+    fold_names = [f for f, _, _ in loaded]
+    return LoadedModel(model_dir, plans, dataset, name, network, states, fold_names, torch_device, checkpoint,
+                       previous=load_previous_stage(model_dir, plans, name, fold_names, checkpoint, device))
+
+
+def load_previous_stage(model_dir: Path, plans: dict, configuration: str, folds: list[str], checkpoint: str,
+                        device: str) -> LoadedModel | None:
+    """A cascade stage's previous stage, from the model folder beside it, with the same folds; None otherwise."""
+    previous = previous_stage_of(plans, configuration)
+    if previous is None:
+        return None
+    folder = sibling_model_dir(model_dir, previous)
+    if not folder.is_dir():
+        raise UserError(f"{configuration} is a cascade stage: its previous stage {previous} is needed beside it", folder)
+    try:
+        return load_model(folder, previous, folds, checkpoint, device)
+    except UserError as err:
+        raise UserError(f"{configuration} needs {previous} with the same folds ({', '.join(folds)}): {err.message}",
+                        err.path) from None

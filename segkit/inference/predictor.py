@@ -6,10 +6,17 @@ post-processing decided for exactly that model. Every way into prediction (the C
 folder, dataset or DICOM study, `segkit.Predictor`, cross-validation predictions) runs these
 three steps through `segkit.inference.pipeline`:
 
-1. `prepare` (background thread): check channels, preprocess with each member's plans;
-2. `compute` (this thread): sliding window per fold, fold-averaged probabilities per member;
+1. `prepare` (background thread): check channels, preprocess with each stage's plans;
+2. `compute` (this thread): sliding window per fold, fold-averaged probabilities per stage;
 3. `finish` (background thread): revert to the input grid slab by slab, average the members,
    labels, post-processing.
+
+A cascade member (`3d_cascade_fullres`, `LoadedModel.previous` = its `3d_lowres` with the same
+folds) makes its previous stage a stage of the ensemble too: the stages run in order, each
+once per case (a previous stage that is also a member is not computed twice); the previous
+stage's label map on the input grid (no post-processing, as its cross-validation predictions
+the cascade trained on) is brought into the cascade's preprocessed space and appended as
+one-hot channels (`segkit.preprocessing.previous_stage`).
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ from segkit.inference.model import LoadedModel
 from segkit.inference.revert import MemberOutput, labels_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
 from segkit.io.image import Geometry
-from segkit.planning.plans import slice_axis_of
+from segkit.planning.plans import previous_stage_classes, slice_axis_of
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
+from segkit.preprocessing.previous_stage import one_hot_previous, previous_labels_into
 
 SOFTMAX_CHUNK_VOXELS = 1 << 22   # voxels per in-place softmax chunk (bounded temporary memory; a multiple of 4096)
 # plans fields every member of an ensemble must share (the meaning of the output channels)
@@ -50,7 +58,7 @@ class InferenceOptions:
 
 @dataclass
 class PreparedCase:
-    """A case after preprocessing: each member's network input and properties, plus the input geometry."""
+    """A case after preprocessing: each stage's network input and properties, plus the input geometry."""
 
     case_id: str
     data: list[np.ndarray]
@@ -127,6 +135,35 @@ def network_probabilities(model: LoadedModel, data: np.ndarray, options: Inferen
     return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy()
 
 
+def same_stage(a: LoadedModel, b: LoadedModel) -> bool:
+    """Whether two loaded models compute the same thing (one configuration of one folder, same folds and checkpoint)."""
+    return a is b or (a.model_dir.resolve() == b.model_dir.resolve() and a.configuration == b.configuration
+                      and list(a.folds) == list(b.folds) and a.checkpoint == b.checkpoint)
+
+
+def stage_order(members: list[LoadedModel]) -> list[LoadedModel]:
+    """Every model a case needs, each once, previous stages before the cascade stages that read them."""
+    order: list[LoadedModel] = []
+
+    def add(model: LoadedModel) -> None:
+        if model.previous is not None:
+            add(model.previous)
+        if not any(same_stage(model, stage) for stage in order):
+            order.append(model)
+
+    for member in members:
+        add(member)
+    return order
+
+
+def previous_stage_input(previous: LoadedModel, probabilities: np.ndarray, previous_properties: dict,
+                         stage: LoadedModel, stage_properties: dict) -> np.ndarray:
+    """The previous stage's label map on the input grid, on the cascade stage's preprocessed grid, one-hot."""
+    labels, _ = labels_on_input_grid([MemberOutput(probabilities, previous_properties, previous.plans,
+                                                   previous.configuration)], previous.plans)
+    return one_hot_previous(previous_labels_into(labels, stage_properties), previous_stage_classes(stage.plans))
+
+
 @dataclass
 class ModelEnsemble:
     """One or more configurations (members) whose probabilities are averaged, and their post-processing."""
@@ -135,6 +172,8 @@ class ModelEnsemble:
     options: InferenceOptions = InferenceOptions()
     postprocessing: dict | None = None
     identity: dict = field(default_factory=dict)
+    stages: list[LoadedModel] = field(init=False, default_factory=list)   # what runs per case, in order
+    member_stages: list[int] = field(init=False, default_factory=list)   # the stage each member's output is
 
     def __post_init__(self) -> None:
         """Refuse members with different outputs or channels, and bad options, before any case is read."""
@@ -144,8 +183,11 @@ class ModelEnsemble:
                 if member.plans.get(key) != first.plans.get(key):
                     raise UserError(f"ensemble members {first.configuration} and {member.configuration} differ in "
                                     f"plans {key!r}", member.model_dir)
-        for member in self.members:
-            window_settings(member, self.options)
+        self.stages = stage_order(self.members)
+        self.member_stages = [next(i for i, stage in enumerate(self.stages) if same_stage(member, stage))
+                              for member in self.members]
+        for stage in self.stages:
+            window_settings(stage, self.options)
 
     @property
     def plans(self) -> dict:
@@ -178,29 +220,40 @@ class ModelEnsemble:
         if images.shape[0] != self.num_channels:
             raise UserError(f"case {case_id!r} has {images.shape[0]} channel(s), the model needs {self.num_channels}")
         data, properties, warnings = [], [], []
-        for member in self.members:
-            # every member reorients to its plans' canonical frame; revert maps each back exactly
-            member_data, member_properties = preprocess_images(images, geometry.array_spacing, member.plans,
-                                                               member.configuration, direction=geometry.direction)
-            data.append(member_data)
-            properties.append(member_properties)
-            warnings += [w for w in input_orientation_warnings(member, case_id, geometry) if w not in warnings]
+        for stage in self.stages:
+            # every stage reorients to its plans' canonical frame; revert maps each back exactly
+            stage_data, stage_properties = preprocess_images(images, geometry.array_spacing, stage.plans,
+                                                             stage.configuration, direction=geometry.direction)
+            data.append(stage_data)
+            properties.append(stage_properties)
+            warnings += [w for w in input_orientation_warnings(stage, case_id, geometry) if w not in warnings]
         return PreparedCase(case_id, data, properties, geometry, {"warnings": warnings} if warnings else {})
 
     def compute(self, prepared: PreparedCase) -> list[np.ndarray]:
-        """Each member's fold-averaged probabilities in its preprocessed space (the network's work)."""
-        outputs = [network_probabilities(member, data, self.options)
-                   for member, data in zip(self.members, prepared.data)]
+        """Each member's fold-averaged probabilities in its preprocessed space (the network's work).
+
+        Stages run in order; a cascade stage first gets its previous stage's segmentation as extra channels.
+        """
+        outputs: list[np.ndarray] = []
+        for index, stage in enumerate(self.stages):
+            data = prepared.data[index]
+            if stage.previous is not None:
+                source = next(i for i, s in enumerate(self.stages[:index]) if same_stage(stage.previous, s))
+                extra = previous_stage_input(self.stages[source], outputs[source], prepared.properties[source],
+                                             stage, prepared.properties[index])
+                data = np.concatenate([data, extra])
+            outputs.append(network_probabilities(stage, data, self.options))
+            del data
         prepared.data = []   # the network inputs are no longer needed: free them before the revert
-        return outputs
+        return [outputs[i] for i in self.member_stages]
 
     def finish(self, prepared: PreparedCase, probabilities: list[np.ndarray],
                keep_probabilities: npt.DTypeLike | None = None) -> CasePrediction:
         """Revert onto the input grid (slab-wise), average members, labels, post-processing."""
         from segkit.evaluation.postprocess import apply_postprocessing
 
-        outputs = [MemberOutput(p, props, m.plans, m.configuration)
-                   for p, props, m in zip(probabilities, prepared.properties, self.members)]
+        outputs = [MemberOutput(p, prepared.properties[stage], m.plans, m.configuration)
+                   for p, stage, m in zip(probabilities, self.member_stages, self.members)]
         labels, kept = labels_on_input_grid(outputs, self.plans, keep_probabilities)
         if labels.shape != prepared.geometry.array_shape:
             raise RuntimeError(f"reverted shape {labels.shape} differs from the input {prepared.geometry.array_shape}")

@@ -68,4 +68,8 @@ def load_ensemble(model: str | Path, configuration: str | Sequence[str] | None =
                 "checkpoint": checkpoint, "postprocessing": decision}
     if choice.note and postprocess:
         identity["postprocessing_note"] = choice.note
+    previous = {m.configuration: f"{m.previous.configuration} folds {', '.join(m.previous.folds)}"
+                for m in members if m.previous is not None}
+    if previous:
+        identity["previous_stages"] = previous
     return ModelEnsemble(members, options or InferenceOptions(), decision, identity)

@@ -158,7 +158,14 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
     relative_size = fingerprint["median_relative_size_after_crop"]
     own = [normalization_for_channel(name, statistics[str(i)], relative_size) for i, name in enumerate(info.channel_list)]
     normalization, channel_map = match_normalization(source.plans, info.channel_list, own, source.path)
-    entries = {name: adopt_configuration(source.plans["configurations"][name], fingerprint, info.num_channels,
+    for name in chosen:
+        previous = source.plans["configurations"][name].get("previous_stage")
+        if previous and previous not in chosen:
+            raise UserError(f"--like: {name} is a cascade stage refining {previous}; plan {previous} with it",
+                            source.path)
+    entries = {name: adopt_configuration(source.plans["configurations"][name], fingerprint,
+                                         info.num_channels + (len(outputs) if source.plans["configurations"][name]
+                                                              .get("previous_stage") else 0),
                                          num_outputs, budget, info.labels, source.path, name) for name in chosen}
     first_arch = entries[chosen[0]]["architecture"]
     return {

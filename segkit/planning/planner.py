@@ -1,10 +1,15 @@
-"""Plan configurations (3d_fullres, 2d, 3d_lowres) within a memory budget.
+"""Plan configurations (3d_fullres, 2d, 3d_lowres, 3d_cascade_fullres) within a memory budget.
 
 For each configuration the planner fixes the target spacing, then spends the budget in
 this order: the largest patch up to the median image, then depth, then width (for registered
 families marked `grows`; for a family with `presets`, such as stunet, the largest preset that fits
 at that patch instead), then batch size. Every candidate is priced by the bytes-level memory
 model in `segkit.planning.memory`; the chosen prediction and the budget go into plans.json.
+
+Whenever `3d_lowres` is planned (the full-resolution patch covers under a quarter of the median
+image), `3d_cascade_fullres` is planned with it: full-resolution geometry, `previous_stage:
+"3d_lowres"`, and a network whose input adds one channel per foreground class or region (the
+low-resolution stage's segmentation, one-hot); it is priced with those extra input channels.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ MIN_BATCH = 2
 MAX_DATASET_FRACTION_PER_BATCH = 0.05
 LOWRES_PATCH_COVERAGE = 0.25
 LOWRES_SPACING_STEP = 1.03
+CASCADE = "3d_cascade_fullres"
+LOWRES = "3d_lowres"
 GIB = 1024 ** 3
 
 
@@ -270,10 +277,14 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
         slice_axis = int(np.argmax(target_spacing))
         configurations["2d"] = plan_configuration("2d", target_spacing, median_shape, num_cases, price, options,
                                                   slice_axis=slice_axis)
-    if "3d_lowres" in options.configurations:
+    if LOWRES in options.configurations or CASCADE in options.configurations:
         lowres = lowres_spacing_and_shape(fingerprint, target_spacing, fullres["patch_size"])
         if lowres is not None:
-            configurations["3d_lowres"] = plan_configuration("3d_lowres", lowres[0], lowres[1], num_cases, price, options)
+            configurations[LOWRES] = plan_configuration(LOWRES, lowres[0], lowres[1], num_cases, price, options)
+            # the refinement stage: full resolution, the lowres segmentation one-hot as extra input channels
+            cascade_price = _Pricer(info.num_channels + len(outputs), num_outputs)
+            configurations[CASCADE] = plan_configuration(CASCADE, target_spacing, median_shape, num_cases,
+                                                         cascade_price, options) | {"previous_stage": LOWRES}
     for entry in configurations.values():
         set_mirror_axes(entry, info.annotation_labels, directions)
     statistics = fingerprint["foreground_intensity_statistics"]

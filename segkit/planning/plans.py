@@ -46,6 +46,25 @@ def slice_axis_of(entry: Mapping[str, Any]) -> int | None:
     return int(entry.get("slice_axis", DEFAULT_SLICE_AXIS)) if spatial_dims_of(entry) == 2 else None
 
 
+def previous_stage_of(plans: Mapping[str, Any], configuration: str) -> str | None:
+    """The configuration whose predictions a cascade stage takes as extra input ('3d_lowres'), or None."""
+    entry = (plans.get("configurations") or {}).get(configuration) or {}
+    value = entry.get("previous_stage")
+    return str(value) if value else None
+
+
+def previous_stage_classes(plans: Mapping[str, Any]) -> list[list[int]]:
+    """Label values of each one-hot channel a cascade stage gets: one per foreground class or region, in output order."""
+    return [[int(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+            for values in (plans.get("outputs") or {}).values()]
+
+
+def network_in_channels(plans: Mapping[str, Any], configuration: str) -> int:
+    """Input channels of a configuration's network: the image channels, plus the previous stage's one-hot for a cascade."""
+    extra = len(previous_stage_classes(plans)) if previous_stage_of(plans, configuration) else 0
+    return int(plans["num_channels"]) + extra
+
+
 def _ints(value: Any, what: str, source: Path | None) -> tuple[int, ...]:
     """A list of integers as a tuple; UserError otherwise."""
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
@@ -195,6 +214,11 @@ class Plans:
             raise UserError("plans: 'configurations' must be an object", source)
         order = data.get("regions_class_order")
         num_channels = int(_require(data, "num_channels", "plans.json", source))
+        for name, entry in configurations.items():
+            previous = entry.get("previous_stage") if isinstance(entry, Mapping) else None
+            if previous and (previous == name or previous not in configurations):
+                raise UserError(f"plans: configuration {name!r} names previous_stage {previous!r}, which is not "
+                                "another configuration of this plan", source)
         return cls(dataset_name=str(data.get("dataset_name", "")), num_channels=num_channels,
                    channel_names=tuple(str(c) for c in data.get("channel_names") or
                                        [str(i) for i in range(num_channels)]),
@@ -206,6 +230,10 @@ class Plans:
                    configurations=MappingProxyType({name: Configuration.from_json(name, entry, source)
                                                     for name, entry in configurations.items()}),
                    raw=MappingProxyType(dict(data)), source=source)
+
+    def in_channels(self, name: str) -> int:
+        """Network input channels of a configuration (image channels + the previous stage's one-hot for a cascade)."""
+        return network_in_channels(self.raw, self.configuration(name).name)
 
     def configuration(self, name: str) -> Configuration:
         """One configuration; UserError naming the known ones when it is absent."""

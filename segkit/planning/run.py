@@ -10,7 +10,7 @@ from segkit.io.dataset import DatasetInfo, load_dataset, training_cases
 from segkit.networks.registry import family_names
 from segkit.planning.memory_search import tradeoff_table
 from segkit.planning.planner import GIB, PlanOptions, detect_budget, plan_dataset
-from segkit.planning.plans import write_plans
+from segkit.planning.plans import network_in_channels, write_plans
 from segkit.planning.summary import plans_summary
 from segkit.workdir import fingerprint_path, plans_path, resolve_work_dir
 
@@ -94,4 +94,4 @@ def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_worker
 def tradeoff_text(plans: dict, budget: int) -> str:
     """The memory model's reversible-vs-plain trade-off table for the full-resolution configuration."""
     entry = plans["configurations"]["3d_fullres"]
-    return tradeoff_table(entry, budget, plans["num_channels"], plans["num_outputs"])
+    return tradeoff_table(entry, budget, network_in_channels(plans, "3d_fullres"), plans["num_outputs"])

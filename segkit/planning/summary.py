@@ -36,6 +36,8 @@ def configuration_summary(name: str, entry: dict) -> str:
         ("predicted peak", f"{format_bytes(memory['predicted_peak_bytes'])} of {format_bytes(memory['budget_bytes'])}"
                            + ("" if memory.get("fits_budget", True) else "  (DOES NOT FIT: smallest patch used)")),
     ]
+    if entry.get("previous_stage"):
+        rows.insert(0, ("cascade", f"refines {entry['previous_stage']}'s segmentation (one-hot, extra input channels)"))
     return f"{name}\n{format_table(rows)}"
 
 

@@ -78,7 +78,7 @@ def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | 
     if not cases:
         raise UserError("no training cases found", info.root)
     summaries = []
-    done_by_hash: dict[str, Path] = {}
+    done_by_hash = earlier_folders(work, plans, configs)
     for config in configs:
         out_dir = preprocessed_dir(work, config)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +90,20 @@ def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | 
         done_by_hash.setdefault(plans_hash, out_dir)
         summaries.append(PreprocessSummary(config, out_dir, len(tasks), skipped, len(reused)))
     return summaries
+
+
+def earlier_folders(work: Path, plans: dict, configs: list[str]) -> dict[str, Path]:
+    """Preprocessed folders of other planned configurations already on disk, by preprocessing hash.
+
+    E.g. 3d_cascade_fullres preprocesses exactly like 3d_fullres: preprocessed later, it links
+    3d_fullres's finished cases instead of recomputing them.
+    """
+    folders: dict[str, Path] = {}
+    for config in plans.get("configurations") or {}:
+        folder = preprocessed_dir(work, config)
+        if config not in configs and folder.is_dir():
+            folders.setdefault(preprocessing_fingerprint(plans, config), folder)
+    return folders
 
 
 def reuse_from_earlier(tasks: list[CaseTask], source_dir: Path | None, out_dir: Path) -> set[str]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from segkit.errors import UserError
+from segkit.preprocessing.previous_stage import one_hot_previous
 from segkit.preprocessing.store import case_paths, load_array, read_properties
 
 FOREGROUND_FRACTION = 1 / 3
@@ -28,12 +29,28 @@ FOREGROUND_FRACTION = 1 / 3
 
 @dataclass
 class Case:
-    """One preprocessed case: data (C, z, y, x) float32 and seg (z, y, x) int16, memory-mapped."""
+    """One preprocessed case: data (C, z, y, x) float32 and seg (z, y, x) int16, memory-mapped.
+
+    A cascade stage's case also holds `previous`: the previous stage's cross-validation label map
+    of the case on the same grid (int16 z, y, x; segkit.training.cascade), and `previous_classes`,
+    the label values of each one-hot channel the network gets from it. The patch sampler moves
+    `previous` with the labels (augmented, then one-hot: segkit.training.augmentation);
+    validation reads `network_input()`, which appends the one-hot channels as prediction does.
+    """
 
     case_id: str
     data: np.ndarray
     seg: np.ndarray
     properties: dict = field(default_factory=dict)
+    previous: np.ndarray | None = None
+    previous_classes: list[list[int]] | None = None
+
+    def network_input(self, region: tuple[slice, ...] = ()) -> np.ndarray:
+        """float32 (C, ...) network input of the case or a region of it: data, plus a cascade stage's one-hot channels."""
+        data = np.array(self.data[(slice(None),) + tuple(region)], dtype=np.float32)
+        if self.previous is None or self.previous_classes is None:
+            return data
+        return np.concatenate([data, one_hot_previous(self.previous[region], self.previous_classes)])
 
     @property
     def foreground_locations(self) -> list[np.ndarray]:
@@ -114,7 +131,7 @@ class PatchSampler:
         return index >= round(self.batch_size * (1 - self.foreground_fraction))
 
     def _sample_one(self, case: Case, force_fg: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One (data, seg) patch from one case."""
+        """One (data, seg) patch from one case; seg is (1, ...) or, with a previous stage, (2, ...) with its labels."""
         locations = case.foreground_locations if force_fg else []
         if not locations and case.annotated_locations is not None:
             locations = [case.annotated_locations]
@@ -122,21 +139,27 @@ class PatchSampler:
         if locations:
             voxels = locations[int(rng.integers(len(locations)))]
             centre = voxels[int(rng.integers(len(voxels)))]
-        data, seg = case.data, case.seg
+        data, seg = case.data, case.seg[None]
+        if case.previous is not None:   # moved with the labels by the spatial transforms; 0 (background) outside
+            seg = np.stack([case.seg, case.previous])
         if self.spatial_dims == 2:
-            z = int(centre[0]) if centre is not None else int(rng.integers(seg.shape[0]))
-            data, seg = data[:, z], seg[z]
+            z = int(centre[0]) if centre is not None else int(rng.integers(seg.shape[1]))
+            data, seg = data[:, z], seg[:, z]
             centre = centre[1:] if centre is not None else None
         size = list(self.sample_size)
-        lower = _centred_lower(seg.shape, size, centre) if centre is not None else _random_lower(seg.shape, size, rng)
-        return _crop_with_padding(data, lower, size, 0.0), _crop_with_padding(seg, lower, size, -1)
+        shape = seg.shape[1:]
+        lower = _centred_lower(shape, size, centre) if centre is not None else _random_lower(shape, size, rng)
+        cropped = _crop_with_padding(seg, lower, size, -1)
+        if case.previous is not None:
+            cropped[1][cropped[1] < 0] = 0
+        return _crop_with_padding(data, lower, size, 0.0), cropped
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """A batch {"data": (B, C, *size) float32, "seg": (B, 1, *size) float32}."""
+        """A batch {"data": (B, C, *size) float32, "seg": (B, 1 or 2, *size) float32}."""
         pairs = [self._sample_one(self.cases[int(rng.integers(len(self.cases)))], self._forced_foreground(i, rng), rng)
                  for i in range(self.batch_size)]
         data = np.stack([p[0] for p in pairs]).astype(np.float32)
-        seg = np.stack([p[1] for p in pairs])[:, None].astype(np.float32)
+        seg = np.stack([p[1] for p in pairs]).astype(np.float32)
         return {"data": data, "seg": seg}
 
 

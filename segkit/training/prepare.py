@@ -11,11 +11,20 @@ from pathlib import Path
 import torch
 
 from segkit.errors import UserError
+from segkit.io.dataset import load_dataset
 from segkit.jsonio import atomic_path, read_json
 from segkit.networks import build_network
-from segkit.planning.plans import label_mode_of, read_plans_dict, slice_axis_of, write_plans
+from segkit.planning.plans import (
+    label_mode_of,
+    network_in_channels,
+    previous_stage_of,
+    read_plans_dict,
+    slice_axis_of,
+    write_plans,
+)
 from segkit.training import distributed as dd
 from segkit.training import memory_backoff
+from segkit.training.cascade import cascade_splits, previous_label_maps, with_previous
 from segkit.training.checkpoint import plans_sha256
 from segkit.training.extension import resumed_recipe
 from segkit.training.fitting import fit_to_cpu_budget
@@ -89,7 +98,8 @@ def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_ty
     if request.pretrained or request.resume:   # a fit would change the architecture the weights belong to
         return entry
     autocast, _ = make_autocast(torch.device(device_type), precision)
-    chosen, record = fit_to_cpu_budget(entry, plans["num_channels"], plans["num_outputs"], request.time_budget_min * 60,
+    chosen, record = fit_to_cpu_budget(entry, network_in_channels(plans, request.configuration), plans["num_outputs"],
+                                       request.time_budget_min * 60,
                                        build_network, log=lambda m: print(m, flush=True), min_width=min_width,
                                        autocast=autocast, startup_s=startup_s)
     record["precision"] = precision
@@ -100,8 +110,8 @@ def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_ty
     return chosen
 
 
-def _memory_fitted_entry(plans: dict, entry: dict, recipe: Recipe, device: torch.device, precision: str,
-                         info: dd.DistInfo) -> tuple[dict, dict | None]:
+def _memory_fitted_entry(plans: dict, configuration: str, entry: dict, recipe: Recipe, device: torch.device,
+                         precision: str, info: dd.DistInfo) -> tuple[dict, dict | None]:
     """The entry after the out-of-memory back-off (memory_backoff.py) on CUDA (unchanged when it fits), and the probe's record."""
     if device.type not in memory_backoff.PROBE_DEVICE_TYPES:
         return entry, None
@@ -109,7 +119,7 @@ def _memory_fitted_entry(plans: dict, entry: dict, recipe: Recipe, device: torch
 
     def probe(candidate: dict) -> dict:
         """The probe steps at this rank's share of the candidate's batch."""
-        return memory_backoff.probe_step(candidate, plans["num_channels"], plans["num_outputs"],
+        return memory_backoff.probe_step(candidate, network_in_channels(plans, configuration), plans["num_outputs"],
                                          label_mode_of(plans), recipe,
                                          dd.per_rank_batch_size(candidate["batch_size"], info), device, autocast,
                                          build_network)
@@ -163,6 +173,19 @@ def _recipe(request: TrainRequest, device_type: str, fold_dir: Path) -> tuple[Re
     return recipe.override(overrides), reason, overrides
 
 
+def predicts_validation(request: TrainRequest, plans: dict, fold: int | None) -> bool:
+    """Whether the run ends by predicting its fold's validation cases: as asked, else for both stages of a cascade.
+
+    The previous stage's are the cascade's training input; the cascade's feed find-best.
+    """
+    if fold is None:
+        return False
+    if request.predict_validation is not None:
+        return request.predict_validation
+    return previous_stage_of(plans, request.configuration) is not None or any(
+        previous_stage_of(plans, name) == request.configuration for name in plans["configurations"])
+
+
 def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, started: float) -> TrainSetup:
     """Everything `train` needs, checked; rank 0 writes the model dir files."""
     work = resolve_work_dir(request.dataset, request.work_dir)
@@ -180,10 +203,14 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     case_ids = preprocessed_case_ids(folder)
     models = model_dir(work, request.configuration)
     fold_dir = fold_path(models, fold)
+    previous_stage = previous_stage_of(plans, request.configuration)
+    if previous_stage is not None:
+        splits = cascade_splits(work, request.configuration, previous_stage, case_ids, write=info.is_main)
     if fold is None:
         train_ids = val_ids = case_ids
     else:
-        splits = load_or_make_splits(splits_path(models), case_ids, write=info.is_main)
+        if previous_stage is None:
+            splits = load_or_make_splits(splits_path(models), case_ids, write=info.is_main)
         if fold >= len(splits):
             raise UserError(f"fold {fold} is out of range: splits.json has {len(splits)} folds", splits_path(models))
         train_ids, val_ids = splits[fold]["train"], splits[fold]["val"]
@@ -195,6 +222,11 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     dd.barrier(info)
     train_cases = _open_cases(folder, train_ids, plans, entry)
     val_cases = _open_cases(folder, val_ids, plans, entry)
+    if previous_stage is not None:   # a cascade stage: the previous stage's held-out predictions of every case
+        label_maps = previous_label_maps(work, request.configuration, previous_stage, splits, sorted({*train_ids, *val_ids}),
+                                         load_dataset(request.dataset).file_ending)
+        train_cases = [with_previous(c, label_maps[c.case_id], plans) for c in train_cases]
+        val_cases = [with_previous(c, label_maps[c.case_id], plans) for c in val_cases]
     precision = training_precision(request.precision, device_type)
     device = dd.device_for(device_type, info)
     if device.type == "cuda":
@@ -206,7 +238,7 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
         source = {"source_plans_sha256": plans_sha256(entry)}
         entry = _cpu_fitted_entry(request, plans, entry, device_type, info, recipe.min_width, precision,
                                   startup_s=time.monotonic() - started)
-        entry, probe = _memory_fitted_entry(plans, entry, recipe, device, precision, info)
+        entry, probe = _memory_fitted_entry(plans, request.configuration, entry, recipe, device, precision, info)
         for key in ("training_fit", "memory_fit"):
             if key in entry:
                 entry[key] |= source
@@ -215,6 +247,7 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
         _write_model_dir(models, plans, request.configuration, entry, Path(request.dataset))
     dd.barrier(info)
     notes = [f"recipe {recipe.name} ({recipe_reason})" + (f", overrides {overrides}" if overrides else ""),
+             *([f"cascade: input + {previous_stage}'s cross-validation segmentation (one-hot)"] if previous_stage else []),
              f"augmentation {recipe.augment}" + ("" if "augment" in overrides else f" (auto: recipe {recipe.name})"),
              f"fold {request.fold}: {len(train_ids)} training / {len(val_ids)} validation cases",
              f"precision {precision}" + (f" (auto on {device_type})" if request.precision == "auto" else "")]
@@ -236,4 +269,4 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
         recipe_overrides=overrides, seed=request.seed, time_budget_s=request.time_budget_s, started_at=started,
         early_stop=request.early_stop, validate_every=max(1, request.validate_every), resume=request.resume,
         precision=precision, speed=request.speed, num_workers=request.num_workers, progress=request.progress,
-        notes=notes, finetune=finetune)
+        notes=notes, finetune=finetune, predict_validation=predicts_validation(request, plans, fold))

@@ -36,6 +36,7 @@ class TrainRequest:
     pretrained_checkpoint: str | None = None
     freeze_encoder: int = 0
     warmup_steps: int | None = None
+    predict_validation: bool | None = None   # predict the fold's validation cases at the end (None: auto)
 
     @property
     def time_budget_s(self) -> float | None:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import torch
 
-from segkit.planning.plans import label_mode_of, spatial_dims_of
+from segkit.planning.plans import (
+    label_mode_of,
+    network_in_channels,
+    previous_stage_classes,
+    previous_stage_of,
+    spatial_dims_of,
+)
 from segkit.training.loader import Case
 from segkit.training.pretrained import FineTune
 from segkit.training.recipe import NNUNET, Recipe
@@ -40,6 +46,7 @@ class TrainSetup:
     progress: bool = True
     notes: list[str] = field(default_factory=list)
     finetune: FineTune | None = None     # --pretrained SOURCE and its options (segkit.training.pretrained)
+    predict_validation: bool = False     # after training, predict the fold's validation cases (evaluation.cv_predict)
 
     @property
     def spatial_dims(self) -> int:
@@ -52,6 +59,16 @@ class TrainSetup:
         if self.recipe.batch_dice is not None:
             return self.recipe.batch_dice
         return bool(self.config_entry.get("batch_dice", self.spatial_dims == 3))
+
+    @property
+    def in_channels(self) -> int:
+        """Network input channels: the image channels, plus the previous stage's one-hot for a cascade stage."""
+        return network_in_channels(self.plans, self.configuration)
+
+    @property
+    def previous_classes(self) -> list[list[int]] | None:
+        """A cascade stage's one-hot channels (label values each), None for a stage without a previous one."""
+        return previous_stage_classes(self.plans) if previous_stage_of(self.plans, self.configuration) else None
 
     @property
     def label_mode(self) -> str:

@@ -105,9 +105,9 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     torch.manual_seed(setup.seed)        # identical initial weights on every rank
     plans, entry, device, recipe = setup.plans, setup.config_entry, setup.device, setup.recipe
     patch = list(entry["patch_size"])
-    model = build_network(entry["architecture"], plans["num_channels"], plans["num_outputs"]).to(device)
+    model = build_network(entry["architecture"], setup.in_channels, plans["num_outputs"]).to(device)
     model = speed.apply_to_model(model, setup.speed, setup.spatial_dims, device)
-    ds_scales = deep_supervision_scales(model, plans["num_channels"], patch, device)
+    ds_scales = deep_supervision_scales(model, setup.in_channels, patch, device)
     optimizer = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
     tuning = FineTuning.start(setup, model, optimizer, info)   # pretrained weights, or a resumed run's settings
     autocast, scaler = make_autocast(device, setup.precision)
@@ -121,7 +121,7 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     sampler = PatchSampler(setup.train_cases, sample_size_for(patch, recipe.augment), batch_size, setup.spatial_dims,
                            recipe.foreground_fraction)
     transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
-                                recipe.augment, recipe.elastic, setup.ignore_label)
+                                recipe.augment, recipe.elastic, setup.ignore_label, setup.previous_classes)
     return Run(setup=setup, info=info, budget=make_budget(setup.time_budget_s, setup.started_at), model=model,
                net=net, optimizer=optimizer, scaler=scaler, autocast=autocast,
                loss_fn=build_loss(setup.label_mode, ds_scales, setup.use_batch_dice),
@@ -143,7 +143,7 @@ def decide_schedule(run: Run) -> Schedule:
             record_extension(setup.fold_dir, state.schedule, change, state.epoch)
         return state.schedule
     schedule = run.budget.calibrate(lambda count: _time_steps(run, count), lambda: estimate_validation_seconds(
-        run.model, run.val_cases, run.patch, setup.spatial_dims, setup.plans["num_channels"], setup.device,
+        run.model, run.val_cases, run.patch, setup.spatial_dims, setup.in_channels, setup.device,
         run.autocast), setup.recipe, setup.validate_every, info, lambda: state.step_seconds)
     state.schedule = schedule
     if info.is_main:
@@ -300,7 +300,7 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
     """Everything a checkpoint holds (tensors and primitives only)."""
     return {
         "format": ckpt.FORMAT, "network_state": model.state_dict(),
-        "architecture": setup.config_entry["architecture"], "in_channels": setup.plans["num_channels"],
+        "architecture": setup.config_entry["architecture"], "in_channels": setup.in_channels,
         "num_outputs": setup.plans["num_outputs"], "configuration": setup.configuration,
         "plans_sha256": ckpt.plans_sha256(setup.config_entry), "epoch": state.epoch - 1,
         "optimizer_state": optimizer.state_dict(), "scaler_state": scaler.state_dict() if scaler else {},

@@ -45,8 +45,7 @@ def validate(model: torch.nn.Module, cases: list, patch: Sequence[int], spatial_
     tp, fp, fn = (torch.zeros(num_classes, dtype=torch.float64) for _ in range(3))
     loss_sum = 0.0
     for case in cases:
-        logits = sliding_window_logits(model, np.array(case.data, dtype=np.float32), num_outputs, settings,
-                                       device)[None]
+        logits = sliding_window_logits(model, case.network_input(), num_outputs, settings, device)[None]
         target = torch.from_numpy(to_target(np.asarray(case.seg)[None, None]))
         loss_sum += float(loss_fn(logits, target))
         pred, truth = predicted_masks(logits, label_mode), target_masks(target, label_mode, num_outputs)
@@ -114,8 +113,9 @@ def sampled_cases(cases: list, patch: Sequence[int], fraction: float, seed: int)
             centre = voxels[int(rng.integers(len(voxels)))]
             lower = [int(np.clip(c - s // 2, 0, n - s)) for c, s, n in zip(centre, size, shape)]
             region = tuple(slice(lo, lo + s) for lo, s in zip(lower, size))
+            previous = np.array(case.previous[region]) if case.previous is not None else None
             out.append(Case(f"{case.case_id}@{index}", np.array(case.data[(slice(None),) + region]),
-                            np.array(case.seg[region]), {}))
+                            np.array(case.seg[region]), {}, previous, case.previous_classes))
     return out
 
 

@@ -162,3 +162,22 @@ def test_configuration_with_identical_preprocessing_links_instead_of_recomputing
     linked = work / "preprocessed" / "2d" / "phantom_001.npy"
     assert linked.stat().st_ino == (work / "preprocessed" / "3d_fullres" / "phantom_001.npy").stat().st_ino
     assert np.load(work / "preprocessed/3d_lowres/phantom_001.npy").shape[1] < np.load(linked).shape[1]
+
+
+def test_a_later_run_links_an_identical_configuration_already_on_disk(dataset, tmp_path, capsys):
+    """3d_cascade_fullres preprocessed after 3d_fullres links its arrays (same hash) instead of recomputing."""
+    work = tmp_path / "work"
+    plans = make_plans(target_spacing=(3.0, 1.5, 1.5))
+    fullres = plans["configurations"]["3d_fullres"]
+    plans["configurations"]["3d_lowres"] = {**fullres, "target_spacing": [6.0, 3.0, 3.0]}
+    plans["configurations"]["3d_cascade_fullres"] = {**fullres, "previous_stage": "3d_lowres"}
+    work.mkdir()
+    (work / "plans.json").write_text(json.dumps(plans))
+    assert main(["preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres"]) == 0
+    capsys.readouterr()
+    assert main(["preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_cascade_fullres", "3d_lowres"]) == 0
+    out = capsys.readouterr().out
+    assert "3d_cascade_fullres: 0 preprocessed, 0 already done, 3 linked from an identical configuration" in out
+    assert "3d_lowres: 3 preprocessed" in out
+    linked = work / "preprocessed" / "3d_cascade_fullres" / "phantom_001.npy"
+    assert linked.stat().st_ino == (work / "preprocessed" / "3d_fullres" / "phantom_001.npy").stat().st_ino

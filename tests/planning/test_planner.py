@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from segkit.cli import main
+from segkit.errors import UserError
 from segkit.io.dataset import load_dataset
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.planner import PlanOptions, plan_dataset
+from segkit.planning.plans import Plans, network_in_channels
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_to_topology, plan_topology
 
@@ -184,3 +186,32 @@ def test_fingerprint_records_each_cases_direction(tiny_dataset, tmp_path) -> Non
     image = read_image(sorted((tiny_dataset / "imagesTr").glob(f"{first['case_id']}_0000*"))[0])
     assert first["direction"] == pytest.approx(list(image.geometry.direction))
     assert not np.allclose(first["direction"], np.eye(3).ravel())   # the phantom is oblique
+
+
+def test_lowres_brings_the_cascade_priced_with_its_extra_input_channels(one_channel_info, tmp_path) -> None:
+    """3d_cascade_fullres: fullres geometry, previous_stage 3d_lowres, memory counted with 1 + 2 input channels."""
+    budget = 2 * 1024 ** 3
+    plans = plan_dataset(one_channel_info, _fingerprint([1.0, 0.8, 0.8], [200, 300, 300]),
+                         PlanOptions(network="unet", budget_bytes=budget))
+    fullres, cascade = plans["configurations"]["3d_fullres"], plans["configurations"]["3d_cascade_fullres"]
+    assert cascade["previous_stage"] == "3d_lowres" and fullres["previous_stage"] is None
+    assert cascade["target_spacing"] == fullres["target_spacing"] and cascade["median_shape"] == fullres["median_shape"]
+    view = Plans.from_json(plans)
+    assert view.configuration("3d_cascade_fullres").previous_stage == "3d_lowres"
+    assert view.in_channels("3d_cascade_fullres") == 3 and view.in_channels("3d_fullres") == 1
+    assert network_in_channels(plans, "3d_cascade_fullres") == 1 + len(plans["outputs"])
+    predicted = cascade["memory"]["predicted_peak_bytes"]
+    assert predicted == estimate_peak_bytes(cascade["architecture"], cascade["patch_size"], cascade["batch_size"],
+                                            3, 3)["total"]
+    # the same network priced without the two one-hot channels costs less: they are counted
+    assert predicted > estimate_peak_bytes(cascade["architecture"], cascade["patch_size"], cascade["batch_size"],
+                                           1, 3)["total"]
+    assert predicted <= budget
+    # no lowres stage (the patch covers the image): no cascade either
+    small = plan_dataset(one_channel_info, _fingerprint([1.0, 1.0, 1.0], [48, 48, 48]),
+                         PlanOptions(network="unet", budget_bytes=budget))
+    assert "3d_lowres" not in small["configurations"] and "3d_cascade_fullres" not in small["configurations"]
+    broken = json.loads(json.dumps(plans))
+    del broken["configurations"]["3d_lowres"]
+    with pytest.raises(UserError, match="previous_stage '3d_lowres'"):
+        Plans.from_json(broken, tmp_path / "plans.json")

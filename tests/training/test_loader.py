@@ -132,3 +132,31 @@ def test_fast_augmentation_is_seeded_per_batch():
     assert first["data"].shape == (4, 1, 16, 16, 16)
     assert np.array_equal(first["data"], again["data"]) and np.array_equal(first["target"][0], again["target"][0])
     assert not np.array_equal(first["data"], other["data"])
+
+
+def test_cascade_cases_carry_the_previous_stage_through_sampling_and_augmentation():
+    """The previous labels are cropped with the labels (0 outside the case), moved by the spatial transform
+    like the labels and end as one-hot data channels; the target comes from the real labels only."""
+    rng = np.random.default_rng(1)
+    shape = (14, 20, 18)
+    seg = np.zeros(shape, dtype=np.int16)
+    seg[5:9, 6:12, 6:12] = 1
+    previous = np.zeros(shape, dtype=np.int16)
+    previous[4:10, 5:13, 5:13] = 2
+    case = Case("c", rng.standard_normal((1, *shape)).astype(np.float32), seg,
+                {"class_locations": {"1": np.argwhere(seg == 1).tolist()}}, previous=previous)
+    sampler = PatchSampler([case], [16, 24, 24], 2, 3, 0.5)
+    batch = sampler.sample(np.random.default_rng(0))
+    assert batch["seg"].shape == (2, 2, 16, 24, 24) and batch["seg"][:, 1].min() == 0   # padding: background
+    assert batch["seg"][:, 0].min() == -1
+    patch = [8, 16, 16]
+    for augment in ("full", "none"):
+        transform = build_transform(patch, [0, 1, 2], [[1, 1, 1]], "softmax", augment=augment,
+                                    previous_classes=[[1], [2]])
+        sampler = PatchSampler([case], sample_size_for(patch, augment), 2, 3, 0.5)
+        out = make_batch(sampler, transform, 4)
+        assert out["data"].shape == (2, 3, *patch)
+        assert set(np.unique(out["data"][:, 1:])) <= {0.0, 1.0} and out["data"][:, 2].any()
+        assert out["target"][0].shape == (2, 1, *patch) and set(np.unique(out["target"][0])) <= {0.0, 1.0}
+        if augment == "none":     # unperturbed: the previous labels' channel 2 covers every target voxel
+            assert np.all(out["data"][:, 2:3][out["target"][0] == 1] == 1)
