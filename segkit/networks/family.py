@@ -55,3 +55,6 @@ class NetworkFamily:
     grows: bool = False
     # weight initialisation when an entry has no "init" key (segkit.networks.init.INIT_SCHEMES)
     default_init: str = "pytorch"
+    # (spacing, patch size) -> (strides, kernel_sizes) for a family whose design fixes its topology
+    # (swinunetr: five 2x downsamplings); None = the planner's rule (segkit.planning.topology.plan_topology)
+    topology: Callable[[list[float], list[int]], tuple[list[list[int]], list[list[int]]]] | None = None
