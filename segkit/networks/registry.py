@@ -12,6 +12,7 @@ from segkit.networks.family import NetworkFamily
 # the family modules themselves, not the package: segkit.networks' __init__ imports this registry (via architecture)
 from segkit.networks.resenc import FAMILY as RESENC
 from segkit.networks.revmbconv import FAMILY as REVMBCONV
+from segkit.networks.swinunetr import FAMILY as SWINUNETR
 from segkit.networks.unet import FAMILY as UNET
 
 _FAMILIES: dict[str, NetworkFamily] = {}
@@ -60,3 +61,4 @@ def family_of(arch: dict) -> NetworkFamily:
 register_family(UNET)
 register_family(RESENC)
 register_family(REVMBCONV)
+register_family(SWINUNETR)   # optional: builds and prices only with MONAI installed (extra `swin`)

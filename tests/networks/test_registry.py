@@ -105,7 +105,8 @@ def test_cli_offers_a_registered_family(toy_family, tiny_dataset, tmp_path, caps
     with pytest.raises(SystemExit):
         main(["plan", "--help"])
     help_text = capsys.readouterr().out
-    assert "auto, unet, resenc, revmbconv, toy" in help_text
+    assert family_names()[-1] == "toy"
+    assert "auto, " + ", ".join(family_names()) in " ".join(help_text.split())   # argparse wraps long lists
     work = tmp_path / "work"
     assert main(["plan", str(tiny_dataset), "--work-dir", str(work), "--network", "toy",
                  "--configurations", "3d_fullres"]) == 0
