@@ -97,7 +97,10 @@ def largest_patch(median_shape: list[int], spacing: list[float], family: str, pr
             break
         candidate = list(patch)
         candidate[axis] -= topology.divisor[axis]
-        patch, topology = fit_patch_for_family(candidate, spacing, family)
+        candidate, topology = fit_patch_for_family(candidate, spacing, family)
+        if candidate == patch:   # a fixed topology's smallest patch: nothing left to shrink
+            break
+        patch = candidate
         arch = make_architecture(family, topology)
         memory = price(arch, patch, batch)
     return patch, arch, memory

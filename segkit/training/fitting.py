@@ -69,6 +69,8 @@ def _shrink_patch(entry: dict) -> dict | None:
     floor = 1 if fixed else MIN_BOTTLENECK
     new = [max(s * floor if p >= s * floor else p, n // s * s)
            for n, s, p in zip(new, strides, entry["patch_size"])]
+    if fixed and math.prod(n // s for n, s in zip(new, strides)) < 2:   # instance norm: > 1 bottleneck voxel
+        return None
     if new == list(entry["patch_size"]) or math.prod(new) >= math.prod(entry["patch_size"]):
         return None
     out = copy.deepcopy(entry)

@@ -15,6 +15,7 @@ from segkit.networks import build_network
 from segkit.networks.registry import family_names, get_family
 from segkit.planning.architecture import architecture_for_patch
 from segkit.planning.memory import count_parameters, estimate_peak_bytes
+from segkit.planning.memory_search import tradeoff_table
 from segkit.planning.planner import PlanOptions, _Pricer, plan_configuration
 from segkit.training.fitting import candidates
 from segkit.training.losses import build_loss
@@ -125,12 +126,15 @@ def test_planner_only_proposes_multiples_of_32(monkeypatch) -> None:
     price = _Pricer(1, 3)
     for spacing in ([1.0, 1.0, 1.0], [3.0, 0.8, 0.8], [2.0, 2.0, 5.0]):
         for shape in ([80, 100, 85], [40, 300, 300], [150, 150, 150]):
-            for budget_gib in (0.5, 2.0, 8.0):
+            for budget_gib in (0.01, 0.5, 2.0, 8.0):
                 options = PlanOptions(network="swinunetr", budget_bytes=int(budget_gib * 2 ** 30))
                 entry = plan_configuration("3d_fullres", spacing, shape, 10, price, options)
                 assert all(p % 32 == 0 and p >= 32 for p in entry["patch_size"]), (spacing, shape, entry["patch_size"])
+                assert math.prod(p // 32 for p in entry["patch_size"]) >= 2   # trainable: > 1 bottleneck voxel
                 assert entry["architecture"]["strides"] == [[1, 1, 1]] + [[2, 2, 2]] * 5
                 assert math.prod(entry["patch_size"]) <= math.prod([math.ceil(s / 32) * 32 for s in shape])
+    table = tradeoff_table(entry, 2 ** 30, 1, 3)   # largest patch only: depth/width would each need a measurement
+    assert "plain" in table and table.splitlines()[-1].split()[-1] == "-"
 
 
 def test_cpu_fit_keeps_the_stages_and_the_divisor() -> None:
@@ -138,9 +142,12 @@ def test_cpu_fit_keeps_the_stages_and_the_divisor() -> None:
     arch = small_entry([96, 128, 128])
     arch["features_per_stage"] = [24 * f for f in (1, 1, 2, 4, 8, 16)]
     entry = {"architecture": arch, "patch_size": [96, 128, 128], "batch_size": 2}
-    for _, candidate in candidates(entry, min_width=12):
+    found = list(candidates(entry, min_width=12))
+    assert found[-1][1]["patch_size"] == [32, 64, 64]    # 0.75x twice; 32^3 would leave one bottleneck voxel
+    for _, candidate in found:
         assert len(candidate["architecture"]["strides"]) == 6
         assert all(p % 32 == 0 for p in candidate["patch_size"])
+        assert math.prod(p // 32 for p in candidate["patch_size"]) >= 2
         assert candidate["architecture"]["features_per_stage"][0] % 12 == 0
 
 
