@@ -12,7 +12,7 @@ reference set, the U-Score (segkit.evaluation.uscore). Every number comes from t
 Families that cannot be built here (swinunetr without MONAI) are listed as skipped.
 
     python scripts/bench_families.py --out /tmp/bench_families [--minutes 8] [--budget-gb 1] [--threads 1]
-                                     [--families unet resenc ...] [--seed 0]
+                                     [--families unet resenc ...] [--seed 0] [--resume]
 """
 
 from __future__ import annotations
@@ -39,20 +39,28 @@ from segkit.phantom_structures import generate_structures_dataset  # noqa: E402
 def train_family(dataset: Path, out: Path, family: str, args: argparse.Namespace) -> dict:
     """Plan at the budget, preprocess, train for the time budget, evaluate the held-out case."""
     work = out / family / "work"
+    models = work / "models" / CONFIGURATION
+    evaluation = out / family / "held_out_evaluation.json"
+    if args.resume and evaluation.is_file() and (models / "fold_0" / "log.jsonl").is_file():
+        return _trained_record(family, read_json(evaluation, "evaluation"), models, None)
     segkit("plan", str(dataset), "--work-dir", str(work), "--configurations", CONFIGURATION, "--network", family,
            "--gpu-memory", str(args.budget_gb), "--force", "--no-tradeoff")
     segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION)
-    models = work / "models" / CONFIGURATION
     write_json(models / "splits.json", [{"train": ["brain_001", "brain_002"], "val": ["brain_003"]}])
     start = time.monotonic()
     segkit("train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0", "--time-budget",
            str(args.minutes), "--threads", str(args.threads), "--no-fit", "--quiet")
     train_s = time.monotonic() - start
     held_out = predict_and_evaluate(dataset, models, out / family, "brain_003")
+    return _trained_record(family, held_out, models, train_s)
+
+
+def _trained_record(family: str, held_out: dict, models: Path, train_s: float | None) -> dict:
+    """Held-out Dice, steps and the trained configuration entry of one family."""
     log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
     entry = read_json(models / "plans.json", "plans file")["configurations"][CONFIGURATION]
-    return {"family": family, "dice": held_out["foreground_mean"]["dice"], "train_wall_s": round(train_s, 1),
-            "steps": log[-1]["step"], "entry": entry}
+    return {"family": family, "dice": held_out["foreground_mean"]["dice"],
+            "train_wall_s": None if train_s is None else round(train_s, 1), "steps": log[-1]["step"], "entry": entry}
 
 
 def measure_family(trained: dict, plans: dict, threads: int) -> dict:
@@ -91,10 +99,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--families", nargs="+", help="default: every registered family")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse a family's finished training and evaluation in --out (measure and score again)")
     args = parser.parse_args()
     out = Path(args.out)
     dataset = out / "BrainStructures"
-    generate_structures_dataset(dataset, 3, args.seed)
+    if not (args.resume and dataset.is_dir()):
+        generate_structures_dataset(dataset, 3, args.seed)
     rows: list[dict] = []
     for family in args.families or family_names():
         print(f"== {family}", flush=True)

@@ -22,8 +22,8 @@ from segkit.networks.measure import measure_in_subprocess
 from segkit.planning.architecture import architecture_for_patch
 from segkit.planning.memory import estimate_peak_bytes
 
-GRID = [([64, 64, 64], 1), ([64, 64, 96], 1), ([32, 64, 64], 2), ([64, 96, 96], 1), ([96, 96, 96], 1),
-        ([64, 64, 64], 2)]
+# none of them is a calibration point (32x32x64 and 64^3 at batch 1): the batch-2 points test the batch scaling
+GRID = [([64, 64, 96], 1), ([32, 64, 64], 2), ([64, 64, 64], 2), ([64, 96, 96], 1), ([96, 96, 96], 1)]
 
 
 def main() -> None:
@@ -31,7 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--feature-sizes", type=int, nargs="+", default=[12, 24])
-    parser.add_argument("--grid-points", type=int, default=len(GRID), help="first N grid points per feature size")
+    parser.add_argument("--grid-points", type=int, nargs="+", default=[len(GRID)],
+                        help="first N grid points per feature size (one N, or one per feature size)")
     parser.add_argument("--in-channels", type=int, default=1)
     parser.add_argument("--num-outputs", type=int, default=3)
     parser.add_argument("--out", default="/tmp/swin_memory.json")
@@ -41,13 +42,14 @@ def main() -> None:
     rows = []
     print("| feature size | patch | batch | predicted MiB | measured MiB | predicted / measured | step s |")
     print("|---|---|---|---|---|---|---|")
-    for size in args.feature_sizes:
+    for index, size in enumerate(args.feature_sizes):
+        points = args.grid_points[min(index, len(args.grid_points) - 1)]
         arch = architecture_for_patch("swinunetr", [64, 64, 64])
         arch["features_per_stage"] = [size * f for f in (1, 1, 2, 4, 8, 16)]
         start = time.monotonic()
         estimate_peak_bytes(arch, [64, 64, 64], 1, args.in_channels, args.num_outputs)   # measures the fit
         fit_seconds = time.monotonic() - start
-        for patch, batch in GRID[:args.grid_points]:
+        for patch, batch in GRID[:points]:
             predicted = estimate_peak_bytes(arch, patch, batch, args.in_channels, args.num_outputs)
             step = predicted["total"] - predicted["parameters"]
             measured = measure_in_subprocess({"arch": arch, "patch_size": patch, "batch_size": batch,

@@ -45,3 +45,26 @@ def test_throughput_and_parameters_of_a_built_network() -> None:
     assert result["voxels_per_second"] == 512 / result["seconds_per_patch"]
     assert net.deep_supervision is True and net.training
     assert parameter_count(net) == sum(p.numel() for p in net.parameters())
+
+
+def test_grouped_convolution_gradients_count_groups() -> None:
+    """A depthwise convolution's gradients cost its forward FLOPs each (torch's own backward formula ignores groups)."""
+    patch = [4, 4, 4]
+    voxels = math.prod(patch)
+    net = nn.Sequential(nn.Conv3d(8, 8, 1), nn.Conv3d(8, 8, 3, padding=1, groups=8))
+    pointwise, depthwise = 2 * voxels * 8 * 8, 2 * voxels * 8 * 27
+    assert count_flops(net, 8, patch) == pointwise + depthwise
+    assert count_flops(net, 8, patch, training=True) == 2 * pointwise + 3 * depthwise
+
+
+def test_reversible_network_training_flops_include_the_recompute() -> None:
+    """revmbconv's reversible backward (autograd.grad inside a Function) is counted, recompute included."""
+    arch = {"family": "revmbconv", "spatial_dims": 3, "features_per_stage": [8, 16], "kernel_sizes": [[3, 3, 3]] * 2,
+            "strides": [[1, 1, 1], [2, 2, 2]], "blocks_per_stage": [2, 2], "decoder_blocks_per_stage": [2],
+            "expansion_ratios": [2, 2], "norm": "instance", "deep_supervision": True}
+    torch.manual_seed(0)
+    reversible = build_network(arch, 1, 2)
+    plain = build_network({**arch, "reversible": False}, 1, 2)
+    forward = count_flops(reversible, 1, [8, 8, 8])
+    assert forward == count_flops(plain, 1, [8, 8, 8])
+    assert count_flops(reversible, 1, [8, 8, 8], training=True) > count_flops(plain, 1, [8, 8, 8], training=True)
