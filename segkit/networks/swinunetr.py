@@ -135,9 +135,9 @@ def _measure_peak(arch: dict, in_channels: int, num_outputs: int) -> Callable[[l
 def memory_fit(arch: dict, in_channels: int, num_outputs: int) -> dict:
     """The measured fit for this entry on this machine (measured now if not cached): constant and bytes per voxel."""
     settings = swinunetr_settings(arch)
-    import monai  # the fit depends on MONAI's version; _swinunetr_class has already checked it is there
+    _swinunetr_class()   # one UserError naming the extra when MONAI is missing
+    import monai  # the fit depends on MONAI's version
 
-    _swinunetr_class()
     description = {"family": "swinunetr", "settings": settings, "in_channels": in_channels,
                    "num_outputs": num_outputs, "deep_supervision": bool(arch.get("deep_supervision", False)),
                    "torch": torch.__version__, "monai": monai.__version__, "dtype": "float32", "optimizer": "sgd"}
@@ -149,6 +149,7 @@ def memory_fit(arch: dict, in_channels: int, num_outputs: int) -> dict:
 
 def tally_swinunetr(t: Tally, arch: dict, vox: list[int], in_channels: int, num_outputs: int) -> None:
     """The measured fit as a tally: bytes per voxel as stored fp32 elements, the constant (less SGD momentum) fixed."""
+    _swinunetr_class()   # before the cached count: a missing MONAI is one UserError on every call
     parameters = parameter_count(arch, in_channels, num_outputs)
     fit = memory_fit(arch, in_channels, num_outputs)
     t.parameters += parameters
