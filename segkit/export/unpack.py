@@ -26,6 +26,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from segkit.cachedir import cache_root
 from segkit.errors import UserError
 from segkit.export.package import (
     LEGACY_PACKAGE_FORMAT,
@@ -61,14 +62,6 @@ class UnpackedModel:
     def model_dir(self) -> Path:
         """The model folder of the first configuration."""
         return next(iter(self.model_dirs.values()))
-
-
-def cache_root() -> Path:
-    """Where packages are extracted: $SEGKIT_CACHE, else $XDG_CACHE_HOME/segkit, else ~/.cache/segkit."""
-    if os.environ.get("SEGKIT_CACHE"):
-        return Path(os.environ["SEGKIT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "segkit"
 
 
 def is_model_package(path: str | Path) -> bool:

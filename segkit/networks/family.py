@@ -58,3 +58,9 @@ class NetworkFamily:
     # registered families this one stands for, smallest first (stunet: stunet-s ... stunet-h): the planner
     # fixes the patch with the first and plans the largest one that fits the budget at that patch
     presets: tuple[str, ...] = ()
+    # (spacing, patch size) -> (strides, kernel_sizes) for a family whose design fixes its topology
+    # (swinunetr: five 2x downsamplings); None = the planner's rule (segkit.planning.topology.plan_topology)
+    topology: Callable[[list[float], list[int]], tuple[list[list[int]], list[list[int]]]] | None = None
+    # the memory model is a fit measured per entry (swinunetr): the trade-off table's depth and width searches
+    # (a new entry, so a new measurement, per candidate) are skipped for it
+    measured_memory: bool = False

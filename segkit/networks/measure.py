@@ -16,13 +16,15 @@ peak spans all steps.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 
-CPU_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_ARENA_MAX": "2"}
+# the subprocess runner lives in its own module so families can calibrate with it without importing build_network
+from segkit.networks.measure_process import CPU_ENV, measure_in_subprocess
+
+__all__ = ["CPU_ENV", "measure_in_subprocess", "measure_step", "output_shapes", "saved_activation_bytes"]
+
 
 
 def _status_kib(field: str) -> int:
@@ -74,16 +76,18 @@ def _loss(outputs, targets):
 def measure_step(spec: dict) -> dict:
     """Build the network in spec, run spec['steps'] SGD steps, return peak bytes above baseline and step time.
 
-    Optional spec keys: "precision" (fp32 | bf16 | fp16: the forward under autocast) and
-    "cudnn_benchmark" (CUDA). On CUDA the reserved (caching allocator) peak is reported as well.
+    Optional spec keys: "precision" (fp32 | bf16 | fp16: the forward under autocast),
+    "cudnn_benchmark" (CUDA) and "threads" (torch CPU threads). On CUDA the reserved (caching allocator) peak is reported as well.
     """
     import contextlib
 
     import torch
 
-    from segkit.networks import build_network
+    from segkit.networks.build import build_network
 
     torch.manual_seed(0)
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
     device = torch.device(spec.get("device", "cpu"))
     precision = spec.get("precision", "fp32")
     autocast = (contextlib.nullcontext() if precision == "fp32" else
@@ -152,16 +156,6 @@ def saved_activation_bytes(net, x, targets) -> int:
         loss = _loss(net(x), targets)
     del loss
     return sum(storages.values())
-
-
-def measure_in_subprocess(spec: dict, timeout: float = 900) -> dict:
-    """Run measure_step in a fresh Python process with the malloc settings above (CPU) and parse its JSON."""
-    env = dict(os.environ, **CPU_ENV)
-    result = subprocess.run([sys.executable, "-m", "segkit.networks.measure", json.dumps(spec)], env=env,
-                            capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"measurement failed: {result.stderr.strip()[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

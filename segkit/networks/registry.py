@@ -14,6 +14,7 @@ from segkit.networks.resenc import FAMILY as RESENC
 from segkit.networks.revmbconv import FAMILY as REVMBCONV
 from segkit.networks.stunet import FAMILY as STUNET
 from segkit.networks.stunet import PRESET_FAMILIES as STUNET_PRESETS
+from segkit.networks.swinunetr import FAMILY as SWINUNETR
 from segkit.networks.unet import FAMILY as UNET
 from segkit.networks.unetpp import FAMILY as UNETPP
 
@@ -67,3 +68,4 @@ register_family(UNETPP)
 for _preset in STUNET_PRESETS:
     register_family(_preset)
 register_family(STUNET)
+register_family(SWINUNETR)   # optional: builds and prices only with MONAI installed (extra `swin`)

@@ -17,11 +17,13 @@ LOSS_TENSORS_PER_OUTPUT = 3.0
 
 @dataclass
 class Tally:
-    """Per-sample element counts: parameters, stored activations, largest transient."""
+    """Per-sample element counts: parameters, stored activations, largest transient (+ fixed bytes)."""
 
     parameters: int = 0
     stored: float = 0.0
     transient: float = 0.0
+    # bytes that do not scale with the batch: the measured constant of a calibrated family (swinunetr)
+    fixed_bytes: float = 0.0
 
     def store(self, elements: float) -> None:
         """Add elements autograd keeps until backward."""

@@ -44,3 +44,15 @@ def count_blocks(arch: dict) -> int:
 def patch_voxels(patch_size: list[int]) -> int:
     """Number of voxels in a patch."""
     return int(math.prod(patch_size))
+
+
+def architecture_for_patch(family: str, patch_size: list[int], spacing: list[float] | None = None) -> dict:
+    """A fresh entry of a family for a patch (isotropic spacing unless given); ValueError if the patch does not fit it."""
+    from segkit.planning.topology import fit_patch_for_family
+
+    spacing = spacing or [1.0] * len(patch_size)
+    fitted, topology = fit_patch_for_family(list(patch_size), spacing, family)
+    if list(fitted) != list(patch_size):
+        raise ValueError(f"patch {list(patch_size)} does not fit a {family} network: each axis must be a multiple "
+                         f"of {topology.divisor} (nearest below: {fitted})")
+    return make_architecture(family, topology)

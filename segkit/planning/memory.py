@@ -64,7 +64,7 @@ def estimate_peak_bytes(arch: dict, patch_size: list[int], batch_size: int, in_c
     param_bytes = t.parameters * dtype_bytes
     opt_bytes = OPTIMIZER_STATE_PER_PARAM.get(optimizer.lower(), 1) * param_bytes
     activations = int(t.stored * batch_size * dtype_bytes)
-    transient = int(t.transient * batch_size * dtype_bytes) + workspace
+    transient = int(t.transient * batch_size * dtype_bytes) + workspace + int(t.fixed_bytes)
     result = {"parameters": param_bytes, "gradients": param_bytes, "optimizer": opt_bytes,
               "activations": activations, "transient": transient}
     # Gradients are allocated as backward walks from the heads (zero_grad sets them to None), so at

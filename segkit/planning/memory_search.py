@@ -107,9 +107,11 @@ def search_configuration(budget_bytes: int, base_arch: dict, median_shape: list[
     ctx = {"batch_size": batch_size, "in_channels": in_channels, "num_outputs": num_outputs,
            "dtype_bytes": dtype_bytes, "optimizer": optimizer}
     result = {}
+    searches_shape = not family_of(base_arch).measured_memory   # a measured family: one measurement per entry
     for mode, arch in variants(base_arch).items():
         patch = largest_patch(budget_bytes, arch, median_shape, ctx, max_shape)
-        deep, wide = deepest(budget_bytes, arch, patch_size, ctx), widest(budget_bytes, arch, patch_size, ctx)
+        deep = deepest(budget_bytes, arch, patch_size, ctx) if searches_shape else None
+        wide = widest(budget_bytes, arch, patch_size, ctx) if searches_shape else None
         result[mode] = {
             "largest_patch": patch, "largest_patch_voxels": math.prod(patch) if patch else 0,
             "deepest_blocks_per_stage": deep["blocks_per_stage"] if deep else None,

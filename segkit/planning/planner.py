@@ -26,7 +26,7 @@ from segkit.planning.architecture import make_architecture
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.mirroring import mirror_axes_for
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
-from segkit.planning.topology import fit_patch_to_topology
+from segkit.planning.topology import fit_patch_for_family
 from segkit.preprocessing.orientation import CANONICAL, PLANS_KEY, orientation_summary
 
 SCHEMA_VERSION = 1
@@ -96,7 +96,7 @@ def _shrink_axis(patch: list[int], spacing: list[float], divisor: list[int]) -> 
 def largest_patch(median_shape: list[int], spacing: list[float], family: str, price: _Pricer,
                   budget: int, batch: int = MIN_BATCH) -> tuple[list[int], dict, dict]:
     """Largest patch up to the median image (rounded to the topology) whose step fits the budget."""
-    patch, topology = fit_patch_to_topology([max(8, n) for n in median_shape], spacing)
+    patch, topology = fit_patch_for_family([max(8, n) for n in median_shape], spacing, family)
     arch = make_architecture(family, topology)
     memory = price(arch, patch, batch)
     while memory["total"] > budget:
@@ -105,7 +105,10 @@ def largest_patch(median_shape: list[int], spacing: list[float], family: str, pr
             break
         candidate = list(patch)
         candidate[axis] -= topology.divisor[axis]
-        patch, topology = fit_patch_to_topology(candidate, spacing)
+        candidate, topology = fit_patch_for_family(candidate, spacing, family)
+        if candidate == patch:   # a fixed topology's smallest patch: nothing left to shrink
+            break
+        patch = candidate
         arch = make_architecture(family, topology)
         memory = price(arch, patch, batch)
     return patch, arch, memory
@@ -174,11 +177,11 @@ def plan_configuration(name: str, target_spacing: list[float], median_shape: lis
     base = family.presets[0] if family.presets else options.network
     patch, arch, memory = largest_patch(shape, spacing, base, price, budget)
     if family.presets and may_grow(options) and memory["total"] <= budget:
-        _, topology = fit_patch_to_topology(patch, spacing)
+        _, topology = fit_patch_for_family(patch, spacing, base)
         arch, memory = largest_preset(family.presets, lambda name: make_architecture(name, topology), patch, price,
                                       budget)
     elif family.grows and memory["total"] <= budget:
-        _, topology = fit_patch_to_topology(patch, spacing)
+        _, topology = fit_patch_for_family(patch, spacing, options.network)
         arch, memory, depth, width = grow_network(
             lambda d, w: make_architecture(options.network, topology, d, w), patch, price, budget, options)
     dataset_voxels = num_cases * math.prod(median_shape)

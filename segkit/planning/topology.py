@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from segkit.networks.architecture import stride_product
+from segkit.networks.registry import get_family
 
 MIN_FEATURE_MAP = 4
 BASE_FEATURES = 32
@@ -86,3 +87,19 @@ def fit_patch_to_topology(patch_size: list[int], spacing: list[float]) -> tuple[
             return fitted, topology
         topology, patch_size = new_topology, fitted
     return [max(d, (p // d) * d) for p, d in zip(patch_size, topology.divisor)], topology
+
+
+def fit_patch_for_family(patch_size: list[int], spacing: list[float], family: str) -> tuple[list[int], Topology]:
+    """fit_patch_to_topology, or for a family with its own fixed topology that one, the patch rounded down to its
+    divisor (at least two bottleneck voxels: one divisor per axis, two along the finest)."""
+    rule = get_family(family).topology
+    if rule is None:
+        return fit_patch_to_topology(patch_size, spacing)
+    strides, kernels = rule(list(map(float, spacing)), list(map(int, patch_size)))
+    topology = Topology(strides, kernels)
+    fitted = [max(d, (p // d) * d) for p, d in zip(patch_size, topology.divisor)]
+    if all(p == d for p, d in zip(fitted, topology.divisor)):
+        # instance norm needs more than one bottleneck voxel in training: two divisors along the finest axis
+        finest = min(range(len(spacing)), key=lambda axis: (spacing[axis], -axis))
+        fitted[finest] *= 2
+    return fitted, topology

@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 
 from segkit.networks.architecture import stage_keys, total_strides
+from segkit.networks.registry import family_of
 
 TARGET_STEPS = 1000
 FIT_SHARE = 0.8                  # share of the budget after start-up expected to go to training steps (MIN_STEP_SHARE)
@@ -54,15 +55,22 @@ def _shrink_patch(entry: dict) -> dict | None:
     """The entry with a 0.75x patch (multiple of the total stride), or None when it cannot shrink.
 
     Like nnU-Net, the coarsest feature map keeps >= MIN_BOTTLENECK voxels per axis: stages are
-    dropped (at least MIN_STAGES kept) rather than letting the bottleneck shrink below it.
+    dropped (at least MIN_STAGES kept) rather than letting the bottleneck shrink below it; a family
+    with a fixed topology (NetworkFamily.topology) keeps its stages and only shrinks the patch.
     """
     arch = entry["architecture"]
     new = [max(MIN_BOTTLENECK, int(p * 0.75)) for p in entry["patch_size"]]
-    while len(arch["strides"]) > MIN_STAGES and any(n // s < MIN_BOTTLENECK for n, s in zip(new, total_strides(arch))):
+    # a family whose design fixes its topology (swinunetr) keeps every stage; its floor is one divisor per axis
+    fixed = family_of(arch).topology is not None
+    while not fixed and len(arch["strides"]) > MIN_STAGES and \
+            any(n // s < MIN_BOTTLENECK for n, s in zip(new, total_strides(arch))):
         arch = _drop_last_stage(arch)
     strides = total_strides(arch)
-    new = [max(s * MIN_BOTTLENECK if p >= s * MIN_BOTTLENECK else p, n // s * s)
+    floor = 1 if fixed else MIN_BOTTLENECK
+    new = [max(s * floor if p >= s * floor else p, n // s * s)
            for n, s, p in zip(new, strides, entry["patch_size"])]
+    if fixed and math.prod(n // s for n, s in zip(new, strides)) < 2:   # instance norm: > 1 bottleneck voxel
+        return None
     if new == list(entry["patch_size"]) or math.prod(new) >= math.prod(entry["patch_size"]):
         return None
     out = copy.deepcopy(entry)
