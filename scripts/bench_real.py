@@ -15,7 +15,16 @@ recipe and schedule), "improved" from this tree with its defaults; "light" (this
 augmentation. `--phantom` also runs scripts/bench_train_budget.py (the
 brain-structures phantom) with this tree for each seed.
 
+`--steps EPOCHS ITERATIONS` trains every variant for the same number of optimiser steps instead of
+a time budget (to rank recipes on a shared, loaded machine where wall-clock budgets are unreliable):
+`--no-fit` on FIXED_CONFIGURATION -- what the 8-minute hardware fit picks for this dataset on an
+idle 2-core machine (patch 40 x 48 x 40, 4 stages of 16-128 features, batch 2) -- with
+`--recipe short-cpu`, validating once at the end. The train wall per step is recorded
+(`seconds_per_step`), so the cost of an augmentation shows.
+
     python scripts/bench_real.py --out /tmp/bench_real [--minutes 8] [--seeds 0 1 2] [--variants today improved]
+    python scripts/bench_real.py --out /tmp/bench_real_steps --steps 5 200 --threads 1 --seeds 0 \
+        --variants light fast fast-elastic
 """
 
 from __future__ import annotations
@@ -35,7 +44,13 @@ HERE = Path(__file__).resolve().parents[1]
 CONFIGURATION = "3d_fullres"
 # variant -> (source tree: "today" = --today-root, else this tree; extra `segkit train` arguments)
 VARIANTS = {"today": ("today", []), "improved": ("here", []), "light": ("here", ["--augment", "light"]),
-            "fast-elastic": ("here", ["--augment", "fast", "--elastic"])}
+            "fast": ("here", ["--augment", "fast"]), "fast-elastic": ("here", ["--augment", "fast", "--elastic"])}
+# the 8-minute hardware fit's choice for this dataset on an idle 2-core machine (training_fit in the
+# models' plans.json of an 8-minute run: "patch [40, 48, 40], 4 stages", 0.20 s/step at 2 threads)
+FIXED_CONFIGURATION = {"patch_size": [40, 48, 40], "batch_size": 2, "architecture": {
+    "family": "unet", "spatial_dims": 3, "features_per_stage": [16, 32, 64, 128], "kernel_sizes": [[3, 3, 3]] * 4,
+    "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], "norm": "instance", "deep_supervision": True,
+    "init": "pytorch", "blocks_per_stage": [2, 2, 2, 2], "decoder_blocks_per_stage": [2, 2, 2]}}
 SPLIT = [{"train": ["colin_001", "colin_002", "colin_003"], "val": ["colin_004"]}]
 
 
@@ -58,9 +73,27 @@ def git_commit(root: Path) -> str:
     return commit.stdout.strip() + ("+dirty" if dirty else "")
 
 
+def fix_configuration(work: Path) -> None:
+    """Replace the planned configuration by FIXED_CONFIGURATION in WORK/plans.json (for --steps)."""
+    plans_file = work / "plans.json"
+    plans = json.loads(plans_file.read_text())
+    plans["configurations"][CONFIGURATION] |= FIXED_CONFIGURATION
+    plans_file.write_text(json.dumps(plans, indent=1))
+
+
+def train_arguments(minutes: float, steps: list[int] | None) -> list[str]:
+    """`segkit train` arguments of the schedule: a time budget, or a fixed number of steps without fitting."""
+    if not steps:
+        return ["--time-budget", str(minutes)]
+    epochs, iterations = steps
+    return ["--no-fit", "--recipe", "short-cpu", "--epochs", str(epochs), "--iterations-per-epoch", str(iterations),
+            "--validate-every", str(epochs)]
+
+
 def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: float, seed: int,
-                     threads: int | None, extra: list[str], tta: bool = False, skip_train: bool = False) -> dict:
-    """Train fold 0 within the budget, predict + evaluate the held-out subjects; returns the result row."""
+                     threads: int | None, extra: list[str], tta: bool = False, skip_train: bool = False,
+                     steps: list[int] | None = None) -> dict:
+    """Train fold 0 (within the budget, or for fixed steps), predict + evaluate the held-out subjects; the result row."""
     models = work / "models" / CONFIGURATION
     (models / "fold_0").mkdir(parents=True, exist_ok=True)
     load_before = loadavg()
@@ -68,8 +101,9 @@ def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: 
     if not skip_train:
         for stale in ("checkpoint_latest.pt", "checkpoint_final.pt", "checkpoint_best.pt", "schedule.json"):
             (models / "fold_0" / stale).unlink(missing_ok=True)
-        segkit(root, "train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0", "--time-budget",
-               str(minutes), "--seed", str(seed), "--quiet", *(["--threads", str(threads)] if threads else []), *extra)
+        segkit(root, "train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0",
+               *train_arguments(minutes, steps), "--seed", str(seed), "--quiet",
+               *(["--threads", str(threads)] if threads else []), *extra)
     wall = time.monotonic() - start if not skip_train else float("nan")
     load_after = loadavg()
     pred = out / "pred"
@@ -85,6 +119,7 @@ def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: 
                 for case in summary["cases"]}
     return {"seed": seed, "wall_s": round(wall, 1), "loadavg_before": load_before, "loadavg_after": load_after,
             "steps": log[-1]["step"] if log else 0, "epochs": len(log),
+            "seconds_per_step": round(wall / log[-1]["step"], 3) if log and log[-1]["step"] and not skip_train else None,
             "held_out_mean_dice": round(summary["foreground_mean"]["dice"], 4),
             "held_out_case_mean_dice": {c: round(sum(d.values()) / len(d), 4) for c, d in per_case.items()},
             "held_out_class_dice": {n: round(m["dice"], 4) for n, m in summary["mean"].items()},
@@ -124,6 +159,9 @@ def main() -> None:
     parser.add_argument("--phantom", action="store_true", help="also run the brain-structures phantom per seed")
     parser.add_argument("--tta", action="store_true",
                         help="score with mirroring TTA (segkit predict's default; 8x the prediction time)")
+    parser.add_argument("--steps", type=int, nargs=2, metavar=("EPOCHS", "ITERATIONS"),
+                        help="train every variant for EPOCHS x ITERATIONS steps on FIXED_CONFIGURATION (no fit, "
+                             "short-cpu recipe, one validation at the end) instead of --minutes")
     parser.add_argument("--skip-train", action="store_true",
                         help="score the models already trained in --out (e.g. after an interrupted run)")
     parser.add_argument("train_args", nargs="*", help="extra `segkit train` arguments for the improved variant")
@@ -133,22 +171,26 @@ def main() -> None:
     if not (dataset / "dataset.json").is_file():
         realdata.build_dataset(dataset)
     roots = {v: Path(args.today_root) if VARIANTS[v][0] == "today" else HERE for v in args.variants}
-    results: dict = {"minutes": args.minutes, "cpu_count": os.cpu_count(), "threads": args.threads,
+    results: dict = {"minutes": None if args.steps else args.minutes, "steps": args.steps,
+                     "cpu_count": os.cpu_count(), "threads": args.threads,
                      "commits": {v: git_commit(roots[v]) for v in args.variants}, "runs": {}}
     for variant in ([] if args.skip_train else args.variants):
         root, work = roots[variant], out / f"work_{variant}"
         segkit(root, "plan", str(dataset), "--work-dir", str(work), "--configurations", CONFIGURATION, "--force")
         segkit(root, "preprocess", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION)
+        if args.steps:
+            fix_configuration(work)
         (work / "models" / CONFIGURATION).mkdir(parents=True, exist_ok=True)
         (work / "models" / CONFIGURATION / "splits.json").write_text(json.dumps(SPLIT))
     for seed in args.seeds:   # seeds outermost: the variants of one seed run back to back under similar load
         for variant in args.variants:
             extra = VARIANTS[variant][1] + (args.train_args if VARIANTS[variant][0] == "here" else [])
             row = run_variant_seed(roots[variant], dataset, out / f"work_{variant}", out / f"{variant}_seed{seed}",
-                                   args.minutes, seed, args.threads, extra, args.tta, args.skip_train)
+                                   args.minutes, seed, args.threads, extra, args.tta, args.skip_train,
+                                   args.steps)
             results["runs"].setdefault(variant, []).append(row)
             print(json.dumps({"variant": variant} | {k: row[k] for k in ("seed", "held_out_mean_dice",
-                  "held_out_case_mean_dice", "steps", "wall_s", "loadavg_before", "loadavg_after")}), flush=True)
+                  "held_out_case_mean_dice", "steps", "wall_s", "seconds_per_step", "loadavg_before", "loadavg_after")}), flush=True)
             (out / "result.json").write_text(json.dumps(results, indent=1))
         if args.phantom:
             row = run_phantom(out / f"phantom_seed{seed}", args.minutes, seed, args.threads)

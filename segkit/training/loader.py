@@ -112,13 +112,22 @@ def _centred_lower(shape: tuple[int, ...], size: list[int], centre: np.ndarray) 
 
 @dataclass
 class PatchSampler:
-    """Draws batches of patches (size `sample_size`, spatial_dims 2 or 3) from a list of cases."""
+    """Draws batches of patches (size `sample_size`, spatial_dims 2 or 3) from a list of cases.
+
+    With a `patch_size` smaller than `sample_size` (room for a spatial transform that centre-crops
+    the patch), the *patch* is placed -- uniformly, or centred on a foreground voxel, as a sampler of
+    patch_size would -- and the sample grown around it by the margin, padded outside the volume.
+    Placing the larger sample inside the volume instead kept every patch centre at least half a
+    sample from the border and cut border foreground out of its patch (cerebellum Dice 0.09 on the
+    real-image benchmark, docs/benchmarks.md).
+    """
 
     cases: list[Case]
     sample_size: list[int]
     batch_size: int
     spatial_dims: int = 3
     foreground_fraction: float = FOREGROUND_FRACTION
+    patch_size: list[int] | None = None     # None: the sample is the patch
 
     def _forced_foreground(self, index: int, rng: np.random.Generator) -> bool:
         """nnU-Net's rule: the last `foreground_fraction` (a third) of each batch is centred on foreground.
@@ -148,7 +157,9 @@ class PatchSampler:
             centre = centre[1:] if centre is not None else None
         size = list(self.sample_size)
         shape = seg.shape[1:]
-        lower = _centred_lower(shape, size, centre) if centre is not None else _random_lower(shape, size, rng)
+        patch = list(self.patch_size or size)
+        lower = _centred_lower(shape, patch, centre) if centre is not None else _random_lower(shape, patch, rng)
+        lower = [lo - (s - p) // 2 for lo, s, p in zip(lower, size, patch)]     # the sample around the patch
         cropped = _crop_with_padding(seg, lower, size, -1)
         if case.previous is not None:
             cropped[1][cropped[1] < 0] = 0

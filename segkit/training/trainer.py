@@ -119,7 +119,7 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     net = speed.compile_network(dd.wrap_model(model, info, device), setup.speed)
     batch_size = dd.per_rank_batch_size(int(entry["batch_size"]), info)
     sampler = PatchSampler(setup.train_cases, sample_size_for(patch, recipe.augment), batch_size, setup.spatial_dims,
-                           recipe.foreground_fraction)
+                           recipe.foreground_fraction, patch)
     transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
                                 recipe.augment, recipe.elastic, setup.ignore_label, setup.previous_classes)
     return Run(setup=setup, info=info, budget=make_budget(setup.time_budget_s, setup.started_at), model=model,

@@ -63,6 +63,32 @@ def test_forced_foreground_in_last_third_and_padding(cases):
     assert all(hits)                                             # tiny patches still centred on foreground
 
 
+def test_sample_grows_around_the_patch_so_border_foreground_and_border_patches_are_drawn():
+    """A sample larger than the patch (room for a spatial transform) is placed around the patch a
+    patch-sized sampler would draw: its centre crop holds the forced border foreground voxel, and
+    uniform patches reach the volume's border (the larger sample placed inside the volume did neither)."""
+    shape, patch = (40, 40, 40), [16, 16, 16]
+    seg = np.zeros(shape, dtype=np.int16)
+    seg[1:3, 1:3, 1:3] = 1                                       # foreground in a corner
+    case = Case("c", np.arange(np.prod(shape), dtype=np.float32).reshape(1, *shape), seg,
+                {"class_locations": {"1": np.argwhere(seg == 1).tolist()}})
+    size = sample_size_for(patch, "fast")
+    assert all(s > p for s, p in zip(size, patch))
+    inner = tuple(slice((s - p) // 2, (s - p) // 2 + p) for s, p in zip(size, patch))
+    forced = PatchSampler([case], size, 1, 3, 1.0, patch)
+    plain = PatchSampler([case], patch, 1, 3, 1.0)
+    for seed in range(5):
+        grown, same = (s.sample(np.random.default_rng(seed)) for s in (forced, plain))
+        assert (grown["seg"][0, 0][inner] == 1).any()
+        assert np.array_equal(grown["data"][0, 0][inner], same["data"][0, 0])   # the patch is what plain draws
+        assert (grown["seg"][0, 0] == -1).any()                                   # outside the volume: padded
+    uniform = PatchSampler([case], size, 1, 3, 0.0, patch)
+    first_voxels = [int(uniform.sample(np.random.default_rng(seed))["data"][0, 0][inner].min()) for seed in range(200)]
+    lowers = np.array([np.unravel_index(v, shape) for v in first_voxels])   # the patches' first voxels
+    assert lowers.min(0).tolist() == [0, 0, 0]                   # patches start at the border along every axis
+    assert lowers.max(0).tolist() == [s - p for s, p in zip(shape, patch)]
+
+
 def _batches(cases, workers, epoch=3, rank=0):
     patch = [8, 12, 12]
     transform = build_transform(patch, [1, 2], [[1, 1, 1], [1, 2, 2]], "softmax", augment="full")
