@@ -3,8 +3,8 @@
 An nnU-Net v2 model folder (`nnUNet_results/DatasetXXX_Name/<Trainer>__<Plans>__<config>/`) holds
 `plans.json`, `dataset.json` and `fold_<k>/checkpoint_{final,best,latest}.pth`. The checkpoints are
 `torch.save` dicts (`network_weights`, `inference_allowed_mirroring_axes`, `init_args`, optimizer
-state, the training log with numpy scalars); they are read with `torch.load(weights_only=True)`
-plus the smallest allowlist those files need (numpy scalars and dtypes). Anything else is refused.
+state, the training log with numpy scalars); they are read by `segkit.training.checkpoint.load_weights_only`
+(weights-only) plus the smallest allowlist those files need (numpy scalars and dtypes). Anything else is refused.
 
 The translation is data only: nnU-Net's PlainConvUNet / ResidualEncoderUNet become segkit's
 "unet" / "resenc" architecture entries (with the layer options that make the state dicts map

@@ -1,8 +1,8 @@
 """Reading nnU-Net v2 checkpoints (`fold_<k>/checkpoint_*.pth`) without executing code.
 
 They are plain `torch.save` dicts whose only non-tensor globals are numpy scalars and dtypes (the
-training log); `torch.load(weights_only=True)` (through segkit.training.checkpoint, the one place
-that calls it) with exactly those allowlisted, and a one-line refusal naming anything else.
+training log); they are read by `segkit.training.checkpoint.load_weights_only` (weights-only unpickling,
+the one place segkit deserialises a checkpoint) with exactly those allowlisted, and a one-line refusal naming anything else.
 """
 
 from __future__ import annotations
