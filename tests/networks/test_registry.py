@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from planning_data import one_channel_dataset, synthetic_fingerprint
 
 from segkit.cli import main
 from segkit.errors import UserError
-from segkit.io.dataset import load_dataset
 from segkit.networks import build_network, validate_architecture
 from segkit.networks.family import NetworkFamily
 from segkit.networks.registry import family_names, get_family, register_family, unregister_family
@@ -41,19 +41,11 @@ def toy_family():
     unregister_family(TOY.name)
 
 
-def _fingerprint(spacing: list[float], shape: list[int], num_cases: int = 10) -> dict:
-    return {"cases": [{"case_id": f"c{i}", "spacing": spacing, "shape_after_crop": shape} for i in range(num_cases)],
-            "foreground_intensity_statistics": {"0": {"mean": 0.0, "std": 1.0, "percentile_0.5": -1.0,
-                                                      "percentile_99.5": 1.0}},
-            "median_relative_size_after_crop": 0.6}
 
 
 @pytest.fixture()
 def one_channel_info(tmp_path):
-    (tmp_path / "imagesTr").mkdir()
-    (tmp_path / "dataset.json").write_text(json.dumps(
-        {"channel_names": {"0": "MR"}, "labels": {"background": 0, "a": 1, "b": 2}, "file_ending": ".nii.gz"}))
-    return load_dataset(tmp_path)
+    return one_channel_dataset(tmp_path, "MR")
 
 
 def test_builtin_families_and_duplicate_names() -> None:
@@ -69,7 +61,7 @@ def test_builtin_families_and_duplicate_names() -> None:
 
 def test_planner_and_memory_model_use_a_registered_toy_family(toy_family, one_channel_info) -> None:
     """network='toy' plans toy entries (defaults, init, growth) priced by the toy's tally and workspace."""
-    fingerprint = _fingerprint([1.0, 1.0, 1.0], [48, 48, 48])
+    fingerprint = synthetic_fingerprint([48, 48, 48], [1.0, 1.0, 1.0])
     plans = plan_dataset(one_channel_info, fingerprint, PlanOptions(network="toy", budget_bytes=2 * 1024 ** 3,
                                                                    configurations=("3d_fullres",)))
     entry = plans["configurations"]["3d_fullres"]

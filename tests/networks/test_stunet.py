@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from planning_data import one_channel_dataset, synthetic_fingerprint
 from torch import nn
 
 from segkit.cli import main
@@ -117,28 +118,18 @@ def test_deep_supervision_step_reaches_every_head() -> None:
         assert net(x).shape == (2, 3, 4, 32, 32)
 
 
-def _fingerprint(shape: list[int]) -> dict:
-    return {"cases": [{"case_id": f"c{i}", "spacing": [1.0, 1.0, 1.0], "shape_after_crop": shape} for i in range(10)],
-            "foreground_intensity_statistics": {"0": {"mean": 0.0, "std": 1.0, "percentile_0.5": -1.0,
-                                                      "percentile_99.5": 1.0}},
-            "median_relative_size_after_crop": 0.6}
 
 
 @pytest.fixture()
 def one_channel_info(tmp_path):
-    from segkit.io.dataset import load_dataset
-
-    (tmp_path / "imagesTr").mkdir()
-    (tmp_path / "dataset.json").write_text(json.dumps(
-        {"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 2}, "file_ending": ".nii.gz"}))
-    return load_dataset(tmp_path)
+    return one_channel_dataset(tmp_path, "CT")
 
 
 @pytest.mark.parametrize("budget_gib", [0.5, 4.0, 24.0])
 def test_stunet_plans_the_largest_preset_that_fits(one_channel_info, budget_gib: float) -> None:
     """`stunet`: the patch is planned with S, then the largest preset whose step fits at that patch."""
     budget = int(budget_gib * 1024 ** 3)
-    plans = plan_dataset(one_channel_info, _fingerprint([96, 96, 96]),
+    plans = plan_dataset(one_channel_info, synthetic_fingerprint([96, 96, 96]),
                          PlanOptions(network="stunet", budget_bytes=budget, configurations=("3d_fullres",)))
     entry = plans["configurations"]["3d_fullres"]
     arch = entry["architecture"]
@@ -149,7 +140,7 @@ def test_stunet_plans_the_largest_preset_that_fits(one_channel_info, budget_gib:
     bigger = presets[presets.index(arch["family"]) + 1:]
     for name in bigger:   # every larger preset would not fit at this patch
         assert estimate_peak_bytes(make_architecture(name, topology), entry["patch_size"], 2, 1, 3)["total"] > budget
-    fixed = plan_dataset(one_channel_info, _fingerprint([96, 96, 96]),
+    fixed = plan_dataset(one_channel_info, synthetic_fingerprint([96, 96, 96]),
                          PlanOptions(network="stunet-s", budget_bytes=budget, configurations=("3d_fullres",)))
     assert fixed["configurations"]["3d_fullres"]["patch_size"] == entry["patch_size"]
     if budget_gib == 0.5:
