@@ -14,6 +14,7 @@ from segkit.errors import UserError
 from segkit.io.dataset import load_dataset
 from segkit.jsonio import atomic_path, read_json
 from segkit.networks import build_network
+from segkit.planning.mirroring import anatomical_mirror_axes
 from segkit.planning.plans import (
     label_mode_of,
     network_in_channels,
@@ -138,6 +139,16 @@ def _memory_fitted_entry(plans: dict, configuration: str, entry: dict, recipe: R
     return chosen, record
 
 
+def _mirrored_entry(plans: dict, entry: dict, recipe: Recipe) -> tuple[dict, str | None]:
+    """The entry with the recipe's mirror axes, and why; the model dir's plans carry them so TTA mirrors alike."""
+    if recipe.mirroring == "planned":
+        return entry, None
+    axes, why = anatomical_mirror_axes(plans, entry)
+    if axes != list(entry.get("mirror_axes", [])):
+        entry = copy.deepcopy(entry) | {"mirror_axes": axes, "mirror_note": why}
+    return entry, why
+
+
 def _write_model_dir(models: Path, plans: dict, configuration: str, entry: dict, dataset: Path) -> None:
     """Copy plans.json (with the trained configuration entry) and dataset.json into the model dir."""
     plans_copy = copy.deepcopy(plans)
@@ -242,6 +253,7 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
         for key in ("training_fit", "memory_fit"):
             if key in entry:
                 entry[key] |= source
+    entry, mirror_note = _mirrored_entry(plans, entry, recipe)
     if info.is_main:
         fold_dir.mkdir(parents=True, exist_ok=True)
         _write_model_dir(models, plans, request.configuration, entry, Path(request.dataset))
@@ -256,6 +268,8 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     notes.append(lr_note)
     if finetune:
         notes.append(f"fine-tuning from {finetune.source.description}; no hardware fit (the weights fix the architecture)")
+    if mirror_note:
+        notes.append(f"{mirror_note}: mirror_axes {entry['mirror_axes']} (training and the model's TTA)")
     if "training_fit" in entry:
         notes.append(f"hardware fit: {entry['training_fit']['chosen']} (see models plans.json training_fit)")
     if "memory_fit" in entry:

@@ -33,6 +33,7 @@ OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("poly",)
 LOSSES = ("dice_ce",)                    # CE (softmax) or BCE (sigmoid regions) + soft Dice, deep supervision
 AUGMENTATIONS = ("full", "fast", "light", "none")
+MIRRORINGS = ("planned", "anatomical")   # segkit.planning.mirroring
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Recipe:
     epochs: int = 1000             # the most a time budget may fit
     iterations_per_epoch: int = 250
     elastic: bool = False          # elastic deformation in the spatial transform
+    mirroring: str = "planned"     # planned: the plan's mirror_axes (nnU-Net's); anatomical: left/right only
 
     def to_dict(self) -> dict:
         """JSON-ready record."""
@@ -72,7 +74,8 @@ class Recipe:
 
     def check(self) -> None:
         """UserError for a value no trainer supports."""
-        choices = {"optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "loss": LOSSES, "augment": AUGMENTATIONS}
+        choices = {"optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "loss": LOSSES, "augment": AUGMENTATIONS,
+                   "mirroring": MIRRORINGS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"recipe {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -85,7 +88,8 @@ class Recipe:
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Recipe) if f.name != "name"}
 
 NNUNET = Recipe("nnunet", "sgd", 1e-2, 0.99, 3e-5, 1 / 3, None, "full")
-SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "light", min_width=16)
+SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "light", min_width=16,
+                   mirroring="anatomical")
 RECIPES = {"nnunet": NNUNET, "short-cpu": SHORT_CPU}
 
 

@@ -70,6 +70,13 @@ def test_short_cpu_recipe_trains_with_adamw_and_is_recorded(prepared, tmp_path):
     assert schedule["recipe"]["name"] == "short_cpu_budget" and schedule["recipe"]["optimizer"] == "adamw"
     assert schedule["recipe"]["reason"] == "--recipe short-cpu"
     assert any("augmentation light" in note for note in schedule["notes"])
+    # anatomical mirroring (the phantom's labels are not lateralised): left/right only, in training and in
+    # the model's plans, which the predictor's TTA reads
+    assert schedule["recipe"]["mirroring"] == "anatomical"
+    assert any("left/right only" in note and "mirror_axes [2]" in note for note in schedule["notes"])
+    model_plans = json.loads((work / "models" / "3d_fullres" / "plans.json").read_text())
+    assert model_plans["configurations"]["3d_fullres"]["mirror_axes"] == [2]
+    assert json.loads((work / "plans.json").read_text())["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1, 2]
     final = torch.load(fold / "checkpoint_final.pt", weights_only=True)
     assert all("exp_avg" in s for s in final["optimizer_state"]["state"].values())   # AdamW moments
     assert final["optimizer_state"]["param_groups"][0]["lr"] < SHORT_CPU.lr          # poly decay from the recipe's lr
