@@ -89,8 +89,8 @@ def tally_resenc(t: Tally, arch: dict, vox: list[int], in_channels: int, num_out
     tally_plain_decoder(t, arch, vox, num_outputs)
 
 
-# default_init: PyTorch's; He measured inconclusive (docs/benchmarks.md, "Weight initialisation").
+# default_init: nnU-Net's He init, chosen by measurement (docs/benchmarks.md, "Weight initialisation").
 FAMILY = NetworkFamily(
     name="resenc", build=build_resenc, stage_defaults=resenc_stage_defaults, tally=tally_resenc,
     workspace_bytes=PLAIN_WORKSPACE_BYTES, description="nnU-Net's residual-encoder U-Net (ResEnc presets)",
-    default_init="pytorch")
+    default_init="he")

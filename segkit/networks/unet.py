@@ -121,8 +121,8 @@ def tally_unet(t: Tally, arch: dict, vox: list[int], in_channels: int, num_outpu
     tally_plain_decoder(t, arch, vox, num_outputs)
 
 
-# default_init: PyTorch's; He measured inconclusive (docs/benchmarks.md, "Weight initialisation").
+# default_init: nnU-Net's He init, chosen by measurement (docs/benchmarks.md, "Weight initialisation").
 FAMILY = NetworkFamily(
     name="unet", build=build_unet, stage_defaults=unet_stage_defaults, tally=tally_unet,
     workspace_bytes=PLAIN_WORKSPACE_BYTES, description="nnU-Net's plain U-Net (conv-norm-LeakyReLU stacks)",
-    default_init="pytorch")
+    default_init="he")

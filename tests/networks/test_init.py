@@ -12,6 +12,7 @@ from segkit.networks import build_network, validate_architecture
 from segkit.networks.init import HE_NEGATIVE_SLOPE
 from segkit.networks.registry import get_family
 from segkit.networks.resenc import ResidualBlock
+from segkit.planning.architecture import architecture_for_patch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -80,3 +81,17 @@ def test_unknown_init_is_rejected() -> None:
     """A misspelt scheme fails validation naming the choices."""
     with pytest.raises(ValueError, match="unknown init 'kaiming'.*pytorch"):
         validate_architecture(arch("unet", "kaiming"))
+
+
+@pytest.mark.parametrize(("family", "expected"), [("unet", "he"), ("resenc", "he"), ("revmbconv", "pytorch")])
+def test_planned_entries_start_with_the_measured_init(family: str, expected: str) -> None:
+    """A freshly planned unet/resenc entry records "he" (measured ahead on brain structures) and builds He weights."""
+    entry = architecture_for_patch(family, [32, 32, 32])
+    assert entry["init"] == expected
+    torch.manual_seed(0)
+    conv = max(convs(build_network(entry, 1, 3)), key=lambda c: c.weight.numel())
+    fan_in = nn.init._calculate_correct_fan(conv.weight, "fan_in")
+    he_std = math.sqrt(2.0 / ((1 + HE_NEGATIVE_SLOPE ** 2) * fan_in))
+    uniform_std = 1 / math.sqrt(3 * fan_in)   # kaiming_uniform(a=sqrt(5)): bound 1/sqrt(fan_in)
+    std = conv.weight.std().item()
+    assert std == pytest.approx(he_std if expected == "he" else uniform_std, rel=0.1)
