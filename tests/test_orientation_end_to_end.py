@@ -63,7 +63,7 @@ def _patient_left_mm(label: np.ndarray, geometry, value: int) -> float:
 @pytest.mark.slow
 def test_a_model_trained_on_ras_puts_left_labels_on_the_left_of_a_dicom_series(tmp_path):
     dataset, work = _plan_and_preprocess(tmp_path, ["RAS"])
-    assert main(["train", str(dataset), "--work-dir", str(work), "-f", "all", "--epochs", "5",
+    assert main(["train", str(dataset), "--work-dir", str(work), "-f", "all", "--epochs", "10",
                  "--iterations-per-epoch", "20", "--recipe", "short-cpu", "--augment", "none", "--no-fit",
                  "--validate-every", "100", "--device", "cpu", "--num-workers", "0", "--quiet"]) == 0
     images, labels, geometry = lateral_case(seed=11)   # a new patient
