@@ -6,12 +6,11 @@ batch forced to contain foreground, full augmentation) is tuned for ~250,000 ste
 2-core CPU gives a few hundred to a few thousand steps in minutes; with that recipe the network
 sits on the all-background plateau for the whole budget (docs/benchmarks.md). The short
 CPU budget recipe (device CPU and --time-budget under SHORT_BUDGET_MIN minutes) trades that for
-fast early progress: AdamW lr 1e-2 (poly decay), per-sample Dice, every patch (not a third)
-centred on a voxel of a class drawn uniformly among the classes present (class-balanced sampling,
-so small structures are seen as often as big ones: in the first few hundred steps the smallest
-structures are otherwise never predicted), light augmentation, mirroring only across the body's
-plane of symmetry, and a hardware fit that keeps at least 16 features in the first stage (width 8
-underfitted: training loss stalled at the validation loss).
+fast early progress: AdamW lr 1e-2 (poly decay), per-sample Dice, half of each batch (not a
+third) centred on a voxel of a class drawn uniformly among the classes present (class-balanced
+sampling, so small structures are seen as often as big ones), light augmentation, and a
+hardware fit that keeps at least 16 features in the first stage (width 8 underfitted: training
+loss stalled at the validation loss).
 
 Every field can be overridden one by one (`Recipe.override`, `segkit train --recipe-set FIELD=VALUE`
 and the dedicated flags); the resolved recipe, its reason and the overridden fields are written
@@ -89,7 +88,7 @@ class Recipe:
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Recipe) if f.name != "name"}
 
 NNUNET = Recipe("nnunet", "sgd", 1e-2, 0.99, 3e-5, 1 / 3, None, "full")
-SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 1.0, False, "light", min_width=16,
+SHORT_CPU = Recipe("short_cpu_budget", "adamw", 1e-2, 0.9, 1e-4, 0.5, False, "light", min_width=16,
                    mirroring="anatomical")
 RECIPES = {"nnunet": NNUNET, "short-cpu": SHORT_CPU}
 
