@@ -8,8 +8,10 @@ sits on the all-background plateau for the whole budget (docs/benchmarks.md). Th
 CPU budget recipe (device CPU and --time-budget under SHORT_BUDGET_MIN minutes) trades that for
 fast early progress: AdamW lr 1e-2 (poly decay), per-sample Dice, half of each batch (not a
 third) centred on a voxel of a class drawn uniformly among the classes present (class-balanced
-sampling, so small structures are seen as often as big ones), light augmentation, and a
-hardware fit that keeps at least 16 features in the first stage (width 8 underfitted: training
+sampling, so small structures are seen as often as big ones; every patch on foreground found the
+smallest structures sooner on real images but over-segmented the brain-structures phantom), light
+augmentation, mirroring only across the body's plane of symmetry (segkit.planning.mirroring), and
+a hardware fit that keeps at least 16 features in the first stage (width 8 underfitted: training
 loss stalled at the validation loss).
 
 Every field can be overridden one by one (`Recipe.override`, `segkit train --recipe-set FIELD=VALUE`
