@@ -44,9 +44,19 @@ def left_right_array_axis(directions: list[list[float]]) -> int:
     return 2 - index_axis
 
 
+def configuration_array_axes(slice_axis: int | None) -> list[int]:
+    """The array axes (z, y, x) a configuration's axes stand for: all three, or the two in a 2D slice."""
+    return [a for a in range(3) if a != slice_axis] if slice_axis is not None else [0, 1, 2]
+
+
+def _name_list(names: list[str]) -> str:
+    """The first four names, comma-separated, with ', ...' when there are more."""
+    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+
 def mirror_axes_for(labels: dict, directions: list[list[float]], slice_axis: int | None = None) -> tuple[list[int], str | None]:
     """The configuration's mirror axes (its own axis numbering) and, when one is dropped, why."""
-    axes = [a for a in range(3) if a != slice_axis] if slice_axis is not None else [0, 1, 2]
+    axes = configuration_array_axes(slice_axis)
     lateral = lateralised_labels(labels)
     if not lateral or not directions or any(len(d) != 9 for d in directions):
         return list(range(len(axes))), None
@@ -55,7 +65,7 @@ def mirror_axes_for(labels: dict, directions: list[list[float]], slice_axis: int
         return list(range(len(axes))), None
     kept = [i for i, a in enumerate(axes) if a != lr_axis]
     note = (f"not mirrored along array axis {lr_axis} (patient left/right): labels are lateralised "
-            f"({', '.join(lateral[:4])}{', ...' if len(lateral) > 4 else ''}) and mirroring would swap them")
+            f"({_name_list(lateral)}) and mirroring would swap them")
     return kept, note
 
 
@@ -70,10 +80,8 @@ def anatomical_mirror_axes(plans: dict, entry: dict) -> tuple[list[int], str]:
         return planned, "anatomical mirroring needs a canonical (LPS) plan: this one is as stored, planned axes kept"
     lateral = lateralised_labels(plans.get("labels", {}))
     if lateral:
-        return [], (f"anatomical mirroring: none (labels are lateralised: {', '.join(lateral[:4])}"
-                    f"{', ...' if len(lateral) > 4 else ''})")
-    slice_axis = entry.get("slice_axis")
-    axes = [a for a in range(3) if a != slice_axis] if slice_axis is not None else [0, 1, 2]
+        return [], f"anatomical mirroring: none (labels are lateralised: {_name_list(lateral)})"
+    axes = configuration_array_axes(entry.get("slice_axis"))
     if LEFT_RIGHT_AXIS not in axes:
         return [], "anatomical mirroring: none (the left/right axis is the 2D slice axis)"
     return [axes.index(LEFT_RIGHT_AXIS)], "anatomical mirroring: left/right only (the body's plane of symmetry)"

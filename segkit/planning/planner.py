@@ -24,7 +24,7 @@ from segkit.io.dataset import DatasetInfo
 from segkit.networks.registry import get_family
 from segkit.planning.architecture import make_architecture
 from segkit.planning.memory import estimate_peak_bytes
-from segkit.planning.mirroring import mirror_axes_for
+from segkit.planning.mirroring import configuration_array_axes, mirror_axes_for
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_for_family
 from segkit.preprocessing.orientation import CANONICAL, PLANS_KEY, orientation_summary
@@ -169,7 +169,7 @@ def choose_batch(arch: dict, patch: list[int], price: Callable[[dict, list[int],
 def plan_configuration(name: str, target_spacing: list[float], median_shape: list[int], num_cases: int,
                        price: _Pricer, options: PlanOptions, slice_axis: int | None = None) -> dict:
     """One configuration's entry: patch, architecture, batch size and predicted memory."""
-    axes = [a for a in range(3) if a != slice_axis] if slice_axis is not None else [0, 1, 2]
+    axes = configuration_array_axes(slice_axis)
     spacing = [target_spacing[a] for a in axes]
     shape = [median_shape[a] for a in axes]
     budget = options.budget_bytes
