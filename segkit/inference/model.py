@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segkit.errors import UserError
+from segkit.inference.pruning import apply_pruning
 from segkit.jsonio import read_json
 from segkit.planning.plans import (
     label_mode_of,
@@ -152,7 +153,6 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     """Load a model folder's plans and the chosen folds' checkpoints onto one network on the device."""
 
     from segkit.inference.acceleration import prepare_for_inference
-    from segkit.inference.pruning import apply_pruning
     from segkit.networks import build_network
     from segkit.training.checkpoint import load_checkpoint
 
