@@ -38,7 +38,7 @@ from segkit.errors import UserError
 from segkit.jsonio import atomic_path
 from segkit.planning.plans import previous_stage_of, read_plans_dict
 from segkit.version import __version__
-from segkit.workdir import model_dataset_path, plans_path, pruning_path, sibling_model_dir
+from segkit.workdir import model_dataset_path, plans_path, pruning_path
 
 PACKAGE_FORMAT = "segkit-model-package-2"
 LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
@@ -70,6 +70,7 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
                     find_best: str | Path | None = None) -> tuple[dict[str, Path | bytes], dict]:
     """(member name -> source file or bytes, manifest fields) of the package for a model."""
     from segkit.inference.choice import chosen_model
+    from segkit.inference.model import previous_stage_dir
 
     choice = chosen_model(model, configuration, find_best)
     members: dict[str, Path | bytes] = {}
@@ -81,10 +82,7 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
         # a cascade stage travels with its previous stage (the same folds), which it runs first on every case
         stage, stage_dir = name, model_dir
         while (previous := previous_stage_of(read_plans_dict(plans_path(stage_dir)), stage)) is not None:
-            stage_dir = sibling_model_dir(stage_dir, previous)
-            if not stage_dir.is_dir():
-                raise UserError(f"{stage} is a cascade stage: its previous stage {previous} is needed beside it",
-                                stage_dir)
+            stage_dir = previous_stage_dir(stage_dir, stage, previous)
             _add_configuration(members, previous, stage_dir, chosen_folds[name], checkpoint)
             previous_stages[stage] = {"configuration": previous, "folds": chosen_folds[name]}
             stage = previous

@@ -184,15 +184,21 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
                        previous=load_previous_stage(model_dir, plans, name, fold_names, checkpoint, device))
 
 
+def previous_stage_dir(model_dir: Path, configuration: str, previous: str) -> Path:
+    """The model folder of a cascade stage's previous stage, beside its own; a UserError when it is absent."""
+    folder = sibling_model_dir(model_dir, previous)
+    if not folder.is_dir():
+        raise UserError(f"{configuration} is a cascade stage: its previous stage {previous} is needed beside it", folder)
+    return folder
+
+
 def load_previous_stage(model_dir: Path, plans: dict, configuration: str, folds: list[str], checkpoint: str,
                         device: str) -> LoadedModel | None:
     """A cascade stage's previous stage, from the model folder beside it, with the same folds; None otherwise."""
     previous = previous_stage_of(plans, configuration)
     if previous is None:
         return None
-    folder = sibling_model_dir(model_dir, previous)
-    if not folder.is_dir():
-        raise UserError(f"{configuration} is a cascade stage: its previous stage {previous} is needed beside it", folder)
+    folder = previous_stage_dir(model_dir, configuration, previous)
     try:
         return load_model(folder, previous, folds, checkpoint, device)
     except UserError as err:
