@@ -3,7 +3,8 @@
 Per case, in the output folder: ``CASE<ending>`` (label map, the input's geometry and file
 format; ``.nii.gz`` for DICOM inputs), ``CASE.npz`` (probabilities, --save-probabilities),
 ``CASE_seg.dcm`` (DICOM-SEG, DICOM inputs with --dicom-seg), ``CASE_stats.json``
-(--statistics) and ``CASE_preview.png`` (--preview). The label map is written last, so its
+(--statistics), ``CASE_preview.png`` (--preview) and ``CASE_qc.png`` (the QC picture of
+report.html, every folder run). The label map is written last, so its
 presence (readable, right geometry) plus the requested extras marks a finished case.
 """
 
@@ -19,6 +20,7 @@ import SimpleITK as sitk
 from segkit.batch.cases import BatchCase, InputSpec, LoadedCase, input_geometry
 from segkit.batch.preview import write_preview
 from segkit.batch.statistics import label_statistics
+from segkit.batch.thumbnail import write_qc_image
 from segkit.errors import UserError
 from segkit.io.image import Geometry
 from segkit.jsonio import read_json, write_json
@@ -35,6 +37,7 @@ class OutputRequest:
     statistics: bool = False
     preview: bool = False
     probabilities: bool = False
+    qc_image: bool = False
 
 
 def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
@@ -46,6 +49,8 @@ def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
         names["statistics"] = f"{case.case_id}_stats.json"
     if request.preview:
         names["preview"] = f"{case.case_id}_preview.png"
+    if request.qc_image:
+        names["qc"] = f"{case.case_id}_qc.png"
     if request.probabilities:
         names["probabilities"] = f"{case.case_id}.npz"
     return names
@@ -142,6 +147,9 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
         assert loaded.images is not None                        # kept for the preview (pipeline.load)
         write_preview(loaded.images[0], label, loaded.geometry, request.segment_names, out / names["preview"],
                       title=case.case_id)
+    if "qc" in names:
+        assert loaded.images is not None                        # channel 0 kept for the QC picture
+        write_qc_image(loaded.images[0], label, loaded.geometry, sorted(request.segment_names), out / names["qc"])
     if "dicom_seg" in names:
         from segkit.io.dicom_seg import segments_from_labels, write_dicom_seg
 
