@@ -126,7 +126,7 @@ def _summary(report: dict) -> str:
              ("backend", " ".join(str(v) for v in (backend.get("device") or report.get("device"),
                                                      f'torch {backend["torch"]}' if backend.get("torch") else None)
                                   if v)),
-             ("test-time mirroring", {True: "on", False: "off"}.get(options.get("tta"))),
+             ("test-time mirroring", None if options.get("tta") is None else "on" if options["tta"] else "off"),
              ("post-processing", json.dumps(report["postprocessing"]) if report.get("postprocessing") else None),
              ("review threshold", _threshold_text(calibration) if calibration else None),
              ("segkit", report.get("segkit_version")), ("started", report.get("started")),
