@@ -70,7 +70,7 @@ class MemoryModel:
         if self.calibrated:   # the workspace is inside the measured allocated peak, rounding in the reserved one
             return {"reserve_context": context, "reserve_workspace": 0,
                     "reserve_fragmentation": max(0, cuda["total_reserved"] - cuda["total_allocated"])}
-        return {"reserve_context": context, "reserve_workspace": UNCALIBRATED_RESERVE["workspace_bytes"],
+        return {"reserve_context": context, "reserve_workspace": int(UNCALIBRATED_RESERVE["workspace_bytes"]),
                 "reserve_fragmentation": int(UNCALIBRATED_RESERVE["fragmentation_fraction"] * cuda["total_allocated"])}
 
     def describe(self) -> dict:
