@@ -61,10 +61,11 @@ OWNERS = {
 READ_JSON_OWNERS = {"splits.json": "training/splits.py", "splits file": "training/splits.py",
                     "fingerprint": "fingerprint.py", "batch report": "batch/report.py",
                     "preprocessed properties": "preprocessing/store.py", "find_best.json": "evaluation/find_best.py",
-                    "pruning.json": "inference/pruning.py"}
+                    "pruning.json": "inference/pruning.py",
+                    "uncertainty calibration": "inference/uncertainty.py"}
 # names of entries inside a work dir / model folder; joining them with `/` is workdir.py's job
 WORK_DIR_NAMES = {"models", "preprocessed", "plans.json", "fingerprint.json", "splits.json", "find_best.json",
-                  "validation", "pruning.json"}
+                  "validation", "pruning.json", "uncertainty_calibration.json"}
 WORK_DIR_PREFIXES = ("fold_", "checkpoint_")
 # modules that build paths of other layouts with the same names -> the names they may join, and why
 FOREIGN_LAYOUTS = {

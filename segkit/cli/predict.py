@@ -71,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop at the first case that fails (exit 2) instead of recording it and going on")
     parser.add_argument("--no-postprocess", action="store_true",
                         help="do not apply the post-processing find-best decided for this model")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="write CASE_entropy.nii.gz (+ CASE_disagreement.nii.gz with several folds), per-structure "
+                             "uncertainty scores in report.json and statistics, and flag cases above the model's "
+                             "review threshold (segkit calibrate-uncertainty)")
     group = parser.add_argument_group("hospital runs (see docs/deployment.md)")
     group.add_argument("--continue", dest="resume", action="store_true",
                        help="skip cases whose outputs exist and are valid (readable, input geometry)")
@@ -90,7 +94,8 @@ def inference_options(args: argparse.Namespace) -> InferenceOptions:
     from segkit.inference.predictor import InferenceOptions
 
     return InferenceOptions(step=args.step, tta=not args.no_tta, tile_batch=args.tile_batch,
-                            save_probabilities=args.save_probabilities, precision=args.precision)
+                            save_probabilities=args.save_probabilities, precision=args.precision,
+                            uncertainty=getattr(args, "uncertainty", False))
 
 
 def check_output(path: str, input_path: Path) -> Path:
@@ -156,14 +161,20 @@ def run(args: argparse.Namespace) -> int:
     spec = InputSpec(engine.num_channels, tuple(plans.get("channel_names") or ()), channel_map, args.series_uid)
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities, qc_image=True)
+                            probabilities=args.save_probabilities, qc_image=True,
+                            uncertainty_maps=uncertainty_maps(engine) if args.uncertainty else ())
     run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine, options),
                 "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": args.save_probabilities,
                             "fail_fast": args.fail_fast, "tta": options.tta, "step": options.step,
-                            "precision": options.precision}}
+                            "precision": options.precision, "uncertainty": args.uncertainty}}
+    if args.uncertainty:
+        run_info["uncertainty_calibration"] = calibration_summary(engine.calibration)
+        if engine.calibration is None:
+            print("segkit predict: warning: --uncertainty: this model has no review threshold (run segkit "
+                  "calibrate-uncertainty on its work dir); cases are scored but not flagged", file=sys.stderr)
     if args.resume:
         check_same_model(output_dir / report_name(part_id, num_parts), run_info)
     folder = cases_folder if input_path.is_dir() else input_path.parent
@@ -172,6 +183,20 @@ def run(args: argparse.Namespace) -> int:
     report = predict_cases(engine, cases, spec, request,
                            RunOptions(args.resume, num_parts, part_id, fail_fast, run_info=run_info), folder)
     return _summary(report, engine)
+
+
+def uncertainty_maps(engine) -> tuple[str, ...]:
+    """The per-voxel maps --uncertainty writes: entropy, and disagreement when every member has several folds."""
+    several = all(len(member.folds) > 1 for member in engine.members)
+    return ("entropy", "disagreement") if several else ("entropy",)
+
+
+def calibration_summary(calibration: dict | None) -> dict | None:
+    """What report.json keeps of the model's calibration: threshold, score, target and cross-validation quality."""
+    if calibration is None:
+        return None
+    return {key: calibration[key] for key in ("threshold", "score", "target", "quality", "num_cases", "configuration")
+            if key in calibration}
 
 
 def backend_info(engine, options: InferenceOptions) -> dict:

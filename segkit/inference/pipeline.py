@@ -200,7 +200,8 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
         if request.probabilities:
             reference = case.sources[0] if case.kind == "files" else None
             metadata = engine.probability_metadata(prediction, case.file_ending, reference)
-        write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata)
+        write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata,
+                      prediction.extra.get("uncertainty"), prediction.extra.get("uncertainty_maps"))
         volumes = label_statistics(case.case_id, prediction.labels, loaded.geometry, request.labels)["labels"]
         value = {"names": names, "warnings": list(getattr(prepared, "extra", {}).get("warnings", [])),
                  "volumes_ml": {name: round(entry["volume_ml"], 4) for name, entry in volumes.items()}}

@@ -33,8 +33,9 @@ from segkit.errors import UserError
 from segkit.inference.acceleration import resolve_precision
 from segkit.inference.memory_backoff import window_logits
 from segkit.inference.model import LoadedModel
-from segkit.inference.revert import MemberOutput, labels_on_input_grid
+from segkit.inference.revert import MemberOutput, labels_on_input_grid, map_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
+from segkit.inference.uncertainty import normalised_entropy, structure_scores, summary
 from segkit.io.image import Geometry
 from segkit.planning.plans import previous_stage_classes, slice_axis_of
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
@@ -54,6 +55,7 @@ class InferenceOptions:
     tile_batch: int = 4
     save_probabilities: bool = False
     precision: str = "auto"
+    uncertainty: bool = False    # per-voxel maps and per-structure scores (segkit.inference.uncertainty)
 
 
 @dataclass
@@ -118,21 +120,36 @@ def probabilities_in_place(logits: torch.Tensor, label_mode: str) -> torch.Tenso
 
 def network_probabilities(model: LoadedModel, data: np.ndarray, options: InferenceOptions) -> np.ndarray:
     """Fold-averaged (K, z', y', x') float32 probabilities of preprocessed data."""
+    return probabilities_and_fold_entropy(model, data, options)[0]
+
+
+def probabilities_and_fold_entropy(model: LoadedModel, data: np.ndarray, options: InferenceOptions
+                                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fold-averaged probabilities, and with options.uncertainty and several folds the folds' mean normalised
+    entropy (z', y', x') (what their disagreement is measured against), else None."""
     settings = window_settings(model, options)
     # plans may ask for nnU-Net's fold ensembling (mean logits, then softmax) instead of mean probabilities
     average_logits = (model.entry.get("inference") or {}).get("fold_average") == "logits"
+    track = options.uncertainty and len(model.fold_states) > 1
     total: torch.Tensor | None = None
+    entropy_sum: np.ndarray | None = None
     for state in model.fold_states:
         if len(model.fold_states) > 1:
             model.network.load_state_dict(state)
         logits = window_logits(model, data, settings)
         values = logits if average_logits else probabilities_in_place(logits, model.label_mode)
+        if track:
+            fold = probabilities_in_place(logits.clone(), model.label_mode) if average_logits else values
+            entropy = normalised_entropy(fold.numpy(), model.label_mode)
+            entropy_sum = entropy if entropy_sum is None else np.add(entropy_sum, entropy, out=entropy_sum)
         total = values if total is None else total.add_(values)
         del logits, values
     assert total is not None                                    # a model has at least one fold
     if len(model.fold_states) > 1:
         total /= len(model.fold_states)
-    return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy()
+    if entropy_sum is not None:
+        entropy_sum /= len(model.fold_states)
+    return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy(), entropy_sum
 
 
 def same_stage(a: LoadedModel, b: LoadedModel) -> bool:
@@ -172,6 +189,7 @@ class ModelEnsemble:
     options: InferenceOptions = InferenceOptions()
     postprocessing: dict | None = None
     identity: dict = field(default_factory=dict)
+    calibration: dict | None = None      # the review threshold (uncertainty_calibration.json), single-model runs
     stages: list[LoadedModel] = field(init=False, default_factory=list)   # what runs per case, in order
     member_stages: list[int] = field(init=False, default_factory=list)   # the stage each member's output is
 
@@ -235,6 +253,7 @@ class ModelEnsemble:
         Stages run in order; a cascade stage first gets its previous stage's segmentation as extra channels.
         """
         outputs: list[np.ndarray] = []
+        fold_entropies: list[np.ndarray | None] = []
         for index, stage in enumerate(self.stages):
             data = prepared.data[index]
             if stage.previous is not None:
@@ -242,9 +261,13 @@ class ModelEnsemble:
                 extra = previous_stage_input(self.stages[source], outputs[source], prepared.properties[source],
                                              stage, prepared.properties[index])
                 data = np.concatenate([data, extra])
-            outputs.append(network_probabilities(stage, data, self.options))
+            probabilities, fold_entropy = probabilities_and_fold_entropy(stage, data, self.options)
+            outputs.append(probabilities)
+            fold_entropies.append(fold_entropy)
             del data
         prepared.data = []   # the network inputs are no longer needed: free them before the revert
+        if self.options.uncertainty:
+            prepared.extra["fold_entropy"] = [fold_entropies[i] for i in self.member_stages]
         return [outputs[i] for i in self.member_stages]
 
     def finish(self, prepared: PreparedCase, probabilities: list[np.ndarray],
@@ -254,12 +277,32 @@ class ModelEnsemble:
 
         outputs = [MemberOutput(p, prepared.properties[stage], m.plans, m.configuration)
                    for p, stage, m in zip(probabilities, self.member_stages, self.members)]
-        labels, kept = labels_on_input_grid(outputs, self.plans, keep_probabilities)
+        uncertain = self.options.uncertainty
+        labels, kept = labels_on_input_grid(outputs, self.plans, np.float32 if uncertain else keep_probabilities)
         if labels.shape != prepared.geometry.array_shape:
             raise RuntimeError(f"reverted shape {labels.shape} differs from the input {prepared.geometry.array_shape}")
         if self.postprocessing:
             labels = apply_postprocessing(labels, self.postprocessing)
-        return CasePrediction(prepared.case_id, labels, prepared.geometry, kept, dict(prepared.extra))
+        extra = {key: value for key, value in prepared.extra.items() if key != "fold_entropy"}
+        if uncertain:
+            assert kept is not None                             # float32 probabilities were asked for
+            extra.update(self._uncertainty(kept, labels, outputs, prepared.extra.get("fold_entropy") or []))
+            kept = kept.astype(keep_probabilities, copy=False) if keep_probabilities is not None else None
+        return CasePrediction(prepared.case_id, labels, prepared.geometry, kept, extra)
+
+    def _uncertainty(self, probabilities: np.ndarray, labels: np.ndarray, outputs: list[MemberOutput],
+                     fold_entropy: list[np.ndarray | None]) -> dict:
+        """The per-voxel maps (entropy; disagreement when every member has several folds) and the report entry."""
+        label_mode = self.members[0].label_mode
+        maps = {"entropy": normalised_entropy(probabilities, label_mode)}
+        if fold_entropy and all(e is not None for e in fold_entropy):
+            reverted = [map_on_input_grid(e, o.properties, o.plans, o.configuration)
+                        for e, o in zip(fold_entropy, outputs) if e is not None]
+            mean_fold = reverted[0] if len(reverted) == 1 else np.mean(reverted, axis=0)
+            maps["disagreement"] = np.clip(maps["entropy"] - mean_fold, 0.0, 1.0)
+        structures = structure_scores(probabilities, labels, self.plans, maps["entropy"], maps.get("disagreement"))
+        folds = max(len(m.folds) for m in self.members)
+        return {"uncertainty": summary(structures, self.calibration, folds), "uncertainty_maps": maps}
 
     def predict(self, case_id: str, images: np.ndarray, geometry: Geometry,
                 keep_probabilities: npt.DTypeLike | None = None) -> CasePrediction:
