@@ -7,6 +7,7 @@ import importlib
 import re
 import sys
 
+from segkit import logs
 from segkit.errors import UserError
 from segkit.version import __version__
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line and return exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs.configure()   # text lines unless the command asks otherwise (--log-format json)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -68,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             args.dataset = resolve_dataset(args.dataset, args.dataset_id)
         result = args.func(args)
     except UserError as err:
-        print(f"segkit {args.command}: error: {err}", file=sys.stderr)
+        if logs.json_mode():
+            logs.error(str(err), event="user_error", exit_code=2, command=args.command)
+        else:
+            print(f"segkit {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("segkit: interrupted", file=sys.stderr)

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segkit.cli.options import add_log_format_option
+
 if TYPE_CHECKING:
     from segkit.inference.predictor import InferenceOptions
 
@@ -86,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--part-id", type=int, help="which part this process runs (0 .. N-1)")
     group.add_argument("--channel-map", help="DICOM series per channel by SeriesDescription, e.g. '0=T1*,1=FLAIR*'")
     group.add_argument("--series-uid", help="DICOM series to use when a study folder holds several")
+    add_log_format_option(group)
     group.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)   # the default since 0.2; kept for scripts
 
 
@@ -128,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the model and the cases, run the pipeline, print a summary; exit 1 when a case failed."""
     import torch
 
+    from segkit import logs
     from segkit.batch.cases import InputSpec, discover_cases, input_folder
     from segkit.batch.outputs import OutputRequest
     from segkit.batch.report import check_same_model, report_name
@@ -138,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.io.dicom import parse_channel_map
     from segkit.io.dicom_seg import segment_names
 
+    logs.configure(args.log_format, component="predict")
     if args.threads:
         torch.set_num_threads(args.threads)
     input_path = Path(args.input)
@@ -173,15 +178,21 @@ def run(args: argparse.Namespace) -> int:
     if args.uncertainty:
         run_info["uncertainty_calibration"] = calibration_summary(engine.calibration)
         if engine.calibration is None:
-            print("segkit predict: warning: --uncertainty: this model has no review threshold (run segkit "
-                  "calibrate-uncertainty on its work dir); cases are scored but not flagged", file=sys.stderr)
+            logs.warning("segkit predict: --uncertainty: this model has no review threshold (run segkit "
+                         "calibrate-uncertainty on its work dir); cases are scored but not flagged",
+                         event="no_calibration")
     if args.resume:
         check_same_model(output_dir / report_name(part_id, num_parts), run_info)
     folder = cases_folder if input_path.is_dir() else input_path.parent
     # a single file is the whole run: its failure is the run's (exit 2), as for any one-case command
     fail_fast = args.fail_fast or input_path.is_file()
+    logs.info(f"predicting {len(cases)} case(s) with {engine.describe()} on {engine.device}", event="run_started",
+              text=False, cases=len(cases), model=run_info.get("model"), configuration=run_info.get("configuration"),
+              device=str(engine.device), precision=run_info["backend"]["precision"], output=str(output_dir))
+    show_progress = False if logs.json_mode() else None
     report = predict_cases(engine, cases, spec, request,
-                           RunOptions(args.resume, num_parts, part_id, fail_fast, run_info=run_info), folder)
+                           RunOptions(args.resume, num_parts, part_id, fail_fast, show_progress=show_progress,
+                                      run_info=run_info), folder)
     return _summary(report, engine)
 
 
@@ -211,15 +222,24 @@ def backend_info(engine, options: InferenceOptions) -> dict:
 
 def _summary(report, engine) -> int:
     """Print what the run did (failures and warnings to stderr); the exit code."""
+    from segkit import logs
     from segkit.inference.pipeline import exit_code
 
     totals = report.totals()
-    print(f"{report.path}: {totals['ok']} ok, {totals['skipped']} skipped, {totals['failed']} failed of "
-          f"{totals['cases']} case(s) with {engine.describe()} on {engine.device}")
+    line = (f"{report.path}: {totals['ok']} ok, {totals['skipped']} skipped, {totals['failed']} failed of "
+            f"{totals['cases']} case(s) with {engine.describe()} on {engine.device}")
+    note = engine.identity.get("postprocessing_note")
+    flagged = sum(bool((c.get("uncertainty") or {}).get("flagged")) for c in report.cases)
+    if logs.json_mode():   # each failed case already had its case_finished line
+        if note:
+            logs.warning(f"segkit predict: {note}", event="postprocessing_note")
+        logs.info(line, event="run_finished", report=str(report.path), flagged=flagged, exit_code=exit_code(report),
+                  **{key: value for key, value in totals.items()})
+        return exit_code(report)
+    print(line)
     for entry in report.cases:
         if entry["status"] == "failed":
             print(f"  failed {entry['case_id']}: {entry['reason']}", file=sys.stderr)
-    note = engine.identity.get("postprocessing_note")
     if note:   # run-level report warnings reach stderr through BatchReport.warn
         print(f"segkit predict: warning: {note}", file=sys.stderr)
     return exit_code(report)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segkit import logs
 from segkit.errors import UserError
 from segkit.inference.pruning import apply_pruning
 from segkit.jsonio import read_json
@@ -186,7 +186,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     torch_device = resolve_device(device)
     network.to(torch_device).eval()
     if plans_orientation(plans) is None:
-        print(f"warning: {model_dir}: {LEGACY_WARNING}", file=sys.stderr)
+        logs.warning(f"{model_dir}: {LEGACY_WARNING}", event="model_warning", model=str(model_dir))
     fold_names = [f for f, _, _ in loaded]
     return LoadedModel(model_dir, plans, dataset, name, network, states, fold_names, torch_device, checkpoint,
                        previous=load_previous_stage(model_dir, plans, name, fold_names, checkpoint, device))

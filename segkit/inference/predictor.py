@@ -21,7 +21,6 @@ one-hot channels (`segkit.preprocessing.previous_stage`).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from segkit import logs
 from segkit.errors import UserError
 from segkit.inference.acceleration import resolve_precision
 from segkit.inference.memory_backoff import window_logits
@@ -38,6 +38,7 @@ from segkit.inference.sliding_window import WindowSettings
 from segkit.inference.uncertainty import normalised_entropy, structure_scores, summary
 from segkit.io.image import Geometry
 from segkit.planning.plans import previous_stage_classes, slice_axis_of
+from segkit.preprocessing.input_ranges import range_warnings
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
 from segkit.preprocessing.previous_stage import one_hot_previous, previous_labels_into
 
@@ -100,7 +101,7 @@ def input_orientation_warnings(model: LoadedModel, case_id: str, geometry: Geome
     warnings = orientation_warnings(model.plans, geometry.direction)
     for message in warnings:
         if message != LEGACY_WARNING:   # load_model printed that one once
-            print(f"warning: {case_id}: {message}", file=sys.stderr)
+            logs.warning(f"{case_id}: {message}", event="case_warning", case_id=case_id)
     return warnings
 
 
@@ -245,6 +246,10 @@ class ModelEnsemble:
             data.append(stage_data)
             properties.append(stage_properties)
             warnings += [w for w in input_orientation_warnings(stage, case_id, geometry) if w not in warnings]
+            for message in range_warnings(stage.plans, images, geometry.array_spacing, geometry.direction):
+                if message not in warnings:
+                    warnings.append(message)
+                    logs.warning(f"{case_id}: {message}", event="case_warning", case_id=case_id)
         return PreparedCase(case_id, data, properties, geometry, {"warnings": warnings} if warnings else {})
 
     def compute(self, prepared: PreparedCase) -> list[np.ndarray]:

@@ -29,6 +29,7 @@ from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.mirroring import configuration_array_axes, mirror_axes_for
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_for_family
+from segkit.preprocessing.input_ranges import training_ranges
 from segkit.preprocessing.orientation import CANONICAL, PLANS_KEY, orientation_summary
 
 SCHEMA_VERSION = 1
@@ -285,6 +286,8 @@ def dataset_entries(info: DatasetInfo, fingerprint: dict) -> dict:
         "regions_class_order": info.regions_class_order,
         "num_outputs": num_outputs,
         **orientation_entries(fingerprint),
+        # what training spanned, for prediction's out-of-range warnings (segkit.preprocessing.input_ranges)
+        "training_ranges": training_ranges(fingerprint, planned_normalization(info, fingerprint)),
     }
 
 
