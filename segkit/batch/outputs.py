@@ -166,7 +166,8 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
         from segkit.io.dicom_seg import segments_from_labels, write_dicom_seg
 
         assert loaded.dicom_reference is not None              # DICOM-SEG is only offered for DICOM inputs
-        write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"])
+        write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"],
+                        frame_order=loaded.frame_order)
     if "provenance" in names:
         identity = series_identity(loaded.dicom_reference) if loaded.dicom_reference is not None else None
         write_provenance(out / names["provenance"], provenance_record(

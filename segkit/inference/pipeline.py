@@ -179,6 +179,8 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
     def load(case: BatchCase) -> tuple:
         loaded = load_case(case, spec)
         assert loaded.images is not None
+        for warning in loaded.warnings:      # one line each on stderr (a batch log shows it), and in report.json
+            print(f"warning: {case.case_id}: {warning}", file=sys.stderr)
         prepared = engine.prepare(case.case_id, loaded.images, loaded.geometry)
         if not request.preview:
             loaded.images = None   # only the preview needs the raw image after preprocessing
@@ -197,7 +199,8 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
             reference = case.sources[0] if case.kind == "files" else None
             metadata = engine.probability_metadata(prediction, case.file_ending, reference)
         write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata)
-        return {"names": names, "warnings": list(getattr(prepared, "extra", {}).get("warnings", []))}
+        return {"names": names, "notes": list(loaded.notes),
+                "warnings": list(loaded.warnings) + list(getattr(prepared, "extra", {}).get("warnings", []))}
 
     return load, compute, write
 
@@ -239,6 +242,7 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
             todo.append(case)
             continue
         skipped["warnings"] = _case_warnings(case, request)
+        skipped["notes"] = []
         report.add(skipped)
         if bar is not None:
             bar.update()
@@ -257,6 +261,7 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
         else:
             entry = _entry(case, "ok", outcome, outcome.seconds, names, input_dir)
         entry["warnings"] = _case_warnings(case, request) + (outcome.value or {}).get("warnings", [])
+        entry["notes"] = (outcome.value or {}).get("notes", [])
         report.add(entry)
         if bar is not None:
             bar.update()
