@@ -47,10 +47,10 @@ def dicomweb_plugin() -> str | None:
 class Orthanc:
     """One Orthanc process with its own storage, HTTP and DICOM ports."""
 
-    def __init__(self, folder: Path, aet: str = "ORTHANC"):
+    def __init__(self, folder: Path, aet: str = "ORTHANC", dicom_port: int | None = None):
         self.folder = folder
         self.aet = aet
-        self.http_port, self.dicom_port = free_port(), free_port()
+        self.http_port, self.dicom_port = free_port(), dicom_port or free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         folder.mkdir(parents=True, exist_ok=True)
         config = {"Name": "segkit-test", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),

@@ -20,6 +20,7 @@ from typing import Any
 
 from segkit.pacs.config import ModelConfig
 from segkit.pacs.store import Storage, derived_uid, durable_copy, durable_write
+from segkit.workdir import checkpoint_path, fold_dir
 
 
 class UnitFailed(Exception):
@@ -46,10 +47,10 @@ def model_identity(engine: Any) -> str:
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
     for member in engine.members:
         for fold in member.folds:
-            checkpoint = Path(member.model_dir) / f"fold_{fold}" / f"checkpoint_{member.checkpoint}.pt"
+            checkpoint = checkpoint_path(fold_dir(Path(member.model_dir), fold), member.checkpoint)
             if checkpoint.is_file():
                 with open(checkpoint, "rb") as handle:
-                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    while block := handle.read(1 << 20):
                         digest.update(block)
     return digest.hexdigest()
 
@@ -125,11 +126,12 @@ class UnitPredictor:
     def _restamped(self, path: Path, sop_uid: str, series_uid: str) -> bytes:
         """The SEG file's bytes with its derived UIDs and the node's series description."""
         import pydicom
+        from pydicom.uid import UID
 
         dataset = pydicom.dcmread(path)
-        dataset.SOPInstanceUID = sop_uid
-        dataset.file_meta.MediaStorageSOPInstanceUID = sop_uid
-        dataset.SeriesInstanceUID = series_uid
+        dataset.SOPInstanceUID = UID(sop_uid)
+        dataset.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+        dataset.SeriesInstanceUID = UID(series_uid)
         dataset.SeriesDescription = self.description
         buffer = io.BytesIO()
         dataset.save_as(buffer, enforce_file_format=True)

@@ -50,6 +50,7 @@ class Receiver:
         if not self.config.peer_allowed(title, address):
             LOG.warning("association rejected: calling AE %r from %s is not on [[peers]]", title, address)
             event.assoc.acse.send_reject(0x01, 0x01, 0x03)   # rejected-permanent, service user, calling AE unknown
+            event.assoc.kill()   # as pynetdicom's own rejection does: lets the DUL send the A-ASSOCIATE-RJ first
 
     def on_echo(self, event: Any) -> int:
         """C-ECHO: success."""
@@ -125,7 +126,7 @@ def start_server(config: NodeConfig, receiver: Receiver, port: int | None = None
     ae.supported_contexts = StoragePresentationContexts
     ae.add_supported_context(Verification)
     ae.maximum_associations = 16
-    handlers = [(evt.EVT_REQUESTED, receiver.on_requested), (evt.EVT_C_STORE, receiver.on_store),
+    handlers: list = [(evt.EVT_REQUESTED, receiver.on_requested), (evt.EVT_C_STORE, receiver.on_store),
                 (evt.EVT_C_ECHO, receiver.on_echo)]
     return ae.start_server((config.host, config.port if port is None else port), block=False, evt_handlers=handlers,
                            ssl_context=server_ssl_context(config))
