@@ -58,7 +58,9 @@ class Orthanc:
                   "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "HttpServerEnabled": True,
                   "DicomServerEnabled": True, "DicomCheckCalledAet": False, "DicomAlwaysAllowStore": True,
                   "StableAge": 1, "ConcurrentJobs": 2, "DicomScuTimeout": 10, "DicomAssociationCloseDelay": 0,
-                  "LimitJobs": 0, "SaveJobs": False,
+                  "JobsHistorySize": 1000, "SaveJobs": False,
+                  # a series completed after a crash is segmented again under the same SEG UID: keep the newer SEG
+                  "OverwriteInstances": True,
                   "Plugins": [p for p in [dicomweb_plugin()] if p],
                   "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
                   "DicomModalities": {}}

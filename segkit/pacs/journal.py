@@ -227,9 +227,14 @@ class Journal:
         return new_state
 
     def recover(self) -> dict[str, int]:
-        """After a restart: interrupted predictions go back to the queue. Counts of what was re-queued."""
+        """After a restart: interrupted predictions go back to the queue, receiving units wait a full quiet period.
+
+        The quiet timer restarts because a sender whose transfer the crash cut off re-sends only
+        once the node is back; without the restart a half-received series would be predicted at once.
+        """
         now = time.time()
         with self._transaction() as db:
+            db.execute("UPDATE units SET last_instance_at = ? WHERE state = 'receiving'", (now,))
             predicting = db.execute("UPDATE units SET state = 'queued', updated_at = ? WHERE state = 'predicting'",
                                     (now,)).rowcount
             sending = db.execute("SELECT COUNT(*) FROM units WHERE state = 'sending'").fetchone()[0]

@@ -131,7 +131,7 @@ class Node:
         LOG.info("predicting %s %s (%d instance(s), try %d)", "study" if self.receiver.unit_by_study else "series",
                  unit.key, unit.instances, unit.attempts + 1)
         try:
-            result = self.predictor.predict(unit.key, folder, self.journal.instance_uids(unit.key))
+            result = self.predictor.predict(unit.key, folder)
         except UnitFailed as err:
             state = self.journal.attempt_failed(unit.key, "predicting", err.reason, self.config.retry.max_attempts,
                                                 self.config.retry.delay(unit.attempts + 1), permanent=err.permanent)

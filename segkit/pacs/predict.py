@@ -4,8 +4,8 @@ The model is loaded once (`segkit.inference.resolve.load_ensemble`: a model fold
 package or nnU-Net folder, as `segkit predict -m` takes). Each unit is one DICOM case run
 through `segkit.inference.pipeline.predict_cases` with DICOM-SEG and statistics requested, so
 the node's labels are `segkit predict`'s voxel for voxel. The SEG then gets its final UIDs
-(`seg_uids`): derived from the unit's key, the SOP Instance UIDs it was made from and the
-model's identity, so predicting the same input again yields the same instance.
+(`seg_uids`): derived from the unit's key (the source series or study UID) and the model's
+identity, so predicting the same input again yields the same instance.
 """
 
 from __future__ import annotations
@@ -55,10 +55,13 @@ def model_identity(engine: Any) -> str:
     return digest.hexdigest()
 
 
-def seg_uids(key: str, instance_uids: list[str], identity: str) -> tuple[str, str]:
-    """(SOP Instance UID, Series Instance UID) of the SEG of a unit: pure functions of its input and model."""
-    inputs = hashlib.sha256("\n".join(sorted(instance_uids)).encode()).hexdigest()
-    return derived_uid("segkit-seg-instance", key, inputs, identity), derived_uid("segkit-seg-series", key, identity)
+def seg_uids(key: str, identity: str) -> tuple[str, str]:
+    """(SOP Instance UID, Series Instance UID) of the SEG of a unit: pure functions of its source UID and the model.
+
+    Not of the instance list: a series that a crash cut short and the PACS completed later
+    must not get a second SEG beside the first, so every SEG of one series and model is one instance.
+    """
+    return derived_uid("segkit-seg-instance", key, identity), derived_uid("segkit-seg-series", key, identity)
 
 
 class UnitPredictor:
@@ -93,7 +96,7 @@ class UnitPredictor:
         """True when a unit is a whole study (several series feed the channels), else one series."""
         return self.spec.channel_map is not None or self.engine.num_channels > 1
 
-    def predict(self, key: str, folder: Path, instance_uids: list[str]) -> Result:
+    def predict(self, key: str, folder: Path) -> Result:
         """Predict one unit's case folder; the SEG with final UIDs in the outbox, statistics in results."""
         import time
 
@@ -116,7 +119,7 @@ class UnitPredictor:
         if entry["status"] != "ok":
             # a UserError (bad input) has no traceback: the same input fails the same way every time
             raise UnitFailed(str(entry["reason"]), permanent="traceback" not in entry)
-        sop_uid, series_uid = seg_uids(key, instance_uids, self.identity)
+        sop_uid, series_uid = seg_uids(key, self.identity)
         seg_path = self.storage.outbox_path(key)
         durable_write(seg_path, self._restamped(out / entry["outputs"]["dicom_seg"], sop_uid, series_uid))
         stats_path = self.storage.stats_path(key)
