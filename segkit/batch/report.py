@@ -122,6 +122,7 @@ def check_same_model(report_path: Path, run_info: dict) -> None:
     except UserError:
         return  # an unreadable report is rewritten; the outputs themselves are still checked one by one
     key_order = ("package_sha256",) if run_info.get("package_sha256") else IDENTITY_KEYS
+    key_order += ("precision",)   # fp32 and bf16 label maps of one model can differ: never mixed in one folder
     for key in key_order:
         if key in previous and previous.get(key) != run_info.get(key):
             raise UserError(f"--continue: the outputs here were made with {key} {previous.get(key)!r}, this run "

@@ -154,15 +154,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--channel-map names {len(channel_map)} channel(s) but the model expects "
                         f"{engine.num_channels}")
     spec = InputSpec(engine.num_channels, tuple(plans.get("channel_names") or ()), channel_map, args.series_uid)
+    precision_used = engine.precision()
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities)
+                            probabilities=args.save_probabilities, precision=precision_used)
     run_info = {**engine.identity, "device": str(engine.device),
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": args.save_probabilities,
                             "fail_fast": args.fail_fast, "tta": options.tta, "step": options.step,
-                            "precision": options.precision}}
+                            "precision": options.precision},
+                "precision": precision_used}   # the arithmetic used: --precision auto resolved on this machine
     if args.resume:
         check_same_model(output_dir / report_name(part_id, num_parts), run_info)
     folder = cases_folder if input_path.is_dir() else input_path.parent
