@@ -157,14 +157,14 @@ def run(args: argparse.Namespace) -> int:
     precision_used = engine.precision()
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities, precision=precision_used)
-    run_info = {**engine.identity, "device": str(engine.device),
+                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used)
+    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine, options),
+                "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": args.save_probabilities,
                             "fail_fast": args.fail_fast, "tta": options.tta, "step": options.step,
-                            "precision": options.precision},
-                "precision": precision_used}   # the arithmetic used: --precision auto resolved on this machine
+                            "precision": options.precision}}
     if args.resume:
         check_same_model(output_dir / report_name(part_id, num_parts), run_info)
     folder = cases_folder if input_path.is_dir() else input_path.parent
@@ -173,6 +173,13 @@ def run(args: argparse.Namespace) -> int:
     report = predict_cases(engine, cases, spec, request,
                            RunOptions(args.resume, num_parts, part_id, fail_fast, run_info=run_info), folder)
     return _summary(report, engine)
+
+
+def backend_info(engine, options: InferenceOptions) -> dict:
+    """Where and how the networks ran: device, torch version and the precision 'auto' resolved to."""
+    import torch
+
+    return {"device": str(engine.device), "torch": torch.__version__, "precision": engine.precision()}
 
 
 def _summary(report, engine) -> int:

@@ -68,7 +68,7 @@ def test_dicom_study_gives_nifti_and_dicom_seg_on_the_source_geometry(tmp_path, 
     from segkit.inference.acceleration import resolve_precision
 
     used = resolve_precision("auto", torch.device("cpu"))
-    assert report["precision"] == used and report["options"]["precision"] == "auto"
+    assert report["backend"]["precision"] == used and report["options"]["precision"] == "auto"
     assert seg.ContentDescription.endswith(f"inference precision {used}") and len(seg.ContentDescription) <= 64
     algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
     assert f"precision={used}" in str(algorithm.AlgorithmParameters)
