@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0, help="training time budget per seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: every core)")
+    parser.add_argument("--reuse-models", action="store_true", help="keep a seed's model already trained in --out")
     args = parser.parse_args()
     out = Path(args.out)
     dataset = out / "RealBrainStructures"
@@ -166,7 +167,9 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         load_before = loadavg()
-        model = train_seed(dataset, work, out, seed, args.minutes, args.threads)
+        kept = out / f"seed_{seed}" / "model"
+        reuse = args.reuse_models and (kept / "fold_0" / "checkpoint_final.pt").is_file()
+        model = kept if reuse else train_seed(dataset, work, out, seed, args.minutes, args.threads)
         comparison = compare_seed(model, inputs, references, out / f"seed_{seed}", classes, args.threads)
         rows.append({"seed": seed, "loadavg_before": load_before, "loadavg_after": loadavg(), "comparison": comparison})
         print(json.dumps(rows[-1]), flush=True)

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
                             probabilities=args.save_probabilities, qc_image=True, precision=precision_used)
-    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine, options),
+    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
                 "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     return _summary(report, engine)
 
 
-def backend_info(engine, options: InferenceOptions) -> dict:
+def backend_info(engine) -> dict:
     """Where and how the networks ran: device, torch version and the precision 'auto' resolved to."""
     import torch
 

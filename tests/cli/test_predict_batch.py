@@ -63,7 +63,7 @@ def test_dicom_study_gives_nifti_and_dicom_seg_on_the_source_geometry(tmp_path, 
         np.testing.assert_array_equal(frames[index] > 0, labels[k] == segment)
     report = json.loads((out / "report.json").read_text())
     assert report["cases"][0]["outputs"] == {"label": "study.nii.gz", "dicom_seg": "study_seg.dcm",
-                                             "provenance": "study_provenance.json"}
+                                             "provenance": "study_provenance.json", "qc": "study_qc.png"}
     # the arithmetic used (auto resolved on this machine) is in report.json and in the SEG's standard attributes
     from segkit.inference.acceleration import resolve_precision
 
