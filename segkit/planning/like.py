@@ -29,6 +29,7 @@ from segkit.errors import UserError
 from segkit.io.dataset import DatasetInfo
 from segkit.jsonio import read_json
 from segkit.planning.memory import estimate_peak_bytes
+from segkit.planning.mirroring import PAIRS_KEY, plan_mirror_pairs
 from segkit.planning.planner import (
     MIN_BATCH,
     SCHEMA_VERSION,
@@ -116,7 +117,7 @@ def match_normalization(source: dict, target_names: list[str], own: list[dict], 
 
 
 def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int, num_outputs: int, budget: int,
-                        labels: dict, where: Path, name: str) -> dict:
+                        labels: dict, where: Path, name: str, label_mode: str = "softmax") -> dict:
     """The source's configuration re-planned for the new data: median shape, batch, memory, mirror axes."""
     entry = {key: copy.deepcopy(source_entry[key]) for key in ADOPTED_KEYS if key in source_entry}
     spatial_dims = spatial_dims_of(entry)
@@ -142,7 +143,7 @@ def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int,
     })
     entry.setdefault("previous_stage", None)
     directions = [c.get("direction", IDENTITY_DIRECTION) for c in fingerprint["cases"]]
-    return set_mirror_axes(entry, labels, directions)
+    return set_mirror_axes(entry, labels, directions, label_mode)
 
 
 def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: int, device: str,
@@ -166,12 +167,14 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
     entries = {name: adopt_configuration(source.plans["configurations"][name], fingerprint,
                                          info.num_channels + (len(outputs) if source.plans["configurations"][name]
                                                               .get("previous_stage") else 0),
-                                         num_outputs, budget, info.labels, source.path, name) for name in chosen}
+                                         num_outputs, budget, info.labels, source.path, name, label_mode)
+               for name in chosen}
     first_arch = entries[chosen[0]]["architecture"]
     return {
         "schema_version": SCHEMA_VERSION, "dataset_name": info.name, "num_channels": info.num_channels,
         "channel_names": info.channel_list, "labels": info.labels, "label_mode": label_mode, "outputs": outputs,
         "regions_class_order": info.regions_class_order, "num_outputs": num_outputs, "normalization": normalization,
+        PAIRS_KEY: plan_mirror_pairs(info.labels, label_mode),
         "gpu_memory_bytes": int(budget), "device": device, "network": first_arch["family"],
         "configurations": entries,
         "like": {"source": source.description, "source_dataset": source.plans.get("dataset_name"),
