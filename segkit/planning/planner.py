@@ -301,7 +301,7 @@ def planned_normalization(info: DatasetInfo, fingerprint: dict) -> list[dict]:
 
 def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = PlanOptions()) -> dict:
     """The full plans.json content for a fingerprinted dataset."""
-    _, outputs, num_outputs = dataset_outputs(info)
+    label_mode, outputs, num_outputs = dataset_outputs(info)
     price = _Pricer(info.num_channels, num_outputs)
     spacings = np.array([c["spacing"] for c in fingerprint["cases"]])
     shapes = np.array([c["shape_after_crop"] for c in fingerprint["cases"]])
