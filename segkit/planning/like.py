@@ -116,11 +116,8 @@ def match_normalization(source: dict, target_names: list[str], own: list[dict], 
 
 
 def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int, num_outputs: int, budget: int,
-<<<<<<< HEAD
-                        labels: dict, where: Path, name: str, label_mode: str = "softmax") -> dict:
-=======
-                        labels: dict, where: Path, name: str, model: MemoryModel | None = None) -> dict:
->>>>>>> main
+                        labels: dict, where: Path, name: str, model: MemoryModel | None = None,
+                        label_mode: str = "softmax") -> dict:
     """The source's configuration re-planned for the new data: median shape, batch, memory, mirror axes."""
     entry = {key: copy.deepcopy(source_entry[key]) for key in ADOPTED_KEYS if key in source_entry}
     spatial_dims = spatial_dims_of(entry)
@@ -158,12 +155,8 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
         raise UserError(f"--like: the source has configuration(s) {available}, none of those requested "
                         f"({', '.join(configurations)})", source.path)
     data = dataset_entries(info, fingerprint)
-<<<<<<< HEAD
     outputs, num_outputs, label_mode = data["outputs"], data["num_outputs"], data["label_mode"]
-=======
-    outputs, num_outputs = data["outputs"], data["num_outputs"]
     model = memory_model_for(device)
->>>>>>> main
     normalization, channel_map = match_normalization(source.plans, info.channel_list,
                                                      planned_normalization(info, fingerprint), source.path)
     for name in chosen:
@@ -174,11 +167,8 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
     entries = {name: adopt_configuration(source.plans["configurations"][name], fingerprint,
                                          info.num_channels + (len(outputs) if source.plans["configurations"][name]
                                                               .get("previous_stage") else 0),
-<<<<<<< HEAD
-                                         num_outputs, budget, info.annotation_labels, source.path, name, label_mode)
-=======
-                                         num_outputs, budget, info.annotation_labels, source.path, name, model)
->>>>>>> main
+                                         num_outputs, budget, info.annotation_labels, source.path, name, model,
+                                         label_mode)
                for name in chosen}
     first_arch = entries[chosen[0]]["architecture"]
     return {
