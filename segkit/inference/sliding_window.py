@@ -180,8 +180,8 @@ def sliding_window_logits(network: torch.nn.Module, data: np.ndarray | torch.Ten
             batch = torch.stack([source[(slice(None),) + region] for region in chunk]).to(device, non_blocking=True)
             if settings.slice_axis is not None:
                 batch = batch[:, :, 0]
-            out = forward_with_mirroring(network, batch, settings.mirror_axes, memory_format,
-                                         (settings.swap_axis, settings.swap_order) if settings.swap_order else None)
+            swap = (settings.swap_axis, settings.swap_order) if settings.swap_axis is not None else None
+            out = forward_with_mirroring(network, batch, settings.mirror_axes, memory_format, swap)
             if settings.slice_axis is not None:
                 out = out[:, :, None]
             out = (out * weight).to(acc_device)
