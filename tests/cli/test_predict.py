@@ -83,7 +83,8 @@ def test_single_file_and_raw_dataset_inputs(tmp_path):
     assert read_geometry(tmp_path / "a" / "case7.nii.gz")[3] == geometry.size
     assert main(["predict", "-i", str(raw), "-o", str(tmp_path / "b"), "-m", str(one_channel), "--device", "cpu",
                  "--no-tta"]) == 0
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["case7.nii.gz", "case7_provenance.json", "report.json"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["case7.nii.gz", "case7_provenance.json",
+                                                                  "case7_qc.png", "report.html", "report.json"]
 
 
 def test_non_nifti_inputs_keep_their_geometry_and_format(tmp_path):
@@ -114,11 +115,11 @@ def test_user_mistakes_exit_2_without_output(tmp_path, inputs, capsys):
     # every case has the wrong channel count: each is recorded, none written, exit 1; --fail-fast: exit 2
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model), "--device", "cpu"]) == 1
     assert "channel" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json"]
     assert main(["predict", "-i", str(inputs), "-o", str(tmp_path / "ff"), "-m", str(model), "--device", "cpu",
                  "--fail-fast"]) == 2
     assert "channel" in capsys.readouterr().err
-    assert [p.name for p in (tmp_path / "ff").iterdir()] == ["report.json"]
+    assert sorted(p.name for p in (tmp_path / "ff").iterdir()) == ["report.html", "report.json"]
     out = tmp_path / "none"
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(tmp_path / "nope")]) == 2
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model), "-f", "3"]) == 2
