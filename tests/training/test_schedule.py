@@ -10,7 +10,6 @@ from segkit.training.schedule import (
     Schedule,
     final_reserve,
     fit_to_budget,
-    refit_epochs,
     refit_to_budget_end,
 )
 
