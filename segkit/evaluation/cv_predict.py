@@ -45,8 +45,8 @@ def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Pa
     """
     from segkit.batch.cases import InputSpec, discover_cases
     from segkit.batch.outputs import OutputRequest
+    from segkit.batch.pipeline import RunOptions, predict_cases
     from segkit.inference.model import load_model
-    from segkit.inference.pipeline import RunOptions, predict_cases
     from segkit.inference.predictor import InferenceOptions, ModelEnsemble
 
     work_dir = Path(work_dir)

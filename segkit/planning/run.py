@@ -10,8 +10,8 @@ from segkit.io.dataset import DatasetInfo, load_dataset, training_cases
 from segkit.networks.registry import family_names
 from segkit.planning.memory_search import tradeoff_table
 from segkit.planning.planner import GIB, PlanOptions, detect_budget, plan_dataset
-from segkit.planning.plans import network_in_channels, write_plans
 from segkit.planning.summary import plans_summary
+from segkit.plans import network_in_channels, write_plans
 from segkit.workdir import fingerprint_path, plans_path, resolve_work_dir
 
 
