@@ -82,6 +82,10 @@ def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict, con
     first_fold, first_path, first = checkpoints[0]
     in_channels = network_in_channels(plans, configuration)
     for fold, path, checkpoint in checkpoints:
+        trained = str(checkpoint.get("configuration") or configuration)
+        if trained != configuration:
+            raise UserError(f"fold {fold} was trained as {trained}, not {configuration}: give -c {trained} or the "
+                            f"{configuration} model folder", path)
         if checkpoint["architecture"] != first["architecture"]:
             raise UserError(f"fold {fold} has a different architecture from fold {first_fold}", path)
         if int(checkpoint["in_channels"]) != in_channels:

@@ -44,6 +44,10 @@ def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Pat
         raise UserError(f"cannot tell the configuration; pass -c (plans has: {', '.join(known)})", model)
     if name not in known:
         raise UserError(f"configuration {name!r} not in plans.json (has: {', '.join(known) or 'none'})", model)
+    if name != model.name and model.name in known:
+        # a model folder holds one configuration's weights; another -c would run that plan with these weights
+        raise UserError(f"this model folder holds the {model.name} model, not {name}: drop -c {name}, or give "
+                        f"-m {model.parent / name} (or the work dir) for {name}", model)
     return model, name
 
 
