@@ -154,10 +154,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--channel-map names {len(channel_map)} channel(s) but the model expects "
                         f"{engine.num_channels}")
     spec = InputSpec(engine.num_channels, tuple(plans.get("channel_names") or ()), channel_map, args.series_uid)
+    precision_used = engine.precision()
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities, qc_image=True)
-    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine, options),
+                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used)
+    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
                 "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
@@ -174,14 +175,11 @@ def run(args: argparse.Namespace) -> int:
     return _summary(report, engine)
 
 
-def backend_info(engine, options: InferenceOptions) -> dict:
+def backend_info(engine) -> dict:
     """Where and how the networks ran: device, torch version and the precision 'auto' resolved to."""
     import torch
 
-    from segkit.inference.acceleration import resolve_precision
-
-    return {"device": str(engine.device), "torch": torch.__version__,
-            "precision": resolve_precision(options.precision, engine.device)}
+    return {"device": str(engine.device), "torch": torch.__version__, "precision": engine.precision()}
 
 
 def _summary(report, engine) -> int:
