@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "segkit"
 
 # From the ground up. A unit may import the units listed before it, never one after it.
 LAYERS = (
-    "version", "errors", "jsonio", "cachedir", "workdir",
+    "version", "errors", "jsonio", "cachedir", "workdir", "console",
     "plans",                       # plans.json: format, reader, writer, typed views
     "oom", "io",
     "preprocessing", "verify_case", "verify", "fingerprint",
@@ -28,6 +28,7 @@ LAYERS = (
     "training",
     "evaluation",
     "export",
+    "pacs",                        # the DICOM node (segkit serve): above inference and batch
     "api",
     "interop",                     # the old import path of models.nnunet, kept for users
     "cli",
