@@ -78,8 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--statistics", action="store_true",
                        help="write CASE_stats.json (voxels, mL per label) and statistics.csv")
     group.add_argument("--preview", action="store_true", help="write CASE_preview.png (needs segkit[plot])")
-    group.add_argument("--num-parts", type=int, help="split the sorted cases into N parts (case i -> part i %% N)")
-    group.add_argument("--part-id", type=int, help="which part this process runs (0 .. N-1)")
+    group.add_argument("--num-parts", "-num_parts", type=int, help="split the sorted cases into N parts (case i -> part i %% N)")
+    group.add_argument("--part-id", "-part_id", type=int, help="which part this process runs (0 .. N-1)")
     group.add_argument("--channel-map", help="DICOM series per channel by SeriesDescription, e.g. '0=T1*,1=FLAIR*'")
     group.add_argument("--series-uid", help="DICOM series to use when a study folder holds several")
     group.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)   # the default since 0.2; kept for scripts
