@@ -1,6 +1,6 @@
 """`segkit predict -i INPUT -o OUTPUT -m MODEL`: label maps (and probabilities) for new images.
 
-Argument parsing only: the run itself is `segkit.inference.pipeline.predict_cases` with the
+Argument parsing only: the run itself is `segkit.batch.pipeline.predict_cases` with the
 model ensemble of `segkit.inference.resolve.load_ensemble`.
 """
 
@@ -78,8 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--statistics", action="store_true",
                        help="write CASE_stats.json (voxels, mL per label) and statistics.csv")
     group.add_argument("--preview", action="store_true", help="write CASE_preview.png (needs segkit[plot])")
-    group.add_argument("--num-parts", type=int, help="split the sorted cases into N parts (case i -> part i %% N)")
-    group.add_argument("--part-id", type=int, help="which part this process runs (0 .. N-1)")
+    group.add_argument("--num-parts", "-num_parts", type=int, help="split the sorted cases into N parts (case i -> part i %% N)")
+    group.add_argument("--part-id", "-part_id", type=int, help="which part this process runs (0 .. N-1)")
     group.add_argument("--channel-map", help="DICOM series per channel by SeriesDescription, e.g. '0=T1*,1=FLAIR*'")
     group.add_argument("--series-uid", help="DICOM series to use when a study folder holds several")
     group.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)   # the default since 0.2; kept for scripts
@@ -125,10 +125,10 @@ def run(args: argparse.Namespace) -> int:
 
     from segkit.batch.cases import InputSpec, discover_cases, input_folder
     from segkit.batch.outputs import OutputRequest
+    from segkit.batch.pipeline import RunOptions, predict_cases
     from segkit.batch.report import check_same_model, report_name
     from segkit.batch.sharding import rank_device, resolve_part
     from segkit.errors import UserError
-    from segkit.inference.pipeline import RunOptions, predict_cases
     from segkit.inference.resolve import load_ensemble
     from segkit.io.dicom import parse_channel_map
     from segkit.io.dicom_seg import segment_names
@@ -184,7 +184,7 @@ def backend_info(engine) -> dict:
 
 def _summary(report, engine) -> int:
     """Print what the run did (failures and warnings to stderr); the exit code."""
-    from segkit.inference.pipeline import exit_code
+    from segkit.batch.pipeline import exit_code
 
     totals = report.totals()
     print(f"{report.path}: {totals['ok']} ok, {totals['skipped']} skipped, {totals['failed']} failed of "

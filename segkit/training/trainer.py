@@ -18,9 +18,9 @@ import torch
 from segkit import oom, workdir
 from segkit.console import progress_bar, say
 from segkit.jsonio import read_json, write_json
+from segkit.models import checkpoint as ckpt
 from segkit.networks import build_network
 from segkit.planning.mirroring import training_swap
-from segkit.training import checkpoint as ckpt
 from segkit.training import distributed as dd
 from segkit.training import speed
 from segkit.training.augmentation import SegToTarget, build_transform, sample_size_for
