@@ -20,7 +20,9 @@ Schema (schema_version 1)::
 
 Paths in ``cases`` are relative to the output folder (inputs: to the input folder). A
 failure that is not a UserError also keeps ``traceback`` (its last lines); each case has
-``warnings`` (e.g. no DICOM-SEG for a NIfTI input). Batch predict adds the model identity
+``warnings`` (e.g. no DICOM-SEG for a NIfTI input, a lossy-compressed DICOM source; input warnings
+are also printed on stderr) and ``notes`` (what the DICOM reader ignored or dropped: non-image
+objects such as SR / KO / presentation states, exact duplicate files; a multi-frame source). Batch predict adds the model identity
 (``package_sha256`` for packages), device and post-processing to the header.
 A sharded run writes ``report_part<K>.json``; ``merge_reports`` combines the parts. Each report
 file gets its page beside it (``report.html``, ``report_part<K>.html``: `segkit.batch.html_report`).
@@ -131,6 +133,11 @@ def check_same_model(report_path: Path, run_info: dict) -> None:
         if key in previous and previous.get(key) != run_info.get(key):
             raise UserError(f"--continue: the outputs here were made with {key} {previous.get(key)!r}, this run "
                             f"uses {run_info.get(key)!r}; use a new output folder or drop --continue", report_path)
+    # fp32 and bf16 label maps of one model can differ in boundary voxels: never mixed in one folder
+    before, now = (previous.get("backend") or {}).get("precision"), (run_info.get("backend") or {}).get("precision")
+    if before is not None and before != now:
+        raise UserError(f"--continue: the outputs here were made with precision {before!r}, this run uses {now!r} "
+                        "(--precision); use a new output folder or the same precision", report_path)
 
 
 def merge_reports(output_dir: str | Path) -> Path:

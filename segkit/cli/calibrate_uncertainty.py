@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def default_configuration(work_dir: Path) -> str:
     """find-best's choice when it is a single configuration; else a UserError asking for -c."""
     from segkit.errors import UserError
-    from segkit.evaluation.find_best import read_find_best
+    from segkit.models.find_best import read_find_best
     from segkit.workdir import find_best_path
 
     path = find_best_path(work_dir)

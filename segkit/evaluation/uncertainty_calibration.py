@@ -10,7 +10,7 @@ the score for "below the median Dice", Spearman's rank correlation of score and 
 same AUROC per structure) and picks the threshold that maximises F1 for flagging the low-Dice
 cases (ties: the higher threshold, fewer flags), with that threshold's precision and recall.
 The result is written as `models/<config>/uncertainty_calibration.json` (format owned by
-`segkit.inference.uncertainty`), which `segkit predict --uncertainty` uses to flag cases and
+`segkit.models.calibration`), which `segkit predict --uncertainty` uses to flag cases and
 `segkit export-model` packages.
 
 Conditions to keep in mind when reading the numbers: the cross-validation predictions come
@@ -30,12 +30,14 @@ from segkit.errors import UserError
 from segkit.evaluation.cv_predictions import cv_files_from_dir, cv_files_from_splits, label_conversion, output_classes
 from segkit.evaluation.cv_predictions import probabilities_to_labels as cv_labels
 from segkit.evaluation.evaluate import read_label_map
-from segkit.evaluation.find_best import read_find_best, reference_root, resolve_reference
+from segkit.evaluation.find_best import reference_root, resolve_reference
 from segkit.evaluation.metrics import dice_only
-from segkit.evaluation.postprocess import apply_postprocessing
 from segkit.inference.probabilities import load_cv_probabilities
-from segkit.inference.uncertainty import SCORE_NAME, case_score, structure_scores, write_calibration
-from segkit.planning.plans import read_plans_dict
+from segkit.inference.uncertainty import SCORE_NAME, case_score, structure_scores
+from segkit.models.calibration import write_calibration
+from segkit.models.find_best import read_find_best
+from segkit.models.postprocessing import apply_postprocessing
+from segkit.plans import read_plans_dict
 from segkit.workdir import find_best_path, model_dir, plans_path, uncertainty_calibration_path
 
 MIN_CASES = 4

@@ -4,7 +4,7 @@ A `ModelEnsemble` is what `-m` names once resolved (`segkit.inference.resolve`):
 configurations (find-best's choice), each a `LoadedModel` with its folds, plus the
 post-processing decided for exactly that model. Every way into prediction (the CLI on a file,
 folder, dataset or DICOM study, `segkit.Predictor`, cross-validation predictions) runs these
-three steps through `segkit.inference.pipeline`:
+three steps through `segkit.batch.pipeline`:
 
 1. `prepare` (background thread): check channels, preprocess with each stage's plans;
 2. `compute` (this thread): sliding window per fold, fold-averaged probabilities per stage;
@@ -37,7 +37,8 @@ from segkit.inference.revert import MemberOutput, labels_on_input_grid, map_on_i
 from segkit.inference.sliding_window import WindowSettings
 from segkit.inference.uncertainty import normalised_entropy, structure_scores, summary
 from segkit.io.image import Geometry
-from segkit.planning.plans import previous_stage_classes, slice_axis_of
+from segkit.planning.mirroring import inference_swap
+from segkit.plans import previous_stage_classes, slice_axis_of
 from segkit.preprocessing.input_ranges import range_warnings
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
 from segkit.preprocessing.previous_stage import one_hot_previous, previous_labels_into
@@ -92,8 +93,10 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
     mirror = tuple(int(a) for a in entry.get("mirror_axes", [])) if options.tta else ()
     precision = resolve_precision(options.precision, model.device)
     tile_weights = str((entry.get("inference") or {}).get("tile_weights", "gaussian"))
+    swap = inference_swap(model.plans, entry) if mirror else None
     return WindowSettings(tuple(int(p) for p in entry["patch_size"]), options.step, mirror, options.tile_batch,
-                          slice_axis, precision=precision, channels_last=True, tile_weights=tile_weights)
+                          slice_axis, precision=precision, channels_last=True, tile_weights=tile_weights,
+                          swap_axis=swap[0] if swap else None, swap_order=swap[1] if swap else ())
 
 
 def input_orientation_warnings(model: LoadedModel, case_id: str, geometry: Geometry) -> list[str]:
@@ -228,6 +231,10 @@ class ModelEnsemble:
         """Where the networks run."""
         return self.members[0].device
 
+    def precision(self) -> str:
+        """The inference arithmetic every stage uses (--precision auto resolved for the device): fp32, bf16 or fp16."""
+        return resolve_precision(self.options.precision, self.device)
+
     def describe(self) -> str:
         """'3d_fullres folds 0, 1' or '2d folds 0 + 3d_fullres folds 0' for messages."""
         return " + ".join(f"{m.configuration} folds {', '.join(m.folds)}" for m in self.members)
@@ -278,7 +285,7 @@ class ModelEnsemble:
     def finish(self, prepared: PreparedCase, probabilities: list[np.ndarray],
                keep_probabilities: npt.DTypeLike | None = None) -> CasePrediction:
         """Revert onto the input grid (slab-wise), average members, labels, post-processing."""
-        from segkit.evaluation.postprocess import apply_postprocessing
+        from segkit.models.postprocessing import apply_postprocessing
 
         outputs = [MemberOutput(p, prepared.properties[stage], m.plans, m.configuration)
                    for p, stage, m in zip(probabilities, self.member_stages, self.members)]

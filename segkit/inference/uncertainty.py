@@ -22,24 +22,19 @@ label map:
 The case's ``score`` is the mean of its structures' scores, i.e. one minus the mean Dice the
 model expects, the quantity `segkit find-best` ranks by. A review threshold on it is calibrated
 on the model's own cross-validation predictions (`segkit.evaluation.uncertainty_calibration`)
-and stored beside the model as ``uncertainty_calibration.json`` (this module reads and writes
-it; `segkit export-model` packages it).
+and stored beside the model as ``uncertainty_calibration.json`` (format and reader:
+`segkit.models.calibration`; `segkit export-model` packages it).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
-from segkit.errors import UserError
 from segkit.inference.regions import softmax_channel_values
-from segkit.jsonio import read_json, write_json
-from segkit.planning.plans import label_mode_of
+from segkit.plans import label_mode_of
 
-CALIBRATION_FORMAT = "segkit-uncertainty-calibration-1"
-CALIBRATION_REQUIRED_KEYS = ("format", "threshold", "score", "target", "quality", "num_cases")
 SCORE_NAME = "mean structure (1 - expected Dice)"
 EPSILON = 1e-12
 CHUNK_VOXELS = 1 << 22
@@ -116,27 +111,3 @@ def summary(structures: dict[str, dict], calibration: dict | None, folds: int) -
         entry["threshold"] = calibration["threshold"]
         entry["flagged"] = score >= float(calibration["threshold"])
     return entry
-
-
-def write_calibration(path: str | Path, calibration: dict) -> Path:
-    """Write uncertainty_calibration.json atomically, checked for its required keys."""
-    data = {"format": CALIBRATION_FORMAT, **calibration}
-    missing = [key for key in CALIBRATION_REQUIRED_KEYS if key not in data]
-    if missing:
-        raise ValueError(f"calibration lacks {missing}")
-    write_json(path, data)
-    return Path(path)
-
-
-def read_calibration(path: str | Path) -> dict | None:
-    """The review threshold's calibration of a model folder, or None when the model has none."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    data = read_json(path, "uncertainty calibration")
-    missing = [key for key in CALIBRATION_REQUIRED_KEYS if not isinstance(data, dict) or key not in data]
-    if missing:
-        raise UserError(f"not a segkit uncertainty calibration (lacks {', '.join(missing)})", path)
-    if data["format"] != CALIBRATION_FORMAT:
-        raise UserError(f"uncertainty calibration format {data['format']!r} is not {CALIBRATION_FORMAT!r}", path)
-    return data

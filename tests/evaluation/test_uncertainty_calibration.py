@@ -12,9 +12,9 @@ from inference_fixtures import make_model_dir
 from segkit.cli import main
 from segkit.evaluation.uncertainty_calibration import auroc, best_threshold, calibrate, spearman
 from segkit.inference.probabilities import probability_metadata, save_probabilities
-from segkit.inference.uncertainty import read_calibration
 from segkit.io.image import Geometry, write_image
-from segkit.planning.plans import read_plans_dict
+from segkit.models.calibration import read_calibration
+from segkit.plans import read_plans_dict
 from segkit.workdir import plans_path, uncertainty_calibration_path
 
 

@@ -14,11 +14,10 @@ from segkit.errors import UserError
 from segkit.inference.uncertainty import (
     case_score,
     normalised_entropy,
-    read_calibration,
     structure_scores,
     summary,
-    write_calibration,
 )
+from segkit.models.calibration import read_calibration, write_calibration
 from segkit.workdir import uncertainty_calibration_path
 
 SOFTMAX_PLANS = {"label_mode": "softmax", "outputs": {"a": [1], "b": [2]}}
