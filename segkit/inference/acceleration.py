@@ -27,8 +27,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BF16_HARMLESS = {"max_abs_dice_difference": 0.001, "min_foreground_agreement": 0.999}
 # The worst case measured by scripts/bench_precision.py (trained real-data models, fp32 vs bf16 predict,
 # docs/benchmarks.md): auto follows it. Re-measure and update it together with the table.
-BF16_CPU_EVIDENCE = {"max_abs_dice_difference": None, "min_foreground_agreement": None,
-                     "source": "docs/benchmarks.md, bf16 vs fp32 inference on trained real-data models"}
+BF16_CPU_EVIDENCE: dict[str, float | None] = {"max_abs_dice_difference": None, "min_foreground_agreement": None}
+BF16_CPU_EVIDENCE_SOURCE = "docs/benchmarks.md, bf16 vs fp32 inference on trained real-data models"
 
 
 def instance_to_group_norm(network: nn.Module) -> int:
@@ -71,7 +71,7 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def bf16_measured_harmless(evidence: dict | None = None) -> bool:
+def bf16_measured_harmless(evidence: dict[str, float | None] | None = None) -> bool:
     """True when the measured bf16-vs-fp32 worst case (BF16_CPU_EVIDENCE) is within BF16_HARMLESS."""
     evidence = BF16_CPU_EVIDENCE if evidence is None else evidence
     dice, agreement = evidence.get("max_abs_dice_difference"), evidence.get("min_foreground_agreement")
