@@ -35,13 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _entry(plans_path: Path, configuration: str) -> tuple[dict, dict]:
     """The plans and one configuration entry, with clear errors for a bad file or name."""
-    from segkit.jsonio import read_json
+    from segkit.plans import configuration_entry, read_plans_json
 
-    plans = read_json(plans_path, "plans.json")
-    try:
-        return plans, plans["configurations"][configuration]
-    except (KeyError, TypeError):
-        raise UserError(f"no configuration {configuration!r} in plans", plans_path) from None
+    plans = read_plans_json(plans_path)
+    return plans, configuration_entry(plans, configuration, plans_path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.networks.registry import family_of
     from segkit.planning.cuda_calibration import predict_cuda_bytes
     from segkit.planning.memory import estimate_peak_bytes
-    from segkit.planning.plans import spatial_dims_of
+    from segkit.plans import spatial_dims_of
 
     on_cuda = args.device.startswith("cuda")
     if on_cuda and not torch.cuda.is_available():

@@ -7,8 +7,10 @@ predictor of segkit.inference (probabilities saved), which is where find-best lo
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
+from segkit.console import say
 from segkit.errors import UserError
 from segkit.evaluation.cv_predictions import cv_splits, cv_validation_dir
 from segkit.workdir import model_dir
@@ -30,9 +32,17 @@ def predict_missing_cv(work_dir: str | Path, config: str, dataset: str | Path, c
     """Predict every fold's missing validation cases from DATASET/imagesTr; returns how many were predicted."""
     work_dir = Path(work_dir)
     missing = missing_validation_cases(work_dir, config)
+    total, done = sum(len(c) for c in missing.values()), 0
+    if total:
+        say(f"find-best: {config}: {total} cross-validation case(s) to predict in {len(missing)} fold(s)")
     for fold, case_ids in missing.items():
+        started = time.monotonic()
         predict_fold_validation(work_dir, config, dataset, fold, case_ids, checkpoint, device, tta)
-    return sum(len(c) for c in missing.values())
+        done += len(case_ids)
+        # minutes of silence looked like a hang (#24): one line per fold, with the pace
+        say(f"find-best: {config} fold {fold}: predicted {len(case_ids)} case(s) in {time.monotonic() - started:.0f} s "
+            f"({done}/{total})")
+    return total
 
 
 def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Path, fold: int,
@@ -45,8 +55,8 @@ def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Pa
     """
     from segkit.batch.cases import InputSpec, discover_cases
     from segkit.batch.outputs import OutputRequest
+    from segkit.batch.pipeline import RunOptions, predict_cases
     from segkit.inference.model import load_model
-    from segkit.inference.pipeline import RunOptions, predict_cases
     from segkit.inference.predictor import InferenceOptions, ModelEnsemble
 
     work_dir = Path(work_dir)
@@ -69,3 +79,31 @@ def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Pa
     predict_cases(engine, [by_id[c] for c in case_ids], InputSpec(model.num_channels), request,
                   RunOptions(fail_fast=True, write_report=False, show_progress=False), images)
     return len(case_ids)
+
+
+def fold_validation_dice(work_dir: str | Path, config: str, dataset: str | Path, fold: int) -> tuple[float, int]:
+    """Mean whole-case Dice (over cases, then classes) of a fold's validation label maps against labelsTr; and count."""
+    import numpy as np
+
+    from segkit.evaluation.cv_predictions import output_classes
+    from segkit.evaluation.evaluate import label_files, read_label_map
+    from segkit.evaluation.metrics import dice_only
+    from segkit.plans import read_plans_dict
+    from segkit.workdir import plans_path
+
+    work_dir = Path(work_dir)
+    plans = read_plans_dict(plans_path(model_dir(work_dir, config)))
+    classes, ignore = output_classes(plans), plans.get("ignore_label")
+    predictions = label_files(cv_validation_dir(work_dir, config, fold))
+    references = label_files(Path(dataset) / "labelsTr")
+    per_case = []
+    for case, path in predictions.items():
+        if case not in references:
+            continue
+        pred, ref = read_label_map(path).array, read_label_map(references[case]).array
+        annotated = ref != ignore if ignore is not None else np.ones(ref.shape, bool)
+        per_case.append(np.mean([dice_only(np.isin(pred, v) & annotated, np.isin(ref, v) & annotated)
+                                 for v in classes.values()]))
+    if not per_case:
+        raise UserError("no validation prediction with a reference label map", cv_validation_dir(work_dir, config, fold))
+    return float(np.mean(per_case)), len(per_case)

@@ -19,7 +19,7 @@ import numpy as np
 from segkit.errors import UserError
 from segkit.evaluation.metrics import BRATS_HD_PENALTY_MM, DEFAULT_NSD_TOLERANCE_MM, METRIC_NAMES, mask_metrics
 from segkit.io.dataset import load_dataset
-from segkit.io.image import Image, image_suffix, read_image
+from segkit.io.image import image_suffix, read_label_map
 from segkit.io.parallel import parallel_map
 from segkit.jsonio import atomic_path, write_json
 
@@ -57,6 +57,24 @@ def classes_from_dataset(dataset: str | Path) -> dict[str, list[int]]:
     from segkit.io.dataset import load_dataset
 
     return load_dataset(dataset).regions
+
+
+def named_classes_of_reference(ref: Path) -> dict[str, list[int]] | None:
+    """Class names for a dataset's labelsTr/labelsTs (its dataset.json beside it), one value per class; else None.
+
+    Region-based datasets (a label naming several values) return None: which regions to score
+    is the caller's choice (--regions-from), and per-value scoring has no names for them.
+    """
+    from segkit.io.dataset import load_dataset
+
+    root = ref.parent if ref.name in ("labelsTr", "labelsTs") else ref
+    if not (root / "dataset.json").is_file():
+        return None
+    info = load_dataset(root)
+    if info.region_based:
+        return None
+    return {str(name): [int(value)] for name, value in info.annotation_labels.items()
+            if isinstance(value, int) and value != 0}
 
 
 def ignore_label_of(dataset: str | Path) -> int | None:
@@ -140,16 +158,6 @@ def match_cases(pred: Path, ref: Path, allow_missing: bool = False) -> tuple[lis
     return pairs, missing, extra
 
 
-def read_label_map(path: Path) -> Image:
-    """Read a label map, refusing non-integer voxel values."""
-    image = read_image(path)
-    if not np.issubdtype(image.array.dtype, np.integer):
-        if not np.all(np.isfinite(image.array)) or not np.array_equal(image.array, np.round(image.array)):
-            raise UserError("label map holds non-integer values", path)
-        image.array = image.array.astype(np.int64)
-    return image
-
-
 def _masks(labels: np.ndarray, values: Sequence[int]) -> np.ndarray:
     """Binary mask of the voxels whose label is one of values."""
     return labels == values[0] if len(values) == 1 else np.isin(labels, values)
@@ -227,6 +235,8 @@ def evaluate_folders(pred: str | Path, ref: str | Path, classes: dict[str, list[
     pred, ref = Path(pred), Path(ref)
     if ignore_label is None and ref.is_dir():
         ignore_label = ignore_label_of(ref)
+    if classes is None and ref.is_dir():
+        classes = named_classes_of_reference(ref)   # "Anterior", not "1", when the reference is a dataset's
     if classes is not None and ignore_label is not None and any(ignore_label in v for v in classes.values()):
         raise UserError(f"the ignore label {ignore_label} cannot be scored as a class")
     pairs, missing, extra = match_cases(pred, ref, allow_missing)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segkit.console import progress_bar
 from segkit.errors import UserError
 from segkit.inference import probabilities as probability_files_io
 from segkit.inference.probabilities import load_probabilities, plans_view, read_metadata
@@ -27,14 +28,17 @@ def probability_files(folder: Path) -> dict[str, Path]:
 def common_cases(folders: Sequence[Path]) -> list[str]:
     """Case ids present in every folder; UserError naming a folder that lacks some."""
     files = [probability_files(folder) for folder in folders]
-    if not files[0]:
-        raise UserError("no <CASE>.npz probabilities (predict with --save-probabilities)", folders[0])
-    cases = set(files[0])
-    for folder, found in zip(folders[1:], files[1:]):
-        if set(found) != cases:
-            missing = sorted(cases - set(found)) or sorted(set(found) - cases)
-            raise UserError(f"case sets differ from {folders[0]} (e.g. {missing[0]!r})", folder)
-    return sorted(cases)
+    for folder, found in zip(folders, files):
+        if not found:
+            raise UserError("no <CASE>.npz probabilities (predict with --save-probabilities)", folder)
+    every = set().union(*(set(found) for found in files))
+    for folder, found in zip(folders, files):
+        missing = sorted(every - set(found))
+        if missing:   # name the folder that lacks them and the files it lacks, not a case that is there
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise UserError(f"{missing[0]}.npz{more} missing here (present in another folder); predict those "
+                            f"cases with --save-probabilities, or ensemble only folders of the same cases", folder)
+    return sorted(every)
 
 
 def check_compatible(first: dict, other: dict, path: Path) -> None:
@@ -75,8 +79,6 @@ def ensemble_case(case_id: str, folders: Sequence[Path]) -> tuple[np.ndarray, di
 def ensemble_folders(folders: Sequence[str | Path], output: str | Path, save_probabilities: bool = False,
                      show_progress: bool = True) -> list[Path]:
     """Average every case's probabilities over the folders; write label maps (and optionally the mean)."""
-    from tqdm import tqdm
-
     paths = [Path(f) for f in folders]
     if len(paths) < 2:
         raise UserError("ensembling needs at least two prediction folders")
@@ -86,7 +88,7 @@ def ensemble_folders(folders: Sequence[str | Path], output: str | Path, save_pro
     cases = common_cases(paths)
     check_all_compatible(cases, paths)
     written = []
-    for case_id in tqdm(cases, desc="ensemble", unit="case", disable=not show_progress or None):
+    for case_id in progress_bar(cases, desc="ensemble", unit="case", show=None if show_progress else False):
         probabilities, metadata = ensemble_case(case_id, paths)
         geometry = Geometry.from_json(metadata["geometry"])
         labels = labels_for_plans(probabilities, plans_view(metadata))

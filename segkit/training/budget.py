@@ -17,6 +17,7 @@ Both answer the trainer's questions, so the loop has no budget branches:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,11 +26,28 @@ import numpy as np
 
 from segkit.training import distributed as dd
 from segkit.training.recipe import Recipe
-from segkit.training.schedule import Schedule, final_reserve, fit_to_budget, refit_epochs
+from segkit.training.schedule import Schedule, final_reserve, fit_to_budget, refit_to_budget_end
 
 CALIBRATION_WARMUP = 2
 CALIBRATION_STEPS = 8
 REFIT_WINDOW = 3                      # epochs whose mean time the refit uses
+
+
+def process_started_at() -> float:
+    """time.monotonic() at which this process started (Linux /proc), else now.
+
+    `--time-budget M` is what the user's command takes, interpreter start and imports included;
+    a clock started inside `segkit train` left those seconds (14 s under load) outside the budget.
+    """
+    try:
+        with open("/proc/self/stat") as handle:
+            start_ticks = float(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+    return time.monotonic() - max(0.0, min(age, 3600.0))
 
 
 @dataclass
@@ -60,6 +78,9 @@ class NoBudget:
         """Nothing beyond the loop's own record."""
         return {}
 
+    def note_bookkeeping(self, seconds: float) -> None:
+        """Nothing to plan for."""
+
 
 @dataclass
 class TimeBudget:
@@ -68,6 +89,7 @@ class TimeBudget:
     budget_s: float
     started_at: float = field(default_factory=time.monotonic)
     clock: Callable[[], float] = time.monotonic
+    bookkeeping_s: float = 0.0           # longest measured end-of-epoch save (checkpoints, log, picture)
 
     def elapsed(self) -> float:
         """Seconds since the command started."""
@@ -96,7 +118,13 @@ class TimeBudget:
 
     def deadline(self, schedule: Schedule) -> float:
         """Elapsed seconds after which stepping stops (the epoch's validation and the final save still fit)."""
-        return self.budget_s - final_reserve(self.budget_s) - schedule.validation_cost_s
+        # after the last step come the epoch's save and the final save: each at least as long as the slowest seen
+        reserve = max(final_reserve(self.budget_s), 2 * self.bookkeeping_s)
+        return self.budget_s - reserve - schedule.validation_cost_s
+
+    def note_bookkeeping(self, seconds: float) -> None:
+        """Record how long an end-of-epoch save took (the deadline keeps room for two)."""
+        self.bookkeeping_s = max(self.bookkeeping_s, float(seconds))
 
     def stop_stepping(self, schedule: Schedule, info: dd.DistInfo) -> bool:
         """True once the deadline has passed (rank 0's clock for every rank)."""
@@ -104,13 +132,15 @@ class TimeBudget:
         return bool(dd.broadcast_ints([int(past)], info)[0])
 
     def after_epoch(self, schedule: Schedule, epochs_done: int, epoch_seconds: list[float], max_epochs: int) -> str | None:
-        """Refit schedule.epochs to the mean of the last epochs' times; the change's note, or None."""
-        new_epochs = refit_epochs(schedule, epochs_done, self.budget_s - self.elapsed(),
-                                  float(np.mean(epoch_seconds[-REFIT_WINDOW:])), max_epochs)
-        if new_epochs == schedule.epochs:
+        """Refit the epochs (and a shorter last one) to the mean of the last epochs' times; the change's note, or None."""
+        new_epochs, final = refit_to_budget_end(schedule, epochs_done, self.budget_s - self.elapsed(),
+                                                float(np.mean(epoch_seconds[-REFIT_WINDOW:])), max_epochs)
+        if (new_epochs, final) == (schedule.epochs, schedule.final_epoch_iterations):
             return None
         note = f"epochs {schedule.epochs} -> {new_epochs} (refitted to measured epoch time)"
-        schedule.epochs = new_epochs
+        if final:
+            note += f", the last of {final} steps (the rest of the budget)"
+        schedule.epochs, schedule.final_epoch_iterations = new_epochs, final
         return note
 
     def final_record(self, step_seconds: float) -> dict:

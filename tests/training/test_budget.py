@@ -78,7 +78,9 @@ def test_time_budget_stops_stepping_at_its_deadline_and_refits_epochs():
     schedule = Schedule(10, 5, source="time_budget", budget_s=100.0)
     clock.now = 40.0                                  # 4 epochs of 10 s done, 60 s less the 4 s reserve: 5 more fit
     note = budget.after_epoch(schedule, 4, [10.0] * 4, 1000)
-    assert schedule.epochs == 9 and note == "epochs 10 -> 9 (refitted to measured epoch time)"
+    # and the ~5 s after them: 2 more steps of ~1.9 s in the last epoch (#27: spend the whole budget)
+    assert (schedule.epochs, schedule.final_epoch_iterations) == (9, 7)
+    assert note == "epochs 10 -> 9 (refitted to measured epoch time), the last of 7 steps (the rest of the budget)"
     assert budget.after_epoch(schedule, 4, [10.0] * 4, 1000) is None
 
 
@@ -116,3 +118,28 @@ def test_ranks_follow_rank_zeros_budget_decisions(tmp_path):
     deadline_step = int((100 - final_reserve(100)) // 2.0) + 1     # first step past rank 0's deadline
     decided = (12, 40, 4, "sampled", 0.123)
     assert results == [(0, deadline_step, 3, decided), (1, deadline_step, 3, decided)]
+
+
+def test_the_budget_clock_starts_with_the_process():
+    """#24 item 7: interpreter start and imports count (a clock started in `segkit train` missed ~14 s under load)."""
+    import subprocess
+    import sys
+    import time
+
+    from segkit.training.budget import process_started_at
+
+    age = time.monotonic() - process_started_at()
+    assert 0 < age < 3600
+    script = ("import time; time.sleep(1.5); from segkit.training.budget import process_started_at; "
+              "print(time.monotonic() - process_started_at())")
+    child = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    assert child >= 1.4, "the sleep before the import is inside the budget"
+
+
+def test_the_deadline_keeps_room_for_two_saves_as_slow_as_the_slowest_seen():
+    budget = TimeBudget(60.0, started_at=0.0, clock=FakeClock(0.0))
+    schedule = Schedule(10, 5, validation="end", validation_fraction=0.02)
+    before = budget.deadline(schedule)
+    budget.note_bookkeeping(4.0)
+    budget.note_bookkeeping(1.0)
+    assert budget.deadline(schedule) == pytest.approx(before + final_reserve(60.0) - 8.0)
