@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     precision_used = engine.precision()
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used)
+                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used,
+                            segment_coding=plans.get("segment_coding"))
     run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
                 "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored

@@ -111,7 +111,7 @@ class UnitPredictor:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         request = OutputRequest(out, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
-                                dicom_seg=True, statistics=True)
+                                dicom_seg=True, statistics=True, segment_coding=plans.get("segment_coding"))
         case = BatchCase(key, "dicom", (folder,))
         report = predict_cases(self.engine, [case], self.spec, request,
                                RunOptions(show_progress=False, run_info=dict(self.engine.identity)), folder.parent)
