@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pacs_helpers import Orthanc, free_port, node_config, wait_for, write_series
+from pacs_helpers import Orthanc, dciodvfy_errors, free_port, node_config, wait_for, write_series
 
 from segkit.io.dicom_write import new_uid
 from segkit.pacs.config import load_config
@@ -98,6 +99,10 @@ def test_pushed_series_come_back_as_one_seg_each_and_broken_ones_fail_alone(tmp_
         statistics = json.loads(node.storage.stats_path(first).read_text())
         assert statistics["case_id"] == first and set(statistics["labels"]) == {"necrosis", "edema", "enhancing"}
         assert not any(f"Patient{seed}" in record.getMessage() for record in caplog.records for seed in range(12))
+        if shutil.which("dciodvfy"):   # dicom3tools' IOD validator: every SEG the node made is a valid Segmentation
+            for index, data in enumerate(orthanc.seg_files()):
+                (tmp_path / f"seg{index}.dcm").write_bytes(data)
+                assert dciodvfy_errors(tmp_path / f"seg{index}.dcm") == []
         left = {path.parent.name for path in node.storage.incoming.rglob("*.dcm")}
         assert left == set(broken)             # sent units leave nothing behind; failed ones stay for inspection
     finally:
