@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS units (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     predict_seconds REAL,
-    send_seconds REAL
+    send_seconds REAL,
+    predict_started_at REAL
 );
 CREATE INDEX IF NOT EXISTS units_state ON units (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS instances (
@@ -84,6 +85,7 @@ class Unit:
     updated_at: float
     predict_seconds: float | None
     send_seconds: float | None
+    predict_started_at: float | None
 
 
 class Journal:
@@ -169,6 +171,13 @@ class Journal:
             db.executemany("UPDATE units SET state = 'queued', updated_at = ? WHERE key = ?", [(now, k) for k in keys])
         return keys
 
+    def queue_now(self, keys: list[str]) -> None:
+        """Queue receiving units at once (a pull knows its transfer is complete; no quiet period needed)."""
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany("UPDATE units SET state = 'queued', updated_at = ? WHERE key = ? AND state = 'receiving'",
+                           [(now, key) for key in keys])
+
     def claim(self, state: str, new_state: str) -> Unit | None:
         """Take the oldest due unit in state and move it to new_state (None when there is none)."""
         now = time.time()
@@ -177,8 +186,10 @@ class Journal:
                              "ORDER BY next_attempt_at, updated_at LIMIT 1", (state, now)).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE units SET state = ?, updated_at = ? WHERE key = ?", (new_state, now, row["key"]))
-        return Unit(**{**dict(row), "state": new_state})
+            started = now if new_state == "predicting" else row["predict_started_at"]
+            db.execute("UPDATE units SET state = ?, updated_at = ?, predict_started_at = ? WHERE key = ?",
+                       (new_state, now, started, row["key"]))
+        return Unit(**{**dict(row), "state": new_state, "predict_started_at": started})
 
     def next_due(self, state: str) -> float | None:
         """When the earliest unit in state becomes due (None when none waits)."""
