@@ -20,7 +20,10 @@ Schema (schema_version 1)::
 
 Paths in ``cases`` are relative to the output folder (inputs: to the input folder). A
 failure that is not a UserError also keeps ``traceback`` (its last lines); each case has
-``warnings`` (e.g. no DICOM-SEG for a NIfTI input). Batch predict adds the model identity
+``warnings`` (e.g. no DICOM-SEG for a NIfTI input). A case whose input was more oblique than
+the model's training images has ``axis_alignment``: ``{"oblique_degrees", "limit_degrees",
+"grid_spacing", "grid_shape", "seconds_to_grid", "seconds_back"}`` (it was resampled onto an
+axis-aligned grid for the network and its outputs mapped back; a warning says so too). Batch predict adds the model identity
 (``package_sha256`` for packages), device and post-processing to the header.
 A sharded run writes ``report_part<K>.json``; ``merge_reports`` combines the parts.
 """

@@ -197,7 +197,11 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
             reference = case.sources[0] if case.kind == "files" else None
             metadata = engine.probability_metadata(prediction, case.file_ending, reference)
         write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata)
-        return {"names": names, "warnings": list(getattr(prepared, "extra", {}).get("warnings", []))}
+        result = {"names": names, "warnings": list(getattr(prepared, "extra", {}).get("warnings", []))}
+        alignment = getattr(prediction, "extra", {}).get("axis_alignment")
+        if alignment is not None:   # the input was resampled onto the axis-aligned grid for the network
+            result["axis_alignment"] = alignment
+        return result
 
     return load, compute, write
 
@@ -257,6 +261,8 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
         else:
             entry = _entry(case, "ok", outcome, outcome.seconds, names, input_dir)
         entry["warnings"] = _case_warnings(case, request) + (outcome.value or {}).get("warnings", [])
+        if (outcome.value or {}).get("axis_alignment") is not None:
+            entry["axis_alignment"] = outcome.value["axis_alignment"]
         report.add(entry)
         if bar is not None:
             bar.update()
