@@ -37,6 +37,7 @@ from segkit.inference.model import LoadedModel
 from segkit.inference.revert import MemberOutput, labels_from_aligned, labels_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
 from segkit.io.image import Geometry
+from segkit.planning.mirroring import inference_swap
 from segkit.planning.plans import previous_stage_classes, slice_axis_of
 from segkit.preprocessing.oblique import AxisAlignment, aligned_grid, images_onto_grid
 from segkit.preprocessing.orientation import (
@@ -99,8 +100,10 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
     mirror = tuple(int(a) for a in entry.get("mirror_axes", [])) if options.tta else ()
     precision = resolve_precision(options.precision, model.device)
     tile_weights = str((entry.get("inference") or {}).get("tile_weights", "gaussian"))
+    swap = inference_swap(model.plans, entry) if mirror else None
     return WindowSettings(tuple(int(p) for p in entry["patch_size"]), options.step, mirror, options.tile_batch,
-                          slice_axis, precision=precision, channels_last=True, tile_weights=tile_weights)
+                          slice_axis, precision=precision, channels_last=True, tile_weights=tile_weights,
+                          swap_axis=swap[0] if swap else None, swap_order=swap[1] if swap else ())
 
 
 def input_orientation_warnings(model: LoadedModel, case_id: str, geometry: Geometry) -> list[str]:

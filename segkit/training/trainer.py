@@ -19,6 +19,7 @@ from tqdm import tqdm
 from segkit import oom, workdir
 from segkit.jsonio import read_json, write_json
 from segkit.networks import build_network
+from segkit.planning.mirroring import training_swap
 from segkit.training import checkpoint as ckpt
 from segkit.training import distributed as dd
 from segkit.training import speed
@@ -121,7 +122,8 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     sampler = PatchSampler(setup.train_cases, sample_size_for(patch, recipe.augment), batch_size, setup.spatial_dims,
                            recipe.foreground_fraction, patch)
     transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
-                                recipe.augment, recipe.elastic, setup.ignore_label, setup.previous_classes)
+                                recipe.augment, recipe.elastic, setup.ignore_label, setup.previous_classes,
+                                training_swap(plans, entry))
     return Run(setup=setup, info=info, budget=make_budget(setup.time_budget_s, setup.started_at), model=model,
                net=net, optimizer=optimizer, scaler=scaler, autocast=autocast,
                loss_fn=build_loss(setup.label_mode, ds_scales, setup.use_batch_dice),
