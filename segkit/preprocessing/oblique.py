@@ -100,8 +100,10 @@ def images_onto_grid(images: np.ndarray, source: Geometry, target: Geometry, ord
     out = np.empty((images.shape[0], *target.array_shape), dtype=np.float32)
     for channel in range(images.shape[0]):
         volume = np.asarray(images[channel], dtype=np.float32)
-        out[channel] = resample_volume_onto(volume, source, target, order, float(volume.min()))
+        minimum = float(volume.min())
+        out[channel] = resample_volume_onto(volume, source, target, order, minimum)
         out[channel][background] = 0.0
+        out[channel][~inside_scan] = minimum   # the same outside rule for every interpolator
     return out
 
 
