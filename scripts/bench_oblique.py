@@ -23,6 +23,11 @@ back the same way: what the storage alone costs. The resampling's time comes fro
 
     bash scripts/setup_realdata.sh
     python scripts/bench_oblique.py --out /tmp/bench_oblique [--minutes 2] [--skip-train]
+    python scripts/bench_oblique.py --out /tmp/bench_oblique --steps 4 150 --subjects mni152
+
+`--steps EPOCHS ITERATIONS` trains a fixed number of steps instead (no hardware fit, the short-cpu
+recipe, scripts/bench_real.py's FIXED_CONFIGURATION): on a loaded machine a wall-clock budget
+buys too few steps for a usable model.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realdata  # noqa: E402
+from bench_real import FIXED_CONFIGURATION, fix_configuration, train_arguments  # noqa: E402
 
 from segkit.preprocessing.orientation import oblique_degrees  # noqa: E402
 
@@ -102,10 +108,10 @@ def carried(image: sitk.Image, reference: sitk.Image, nearest: bool, pixel: int)
     return sitk.Resample(image, reference, sitk.Transform(), method, 0.0, pixel)
 
 
-def write_inputs(dataset: Path, inputs: Path) -> dict:
+def write_inputs(dataset: Path, inputs: Path, subjects: list[str]) -> dict:
     """Each held-out subject stored axis-aligned and tilted, as NIfTI inputs; returns the stored label images."""
     stored = {}
-    for subject in realdata.HELD_OUT:
+    for subject in subjects:
         image = sitk.ReadImage(str(dataset / "heldout" / "images" / f"{subject}_0000.nii.gz"), sitk.sitkFloat32)
         labels = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
         sitk.WriteImage(image, str(inputs / f"{subject}_straight_0000.nii.gz"))
@@ -136,11 +142,11 @@ def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
             float(np.mean(a[union] == b[union])) if union.any() else 1.0)
 
 
-def score(out: Path, dataset: Path, stored: dict) -> list[dict]:
+def score(out: Path, dataset: Path, stored: dict, subjects: list[str]) -> list[dict]:
     """Per subject and storage: Dice after carrying back, vs the axis-aligned storage, and the recorded times."""
     report = {case["case_id"]: case for case in json.loads((out / "report.json").read_text())["cases"]}
     rows = []
-    for subject in realdata.HELD_OUT:
+    for subject in subjects:
         truth_image = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
         truth = sitk.GetArrayFromImage(truth_image)
         straight = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{subject}_straight.nii.gz")))
@@ -171,6 +177,9 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/bench_oblique")
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, nargs=2, metavar=("EPOCHS", "ITERATIONS"),
+                        help="train EPOCHS x ITERATIONS steps of FIXED_CONFIGURATION instead of --minutes")
+    parser.add_argument("--subjects", nargs="+", default=list(realdata.HELD_OUT), choices=list(realdata.HELD_OUT))
     parser.add_argument("--skip-train", action="store_true", help="reuse the model already trained in --out")
     args = parser.parse_args()
     out = Path(args.out)
@@ -179,18 +188,25 @@ def main() -> None:
         realdata.build_dataset(dataset, args.seed)
     work = out / "work"
     models = work / "models" / CONFIGURATION
-    result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "minutes": args.minutes,
+    result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "minutes": None if args.steps else args.minutes, "steps": args.steps,
+                    "configuration": FIXED_CONFIGURATION if args.steps else "planned + hardware fit",
                     "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
                     "loadavg_start": loadavg()}
     if not args.skip_train:
         segkit("plan", str(dataset), "--work-dir", str(work), "--configurations", CONFIGURATION, "--force")
         segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION)
+        if args.steps:
+            fix_configuration(work)
         models.mkdir(parents=True, exist_ok=True)
         (models / "splits.json").write_text(json.dumps(SPLIT))
         start = time.monotonic()
         segkit("train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0",
-               "--time-budget", str(args.minutes), "--seed", str(args.seed), "--quiet")
+               *train_arguments(args.minutes, args.steps), "--seed", str(args.seed), "--quiet")
         result["train_wall_s"] = round(time.monotonic() - start, 1)
+        log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
+        result["train_steps"] = log[-1]["step"] if log else 0
+        result["validation_mean_dice"] = log[-1].get("val_mean_dice") if log else None
     plans = json.loads((models / "plans.json").read_text())
     result["training_orientations"] = plans.get("training_orientations")
     result["oblique_inputs"] = plans.get("oblique_inputs")
@@ -202,12 +218,12 @@ def main() -> None:
     inputs = out / "inputs"
     shutil.rmtree(inputs, ignore_errors=True)
     inputs.mkdir(parents=True)
-    stored = write_inputs(dataset, inputs)
+    stored = write_inputs(dataset, inputs, args.subjects)
     for mode, model in (("resampled", models), ("as_before", before)):
         pred = out / f"pred_{mode}"
         shutil.rmtree(pred, ignore_errors=True)
         segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta")
-        result[mode] = score(pred, dataset, stored)
+        result[mode] = score(pred, dataset, stored, args.subjects)
         for row in result[mode]:
             print(json.dumps({"mode": mode} | row), flush=True)
     result["loadavg_end"] = loadavg()

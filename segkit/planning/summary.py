@@ -57,6 +57,12 @@ def plans_summary(plans: dict) -> str:
     if frame == "LPS":
         header += (f"\n  orientation: every image reoriented to LPS (stored: {stored}); "
                    "per-axis values below are in that order")
+        limit = (plans.get("oblique_inputs") or {}).get("resample_above_degrees")
+        if limit is not None:
+            trained = plans.get("training_orientations") or {}
+            header += (f"\n  oblique inputs: training images {trained.get('min_oblique_degrees', 0.0):g}-"
+                       f"{trained.get('max_oblique_degrees', 0.0):g} degrees off the patient axes; an input beyond "
+                       f"{limit:g} is resampled onto the axis-aligned grid at prediction")
     else:
         header += f"\n  orientation: arrays fed as stored ({frame or 'legacy plan without canonical_orientation'})"
     if plans.get("ignore_label") is not None:
