@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "predictions, choose the best, decide largest-connected-component post-processing, "
                     "and write find_best.json.")
     parser.add_argument("work_dir", help="work folder (plans.json, models/<config>/splits.json)")
-    parser.add_argument("--configs", nargs="+",
+    parser.add_argument("--configs", "-c", nargs="+",
                         help="configurations to compare, e.g. 3d_fullres 2d 3d_cascade_fullres (default: every "
                              "configuration under WORK/models whose CV predictions are complete; with "
                              "--predict-missing, every trained one)")

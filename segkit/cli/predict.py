@@ -78,8 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--statistics", action="store_true",
                        help="write CASE_stats.json (voxels, mL per label) and statistics.csv")
     group.add_argument("--preview", action="store_true", help="write CASE_preview.png (needs segkit[plot])")
-    group.add_argument("--num-parts", type=int, help="split the sorted cases into N parts (case i -> part i %% N)")
-    group.add_argument("--part-id", type=int, help="which part this process runs (0 .. N-1)")
+    group.add_argument("--num-parts", "-num_parts", type=int, help="split the sorted cases into N parts (case i -> part i %% N)")
+    group.add_argument("--part-id", "-part_id", type=int, help="which part this process runs (0 .. N-1)")
     group.add_argument("--channel-map", help="DICOM series per channel by SeriesDescription, e.g. '0=T1*,1=FLAIR*'")
     group.add_argument("--series-uid", help="DICOM series to use when a study folder holds several")
     group.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)   # the default since 0.2; kept for scripts
@@ -154,10 +154,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--channel-map names {len(channel_map)} channel(s) but the model expects "
                         f"{engine.num_channels}")
     spec = InputSpec(engine.num_channels, tuple(plans.get("channel_names") or ()), channel_map, args.series_uid)
+    precision_used = engine.precision()
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities, qc_image=True)
-    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine, options),
+                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used)
+    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
                 "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
@@ -174,14 +175,11 @@ def run(args: argparse.Namespace) -> int:
     return _summary(report, engine)
 
 
-def backend_info(engine, options: InferenceOptions) -> dict:
+def backend_info(engine) -> dict:
     """Where and how the networks ran: device, torch version and the precision 'auto' resolved to."""
     import torch
 
-    from segkit.inference.acceleration import resolve_precision
-
-    return {"device": str(engine.device), "torch": torch.__version__,
-            "precision": resolve_precision(options.precision, engine.device)}
+    return {"device": str(engine.device), "torch": torch.__version__, "precision": engine.precision()}
 
 
 def _summary(report, engine) -> int:

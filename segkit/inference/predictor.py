@@ -222,6 +222,10 @@ class ModelEnsemble:
         """Where the networks run."""
         return self.members[0].device
 
+    def precision(self) -> str:
+        """The inference arithmetic every stage uses (--precision auto resolved for the device): fp32, bf16 or fp16."""
+        return resolve_precision(self.options.precision, self.device)
+
     def describe(self) -> str:
         """'3d_fullres folds 0, 1' or '2d folds 0 + 3d_fullres folds 0' for messages."""
         return " + ".join(f"{m.configuration} folds {', '.join(m.folds)}" for m in self.members)
