@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the package and print what it holds."""
-    from segkit.export.package import export_model, sha256_of
+    from segkit.models.package import export_model, sha256_of
 
     path, manifest = export_model(args.model, args.output, args.configuration, args.folds, args.checkpoint,
                                   args.find_best)

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the selection and write find_best.json."""
     from segkit.evaluation.cv_predictions import parse_cv_dirs
-    from segkit.evaluation.find_best import find_best, write_find_best
+    from segkit.evaluation.find_best import find_best
+    from segkit.models.find_best import write_find_best
     from segkit.workdir import find_best_path
 
     result = find_best(Path(args.work_dir), args.configs, reference=args.ref, cv_dirs=parse_cv_dirs(args.cv_dir),

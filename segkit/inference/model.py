@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segkit.errors import UserError
-from segkit.inference.pruning import apply_pruning
 from segkit.jsonio import read_json
-from segkit.planning.plans import (
+from segkit.models.folder import find_folds, previous_stage_dir, resolve_model_dir
+from segkit.models.pruning import apply_pruning
+from segkit.plans import (
     label_mode_of,
     network_in_channels,
     previous_stage_of,
@@ -20,24 +20,11 @@ from segkit.planning.plans import (
     spatial_dims_of,
 )
 from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
-from segkit.workdir import (
-    checkpoint_path,
-    fold_dir,
-    is_work_dir,
-    model_dataset_path,
-    plans_path,
-    sibling_model_dir,
-)
-from segkit.workdir import model_dir as model_dir_of
+from segkit.workdir import model_dataset_path, plans_path
 
 if TYPE_CHECKING:               # torch is imported where a model is loaded, not with this module
     import torch
     from torch import nn
-
-CHECKPOINT_KINDS = ("final", "best", "latest")
-DEFAULT_CONFIGURATION = "3d_fullres"
-FOLD_DIR = re.compile(r"^fold_(?P<fold>\d+|all)$")
-
 
 @dataclass
 class LoadedModel:
@@ -90,53 +77,6 @@ def resolve_device(device: str) -> torch.device:
         raise UserError(f"unknown device {device!r}; use auto, cpu or cuda") from None
 
 
-def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Path, str]:
-    """The configuration's model folder and name, given a model folder or a work dir (with models/)."""
-    model = Path(model)
-    if not model.is_dir():
-        raise UserError("model folder not found", model)
-    name: str | None
-    if is_work_dir(model):   # a work dir: WORK/models/<config>
-        name = configuration or DEFAULT_CONFIGURATION
-        model = model_dir_of(model, name)
-        if not model.is_dir():
-            raise UserError(f"no trained configuration {name!r} here", model.parent)
-    plans = read_json(plans_path(model), "plans.json")
-    known = sorted(plans.get("configurations") or {})
-    name = configuration or (model.name if model.name in known else (known[0] if len(known) == 1 else None))
-    if name is None:
-        raise UserError(f"cannot tell the configuration; pass -c (plans has: {', '.join(known)})", model)
-    if name not in known:
-        raise UserError(f"configuration {name!r} not in plans.json (has: {', '.join(known) or 'none'})", model)
-    if name != model.name and model.name in known:
-        # a model folder holds one configuration's weights; another -c would run that plan with these weights
-        raise UserError(f"this model folder holds the {model.name} model, not {name}: drop -c {name}, or give "
-                        f"-m {model.parent / name} (or the work dir) for {name}", model)
-    return model, name
-
-
-def find_folds(model_dir: Path, folds: Sequence[str] | None, checkpoint: str) -> list[tuple[str, Path]]:
-    """(fold name, checkpoint path) for the requested folds, or every fold folder holding that checkpoint."""
-    if checkpoint not in CHECKPOINT_KINDS:
-        raise UserError(f"--checkpoint must be one of {', '.join(CHECKPOINT_KINDS)}, got {checkpoint!r}")
-    filename = checkpoint_path(Path(), checkpoint).name
-    if folds:
-        wanted = [str(f) for f in folds]
-        found = [(f, checkpoint_path(fold_dir(model_dir, f), checkpoint)) for f in wanted]
-        for fold, path in found:
-            if not path.is_file():
-                raise UserError(f"fold {fold} has no {filename}", path.parent)
-        return found
-    found = []
-    for path in sorted(model_dir.iterdir()):
-        match = FOLD_DIR.match(path.name)
-        if match and (path / filename).is_file():
-            found.append((match["fold"], path / filename))
-    if not found:
-        raise UserError(f"no fold_*/{filename} found; train first or pass -f", model_dir)
-    return found
-
-
 def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict, configuration: str) -> None:
     """Refuse folds whose architectures differ from each other or whose channels differ from plans."""
     first_fold, first_path, first = checkpoints[0]
@@ -161,8 +101,8 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     """Load a model folder's plans and the chosen folds' checkpoints onto one network on the device."""
 
     from segkit.inference.acceleration import prepare_for_inference
+    from segkit.models.checkpoint import load_checkpoint
     from segkit.networks import build_network
-    from segkit.training.checkpoint import load_checkpoint
 
     model_dir, name = resolve_model_dir(model, configuration)
     plans = read_plans_dict(plans_path(model_dir))
@@ -190,14 +130,6 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     fold_names = [f for f, _, _ in loaded]
     return LoadedModel(model_dir, plans, dataset, name, network, states, fold_names, torch_device, checkpoint,
                        previous=load_previous_stage(model_dir, plans, name, fold_names, checkpoint, device))
-
-
-def previous_stage_dir(model_dir: Path, configuration: str, previous: str) -> Path:
-    """The model folder of a cascade stage's previous stage, beside its own; a UserError when it is absent."""
-    folder = sibling_model_dir(model_dir, previous)
-    if not folder.is_dir():
-        raise UserError(f"{configuration} is a cascade stage: its previous stage {previous} is needed beside it", folder)
-    return folder
 
 
 def load_previous_stage(model_dir: Path, plans: dict, configuration: str, folds: list[str], checkpoint: str,

@@ -16,7 +16,7 @@ Zip layout (member names are fixed; nothing else is allowed in the archive)::
                                            folds' checkpoints; manifest "previous_stages"): it runs first
     postprocessing.json                    find-best's decision for this model, when it has one
 
-``segkit.export.unpack.unpack_model`` verifies and extracts such a package for prediction
+``segkit.models.unpack.unpack_model`` verifies and extracts such a package for prediction
 (it also reads the one-configuration layout of ``segkit-model-package-1``).
 
 This module owns the manifest format: its name and versions, the required keys, the writer
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
-from segkit.planning.plans import previous_stage_of, read_plans_dict
+from segkit.plans import previous_stage_of, read_plans_dict
 from segkit.version import __version__
 from segkit.workdir import model_dataset_path, plans_path, pruning_path
 
@@ -60,7 +60,7 @@ def sha256_of(path: Path) -> str:
 
 def _check_checkpoint(path: Path) -> None:
     """Refuse to package a checkpoint that does not load with weights_only=True."""
-    from segkit.training.checkpoint import load_checkpoint
+    from segkit.models.checkpoint import load_checkpoint
 
     load_checkpoint(path)
 
@@ -69,8 +69,8 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
                     folds: Sequence[str] | None = None, checkpoint: str = "final",
                     find_best: str | Path | None = None) -> tuple[dict[str, Path | bytes], dict]:
     """(member name -> source file or bytes, manifest fields) of the package for a model."""
-    from segkit.inference.choice import chosen_model
-    from segkit.inference.model import previous_stage_dir
+    from segkit.models.choice import chosen_model
+    from segkit.models.folder import previous_stage_dir
 
     choice = chosen_model(model, configuration, find_best)
     members: dict[str, Path | bytes] = {}
@@ -100,7 +100,7 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
 def _add_configuration(members: dict[str, Path | bytes], name: str, model_dir: Path, folds: list[str] | None,
                        checkpoint: str) -> list[tuple[str, Path]]:
     """Add one configuration's plans, dataset.json, pruning.json and fold checkpoints to the members; return the folds found."""
-    from segkit.inference.model import find_folds
+    from segkit.models.folder import find_folds
 
     members[f"{name}/plans.json"] = plans_path(model_dir)
     if model_dataset_path(model_dir).is_file():
