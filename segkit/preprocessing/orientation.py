@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from segkit.errors import UserError
 from segkit.io.image import Geometry
+from segkit.plans import oblique_inputs_of, training_orientations_of
 
 CANONICAL = "LPS"
 AS_STORED = "as_stored"
@@ -250,7 +252,7 @@ def orientation_summary(directions: Sequence[Sequence[float]]) -> dict:
             "max_oblique_degrees": round(max(angles, default=0.0), 3)}
 
 
-def oblique_inputs_entry(summary: dict) -> dict:
+def oblique_inputs_entry(summary: Mapping[str, Any]) -> dict:
     """plans["oblique_inputs"]: inputs more oblique than the training images plus the margin are resampled."""
     limit = float(summary.get("max_oblique_degrees", 0.0)) + OBLIQUE_MARGIN_DEGREES
     return {"resample_above_degrees": round(limit, 3), "margin_degrees": OBLIQUE_MARGIN_DEGREES}
@@ -265,14 +267,14 @@ def axis_alignment_limit(plans: dict) -> float | None:
     """
     if plans_orientation(plans) != CANONICAL:
         return None
-    entry = plans.get(OBLIQUE_KEY)
-    if isinstance(entry, dict) and entry.get("resample_above_degrees") is not None:
+    entry = oblique_inputs_of(plans)
+    if entry.get("resample_above_degrees") is not None:
         value = entry["resample_above_degrees"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise UserError(f"plans.json: {OBLIQUE_KEY}.resample_above_degrees must be a number >= 0, got {value!r}")
         return float(value)
-    summary = plans.get("training_orientations")
-    if not isinstance(summary, dict) or "max_oblique_degrees" not in summary:
+    summary = training_orientations_of(plans)
+    if "max_oblique_degrees" not in summary:
         return None
     return float(oblique_inputs_entry(summary)["resample_above_degrees"])
 
@@ -291,8 +293,8 @@ def orientation_warnings(plans: dict, direction: Sequence[float] | None) -> list
     policy = plans_orientation(plans)
     if policy is None:
         return [LEGACY_WARNING]
-    summary = plans.get("training_orientations")
-    if direction is None or not isinstance(summary, dict) or not summary.get("codes"):
+    summary = training_orientations_of(plans)
+    if direction is None or not summary.get("codes"):
         return []
     code = orientation_code(direction)
     seen = sorted(summary["codes"])
