@@ -70,6 +70,18 @@ def previous_stage_classes(plans: Mapping[str, Any]) -> list[list[int]]:
     return list(output_label_values(plans).values())
 
 
+def training_orientations_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'training_orientations': the training images' orientation codes and residual-rotation range ({} when absent)."""
+    value = plans.get("training_orientations")
+    return value if isinstance(value, Mapping) else {}
+
+
+def oblique_inputs_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'oblique_inputs': when prediction resamples an oblique input ({} when absent: a plan made before the key)."""
+    value = plans.get("oblique_inputs")
+    return value if isinstance(value, Mapping) else {}
+
+
 def stride_product(strides: Any) -> list[int]:
     """Product of per-stage strides per axis: every patch axis must be a multiple of it."""
     totals = [1] * len(strides[0])

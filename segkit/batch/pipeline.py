@@ -44,7 +44,7 @@ from segkit.io.segment_coding import coding_notes, segment_coding_for
 MAX_PENDING_WRITES = 1
 EXIT_OK, EXIT_CASES_FAILED = 0, 1
 # report entry keys a --continue run copies from the earlier report for the cases it skips
-CARRIED_KEYS = ("volumes_ml", "uncertainty", "notes")
+CARRIED_KEYS = ("volumes_ml", "uncertainty", "notes", "axis_alignment")
 
 
 @dataclass
@@ -211,8 +211,9 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
         value = {"names": names, "notes": notes,
                  "warnings": list(loaded.warnings) + list(getattr(prepared, "extra", {}).get("warnings", [])),
                  "volumes_ml": {name: round(entry["volume_ml"], 4) for name, entry in volumes.items()}}
-        if prediction.extra.get("uncertainty") is not None:
-            value["uncertainty"] = prediction.extra["uncertainty"]
+        for key in ("uncertainty", "axis_alignment"):   # axis_alignment: the input was resampled for the network
+            if prediction.extra.get(key) is not None:
+                value[key] = prediction.extra[key]
         return value
 
     return load, compute, write

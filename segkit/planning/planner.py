@@ -30,7 +30,13 @@ from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.mirroring import PAIRS_KEY, SWAP_KEY, configuration_array_axes, mirror_axes_for, plan_mirror_pairs
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_for_family
-from segkit.preprocessing.orientation import CANONICAL, PLANS_KEY, orientation_summary
+from segkit.preprocessing.orientation import (
+    CANONICAL,
+    OBLIQUE_KEY,
+    PLANS_KEY,
+    oblique_inputs_entry,
+    orientation_summary,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_BUDGET_GB = 8.0
@@ -247,7 +253,8 @@ def orientation_entries(fingerprint: dict) -> dict:
     if fingerprint.get("canonical_orientation") != CANONICAL:
         return {}
     directions = [c["direction"] for c in fingerprint["cases"] if "direction" in c]
-    return {PLANS_KEY: CANONICAL, "training_orientations": orientation_summary(directions)}
+    summary = orientation_summary(directions)
+    return {PLANS_KEY: CANONICAL, "training_orientations": summary, OBLIQUE_KEY: oblique_inputs_entry(summary)}
 
 
 def set_mirror_axes(entry: dict, labels: dict, directions: list[list[float]], label_mode: str = "softmax") -> dict:
