@@ -32,6 +32,12 @@ def label_mode_of(plans: Mapping[str, Any]) -> str:
     return str(plans.get("label_mode", DEFAULT_LABEL_MODE))
 
 
+def segment_coding_of(plans: Mapping[str, Any]) -> dict[str, dict] | None:
+    """Each label's SNOMED CT coding for DICOM-SEG (segkit.io.segment_coding); None for plans made before it."""
+    value = plans.get("segment_coding")
+    return dict(value) if isinstance(value, Mapping) else None
+
+
 def spatial_dims_of(block: Mapping[str, Any]) -> int:
     """2 or 3 of a configuration entry or an architecture block: 'spatial_dims', else the patch or kernel length."""
     if "spatial_dims" in block:
@@ -53,10 +59,66 @@ def previous_stage_of(plans: Mapping[str, Any], configuration: str) -> str | Non
     return str(value) if value else None
 
 
+def output_label_values(plans: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Output name -> its label values (a class has one, a region several), in output (head channel) order."""
+    return {str(name): [int(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+            for name, values in (plans.get("outputs") or {}).items()}
+
+
 def previous_stage_classes(plans: Mapping[str, Any]) -> list[list[int]]:
     """Label values of each one-hot channel a cascade stage gets: one per foreground class or region, in output order."""
-    return [[int(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-            for values in (plans.get("outputs") or {}).values()]
+    return list(output_label_values(plans).values())
+
+
+def training_orientations_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'training_orientations': the training images' orientation codes and residual-rotation range ({} when absent)."""
+    value = plans.get("training_orientations")
+    return value if isinstance(value, Mapping) else {}
+
+
+def oblique_inputs_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'oblique_inputs': when prediction resamples an oblique input ({} when absent: a plan made before the key)."""
+    value = plans.get("oblique_inputs")
+    return value if isinstance(value, Mapping) else {}
+
+
+def training_ranges_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'training_ranges': the training images' spacing and foreground intensity ranges ({} for older plans)."""
+    value = plans.get("training_ranges")
+    return value if isinstance(value, Mapping) else {}
+
+
+def ignore_label_of(plans: Mapping[str, Any]) -> int | None:
+    """The label value of unannotated voxels (sparse annotation), or None."""
+    value = plans.get("ignore_label")
+    return None if value is None else int(value)
+
+
+def stride_product(strides: Any) -> list[int]:
+    """Product of per-stage strides per axis: every patch axis must be a multiple of it."""
+    totals = [1] * len(strides[0])
+    for stride in strides:
+        totals = [t * s for t, s in zip(totals, stride)]
+    return totals
+
+
+def total_strides(arch: Mapping[str, Any]) -> list[int]:
+    """An architecture block's stride product per axis (what the patch size must be a multiple of)."""
+    return stride_product(arch["strides"])
+
+
+def configuration_entry(plans: Mapping[str, Any], name: str, source: str | Path | None = None) -> dict:
+    """The plans entry of one configuration; UserError naming the file and the known ones when it is absent.
+
+    The one lookup of a configuration by name (training, preprocessing, prediction, the bench commands).
+    """
+    configurations = plans.get("configurations") if isinstance(plans, Mapping) else None
+    if not isinstance(configurations, Mapping):
+        raise UserError("plans file has no 'configurations'", source)
+    if name not in configurations:
+        known = ", ".join(sorted(configurations)) or "none"
+        raise UserError(f"unknown configuration {name!r} (plans.json has: {known})", source)
+    return configurations[name]
 
 
 def network_in_channels(plans: Mapping[str, Any], configuration: str) -> int:
@@ -125,10 +187,7 @@ class Architecture:
     @property
     def total_strides(self) -> tuple[int, ...]:
         """Product of the strides per axis: what a patch must be divisible by."""
-        totals = [1] * self.spatial_dims
-        for stride in self.strides:
-            totals = [t * int(s) for t, s in zip(totals, stride, strict=True)]
-        return tuple(totals)
+        return tuple(stride_product(self.strides))
 
     def as_dict(self) -> dict:
         """A mutable copy of the block, for builders and the memory model."""
@@ -255,6 +314,11 @@ class Plans:
 def plans_file(folder: Path) -> Path:
     """plans.json inside a work dir or model folder."""
     return plans_path(Path(folder))
+
+
+def read_plans_json(path: str | Path, what: str = "plans.json") -> Any:
+    """plans.json's content as stored, unchecked (for readers that check it their own way, e.g. `plan --like`)."""
+    return read_json(path, what)
 
 
 def read_plans_dict(path: str | Path) -> dict:

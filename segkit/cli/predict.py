@@ -178,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.inference.resolve import load_ensemble
     from segkit.io.dicom import parse_channel_map
     from segkit.io.dicom_seg import segment_names
+    from segkit.plans import segment_coding_of
 
     logs.configure(args.log_format, component="predict")
     if args.threads:
@@ -208,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
                             probabilities=args.save_probabilities, qc_image=True, precision=precision_used,
+                            segment_coding=segment_coding_of(plans),
                             uncertainty_maps=uncertainty_maps(engine) if args.uncertainty else ())
     run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
                 "labels": plans["labels"],

@@ -37,7 +37,7 @@ from segkit.inference.uncertainty import SCORE_NAME, case_score, structure_score
 from segkit.models.calibration import write_calibration
 from segkit.models.find_best import read_find_best
 from segkit.models.postprocessing import apply_postprocessing
-from segkit.plans import read_plans_dict
+from segkit.plans import Plans, ignore_label_of, read_plans_dict
 from segkit.workdir import find_best_path, model_dir, plans_path, uncertainty_calibration_path
 
 MIN_CASES = 4
@@ -114,6 +114,7 @@ def case_records(work_dir: Path, config: str, reference: str | Path | None = Non
                  cv_dir: Path | None = None) -> list[dict]:
     """Per cross-validation case: its Dice per structure and mean, and the uncertainty score of its probabilities."""
     plans = read_plans_dict(plans_path(model_dir(work_dir, config)))
+    num_outputs = Plans.from_json(plans).num_outputs
     files = cv_files_from_dir(cv_dir) if cv_dir is not None else cv_files_from_splits(work_dir, config)
     references = resolve_reference(reference_root(reference, work_dir))
     absent = sorted(set(files) - set(references))
@@ -124,12 +125,12 @@ def case_records(work_dir: Path, config: str, reference: str | Path | None = Non
     records = []
     for case, path in sorted(files.items()):
         ref = read_label_map(references[case])
-        probabilities = load_cv_probabilities(path, int(plans["num_outputs"]), ref.array.shape, ref.geometry)
+        probabilities = load_cv_probabilities(path, num_outputs, ref.array.shape, ref.geometry)
         labels = cv_labels(probabilities, conversion)
         if decision:
             labels = apply_postprocessing(labels, decision)
         structures = structure_scores(probabilities, labels, plans)
-        dice = _structure_dice(labels, ref.array, classes, plans.get("ignore_label"))
+        dice = _structure_dice(labels, ref.array, classes, ignore_label_of(plans))
         records.append({"case": case, "dice": round(float(np.mean(list(dice.values()))), 5),
                         "score": case_score(structures),
                         "structures": {name: {"dice": round(dice[name], 5), "score": structures[name]["score"]}

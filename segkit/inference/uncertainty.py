@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from segkit.inference.regions import softmax_channel_values
-from segkit.plans import label_mode_of
+from segkit.plans import label_mode_of, output_label_values
 
 SCORE_NAME = "mean structure (1 - expected Dice)"
 EPSILON = 1e-12
@@ -63,7 +63,7 @@ def normalised_entropy(probabilities: np.ndarray, label_mode: str) -> np.ndarray
 
 def structure_channels(plans: dict) -> dict[str, tuple[int, list[int]]]:
     """Each output structure's probability channel and its label values."""
-    outputs = plans.get("outputs") or {}
+    outputs = output_label_values(plans)
     if label_mode_of(plans) == "sigmoid":
         return {name: (index, [int(v) for v in values]) for index, (name, values) in enumerate(outputs.items())}
     channel_values = softmax_channel_values(outputs)

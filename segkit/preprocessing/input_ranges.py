@@ -27,11 +27,12 @@ Models planned before this have no ``training_ranges`` and get no such warning.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from segkit.preprocessing.orientation import reorientation_for
+from segkit.plans import training_ranges_of
+from segkit.preprocessing.orientation import CANONICAL, plans_orientation, reorientation_for
 
 SPACING_TOLERANCE = 0.10
 ABSOLUTE_SCHEMES = ("ct", "none")
@@ -61,7 +62,7 @@ def training_ranges(fingerprint: dict, normalization: Sequence[dict] | None = No
     return ranges
 
 
-def spacing_warnings(ranges: dict, spacing_zyx: Sequence[float], direction: Sequence[float] | None,
+def spacing_warnings(ranges: Mapping, spacing_zyx: Sequence[float], direction: Sequence[float] | None,
                      canonical: bool) -> list[str]:
     """Warnings for axes whose spacing lies outside the training range (plus tolerance)."""
     spacing_range = ranges.get("spacing")
@@ -79,7 +80,7 @@ def spacing_warnings(ranges: dict, spacing_zyx: Sequence[float], direction: Sequ
     return [f"spacing outside the training range: {', '.join(outside)} (training z, y, x: {span} mm)"]
 
 
-def intensity_warnings(ranges: dict, images: np.ndarray) -> list[str]:
+def intensity_warnings(ranges: Mapping, images: np.ndarray) -> list[str]:
     """Warnings for absolute-unit channels whose intensities are unlike the training foreground's."""
     warnings = []
     for channel, entry in enumerate(ranges.get("intensity") or []):
@@ -105,8 +106,8 @@ def intensity_warnings(ranges: dict, images: np.ndarray) -> list[str]:
 def range_warnings(plans: dict, images: np.ndarray, spacing_zyx: Sequence[float],
                    direction: Sequence[float] | None) -> list[str]:
     """Spacing and intensity warnings of one input against the plans' training_ranges (none without them)."""
-    ranges = plans.get("training_ranges")
-    if not isinstance(ranges, dict):
+    ranges = training_ranges_of(plans)
+    if not ranges:
         return []
-    canonical = plans.get("canonical_orientation") == "LPS"
+    canonical = plans_orientation(plans) == CANONICAL
     return spacing_warnings(ranges, spacing_zyx, direction, canonical) + intensity_warnings(ranges, images)
