@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"{config}: {calibration['num_cases']} cross-validation cases, median Dice {calibration['median_dice']:.4f}")
     print(f"score ranks the cases: AUROC {number(quality['auroc'])} for 'below the median Dice', Spearman "
-          f"(score vs Dice) {number(quality['spearman_score_vs_dice'])}, per structure AUROC "
+          f"(score vs Dice) {number(quality['spearman_score_vs_dice'])}, mean per-structure AUROC "
           f"{number(quality['structure_auroc'])}")
     print(f"review threshold {calibration['threshold']:.4f}: precision {quality['precision']:.3f}, recall "
           f"{quality['recall']:.3f}, flags {100 * quality['flagged_fraction']:.0f} % of the cases")

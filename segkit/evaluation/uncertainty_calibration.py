@@ -7,8 +7,9 @@ model expects of itself, from the saved probabilities alone) is set against its 
 over structures, the reference labels). A case is a *low-Dice* case when its Dice is below the
 cross-validation median. The calibration reports how well the score ranks the cases (AUROC of
 the score for "below the median Dice", Spearman's rank correlation of score and Dice, and the
-same AUROC per structure) and picks the threshold that maximises F1 for flagging the low-Dice
-cases (ties: the higher threshold, fewer flags), with that threshold's precision and recall.
+same AUROC within each structure whose Dice varies, and their mean) and picks the threshold
+that maximises F1 for flagging the low-Dice cases (ties: the higher threshold, fewer flags),
+with that threshold's precision and recall.
 The result is written as `models/<config>/uncertainty_calibration.json` (format owned by
 `segkit.models.calibration`), which `segkit predict --uncertainty` uses to flag cases and
 `segkit export-model` packages.
@@ -138,16 +139,17 @@ def case_records(work_dir: Path, config: str, reference: str | Path | None = Non
     return records
 
 
-def structure_auroc(records: list[dict]) -> float | None:
-    """AUROC over (case, structure) pairs: structure score vs that structure's Dice below its own median."""
-    scores, positives = [], []
-    names = {name for record in records for name in record["structures"]}
-    for name in sorted(names):
+def structure_aurocs(records: list[dict]) -> dict[str, float]:
+    """Per structure: AUROC of its score for its Dice below its own cross-validation median (where both occur)."""
+    result = {}
+    names = sorted({name for record in records for name in record["structures"]})
+    for name in names:
         pairs = [r["structures"][name] for r in records if name in r["structures"]]
         median = float(np.median([p["dice"] for p in pairs]))
-        scores += [p["score"] for p in pairs]
-        positives += [p["dice"] < median for p in pairs]
-    return auroc(scores, positives)
+        value = auroc([p["score"] for p in pairs], [p["dice"] < median for p in pairs])
+        if value is not None:
+            result[name] = value
+    return result
 
 
 def calibrate(records: list[dict], config: str) -> dict:
@@ -162,8 +164,10 @@ def calibrate(records: list[dict], config: str) -> dict:
         raise UserError("every cross-validation case has the same Dice: nothing to rank")
     threshold = best_threshold(scores, positives)
     correlation = spearman(scores, dice)
+    per_structure = structure_aurocs(records)
     quality = {"auroc": auroc(scores, positives), "spearman_score_vs_dice": correlation,
-               "structure_auroc": structure_auroc(records),
+               "structure_auroc": float(np.mean(list(per_structure.values()))) if per_structure else None,
+               "structure_aurocs": per_structure,
                **{k: threshold[k] for k in ("precision", "recall", "f1", "flagged_fraction")}}
     return {"configuration": config, "score": SCORE_NAME,
             "target": f"case mean Dice below the cross-validation median ({median:.4f})",

@@ -78,6 +78,9 @@ def test_calibrate_uncertainty_ranks_less_separated_cases_as_less_certain(tmp_pa
     assert dice[0] > dice[-1] and score[0] < score[-1]          # flatter probabilities: lower Dice, higher score
     assert calibration["quality"]["auroc"] > 0.8
     assert calibration["quality"]["spearman_score_vs_dice"] < -0.5
+    per_structure = calibration["quality"]["structure_aurocs"]
+    assert set(per_structure) <= {"necrosis", "edema", "enhancing"} and per_structure
+    assert calibration["quality"]["structure_auroc"] == pytest.approx(np.mean(list(per_structure.values())))
     flagged = [c for c in margins if records[c]["score"] >= calibration["threshold"]]
     low = [c for c in margins if records[c]["dice"] < calibration["median_dice"]]
     assert calibration["quality"]["precision"] == pytest.approx(len(set(flagged) & set(low)) / len(flagged))
