@@ -8,7 +8,9 @@ exporter at opset ``OPSET``. The I/O contract (docs/onnx.md):
 - input ``image``: float32 ``(batch, C, z, y, x)`` (2D configurations: ``(batch, C, y, x)``), the
   preprocessed tile: resampled to the plan's target spacing and normalised per channel as the
   plans' ``normalization`` says (what ``segkit preprocess`` writes); batch and every spatial axis
-  are dynamic, each spatial size a multiple of the stride product (``segkit_total_strides``);
+  are dynamic, each spatial size a multiple of the stride product (``segkit_total_strides``),
+  except for families whose trace fixes the shape (swinunetr: ``segkit_dynamic_spatial`` "false",
+  the spatial axes are the plan's patch);
 - output ``logits``: float32 ``(batch, K, z, y, x)``, K = plans ``num_outputs``; logits, not
   probabilities (softmax over K, or a sigmoid per region for ``label_mode`` "sigmoid").
 
@@ -55,13 +57,22 @@ def plain_network(checkpoint: dict, model_dir: Path) -> nn.Module:
     return network.eval()
 
 
+def dynamic_spatial(checkpoint: dict) -> bool:
+    """Whether the checkpoint's family exports with dynamic spatial axes."""
+    from segkit.networks.registry import family_of
+
+    return family_of(dict(checkpoint["architecture"])).onnx_dynamic_spatial
+
+
 def metadata(arch: dict, in_channels: int, num_outputs: int, plans: dict, configuration: str) -> dict[str, str]:
     """The segkit_* metadata properties of an exported network."""
     from segkit.networks.architecture import total_strides
+    from segkit.networks.registry import family_of
     from segkit.planning.plans import label_mode_of
 
     entry = plans["configurations"][configuration]
     return {"segkit_format": ONNX_FORMAT, "segkit_version": __version__, "segkit_configuration": configuration,
+            "segkit_dynamic_spatial": str(family_of(arch).onnx_dynamic_spatial).lower(),
             "segkit_in_channels": str(in_channels), "segkit_num_outputs": str(num_outputs),
             "segkit_label_mode": label_mode_of(plans), "segkit_patch_size": json.dumps(entry["patch_size"]),
             "segkit_total_strides": json.dumps(total_strides(arch)),
@@ -70,12 +81,12 @@ def metadata(arch: dict, in_channels: int, num_outputs: int, plans: dict, config
 
 
 def export_network(network: nn.Module, in_channels: int, patch_size: list[int],
-                   properties: dict[str, str] | None = None) -> bytes:
-    """The ONNX bytes of a (plain, eval) network traced on one zero tile, batch and spatial axes dynamic."""
+                   properties: dict[str, str] | None = None, dynamic_spatial: bool = True) -> bytes:
+    """The ONNX bytes of a (plain, eval) network traced on one zero tile; batch (and spatial) axes dynamic."""
     import onnx
     import torch
 
-    axes = AXIS_NAMES[len(patch_size)]
+    axes = AXIS_NAMES[len(patch_size)] if dynamic_spatial else ()
     dynamic = {0: "batch", **{2 + i: name for i, name in enumerate(axes)}}
     example = torch.zeros((1, in_channels, *patch_size), dtype=torch.float32)
     buffer = io.BytesIO()
@@ -104,7 +115,7 @@ def export_checkpoint(checkpoint_file: Path, model_dir: Path, plans: dict, confi
     props = metadata(dict(checkpoint["architecture"]), int(checkpoint["in_channels"]),
                      int(checkpoint["num_outputs"]), plans, configuration)
     try:
-        return export_network(network, int(checkpoint["in_channels"]), patch, props)
+        return export_network(network, int(checkpoint["in_channels"]), patch, props, dynamic_spatial(checkpoint))
     except ImportError as err:
         raise UserError(f"ONNX export needs the onnx extra: pip install 'segkit-revmb[onnx]' ({err})") from None
 

@@ -264,7 +264,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
 def _exported_model(model_dir: Path, name: str, plans: dict, dataset: dict, loaded: list[tuple[str, Path, dict]],
                     checkpoint: str, backend: str, precision: str, device: str) -> LoadedModel:
     """A torch model folder's folds exported to ONNX in memory and run by an ONNX backend."""
-    from segkit.export.onnx import export_network, metadata, plain_network
+    from segkit.export.onnx import dynamic_spatial, export_network, metadata, plain_network
     from segkit.inference.backends import backend_precision, onnx_runner
 
     arithmetic = backend_precision(backend, precision)
@@ -276,8 +276,8 @@ def _exported_model(model_dir: Path, name: str, plans: dict, dataset: dict, load
         except RuntimeError as err:
             raise UserError(f"weights do not fit the architecture ({str(err).splitlines()[0][:200]})", path) from None
         props = metadata(dict(ckpt["architecture"]), int(ckpt["in_channels"]), int(ckpt["num_outputs"]), plans, name)
-        runners.append(onnx_runner(backend, export_network(network, int(ckpt["in_channels"]), patch, props),
-                                   arithmetic))
+        data = export_network(network, int(ckpt["in_channels"]), patch, props, dynamic_spatial(ckpt))
+        runners.append(onnx_runner(backend, data, arithmetic))
     folds = [f for f, _, _ in loaded]
     return LoadedModel(model_dir, plans, dataset, name, runners[0], [], folds, _backend_device(backend, device),
                        checkpoint, previous=load_previous_stage(model_dir, plans, name, folds, checkpoint, device,
