@@ -122,7 +122,7 @@ def test_reader_refuses_damaged_and_mismatched_networks(tmp_path) -> None:
     path.write_bytes(export_network(net.eval(), 2, patch, metadata(arch, 2, 3, plans, "3d_fullres")))
     with pytest.raises(UserError, match="need 4 channels") as info:
         read_network(path, 4, 3, 3)
-    assert info.value.path == path
+    assert info.value.path == str(path)
     with pytest.raises(UserError, match="outputs"):
         read_network(path, 2, 5, 3)
     plain = tmp_path / "plain.onnx"
