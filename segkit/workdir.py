@@ -5,14 +5,58 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+RAW_VARIABLES = ("SEGKIT_RAW", "nnUNet_raw")
+WORK_ROOT_NAME = "segkit_work"
+LEGACY_SUFFIX = "_segkit"
+
+
+def raw_roots() -> list[tuple[str, Path]]:
+    """(variable, folder) for each raw-data variable that is set ($SEGKIT_RAW, then $nnUNet_raw)."""
+    return [(name, Path(os.environ[name])) for name in RAW_VARIABLES if os.environ.get(name)]
+
+
+def _raw_root_of(dataset: Path) -> Path | None:
+    """The raw root ($SEGKIT_RAW / $nnUNet_raw) the dataset folder sits directly in, or None."""
+    for _, root in raw_roots():
+        if root.is_dir() and dataset.parent == root.resolve():
+            return root.resolve()
+    return None
+
 
 def default_work_dir(dataset: str | Path) -> Path:
-    """`$SEGKIT_WORK/<name>` when that variable is set, else `<DATASET>_segkit` next to the dataset."""
+    """Where a dataset's work folder goes when --work-dir is not given (docs/environment.md).
+
+    `$SEGKIT_WORK/<name>` when set; for a dataset inside a raw root ($SEGKIT_RAW, $nnUNet_raw)
+    `segkit_work/<name>` beside that root, so nothing foreign lands in nnU-Net's raw folder and
+    `-d ID` stays unambiguous (a `<name>_segkit` folder an earlier segkit made there is still
+    used, its models kept); else `<DATASET>_segkit` next to the dataset.
+    """
     dataset = Path(dataset).resolve()
     root = os.environ.get("SEGKIT_WORK")
     if root:
         return Path(root) / dataset.name
-    return dataset.parent / f"{dataset.name}_segkit"
+    legacy = dataset.parent / f"{dataset.name}{LEGACY_SUFFIX}"
+    raw_root = _raw_root_of(dataset)
+    if raw_root is None or legacy.is_dir():
+        return legacy
+    return raw_root.parent / WORK_ROOT_NAME / dataset.name
+
+
+def is_work_folder(folder: Path) -> bool:
+    """A folder segkit wrote (plans, fingerprint or models inside, or named <DATASET>_segkit), not a raw dataset."""
+    return (folder.name.endswith(LEGACY_SUFFIX) or (folder / "plans.json").is_file()
+            or (folder / "fingerprint.json").is_file() or (folder / "models").is_dir())
+
+
+def dataset_of_work_dir(work_dir: Path) -> Path | None:
+    """The raw dataset a default work dir belongs to: `<DATASET>_segkit`'s sibling, or `<name>` in a raw root."""
+    candidates = [work_dir.parent / work_dir.name.removesuffix(LEGACY_SUFFIX)] if \
+        work_dir.name.endswith(LEGACY_SUFFIX) else []
+    candidates += [root / work_dir.name for _, root in raw_roots()]
+    if work_dir.parent.name == WORK_ROOT_NAME:
+        candidates += [sibling / work_dir.name for sibling in sorted(work_dir.parent.parent.iterdir())
+                       if sibling.is_dir() and sibling != work_dir.parent]
+    return next((c for c in candidates if (c / "labelsTr").is_dir()), None)
 
 
 def resolve_work_dir(dataset: str | Path, work_dir: str | Path | None) -> Path:

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from segkit.batch.provenance import input_digest
 from segkit.errors import UserError
 from segkit.io.dataset import CHANNEL_SUFFIX
-from segkit.io.dicom import SeriesInfo, read_dicom_study, series_in_folder
+from segkit.io.dicom import SeriesInfo, list_series, map_channels, read_dicom_study, series_in_folder
 from segkit.io.image import SUPPORTED_SUFFIXES, Geometry, image_suffix, read_image
 from segkit.io.integrity import check_complete
 
@@ -51,12 +52,15 @@ class InputSpec:
 
 @dataclass
 class LoadedCase:
-    """A case's channels stacked (C, z, y, x) float32, its geometry, and its DICOM reference series if any."""
+    """A case's channels stacked (C, z, y, x) float32, its geometry, its DICOM series if any, and its input files."""
 
     images: np.ndarray | None                # None once preprocessed when no preview needs the raw channels
     geometry: Geometry
     dicom_reference: SeriesInfo | None = None
     extra: dict = field(default_factory=dict)
+    dicom_series: tuple[SeriesInfo, ...] = ()   # every channel's series (channel 0 = dicom_reference)
+    input_files: tuple[Path, ...] = ()           # the files read, in channel (and slice) order
+    input_sha256: str = ""                       # their content digest (batch/provenance.py), taken when read
 
 
 def input_folder(path: str | Path) -> Path:
@@ -133,7 +137,9 @@ def load_case(case: BatchCase, spec: InputSpec) -> LoadedCase:
     if case.kind == "dicom":
         study = read_dicom_study(case.sources[0], spec.num_channels, spec.channel_map,
                                  list(spec.channel_names) or None, spec.series_uid)
-        return LoadedCase(study.images, study.geometry, study.reference)
+        files = tuple(f for info in study.series for f in info.files)
+        return LoadedCase(study.images, study.geometry, study.reference, dicom_series=study.series,
+                          input_files=files, input_sha256=input_digest(files))
     _check_channels(case, spec)
     for path in case.sources:
         check_complete(path)
@@ -144,13 +150,31 @@ def load_case(case: BatchCase, spec: InputSpec) -> LoadedCase:
             raise UserError(f"{problem} (channel 0 {case.sources[0].name})", path)
     if images[0].array.ndim != 3:
         raise UserError(f"expected a 3D image, got shape {images[0].array.shape}", case.sources[0])
-    return LoadedCase(np.stack([image.array for image in images]), images[0].geometry)
+    return LoadedCase(np.stack([image.array for image in images]), images[0].geometry,
+                      input_files=case.sources, input_sha256=input_digest(case.sources))
+
+
+def case_series(case: BatchCase, spec: InputSpec) -> list[SeriesInfo]:
+    """The series feeding each channel of a DICOM case (no pixel data read); [] for a file case."""
+    if case.kind != "dicom":
+        return []
+    study = case.sources[0]
+    return map_channels(list_series(study), study, spec.num_channels, spec.channel_map,
+                        list(spec.channel_names) or None, spec.series_uid)
+
+
+def input_files(case: BatchCase, spec: InputSpec) -> tuple[Path, ...]:
+    """The files a case is read from, in channel (and slice) order: what its provenance digest covers."""
+    if case.kind == "dicom":
+        return tuple(f for info in case_series(case, spec) for f in info.files)
+    return case.sources
 
 
 def input_geometry(case: BatchCase, spec: InputSpec) -> Geometry:
     """The geometry a case's output must have (header only for files; the reference series for DICOM)."""
     if case.kind == "dicom":
-        return load_case(case, spec).geometry
+        return read_dicom_study(case.sources[0], spec.num_channels, spec.channel_map,
+                                list(spec.channel_names) or None, spec.series_uid).geometry
     reader = sitk.ImageFileReader()
     reader.SetFileName(os.fspath(case.sources[0]))
     try:

@@ -3,8 +3,12 @@
 Per case, in the output folder: ``CASE<ending>`` (label map, the input's geometry and file
 format; ``.nii.gz`` for DICOM inputs), ``CASE.npz`` (probabilities, --save-probabilities),
 ``CASE_seg.dcm`` (DICOM-SEG, DICOM inputs with --dicom-seg), ``CASE_stats.json``
-(--statistics) and ``CASE_preview.png`` (--preview). The label map is written last, so its
-presence (readable, right geometry) plus the requested extras marks a finished case.
+(--statistics), ``CASE_preview.png`` (--preview) and ``CASE_provenance.json`` (the input's
+content digest and, for DICOM, its UIDs: `segkit.batch.provenance`). The label map is written
+last, so its presence plus the requested extras marks a finished case; `finished_problem` keeps
+it only when the label map is readable with the input's geometry, every extra parses (a
+DICOM-SEG completely, referencing the current source series' study, series and instances) and
+the provenance digest equals the input's as it is now.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from segkit.batch.cases import BatchCase, InputSpec, LoadedCase, input_geometry
+from segkit.batch.cases import BatchCase, InputSpec, LoadedCase, case_series, input_files, input_geometry
 from segkit.batch.preview import write_preview
+from segkit.batch.provenance import input_digest, provenance_problem, provenance_record, write_provenance
 from segkit.batch.statistics import label_statistics
 from segkit.errors import UserError
+from segkit.io.dicom import SeriesInfo, series_identity
 from segkit.io.image import Geometry
 from segkit.jsonio import read_json, write_json
 
@@ -35,6 +41,7 @@ class OutputRequest:
     statistics: bool = False
     preview: bool = False
     probabilities: bool = False
+    provenance: bool = True      # CASE_provenance.json (cross-validation folders hold only what find-best reads)
 
 
 def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
@@ -48,6 +55,8 @@ def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
         names["preview"] = f"{case.case_id}_preview.png"
     if request.probabilities:
         names["probabilities"] = f"{case.case_id}.npz"
+    if request.provenance:
+        names["provenance"] = f"{case.case_id}_provenance.json"
     return names
 
 
@@ -71,15 +80,15 @@ def _label_problem(path: Path, geometry: Geometry) -> str | None:
     return f"{path.name}: {problem}" if problem else None
 
 
-def _extra_problem(key: str, path: Path) -> str | None:
-    """Why an existing extra output is unusable (None when it parses)."""
+def _extra_problem(key: str, path: Path, reference: SeriesInfo | None) -> str | None:
+    """Why an existing extra output is unusable (None when it parses; a DICOM-SEG must match its source)."""
     try:
         if key == "statistics":
             read_json(path, "case statistics")
         elif key == "dicom_seg":
-            import pydicom
+            from segkit.io.dicom_seg import seg_problem
 
-            pydicom.dcmread(path, stop_before_pixels=True)
+            return seg_problem(path, reference) if reference is not None else f"{path.name}: no source series"
         elif path.stat().st_size == 0:
             return f"{path.name} is empty"
     except Exception as err:  # any parse failure means "recompute", never a crash
@@ -88,19 +97,30 @@ def _extra_problem(key: str, path: Path) -> str | None:
 
 
 def finished_problem(case: BatchCase, spec: InputSpec, request: OutputRequest, names: dict[str, str]) -> str | None:
-    """None when every requested output exists and is valid, else the first reason it is not."""
+    """None when every requested output exists and was made from this very input, else the first reason it is not."""
     for name in names.values():
         if not (request.output_dir / name).is_file():
             return f"{name} missing"
-    for key, name in names.items():
-        problem = None if key == "label" else _extra_problem(key, request.output_dir / name)
-        if problem:
-            return problem
     try:
+        series = case_series(case, spec)
+        if "provenance" in names:
+            problem = provenance_problem(request.output_dir / names["provenance"], input_digest(input_files(case, spec)))
+            if problem:
+                return problem
+        for key, name in names.items():
+            problem = None if key in ("label", "provenance") else _extra_problem(
+                key, request.output_dir / name, series[0] if series else None)
+            if problem:
+                return problem
         geometry = input_geometry(case, spec)
     except UserError as err:
         return f"input unreadable ({err})"
     return _label_problem(request.output_dir / names["label"], geometry)
+
+
+def outputs_valid(case: BatchCase, spec: InputSpec, request: OutputRequest) -> bool:
+    """True when the case's requested outputs are finished and still belong to its input (see finished_problem)."""
+    return finished_problem(case, spec, request, output_names(case, request)) is None
 
 
 def write_outputs(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: OutputRequest,
@@ -147,6 +167,11 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
 
         assert loaded.dicom_reference is not None              # DICOM-SEG is only offered for DICOM inputs
         write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"])
+    if "provenance" in names:
+        identity = series_identity(loaded.dicom_reference) if loaded.dicom_reference is not None else None
+        write_provenance(out / names["provenance"], provenance_record(
+            case.case_id, loaded.input_files, loaded.input_sha256 or input_digest(loaded.input_files), identity,
+            tuple(info.uid for info in loaded.dicom_series)))
     from segkit.inference.writing import write_label_like
 
     # for file inputs, reuse the input's own header (bit-exact geometry)

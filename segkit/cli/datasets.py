@@ -2,19 +2,18 @@
 
 A value that is not an existing folder is looked up in $SEGKIT_RAW, then $nnUNet_raw:
 an ID matches `DatasetXXX_*` (XXX zero-padded to three digits), a name matches the folder
-itself or `DatasetXXX_<name>`.
+itself or `DatasetXXX_<name>`; a work folder segkit wrote never matches.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from pathlib import Path
 
 from segkit.errors import UserError
+from segkit.workdir import is_work_folder, raw_roots
 
-RAW_VARIABLES = ("SEGKIT_RAW", "nnUNet_raw")
 DATASET_FOLDER = re.compile(r"^Dataset(?P<id>\d{3,})_(?P<name>.+)$")
 
 
@@ -27,13 +26,10 @@ def add_dataset_argument(parser: argparse.ArgumentParser, help_text: str) -> Non
     parser.set_defaults(resolve_dataset=True)
 
 
-def raw_roots() -> list[tuple[str, Path]]:
-    """(variable, folder) for each raw-data variable that is set."""
-    return [(name, Path(os.environ[name])) for name in RAW_VARIABLES if os.environ.get(name)]
-
-
 def _matches(folder: Path, key: str) -> bool:
-    """Does a raw folder answer to an ID ('1', '001') or a name ('Dataset001_X', 'X')?"""
+    """Does a raw folder answer to an ID ('1', '001') or a name ('Dataset001_X', 'X')? Work folders never do."""
+    if is_work_folder(folder):
+        return False
     match = DATASET_FOLDER.match(folder.name)
     if key.isdigit():
         return match is not None and int(match["id"]) == int(key)

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("plan", help="fingerprint a dataset and plan its configurations",
                                    description="Fingerprint DATASET and write fingerprint.json and plans.json.")
     add_dataset_argument(parser, "raw dataset folder (nnU-Net v2 layout; see `segkit convert`)")
-    parser.add_argument("--work-dir", help="output folder (default: <DATASET>_segkit, or $SEGKIT_WORK/<name>)")
+    parser.add_argument("--work-dir", help="output folder (default: see docs/environment.md)")
     parser.add_argument("-j", "--num-workers", type=int, default=1, help="worker processes for the fingerprint")
     parser.add_argument("--gpu-memory", type=float, help="memory budget in GB (default: the CUDA device's, else 8)")
     add_network_option(parser, "auto: revmbconv when planning for a GPU budget, unet for this CPU")

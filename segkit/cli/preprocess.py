@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write WORK/preprocessed/<CONFIG>/<CASE>.npy, <CASE>_seg.npy and <CASE>.json for every "
                     "training case. Finished cases (made with the same plans) are skipped unless --force.")
     add_dataset_argument(parser, "raw dataset folder (nnU-Net v2 layout)")
-    parser.add_argument("--work-dir", help="work folder (default: <DATASET>_segkit, or $SEGKIT_WORK/<name>)")
+    parser.add_argument("--work-dir", help="work folder (default: see docs/environment.md)")
     parser.add_argument("--plans", help="plans file (default: WORK/plans.json)")
     parser.add_argument("-c", "--configurations", nargs="+", default=["3d_fullres"], metavar="CONFIG",
                         help="configuration(s) from plans.json (default: 3d_fullres)")

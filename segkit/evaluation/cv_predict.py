@@ -63,7 +63,7 @@ def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Pa
         raise UserError(f"validation case(s) {', '.join(absent[:5])} of fold {fold} have no images", images)
     model = load_model(model_dir(work_dir, config), config, [str(fold)], checkpoint, device)
     engine = ModelEnsemble([model], InferenceOptions(tta=tta, save_probabilities=True))
-    request = OutputRequest(folder, model.plans["labels"], {}, probabilities=True)
+    request = OutputRequest(folder, model.plans["labels"], {}, probabilities=True, provenance=False)
     request.output_dir.mkdir(parents=True, exist_ok=True)
     # the validation folder holds only what find-best reads: no report, and any failure stops (exit 2)
     predict_cases(engine, [by_id[c] for c in case_ids], InputSpec(model.num_channels), request,

@@ -33,7 +33,7 @@ from segkit.inference.probabilities import load_cv_probabilities
 from segkit.io.parallel import parallel_map
 from segkit.jsonio import read_json, write_json
 from segkit.planning.plans import read_plans_dict
-from segkit.workdir import model_dir, plans_path, validation_dir
+from segkit.workdir import dataset_of_work_dir, model_dir, plans_path, validation_dir
 
 FIND_BEST_FORMAT = "segkit-find-best-1"
 
@@ -57,11 +57,11 @@ def candidate_name(members: Sequence[str]) -> str:
 
 
 def reference_root(reference: str | Path | None, work_dir: Path) -> Path:
-    """The --ref folder, or by default the dataset next to a work dir named `<DATASET>_segkit`."""
+    """The --ref folder, or by default the raw dataset a default work dir belongs to (segkit.workdir)."""
     if reference is not None:
         return Path(reference)
-    guess = work_dir.parent / work_dir.name.removesuffix("_segkit")
-    if not (work_dir.name.endswith("_segkit") and (guess / "labelsTr").is_dir()):
+    guess = dataset_of_work_dir(work_dir)
+    if guess is None:
         raise UserError("cannot find the reference labels; pass --ref DATASET or --ref LABEL_FOLDER", work_dir)
     return guess
 

@@ -209,7 +209,7 @@ def _skip_entry(case: BatchCase, spec: InputSpec, request: OutputRequest, input_
     if finished_problem(case, spec, request, names) is not None:
         return None
     return _entry(case, "skipped", None, time.perf_counter() - start, names, input_dir,
-                  "outputs exist and match the input geometry")
+                  "outputs exist and were made from this input")
 
 
 def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request: OutputRequest,

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 
 from segkit.errors import UserError
@@ -49,6 +50,31 @@ class SeriesInfo:
     def label(self) -> str:
         """Human-readable identification for error messages."""
         return f"{self.uid} ({self.description or 'no description'}, {len(self.files)} files, in {self.folder.name})"
+
+
+@dataclass(frozen=True)
+class SeriesIdentity:
+    """The UIDs an output derived from a series must reference: its study, the series and each slice's instance."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uids: tuple[str, ...]
+
+
+def series_identity(info: SeriesInfo) -> SeriesIdentity:
+    """Study, series and SOP Instance UIDs of a series' files (headers only); UserError naming a file without them."""
+    tags = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"]
+    study, sops = "", []
+    for path in info.files:
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+        except Exception as err:  # a damaged header is the user's file problem, whatever pydicom raised
+            raise UserError(f"cannot read the DICOM header ({type(err).__name__})", path) from None
+        if "SOPInstanceUID" not in header or "StudyInstanceUID" not in header:
+            raise UserError("DICOM file lacks its SOPInstanceUID or StudyInstanceUID", path)
+        study = study or str(header.StudyInstanceUID)
+        sops.append(str(header.SOPInstanceUID))
+    return SeriesIdentity(study, info.uid, tuple(sops))
 
 
 @dataclass

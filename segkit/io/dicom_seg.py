@@ -7,6 +7,9 @@ SEG frame carries that slice's ImagePositionPatient and references its SOPInstan
 One segment per non-background plan label, numbered 1..N in the plan's order and named by
 it: a class is the voxels with its value, a region (e.g. BraTS 'whole tumor' = [1, 2, 3])
 the voxels with any of its values, so region segments overlap as the regions do.
+
+`seg_problem(path, source)` is the one check that a SEG on disk is a complete segmentation
+of exactly this source series (``--continue`` and the DICOM node ask it before keeping one).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.io.dicom import SeriesInfo
+from segkit.io.dicom import SeriesIdentity, SeriesInfo, series_identity
 from segkit.jsonio import atomic_path
 from segkit.version import __version__
 
@@ -46,7 +49,7 @@ def _import_highdicom():
         import highdicom
         import pydicom
     except ImportError:
-        raise UserError("DICOM-SEG output needs the optional 'dicom' extra: pip install 'segkit[dicom]'") from None
+        raise UserError("DICOM-SEG output needs the optional 'dicom' extra: pip install 'segkit-revmb[dicom]'") from None
     return highdicom, pydicom
 
 
@@ -92,3 +95,52 @@ def write_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, l
     with atomic_path(path, suffix=".dcm") as tmp:
         seg.save_as(tmp)
     return path
+
+
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def _pixel_bytes_needed(seg) -> int:
+    """Bytes the SEG's frames need: Rows x Columns x NumberOfFrames at BitsAllocated (1 for BINARY)."""
+    bits = int(seg.Rows) * int(seg.Columns) * int(seg.get("NumberOfFrames", 1) or 1) * int(seg.BitsAllocated)
+    return (bits + 7) // 8
+
+
+def seg_problem(path: str | Path, source: SeriesInfo | SeriesIdentity) -> str | None:
+    """Why the DICOM-SEG at path is not a complete segmentation of this source series (None when it is).
+
+    Reads the whole file: a SEG cut short (pydicom reads it silently, with fewer pixel bytes),
+    another SOP class, or one that references another study, series or set of instances (for
+    example a previous patient's series replaced in the same folder) is refused.
+    """
+    import pydicom
+
+    path = Path(path)
+    identity = series_identity(source) if isinstance(source, SeriesInfo) else source
+    try:
+        seg = pydicom.dcmread(path)
+        pixel_bytes = len(seg.PixelData) if "PixelData" in seg else 0
+        needed = _pixel_bytes_needed(seg) if "Rows" in seg else 1
+        referenced = [(str(item.SeriesInstanceUID),
+                       {str(i.ReferencedSOPInstanceUID) for i in item.get("ReferencedInstanceSequence", [])})
+                      for item in seg.get("ReferencedSeriesSequence", [])]
+        sop_class, study = str(seg.get("SOPClassUID", "")), str(seg.get("StudyInstanceUID", ""))
+    except Exception as err:  # any parse failure means "not a valid SEG", never a crash
+        return f"{path.name} is unreadable ({type(err).__name__})"
+    if sop_class != SEGMENTATION_STORAGE:
+        return f"{path.name} is not a DICOM Segmentation (SOP class {sop_class or 'missing'})"
+    if pixel_bytes < needed:
+        return f"{path.name} is truncated ({pixel_bytes} of {needed} pixel bytes)"
+    if study != identity.study_uid:
+        return f"{path.name} belongs to another study ({study}, the source is {identity.study_uid})"
+    instances = {series: sops for series, sops in referenced}
+    if identity.series_uid not in instances:
+        return f"{path.name} references another series ({', '.join(instances) or 'none'}, the source is {identity.series_uid})"
+    if instances[identity.series_uid] != set(identity.sop_instance_uids):
+        return f"{path.name} references other instances than the source series' {len(identity.sop_instance_uids)} files"
+    return None
+
+
+def seg_matches_source(path: str | Path, source: SeriesInfo | SeriesIdentity) -> bool:
+    """True when the DICOM-SEG at path is a complete segmentation of this source series (see seg_problem)."""
+    return seg_problem(path, source) is None

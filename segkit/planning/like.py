@@ -31,21 +31,21 @@ from segkit.jsonio import read_json
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.planner import (
     MIN_BATCH,
-    SCHEMA_VERSION,
+    case_directions,
     choose_batch,
-    dataset_outputs,
+    dataset_entries,
     median_resampled_shape,
+    planned_normalization,
     set_mirror_axes,
 )
 from segkit.planning.plans import spatial_dims_of, write_plans
 from segkit.planning.run import planning_inputs
-from segkit.planning.spacing import normalization_for_channel
 from segkit.planning.summary import format_bytes, plans_summary
+from segkit.preprocessing.orientation import AS_STORED, PLANS_KEY
 from segkit.workdir import plans_path
 
 ADOPTED_KEYS = ("architecture", "patch_size", "target_spacing", "resampling", "spatial_dims", "slice_axis",
                 "batch_dice", "previous_stage")
-IDENTITY_DIRECTION = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
 
 
 @dataclass(frozen=True)
@@ -141,8 +141,8 @@ def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int,
                    "breakdown": {k: int(v) for k, v in memory.items() if k != "total" and isinstance(v, (int, float))}},
     })
     entry.setdefault("previous_stage", None)
-    directions = [c.get("direction", IDENTITY_DIRECTION) for c in fingerprint["cases"]]
-    return set_mirror_axes(entry, labels, directions)
+    # the directions as the network sees them (identity in the canonical frame), exactly as `plan` does
+    return set_mirror_axes(entry, labels, case_directions(fingerprint))
 
 
 def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: int, device: str,
@@ -153,11 +153,10 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
     if not chosen:
         raise UserError(f"--like: the source has configuration(s) {available}, none of those requested "
                         f"({', '.join(configurations)})", source.path)
-    label_mode, outputs, num_outputs = dataset_outputs(info)
-    statistics = fingerprint["foreground_intensity_statistics"]
-    relative_size = fingerprint["median_relative_size_after_crop"]
-    own = [normalization_for_channel(name, statistics[str(i)], relative_size) for i, name in enumerate(info.channel_list)]
-    normalization, channel_map = match_normalization(source.plans, info.channel_list, own, source.path)
+    data = dataset_entries(info, fingerprint)
+    outputs, num_outputs = data["outputs"], data["num_outputs"]
+    normalization, channel_map = match_normalization(source.plans, info.channel_list,
+                                                     planned_normalization(info, fingerprint), source.path)
     for name in chosen:
         previous = source.plans["configurations"][name].get("previous_stage")
         if previous and previous not in chosen:
@@ -166,19 +165,20 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
     entries = {name: adopt_configuration(source.plans["configurations"][name], fingerprint,
                                          info.num_channels + (len(outputs) if source.plans["configurations"][name]
                                                               .get("previous_stage") else 0),
-                                         num_outputs, budget, info.labels, source.path, name) for name in chosen}
+                                         num_outputs, budget, info.annotation_labels, source.path, name)
+               for name in chosen}
     first_arch = entries[chosen[0]]["architecture"]
     return {
-        "schema_version": SCHEMA_VERSION, "dataset_name": info.name, "num_channels": info.num_channels,
-        "channel_names": info.channel_list, "labels": info.labels, "label_mode": label_mode, "outputs": outputs,
-        "regions_class_order": info.regions_class_order, "num_outputs": num_outputs, "normalization": normalization,
+        **data, "normalization": normalization,
         "gpu_memory_bytes": int(budget), "device": device, "network": first_arch["family"],
         "configurations": entries,
         "like": {"source": source.description, "source_dataset": source.plans.get("dataset_name"),
                  "source_plans_sha256": plans_sha256(source.plans), "configurations": chosen,
-                 "source_channels": list(source.plans["channel_names"]), "channel_map": channel_map,
+                 "source_channels": list(source.plans["channel_names"]),
+                 "source_orientation": source.plans.get(PLANS_KEY, AS_STORED), "channel_map": channel_map,
                  "adopted": ["architecture", "patch_size", "target_spacing", "resampling", "normalization by channel name"],
-                 "re_planned": ["labels and outputs", "median_shape", "batch_size", "memory", "mirror_axes"]},
+                 "re_planned": ["labels, ignore label and outputs", "canonical orientation", "median_shape",
+                                "batch_size", "memory", "mirror_axes"]},
     }
 
 
@@ -195,4 +195,8 @@ def plan_like_and_write(dataset: Path, source_spec: str, work_dir: str | Path | 
     like = plans["like"]
     summary = plans_summary(plans) + (f"\n\nplanned like {like['source']} (dataset {like['source_dataset']}): "
                                       f"architecture, patch and spacing adopted; channels: {'; '.join(like['channel_map'])}")
+    if like["source_orientation"] != plans.get(PLANS_KEY, AS_STORED):
+        summary += (f"\nnote: the source was trained on arrays {like['source_orientation']} (planned before segkit "
+                    f"reoriented images); this plan feeds them in {plans.get(PLANS_KEY, AS_STORED)}, as `segkit plan` "
+                    f"would, so the fine-tuning also learns the new frame")
     return plans, work, summary

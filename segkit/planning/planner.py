@@ -262,9 +262,38 @@ def dataset_outputs(info: DatasetInfo) -> tuple[str, dict[str, list[int]], int]:
     return "softmax", outputs, len(outputs) + 1
 
 
+def dataset_entries(info: DatasetInfo, fingerprint: dict) -> dict:
+    """plans.json's keys that describe the data, not the network: labels, ignore label, outputs, orientation.
+
+    Both `plan` and `plan --like` write these from the new dataset, so a fine-tuning plan keeps
+    every field that decides how arrays are fed and how labels are read (issue #24).
+    """
+    label_mode, outputs, num_outputs = dataset_outputs(info)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dataset_name": info.name,
+        "num_channels": info.num_channels,
+        "channel_names": info.channel_list,
+        "labels": info.annotation_labels,        # without 'ignore': never an output class
+        "ignore_label": info.ignore_label,       # unannotated voxels' value in the label maps, or None
+        "label_mode": label_mode,
+        "outputs": outputs,
+        "regions_class_order": info.regions_class_order,
+        "num_outputs": num_outputs,
+        **orientation_entries(fingerprint),
+    }
+
+
+def planned_normalization(info: DatasetInfo, fingerprint: dict) -> list[dict]:
+    """Each channel's normalisation planned from the fingerprint's foreground statistics."""
+    statistics = fingerprint["foreground_intensity_statistics"]
+    relative_size = fingerprint["median_relative_size_after_crop"]
+    return [normalization_for_channel(name, statistics[str(i)], relative_size) for i, name in enumerate(info.channel_list)]
+
+
 def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = PlanOptions()) -> dict:
     """The full plans.json content for a fingerprinted dataset."""
-    label_mode, outputs, num_outputs = dataset_outputs(info)
+    _, outputs, num_outputs = dataset_outputs(info)
     price = _Pricer(info.num_channels, num_outputs)
     spacings = np.array([c["spacing"] for c in fingerprint["cases"]])
     shapes = np.array([c["shape_after_crop"] for c in fingerprint["cases"]])
@@ -290,22 +319,9 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
                                                          cascade_price, options) | {"previous_stage": LOWRES}
     for entry in configurations.values():
         set_mirror_axes(entry, info.annotation_labels, directions)
-    statistics = fingerprint["foreground_intensity_statistics"]
-    relative_size = fingerprint["median_relative_size_after_crop"]
     return {
-        "schema_version": SCHEMA_VERSION,
-        "dataset_name": info.name,
-        "num_channels": info.num_channels,
-        "channel_names": info.channel_list,
-        "labels": info.annotation_labels,        # without 'ignore': never an output class
-        "ignore_label": info.ignore_label,       # unannotated voxels' value in the label maps, or None
-        "label_mode": label_mode,
-        "outputs": outputs,
-        "regions_class_order": info.regions_class_order,
-        "num_outputs": num_outputs,
-        **orientation_entries(fingerprint),
-        "normalization": [normalization_for_channel(name, statistics[str(i)], relative_size)
-                          for i, name in enumerate(info.channel_list)],
+        **dataset_entries(info, fingerprint),
+        "normalization": planned_normalization(info, fingerprint),
         "gpu_memory_bytes": int(options.budget_bytes),
         "device": options.device,
         "network": options.network,

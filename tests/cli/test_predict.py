@@ -83,7 +83,7 @@ def test_single_file_and_raw_dataset_inputs(tmp_path):
     assert read_geometry(tmp_path / "a" / "case7.nii.gz")[3] == geometry.size
     assert main(["predict", "-i", str(raw), "-o", str(tmp_path / "b"), "-m", str(one_channel), "--device", "cpu",
                  "--no-tta"]) == 0
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["case7.nii.gz", "report.json"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["case7.nii.gz", "case7_provenance.json", "report.json"]
 
 
 def test_non_nifti_inputs_keep_their_geometry_and_format(tmp_path):

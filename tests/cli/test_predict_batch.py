@@ -61,7 +61,8 @@ def test_dicom_study_gives_nifti_and_dicom_seg_on_the_source_geometry(tmp_path, 
         segment = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
         np.testing.assert_array_equal(frames[index] > 0, labels[k] == segment)
     report = json.loads((out / "report.json").read_text())
-    assert report["cases"][0]["outputs"] == {"label": "study.nii.gz", "dicom_seg": "study_seg.dcm"}
+    assert report["cases"][0]["outputs"] == {"label": "study.nii.gz", "dicom_seg": "study_seg.dcm",
+                                             "provenance": "study_provenance.json"}
 
 
 def test_ten_cases_three_broken_exit_1_with_reasons(tmp_path, model, capsys):

@@ -278,3 +278,22 @@ def test_a_case_whose_writing_fails_leaves_no_outputs(tmp_path, monkeypatch):
     assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(out), "-m", str(model), "--device", "cpu",
                  "--no-tta", "--dicom-seg", "--statistics", "--save-probabilities"]) == 1
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+
+
+def test_seg_problem_refuses_a_truncated_seg_and_one_of_another_series(tmp_path):
+    from segkit.io.dicom_seg import seg_matches_source, seg_problem
+
+    images, label, geometry = phantom(seed=5, channels=1)
+    write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
+    write_dicom_series(images[0], geometry, tmp_path / "other", "T1")       # same grid and pixels, other UIDs
+    source = read_dicom_study(tmp_path / "study", 1).reference
+    other = read_dicom_study(tmp_path / "other", 1).reference
+    path = write_dicom_seg(label, source, segments_from_labels(LABELS), tmp_path / "seg.dcm")
+    assert seg_problem(path, source) is None and seg_matches_source(path, source)
+    assert "another study" in seg_problem(path, other)
+    complete = path.read_bytes()
+    path.write_bytes(complete[:-300])                # pydicom reads this without complaint
+    assert "truncated" in seg_problem(path, source) and not seg_matches_source(path, source)
+    path.write_bytes(complete[:2000])
+    assert seg_problem(path, source) is not None
+    assert "not a DICOM Segmentation" in seg_problem(source.files[0], source)

@@ -131,3 +131,70 @@ def test_like_a_model_package_verifies_it_first(source_work, tmp_path, capsys):
     assert main(["plan", str(dataset), "--work-dir", str(tmp_path / "t2"), "--like", str(tampered)]) == 2
     assert "checksum mismatch for" in capsys.readouterr().err
     assert not (tmp_path / "t2" / "plans.json").exists()
+
+
+# fields of plans.json that only say how the plan was made, not how to train or predict
+PLANNING_ONLY = {"growth_limits", "like"}
+
+
+def _lateral_sparse(root: Path, codes: list[str]) -> Path:
+    """The left/right blob dataset stored as `codes`, with an 'ignore' label (nnU-Net sparse annotation)."""
+    from orientation_data import LABELS, write_lateral_dataset
+
+    dataset = write_lateral_dataset(root, codes, num_cases=3)
+    meta = json.loads((dataset / "dataset.json").read_text())
+    meta["labels"] = dict(LABELS) | {"ignore": 3}
+    (dataset / "dataset.json").write_text(json.dumps(meta))
+    return dataset
+
+
+def _assert_same_plan_fields(fresh: dict, like: dict) -> None:
+    """Every field that affects training or prediction is the same in the two plans."""
+    for key in sorted((set(fresh) | set(like)) - PLANNING_ONLY - {"configurations"}):
+        assert like.get(key, "<missing>") == fresh.get(key, "<missing>"), f"plans[{key!r}] differs"
+    for name, entry in like["configurations"].items():
+        for key in sorted(set(fresh["configurations"][name]) | set(entry)):
+            assert entry.get(key, "<missing>") == fresh["configurations"][name].get(key, "<missing>"), \
+                f"configurations[{name!r}][{key!r}] differs"
+
+
+def test_like_itself_keeps_every_field_that_affects_training_or_prediction(tmp_path):
+    """#24 items 1-2: planning a dataset like its own plan gives the same plan (orientation, ignore label, mirroring)."""
+    dataset = _lateral_sparse(tmp_path / "Lateral", ["RAS"])
+    fresh, work, _ = plan_and_write_cli(dataset, tmp_path / "fresh")
+    assert fresh["canonical_orientation"] == "LPS" and fresh["ignore_label"] == 3
+    assert all(e["mirror_axes"] == [0, 1] or 2 not in e["mirror_axes"] for e in fresh["configurations"].values())
+    like, _, _ = plan_like_and_write(dataset, str(work), work_dir=tmp_path / "like",
+                                     configurations=tuple(fresh["configurations"]))
+    assert set(like["configurations"]) == set(fresh["configurations"])
+    _assert_same_plan_fields(fresh, like)
+
+
+def test_like_from_another_dataset_takes_the_data_fields_of_the_new_one(tmp_path):
+    """Source stored LPS without ignore label; target stored RAS with one: the target's orientation/labels/mirroring."""
+    source_dataset = write_lateral_source(tmp_path / "Source")
+    _, source_work, _ = plan_and_write_cli(source_dataset, tmp_path / "source_work")
+    target = _lateral_sparse(tmp_path / "Target", ["RAS"])
+    fresh, _, _ = plan_and_write_cli(target, tmp_path / "fresh")
+    like, _, _ = plan_like_and_write(target, str(source_work), work_dir=tmp_path / "like",
+                                     configurations=tuple(fresh["configurations"]))
+    for key in ("canonical_orientation", "training_orientations", "ignore_label", "labels", "outputs", "label_mode",
+                "regions_class_order", "num_outputs", "channel_names", "num_channels"):
+        assert like.get(key, "<missing>") == fresh[key], key
+    for name, entry in like["configurations"].items():
+        assert entry["mirror_axes"] == fresh["configurations"][name]["mirror_axes"], name
+        assert entry.get("mirror_note") == fresh["configurations"][name].get("mirror_note"), name
+
+
+def write_lateral_source(root: Path) -> Path:
+    """The same kind of data stored LPS, without an ignore label."""
+    from orientation_data import write_lateral_dataset
+
+    return write_lateral_dataset(root, ["LPS"], num_cases=3)
+
+
+def plan_and_write_cli(dataset: Path, work: Path) -> tuple[dict, Path, str]:
+    """`segkit plan` as the CLI runs it on a CPU (3d_fullres and 2d)."""
+    from segkit.planning.run import plan_and_write
+
+    return plan_and_write(dataset, work_dir=work, configurations=("3d_fullres", "2d"), tradeoff=False)
