@@ -20,8 +20,8 @@ The model's metadata properties repeat what a reader needs without segkit (``seg
 
 from __future__ import annotations
 
-import io
 import json
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,15 +89,15 @@ def export_network(network: nn.Module, in_channels: int, patch_size: list[int],
     axes = AXIS_NAMES[len(patch_size)] if dynamic_spatial else ()
     dynamic = {0: "batch", **{2 + i: name for i, name in enumerate(axes)}}
     example = torch.zeros((1, in_channels, *patch_size), dtype=torch.float32)
-    buffer = io.BytesIO()
     # the TorchScript exporter: named dynamic axes and seconds per network; torch.export's took ~15x longer
     # here and names output axes by formulas. torch warns it is deprecated; the files are plain opset-17 ONNX.
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), tempfile.TemporaryDirectory(prefix="segkit-onnx-") as folder:
         warnings.simplefilter("ignore")
-        torch.onnx.export(network, (example,), buffer, dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
+        target = Path(folder) / NETWORK_FILE
+        torch.onnx.export(network, (example,), target, dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
                           do_constant_folding=True)
-    model = onnx.load_from_string(buffer.getvalue())
+        model = onnx.load_from_string(target.read_bytes())
     for key, value in (properties or {}).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
