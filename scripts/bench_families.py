@@ -30,7 +30,7 @@ from bench_train_budget import predict_and_evaluate  # noqa: E402
 from train_bench_common import CONFIGURATION, segkit  # noqa: E402
 
 from segkit.cli.bench_model import model_report  # noqa: E402
-from segkit.evaluation.uscore import FORMULA, reference_bounds, u_score_terms  # noqa: E402
+from segkit.evaluation.uscore import FORMULA, MIN_REFERENCES, reference_bounds, u_score_terms  # noqa: E402
 from segkit.jsonio import read_json, write_json  # noqa: E402
 from segkit.networks.registry import family_names  # noqa: E402
 from segkit.phantom_structures import generate_structures_dataset  # noqa: E402
@@ -86,7 +86,7 @@ def markdown_table(rows: list[dict], args: argparse.Namespace) -> str:
             f"| {r['family']} | {'x'.join(map(str, r['patch_size']))} | {r['batch_size']} | {r['dice']:.3f} | "
             f"{r['parameters'] / 1e6:.2f} M | {r['flops'] / 1e9:.1f} | {r['predicted_step_bytes'] / 2 ** 20:.0f} | "
             f"{r['measured_step_bytes'] / 2 ** 20:.0f} | {r['step_seconds']:.2f} | {r['throughput'] / 1e6:.3f} | "
-            f"{r['steps']} | {r['u_score']:.3f} |")
+            f"{r['steps']} | {'undefined' if r.get('u_score') is None else format(r['u_score'], '.3f')} |")
     return "\n".join(lines)
 
 
@@ -125,7 +125,7 @@ def main() -> None:
                      "throughput": report["inference"]["voxels_per_second"],
                      "features_per_stage": trained["entry"]["architecture"]["features_per_stage"]})
     measured = [r for r in rows if "skipped" not in r]
-    if measured:
+    if len(measured) >= MIN_REFERENCES:   # one family spreads no range: its U-Score is undefined
         bounds = reference_bounds(measured)
         for r in measured:
             r |= u_score_terms(r["dice"], r["parameters"], r["flops"], r["throughput"], bounds)

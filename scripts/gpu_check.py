@@ -8,8 +8,9 @@ when it is spent). It writes one JSON and the "GPU check results" block of docs/
    torch.cuda.max_memory_allocated AND max_memory_reserved (segkit.networks.measure.measure_step);
 2. fits the memory model's CUDA constants (autocast factor, cuDNN workspace, allocator rounding;
    segkit.planning.cuda_calibration) on the smallest and largest patches and reports predicted vs
-   measured on the held-out middle patch; writes segkit/planning/cuda_calibration.json, which
-   the memory model reads from then on;
+   measured on the held-out middle patch, and the memory outside PyTorch's allocator (the CUDA
+   context the plan reserves); writes segkit/planning/cuda_calibration.json, which the memory
+   model and CUDA plans (`segkit plan --device cuda`, then "calibrated") read from then on;
 3. reversible vs plain RevMBConv: the largest patch whose measured step fits a fixed budget;
 4. step-time ratios of the speed switches: bf16 vs fp16 vs fp32, channels_last_3d, cuDNN
    benchmark, torch.compile of the network, of the reversible F/G branches;
@@ -119,6 +120,21 @@ def _measure(spec: dict) -> dict | None:
         raise
 
 
+def non_pytorch_bytes(device: str) -> int | None:
+    """Card memory in use outside PyTorch's allocator (CUDA context, cuDNN/cuBLAS handles), after the grid ran.
+
+    total - free - reserved, measured once the grid's steps have loaded the libraries; on a shared card
+    it also counts other processes' memory (run the check on an idle GPU).
+    """
+    if not device.startswith("cuda"):
+        return None
+    dev = torch.device(device)
+    torch.cuda.synchronize(dev)
+    torch.cuda.empty_cache()
+    free, total = torch.cuda.mem_get_info(dev)
+    return int(total - free - torch.cuda.memory_reserved(dev))
+
+
 def memory_grid(args, cfg: dict, part: Part) -> dict:
     """Measured allocated/reserved peaks over the grid; the fitted CUDA constants; held-out errors."""
     rows = []
@@ -156,6 +172,9 @@ def memory_grid(args, cfg: dict, part: Part) -> dict:
         row["error"] = round(predicted["step_allocated"] / row["measured_step"] - 1, 4) if row["measured_step"] > 0 else None
         row["held_out"] = row["patch_size"] == held_out
     errors = [abs(r["error"]) for r in ok if r["held_out"] and r["error"] is not None]
+    context = non_pytorch_bytes(args.device)
+    if context is not None:   # the plan's reserve for the CUDA context (segkit.planning.device_memory)
+        calibration["context_bytes"] = context
     return {"rows": rows, "calibration": calibration, "held_out_patch": held_out,
             "held_out_max_abs_error": max(errors) if errors else None, "held_out_points": len(errors),
             "complete": len(rows) == len(points)}

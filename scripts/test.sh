@@ -3,6 +3,17 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
+# the report.html browser test drives Debian's headless Chromium; install it where we can
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${SEGKIT_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }
+  fi
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "note: no chromium (not root or apt-get failed): the report.html browser tests will be skipped;" \
+         "install it with 'sudo apt-get install chromium' or point SEGKIT_CHROMIUM at a Chrome binary" >&2
+  fi
+fi
 # UTF-8 mode: torch.compile reads its templates with the locale encoding, which is ASCII on some CI machines
 PYTHONUTF8=1 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 status=$?

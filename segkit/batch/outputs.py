@@ -3,7 +3,8 @@
 Per case, in the output folder: ``CASE<ending>`` (label map, the input's geometry and file
 format; ``.nii.gz`` for DICOM inputs), ``CASE.npz`` (probabilities, --save-probabilities),
 ``CASE_seg.dcm`` (DICOM-SEG, DICOM inputs with --dicom-seg), ``CASE_stats.json``
-(--statistics), ``CASE_preview.png`` (--preview) and ``CASE_provenance.json`` (the input's
+(--statistics), ``CASE_preview.png`` (--preview), ``CASE_qc.png`` (the QC picture of
+report.html, every folder run) and ``CASE_provenance.json`` (the input's
 content digest and, for DICOM, its UIDs: `segkit.batch.provenance`). The label map is written
 last, so its presence plus the requested extras marks a finished case; `finished_problem` keeps
 it only when the label map is readable with the input's geometry, every extra parses (a
@@ -24,6 +25,7 @@ from segkit.batch.cases import BatchCase, InputSpec, LoadedCase, case_series, in
 from segkit.batch.preview import write_preview
 from segkit.batch.provenance import input_digest, provenance_problem, provenance_record, write_provenance
 from segkit.batch.statistics import label_statistics
+from segkit.batch.thumbnail import write_qc_image
 from segkit.errors import UserError
 from segkit.io.dicom import SeriesInfo, series_identity
 from segkit.io.image import Geometry
@@ -42,6 +44,7 @@ class OutputRequest:
     preview: bool = False
     probabilities: bool = False
     provenance: bool = True      # CASE_provenance.json (cross-validation folders hold only what find-best reads)
+    qc_image: bool = False       # CASE_qc.png for report.html (folder runs)
 
 
 def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
@@ -53,6 +56,8 @@ def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
         names["statistics"] = f"{case.case_id}_stats.json"
     if request.preview:
         names["preview"] = f"{case.case_id}_preview.png"
+    if request.qc_image:
+        names["qc"] = f"{case.case_id}_qc.png"
     if request.probabilities:
         names["probabilities"] = f"{case.case_id}.npz"
     if request.provenance:
@@ -162,6 +167,9 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
         assert loaded.images is not None                        # kept for the preview (pipeline.load)
         write_preview(loaded.images[0], label, loaded.geometry, request.segment_names, out / names["preview"],
                       title=case.case_id)
+    if "qc" in names:
+        assert loaded.images is not None                        # channel 0 kept for the QC picture
+        write_qc_image(loaded.images[0], label, loaded.geometry, sorted(request.segment_names), out / names["qc"])
     if "dicom_seg" in names:
         from segkit.io.dicom_seg import segments_from_labels, write_dicom_seg
 

@@ -22,7 +22,11 @@ Paths in ``cases`` are relative to the output folder (inputs: to the input folde
 failure that is not a UserError also keeps ``traceback`` (its last lines); each case has
 ``warnings`` (e.g. no DICOM-SEG for a NIfTI input). Batch predict adds the model identity
 (``package_sha256`` for packages), device and post-processing to the header.
-A sharded run writes ``report_part<K>.json``; ``merge_reports`` combines the parts.
+A sharded run writes ``report_part<K>.json``; ``merge_reports`` combines the parts. Each report
+file gets its page beside it (``report.html``, ``report_part<K>.html``: `segkit.batch.html_report`).
+Folder runs add per case ``volumes_ml`` ({structure: mL}) and, with ``--uncertainty``,
+``uncertainty`` (score, per-structure scores, flagged); the header adds ``backend`` (device,
+torch version, the precision used) and ``labels`` (the model's label names).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from segkit.batch.html_report import html_name, write_html_report
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
 from segkit.version import __version__
@@ -153,6 +158,7 @@ def merge_reports(output_dir: str | Path) -> Path:
                   cases=cases)
     merged_path = output_dir / report_name(0, 1)
     write_json(merged_path, merged)
+    write_html_report(merged, output_dir, html_name(merged_path.name))
     return merged_path
 
 

@@ -82,7 +82,7 @@ def _from_network(args: argparse.Namespace) -> tuple[dict, list[int], int, int, 
 
 def _reference_rows(path: str) -> list[dict]:
     """The reference models of a results JSON (its "rows", or the list itself)."""
-    from segkit.evaluation.uscore import METRICS
+    from segkit.evaluation.uscore import METRICS, MIN_REFERENCES
     from segkit.jsonio import read_json
 
     data = read_json(path, "U-Score reference")
@@ -90,6 +90,9 @@ def _reference_rows(path: str) -> list[dict]:
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and all(
             isinstance(r.get(m), (int, float)) for m in METRICS) for r in rows):
         raise UserError(f"a U-Score reference needs a non-empty list of rows with {list(METRICS)}", path)
+    if len(rows) < MIN_REFERENCES:
+        raise UserError(f"a U-Score reference needs at least {MIN_REFERENCES} models to normalise between, "
+                        f"got {len(rows)} (one model spreads no range, so every term would be undefined)", path)
     return rows
 
 
@@ -159,9 +162,26 @@ def format_report(report: dict) -> str:
     lines.append(f"inference           {report['inference']['voxels_per_second']:,.0f} voxels/s "
                  f"({report['inference']['seconds_per_patch']:.3f} s per patch, batch 1, no grad)")
     if "u_score" in report:
-        lines.append(f"U-Score             {report['u_score']['u_score']:.3f} at Dice {report['dice']:.3f} "
-                     f"(efficiency {report['u_score']['efficiency']:.3f}; {report['u_score_formula']})")
+        lines.append(format_u_score(report["u_score"], report["dice"], report["u_score_formula"]))
     return "\n".join(lines)
+
+
+def _score_text(value: float | None) -> str:
+    """A U-Score term or score, or "undefined"."""
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def format_u_score(terms: dict, dice: float, formula: str) -> str:
+    """The U-Score line; names the terms left undefined by an empty reference range."""
+    from segkit.evaluation.uscore import undefined_terms
+
+    line = (f"U-Score             {_score_text(terms['u_score'])} at Dice {dice:.3f} "
+            f"(efficiency {_score_text(terms['efficiency'])}; {formula})")
+    empty = undefined_terms(terms)
+    if empty:
+        line += (f"\nU-Score note        undefined term(s) {', '.join(empty)}: every reference model has the same "
+                 "value, so the reference range is empty")
+    return line
 
 
 def run(args: argparse.Namespace) -> int:

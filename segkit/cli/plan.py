@@ -17,6 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--work-dir", help="output folder (default: see docs/environment.md)")
     parser.add_argument("-j", "--num-workers", type=int, default=1, help="worker processes for the fingerprint")
     parser.add_argument("--gpu-memory", type=float, help="memory budget in GB (default: the CUDA device's, else 8)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="what to plan for: auto = the CUDA GPU found here, else this CPU; cuda = a GPU of "
+                             "--gpu-memory GB, priced with the CUDA memory model plus a reserve for context, cuDNN "
+                             "workspace and fragmentation (works on a CPU-only machine); cpu = this CPU")
     add_network_option(parser, "auto: revmbconv when planning for a GPU budget, unet for this CPU")
     parser.add_argument("--configurations", nargs="+", default=["3d_fullres", "2d", "3d_lowres"],
                         choices=("3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres"),
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         _plans, work_dir, summary = plan_like_and_write(
             Path(args.dataset), args.like, work_dir=args.work_dir, num_workers=args.num_workers,
             gpu_memory_gb=args.gpu_memory, configurations=tuple(args.configurations), force=args.force,
-            verify=args.verify)
+            verify=args.verify, device=args.device)
         print(summary)
         print(f"\nwrote {fingerprint_path(work_dir)} and {plans_path(work_dir)}")
         return 0
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.dataset), work_dir=args.work_dir, num_workers=args.num_workers, gpu_memory_gb=args.gpu_memory,
         network=args.network, configurations=tuple(args.configurations), verify=args.verify, force=args.force,
         max_depth_multiplier=args.max_depth_multiplier, max_width_multiplier=args.max_width_multiplier,
-        tradeoff=not args.no_tradeoff)
+        tradeoff=not args.no_tradeoff, device=args.device)
     print(summary)
     print(f"\nwrote {fingerprint_path(work_dir)} and {plans_path(work_dir)}")
     return 0

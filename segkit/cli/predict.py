@@ -162,8 +162,9 @@ def run(args: argparse.Namespace) -> int:
     spec = InputSpec(engine.num_channels, tuple(plans.get("channel_names") or ()), channel_map, args.series_uid)
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities)
-    run_info = {**engine.identity, "device": str(engine.device),
+                            probabilities=args.save_probabilities, qc_image=True)
+    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine, options),
+                "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": args.save_probabilities,
@@ -177,6 +178,16 @@ def run(args: argparse.Namespace) -> int:
     report = predict_cases(engine, cases, spec, request,
                            RunOptions(args.resume, num_parts, part_id, fail_fast, run_info=run_info), folder)
     return _summary(report, engine)
+
+
+def backend_info(engine, options: InferenceOptions) -> dict:
+    """Where and how the networks ran: device, torch version and the precision 'auto' resolved to."""
+    import torch
+
+    from segkit.inference.acceleration import resolve_precision
+
+    return {"device": str(engine.device), "torch": torch.__version__,
+            "precision": resolve_precision(options.precision, engine.device)}
 
 
 def _summary(report, engine) -> int:

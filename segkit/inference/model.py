@@ -126,6 +126,10 @@ def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Pat
         raise UserError(f"cannot tell the configuration; pass -c (plans has: {', '.join(known)})", model)
     if name not in known:
         raise UserError(f"configuration {name!r} not in plans.json (has: {', '.join(known) or 'none'})", model)
+    if name != model.name and model.name in known:
+        # a model folder holds one configuration's weights; another -c would run that plan with these weights
+        raise UserError(f"this model folder holds the {model.name} model, not {name}: drop -c {name}, or give "
+                        f"-m {model.parent / name} (or the work dir) for {name}", model)
     return model, name
 
 
@@ -156,6 +160,10 @@ def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict, con
     first_fold, first_path, first = checkpoints[0]
     in_channels = network_in_channels(plans, configuration)
     for fold, path, checkpoint in checkpoints:
+        trained = str(checkpoint.get("configuration") or configuration)
+        if trained != configuration:
+            raise UserError(f"fold {fold} was trained as {trained}, not {configuration}: give -c {trained} or the "
+                            f"{configuration} model folder", path)
         if checkpoint["architecture"] != first["architecture"]:
             raise UserError(f"fold {fold} has a different architecture from fold {first_fold}", path)
         if int(checkpoint["in_channels"]) != in_channels:

@@ -30,17 +30,20 @@ from typing import Any
 import numpy as np
 
 from segkit.batch.cases import BatchCase, InputSpec, load_case
+from segkit.batch.html_report import html_name, write_html_report
 from segkit.batch.outputs import OutputRequest, finished_problem, output_names, remove_stale_temporaries, write_outputs
 from segkit.batch.preview import MISSING_MESSAGE, preview_available
-from segkit.batch.report import BatchReport, report_name, utc_now
+from segkit.batch.report import BatchReport, read_report, report_name, utc_now
 from segkit.batch.sharding import select_part
-from segkit.batch.statistics import batch_statistics_csv
+from segkit.batch.statistics import batch_statistics_csv, label_statistics
 from segkit.errors import UserError
 
 # cases whose finish/write step may still run while the network works on the next case; each
 # holds its class probabilities in preprocessed space, so this bounds memory on large images
 MAX_PENDING_WRITES = 1
 EXIT_OK, EXIT_CASES_FAILED = 0, 1
+# report entry keys a --continue run copies from the earlier report for the cases it skips
+CARRIED_KEYS = ("volumes_ml", "uncertainty")
 
 
 @dataclass
@@ -181,7 +184,8 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
         assert loaded.images is not None
         prepared = engine.prepare(case.case_id, loaded.images, loaded.geometry)
         if not request.preview:
-            loaded.images = None   # only the preview needs the raw image after preprocessing
+            # only the previews need the raw image after preprocessing (the QC picture: channel 0)
+            loaded.images = loaded.images[:1] if request.qc_image else None
         return loaded, prepared
 
     def compute(case: BatchCase, work: tuple) -> tuple:
@@ -197,7 +201,12 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
             reference = case.sources[0] if case.kind == "files" else None
             metadata = engine.probability_metadata(prediction, case.file_ending, reference)
         write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata)
-        return {"names": names, "warnings": list(getattr(prepared, "extra", {}).get("warnings", []))}
+        volumes = label_statistics(case.case_id, prediction.labels, loaded.geometry, request.labels)["labels"]
+        value = {"names": names, "warnings": list(getattr(prepared, "extra", {}).get("warnings", [])),
+                 "volumes_ml": {name: round(entry["volume_ml"], 4) for name, entry in volumes.items()}}
+        if prediction.extra.get("uncertainty") is not None:
+            value["uncertainty"] = prediction.extra["uncertainty"]
+        return value
 
     return load, compute, write
 
@@ -210,6 +219,16 @@ def _skip_entry(case: BatchCase, spec: InputSpec, request: OutputRequest, input_
         return None
     return _entry(case, "skipped", None, time.perf_counter() - start, names, input_dir,
                   "outputs exist and were made from this input")
+
+
+def _earlier_entries(path: Path | None) -> dict[str, dict]:
+    """case id -> entry of the report an earlier run left at path (empty when there is none or it is unreadable)."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return {entry["case_id"]: entry for entry in read_report(path)["cases"] if entry.get("status") != "failed"}
+    except UserError:
+        return {}
 
 
 def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request: OutputRequest,
@@ -227,6 +246,7 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
     header = {**options.run_info, "input": str(input_dir.resolve()), "output": str(request.output_dir.resolve()),
               "part": {"part_id": options.part_id, "num_parts": options.num_parts}, "started": utc_now()}
     path = request.output_dir / report_name(options.part_id, options.num_parts) if options.write_report else None
+    earlier = _earlier_entries(path) if options.resume else {}
     report = BatchReport(path, header, num_cases=len(mine))
     if preview_missing:
         report.warn(MISSING_MESSAGE)
@@ -239,6 +259,9 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
             todo.append(case)
             continue
         skipped["warnings"] = _case_warnings(case, request)
+        for key in CARRIED_KEYS:   # what the earlier run measured on these very outputs
+            if key in earlier.get(case.case_id, {}):
+                skipped[key] = earlier[case.case_id][key]
         report.add(skipped)
         if bar is not None:
             bar.update()
@@ -257,6 +280,9 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
         else:
             entry = _entry(case, "ok", outcome, outcome.seconds, names, input_dir)
         entry["warnings"] = _case_warnings(case, request) + (outcome.value or {}).get("warnings", [])
+        for key in CARRIED_KEYS:
+            if outcome.value and key in outcome.value:
+                entry[key] = outcome.value[key]
         report.add(entry)
         if bar is not None:
             bar.update()
@@ -264,13 +290,20 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
         bar.close()
     if first_error is not None and options.fail_fast:
         report.warn("stopped at the first failing case (--fail-fast)")
-        report.save(finished=True)
+        _finish_report(report)
         raise first_error
     if request.statistics:
         csv_name = "statistics.csv" if options.num_parts == 1 else f"statistics_part{options.part_id}.csv"
         batch_statistics_csv(request.output_dir, report.cases, request.output_dir / csv_name)
-    report.save(finished=True)
+    _finish_report(report)
     return report
+
+
+def _finish_report(report: BatchReport) -> None:
+    """Save the finished report.json and write report.html beside it from what was saved."""
+    report.save(finished=True)
+    if report.path is not None:
+        write_html_report(read_report(report.path), report.path.parent, html_name(report.path.name))
 
 
 def exit_code(report: BatchReport) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 from segkit.errors import UserError
 from segkit.io.dataset import DatasetInfo
 from segkit.jsonio import read_json
-from segkit.planning.memory import estimate_peak_bytes
+from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.planner import (
     MIN_BATCH,
     case_directions,
@@ -116,7 +116,7 @@ def match_normalization(source: dict, target_names: list[str], own: list[dict], 
 
 
 def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int, num_outputs: int, budget: int,
-                        labels: dict, where: Path, name: str) -> dict:
+                        labels: dict, where: Path, name: str, model: MemoryModel | None = None) -> dict:
     """The source's configuration re-planned for the new data: median shape, batch, memory, mirror axes."""
     entry = {key: copy.deepcopy(source_entry[key]) for key in ADOPTED_KEYS if key in source_entry}
     spatial_dims = spatial_dims_of(entry)
@@ -124,8 +124,8 @@ def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int,
     arch, patch = entry["architecture"], list(entry["patch_size"])
 
     def price(arch_: dict, patch_: list[int], batch: int) -> dict:
-        """Predicted peak of one training step with the new channel and output counts."""
-        return estimate_peak_bytes(arch_, list(patch_), batch, in_channels, num_outputs)
+        """Predicted peak of one training step with the new channel and output counts (the plan's memory model)."""
+        return (model or MemoryModel()).price(arch_, list(patch_), batch, in_channels, num_outputs)
 
     smallest = price(arch, patch, MIN_BATCH)["total"]
     if smallest > budget:
@@ -155,6 +155,7 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
                         f"({', '.join(configurations)})", source.path)
     data = dataset_entries(info, fingerprint)
     outputs, num_outputs = data["outputs"], data["num_outputs"]
+    model = memory_model_for(device)
     normalization, channel_map = match_normalization(source.plans, info.channel_list,
                                                      planned_normalization(info, fingerprint), source.path)
     for name in chosen:
@@ -165,12 +166,13 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
     entries = {name: adopt_configuration(source.plans["configurations"][name], fingerprint,
                                          info.num_channels + (len(outputs) if source.plans["configurations"][name]
                                                               .get("previous_stage") else 0),
-                                         num_outputs, budget, info.annotation_labels, source.path, name)
+                                         num_outputs, budget, info.annotation_labels, source.path, name, model)
                for name in chosen}
     first_arch = entries[chosen[0]]["architecture"]
     return {
         **data, "normalization": normalization,
-        "gpu_memory_bytes": int(budget), "device": device, "network": first_arch["family"],
+        "gpu_memory_bytes": int(budget), "device": device, "memory_model": model.describe(),
+        "network": first_arch["family"],
         "configurations": entries,
         "like": {"source": source.description, "source_dataset": source.plans.get("dataset_name"),
                  "source_plans_sha256": plans_sha256(source.plans), "configurations": chosen,
@@ -185,11 +187,11 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
 def plan_like_and_write(dataset: Path, source_spec: str, work_dir: str | Path | None = None, num_workers: int = 1,
                         gpu_memory_gb: float | None = None,
                         configurations: tuple[str, ...] = ("3d_fullres", "2d", "3d_lowres"),
-                        force: bool = False, verify: bool = False) -> tuple[dict, Path, str]:
+                        force: bool = False, verify: bool = False, device: str = "auto") -> tuple[dict, Path, str]:
     """Fingerprint the dataset, plan it like SOURCE, write plans.json; return plans, work dir and summary."""
     source = resolve_like_source(source_spec)
     info, work, fingerprint, budget, device = planning_inputs(dataset, work_dir, num_workers, gpu_memory_gb, verify,
-                                                              force)
+                                                              force, device)
     plans = plan_like(info, fingerprint, source, budget, device, configurations)
     write_plans(plans_path(work), plans)
     like = plans["like"]

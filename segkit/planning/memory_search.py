@@ -1,6 +1,7 @@
 """What fits a memory budget: largest patch, deepest and widest network, reversible vs plain.
 
-All searches use `estimate_peak_bytes` (the planner's model). The patch keeps the median
+All searches use the planner's memory model: `estimate_peak_bytes` for a CPU plan, the CUDA model
+plus its reserve (`segkit.planning.device_memory.MemoryModel`) when one is given. The patch keeps the median
 shape's aspect ratio and each axis stays a multiple of the product of the strides; depth
 multiplies every stage's block count (encoder and decoder); width multiplies every stage's
 features in steps of 1/8, rounded down to a multiple of 8 (the coupling needs even channels).
@@ -13,6 +14,7 @@ import math
 
 from segkit.networks.architecture import total_strides
 from segkit.networks.registry import family_of
+from segkit.planning.device_memory import MemoryModel
 from segkit.planning.memory import estimate_peak_bytes
 
 MAX_DEPTH_MULTIPLIER = 64
@@ -20,7 +22,10 @@ MAX_WIDTH_EIGHTHS = 8 * 16
 
 
 def _peak(arch: dict, patch: list[int], ctx: dict) -> int:
-    """Predicted total bytes for arch at patch with the fixed batch/channels/dtype in ctx."""
+    """Predicted total bytes for arch at patch with the fixed batch/channels/dtype (or memory model) in ctx."""
+    model = ctx.get("memory_model")
+    if model is not None:
+        return int(model.price(arch, patch, ctx["batch_size"], ctx["in_channels"], ctx["num_outputs"])["total"])
     return estimate_peak_bytes(arch, patch, ctx["batch_size"], ctx["in_channels"], ctx["num_outputs"],
                                ctx.get("dtype_bytes", 4), ctx.get("optimizer", "sgd"))["total"]
 
@@ -102,10 +107,11 @@ def variants(arch: dict) -> dict[str, dict]:
 
 def search_configuration(budget_bytes: int, base_arch: dict, median_shape: list[int], patch_size: list[int],
                          batch_size: int, in_channels: int, num_outputs: int, dtype_bytes: int = 4,
-                         optimizer: str = "sgd", max_shape: list[int] | None = None) -> dict[str, dict]:
+                         optimizer: str = "sgd", max_shape: list[int] | None = None,
+                         memory_model: MemoryModel | None = None) -> dict[str, dict]:
     """Per mode: the largest patch (base depth/width), deepest and widest arch (at patch_size) within budget."""
     ctx = {"batch_size": batch_size, "in_channels": in_channels, "num_outputs": num_outputs,
-           "dtype_bytes": dtype_bytes, "optimizer": optimizer}
+           "dtype_bytes": dtype_bytes, "optimizer": optimizer, "memory_model": memory_model}
     result = {}
     searches_shape = not family_of(base_arch).measured_memory   # a measured family: one measurement per entry
     for mode, arch in variants(base_arch).items():
@@ -130,10 +136,15 @@ def tradeoff_rows(budget_bytes: int, base_arch: dict, median_shape: list[int], p
     return [{"mode": mode, "budget_bytes": int(budget_bytes), **row} for mode, row in found.items()]
 
 
-def tradeoff_table(entry: dict, budget_bytes: int, in_channels: int, num_outputs: int) -> str:
+def tradeoff_table(entry: dict, budget_bytes: int, in_channels: int, num_outputs: int,
+                   memory_model: MemoryModel | None = None) -> str:
     """Printable 'for the budget: largest patch, deepest, widest, reversible vs plain' for a plans configuration."""
     rows = tradeoff_rows(int(budget_bytes), entry["architecture"], list(entry.get("median_shape") or entry["patch_size"]),
-                         list(entry["patch_size"]), int(entry.get("batch_size", 2)), in_channels, num_outputs)
+                         list(entry["patch_size"]), int(entry.get("batch_size", 2)), in_channels, num_outputs,
+                         memory_model=memory_model)
+    if memory_model is not None and memory_model.device == "cuda":
+        for row in rows:
+            row["priced_for"] = "cuda"
     return format_tradeoff_table(rows)
 
 
@@ -142,7 +153,8 @@ def format_tradeoff_table(rows: list[dict]) -> str:
     if not rows:
         return ""
     budget = rows[0]["budget_bytes"]
-    lines = [f"for the budget of {budget / 2 ** 30:.2f} GiB (predicted peak of one training step):",
+    priced = " on CUDA, reserve included" if rows[0].get("priced_for") == "cuda" else ""
+    lines = [f"for the budget of {budget / 2 ** 30:.2f} GiB (predicted peak of one training step{priced}):",
              f"{'mode':<11} {'largest patch':<26} {'deepest blocks/stage':<28} {'widest features/stage'}"]
     for row in rows:
         patch = "x".join(map(str, row["largest_patch"])) + f" ({row['largest_patch_voxels']:,})" \

@@ -3,8 +3,10 @@
 For each configuration the planner fixes the target spacing, then spends the budget in
 this order: the largest patch up to the median image, then depth, then width (for registered
 families marked `grows`; for a family with `presets`, such as stunet, the largest preset that fits
-at that patch instead), then batch size. Every candidate is priced by the bytes-level memory
-model in `segkit.planning.memory`; the chosen prediction and the budget go into plans.json.
+at that patch instead), then batch size. Every candidate is priced by the plan's memory model
+(`segkit.planning.device_memory`): the bytes-level CPU tally for a CPU plan, the CUDA model plus a
+reserve for the CUDA context, cuDNN workspace and fragmentation for a CUDA plan; the chosen
+prediction, the budget and the memory model (calibrated or not) go into plans.json.
 
 Whenever `3d_lowres` is planned (the full-resolution patch covers under a quarter of the median
 image), `3d_cascade_fullres` is planned with it: full-resolution geometry, `previous_stage:
@@ -23,7 +25,7 @@ import numpy as np
 from segkit.io.dataset import DatasetInfo
 from segkit.networks.registry import get_family
 from segkit.planning.architecture import make_architecture
-from segkit.planning.memory import estimate_peak_bytes
+from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.mirroring import configuration_array_axes, mirror_axes_for
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_for_family
@@ -50,6 +52,7 @@ class PlanOptions:
     max_depth_multiplier: int = 2
     max_width_multiplier: float = 2.0
     configurations: tuple[str, ...] = ("3d_fullres", "2d", "3d_lowres")
+    calibration_path: str | None = None   # the CUDA calibration (default: the one next to cuda_calibration.py)
 
 
 def detect_budget() -> tuple[int, str]:
@@ -76,15 +79,16 @@ def median_resampled_shape(fingerprint: dict, target_spacing: list[float]) -> li
 
 
 class _Pricer:
-    """Prices a (patch, architecture, batch) candidate with the memory model."""
+    """Prices a (patch, architecture, batch) candidate with the plan's memory model."""
 
-    def __init__(self, in_channels: int, num_outputs: int):
+    def __init__(self, in_channels: int, num_outputs: int, model: MemoryModel | None = None):
         self.in_channels = in_channels
         self.num_outputs = num_outputs
+        self.model = model or MemoryModel()
 
     def __call__(self, arch: dict, patch: list[int], batch: int) -> dict:
-        """Predicted peak bytes and breakdown."""
-        return estimate_peak_bytes(arch, list(patch), batch, self.in_channels, self.num_outputs)
+        """Predicted peak bytes and breakdown (on CUDA the reserve included)."""
+        return self.model.price(arch, list(patch), batch, self.in_channels, self.num_outputs)
 
 
 def _shrink_axis(patch: list[int], spacing: list[float], divisor: list[int]) -> int:
@@ -294,7 +298,8 @@ def planned_normalization(info: DatasetInfo, fingerprint: dict) -> list[dict]:
 def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = PlanOptions()) -> dict:
     """The full plans.json content for a fingerprinted dataset."""
     _, outputs, num_outputs = dataset_outputs(info)
-    price = _Pricer(info.num_channels, num_outputs)
+    model = memory_model_for(options.device, options.calibration_path)
+    price = _Pricer(info.num_channels, num_outputs, model)
     spacings = np.array([c["spacing"] for c in fingerprint["cases"]])
     shapes = np.array([c["shape_after_crop"] for c in fingerprint["cases"]])
     target_spacing = fullres_target_spacing(spacings, shapes)
@@ -314,7 +319,7 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
         if lowres is not None:
             configurations[LOWRES] = plan_configuration(LOWRES, lowres[0], lowres[1], num_cases, price, options)
             # the refinement stage: full resolution, the lowres segmentation one-hot as extra input channels
-            cascade_price = _Pricer(info.num_channels + len(outputs), num_outputs)
+            cascade_price = _Pricer(info.num_channels + len(outputs), num_outputs, model)
             configurations[CASCADE] = plan_configuration(CASCADE, target_spacing, median_shape, num_cases,
                                                          cascade_price, options) | {"previous_stage": LOWRES}
     for entry in configurations.values():
@@ -324,6 +329,7 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
         "normalization": planned_normalization(info, fingerprint),
         "gpu_memory_bytes": int(options.budget_bytes),
         "device": options.device,
+        "memory_model": model.describe(),
         "network": options.network,
         "growth_limits": {"max_depth_multiplier": options.max_depth_multiplier,
                           "max_width_multiplier": options.max_width_multiplier},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segkit.planning.architecture import count_blocks
+from segkit.planning.device_memory import summary_line
 
 
 def format_bytes(num_bytes: float) -> str:
@@ -48,6 +49,8 @@ def plans_summary(plans: dict) -> str:
     header = (f"dataset {plans['dataset_name']}: {plans['num_channels']} channel(s), "
               f"{len(plans['outputs'])} {'regions' if plans['label_mode'] == 'sigmoid' else 'classes'}, "
               f"budget {format_bytes(plans['gpu_memory_bytes'])} ({plans['device']})\n  normalisation: {norms}")
+    if "memory_model" in plans:
+        header += "\n  " + summary_line(plans["memory_model"])
     seen = (plans.get("training_orientations") or {}).get("codes")
     stored = ", ".join(f"{code} x{count}" for code, count in seen.items()) if seen else "unknown"
     frame = plans.get("canonical_orientation")

@@ -34,6 +34,21 @@ def test_missing_plans_and_bad_reference(tmp_path, capsys) -> None:
     assert main(["bench-model", "--network", "unet", "--patch-size", "16", "16", "16", "--dice", "0.8",
                  "--reference", str(reference)]) == 2
     assert "ref.json" in capsys.readouterr().err
+    reference.write_text(json.dumps({"rows": [{"dice": 0.8, "parameters": 1e6, "flops": 1e9, "throughput": 1e5}]}))
+    assert main(["bench-model", "--network", "unet", "--patch-size", "16", "16", "16", "--dice", "0.8",
+                 "--reference", str(reference)]) == 2
+    assert "at least 2 models" in capsys.readouterr().err
+
+
+def test_u_score_line_names_the_undefined_terms() -> None:
+    """A Dice term left undefined by equal reference Dice values prints as undefined, with the reason."""
+    from segkit.cli.bench_model import format_u_score
+
+    terms = {"dice_term": None, "parameters_term": 0.5, "flops_term": 0.5, "throughput_term": 0.5,
+             "efficiency": 0.5, "u_score": None}
+    text = format_u_score(terms, 0.0, "formula")
+    assert "U-Score             undefined at Dice 0.000 (efficiency 0.500" in text
+    assert "undefined term(s) dice" in text and "reference range is empty" in text
 
 
 @pytest.mark.slow

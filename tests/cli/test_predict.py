@@ -83,7 +83,8 @@ def test_single_file_and_raw_dataset_inputs(tmp_path):
     assert read_geometry(tmp_path / "a" / "case7.nii.gz")[3] == geometry.size
     assert main(["predict", "-i", str(raw), "-o", str(tmp_path / "b"), "-m", str(one_channel), "--device", "cpu",
                  "--no-tta"]) == 0
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["case7.nii.gz", "case7_provenance.json", "report.json"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["case7.nii.gz", "case7_provenance.json",
+                                                                  "case7_qc.png", "report.html", "report.json"]
 
 
 def test_non_nifti_inputs_keep_their_geometry_and_format(tmp_path):
@@ -114,11 +115,11 @@ def test_user_mistakes_exit_2_without_output(tmp_path, inputs, capsys):
     # every case has the wrong channel count: each is recorded, none written, exit 1; --fail-fast: exit 2
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model), "--device", "cpu"]) == 1
     assert "channel" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json"]
     assert main(["predict", "-i", str(inputs), "-o", str(tmp_path / "ff"), "-m", str(model), "--device", "cpu",
                  "--fail-fast"]) == 2
     assert "channel" in capsys.readouterr().err
-    assert [p.name for p in (tmp_path / "ff").iterdir()] == ["report.json"]
+    assert sorted(p.name for p in (tmp_path / "ff").iterdir()) == ["report.html", "report.json"]
     out = tmp_path / "none"
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(tmp_path / "nope")]) == 2
     assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model), "-f", "3"]) == 2
@@ -152,3 +153,19 @@ def test_one_list_of_formats_for_datasets_and_prediction(tmp_path, capsys):
     (tmp_path / "scan.png").write_bytes(b"x")
     assert main(["predict", "-i", str(tmp_path / "scan.png"), "-o", str(tmp_path / "out"), "-m", str(model)]) == 2
     assert "not a supported image file (formats: .nii.gz" in capsys.readouterr().err
+
+
+def test_a_wrong_configuration_on_a_model_folder_is_refused_up_front(tmp_path, inputs, capsys):
+    """#24 item 4: `-m WORK/models/3d_fullres -c 2d` ran the 2d plan with 3d weights; now one line, exit 2, no output."""
+    model = make_model_dir(tmp_path / "work", "3d_fullres")
+    out = tmp_path / "pred"
+    assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(model), "-c", "2d", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds the 3d_fullres model, not 2d" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+    # a folder whose name is no configuration (an unpacked copy): the checkpoint's own record decides
+    renamed = model.rename(tmp_path / "copy")
+    assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(renamed), "-c", "2d", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "fold 0 was trained as 3d_fullres, not 2d" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())

@@ -277,7 +277,7 @@ def test_a_case_whose_writing_fails_leaves_no_outputs(tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert main(["predict", "-i", str(tmp_path / "in"), "-o", str(out), "-m", str(model), "--device", "cpu",
                  "--no-tta", "--dicom-seg", "--statistics", "--save-probabilities"]) == 1
-    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json"]
 
 
 def test_seg_problem_refuses_a_truncated_seg_and_one_of_another_series(tmp_path):
