@@ -181,13 +181,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def backend_info(engine, options: InferenceOptions) -> dict:
-    """Where and how the networks ran: device, torch version and the precision 'auto' resolved to."""
+    """Where and how the networks ran: backend (name, requested, why), device, library versions, the precision used."""
+    from importlib.metadata import version
+
     import torch
 
     from segkit.inference.acceleration import resolve_precision
 
-    return {"device": str(engine.device), "torch": torch.__version__,
-            "precision": resolve_precision(options.precision, engine.device)}
+    chosen = dict(engine.identity.get("backend") or {"name": "torch", "requested": options.backend})
+    name = chosen.get("name", "torch")
+    used = chosen.pop("precision", None) or resolve_precision(options.precision, engine.device)
+    info = {"name": name, "device": str(engine.device), "torch": torch.__version__, "precision": used}
+    if name != "torch":
+        info[name] = version(name)
+    return {**info, **{k: v for k, v in chosen.items() if k not in info}}
 
 
 def _summary(report, engine) -> int:
