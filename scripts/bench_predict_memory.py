@@ -8,8 +8,18 @@ all classes at once; segkit now works in slabs).
 nnU-Net plans a small phantom dataset with 14 declared labels (untimed); its 3d_fullres U-Net
 is narrowed to `--features` channels per stage (the same network in both tools, weights copied)
 so that the network's time does not drown the revert. Each tool runs as a CLI, one after the
-other, without TTA, step 0.5, fp32; peak RSS is the largest sum of VmRSS over the command's
-whole process tree (nnU-Net's worker processes included), sampled every 50 ms from /proc.
+other, without TTA, step 0.5, fp32. Memory is sampled every 50 ms over the command's whole process
+tree (nnU-Net's worker processes included), the same function for every tool:
+
+- peak PSS (the headline): the largest sum of Pss from /proc/<pid>/smaps_rollup. A page shared by
+  n processes counts 1/n in each, so torch's libraries and the pages a forked worker shares with
+  its parent count once for the tree, not once per process as in a sum of RSS;
+- peak anonymous PSS: the same sum of Pss_Anon (heap, tensors, arrays): the part that does not
+  depend on other processes on the machine. File-backed pages (the shared libraries) are also
+  split with any process outside the tree that maps the same files, e.g. other jobs running the
+  same torch build; Pss_Anon is unaffected by them;
+- peak RSS (second column): the largest sum of VmRSS, which counts every shared page once per
+  process (what earlier versions of this script reported).
 "Today's segkit" is another checkout given by --baseline-src (or `git archive` of --baseline-ref
 into a temp folder), run with the same interpreter and flags.
 
@@ -93,8 +103,26 @@ def ct_segkit_plans(peer: dict) -> dict:
     return plans
 
 
-def _tree_rss(root_pid: int) -> int:
-    """Sum of VmRSS (bytes) over a process and all its descendants, from /proc."""
+MEMORY_FIELDS = ("rss", "pss", "pss_anon")
+SMAPS_KEYS = {"Rss:": "rss", "Pss:": "pss", "Pss_Anon:": "pss_anon"}
+
+
+def _process_memory(pid: int) -> dict[str, int]:
+    """Rss, Pss and Pss_Anon (bytes) of one process from /proc/<pid>/smaps_rollup (zeros once it has exited)."""
+    values = dict.fromkeys(MEMORY_FIELDS, 0)
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                key = SMAPS_KEYS.get(line.split(maxsplit=1)[0]) if line.strip() else None
+                if key:
+                    values[key] = int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return values
+
+
+def _tree_pids(root_pid: int) -> list[int]:
+    """A process and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -105,37 +133,50 @@ def _tree_rss(root_pid: int) -> int:
             children.setdefault(int(fields[1]), []).append(int(entry))
         except (OSError, IndexError):
             continue
-    total, todo = 0, [root_pid]
+    pids, todo = [], [root_pid]
     while todo:
         pid = todo.pop()
+        pids.append(pid)
         todo += children.get(pid, [])
-        try:
-            with open(f"/proc/{pid}/status") as handle:
-                for line in handle:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
+    return pids
 
 
-def measured(command: list[str], env: dict | None, label: str, cwd: Path) -> tuple[float, int]:
-    """Run a command in cwd, sampling its process tree's RSS; (wall seconds, peak bytes). Exits on failure."""
+def tree_memory(root_pid: int) -> dict[str, int]:
+    """Sums of Rss, Pss and Pss_Anon (bytes) over a process tree: the one measurement used for every tool."""
+    totals = dict.fromkeys(MEMORY_FIELDS, 0)
+    for pid in _tree_pids(root_pid):
+        for key, value in _process_memory(pid).items():
+            totals[key] += value
+    return totals
+
+
+def measured(command: list[str], env: dict | None, label: str, cwd: Path) -> tuple[float, dict[str, int]]:
+    """Run a command in cwd, sampling its process tree; (wall seconds, peak of each summed field). Exits on failure."""
     print(f"$ {' '.join(command)}", flush=True)
     start = time.perf_counter()
     # cwd outside the repository: `python -m segkit` must import the checkout PYTHONPATH names
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, _tree_rss(process.pid))
-        time.sleep(0.05)
+    # stdout to a file, not a pipe: a full pipe would stall the tool while we sample
+    log = cwd / f"{label.replace(' ', '_').replace(chr(39), '')}.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True, cwd=cwd)
+        peaks = dict.fromkeys(MEMORY_FIELDS, 0)
+        while process.poll() is None:
+            for key, value in tree_memory(process.pid).items():
+                peaks[key] = max(peaks[key], value)
+            time.sleep(0.05)
     seconds = time.perf_counter() - start
-    output = process.stdout.read()
     if process.returncode != 0:
-        print(output[-4000:], file=sys.stderr)
+        print(log.read_text()[-4000:], file=sys.stderr)
         raise SystemExit(f"{label} failed with exit code {process.returncode}")
-    print(f"  {label}: {seconds:.1f} s, peak RSS {peak / 2 ** 30:.2f} GiB", flush=True)
-    return seconds, peak
+    print(f"  {label}: {seconds:.1f} s, {format_peaks(peaks)}", flush=True)
+    return seconds, peaks
+
+
+def format_peaks(peaks: dict[str, int]) -> str:
+    """'peak PSS 1.23 GiB (anonymous 1.00 GiB), RSS 2.34 GiB'."""
+    gib = 2 ** 30
+    return (f"peak PSS {peaks['pss'] / gib:.2f} GiB (anonymous {peaks['pss_anon'] / gib:.2f} GiB), "
+            f"peak RSS {peaks['rss'] / gib:.2f} GiB")
 
 
 def baseline_source(args: argparse.Namespace, base: Path) -> Path | None:
@@ -185,7 +226,7 @@ def main() -> None:
         ct_volume(test_dir / "big_0000.nii.gz", tuple(args.shape))
         sk_env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(REPO)}
         flags = ["--device", "cpu", "--no-tta", "--precision", "fp32", "--threads", threads]
-        runs: dict[str, tuple[float, int]] = {}
+        runs: dict[str, tuple[float, dict[str, int]]] = {}
         runs["segkit"] = measured(segkit_command() + ["predict", "-i", str(test_dir), "-o", str(base / "out_segkit"),
                                                       "-m", str(sk_model), *flags], sk_env, "segkit predict", base)
         source = baseline_source(args, base)
@@ -203,16 +244,20 @@ def main() -> None:
               f" ({params / 1e6:.3f} M parameters, identical weights), patch {config['patch_size']}, {NUM_CLASSES} classes")
         print(f"test volume: 1 channel, (z, y, x) {tuple(args.shape)} at {TEST_SPACING} mm; target spacing "
               f"{config['target_spacing']} mm; no TTA, step 0.5, fp32")
+        print("memory: process-tree sums from /proc/<pid>/smaps_rollup, sampled every 50 ms")
+        print("| run | wall time | peak PSS | peak anonymous PSS | peak RSS |\n| --- | ---: | ---: | ---: | ---: |")
         for name, (seconds, peak) in runs.items():
-            print(f"{name}: {seconds:.1f} s, peak RSS {peak / 2 ** 30:.2f} GiB")
+            print(f"| {name} | {seconds:.0f} s | {peak['pss'] / 2 ** 30:.2f} GiB | {peak['pss_anon'] / 2 ** 30:.2f} GiB "
+                  f"| {peak['rss'] / 2 ** 30:.2f} GiB |")
         if "nnU-Net" in runs:
-            print(f"segkit peak RSS / nnU-Net's: {runs['segkit'][1] / runs['nnU-Net'][1]:.2f}")
+            for key, name in (("pss", "PSS"), ("pss_anon", "anonymous PSS"), ("rss", "RSS")):
+                print(f"segkit peak {name} / nnU-Net's: {runs['segkit'][1][key] / runs['nnU-Net'][1][key]:.2f}")
             print(f"label agreement segkit vs nnU-Net: "
                   f"{agreement(base / 'out_segkit' / 'big.nii.gz', base / 'out_nnunet' / 'big.nii.gz'):.4f}")
         if "segkit (today)" in runs:
             today_seconds, today_peak = runs["segkit (today)"]
-            print(f"segkit vs today's: time {runs['segkit'][0] / today_seconds:.2f}x, peak RSS "
-                  f"{runs['segkit'][1] / today_peak:.2f}x; labels identical: "
+            print(f"segkit vs today's: time {runs['segkit'][0] / today_seconds:.2f}x, peak PSS "
+                  f"{runs['segkit'][1]['pss'] / today_peak['pss']:.2f}x; labels identical: "
                   f"{agreement(base / 'out_segkit' / 'big.nii.gz', base / 'out_today' / 'big.nii.gz') == 1.0}")
     finally:
         if not args.keep:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from segkit.console import progress_bar
 from segkit.errors import UserError
 from segkit.io.dataset import CaseFiles, DatasetInfo, training_cases
 from segkit.io.image import read_image
@@ -118,12 +118,13 @@ def compute_fingerprint(info: DatasetInfo, num_workers: int = 1, progress: bool 
         raise UserError("dataset has no training cases", info.root / "imagesTr")
     samples_per_case = max(1, TOTAL_INTENSITY_SAMPLES // len(cases))
     jobs = [(case, samples_per_case, info.ignore_label) for case in cases]
-    bar = dict(total=len(jobs), desc="fingerprint", unit="case", disable=not progress)
+    show = None if progress else False
+    bar: dict[str, Any] = {"total": len(jobs), "desc": "fingerprint", "unit": "case"}
     if num_workers > 1:
         with ProcessPoolExecutor(max_workers=num_workers) as pool:
-            per_case = list(tqdm(pool.map(_fingerprint_case_star, jobs), **bar))
+            per_case = list(progress_bar(pool.map(_fingerprint_case_star, jobs), show=show, **bar))
     else:
-        per_case = [fingerprint_case(*job) for job in tqdm(jobs, **bar)]
+        per_case = [fingerprint_case(*job) for job in progress_bar(jobs, show=show, **bar)]
     return summarise(info, per_case)
 
 

@@ -40,7 +40,10 @@ def test_training_data_is_the_same_whatever_the_storage(tmp_path):
     plans = {code: json.loads((work / "plans.json").read_text()) for code, (_, work) in stored.items()}
     for key in ("target_spacing", "median_shape", "patch_size", "mirror_axes"):
         assert plans["RAS"]["configurations"]["3d_fullres"][key] == plans["AIL"]["configurations"]["3d_fullres"][key]
-    assert plans["RAS"]["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]   # never along left/right (x)
+    # left/right (x) is mirrored only with the Left-Blob/Right-Blob pair swapped
+    assert plans["RAS"]["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1, 2]
+    assert plans["RAS"]["configurations"]["3d_fullres"]["mirror_swap_axis"] == 2
+    assert plans["RAS"]["mirror_pairs"] == [[1, 2]]
     assert plans["RAS"]["training_orientations"]["codes"] == {"RAS": 4}
     assert plans["AIL"]["training_orientations"]["codes"] == {"AIL": 4}
     fingerprint = json.loads((stored["AIL"][1] / "fingerprint.json").read_text())
@@ -95,3 +98,32 @@ def test_a_model_trained_on_ras_puts_left_labels_on_the_left_of_a_dicom_series(t
     for code in ("LPS", "AIL"):
         other = read_image(out / f"{code}.nii.gz")
         np.testing.assert_array_equal(reorientation_for(other.geometry.direction).to_canonical(other.array), reference)
+
+
+@pytest.mark.slow
+def test_the_left_right_mirror_of_an_image_gets_the_mirrored_labels_with_the_pairs_swapped(tmp_path):
+    dataset, work = _plan_and_preprocess(tmp_path, ["LPS"])
+    plans = json.loads((work / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["init"] = "pytorch"
+    (work / "plans.json").write_text(json.dumps(plans))
+    # the short recipe mirrors left/right with the pair swapped, in training (light augmentation) and in TTA
+    assert main(["train", str(dataset), "--work-dir", str(work), "-f", "all", "--epochs", "5",
+                 "--iterations-per-epoch", "20", "--recipe", "short-cpu", "--augment", "light", "--no-fit",
+                 "--recipe-set", "foreground_fraction=0.5",
+                 "--validate-every", "100", "--device", "cpu", "--num-workers", "0", "--quiet"]) == 0
+    model_plans = json.loads((work / "models" / "3d_fullres" / "plans.json").read_text())
+    assert model_plans["configurations"]["3d_fullres"]["mirror_axes"] == [2]
+    assert model_plans["configurations"]["3d_fullres"]["mirror_swap_axis"] == 2
+    images, labels, geometry = lateral_case(seed=11)          # canonical LPS: array x is left/right
+    inputs = tmp_path / "in"
+    for channel in range(2):
+        write_image(images[channel], geometry, inputs / f"straight_{channel:04d}.nii.gz")
+        write_image(np.ascontiguousarray(images[channel][:, :, ::-1]), geometry, inputs / f"mirror_{channel:04d}.nii.gz")
+    out = tmp_path / "out"
+    assert main(["predict", "-i", str(inputs), "-o", str(out), "-m", str(work), "--device", "cpu"]) == 0
+    straight = read_image(out / "straight.nii.gz").array
+    mirrored = read_image(out / "mirror.nii.gz").array
+    assert (straight == 1).sum() > 50 and (straight == 2).sum() > 50     # a trained model: both blobs found
+    expected = np.array([0, 2, 1])[straight[:, :, ::-1]]
+    agreement = float(np.mean(mirrored == expected))
+    assert agreement >= 0.999, f"mirror of the prediction with the pair swapped agrees on {agreement:.4%} of voxels"

@@ -45,6 +45,7 @@ class OutputRequest:
     probabilities: bool = False
     provenance: bool = True      # CASE_provenance.json (cross-validation folders hold only what find-best reads)
     qc_image: bool = False       # CASE_qc.png for report.html (folder runs)
+    precision: str | None = None   # the inference arithmetic used (fp32/bf16/fp16), recorded in the DICOM-SEG
 
 
 def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
@@ -174,7 +175,8 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
         from segkit.io.dicom_seg import segments_from_labels, write_dicom_seg
 
         assert loaded.dicom_reference is not None              # DICOM-SEG is only offered for DICOM inputs
-        write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"])
+        write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"],
+                        precision=request.precision)
     if "provenance" in names:
         identity = series_identity(loaded.dicom_reference) if loaded.dicom_reference is not None else None
         write_provenance(out / names["provenance"], provenance_record(

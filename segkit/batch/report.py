@@ -132,6 +132,11 @@ def check_same_model(report_path: Path, run_info: dict) -> None:
         if key in previous and previous.get(key) != run_info.get(key):
             raise UserError(f"--continue: the outputs here were made with {key} {previous.get(key)!r}, this run "
                             f"uses {run_info.get(key)!r}; use a new output folder or drop --continue", report_path)
+    # fp32 and bf16 label maps of one model can differ in boundary voxels: never mixed in one folder
+    before, now = (previous.get("backend") or {}).get("precision"), (run_info.get("backend") or {}).get("precision")
+    if before is not None and before != now:
+        raise UserError(f"--continue: the outputs here were made with precision {before!r}, this run uses {now!r} "
+                        "(--precision); use a new output folder or the same precision", report_path)
 
 
 def merge_reports(output_dir: str | Path) -> Path:

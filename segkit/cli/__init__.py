@@ -14,7 +14,7 @@ from segkit.version import __version__
 COMMAND_MODULES = (
     "demo", "convert", "verify", "plan", "preprocess", "train", "predict", "ensemble",
     "find_best", "postprocess", "evaluate", "export", "export_model", "import_nnunet", "bench_memory",
-    "bench_model", "sparsify", "choose_pruning",
+    "bench_model", "sparsify", "choose_pruning", "serve",
 )
 
 

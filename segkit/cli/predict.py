@@ -160,10 +160,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--channel-map names {len(channel_map)} channel(s) but the model expects "
                         f"{engine.num_channels}")
     spec = InputSpec(engine.num_channels, tuple(plans.get("channel_names") or ()), channel_map, args.series_uid)
+    precision_used = engine.precision()
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities, qc_image=True)
-    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine, options),
+                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used)
+    run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
                 "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
@@ -180,18 +181,16 @@ def run(args: argparse.Namespace) -> int:
     return _summary(report, engine)
 
 
-def backend_info(engine, options: InferenceOptions) -> dict:
+def backend_info(engine) -> dict:
     """Where and how the networks ran: backend (name, requested, why), device, library versions, the precision used."""
     from importlib.metadata import version
 
     import torch
 
-    from segkit.inference.acceleration import resolve_precision
-
-    chosen = dict(engine.identity.get("backend") or {"name": "torch", "requested": options.backend})
+    chosen = dict(engine.identity.get("backend") or {"name": "torch"})
+    chosen.pop("precision", None)
     name = chosen.get("name", "torch")
-    used = chosen.pop("precision", None) or resolve_precision(options.precision, engine.device)
-    info = {"name": name, "device": str(engine.device), "torch": torch.__version__, "precision": used}
+    info = {"name": name, "device": str(engine.device), "torch": torch.__version__, "precision": engine.precision()}
     if name != "torch":
         info[name] = version(name)
     return {**info, **{k: v for k, v in chosen.items() if k not in info}}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segkit.cli.datasets import add_dataset_argument
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "trains on this configuration's predictions, e.g. 3d_lowres)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     add_finetune_arguments(p)   # --pretrained, --pretrained-fold/-checkpoint, --freeze-encoder, --warmup-steps
     p.set_defaults(func=run)
 
@@ -95,7 +95,9 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve inputs, prepare the model dir, train."""
-    started = time.monotonic()
+    from segkit.training.budget import process_started_at
+
+    started = process_started_at()   # the budget is the command's wall time, interpreter start included
     import torch
 
     from segkit.errors import UserError
@@ -120,15 +122,35 @@ def run(args: argparse.Namespace) -> int:
     finally:
         dd.cleanup(info)
     if info.is_main:
-        print(f"trained {final['epochs_run']} epochs ({final['steps']} steps) in {final['elapsed_s']} s; "
-              f"best validation mean Dice {final['best_val_mean_dice']:.4f} -> {setup.fold_dir}")
-        if setup.predict_validation:
-            from segkit.evaluation.cv_predict import predict_fold_validation
-            from segkit.workdir import model_dir, resolve_work_dir, validation_dir
+        print(f"trained {final['epochs_run']} epochs ({final['steps']} steps) in {final['elapsed_s']} s "
+              f"-> {setup.fold_dir}")
+        from segkit.workdir import model_dir, resolve_work_dir, validation_dir
 
-            work = resolve_work_dir(request.dataset, request.work_dir)
+        work = resolve_work_dir(request.dataset, request.work_dir)
+        whole = None
+        if setup.predict_validation:
+            from segkit.evaluation.cv_predict import fold_validation_dice, predict_fold_validation
+
             count = predict_fold_validation(work, request.configuration, request.dataset, int(request.fold),
                                             device=setup.device.type)
             print(f"predicted the fold's {count} validation case(s) -> "
                   f"{validation_dir(model_dir(work, request.configuration), request.fold)}")
+            whole = fold_validation_dice(work, request.configuration, request.dataset, int(request.fold))
+        print(quality_message(final, whole, work))
     return 0
+
+
+def quality_message(final: dict, whole: tuple[float, int] | None, work: Path) -> str:
+    """How good the model is: the whole-case Dice when measured, else what the training Dice was and was not."""
+    validation = final.get("validation") or {"scope": "full"}
+    best = final["best_val_mean_dice"]
+    if whole is not None:
+        return (f"model quality: mean Dice {whole[0]:.4f} on the fold's {whole[1]} whole validation case(s) "
+                f"(predicted as `segkit predict` does)")
+    if best < 0:
+        return f"model quality: not measured (no validation case); run `segkit find-best {work} --predict-missing`"
+    if validation["scope"] == "sampled":
+        return (f"model quality: not measured on whole cases. The training validation Dice {best:.4f} was sampled "
+                f"({validation['fraction']:.0%} of each validation case, around the structures) and overstates "
+                f"it; measure with --predict-validation or `segkit find-best {work} --predict-missing`")
+    return f"model quality: best validation mean Dice {best:.4f} on the fold's whole validation cases (no TTA)"

@@ -69,3 +69,31 @@ def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Pa
     predict_cases(engine, [by_id[c] for c in case_ids], InputSpec(model.num_channels), request,
                   RunOptions(fail_fast=True, write_report=False, show_progress=False), images)
     return len(case_ids)
+
+
+def fold_validation_dice(work_dir: str | Path, config: str, dataset: str | Path, fold: int) -> tuple[float, int]:
+    """Mean whole-case Dice (over cases, then classes) of a fold's validation label maps against labelsTr; and count."""
+    import numpy as np
+
+    from segkit.evaluation.cv_predictions import output_classes
+    from segkit.evaluation.evaluate import label_files, read_label_map
+    from segkit.evaluation.metrics import dice_only
+    from segkit.planning.plans import read_plans_dict
+    from segkit.workdir import plans_path
+
+    work_dir = Path(work_dir)
+    plans = read_plans_dict(plans_path(model_dir(work_dir, config)))
+    classes, ignore = output_classes(plans), plans.get("ignore_label")
+    predictions = label_files(cv_validation_dir(work_dir, config, fold))
+    references = label_files(Path(dataset) / "labelsTr")
+    per_case = []
+    for case, path in predictions.items():
+        if case not in references:
+            continue
+        pred, ref = read_label_map(path).array, read_label_map(references[case]).array
+        annotated = ref != ignore if ignore is not None else np.ones(ref.shape, bool)
+        per_case.append(np.mean([dice_only(np.isin(pred, v) & annotated, np.isin(ref, v) & annotated)
+                                 for v in classes.values()]))
+    if not per_case:
+        raise UserError("no validation prediction with a reference label map", cv_validation_dir(work_dir, config, fold))
+    return float(np.mean(per_case)), len(per_case)

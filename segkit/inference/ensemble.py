@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segkit.console import progress_bar
 from segkit.errors import UserError
 from segkit.inference import probabilities as probability_files_io
 from segkit.inference.probabilities import load_probabilities, plans_view, read_metadata
@@ -75,8 +76,6 @@ def ensemble_case(case_id: str, folders: Sequence[Path]) -> tuple[np.ndarray, di
 def ensemble_folders(folders: Sequence[str | Path], output: str | Path, save_probabilities: bool = False,
                      show_progress: bool = True) -> list[Path]:
     """Average every case's probabilities over the folders; write label maps (and optionally the mean)."""
-    from tqdm import tqdm
-
     paths = [Path(f) for f in folders]
     if len(paths) < 2:
         raise UserError("ensembling needs at least two prediction folders")
@@ -86,7 +85,7 @@ def ensemble_folders(folders: Sequence[str | Path], output: str | Path, save_pro
     cases = common_cases(paths)
     check_all_compatible(cases, paths)
     written = []
-    for case_id in tqdm(cases, desc="ensemble", unit="case", disable=not show_progress or None):
+    for case_id in progress_bar(cases, desc="ensemble", unit="case", show=None if show_progress else False):
         probabilities, metadata = ensemble_case(case_id, paths)
         geometry = Geometry.from_json(metadata["geometry"])
         labels = labels_for_plans(probabilities, plans_view(metadata))

@@ -36,6 +36,7 @@ from segkit.inference.model import LoadedModel
 from segkit.inference.revert import MemberOutput, labels_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
 from segkit.io.image import Geometry
+from segkit.planning.mirroring import inference_swap
 from segkit.planning.plans import previous_stage_classes, slice_axis_of
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
 from segkit.preprocessing.previous_stage import one_hot_previous, previous_labels_into
@@ -92,8 +93,10 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
     # an ONNX backend runs in its own precision (model.backend_precision): no torch autocast around it
     precision = resolve_precision(options.precision, model.device) if torch_backend else "fp32"
     tile_weights = str((entry.get("inference") or {}).get("tile_weights", "gaussian"))
+    swap = inference_swap(model.plans, entry) if mirror else None
     return WindowSettings(tuple(int(p) for p in entry["patch_size"]), options.step, mirror, options.tile_batch,
-                          slice_axis, precision=precision, channels_last=torch_backend, tile_weights=tile_weights)
+                          slice_axis, precision=precision, channels_last=torch_backend, tile_weights=tile_weights,
+                          swap_axis=swap[0] if swap else None, swap_order=swap[1] if swap else ())
 
 
 def input_orientation_warnings(model: LoadedModel, case_id: str, geometry: Geometry) -> list[str]:
@@ -209,6 +212,13 @@ class ModelEnsemble:
     def device(self) -> torch.device:
         """Where the networks run."""
         return self.members[0].device
+
+    def precision(self) -> str:
+        """The inference arithmetic every stage uses (--precision auto resolved for the device, or the ONNX backend's)."""
+        first = self.members[0]
+        if first.backend != "torch" and first.backend_precision:
+            return first.backend_precision
+        return resolve_precision(self.options.precision, self.device)
 
     def describe(self) -> str:
         """'3d_fullres folds 0, 1' or '2d folds 0 + 3d_fullres folds 0' for messages."""

@@ -38,6 +38,9 @@ class WindowSettings:
     precision: str = "fp32"
     channels_last: bool = False
     tile_weights: str = "gaussian"   # or "nnunet_gaussian" (imported nnU-Net models: identical tile weights)
+    # a flip along swap_axis exchanges left and right: its logits come back with channels in swap_order
+    swap_axis: int | None = None
+    swap_order: tuple[int, ...] = ()
 
     @property
     def tile_shape(self) -> tuple[int, int, int]:
@@ -120,14 +123,22 @@ def forward_logits(network: torch.nn.Module, batch: torch.Tensor) -> torch.Tenso
 
 
 def forward_with_mirroring(network: torch.nn.Module, batch: torch.Tensor, mirror_axes: Sequence[int],
-                           memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """Mean float32 logits over all flips of the network-space spatial axes (batch is (B, C, *spatial))."""
+                           memory_format: torch.memory_format = torch.contiguous_format,
+                           swap: tuple[int, Sequence[int]] | None = None) -> torch.Tensor:
+    """Mean float32 logits over all flips of the network-space spatial axes (batch is (B, C, *spatial)).
+
+    swap (axis, channel order): a flip along that axis shows the network the other side, so what it
+    calls left there is right here; its logits are reordered before they are averaged.
+    """
     combos = mirror_combinations(mirror_axes)
     total = forward_logits(network, batch.contiguous(memory_format=memory_format)).float()
     for combo in combos[1:]:
         dims = [2 + axis for axis in combo]
         flipped = torch.flip(batch, dims).contiguous(memory_format=memory_format)
-        total += torch.flip(forward_logits(network, flipped).float(), dims)
+        out = torch.flip(forward_logits(network, flipped).float(), dims)
+        if swap is not None and swap[0] in combo:
+            out = out[:, list(swap[1])]
+        total += out
     if len(combos) > 1:
         total /= len(combos)
     return total
@@ -169,7 +180,8 @@ def sliding_window_logits(network: torch.nn.Module, data: np.ndarray | torch.Ten
             batch = torch.stack([source[(slice(None),) + region] for region in chunk]).to(device, non_blocking=True)
             if settings.slice_axis is not None:
                 batch = batch[:, :, 0]
-            out = forward_with_mirroring(network, batch, settings.mirror_axes, memory_format)
+            swap = (settings.swap_axis, settings.swap_order) if settings.swap_axis is not None else None
+            out = forward_with_mirroring(network, batch, settings.mirror_axes, memory_format, swap)
             if settings.slice_axis is not None:
                 out = out[:, :, None]
             out = (out * weight).to(acc_device)

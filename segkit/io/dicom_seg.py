@@ -53,12 +53,13 @@ def _import_highdicom():
     return highdicom, pydicom
 
 
-def _segment_descriptions(hd, names: dict[int, str]) -> list:
-    """highdicom segment descriptions, one per segment number."""
+def _segment_descriptions(hd, names: dict[int, str], precision: str | None = None) -> list:
+    """highdicom segment descriptions, one per segment number (the inference precision as an algorithm parameter)."""
     from pydicom.sr.codedict import codes
 
     algorithm = hd.AlgorithmIdentificationSequence(name="segkit", family=codes.cid7162.ArtificialIntelligence,
-                                                   version=__version__)
+                                                   version=__version__,
+                                                   parameters={"precision": precision} if precision else None)
     return [hd.seg.SegmentDescription(segment_number=value, segment_label=name[:64],
                                       segmented_property_category=codes.cid7150.Tissue,
                                       segmented_property_type=codes.cid7150.Tissue,
@@ -67,8 +68,19 @@ def _segment_descriptions(hd, names: dict[int, str]) -> list:
             for value, name in names.items()]
 
 
-def build_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, list[int]], series_number: int = 300):
-    """Build (not write) a highdicom Segmentation of a (z, y, x) label map over its source series."""
+def content_description(precision: str | None) -> str:
+    """ContentDescription (LO, at most 64 characters): what made the segmentation, with the inference precision."""
+    return f"segkit {__version__} automatic segmentation" + (f", inference precision {precision}" if precision else "")
+
+
+def build_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, list[int]], series_number: int = 300,
+                    precision: str | None = None):
+    """Build (not write) a highdicom Segmentation of a (z, y, x) label map over its source series.
+
+    The inference precision (fp32, bf16, fp16) goes into ContentDescription and the algorithm's
+    AlgorithmParameter (standard attributes, no private tags): bf16 and fp32 label maps of one model
+    can differ in boundary voxels (docs/benchmarks.md, bf16 vs fp32), so a reader can tell them apart.
+    """
     hd, pydicom = _import_highdicom()
     if len(source.files) == 1:
         raise UserError("DICOM-SEG over a multi-frame (enhanced) source series is not supported", source.files[0])
@@ -80,18 +92,20 @@ def build_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, l
     return hd.seg.Segmentation(
         source_images=datasets, pixel_array=masks,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_segment_descriptions(hd, names),
+        segment_descriptions=_segment_descriptions(hd, names, precision),
+        content_description=content_description(precision)[:64],
         series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="segkit", manufacturer_model_name="segkit", software_versions=__version__,
         device_serial_number="0", series_description="segkit segmentation", omit_empty_frames=False)
 
 
-def write_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, list[int]], path: str | Path) -> Path:
+def write_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, list[int]], path: str | Path,
+                    precision: str | None = None) -> Path:
     """Write a DICOM-SEG of a (z, y, x) label map over its source series atomically; return the path."""
     path = Path(path)
     if not segments:
         raise UserError("the plan declares no foreground labels to write as DICOM-SEG segments", path)
-    seg = build_dicom_seg(label, source, segments)
+    seg = build_dicom_seg(label, source, segments, precision=precision)
     with atomic_path(path, suffix=".dcm") as tmp:
         seg.save_as(tmp)
     return path

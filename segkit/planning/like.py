@@ -116,7 +116,8 @@ def match_normalization(source: dict, target_names: list[str], own: list[dict], 
 
 
 def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int, num_outputs: int, budget: int,
-                        labels: dict, where: Path, name: str, model: MemoryModel | None = None) -> dict:
+                        labels: dict, where: Path, name: str, model: MemoryModel | None = None,
+                        label_mode: str = "softmax") -> dict:
     """The source's configuration re-planned for the new data: median shape, batch, memory, mirror axes."""
     entry = {key: copy.deepcopy(source_entry[key]) for key in ADOPTED_KEYS if key in source_entry}
     spatial_dims = spatial_dims_of(entry)
@@ -142,7 +143,7 @@ def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int,
     })
     entry.setdefault("previous_stage", None)
     # the directions as the network sees them (identity in the canonical frame), exactly as `plan` does
-    return set_mirror_axes(entry, labels, case_directions(fingerprint))
+    return set_mirror_axes(entry, labels, case_directions(fingerprint), label_mode)
 
 
 def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: int, device: str,
@@ -154,7 +155,7 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
         raise UserError(f"--like: the source has configuration(s) {available}, none of those requested "
                         f"({', '.join(configurations)})", source.path)
     data = dataset_entries(info, fingerprint)
-    outputs, num_outputs = data["outputs"], data["num_outputs"]
+    outputs, num_outputs, label_mode = data["outputs"], data["num_outputs"], data["label_mode"]
     model = memory_model_for(device)
     normalization, channel_map = match_normalization(source.plans, info.channel_list,
                                                      planned_normalization(info, fingerprint), source.path)
@@ -166,7 +167,8 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
     entries = {name: adopt_configuration(source.plans["configurations"][name], fingerprint,
                                          info.num_channels + (len(outputs) if source.plans["configurations"][name]
                                                               .get("previous_stage") else 0),
-                                         num_outputs, budget, info.annotation_labels, source.path, name, model)
+                                         num_outputs, budget, info.annotation_labels, source.path, name, model,
+                                         label_mode)
                for name in chosen}
     first_arch = entries[chosen[0]]["architecture"]
     return {

@@ -26,7 +26,7 @@ from segkit.io.dataset import DatasetInfo
 from segkit.networks.registry import get_family
 from segkit.planning.architecture import make_architecture
 from segkit.planning.device_memory import MemoryModel, memory_model_for
-from segkit.planning.mirroring import configuration_array_axes, mirror_axes_for
+from segkit.planning.mirroring import PAIRS_KEY, SWAP_KEY, configuration_array_axes, mirror_axes_for, plan_mirror_pairs
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_for_family
 from segkit.preprocessing.orientation import CANONICAL, PLANS_KEY, orientation_summary
@@ -249,10 +249,17 @@ def orientation_entries(fingerprint: dict) -> dict:
     return {PLANS_KEY: CANONICAL, "training_orientations": orientation_summary(directions)}
 
 
-def set_mirror_axes(entry: dict, labels: dict, directions: list[list[float]]) -> dict:
-    """Drop the patient left/right axis from the entry's mirror_axes for lateralised labels; note why."""
-    axes, note = mirror_axes_for(labels, directions, entry.get("slice_axis"))
+def set_mirror_axes(entry: dict, labels: dict, directions: list[list[float]], label_mode: str = "softmax") -> dict:
+    """The entry's mirror_axes: lateralised labels keep left/right only with every pair swapped; note why.
+
+    A cascade stage never swaps: its input carries the previous stage's one-hot labels as channels.
+    """
+    swap_pairs = label_mode == "softmax" and not entry.get("previous_stage")
+    axes, note, swap_axis = mirror_axes_for(labels, directions, entry.get("slice_axis"), swap_pairs)
     entry["mirror_axes"] = axes
+    entry.pop(SWAP_KEY, None)
+    if swap_axis is not None:
+        entry[SWAP_KEY] = swap_axis
     if note is not None:
         entry["mirror_note"] = note
     return entry
@@ -284,6 +291,7 @@ def dataset_entries(info: DatasetInfo, fingerprint: dict) -> dict:
         "outputs": outputs,
         "regions_class_order": info.regions_class_order,
         "num_outputs": num_outputs,
+        PAIRS_KEY: plan_mirror_pairs(info.annotation_labels, label_mode),   # swapped by a left/right mirror
         **orientation_entries(fingerprint),
     }
 
@@ -297,7 +305,7 @@ def planned_normalization(info: DatasetInfo, fingerprint: dict) -> list[dict]:
 
 def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = PlanOptions()) -> dict:
     """The full plans.json content for a fingerprinted dataset."""
-    _, outputs, num_outputs = dataset_outputs(info)
+    label_mode, outputs, num_outputs = dataset_outputs(info)
     model = memory_model_for(options.device, options.calibration_path)
     price = _Pricer(info.num_channels, num_outputs, model)
     spacings = np.array([c["spacing"] for c in fingerprint["cases"]])
@@ -323,7 +331,7 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
             configurations[CASCADE] = plan_configuration(CASCADE, target_spacing, median_shape, num_cases,
                                                          cascade_price, options) | {"previous_stage": LOWRES}
     for entry in configurations.values():
-        set_mirror_axes(entry, info.annotation_labels, directions)
+        set_mirror_axes(entry, info.annotation_labels, directions, label_mode)
     return {
         **dataset_entries(info, fingerprint),
         "normalization": planned_normalization(info, fingerprint),

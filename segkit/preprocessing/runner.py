@@ -6,8 +6,7 @@ import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
+from segkit.console import progress_bar
 from segkit.errors import UserError
 from segkit.io.dataset import load_dataset, training_cases
 from segkit.jsonio import read_json
@@ -47,7 +46,7 @@ def load_plans(path: Path, configs: list[str]) -> dict:
 
 def run_tasks(tasks: list[CaseTask], num_workers: int, desc: str) -> None:
     """Preprocess tasks in this process (num_workers <= 1) or a spawn pool, one case in flight per worker."""
-    bar = tqdm(total=len(tasks), desc=desc, unit="case", disable=not tasks)
+    bar = progress_bar(total=len(tasks), desc=desc, unit="case", show=None if tasks else False)
     try:
         if num_workers <= 1 or len(tasks) <= 1:
             for task in tasks:

@@ -390,15 +390,57 @@ class PreviousStageToData(AbstractTransform):
                 sample[channel][labelled == small[int(np.random.randint(len(small)))]] = 0
 
 
+class PairSwapMirrorTransform(AbstractTransform):
+    """batchgenerators' MirrorTransform (per sample, each axis flipped with p 0.5, same random draws) whose
+    flip along `swap_axis` also exchanges the left/right label pairs in seg (`table`: value -> value).
+
+    A mirrored left hippocampus is a right one: without the swap the flip would teach the network
+    to call it left.
+    """
+
+    def __init__(self, axes: Sequence[int], swap_axis: int, table: np.ndarray):
+        self.axes, self.swap_axis, self.table = tuple(axes), swap_axis, np.asarray(table)
+
+    def _swap(self, seg: np.ndarray) -> np.ndarray:
+        """seg with every pair's values exchanged (values outside the table untouched)."""
+        values = np.rint(seg).astype(np.int64)
+        inside = (values >= 0) & (values < len(self.table))
+        swapped = np.where(inside, self.table[np.clip(values, 0, len(self.table) - 1)], values)
+        return np.where(inside, swapped.astype(seg.dtype), seg)
+
+    def __call__(self, **data_dict):
+        data, seg = data_dict["data"], data_dict.get("seg")
+        for b in range(len(data)):
+            np.random.uniform()   # MirrorTransform's p_per_sample draw (p 1): keeps the random stream alike
+            for axis in range(3):
+                if axis not in self.axes or (axis == 2 and data[b].ndim != 4) or np.random.uniform() >= 0.5:
+                    continue
+                data[b] = np.flip(data[b], axis + 1)
+                if seg is not None:
+                    seg[b] = np.flip(seg[b], axis + 1)
+                    if axis == self.swap_axis:
+                        seg[b] = self._swap(seg[b])
+        return data_dict
+
+
+def mirror_transform(mirror_axes: Sequence[int], swap: tuple[int, np.ndarray] | None) -> AbstractTransform:
+    """The mirroring step: batchgenerators' own, or the pair-swapping one when a flip exchanges left and right."""
+    if swap is None or swap[0] not in mirror_axes:
+        return MirrorTransform(tuple(mirror_axes))
+    return PairSwapMirrorTransform(mirror_axes, swap[0], swap[1])
+
+
 def build_transform(patch_size: Sequence[int], mirror_axes: Sequence[int] | None, ds_scales: Sequence[Sequence[int]],
                     label_mode: str, regions: Sequence[Sequence[int]] | None = None, augment: str = "full",
                     elastic: bool = False, ignore_label: int | None = None,
-                    previous_classes: Sequence[Sequence[int]] | None = None) -> Compose:
+                    previous_classes: Sequence[Sequence[int]] | None = None,
+                    mirror_swap: tuple[int, np.ndarray] | None = None) -> Compose:
     """The training transform: augmentation per level, then labels -> (deep-supervision) targets.
 
     previous_classes (a cascade stage): seg carries the previous stage's labels as channel 1; they
     are moved by the spatial transforms like the labels, then become one-hot data channels
-    (perturbed unless augment is "none").
+    (perturbed unless augment is "none"). mirror_swap (axis, value table): a flip along that axis
+    exchanges the left/right label pairs.
     """
     if augment not in AUGMENT_LEVELS:
         raise ValueError(f"unknown augmentation level {augment!r}")
@@ -414,7 +456,7 @@ def build_transform(patch_size: Sequence[int], mirror_axes: Sequence[int] | None
     if augment in ("full", "fast", "light"):
         transforms += _intensity_transforms()
         if mirror_axes:
-            transforms.append(MirrorTransform(tuple(mirror_axes)))
+            transforms.append(mirror_transform(mirror_axes, mirror_swap))
     if previous_classes is not None:
         transforms.append(PreviousStageToData(previous_classes, perturb=augment != "none"))
     transforms += [SegToTarget(label_mode, regions, ignore_label), DeepSupervisionTargets(ds_scales, label_mode)]

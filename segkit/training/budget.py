@@ -17,6 +17,7 @@ Both answer the trainer's questions, so the loop has no budget branches:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,23 @@ from segkit.training.schedule import Schedule, final_reserve, fit_to_budget, ref
 CALIBRATION_WARMUP = 2
 CALIBRATION_STEPS = 8
 REFIT_WINDOW = 3                      # epochs whose mean time the refit uses
+
+
+def process_started_at() -> float:
+    """time.monotonic() at which this process started (Linux /proc), else now.
+
+    `--time-budget M` is what the user's command takes, interpreter start and imports included;
+    a clock started inside `segkit train` left those seconds (14 s under load) outside the budget.
+    """
+    try:
+        with open("/proc/self/stat") as handle:
+            start_ticks = float(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+    return time.monotonic() - max(0.0, min(age, 3600.0))
 
 
 @dataclass
@@ -60,6 +78,9 @@ class NoBudget:
         """Nothing beyond the loop's own record."""
         return {}
 
+    def note_bookkeeping(self, seconds: float) -> None:
+        """Nothing to plan for."""
+
 
 @dataclass
 class TimeBudget:
@@ -68,6 +89,7 @@ class TimeBudget:
     budget_s: float
     started_at: float = field(default_factory=time.monotonic)
     clock: Callable[[], float] = time.monotonic
+    bookkeeping_s: float = 0.0           # longest measured end-of-epoch save (checkpoints, log, picture)
 
     def elapsed(self) -> float:
         """Seconds since the command started."""
@@ -96,7 +118,13 @@ class TimeBudget:
 
     def deadline(self, schedule: Schedule) -> float:
         """Elapsed seconds after which stepping stops (the epoch's validation and the final save still fit)."""
-        return self.budget_s - final_reserve(self.budget_s) - schedule.validation_cost_s
+        # after the last step come the epoch's save and the final save: each at least as long as the slowest seen
+        reserve = max(final_reserve(self.budget_s), 2 * self.bookkeeping_s)
+        return self.budget_s - reserve - schedule.validation_cost_s
+
+    def note_bookkeeping(self, seconds: float) -> None:
+        """Record how long an end-of-epoch save took (the deadline keeps room for two)."""
+        self.bookkeeping_s = max(self.bookkeeping_s, float(seconds))
 
     def stop_stepping(self, schedule: Schedule, info: dd.DistInfo) -> bool:
         """True once the deadline has passed (rank 0's clock for every rank)."""

@@ -14,7 +14,7 @@ from segkit.errors import UserError
 from segkit.io.dataset import load_dataset
 from segkit.jsonio import atomic_path, read_json
 from segkit.networks import build_network
-from segkit.planning.mirroring import anatomical_mirror_axes
+from segkit.planning.mirroring import SWAP_KEY, anatomical_mirror_axes
 from segkit.planning.plans import (
     label_mode_of,
     network_in_channels,
@@ -143,9 +143,12 @@ def _mirrored_entry(plans: dict, entry: dict, recipe: Recipe) -> tuple[dict, str
     """The entry with the recipe's mirror axes, and why; the model dir's plans carry them so TTA mirrors alike."""
     if recipe.mirroring == "planned":
         return entry, None
-    axes, why = anatomical_mirror_axes(plans, entry)
-    if axes != list(entry.get("mirror_axes", [])):
-        entry = copy.deepcopy(entry) | {"mirror_axes": axes, "mirror_note": why}
+    axes, why, swap_axis = anatomical_mirror_axes(plans, entry)
+    if axes != list(entry.get("mirror_axes", [])) or swap_axis != entry.get(SWAP_KEY):
+        entry = {k: v for k, v in copy.deepcopy(entry).items() if k != SWAP_KEY} | {"mirror_axes": axes,
+                                                                                   "mirror_note": why}
+        if swap_axis is not None:
+            entry[SWAP_KEY] = swap_axis
     return entry, why
 
 

@@ -49,6 +49,16 @@ def append_log(path: str | Path, record: dict) -> None:
         os.fsync(handle.fileno())
 
 
+def preload_plotting() -> None:
+    """Import matplotlib now (seconds on a loaded machine), so the first progress.png costs only the drawing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+    except ImportError:
+        pass
+
+
 def plot_progress(records: list[dict], path: str | Path) -> bool:
     """Loss, Dice and learning-rate curves; returns False (no picture) when matplotlib is missing."""
     try:
@@ -57,18 +67,21 @@ def plot_progress(records: list[dict], path: str | Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    epochs = [r["epoch"] for r in records if "epoch" in r]
+    records = [r for r in records if "epoch" in r]
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
-    ax_loss.plot(epochs, [r.get("train_loss") for r in records], label="train loss")
-    ax_loss.plot(epochs, [r.get("val_loss") for r in records], label="val loss")
+    # markers on every series: validation every k epochs, or only at the end, and a 1-epoch run still show
+    _series(ax_loss, records, "train_loss", "train loss", "C0", "o")
+    _series(ax_loss, records, "val_loss", "val loss", "C1", "s")
     ax_dice = ax_loss.twinx()
-    ax_dice.plot(epochs, [r.get("val_mean_dice") for r in records], "g", label="val mean Dice")
+    scope = "sampled" if any(r.get("val_scope") == "sampled" for r in records) else "full"
+    _series(ax_dice, records, "val_mean_dice", f"val mean Dice ({scope})", "g", "D")
     ax_dice.set_ylim(0, 1)
     ax_dice.set_ylabel("Dice")
     ax_loss.set_ylabel("loss")
-    ax_loss.legend(loc="upper left")
-    ax_dice.legend(loc="upper right")
-    ax_lr.plot(epochs, [r.get("lr") for r in records], "k")
+    for axis, where in ((ax_loss, "upper left"), (ax_dice, "upper right")):
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc=where)
+    _series(ax_lr, records, "lr", "learning rate", "k", ".")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("epoch")
     fig.tight_layout()
@@ -76,3 +89,12 @@ def plot_progress(records: list[dict], path: str | Path) -> bool:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
     return True
+
+
+def _series(axis, records: list[dict], key: str, label: str, colour: str, marker: str) -> int:
+    """Plot the epochs that have `key` (gaps skipped, every point marked); returns how many points."""
+    points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+    if points:
+        axis.plot([p[0] for p in points], [p[1] for p in points], color=colour, marker=marker, markersize=4,
+                  label=label)
+    return len(points)

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from segkit import oom, workdir
+from segkit.console import progress_bar, say
 from segkit.jsonio import read_json, write_json
 from segkit.networks import build_network
+from segkit.planning.mirroring import training_swap
 from segkit.training import checkpoint as ckpt
 from segkit.training import distributed as dd
 from segkit.training import speed
@@ -34,6 +35,7 @@ from segkit.training.records import (
     append_log,
     peak_memory_bytes,
     plot_progress,
+    preload_plotting,
     read_log,
     write_log,
 )
@@ -55,6 +57,8 @@ class RunState:
     schedule: Schedule | None = None
     epoch_seconds: list[float] = field(default_factory=list)
     step_seconds: float = 0.0            # wall seconds inside optimiser steps (the budget's step share)
+    step_seconds_before: float = 0.0     # of those, spent by earlier commands (a resumed run): not this command's share
+    stopped_by: str = "epochs"           # why the loop ended: epochs, time_budget or early_stopping
 
 
 @dataclass
@@ -116,12 +120,15 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
         _restore(setup, model, optimizer, scaler, state)
     elif info.is_main:
         write_log(setup.fold_dir / "log.jsonl", [])
+    if info.is_main:
+        preload_plotting()   # matplotlib's import lands in the start-up the budget's fit sees, not after the deadline
     net = speed.compile_network(dd.wrap_model(model, info, device), setup.speed)
     batch_size = dd.per_rank_batch_size(int(entry["batch_size"]), info)
     sampler = PatchSampler(setup.train_cases, sample_size_for(patch, recipe.augment), batch_size, setup.spatial_dims,
                            recipe.foreground_fraction, patch)
     transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
-                                recipe.augment, recipe.elastic, setup.ignore_label, setup.previous_classes)
+                                recipe.augment, recipe.elastic, setup.ignore_label, setup.previous_classes,
+                                training_swap(plans, entry))
     return Run(setup=setup, info=info, budget=make_budget(setup.time_budget_s, setup.started_at), model=model,
                net=net, optimizer=optimizer, scaler=scaler, autocast=autocast,
                loss_fn=build_loss(setup.label_mode, ds_scales, setup.use_batch_dice),
@@ -162,29 +169,38 @@ def run_steps(run: Run, epoch: int, count: int, schedule: Schedule | None = None
     With a schedule (real epochs) the lr follows the recipe's poly decay, the step counter advances
     and the budget may stop the epoch early; without one (calibration) nothing but the weights moves.
     """
-    setup, info, device, state = run.setup, run.info, run.setup.device, run.state
+    setup, info, device = run.setup, run.info, run.setup.device
     loader = epoch_loader(EpochBatches(run.sampler, run.transform, setup.seed, epoch, info.rank, count),
                           setup.num_workers, pin_memory=device.type == "cuda")
-    bar = f"epoch {epoch + 1}/{schedule.epochs}" if schedule else None
+    # the bar's text stays fixed while the budget refits the epoch count (no "4 -> 3 -> 4" flicker)
+    bar = f"epoch {epoch + 1}" if schedule else None
+    show = None if (setup.progress and info.is_main and bar) else False
     losses: list[float] = []
-    for batch in tqdm(loader, total=count, desc=bar, disable=not (setup.progress and info.is_main and bar),
-                      leave=False, mininterval=2.0):
-        if schedule is not None:
-            lr = run.tuning.lr_at(state.step, setup.recipe.lr, schedule, setup.recipe.lr_exponent)
-            for group in run.optimizer.param_groups:
-                group["lr"] = lr
-        data, targets = to_device(batch, device, setup.speed.channels_last)
-        step_start = time.monotonic()
-        losses.append(train_step(run.net, data, targets, run.loss_fn, run.optimizer, run.scaler, run.autocast,
-                                 setup.recipe.grad_clip))
-        state.step_seconds += time.monotonic() - step_start     # the budget's step share (calibration included)
-        if step_ends is not None:
-            step_ends.append(time.monotonic())
-        if schedule is not None:
-            state.step += 1
-            if run.budget.stop_stepping(schedule, info):
+    with progress_bar(loader, total=count, desc=bar, show=show, leave=False, mininterval=2.0) as batches:
+        for batch in batches:
+            if _step(run, batch, schedule, step_ends, losses):
                 break
     return losses
+
+
+def _step(run: Run, batch: dict, schedule: Schedule | None, step_ends: list[float] | None, losses: list[float]) -> bool:
+    """One step of run_steps (lr, optimiser step, clocks); True when the budget says stop."""
+    setup, info, device, state = run.setup, run.info, run.setup.device, run.state
+    if schedule is not None:
+        lr = run.tuning.lr_at(state.step, setup.recipe.lr, schedule, setup.recipe.lr_exponent)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+    data, targets = to_device(batch, device, setup.speed.channels_last)
+    step_start = time.monotonic()
+    losses.append(train_step(run.net, data, targets, run.loss_fn, run.optimizer, run.scaler, run.autocast,
+                             setup.recipe.grad_clip))
+    state.step_seconds += time.monotonic() - step_start     # the budget's step share (calibration included)
+    if step_ends is not None:
+        step_ends.append(time.monotonic())
+    if schedule is not None:
+        state.step += 1
+        return run.budget.stop_stepping(schedule, info)
+    return False
 
 
 def _time_steps(run: Run, count: int) -> list[float]:
@@ -202,7 +218,9 @@ def run_validation(run: Run) -> dict:
     counts = validate(run.model, cases, run.patch, setup.spatial_dims, setup.plans["num_outputs"],
                       setup.label_mode, lambda seg: run.to_target(seg=seg)["target"], run.val_loss_fn, setup.device,
                       setup.precision)
-    return _validation_summary(setup, counts, run.info)
+    # sampled regions lie around the structures and overstate the whole-case Dice: say which it was
+    scope = {"val_scope": "sampled", "val_fraction": round(fraction, 4)} if fraction < 1 else {"val_scope": "full"}
+    return _validation_summary(setup, counts, run.info) | scope
 
 
 def update_best(state: RunState, mean_dice: float | None) -> bool:
@@ -228,25 +246,53 @@ def end_epoch(run: Run, schedule: Schedule, record: dict, improved: bool, epoch_
     if change:
         record["schedule_change"] = change
     stop = bool(setup.early_stop and state.stale >= setup.early_stop)
+    if stop:
+        state.stopped_by = "early_stopping"
     if steps_run < schedule.iterations_per_epoch:
         record["budget_cut"] = f"time budget reached after {steps_run} steps of this epoch"
-        stop = True
+        stop, state.stopped_by = True, "time_budget"
     schedule.epochs, stop_all = dd.broadcast_ints([schedule.epochs, int(stop)], info)
     if (stop_all or state.epoch >= schedule.epochs) and "val_mean_dice" not in record:
         record |= run_validation(run)
         improved = update_best(state, record["val_mean_dice"])
     if info.is_main:
+        saving = time.monotonic()
         _save_epoch(setup, run.model, run.optimizer, run.scaler, state, record, improved)
+        run.budget.note_bookkeeping(time.monotonic() - saving)
+        if setup.progress:
+            say(epoch_line(record, schedule.epochs, steps_run))
     dd.barrier(info)
     return bool(stop_all)
+
+
+def epoch_line(record: dict, epochs: int, steps_run: int) -> str:
+    """The one console line per epoch: loss, validation Dice (sampled or full), epoch time and steps/s."""
+    seconds = float(record["epoch_time_s"])
+    dice = record.get("val_mean_dice")
+    if "val_scope" not in record:
+        validation = "not validated this epoch"
+    elif record["val_scope"] == "sampled":
+        shown = f"{dice:.4f}" if dice is not None else "n/a"
+        validation = f"val Dice {shown} (sampled: {record['val_fraction']:.0%} of each case, near the structures)"
+    else:
+        validation = f"val Dice {dice:.4f} (full cases)" if dice is not None else "val Dice n/a (full cases)"
+    return (f"epoch {record['epoch'] + 1}/{epochs}: loss {record['train_loss']:.4f}, {validation}, "
+            f"{seconds:.1f} s, {steps_run / max(seconds, 1e-9):.2f} steps/s")
 
 
 def finish(run: Run, schedule: Schedule, stopped_early: bool) -> dict:
     """Rank 0 writes checkpoint_final.pt and the final schedule; returns the final record."""
     state, setup = run.state, run.setup
+    fraction = schedule.validation_fraction
+    if state.stopped_by == "epochs" and isinstance(run.budget, TimeBudget) and schedule.epochs < setup.recipe.epochs:
+        state.stopped_by = "time_budget"     # the budget decided the epoch count (and may have cut the last one)
     final = {"epochs_run": state.epoch, "steps": state.step, "best_val_mean_dice": state.best_dice,
-             "stopped_early": stopped_early, "elapsed_s": round(run.budget.elapsed(), 1),
-             "step_seconds": round(state.step_seconds, 1)} | run.budget.final_record(state.step_seconds)
+             # stopped_early is early stopping only; a budget cut or refit is stopped_by "time_budget"
+             "stopped_early": stopped_early and state.stopped_by == "early_stopping", "stopped_by": state.stopped_by,
+             "validation": {"scope": "sampled", "fraction": round(fraction, 4)} if fraction < 1 else {"scope": "full"},
+             "elapsed_s": round(run.budget.elapsed(), 1),
+             "step_seconds": round(state.step_seconds, 1)} | run.budget.final_record(
+                 state.step_seconds - state.step_seconds_before)
     if run.info.is_main:
         ckpt.save_checkpoint(workdir.checkpoint_path(setup.fold_dir, "final"),
                              _checkpoint_payload(setup, run.model, run.optimizer, run.scaler, state) | {"final": final})
@@ -323,6 +369,7 @@ def _restore(setup: TrainSetup, model, optimizer, scaler, state: RunState) -> No
     state.best_dice, state.stale = payload["best_dice"], payload["stale"]
     state.epoch_seconds = list(payload.get("epoch_seconds", []))
     state.step_seconds = float(payload.get("step_seconds", 0.0))
+    state.step_seconds_before = state.step_seconds
     sched = payload.get("schedule")
     if sched:
         sched = {k: v for k, v in sched.items() if k != "total_steps"}

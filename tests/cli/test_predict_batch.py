@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import torch
 from batch_data import dicom_study_from_nifti, make_broken_batch, write_file_case
 from inference_fixtures import make_model_dir, read_array, read_geometry
 
@@ -62,7 +63,15 @@ def test_dicom_study_gives_nifti_and_dicom_seg_on_the_source_geometry(tmp_path, 
         np.testing.assert_array_equal(frames[index] > 0, labels[k] == segment)
     report = json.loads((out / "report.json").read_text())
     assert report["cases"][0]["outputs"] == {"label": "study.nii.gz", "dicom_seg": "study_seg.dcm",
-                                             "provenance": "study_provenance.json"}
+                                             "provenance": "study_provenance.json", "qc": "study_qc.png"}
+    # the arithmetic used (auto resolved on this machine) is in report.json and in the SEG's standard attributes
+    from segkit.inference.acceleration import resolve_precision
+
+    used = resolve_precision("auto", torch.device("cpu"))
+    assert report["backend"]["precision"] == used and report["options"]["precision"] == "auto"
+    assert seg.ContentDescription.endswith(f"inference precision {used}") and len(seg.ContentDescription) <= 64
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert f"precision={used}" in str(algorithm.AlgorithmParameters)
 
 
 def test_ten_cases_three_broken_exit_1_with_reasons(tmp_path, model, capsys):
@@ -242,6 +251,13 @@ def test_continue_refuses_outputs_of_another_model(tmp_path, model):
     assert predict(*argv, "-m", str(model), "--batch") == 0
     assert predict(*argv, "-m", str(other), "--continue") == 2
     assert predict(*argv, "-m", str(model), "--continue") == 0
+    # bf16 and fp32 label maps of one model can differ: continuing in another precision is refused
+    from segkit.inference.acceleration import resolve_precision
+
+    used = resolve_precision("auto", torch.device("cpu"))
+    assert predict(*argv, "-m", str(model), "--continue", "--precision", used) == 0
+    other = "bf16" if used == "fp32" else "fp32"
+    assert predict(*argv, "-m", str(model), "--continue", "--precision", other) == 2
     nested = tmp_path / "in" / "results"
     for flag in ("--batch", "--continue"):  # the second run finds the results folder inside the input
         assert predict("-i", str(tmp_path / "in"), "-o", str(nested), "-m", str(model), flag, *FAST) == 0

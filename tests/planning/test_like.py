@@ -163,7 +163,9 @@ def test_like_itself_keeps_every_field_that_affects_training_or_prediction(tmp_p
     dataset = _lateral_sparse(tmp_path / "Lateral", ["RAS"])
     fresh, work, _ = plan_and_write_cli(dataset, tmp_path / "fresh")
     assert fresh["canonical_orientation"] == "LPS" and fresh["ignore_label"] == 3
-    assert all(e["mirror_axes"] == [0, 1] or 2 not in e["mirror_axes"] for e in fresh["configurations"].values())
+    # Left/Right-Blob are a pair: left/right is mirrored with the pair swapped (#27)
+    assert fresh["mirror_pairs"] == [[1, 2]]
+    assert all("mirror_swap_axis" in e for e in fresh["configurations"].values())
     like, _, _ = plan_like_and_write(dataset, str(work), work_dir=tmp_path / "like",
                                      configurations=tuple(fresh["configurations"]))
     assert set(like["configurations"]) == set(fresh["configurations"])
@@ -179,11 +181,12 @@ def test_like_from_another_dataset_takes_the_data_fields_of_the_new_one(tmp_path
     like, _, _ = plan_like_and_write(target, str(source_work), work_dir=tmp_path / "like",
                                      configurations=tuple(fresh["configurations"]))
     for key in ("canonical_orientation", "training_orientations", "ignore_label", "labels", "outputs", "label_mode",
-                "regions_class_order", "num_outputs", "channel_names", "num_channels"):
+                "regions_class_order", "num_outputs", "channel_names", "num_channels", "mirror_pairs"):
         assert like.get(key, "<missing>") == fresh[key], key
     for name, entry in like["configurations"].items():
         assert entry["mirror_axes"] == fresh["configurations"][name]["mirror_axes"], name
         assert entry.get("mirror_note") == fresh["configurations"][name].get("mirror_note"), name
+        assert entry.get("mirror_swap_axis") == fresh["configurations"][name].get("mirror_swap_axis"), name
 
 
 def write_lateral_source(root: Path) -> Path:

@@ -135,15 +135,26 @@ def test_auto_network_is_reversible_for_a_gpu_budget_and_unet_for_this_cpu(tiny_
     assert gpu_plans["configurations"]["3d_fullres"]["architecture"]["family"] == "revmbconv"
 
 
-def _lateral_info(root):
+def _lateral_info(root, right_name="Caudate-Right"):
     (root / "imagesTr").mkdir(parents=True)
     (root / "dataset.json").write_text(json.dumps(
-        {"channel_names": {"0": "T1"}, "labels": {"background": 0, "thalamus_left": 1, "Thalamus-Right": 2, "lateral_vent": 3},
+        {"channel_names": {"0": "T1"}, "labels": {"background": 0, "thalamus_left": 1, right_name: 2, "lateral_vent": 3},
          "file_ending": ".nii.gz"}))
     return load_dataset(root)
 
 
-def test_lateralised_labels_are_not_mirrored_along_left_right(tmp_path, one_channel_info) -> None:
+def test_paired_lateralised_labels_are_mirrored_along_left_right_with_the_pairs_swapped(tmp_path) -> None:
+    info = _lateral_info(tmp_path / "lateral", right_name="Thalamus-Right")
+    fingerprint = _fingerprint([2.0, 1.0, 1.0], [60, 80, 80])
+    fingerprint["canonical_orientation"] = "LPS"
+    plans = plan_dataset(info, fingerprint, PlanOptions(network="unet", configurations=("3d_fullres", "2d")))
+    assert plans["mirror_pairs"] == [[1, 2]]
+    fullres, two_d = plans["configurations"]["3d_fullres"], plans["configurations"]["2d"]
+    assert fullres["mirror_axes"] == [0, 1, 2] and fullres["mirror_swap_axis"] == 2 and "swapped" in fullres["mirror_note"]
+    assert two_d["mirror_axes"] == [0, 1] and two_d["mirror_swap_axis"] == 1     # its axes are array axes (1, 2)
+
+
+def test_lateralised_labels_without_partners_are_not_mirrored_along_left_right(tmp_path, one_channel_info) -> None:
     from segkit.planning.mirroring import lateralised_labels
 
     assert lateralised_labels({"hippo_l": 1, "R_caudate": 2, "lh.white": 3, "lateral": 4, "rhombus": 5, "liver": 6}) == \
@@ -153,8 +164,9 @@ def test_lateralised_labels_are_not_mirrored_along_left_right(tmp_path, one_chan
     options = PlanOptions(network="unet", configurations=("3d_fullres", "2d"))
     # identity direction: ITK index axis 0 (= array axis 2) is the patient's x (left/right)
     plans = plan_dataset(info, fingerprint, options)
-    assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]
+    assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1] and plans["mirror_pairs"] == []
     assert "left/right" in plans["configurations"]["3d_fullres"]["mirror_note"]
+    assert "mirror_swap_axis" not in plans["configurations"]["3d_fullres"]
     two_d = plans["configurations"]["2d"]               # slice axis 0: its axes are array axes (1, 2)
     assert two_d["slice_axis"] == 0 and two_d["mirror_axes"] == [0] and "mirror_note" in two_d
     # index axis 2 along x (row-major direction, column 2 = (1, 0, 0)): array axis 0 is left/right

@@ -1,5 +1,6 @@
 """The batched torch augmentations of the `fast` level: geometry, labels outside the crop, intensity transforms."""
 
+import itertools
 import math
 
 import numpy as np
@@ -111,3 +112,31 @@ def test_morphology_in_the_box_equals_the_whole_volume_operation():
             full |= mask
         assert np.array_equal(morphology(mask, operation, radius), full), operation
     assert ball(1.0, 3).sum() == 7 and ball(2.0, 2).shape == (5, 5)
+
+
+def test_pair_swap_mirroring_flips_like_batchgenerators_and_swaps_the_pairs_on_left_right_flips():
+    from batchgenerators.transforms.spatial_transforms import MirrorTransform
+
+    from segkit.training.augmentation import PairSwapMirrorTransform
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(6, 1, 4, 5, 6)).astype(np.float32)
+    seg = rng.integers(0, 4, size=(6, 1, 4, 5, 6)).astype(np.float32)
+    table = np.array([0, 2, 1, 3])           # pair (1, 2); 3 is a midline structure
+    np.random.seed(7)
+    plain = MirrorTransform((0, 1, 2))(data=data.copy(), seg=seg.copy())
+    np.random.seed(7)
+    swapped = PairSwapMirrorTransform((0, 1, 2), 2, table)(data=data.copy(), seg=seg.copy())
+    # the same random draws: the same flips of the image
+    np.testing.assert_array_equal(plain["data"], swapped["data"])
+    lr_flips = []
+    for b in range(len(data)):
+        flips = [dims for dims in itertools.chain.from_iterable(itertools.combinations((1, 2, 3), r) for r in range(4))
+                 if np.array_equal(np.flip(data[b], dims) if dims else data[b], plain["data"][b])]
+        assert len(flips) == 1
+        lr_flips.append(3 in flips[0])
+        # a sample flipped along left/right has its pairs exchanged, the others keep their labels
+        expected = table[plain["seg"][b].astype(int)] if lr_flips[-1] else plain["seg"][b]
+        np.testing.assert_array_equal(swapped["seg"][b], expected)
+    assert any(lr_flips) and not all(lr_flips)     # seed 7: some samples flipped left/right, some not
+    assert set(np.unique(swapped["seg"])) <= {0, 1, 2, 3}

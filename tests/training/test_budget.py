@@ -116,3 +116,28 @@ def test_ranks_follow_rank_zeros_budget_decisions(tmp_path):
     deadline_step = int((100 - final_reserve(100)) // 2.0) + 1     # first step past rank 0's deadline
     decided = (12, 40, 4, "sampled", 0.123)
     assert results == [(0, deadline_step, 3, decided), (1, deadline_step, 3, decided)]
+
+
+def test_the_budget_clock_starts_with_the_process():
+    """#24 item 7: interpreter start and imports count (a clock started in `segkit train` missed ~14 s under load)."""
+    import subprocess
+    import sys
+    import time
+
+    from segkit.training.budget import process_started_at
+
+    age = time.monotonic() - process_started_at()
+    assert 0 < age < 3600
+    script = ("import time; time.sleep(1.5); from segkit.training.budget import process_started_at; "
+              "print(time.monotonic() - process_started_at())")
+    child = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    assert child >= 1.4, "the sleep before the import is inside the budget"
+
+
+def test_the_deadline_keeps_room_for_two_saves_as_slow_as_the_slowest_seen():
+    budget = TimeBudget(60.0, started_at=0.0, clock=FakeClock(0.0))
+    schedule = Schedule(10, 5, validation="end", validation_fraction=0.02)
+    before = budget.deadline(schedule)
+    budget.note_bookkeeping(4.0)
+    budget.note_bookkeeping(1.0)
+    assert budget.deadline(schedule) == pytest.approx(before + final_reserve(60.0) - 8.0)

@@ -1,0 +1,75 @@
+"""`segkit serve --config node.toml`: the DICOM node (receive, predict, send back); `--status` reports on it.
+
+Argument parsing only: the node is `segkit.pacs.node.Node`; see docs/deployment.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the serve subcommand."""
+    parser = subparsers.add_parser(
+        "serve", help="run a DICOM node: receive studies from the PACS, segment them, send DICOM-SEG back",
+        description="A C-STORE SCP for allowlisted peers; each complete series (or study, for multi-channel models) "
+                    "is predicted and its DICOM-SEG sent to the configured destination. Needs the pacs extra: "
+                    "pip install 'segkit-revmb[pacs]'. Configuration: docs/deployment.md.")
+    parser.add_argument("--config", required=True, help="the node's TOML file")
+    parser.add_argument("--status", action="store_true",
+                        help="print the journal's state (counts per state, queue depth, last errors) as JSON and exit")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT, or print the status."""
+    from segkit.pacs.config import load_config
+
+    config = load_config(args.config)
+    if args.status:
+        return print_status(config)
+    _require_pynetdicom()
+    import logging
+    import signal
+
+    from segkit.pacs.node import Node
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)   # per-association chatter; our own lines say what matters
+    node = Node(config)
+    node.start()
+    signal.signal(signal.SIGTERM, lambda *_: node._stop.set())
+    try:
+        node.wait()
+    except KeyboardInterrupt:
+        pass
+    node.stop()
+    return 0
+
+
+def print_status(config) -> int:
+    """Print the journal's summary; a node that never ran is a UserError."""
+    from segkit.errors import UserError
+    from segkit.pacs.journal import Journal
+    from segkit.pacs.node import status_summary
+
+    if not config.journal_path.is_file():
+        raise UserError("no journal yet (the node has not run with this storage)", config.journal_path)
+    journal = Journal(config.journal_path)
+    try:
+        print(json.dumps(status_summary(journal), indent=2))
+    finally:
+        journal.close()
+    return 0
+
+
+def _require_pynetdicom() -> None:
+    """pynetdicom is the optional pacs extra: name it when missing."""
+    from segkit.errors import UserError
+
+    try:
+        import pynetdicom  # noqa: F401
+    except ImportError:
+        raise UserError("segkit serve needs the optional 'pacs' extra: pip install 'segkit-revmb[pacs]'") from None

@@ -1,0 +1,35 @@
+"""Progress output: a tqdm bar only on a terminal, plain lines everywhere else.
+
+A bar redraws its line with carriage returns; in a log file (`segkit train > log`, a batch
+job, CI) those become garbage, so every bar in segkit is made here and is off unless stderr
+is a terminal. Lines meant to stay (one per epoch, one per case) go through `say`, which
+prints above a live bar instead of gluing onto it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from tqdm import tqdm
+
+
+def on_terminal() -> bool:
+    """True when stderr (where bars go) is an interactive terminal."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):   # a closed or replaced stream
+        return False
+
+
+def progress_bar(iterable: Iterable | None = None, *, show: bool | None = None, **options: Any) -> tqdm:
+    """A tqdm bar, disabled unless `show` (default: stderr is a terminal)."""
+    visible = on_terminal() if show is None else show
+    return tqdm(iterable, disable=not visible, **options)
+
+
+def say(message: str) -> None:
+    """Print one line to stdout, above any live bar (never glued to an unfinished one)."""
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()

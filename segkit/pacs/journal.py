@@ -1,0 +1,280 @@
+"""The node's durable journal (SQLite): one row per unit of work and the state it is in.
+
+A *unit* is what one prediction consumes: a series (one-channel models) or a study (models
+fed several series through a channel map). States, in order::
+
+    receiving -> queued -> predicting -> sending -> done
+                                 \\            \\
+                                  +-> failed <-+   (after max_attempts tries, with the reason)
+
+Every change is committed with ``synchronous=FULL`` before the node acts on it, so a kill -9 at
+any moment leaves a journal that `recover` turns back into work: ``predicting`` goes back to
+``queued`` (the prediction is redone), ``sending`` stays ``sending`` (its result file is on
+disk; the SEG's UIDs are derived from the input, so a re-send is the same instance).
+``generation`` counts instances that arrived after the unit left ``receiving``: a prediction
+that started on an older generation is thrown away and the unit waits for quiet again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+STATES = ("receiving", "queued", "predicting", "sending", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS units (
+    key TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    state TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,
+    instances INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    send_attempts INTEGER NOT NULL DEFAULT 0,
+    last_instance_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    reason TEXT,
+    seg_uid TEXT,
+    source TEXT NOT NULL DEFAULT 'push',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    predict_seconds REAL,
+    send_seconds REAL
+);
+CREATE INDEX IF NOT EXISTS units_state ON units (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS instances (
+    key TEXT NOT NULL,
+    sop_uid TEXT NOT NULL,
+    PRIMARY KEY (key, sop_uid)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One row of the journal."""
+
+    key: str
+    study_uid: str
+    folder: str
+    state: str
+    generation: int
+    instances: int
+    attempts: int
+    send_attempts: int
+    last_instance_at: float
+    next_attempt_at: float
+    reason: str | None
+    seg_uid: str | None
+    source: str
+    created_at: float
+    updated_at: float
+    predict_seconds: float | None
+    send_seconds: float | None
+
+
+class Journal:
+    """Thread-safe access to the journal file; every method is one committed transaction."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # one connection shared by the node's threads behind a lock: SQLite serialises writers anyway
+        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")   # a committed state survives power loss, not only kill -9
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (rollback on error) under the lock."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def processed(self, key: str, sop_uid: str) -> bool:
+        """True when this instance is already part of a unit that left ``receiving``/``queued`` (a re-send)."""
+        with self._lock:
+            row = self._db.execute("SELECT u.state FROM units u JOIN instances i ON i.key = u.key "
+                                   "WHERE u.key = ? AND i.sop_uid = ?", (key, sop_uid)).fetchone()
+        return row is not None and row[0] not in ("receiving", "queued")
+
+    def instance_arrived(self, key: str, study_uid: str, folder: str, sop_uid: str, source: str = "push") -> bool:
+        """Record one stored instance of a unit; True when the instance is new to the unit.
+
+        A new unit starts receiving, a known one restarts its quiet timer. A new instance for a
+        unit past ``receiving`` reopens it (a grown series gets a new SEG); the same instance again
+        (a re-send, identical SOP Instance UID) changes nothing.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            new = db.execute("INSERT OR IGNORE INTO instances (key, sop_uid) VALUES (?, ?)", (key, sop_uid)).rowcount > 0
+            row = db.execute("SELECT state FROM units WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO units (key, study_uid, folder, state, instances, last_instance_at, source, "
+                           "created_at, updated_at) VALUES (?, ?, ?, 'receiving', 1, ?, ?, ?, ?)",
+                           (key, study_uid, folder, now, source, now, now))
+                return True
+            if not new:
+                if row["state"] in ("receiving", "queued"):
+                    db.execute("UPDATE units SET state = 'receiving', last_instance_at = ? WHERE key = ?", (now, key))
+                return False
+            if row["state"] == "predicting":   # the running prediction is stale; the worker sees the new generation
+                db.execute("UPDATE units SET instances = instances + 1, generation = generation + 1, "
+                           "last_instance_at = ?, updated_at = ? WHERE key = ?", (now, now, key))
+                return True
+            db.execute("UPDATE units SET state = 'receiving', instances = instances + 1, generation = generation + 1, "
+                       "last_instance_at = ?, updated_at = ?, reason = NULL, attempts = 0, send_attempts = 0, "
+                       "next_attempt_at = 0 WHERE key = ?", (now, now, key))
+        return True
+
+    def instance_uids(self, key: str) -> list[str]:
+        """The SOP Instance UIDs a unit was received with, sorted."""
+        with self._lock:
+            rows = self._db.execute("SELECT sop_uid FROM instances WHERE key = ? ORDER BY sop_uid", (key,)).fetchall()
+        return [row[0] for row in rows]
+
+    def queue_quiet(self, quiet_seconds: float) -> list[str]:
+        """Move units that received nothing for quiet_seconds from receiving to queued; their keys."""
+        now = time.time()
+        with self._transaction() as db:
+            keys = [r["key"] for r in db.execute("SELECT key FROM units WHERE state = 'receiving' "
+                                                 "AND last_instance_at <= ? ORDER BY last_instance_at",
+                                                 (now - quiet_seconds,))]
+            db.executemany("UPDATE units SET state = 'queued', updated_at = ? WHERE key = ?", [(now, k) for k in keys])
+        return keys
+
+    def claim(self, state: str, new_state: str) -> Unit | None:
+        """Take the oldest due unit in state and move it to new_state (None when there is none)."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT * FROM units WHERE state = ? AND next_attempt_at <= ? "
+                             "ORDER BY next_attempt_at, updated_at LIMIT 1", (state, now)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE units SET state = ?, updated_at = ? WHERE key = ?", (new_state, now, row["key"]))
+        return Unit(**{**dict(row), "state": new_state})
+
+    def next_due(self, state: str) -> float | None:
+        """When the earliest unit in state becomes due (None when none waits)."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(next_attempt_at) FROM units WHERE state = ?", (state,)).fetchone()
+        return row[0]
+
+    def predicted(self, key: str, generation: int, seg_uid: str, seconds: float) -> bool:
+        """predicting -> sending when nothing arrived meanwhile (True); else back to receiving (False)."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT generation FROM units WHERE key = ? AND state = 'predicting'", (key,)).fetchone()
+            if row is None:
+                return False
+            if row["generation"] != generation:
+                db.execute("UPDATE units SET state = 'receiving', updated_at = ? WHERE key = ?", (now, key))
+                return False
+            db.execute("UPDATE units SET state = 'sending', seg_uid = ?, predict_seconds = ?, reason = NULL, "
+                       "next_attempt_at = 0, updated_at = ? WHERE key = ?", (seg_uid, seconds, now, key))
+        return True
+
+    def sent(self, key: str, seconds: float) -> None:
+        """sending -> done."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("UPDATE units SET state = 'done', send_seconds = ?, reason = NULL, updated_at = ? "
+                       "WHERE key = ? AND state = 'sending'", (seconds, now, key))
+            db.execute("INSERT INTO events (at, key, kind, message) VALUES (?, ?, 'done', 'sent')", (now, key))
+
+    def attempt_failed(self, key: str, state: str, reason: str, max_attempts: int, delay: float,
+                       permanent: bool = False) -> str:
+        """Count a failed try in state ('predicting' or 'sending'); retry after delay or fail for good. The new state."""
+        now = time.time()
+        column = "attempts" if state == "predicting" else "send_attempts"
+        retry_state = "queued" if state == "predicting" else "sending"
+        with self._transaction() as db:
+            row = db.execute(f"SELECT {column} FROM units WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return "missing"
+            tries = row[0] + 1
+            new_state = "failed" if permanent or tries >= max_attempts else retry_state
+            db.execute(f"UPDATE units SET state = ?, {column} = ?, reason = ?, next_attempt_at = ?, updated_at = ? "
+                       "WHERE key = ?", (new_state, tries, reason, now + delay, now, key))
+            db.execute("INSERT INTO events (at, key, kind, message) VALUES (?, ?, ?, ?)",
+                       (now, key, "failed" if new_state == "failed" else "retry", f"{state}: {reason}"))
+        return new_state
+
+    def recover(self) -> dict[str, int]:
+        """After a restart: interrupted predictions go back to the queue, receiving units wait a full quiet period.
+
+        The quiet timer restarts because a sender whose transfer the crash cut off re-sends only
+        once the node is back; without the restart a half-received series would be predicted at once.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("UPDATE units SET last_instance_at = ? WHERE state = 'receiving'", (now,))
+            predicting = db.execute("UPDATE units SET state = 'queued', updated_at = ? WHERE state = 'predicting'",
+                                    (now,)).rowcount
+            sending = db.execute("SELECT COUNT(*) FROM units WHERE state = 'sending'").fetchone()[0]
+        return {"predicting": predicting, "sending": sending}
+
+    def unit(self, key: str) -> Unit | None:
+        """One unit by key."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM units WHERE key = ?", (key,)).fetchone()
+        return Unit(**dict(row)) if row is not None else None
+
+    def units(self, state: str | None = None) -> list[Unit]:
+        """All units (in one state), oldest first."""
+        with self._lock:
+            query = "SELECT * FROM units" + (" WHERE state = ?" if state else "") + " ORDER BY created_at"
+            rows = self._db.execute(query, (state,) if state else ()).fetchall()
+        return [Unit(**dict(row)) for row in rows]
+
+    def known(self, key: str) -> bool:
+        """True when the unit has a row."""
+        return self.unit(key) is not None
+
+    def counts(self) -> dict[str, int]:
+        """Units per state (every state listed, zeros included)."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM units GROUP BY state").fetchall()
+        counts = dict.fromkeys(STATES, 0)
+        counts.update({state: n for state, n in rows})
+        return counts
+
+    def last_errors(self, limit: int = 10) -> list[dict]:
+        """The most recent retries and failures, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT at, key, kind, message FROM events WHERE kind != 'done' "
+                                    "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(row) for row in rows]
+
+    def timings(self) -> dict[str, float | int | None]:
+        """Mean predict and send seconds over done units."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*), AVG(predict_seconds), AVG(send_seconds) FROM units "
+                                   "WHERE state = 'done'").fetchone()
+        return {"done": row[0], "mean_predict_seconds": row[1], "mean_send_seconds": row[2]}

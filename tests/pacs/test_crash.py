@@ -1,0 +1,102 @@
+"""kill -9 at random moments during a 20-series run, then restart: every series gets exactly one SEG in Orthanc."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from pacs_helpers import free_port, node_config, wait_for, write_series
+
+from segkit.pacs.journal import Journal
+
+pytest.importorskip("pynetdicom", reason="the pacs extra (pynetdicom) is not installed")
+
+
+def _serve(config, log):
+    """`segkit serve` in a child process (what systemd runs)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-m", "segkit", "serve", "--config", str(config)], stdout=log,
+                            stderr=subprocess.STDOUT, env=env)
+
+
+def _listening(port: int) -> bool:
+    """True once the node accepts TCP connections."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+def test_kill_9_at_five_random_moments_finishes_every_series_exactly_once(tmp_path, orthanc, one_channel_model):
+    port = free_port()
+    storage = tmp_path / "storage"
+    config = node_config(tmp_path / "node.toml", storage, port, one_channel_model, orthanc, quiet=2.0)
+    orthanc.add_modality("crash", "SEGKIT", port)
+    series = {}
+    for seed in range(20):
+        uid, files = write_series(tmp_path / f"s{seed}", 100 + seed)
+        series[uid] = orthanc.upload_series(files)
+    rng = random.Random(28)
+    log = open(tmp_path / "node.log", "ab")
+    node = _serve(config, log)
+    jobs: dict[str, str] = {}
+    kills = []
+
+    def resend_failed() -> bool:
+        """What a PACS does: each series is one transfer job, and a job that failed is run again. True when all succeeded."""
+        states = {uid: orthanc.get(f"/jobs/{job}")["State"] if job else "Failure" for uid, job in jobs.items()}
+        for uid, state in states.items():
+            if state == "Failure":
+                jobs[uid] = orthanc.route("crash", [series[uid]], asynchronous=True)["ID"]
+        return all(state == "Success" for state in states.values())
+
+    try:
+        jobs.update(dict.fromkeys(series, ""))
+        for _ in range(5):
+            wait_for(lambda: _listening(port), 60, "the node to listen")
+            resend_failed()
+            time.sleep(rng.uniform(0.5, 6.0))
+            journal = Journal(storage / "journal.sqlite")
+            kills.append(journal.counts())
+            journal.close()
+            node.send_signal(signal.SIGKILL)
+            node.wait()
+            node = _serve(config, log)
+        wait_for(lambda: _listening(port), 60, "the node to listen")
+        wait_for(resend_failed, 240, "every transfer to succeed", interval=1.0)
+        wait_for(lambda: _queue_depth(storage) == 0 and set(series) <= set(orthanc.seg_references()), 240,
+                 "a SEG for every series")
+    finally:
+        node.send_signal(signal.SIGTERM)
+        node.wait(60)
+        log.close()
+    references = orthanc.seg_references()
+    assert {uid: len(references[uid]) for uid in series} == dict.fromkeys(series, 1), kills
+    frames = {orthanc.request("POST", "/tools/lookup", raw=sop.encode())[0]["ID"] for sops in references.values()
+              for sop in sops}
+    # 12 slices x 3 segments: a series the kills cut short was segmented again once complete, under the same UID
+    assert {orthanc.get(f"/instances/{i}/simplified-tags")["NumberOfFrames"] for i in frames} == {"36"}
+    journal = Journal(storage / "journal.sqlite")
+    units = journal.units()
+    assert sorted(u.key for u in units) == sorted(series)
+    assert {u.state for u in units} == {"done"}, [(u.state, u.reason) for u in units if u.state != "done"]
+    assert all(len(journal.instance_uids(u.key)) == 12 for u in units)
+    journal.close()
+    leftovers = [p for p in storage.rglob("*") if p.is_file() and (p.name.startswith(".") or "outbox" in p.parts)]
+    assert leftovers == []
+    assert len(kills) == 5
+
+
+def _queue_depth(storage) -> int:
+    """Units not yet done or failed."""
+    journal = Journal(storage / "journal.sqlite")
+    counts = journal.counts()
+    journal.close()
+    return sum(counts[state] for state in ("receiving", "queued", "predicting", "sending"))

@@ -1,0 +1,85 @@
+"""The node's journal: states, retries, recovery after a kill, re-sent and late instances."""
+
+from __future__ import annotations
+
+import time
+
+from segkit.pacs.journal import Journal
+
+
+def _received(journal: Journal, key: str = "1.2.3", sops=("1.1", "1.2")) -> None:
+    for sop in sops:
+        journal.instance_arrived(key, "9.9", f"incoming/9.9/{key}", sop)
+
+
+def test_a_unit_goes_from_receiving_to_done_after_quiet(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal)
+    assert journal.queue_quiet(60.0) == []                  # not quiet yet
+    assert journal.queue_quiet(0.0) == ["1.2.3"]
+    unit = journal.claim("queued", "predicting")
+    assert unit is not None and unit.instances == 2 and journal.claim("queued", "predicting") is None
+    assert journal.predicted(unit.key, unit.generation, "2.25.1", 1.5)
+    journal.sent(unit.key, 0.1)
+    assert journal.unit("1.2.3").state == "done" and journal.counts()["done"] == 1
+    assert journal.instance_uids("1.2.3") == ["1.1", "1.2"]
+
+
+def test_state_survives_reopening_and_recovery_requeues_interrupted_predictions(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal, "a")
+    _received(journal, "b")
+    journal.queue_quiet(0.0)
+    journal.claim("queued", "predicting")
+    second = journal.claim("queued", "predicting")
+    journal.predicted(second.key, second.generation, "2.25.2", 1.0)
+    journal.close()                                         # as if killed: nothing else is written
+    reopened = Journal(tmp_path / "j.sqlite")
+    assert reopened.recover() == {"predicting": 1, "sending": 1}
+    assert {u.key: u.state for u in reopened.units()} == {"a": "queued", "b": "sending"}
+
+
+def test_resent_instances_change_nothing_and_new_ones_reopen_a_done_unit(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal)
+    journal.queue_quiet(0.0)
+    unit = journal.claim("queued", "predicting")
+    journal.predicted(unit.key, unit.generation, "2.25.1", 1.0)
+    journal.sent(unit.key, 0.1)
+    assert journal.processed("1.2.3", "1.1") and not journal.processed("1.2.3", "1.9")
+    assert journal.instance_arrived("1.2.3", "9.9", "f", "1.1") is False
+    assert journal.unit("1.2.3").state == "done"
+    assert journal.instance_arrived("1.2.3", "9.9", "f", "1.9") is True
+    assert journal.unit("1.2.3").state == "receiving" and journal.unit("1.2.3").instances == 3
+
+
+def test_an_instance_arriving_during_prediction_discards_that_prediction(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal)
+    journal.queue_quiet(0.0)
+    unit = journal.claim("queued", "predicting")
+    journal.instance_arrived("1.2.3", "9.9", "f", "1.3")
+    assert journal.predicted(unit.key, unit.generation, "2.25.1", 1.0) is False
+    assert journal.unit("1.2.3").state == "receiving"
+
+
+def test_failures_retry_with_back_off_then_fail_with_the_reason(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal)
+    journal.queue_quiet(0.0)
+    journal.claim("queued", "predicting")
+    assert journal.attempt_failed("1.2.3", "predicting", "boom", max_attempts=2, delay=30.0) == "queued"
+    assert journal.claim("queued", "predicting") is None           # backing off
+    assert journal.unit("1.2.3").next_attempt_at > time.time() + 20
+    assert journal.attempt_failed("1.2.3", "predicting", "boom again", max_attempts=2, delay=0) == "failed"
+    unit = journal.unit("1.2.3")
+    assert unit.state == "failed" and unit.reason == "boom again" and unit.attempts == 2
+    assert [e["kind"] for e in journal.last_errors()] == ["failed", "retry"]
+
+
+def test_an_input_problem_fails_at_once(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal)
+    journal.queue_quiet(0.0)
+    journal.claim("queued", "predicting")
+    assert journal.attempt_failed("1.2.3", "predicting", "bad", 5, 0, permanent=True) == "failed"

@@ -1,0 +1,275 @@
+"""The DICOM node against a real Orthanc: push by Orthanc's routing, SEGs back, failures isolated, access rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pacs_helpers import Orthanc, free_port, node_config, wait_for, write_series
+
+from segkit.io.dicom_write import new_uid
+from segkit.pacs.config import load_config
+from segkit.pacs.node import Node, status_summary
+
+pynetdicom = pytest.importorskip("pynetdicom", reason="the pacs extra (pynetdicom) is not installed")
+
+
+def _start(tmp_path: Path, model: Path, orthanc: Orthanc | None, name: str = "node", **kwargs) -> Node:
+    """A node on a free port, declared to Orthanc as modality `name`."""
+    port = free_port()
+    config = node_config(tmp_path / f"{name}.toml", tmp_path / f"{name}-storage", port, model, orthanc, **kwargs)
+    node = Node(load_config(config))
+    node.start()
+    if orthanc is not None:
+        orthanc.add_modality(name, "SEGKIT", node.port)
+    return node
+
+
+def _finished(node: Node, expected: int):
+    """True once expected units are done or failed and nothing is in flight."""
+    counts = node.journal.counts()
+    return counts["done"] + counts["failed"] >= expected and status_summary(node.journal)["queue_depth"] == 0
+
+
+def _broken_series(folder: Path, seed: int, how: str) -> tuple[str, list[Path]]:
+    """A series the reader must refuse: a tilted slice, or a slice missing from the middle."""
+    uid, files = write_series(folder, seed)
+    if how == "tilted":
+        dataset = pydicom.dcmread(files[4])
+        c, s = np.cos(np.radians(10)), np.sin(np.radians(10))
+        dataset.ImageOrientationPatient = [c, s, 0.0, -s, c, 0.0]
+        dataset.save_as(files[4])
+    else:
+        files[5].unlink()
+        files = files[:5] + files[6:]
+    return uid, files
+
+
+def _structured_report(path: Path, study_uid: str) -> Path:
+    """A minimal Basic Text SR instance in the study: a non-image object a PACS export routinely carries."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    meta.MediaStorageSOPInstanceUID = new_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, new_uid()
+    ds.Modality, ds.PatientID, ds.PatientName = "SR", "SRPATIENT", "Doe^Jane"
+    ds.ValueType, ds.CompletionFlag, ds.VerificationFlag = "CONTAINER", "COMPLETE", "UNVERIFIED"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.slow
+def test_pushed_series_come_back_as_one_seg_each_and_broken_ones_fail_alone(tmp_path, orthanc, one_channel_model,
+                                                                             caplog):
+    node = _start(tmp_path, one_channel_model, orthanc, "push")
+    try:
+        good = {}
+        for seed in range(12):
+            uid, files = write_series(tmp_path / f"good{seed}", seed, patient=f"Patient{seed}")
+            good[uid] = orthanc.upload_series(files)
+        broken = {}
+        for seed, how in ((20, "tilted"), (21, "gap")):
+            uid, files = _broken_series(tmp_path / how, seed, how)
+            broken[uid] = orthanc.upload_series(files)
+        sr = orthanc.upload(_structured_report(tmp_path / "sr.dcm", new_uid()))
+        orthanc.route("push", list(good.values()) + list(broken.values()) + [sr["ID"]])
+        wait_for(lambda: _finished(node, 14), 300, "14 units done or failed")
+        references = orthanc.seg_references()
+        assert {uid: len(references.get(uid, [])) for uid in good} == dict.fromkeys(good, 1)
+        assert not set(references) & set(broken)
+        units = {unit.key: unit for unit in node.journal.units()}
+        assert set(units) == set(good) | set(broken)                 # the SR made no unit
+        assert {units[uid].state for uid in good} == {"done"}
+        assert "do not share one orientation" in units[next(iter(broken))].reason
+        assert all(units[uid].state == "failed" and units[uid].reason for uid in broken)
+        assert all(units[uid].attempts == 1 for uid in broken)      # input problems are not retried
+        first = next(iter(good))
+        statistics = json.loads(node.storage.stats_path(first).read_text())
+        assert statistics["case_id"] == first and set(statistics["labels"]) == {"necrosis", "edema", "enhancing"}
+        assert not any(f"Patient{seed}" in record.getMessage() for record in caplog.records for seed in range(12))
+        left = {path.parent.name for path in node.storage.incoming.rglob("*.dcm")}
+        assert left == set(broken)             # sent units leave nothing behind; failed ones stay for inspection
+    finally:
+        node.stop()
+
+
+@pytest.mark.slow
+def test_a_multi_series_study_is_one_unit_mapped_to_channels(tmp_path, orthanc, two_channel_model):
+    config_path = node_config(tmp_path / "mc.toml", tmp_path / "mc-storage", free_port(), two_channel_model, orthanc)
+    text = config_path.read_text().replace('tta = false', 'tta = false\nchannel_map = "0=T1*,1=FLAIR*"')
+    config_path.write_text(text)
+    node = Node(load_config(config_path))
+    node.start()
+    orthanc.add_modality("mc", "SEGKIT", node.port)
+    try:
+        study, frame = new_uid(), new_uid()
+        t1, t1_files = write_series(tmp_path / "t1", 3, "T1 axial", study, frame, 1)
+        _, flair_files = write_series(tmp_path / "flair", 3, "FLAIR axial", study, frame, 2)
+        orthanc.upload_series(t1_files)
+        orthanc.upload_series(flair_files)
+        study_id = orthanc.request("POST", "/tools/lookup", raw=study.encode())[0]["ID"]
+        orthanc.route("mc", [study_id])
+        wait_for(lambda: _finished(node, 1), 120, "the study done")
+        assert node.journal.unit(study).state == "done"
+        assert len(orthanc.seg_references()[t1]) == 1   # the SEG references channel 0's series
+    finally:
+        node.stop()
+
+
+def _echo(port: int, ae_title: str, tls=None):
+    """Associate with the node as ae_title; the association (established or not)."""
+    ae = pynetdicom.AE(ae_title=ae_title)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    return ae.associate("127.0.0.1", port, ae_title="SEGKIT", tls_args=tls)
+
+
+def test_unknown_calling_ae_titles_are_rejected_at_association(tmp_path, one_channel_model):
+    node = _start(tmp_path, one_channel_model, None, peers=("ORTHANC",))
+    try:
+        stranger = _echo(node.port, "STRANGER")
+        assert stranger.is_rejected and not stranger.is_established
+        known = _echo(node.port, "ORTHANC")
+        assert known.is_established and known.send_c_echo().Status == 0
+        known.release()
+    finally:
+        node.stop()
+
+
+def test_an_address_on_the_allowlist_must_match(tmp_path, one_channel_model):
+    config_path = node_config(tmp_path / "n.toml", tmp_path / "s", free_port(), one_channel_model, None, peers=())
+    config_path.write_text(config_path.read_text() + '\n[[peers]]\nae_title = "ORTHANC"\naddress = "10.9.9.9"\n')
+    node = Node(load_config(config_path))
+    node.start()
+    try:
+        assert _echo(node.port, "ORTHANC").is_rejected
+    finally:
+        node.stop()
+
+
+def _send(port: int, dataset) -> int:
+    """C-STORE one dataset to the node as ORTHANC; the status code."""
+    ae = pynetdicom.AE(ae_title="ORTHANC")
+    ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="SEGKIT")
+    assert assoc.is_established
+    status = assoc.send_c_store(dataset)
+    assoc.release()
+    return int(status.Status)
+
+
+def test_malformed_datasets_get_an_error_status_and_the_node_goes_on(tmp_path, one_channel_model, caplog):
+    node = _start(tmp_path, one_channel_model, None)
+    try:
+        _, files = write_series(tmp_path / "s", 1)
+        missing = pydicom.dcmread(files[0])
+        del missing.SeriesInstanceUID
+        assert _send(node.port, missing) == 0xA900
+        bad_uid = pydicom.dcmread(files[1])
+        bad_uid.SOPInstanceUID = "../../etc/passwd"
+        assert _send(node.port, bad_uid) == 0xA900
+        assert "required attribute missing" in caplog.text and "invalid SOPInstanceUID" in caplog.text
+        assert _send(node.port, pydicom.dcmread(files[2])) == 0          # still serving
+        assert len(list(node.storage.incoming.rglob("*.dcm"))) == 1
+    finally:
+        node.stop()
+
+
+def test_below_the_disk_floor_instances_get_out_of_resources(tmp_path, one_channel_model):
+    config_path = node_config(tmp_path / "n.toml", tmp_path / "s", free_port(), one_channel_model, None)
+    config_path.write_text(config_path.read_text().replace("min_free_mb = 1", "min_free_mb = 1e12"))
+    node = Node(load_config(config_path))
+    node.start()
+    try:
+        _, files = write_series(tmp_path / "s1", 1)
+        assert _send(node.port, pydicom.dcmread(files[0])) == 0xA700
+        assert not list(node.storage.incoming.rglob("*.dcm")) and node.journal.units() == []
+    finally:
+        node.stop()
+
+
+@pytest.mark.slow
+def test_results_wait_while_the_destination_is_down_and_arrive_after(tmp_path, one_channel_model):
+    # the issue's 60 s outage, shortened to ~6 s: the back-off (0.5 s doubling to 2 s) is configured for the test
+    down_port = free_port()
+    config_path = node_config(tmp_path / "n.toml", tmp_path / "s", free_port(), one_channel_model, None)
+    config_path.write_text(config_path.read_text().replace("max_attempts = 3", "max_attempts = 100")
+                           + f'\n[destination]\nae_title = "LATE"\nhost = "127.0.0.1"\nport = {down_port}\n')
+    node = Node(load_config(config_path))
+    node.start()
+    late = None
+    try:
+        uids = []
+        for seed in range(3):
+            uid, files = write_series(tmp_path / f"s{seed}", seed)
+            uids.append(uid)
+            for path in files:
+                assert _send(node.port, pydicom.dcmread(path)) == 0
+        wait_for(lambda: all((u := node.journal.unit(uid)) and u.send_attempts >= 2 for uid in uids), 120,
+                 "two failed sends per series")
+        assert {node.journal.unit(uid).state for uid in uids} == {"sending"}
+        assert all(node.storage.outbox_path(uid).is_file() for uid in uids)
+        late = Orthanc(tmp_path / "late", aet="LATE", dicom_port=down_port)
+        wait_for(lambda: node.journal.counts()["done"] == 3, 60, "all three sent after the destination came back")
+        assert {uid: len(v) for uid, v in late.seg_references().items()} == dict.fromkeys(uids, 1)
+    finally:
+        node.stop()
+        if late is not None:
+            late.stop()
+
+
+def _certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key made with openssl."""
+    cert, key = folder / "node.crt", folder / "node.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_a_tls_association_works_with_a_self_signed_certificate(tmp_path, one_channel_model):
+    import ssl
+
+    cert, key = _certificate(tmp_path)
+    config_path = node_config(tmp_path / "n.toml", tmp_path / "s", free_port(), one_channel_model, None)
+    config_path.write_text(config_path.read_text() + f'\n[tls]\ncert = "{cert}"\nkey = "{key}"\n')
+    node = Node(load_config(config_path))
+    node.start()
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        assoc = _echo(node.port, "ORTHANC", (context, "localhost"))
+        assert assoc.is_established and assoc.send_c_echo().Status == 0
+        assoc.release()
+        assert not _echo(node.port, "ORTHANC").is_established      # plain DICOM to a TLS port fails
+    finally:
+        node.stop()
+
+
+def test_status_command_and_health_endpoint_report_the_journal(tmp_path, one_channel_model, capsys):
+    from segkit.cli import main
+
+    health = free_port()
+    config_path = node_config(tmp_path / "n.toml", tmp_path / "s", free_port(), one_channel_model, None)
+    config_path.write_text(config_path.read_text().replace("min_free_mb = 1", f"min_free_mb = 1\nhealth_port = {health}"))
+    node = Node(load_config(config_path))
+    node.start()
+    try:
+        _, files = write_series(tmp_path / "s1", 1)
+        assert _send(node.port, pydicom.dcmread(files[0])) == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{health}/health", timeout=10) as answer:
+            body = json.loads(answer.read())
+        assert body["status"] == "ok" and body["queue_depth"] >= 1
+    finally:
+        node.stop()
+    assert main(["serve", "--config", str(config_path), "--status"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert sum(printed["counts"].values()) == 1 and set(printed) >= {"queue_depth", "last_errors", "counts"}
