@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from segkit.demo import DEMO_SPEC
+from segkit.cli.demo_run import DEMO_SPEC
 from segkit.phantom import generate_dataset
 
 CONFIGURATION = "3d_fullres"

@@ -32,7 +32,7 @@ from browser import Chromium, find_chromium  # noqa: E402
 
 from segkit.batch.cases import InputSpec, discover_cases  # noqa: E402
 from segkit.batch.outputs import OutputRequest  # noqa: E402
-from segkit.inference.pipeline import RunOptions, predict_cases  # noqa: E402
+from segkit.batch.pipeline import RunOptions, predict_cases  # noqa: E402
 from segkit.inference.predictor import CasePrediction  # noqa: E402
 from segkit.io.dicom_seg import segment_names  # noqa: E402
 from segkit.io.image import Geometry, write_image  # noqa: E402

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segkit.export.onnx import export_network, plain_network
 from segkit.inference.acceleration import prepare_for_inference
 from segkit.inference.backends import onnx_runner
-from segkit.inference.pruning import write_pruning
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
 from segkit.io.image import read_image
+from segkit.models.onnx import export_network, plain_network
+from segkit.models.pruning import write_pruning
 from segkit.networks import build_network
 from segkit.networks.registry import family_of
 from segkit.planning.architecture import architecture_for_patch

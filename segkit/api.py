@@ -185,7 +185,7 @@ class Predictor:
     def predict_many(self, images: Iterable[Any], spacing: Sequence[float] | None = None,
                      return_probabilities: bool = False) -> Iterator[Any]:
         """Segment a stream of images, reading the next and finishing the previous one while the network runs."""
-        from segkit.inference.pipeline import run_pipelined
+        from segkit.batch.pipeline import run_pipelined
 
         items = ((image, spacing, None, None, f"case_{index}") for index, image in enumerate(images))
         steps = run_pipelined(items, self._load, lambda item, loaded: (*loaded, self.engine.compute(loaded[1])),

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from segkit.planning.plans import DEFAULT_SLICE_AXIS
+from segkit.plans import DEFAULT_SLICE_AXIS
 
 PATCH_STEP = 0.8          # a shrunk patch has at most this share of the previous one's voxels
 

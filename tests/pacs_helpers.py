@@ -155,9 +155,9 @@ def series_geometry() -> Geometry:
 
 
 def node_config(path: Path, storage: Path, port: int, model: Path, orthanc: Orthanc | None, *, peers=("ORTHANC",),
-                quiet: float = 0.5, extra: str = "") -> Path:
+                quiet: float = 0.5, extra: str = "", ae_title: str = "SEGKIT") -> Path:
     """Write a node TOML file; the destination is Orthanc when given."""
-    lines = ["[node]", 'ae_title = "SEGKIT"', 'host = "127.0.0.1"', f"port = {port}", f'storage = "{storage}"',
+    lines = ["[node]", f'ae_title = "{ae_title}"', 'host = "127.0.0.1"', f"port = {port}", f'storage = "{storage}"',
              f"quiet_seconds = {quiet}", "min_free_mb = 1", "", "[model]", f'path = "{model}"', 'device = "cpu"',
              "tta = false", ""]
     for peer in peers:

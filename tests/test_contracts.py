@@ -24,7 +24,6 @@ from segkit import workdir
 from segkit.batch.report import SCHEMA_VERSION as REPORT_SCHEMA
 from segkit.batch.report import read_report
 from segkit.errors import UserError
-from segkit.export.package import MANIFEST, build_manifest, read_manifest
 from segkit.fingerprint import FINGERPRINT_VERSION, is_current, read_fingerprint, write_fingerprint
 from segkit.inference.probabilities import (
     load_cv_probabilities,
@@ -33,7 +32,9 @@ from segkit.inference.probabilities import (
     save_probabilities,
 )
 from segkit.io.image import Geometry
-from segkit.planning.plans import (
+from segkit.models.checkpoint import FORMAT, READ_KEYS, REQUIRED_KEYS, load_checkpoint, save_checkpoint
+from segkit.models.package import MANIFEST, build_manifest, read_manifest
+from segkit.plans import (
     DEFAULT_LABEL_MODE,
     label_mode_of,
     read_plans_dict,
@@ -42,15 +43,14 @@ from segkit.planning.plans import (
     write_plans,
 )
 from segkit.preprocessing.store import load_array, save_array
-from segkit.training.checkpoint import FORMAT, READ_KEYS, REQUIRED_KEYS, load_checkpoint, save_checkpoint
 from segkit.training.splits import load_or_make_splits, make_splits, read_splits
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segkit"
 
 # call -> the modules allowed to make it (relative to segkit/), and why
 OWNERS = {
-    "torch.load": {"training/checkpoint.py"},       # segkit checkpoints, and nnU-Net's via load_weights_only
-    "torch.save": {"training/checkpoint.py"},
+    "torch.load": {"models/checkpoint.py"},       # segkit checkpoints, and nnU-Net's via load_weights_only
+    "torch.save": {"models/checkpoint.py"},
     "np.load": {"inference/probabilities.py",       # <CASE>.npz probabilities
                 "preprocessing/store.py"},          # preprocessed <CASE>.npy / <CASE>_seg.npy
     "np.save": {"preprocessing/store.py"},
@@ -60,16 +60,16 @@ OWNERS = {
 # read_json(path, "<what>") labels of artefacts with an owner -> that owner
 READ_JSON_OWNERS = {"splits.json": "training/splits.py", "splits file": "training/splits.py",
                     "fingerprint": "fingerprint.py", "batch report": "batch/report.py",
-                    "preprocessed properties": "preprocessing/store.py", "find_best.json": "evaluation/find_best.py",
-                    "pruning.json": "inference/pruning.py"}
+                    "preprocessed properties": "preprocessing/store.py", "find_best.json": "models/find_best.py",
+                    "pruning.json": "models/pruning.py"}
 # names of entries inside a work dir / model folder; joining them with `/` is workdir.py's job
 WORK_DIR_NAMES = {"models", "preprocessed", "plans.json", "fingerprint.json", "splits.json", "find_best.json",
                   "validation", "pruning.json"}
 WORK_DIR_PREFIXES = ("fold_", "checkpoint_")
 # modules that build paths of other layouts with the same names -> the names they may join, and why
 FOREIGN_LAYOUTS = {
-    "interop/nnunet.py": {"plans.json", "fold_"},   # an nnU-Net model folder (fold_<k>/checkpoint_*.pth)
-    "export/unpack.py": {"models"},                 # the package cache: CACHE/models/<sha>/ (not a work dir)
+    "models/nnunet.py": {"plans.json", "fold_"},   # an nnU-Net model folder (fold_<k>/checkpoint_*.pth)
+    "models/unpack.py": {"models"},                 # the package cache: CACHE/models/<sha>/ (not a work dir)
 }
 
 

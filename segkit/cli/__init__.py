@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import re
 import sys
@@ -14,11 +15,43 @@ from segkit.version import __version__
 COMMAND_MODULES = (
     "demo", "convert", "verify", "plan", "preprocess", "train", "predict", "ensemble",
     "find_best", "postprocess", "evaluate", "export", "export_model", "import_nnunet", "bench_memory",
-    "bench_model", "sparsify", "choose_pruning", "serve",
+    "bench_model", "sparsify", "choose_pruning", "serve", "pull",
 )
 
 
 SINGLE_DASH_WORD = re.compile(r"^-[A-Za-z][A-Za-z_]+$")
+
+# nnU-Net v2 flags with no segkit spelling: what to do instead (one line each)
+NNUNET_FLAGS = {
+    "-tr": "-tr picks an nnU-Net trainer class; segkit has none: training choices are flags "
+           "(--recipe, --epochs, --time-budget, --augment; see docs/cli/train.md)",
+    "-p": "-p picks an nnU-Net plans identifier; segkit keeps one plans.json per work dir and model folder: "
+          "give --work-dir (train, plan, preprocess) or -m MODEL (predict)",
+    "-pl": "-pl picks an nnU-Net planner class; segkit plans one way: choose the network with --network "
+           "(e.g. resenc)",
+    "-djfile": "-djfile is not needed: segkit evaluate takes class names from the reference dataset.json "
+               "(--regions-from DATASET)",
+    "-pfile": "-pfile is not needed: segkit evaluate takes class names from the reference dataset.json "
+              "(--regions-from DATASET)",
+}
+
+
+def option_hint(token: str, known: list[str], elsewhere: dict[str, list[str]] | None = None) -> str:
+    """What to say about an unknown option: nnU-Net's meaning, segkit's spelling, another command's, or the closest."""
+    flag = token.split("=", 1)[0]
+    if flag in NNUNET_FLAGS:
+        return NNUNET_FLAGS[flag]
+    spelled = "--" + flag.lstrip("-").replace("_", "-")
+    if spelled in known:
+        return f"unknown option {flag}: segkit spells it {spelled}"
+    other = flag if flag in (elsewhere or {}) else spelled
+    commands = (elsewhere or {}).get(other)
+    if commands:
+        return f"unknown option {flag}: {other} is an option of segkit {' / '.join(commands)}, not of this command"
+    close = difflib.get_close_matches(flag.replace("_", "-"), [k for k in known if k.startswith("--")], n=1,
+                                      cutoff=0.6)
+    start = f"unrecognized arguments: {flag}" if flag.startswith("--") else f"unknown option {flag}"
+    return start + (f" (did you mean {close[0]}?)" if close else "")
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -33,15 +66,37 @@ class StrictParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]  # passes argparse's own arguments through
 
     def parse_known_args(self, args=None, namespace=None):
-        """Refuse unknown single-dash words before argparse splits them (only in leaf parsers)."""
-        if args is not None and self._subparsers is None:
-            for token in args:
-                if token == "--":
-                    break
-                if SINGLE_DASH_WORD.match(token) and token not in self._option_string_actions:
-                    self.error(f"unknown option {token} (segkit's long options take two dashes; "
-                               "see docs/coming-from-nnunet.md)")
-        return super().parse_known_args(args, namespace)
+        """In a leaf parser: refuse unknown options with this command's usage and a hint (see option_hint)."""
+        if args is None or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        known = sorted(self._option_string_actions)
+        elsewhere = getattr(self, "elsewhere", None)
+        for token in args:
+            if token == "--":
+                break
+            if (SINGLE_DASH_WORD.match(token) or token in NNUNET_FLAGS) and token not in self._option_string_actions:
+                self.error(option_hint(token, known, elsewhere))
+        parsed, extras = super().parse_known_args(args, namespace)
+        extras = self._take_nnunet_positionals(parsed, extras)
+        options = [e for e in extras if e.startswith("-")]
+        if options:
+            self.error(option_hint(options[0], known, elsewhere))
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    def _take_nnunet_positionals(self, parsed: argparse.Namespace, extras: list[str]) -> list[str]:
+        """nnU-Net's positional habit (`train 1 3d_fullres 0`): fill the dests the command names, once each."""
+        names = self.get_default("nnunet_positionals") or ()
+        words = [e for e in extras if not e.startswith("-")]
+        if not names or not words or len(words) > len(names) or len(words) != len(extras):
+            return extras
+        for name, value in zip(names, words):
+            if getattr(parsed, name) != self.get_default(name):
+                self.error(f"{name} given twice: {value!r} (positional, nnU-Net style) and "
+                           f"{getattr(parsed, name)!r} (flag); give it once")
+            setattr(parsed, name, value)
+        return []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=StrictParser)
     for name in COMMAND_MODULES:
         importlib.import_module(f"segkit.cli.{name}").register(subparsers)
+    commands = dict(subparsers.choices)
+    elsewhere: dict[str, list[str]] = {}
+    for command, sub in commands.items():
+        for option in sub._option_string_actions:
+            if (option.startswith("--") or SINGLE_DASH_WORD.match(option)) and option != "--help":
+                elsewhere.setdefault(option, []).append(command)
+    for sub in commands.values():
+        sub.elsewhere = elsewhere   # type: ignore[attr-defined]  # read by StrictParser for its hints
     return parser
 
 

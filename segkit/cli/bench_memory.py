@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.networks.registry import family_of
     from segkit.planning.cuda_calibration import predict_cuda_bytes
     from segkit.planning.memory import estimate_peak_bytes
-    from segkit.planning.plans import spatial_dims_of
+    from segkit.plans import spatial_dims_of
 
     on_cuda = args.device.startswith("cuda")
     if on_cuda and not torch.cuda.is_available():

@@ -44,7 +44,7 @@ def _positive(name: str, value: int | None) -> None:
 
 def _from_plans(args: argparse.Namespace) -> tuple[dict, list[int], int, int, int, str]:
     """(architecture, patch, batch, in_channels, num_outputs, source) of a plans configuration."""
-    from segkit.planning.plans import read_plans_dict, spatial_dims_of
+    from segkit.plans import read_plans_dict, spatial_dims_of
     from segkit.workdir import plans_path
 
     path = Path(args.plans)

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo."""
-    from segkit.demo import run_demo
+    from segkit.cli.demo_run import run_demo
 
     run_demo(Path(args.out), minutes=args.minutes, num_cases=args.cases, network=args.network,
              workers=args.num_workers, seed=args.seed)

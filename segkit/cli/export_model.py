@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the package and print what it holds."""
-    from segkit.export.package import export_model, sha256_of
-    from segkit.interop.nnunet import cached_segkit_model, is_nnunet_model_folder
+    from segkit.models.nnunet import cached_segkit_model, is_nnunet_model_folder
+    from segkit.models.package import export_model, sha256_of
 
     model = args.model
     if is_nnunet_model_folder(model):   # an nnU-Net v2 results folder: converted (and cached) as predict -m does

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "predictions, choose the best, decide largest-connected-component post-processing, "
                     "and write find_best.json.")
     parser.add_argument("work_dir", help="work folder (plans.json, models/<config>/splits.json)")
-    parser.add_argument("--configs", nargs="+",
+    parser.add_argument("--configs", "-c", nargs="+",
                         help="configurations to compare, e.g. 3d_fullres 2d 3d_cascade_fullres (default: every "
                              "configuration under WORK/models whose CV predictions are complete; with "
                              "--predict-missing, every trained one)")
@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the selection and write find_best.json."""
     from segkit.evaluation.cv_predictions import parse_cv_dirs
-    from segkit.evaluation.find_best import find_best, write_find_best
+    from segkit.evaluation.find_best import find_best
+    from segkit.models.find_best import write_find_best
     from segkit.workdir import find_best_path
 
     result = find_best(Path(args.work_dir), args.configs, reference=args.ref, cv_dirs=parse_cv_dirs(args.cv_dir),

@@ -29,8 +29,8 @@ def checkpoint_kind(value: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Convert and say what was written."""
-    from segkit.interop.nnunet import convert_nnunet_model
     from segkit.jsonio import read_json
+    from segkit.models.nnunet import convert_nnunet_model
     from segkit.workdir import plans_path
 
     output = convert_nnunet_model(args.model, args.output, args.checkpoint, args.folds)

@@ -61,6 +61,6 @@ def add_precision_option(parser: argparse.ArgumentParser, help_text: str) -> Non
 
 
 def add_checkpoint_option(parser: argparse.ArgumentParser, help_text: str = "which checkpoint of each fold") -> None:
-    """--checkpoint (final, best, latest: segkit.inference.model.CHECKPOINT_KINDS)."""
-    parser.add_argument("--checkpoint", choices=OwnedChoices("segkit.inference.model", "CHECKPOINT_KINDS"),
+    """--checkpoint (final, best, latest: segkit.models.folder.CHECKPOINT_KINDS)."""
+    parser.add_argument("--checkpoint", choices=OwnedChoices("segkit.models.folder", "CHECKPOINT_KINDS"),
                         default="final", metavar="KIND", help=f"{help_text}: %(choices)s (default: %(default)s)")

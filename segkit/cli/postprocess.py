@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the decision, post-process the folder, say what was done."""
-    from segkit.evaluation.postprocess import load_decision, postprocess_folder
+    from segkit.evaluation.postprocess import postprocess_folder
+    from segkit.models.postprocessing import load_decision
 
     decision = load_decision(args.decision)
     written = postprocess_folder(args.input, args.output, decision, num_workers=args.num_workers)

@@ -1,6 +1,6 @@
 """`segkit predict -i INPUT -o OUTPUT -m MODEL`: label maps (and probabilities) for new images.
 
-Argument parsing only: the run itself is `segkit.inference.pipeline.predict_cases` with the
+Argument parsing only: the run itself is `segkit.batch.pipeline.predict_cases` with the
 model ensemble of `segkit.inference.resolve.load_ensemble`.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The predict flags, with nnU-Net v2's spellings accepted as aliases."""
     parser.add_argument("-i", "--input", required=True,
                         help="image file, folder of CASE_XXXX files and/or DICOM study folders, or raw dataset folder")
-    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output folder (or FILE.nii.gz: the label map of a single input image)")
     parser.add_argument("-m", "--model", required=True,
                         help="model folder WORK/models/<config>, a work dir WORK (find-best's choice, or -c), "
                              "or a model.zip from export-model")
@@ -83,8 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--statistics", action="store_true",
                        help="write CASE_stats.json (voxels, mL per label) and statistics.csv")
     group.add_argument("--preview", action="store_true", help="write CASE_preview.png (needs segkit[plot])")
-    group.add_argument("--num-parts", type=int, help="split the sorted cases into N parts (case i -> part i %% N)")
-    group.add_argument("--part-id", type=int, help="which part this process runs (0 .. N-1)")
+    group.add_argument("--num-parts", "-num_parts", type=int, help="split the sorted cases into N parts (case i -> part i %% N)")
+    group.add_argument("--part-id", "-part_id", type=int, help="which part this process runs (0 .. N-1)")
     group.add_argument("--channel-map", help="DICOM series per channel by SeriesDescription, e.g. '0=T1*,1=FLAIR*'")
     group.add_argument("--series-uid", help="DICOM series to use when a study folder holds several")
     group.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)   # the default since 0.2; kept for scripts
@@ -106,9 +108,44 @@ def check_output(path: str, input_path: Path) -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise UserError("exists and is not a folder; -o needs an output folder", folder)
+    if folder.name in REFERENCE_FOLDERS and (folder.parent / "dataset.json").is_file():
+        raise UserError(f"this is a dataset's {folder.name}: predictions would overwrite its reference labels; "
+                        f"choose another output folder", folder)
     if input_path.is_dir() and folder.resolve() == input_path.resolve():
         raise UserError("the output folder must differ from the input folder (outputs would become inputs)", folder)
     return folder
+
+
+REFERENCE_FOLDERS = ("labelsTr", "labelsTs")
+
+
+def single_output_file(args: argparse.Namespace, input_path: Path) -> Path | None:
+    """`-o FILE.nii.gz` (TotalSegmentator's habit): the label map file to write for one input image, else None."""
+    from segkit.errors import UserError
+    from segkit.io.image import image_suffix
+
+    if not image_suffix(args.output) or Path(args.output).is_dir() or not input_path.is_file():
+        return None   # a folder of cases writes into a folder, whatever its name
+    folder_only = [flag for flag, on in (("--save-probabilities", args.save_probabilities), ("--dicom-seg", args.dicom_seg),
+                                         ("--statistics", args.statistics), ("--preview", args.preview),
+                                         ("--continue", args.resume), ("--num-parts", args.num_parts)) if on]
+    if folder_only:
+        raise UserError(f"-o FILE writes the label map alone; {', '.join(folder_only)} need(s) an output folder",
+                        Path(args.output))
+    return Path(args.output)
+
+
+def deliver_single_file(output_dir: Path, case, target: Path) -> None:
+    """Move the one case's label map from the scratch folder to the requested file (converted if the format differs)."""
+    from segkit.io.image import image_suffix, read_image, write_image
+
+    label = output_dir / f"{case.case_id}{case.file_ending}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if image_suffix(label) == image_suffix(target):
+        os.replace(label, target)
+    else:
+        image = read_image(label)
+        write_image(image.array, image.geometry, target)
 
 
 def output_folder(path: str, input_path: Path) -> Path:
@@ -131,10 +168,10 @@ def run(args: argparse.Namespace) -> int:
 
     from segkit.batch.cases import InputSpec, discover_cases, input_folder
     from segkit.batch.outputs import OutputRequest
+    from segkit.batch.pipeline import RunOptions, predict_cases
     from segkit.batch.report import check_same_model, report_name
     from segkit.batch.sharding import rank_device, resolve_part
     from segkit.errors import UserError
-    from segkit.inference.pipeline import RunOptions, predict_cases
     from segkit.inference.resolve import load_ensemble
     from segkit.io.dicom import parse_channel_map
     from segkit.io.dicom_seg import segment_names
@@ -145,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
     if not input_path.exists():
         raise UserError("input not found", input_path)
     cases_folder = input_folder(input_path) if input_path.is_dir() else input_path
+    target = single_output_file(args, input_path)
+    if target is not None:   # predict into a scratch folder beside the file, then move the label map there
+        args.output = str(target.parent / f".{target.name}.segkit-partial")
     check_output(args.output, cases_folder)   # before the model loads; created only once everything is valid
     num_parts, part_id = resolve_part(args.num_parts, args.part_id)
     options = inference_options(args)
@@ -176,9 +216,19 @@ def run(args: argparse.Namespace) -> int:
     folder = cases_folder if input_path.is_dir() else input_path.parent
     # a single file is the whole run: its failure is the run's (exit 2), as for any one-case command
     fail_fast = args.fail_fast or input_path.is_file()
-    report = predict_cases(engine, cases, spec, request,
-                           RunOptions(args.resume, num_parts, part_id, fail_fast, run_info=run_info), folder)
-    return _summary(report, engine)
+    try:
+        report = predict_cases(engine, cases, spec, request,
+                               RunOptions(args.resume, num_parts, part_id, fail_fast, run_info=run_info), folder)
+        if target is None:
+            return _summary(report, engine)
+        if report.totals()["ok"] != 1:
+            return _summary(report, engine)
+        deliver_single_file(output_dir, cases[0], target)
+        print(f"{target}: label map of {input_path} with {engine.describe()} on {engine.device}")
+        return 0
+    finally:
+        if target is not None:
+            shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def backend_info(engine) -> dict:
@@ -198,7 +248,7 @@ def backend_info(engine) -> dict:
 
 def _summary(report, engine) -> int:
     """Print what the run did (failures and warnings to stderr); the exit code."""
-    from segkit.inference.pipeline import exit_code
+    from segkit.batch.pipeline import exit_code
 
     totals = report.totals()
     print(f"{report.path}: {totals['ok']} ok, {totals['skipped']} skipped, {totals['failed']} failed of "

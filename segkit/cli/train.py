@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Train one fold of a configuration; writes WORK/models/<CONFIG>/fold_<F>/. "
                                           "Multi-process: torchrun --nproc_per_node=N -m segkit train ...")
     add_dataset_argument(p, "raw dataset folder (used to find the work dir and dataset.json)")
+    p.set_defaults(nnunet_positionals=("configuration", "fold"))   # `segkit train 1 3d_fullres 0`, nnU-Net's order
     p.add_argument("--work-dir", help="work folder (default: see docs/environment.md)")
     p.add_argument("--plans", help="plans file (default: WORK/plans.json)")
     p.add_argument("-c", "--configuration", default="3d_fullres")

@@ -6,7 +6,7 @@ are faster. Every fold's checkpoint scores every level on that fold's validation
 preprocessed arrays, the per-epoch validation's sliding window: segkit.training.validation), Dice
 per class from TP/FP/FN summed over the folds' cases, and the time each level took. The chosen
 level is the shallowest whose mean Dice is within `tolerance` of the best level's; it goes to the
-model folder's pruning.json (owner: segkit.inference.pruning), which prediction honours.
+model folder's pruning.json (owner: segkit.models.pruning), which prediction honours.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 
 from segkit.errors import UserError
 from segkit.inference.model import LoadedModel, load_model
-from segkit.inference.pruning import write_pruning
-from segkit.planning.plans import slice_axis_of, spatial_dims_of
+from segkit.models.pruning import write_pruning
+from segkit.plans import slice_axis_of, spatial_dims_of
 from segkit.training.augmentation import SegToTarget
 from segkit.training.loader import Case, open_case, with_slice_axis_first
 from segkit.training.losses import build_loss

@@ -45,8 +45,8 @@ def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Pa
     """
     from segkit.batch.cases import InputSpec, discover_cases
     from segkit.batch.outputs import OutputRequest
+    from segkit.batch.pipeline import RunOptions, predict_cases
     from segkit.inference.model import load_model
-    from segkit.inference.pipeline import RunOptions, predict_cases
     from segkit.inference.predictor import InferenceOptions, ModelEnsemble
 
     work_dir = Path(work_dir)
@@ -78,7 +78,7 @@ def fold_validation_dice(work_dir: str | Path, config: str, dataset: str | Path,
     from segkit.evaluation.cv_predictions import output_classes
     from segkit.evaluation.evaluate import label_files, read_label_map
     from segkit.evaluation.metrics import dice_only
-    from segkit.planning.plans import read_plans_dict
+    from segkit.plans import read_plans_dict
     from segkit.workdir import plans_path
 
     work_dir = Path(work_dir)

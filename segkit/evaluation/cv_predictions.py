@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.planning.plans import label_mode_of
+from segkit.plans import label_mode_of
 from segkit.training.splits import read_splits
 from segkit.workdir import model_dir, splits_path, validation_dir
 
@@ -50,26 +50,6 @@ def cv_files_from_splits(work_dir: Path, config: str) -> dict[str, Path]:
                         "(predict each fold's validation cases with --save-probabilities, or pass --cv-dir)",
                         model_dir(work_dir, config))
     return files
-
-
-def cv_label_maps(work_dir: Path, config: str, splits: list[dict], file_ending: str
-                  ) -> tuple[dict[str, Path], dict[int, list[str]]]:
-    """Case id -> the `<CASE><file_ending>` label map its fold predicted, and per fold the cases without one.
-
-    A cascade stage trains on these (segkit.training.cascade): each case as the previous stage
-    predicted it while the case was held out.
-    """
-    found: dict[str, Path] = {}
-    missing: dict[int, list[str]] = {}
-    for fold, split in enumerate(splits):
-        folder = cv_validation_dir(work_dir, config, fold)
-        for case in split["val"]:
-            path = folder / f"{case}{file_ending}"
-            if path.is_file() and (folder / f"{case}.npz").is_file():
-                found[str(case)] = path
-            else:
-                missing.setdefault(fold, []).append(str(case))
-    return found, missing
 
 
 def cv_status(work_dir: Path, plans: dict) -> dict[str, str]:

@@ -19,7 +19,7 @@ import numpy as np
 from segkit.errors import UserError
 from segkit.evaluation.metrics import BRATS_HD_PENALTY_MM, DEFAULT_NSD_TOLERANCE_MM, METRIC_NAMES, mask_metrics
 from segkit.io.dataset import load_dataset
-from segkit.io.image import Image, image_suffix, read_image
+from segkit.io.image import image_suffix, read_label_map
 from segkit.io.parallel import parallel_map
 from segkit.jsonio import atomic_path, write_json
 
@@ -138,16 +138,6 @@ def match_cases(pred: Path, ref: Path, allow_missing: bool = False) -> tuple[lis
     if not pairs:
         raise UserError("no prediction matches any reference case", pred)
     return pairs, missing, extra
-
-
-def read_label_map(path: Path) -> Image:
-    """Read a label map, refusing non-integer voxel values."""
-    image = read_image(path)
-    if not np.issubdtype(image.array.dtype, np.integer):
-        if not np.all(np.isfinite(image.array)) or not np.array_equal(image.array, np.round(image.array)):
-            raise UserError("label map holds non-integer values", path)
-        image.array = image.array.astype(np.int64)
-    return image
 
 
 def _masks(labels: np.ndarray, values: Sequence[int]) -> np.ndarray:

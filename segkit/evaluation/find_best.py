@@ -26,29 +26,16 @@ from segkit.evaluation.cv_predictions import (
     output_classes,
     probabilities_to_labels,
 )
-from segkit.evaluation.evaluate import label_files, read_label_map
+from segkit.evaluation.evaluate import label_files
 from segkit.evaluation.metrics import dice_only
-from segkit.evaluation.postprocess import apply_postprocessing, keep_largest_component
 from segkit.inference.probabilities import load_cv_probabilities
+from segkit.io.image import read_label_map
 from segkit.io.parallel import parallel_map
-from segkit.jsonio import read_json, write_json
-from segkit.planning.plans import read_plans_dict
+from segkit.models.postprocessing import apply_postprocessing, keep_largest_component
+from segkit.plans import read_plans_dict
 from segkit.workdir import dataset_of_work_dir, model_dir, plans_path, validation_dir
 
 FIND_BEST_FORMAT = "segkit-find-best-1"
-
-
-def read_find_best(path: Path) -> dict:
-    """find_best.json (the single reader; written by write_find_best); UserError naming the file."""
-    data = read_json(path, "find_best.json")
-    if not isinstance(data, dict):
-        raise UserError("find_best.json must hold a JSON object", path)
-    return data
-
-
-def write_find_best(path: Path, result: dict) -> None:
-    """Write find_best.json atomically."""
-    write_json(path, result)
 
 
 def candidate_name(members: Sequence[str]) -> str:

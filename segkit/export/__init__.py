@@ -1,1 +1,1 @@
-"""Exports: challenge formats (BraTS, MSD) and model packages (model.zip)."""
+"""Exports: challenge formats (BraTS, MSD). Model packages (model.zip) are `segkit.models.package`."""

@@ -59,13 +59,18 @@ def msd_task_folder(record: dict, info: DatasetInfo, task: str | None) -> str:
     """Task<NN>_<Name> of an MSD dataset (or the explicit --task)."""
     if task:
         return task
+    if re.match(r"^Task\d+_.+$", str(record.get("task") or "")):
+        return str(record["task"])             # recorded by `segkit convert` from the task folder's name
     original = record.get("original") or {}
     name = str(original.get("name") or info.name)
     match = re.match(r"^Task(\d+)_(.+)$", info.root.name)
     if match:
         return info.root.name
-    if name in MSD_TASK_NUMBERS:
-        return f"Task{MSD_TASK_NUMBERS[name]:02d}_{name}"
+    # the Decathlon's own dataset.json names differ from its folders ("BRATS", "PROSTATE")
+    known = {key.lower(): key for key in MSD_TASK_NUMBERS} | {"brats": "BrainTumour"}
+    if name.lower() in known:
+        folder = known[name.lower()]
+        return f"Task{MSD_TASK_NUMBERS[folder]:02d}_{folder}"
     raise UserError(f"cannot tell the MSD task folder for dataset {name!r}; pass --task TaskNN_Name",
                     info.root / "dataset.json")
 

@@ -35,9 +35,9 @@ from segkit.cachedir import cache_root
 from segkit.inference.backends import ONNX_BACKENDS, backend_available
 
 if TYPE_CHECKING:
-    from segkit.inference.choice import ModelChoice
     from segkit.inference.model import LoadedModel
     from segkit.inference.predictor import InferenceOptions
+    from segkit.models.choice import ModelChoice
 
 MEASUREMENTS_FILE = "backend_measurements.json"
 MEASUREMENT_FORMAT = "segkit-backend-measurements-1"

@@ -1,7 +1,7 @@
 """Inference backends: what computes a tile batch's logits. Everything around it is the one pipeline.
 
 `torch` runs the nn.Module; `onnxruntime` and `openvino` run the fold's exported ONNX network
-(segkit.export.onnx: from an ONNX package, or exported in memory from the checkpoint when a
+(segkit.models.onnx: from an ONNX package, or exported in memory from the checkpoint when a
 torch model folder is asked to run on them). The ONNX backends are wrapped as nn.Modules taking
 and returning float32 torch tensors, so the sliding window, mirroring TTA, fold averaging,
 revert and post-processing are the same code for every backend: only the network call differs.
@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from segkit.errors import UserError
-from segkit.export.onnx import INPUT_NAME, OUTPUT_NAME
 from segkit.inference.acceleration import cpu_has_fast_bf16
+from segkit.models.onnx import INPUT_NAME, OUTPUT_NAME
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 BACKEND_CHOICES = ("auto", *BACKENDS)

@@ -28,14 +28,17 @@ def probability_files(folder: Path) -> dict[str, Path]:
 def common_cases(folders: Sequence[Path]) -> list[str]:
     """Case ids present in every folder; UserError naming a folder that lacks some."""
     files = [probability_files(folder) for folder in folders]
-    if not files[0]:
-        raise UserError("no <CASE>.npz probabilities (predict with --save-probabilities)", folders[0])
-    cases = set(files[0])
-    for folder, found in zip(folders[1:], files[1:]):
-        if set(found) != cases:
-            missing = sorted(cases - set(found)) or sorted(set(found) - cases)
-            raise UserError(f"case sets differ from {folders[0]} (e.g. {missing[0]!r})", folder)
-    return sorted(cases)
+    for folder, found in zip(folders, files):
+        if not found:
+            raise UserError("no <CASE>.npz probabilities (predict with --save-probabilities)", folder)
+    every = set().union(*(set(found) for found in files))
+    for folder, found in zip(folders, files):
+        missing = sorted(every - set(found))
+        if missing:   # name the folder that lacks them and the files it lacks, not a case that is there
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise UserError(f"{missing[0]}.npz{more} missing here (present in another folder); predict those "
+                            f"cases with --save-probabilities, or ensemble only folders of the same cases", folder)
+    return sorted(every)
 
 
 def check_compatible(first: dict, other: dict, path: Path) -> None:

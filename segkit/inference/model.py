@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -10,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segkit.errors import UserError
-from segkit.inference.pruning import apply_pruning
 from segkit.jsonio import read_json
-from segkit.planning.plans import (
+from segkit.models.folder import find_folds, find_onnx_folds, previous_stage_dir, resolve_model_dir
+from segkit.models.pruning import apply_pruning
+from segkit.plans import (
     label_mode_of,
     network_in_channels,
     previous_stage_of,
@@ -20,24 +20,11 @@ from segkit.planning.plans import (
     spatial_dims_of,
 )
 from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
-from segkit.workdir import (
-    checkpoint_path,
-    fold_dir,
-    is_work_dir,
-    model_dataset_path,
-    plans_path,
-    sibling_model_dir,
-)
-from segkit.workdir import model_dir as model_dir_of
+from segkit.workdir import model_dataset_path, plans_path
 
 if TYPE_CHECKING:               # torch is imported where a model is loaded, not with this module
     import torch
     from torch import nn
-
-CHECKPOINT_KINDS = ("final", "best", "latest")
-DEFAULT_CONFIGURATION = "3d_fullres"
-FOLD_DIR = re.compile(r"^fold_(?P<fold>\d+|all)$")
-
 
 @dataclass
 class LoadedModel:
@@ -108,53 +95,6 @@ def resolve_device(device: str) -> torch.device:
         raise UserError(f"unknown device {device!r}; use auto, cpu or cuda") from None
 
 
-def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Path, str]:
-    """The configuration's model folder and name, given a model folder or a work dir (with models/)."""
-    model = Path(model)
-    if not model.is_dir():
-        raise UserError("model folder not found", model)
-    name: str | None
-    if is_work_dir(model):   # a work dir: WORK/models/<config>
-        name = configuration or DEFAULT_CONFIGURATION
-        model = model_dir_of(model, name)
-        if not model.is_dir():
-            raise UserError(f"no trained configuration {name!r} here", model.parent)
-    plans = read_json(plans_path(model), "plans.json")
-    known = sorted(plans.get("configurations") or {})
-    name = configuration or (model.name if model.name in known else (known[0] if len(known) == 1 else None))
-    if name is None:
-        raise UserError(f"cannot tell the configuration; pass -c (plans has: {', '.join(known)})", model)
-    if name not in known:
-        raise UserError(f"configuration {name!r} not in plans.json (has: {', '.join(known) or 'none'})", model)
-    if name != model.name and model.name in known:
-        # a model folder holds one configuration's weights; another -c would run that plan with these weights
-        raise UserError(f"this model folder holds the {model.name} model, not {name}: drop -c {name}, or give "
-                        f"-m {model.parent / name} (or the work dir) for {name}", model)
-    return model, name
-
-
-def find_folds(model_dir: Path, folds: Sequence[str] | None, checkpoint: str) -> list[tuple[str, Path]]:
-    """(fold name, checkpoint path) for the requested folds, or every fold folder holding that checkpoint."""
-    if checkpoint not in CHECKPOINT_KINDS:
-        raise UserError(f"--checkpoint must be one of {', '.join(CHECKPOINT_KINDS)}, got {checkpoint!r}")
-    filename = checkpoint_path(Path(), checkpoint).name
-    if folds:
-        wanted = [str(f) for f in folds]
-        found = [(f, checkpoint_path(fold_dir(model_dir, f), checkpoint)) for f in wanted]
-        for fold, path in found:
-            if not path.is_file():
-                raise UserError(f"fold {fold} has no {filename}", path.parent)
-        return found
-    found = []
-    for path in sorted(model_dir.iterdir()):
-        match = FOLD_DIR.match(path.name)
-        if match and (path / filename).is_file():
-            found.append((match["fold"], path / filename))
-    if not found:
-        raise UserError(f"no fold_*/{filename} found; train first or pass -f", model_dir)
-    return found
-
-
 def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict, configuration: str) -> None:
     """Refuse folds whose architectures differ from each other or whose channels differ from plans."""
     first_fold, first_path, first = checkpoints[0]
@@ -174,21 +114,6 @@ def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict, con
                             f"{plans['num_outputs']}", path)
 
 
-def find_onnx_folds(model_dir: Path, folds: Sequence[str] | None) -> list[tuple[str, Path]]:
-    """(fold name, network.onnx) of an ONNX model folder (export-model --format onnx); [] for a torch folder."""
-    from segkit.export.onnx import NETWORK_FILE
-
-    found = [(m["fold"], p / NETWORK_FILE) for p in sorted(model_dir.iterdir())
-             if (m := FOLD_DIR.match(p.name)) and (p / NETWORK_FILE).is_file()]
-    if not found or not folds:
-        return found
-    wanted = [str(f) for f in folds]
-    missing = [f for f in wanted if f not in dict(found)]
-    if missing:
-        raise UserError(f"fold(s) {', '.join(missing)} have no {NETWORK_FILE}", model_dir)
-    return [(f, dict(found)[f]) for f in wanted]
-
-
 def _backend_device(backend: str, device: str) -> torch.device:
     """The device of an ONNX backend: the CPU (UserError for another one asked for by name)."""
     if device not in ("auto", "cpu"):
@@ -199,8 +124,8 @@ def _backend_device(backend: str, device: str) -> torch.device:
 def load_onnx_model(model_dir: Path, name: str, plans: dict, dataset: dict, found: list[tuple[str, Path]],
                     backend: str, precision: str, device: str) -> LoadedModel:
     """An ONNX model folder's folds as runners of an ONNX backend (torch cannot run them)."""
-    from segkit.export.onnx import read_network
     from segkit.inference.backends import ONNX_BACKENDS, backend_available, backend_precision, onnx_runner
+    from segkit.models.onnx import read_network
 
     if backend == "auto":
         backend = next((b for b in ONNX_BACKENDS if backend_available(b)), "onnxruntime")
@@ -208,8 +133,7 @@ def load_onnx_model(model_dir: Path, name: str, plans: dict, dataset: dict, foun
         raise UserError("holds ONNX networks (export-model --format onnx): run it with --backend onnxruntime or "
                         "openvino", model_dir)
     arithmetic = backend_precision(backend, precision)
-    entry = plans["configurations"][name]
-    dims = len(entry["patch_size"])
+    dims = len(plans["configurations"][name]["patch_size"])
     runners = [onnx_runner(backend, read_network(path, network_in_channels(plans, name), int(plans["num_outputs"]),
                                                  dims), arithmetic) for _, path in found]
     folds = [f for f, _ in found]
@@ -232,8 +156,8 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
 
     from segkit.inference.acceleration import prepare_for_inference
     from segkit.inference.backends import ONNX_BACKENDS, check_backend
+    from segkit.models.checkpoint import load_checkpoint
     from segkit.networks import build_network
-    from segkit.training.checkpoint import load_checkpoint
 
     check_backend(backend)
     model_dir, name = resolve_model_dir(model, configuration)
@@ -272,8 +196,8 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
 def _exported_model(model_dir: Path, name: str, plans: dict, dataset: dict, loaded: list[tuple[str, Path, dict]],
                     checkpoint: str, backend: str, precision: str, device: str) -> LoadedModel:
     """A torch model folder's folds exported to ONNX in memory and run by an ONNX backend."""
-    from segkit.export.onnx import dynamic_spatial, export_network, metadata, plain_network
     from segkit.inference.backends import backend_precision, onnx_runner
+    from segkit.models.onnx import dynamic_spatial, export_network, metadata, plain_network
 
     arithmetic = backend_precision(backend, precision)
     patch = [int(p) for p in plans["configurations"][name]["patch_size"]]
@@ -291,14 +215,6 @@ def _exported_model(model_dir: Path, name: str, plans: dict, dataset: dict, load
                        checkpoint, previous=load_previous_stage(model_dir, plans, name, folds, checkpoint, device,
                                                                 backend, precision),
                        backend=backend, fold_runners=runners, backend_precision=arithmetic)
-
-
-def previous_stage_dir(model_dir: Path, configuration: str, previous: str) -> Path:
-    """The model folder of a cascade stage's previous stage, beside its own; a UserError when it is absent."""
-    folder = sibling_model_dir(model_dir, previous)
-    if not folder.is_dir():
-        raise UserError(f"{configuration} is a cascade stage: its previous stage {previous} is needed beside it", folder)
-    return folder
 
 
 def load_previous_stage(model_dir: Path, plans: dict, configuration: str, folds: list[str], checkpoint: str,

@@ -4,7 +4,7 @@ A `ModelEnsemble` is what `-m` names once resolved (`segkit.inference.resolve`):
 configurations (find-best's choice), each a `LoadedModel` with its folds, plus the
 post-processing decided for exactly that model. Every way into prediction (the CLI on a file,
 folder, dataset or DICOM study, `segkit.Predictor`, cross-validation predictions) runs these
-three steps through `segkit.inference.pipeline`:
+three steps through `segkit.batch.pipeline`:
 
 1. `prepare` (background thread): check channels, preprocess with each stage's plans;
 2. `compute` (this thread): sliding window per fold, fold-averaged probabilities per stage;
@@ -37,7 +37,7 @@ from segkit.inference.revert import MemberOutput, labels_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
 from segkit.io.image import Geometry
 from segkit.planning.mirroring import inference_swap
-from segkit.planning.plans import previous_stage_classes, slice_axis_of
+from segkit.plans import previous_stage_classes, slice_axis_of
 from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
 from segkit.preprocessing.previous_stage import one_hot_previous, previous_labels_into
 
@@ -261,7 +261,7 @@ class ModelEnsemble:
     def finish(self, prepared: PreparedCase, probabilities: list[np.ndarray],
                keep_probabilities: npt.DTypeLike | None = None) -> CasePrediction:
         """Revert onto the input grid (slab-wise), average members, labels, post-processing."""
-        from segkit.evaluation.postprocess import apply_postprocessing
+        from segkit.models.postprocessing import apply_postprocessing
 
         outputs = [MemberOutput(p, prepared.properties[stage], m.plans, m.configuration)
                    for p, stage, m in zip(probabilities, self.member_stages, self.members)]

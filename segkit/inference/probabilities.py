@@ -19,7 +19,7 @@ import numpy as np
 from segkit.errors import UserError
 from segkit.io.image import Geometry
 from segkit.jsonio import atomic_path
-from segkit.planning.plans import label_mode_of
+from segkit.plans import label_mode_of
 
 PROBABILITY_FORMAT = "segkit-probabilities-1"
 METADATA_KEYS = ("format", "case_id", "geometry", "label_mode", "outputs", "regions_class_order", "file_ending")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.planning.plans import label_mode_of
+from segkit.plans import label_mode_of
 
 REGION_THRESHOLD = 0.5
 

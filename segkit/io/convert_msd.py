@@ -8,6 +8,7 @@ one 4D file per case, split here into ``X_0000``, ``X_0001``, ...; labels keep t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from segkit.errors import UserError
@@ -116,6 +117,8 @@ def plan_msd(src: Path, dest: Path) -> tuple[list[FileJob], dict]:
         "numTest": len(test_ids),
         "segkit_source": {
             "format": "msd",
+            # the task folder's name (Task05_Prostate): what `export --format msd` names the submission
+            **({"task": src.name} if re.match(r"^Task\d+_.+$", src.name) else {}),
             "case_pattern": "{case}.nii.gz",
             "label_map": {str(v): v for v in labels.values() if v != 0},
             "original": {k: v for k, v in data.items() if k not in ("training", "test")},

@@ -156,3 +156,13 @@ def write_image(array: np.ndarray, geometry: Geometry, path: str | Path, compres
     with atomic_path(path, suffix=suffix) as tmp:
         sitk.WriteImage(to_sitk(array, geometry), str(tmp), compress)
     return path
+
+
+def read_label_map(path: Path) -> Image:
+    """Read a label map, refusing non-integer voxel values."""
+    image = read_image(path)
+    if not np.issubdtype(image.array.dtype, np.integer):
+        if not np.all(np.isfinite(image.array)) or not np.array_equal(image.array, np.round(image.array)):
+            raise UserError("label map holds non-integer values", path)
+        image.array = image.array.astype(np.int64)
+    return image

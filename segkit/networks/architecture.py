@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from segkit.networks.init import INIT_SCHEMES
 from segkit.networks.registry import family_names, family_of
-from segkit.planning.plans import spatial_dims_of
+from segkit.plans import spatial_dims_of
 
 REQUIRED_KEYS = ("family", "features_per_stage", "kernel_sizes", "strides", "blocks_per_stage",
                  "decoder_blocks_per_stage")

@@ -169,6 +169,13 @@ class Journal:
             db.executemany("UPDATE units SET state = 'queued', updated_at = ? WHERE key = ?", [(now, k) for k in keys])
         return keys
 
+    def queue_now(self, keys: list[str]) -> None:
+        """Queue receiving units at once (a pull knows its transfer is complete; no quiet period needed)."""
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany("UPDATE units SET state = 'queued', updated_at = ? WHERE key = ? AND state = 'receiving'",
+                           [(now, key) for key in keys])
+
     def claim(self, state: str, new_state: str) -> Unit | None:
         """Take the oldest due unit in state and move it to new_state (None when there is none)."""
         now = time.time()

@@ -45,7 +45,7 @@ def status_summary(journal: Journal, limit: int = 10) -> dict:
 class Node:
     """A running node: SCP, predict and send threads, optional health endpoint."""
 
-    def __init__(self, config: NodeConfig, predictor: UnitPredictor | None = None):
+    def __init__(self, config: NodeConfig, predictor: UnitPredictor | None = None, source: str = "push"):
         self.config = config
         self.storage = Storage(config.storage)
         removed = self.storage.remove_partial_files()
@@ -61,7 +61,7 @@ class Node:
                 raise UserError("a [model] section is needed to serve", config.path)
             predictor = UnitPredictor(config.model, self.storage)
         self.predictor = predictor
-        self.receiver = Receiver(config, self.storage, self.journal, predictor.unit_by_study)
+        self.receiver = Receiver(config, self.storage, self.journal, predictor.unit_by_study, source)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None

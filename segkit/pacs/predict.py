@@ -2,7 +2,7 @@
 
 The model is loaded once (`segkit.inference.resolve.load_ensemble`: a model folder, work dir,
 package or nnU-Net folder, as `segkit predict -m` takes). Each unit is one DICOM case run
-through `segkit.inference.pipeline.predict_cases` with DICOM-SEG and statistics requested, so
+through `segkit.batch.pipeline.predict_cases` with DICOM-SEG and statistics requested, so
 the node's labels are `segkit predict`'s voxel for voxel. The SEG then gets its final UIDs
 (`seg_uids`): derived from the unit's key (the source series or study UID) and the model's
 identity, so predicting the same input again yields the same instance.
@@ -102,7 +102,7 @@ class UnitPredictor:
 
         from segkit.batch.cases import BatchCase
         from segkit.batch.outputs import OutputRequest
-        from segkit.inference.pipeline import RunOptions, predict_cases
+        from segkit.batch.pipeline import RunOptions, predict_cases
         from segkit.io.dicom_seg import segment_names
 
         start = time.perf_counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from segkit.pacs.config import NodeConfig
@@ -58,9 +59,12 @@ class Receiver:
 
     def on_store(self, event: Any) -> int:
         """C-STORE: store an image instance durably and journal it, then answer; every problem an error status."""
-        peer = event.assoc.requestor.ae_title
+        return self.accept(lambda: event.dataset, event.encoded_dataset, event.assoc.requestor.ae_title)
+
+    def accept(self, decode: Callable[[], Any], encoded: Callable[[], bytes], peer: str) -> int:
+        """Check, store and journal one instance (from C-STORE or a WADO-RS part); the DICOM status it earns."""
         try:
-            dataset = event.dataset
+            dataset = decode()
             sop_class = str(dataset.SOPClassUID)
             sop_uid = str(dataset.SOPInstanceUID)
             study_uid = str(dataset.StudyInstanceUID)
@@ -87,21 +91,25 @@ class Receiver:
                       sop_uid, series_uid, self.storage.free_mb(), self.config.min_free_mb)
             return STATUS_OUT_OF_RESOURCES
         try:
-            self.store(event, study_uid, series_uid, sop_uid)
+            self.store(encoded, study_uid, series_uid, sop_uid)
         except OSError as err:
             LOG.error("instance %s of series %s not stored: %s", sop_uid, series_uid, err.strerror or err)
             return STATUS_OUT_OF_RESOURCES
         return STATUS_SUCCESS
 
-    def store(self, event: Any, study_uid: str, series_uid: str, sop_uid: str) -> None:
+    def unit_key(self, study_uid: str, series_uid: str) -> str:
+        """The journal key of the unit an instance belongs to."""
+        return study_uid if self.unit_by_study else series_uid
+
+    def store(self, encoded: Callable[[], bytes], study_uid: str, series_uid: str, sop_uid: str) -> None:
         """Write the instance as a DICOM file (as received, with file meta) and journal it."""
         path = self.storage.instance_path(study_uid, series_uid, sop_uid)
-        key = study_uid if self.unit_by_study else series_uid
+        key = self.unit_key(study_uid, series_uid)
         if self.journal.processed(key, sop_uid):
             LOG.info("instance %s of series %s was already processed; not stored again", sop_uid, series_uid)
             return
         if not path.exists():
-            durable_write(path, event.encoded_dataset())
+            durable_write(path, encoded())
         folder = path.parent.parent if self.unit_by_study else path.parent
         self.journal.instance_arrived(key, study_uid, str(folder.relative_to(self.storage.root)), sop_uid, self.source)
         self.received += 1

@@ -1,8 +1,9 @@
 """`segkit plan DATASET --like SOURCE`: carry another plan's network to a new dataset (for fine-tuning).
 
-SOURCE is a plans.json, a work dir (its plans.json), a model folder (`WORK/models/<config>`:
-its plans copy, i.e. what the model was trained with, hardware fit included) or a model package
-`.zip` (checksums verified first). Rule (docs/fine-tuning.md):
+SOURCE is a plans.json, a work dir (its plans.json), or what `segkit.models.resolve` resolves: a
+model folder (`WORK/models/<config>`: its plans copy, i.e. what the model was trained with,
+hardware fit included), an nnU-Net v2 model folder (its converted plans) or a model package `.zip`
+(checksums verified first). Rule (docs/fine-tuning.md):
 
 - adopted per configuration: architecture, patch size, target spacing, resampling, and per
   channel the normalisation entry of the source channel with the same name (case-insensitive);
@@ -28,6 +29,9 @@ from pathlib import Path
 from segkit.errors import UserError
 from segkit.io.dataset import DatasetInfo
 from segkit.jsonio import read_json
+from segkit.models.nnunet import is_nnunet_model_folder
+from segkit.models.resolve import resolve_model
+from segkit.models.unpack import is_model_package
 from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.planner import (
     MIN_BATCH,
@@ -38,9 +42,9 @@ from segkit.planning.planner import (
     planned_normalization,
     set_mirror_axes,
 )
-from segkit.planning.plans import spatial_dims_of, write_plans
 from segkit.planning.run import planning_inputs
 from segkit.planning.summary import format_bytes, plans_summary
+from segkit.plans import spatial_dims_of, write_plans
 from segkit.preprocessing.orientation import AS_STORED, PLANS_KEY
 from segkit.workdir import plans_path
 
@@ -72,24 +76,24 @@ def _check_plans(plans: object, path: Path) -> dict:
 
 
 def resolve_like_source(spec: str | Path) -> LikeSource:
-    """SOURCE -> its plans: a plans.json, work dir, model folder (one configuration) or verified package."""
-    from segkit.export.unpack import is_model_package, unpack_model
-    from segkit.inference.model import resolve_model_dir
-
+    """SOURCE -> its plans: a plans.json, a work dir, or what `segkit.models.resolve` resolves (one configuration)."""
     path = Path(spec)
     if is_model_package(path):
-        unpacked = unpack_model(path)   # every member's checksum verified; a tampered package is refused
-        plans = _check_plans(read_json(plans_path(unpacked.model_dir), "plans.json"), path)
-        return LikeSource(plans, unpacked.configurations[:1], f"model package {path} (checksums verified)", path)
+        choice = resolve_model(path, decide=False)   # every member's checksum verified; a tampered package is refused
+        name, model_dir = next(iter(choice.model_dirs.items()))
+        plans = _check_plans(read_json(plans_path(model_dir), "plans.json"), path)
+        return LikeSource(plans, [name], f"model package {path} (checksums verified)", path)
     if path.is_file():
         return LikeSource(_check_plans(read_json(path, "plans file"), path), [], f"plans {path}", path)
     if not path.is_dir():
         raise UserError("--like source not found: give a plans.json, a work dir, a model folder or a model package .zip",
                         path)
-    if any(child.name.startswith("fold_") for child in path.iterdir()):
-        model_dir, name = resolve_model_dir(path, None)
+    if any(child.name.startswith("fold_") for child in path.iterdir()):   # a model folder (segkit or nnU-Net)
+        choice = resolve_model(path, decide=False)
+        name, model_dir = next(iter(choice.model_dirs.items()))
         plans = _check_plans(read_json(plans_path(model_dir), "plans.json"), model_dir)
-        return LikeSource(plans, [name], f"model folder {model_dir} ({name})", path)
+        kind = "nnU-Net model folder" if is_nnunet_model_folder(path) else "model folder"
+        return LikeSource(plans, [name], f"{kind} {model_dir if kind == 'model folder' else path} ({name})", path)
     return LikeSource(_check_plans(read_json(plans_path(path), "plans file"), path), [], f"work dir {path}", path)
 
 

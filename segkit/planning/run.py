@@ -11,8 +11,8 @@ from segkit.networks.registry import family_names
 from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.memory_search import tradeoff_table
 from segkit.planning.planner import DEFAULT_BUDGET_GB, GIB, PlanOptions, detect_budget, plan_dataset
-from segkit.planning.plans import network_in_channels, write_plans
 from segkit.planning.summary import plans_summary
+from segkit.plans import network_in_channels, write_plans
 from segkit.workdir import fingerprint_path, plans_path, resolve_work_dir
 
 

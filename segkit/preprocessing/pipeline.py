@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.planning.plans import label_mode_of
+from segkit.plans import label_mode_of
 from segkit.preprocessing.crop import crop_to_nonzero, paste_into_box
 from segkit.preprocessing.normalize import check_normalization, normalize_channels
 from segkit.preprocessing.orientation import PLANS_KEY, Reorientation, plans_orientation, plans_reorientation

@@ -5,7 +5,7 @@ cross-validation predictions in training, its prediction of the same case at inf
 cascade stage (`3d_cascade_fullres`) gets it as extra input channels: the label map takes the
 same reorientation, crop and resampling as the images did (`previous_labels_into`, with the
 properties `preprocess_arrays` returned for this case), then becomes one-hot with one channel
-per foreground class or region (`one_hot_previous`; `segkit.planning.plans.previous_stage_classes`).
+per foreground class or region (`one_hot_previous`; `segkit.plans.previous_stage_classes`).
 Training and prediction both go through these two functions, so the network sees the same
 kind of input in both.
 """

@@ -26,7 +26,7 @@ import numpy as np
 
 from segkit.training import distributed as dd
 from segkit.training.recipe import Recipe
-from segkit.training.schedule import Schedule, final_reserve, fit_to_budget, refit_epochs
+from segkit.training.schedule import Schedule, final_reserve, fit_to_budget, refit_to_budget_end
 
 CALIBRATION_WARMUP = 2
 CALIBRATION_STEPS = 8
@@ -132,13 +132,15 @@ class TimeBudget:
         return bool(dd.broadcast_ints([int(past)], info)[0])
 
     def after_epoch(self, schedule: Schedule, epochs_done: int, epoch_seconds: list[float], max_epochs: int) -> str | None:
-        """Refit schedule.epochs to the mean of the last epochs' times; the change's note, or None."""
-        new_epochs = refit_epochs(schedule, epochs_done, self.budget_s - self.elapsed(),
-                                  float(np.mean(epoch_seconds[-REFIT_WINDOW:])), max_epochs)
-        if new_epochs == schedule.epochs:
+        """Refit the epochs (and a shorter last one) to the mean of the last epochs' times; the change's note, or None."""
+        new_epochs, final = refit_to_budget_end(schedule, epochs_done, self.budget_s - self.elapsed(),
+                                                float(np.mean(epoch_seconds[-REFIT_WINDOW:])), max_epochs)
+        if (new_epochs, final) == (schedule.epochs, schedule.final_epoch_iterations):
             return None
         note = f"epochs {schedule.epochs} -> {new_epochs} (refitted to measured epoch time)"
-        schedule.epochs = new_epochs
+        if final:
+            note += f", the last of {final} steps (the rest of the budget)"
+        schedule.epochs, schedule.final_epoch_iterations = new_epochs, final
         return note
 
     def final_record(self, step_seconds: float) -> dict:

@@ -19,13 +19,32 @@ import dataclasses
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.evaluation.cv_predictions import cv_label_maps
-from segkit.evaluation.evaluate import read_label_map
-from segkit.planning.plans import previous_stage_classes
+from segkit.io.image import read_label_map
+from segkit.plans import previous_stage_classes
 from segkit.preprocessing.previous_stage import previous_labels_into
 from segkit.training.loader import Case
 from segkit.training.splits import read_splits, write_splits
-from segkit.workdir import model_dir, splits_path
+from segkit.workdir import model_dir, splits_path, validation_dir
+
+
+def cv_label_maps(work_dir: Path, config: str, splits: list[dict], file_ending: str
+                  ) -> tuple[dict[str, Path], dict[int, list[str]]]:
+    """Case id -> the `<CASE><file_ending>` label map its fold predicted, and per fold the cases without one.
+
+    A cascade stage trains on these: each case as the previous stage
+    predicted it while the case was held out.
+    """
+    found: dict[str, Path] = {}
+    missing: dict[int, list[str]] = {}
+    for fold, split in enumerate(splits):
+        folder = validation_dir(model_dir(work_dir, config), fold)
+        for case in split["val"]:
+            path = folder / f"{case}{file_ending}"
+            if path.is_file() and (folder / f"{case}.npz").is_file():
+                found[str(case)] = path
+            else:
+                missing.setdefault(fold, []).append(str(case))
+    return found, missing
 
 
 def cascade_splits(work: Path, configuration: str, previous: str, case_ids: list[str], write: bool) -> list[dict]:

@@ -13,9 +13,10 @@ import torch
 from segkit.errors import UserError
 from segkit.io.dataset import load_dataset
 from segkit.jsonio import atomic_path, read_json
+from segkit.models.checkpoint import plans_sha256
 from segkit.networks import build_network
 from segkit.planning.mirroring import SWAP_KEY, anatomical_mirror_axes
-from segkit.planning.plans import (
+from segkit.plans import (
     label_mode_of,
     network_in_channels,
     previous_stage_of,
@@ -26,7 +27,6 @@ from segkit.planning.plans import (
 from segkit.training import distributed as dd
 from segkit.training import memory_backoff
 from segkit.training.cascade import cascade_splits, previous_label_maps, with_previous
-from segkit.training.checkpoint import plans_sha256
 from segkit.training.extension import resumed_recipe
 from segkit.training.fitting import fit_to_cpu_budget
 from segkit.training.loader import (

@@ -1,8 +1,9 @@
 """Start a training run from another model's weights (`segkit train --pretrained SOURCE`).
 
-SOURCE is a checkpoint file (`fold_<k>/checkpoint_<kind>.pt`), a model folder
-(`WORK/models/<config>`, or a work dir) with `--pretrained-fold`, or a model package `.zip`,
-whose checksums are verified first (`segkit.export.unpack`; a tampered package is refused).
+SOURCE is a checkpoint file (`fold_<k>/checkpoint_<kind>.pt`), or what `segkit.models.resolve`
+resolves: a model folder (`WORK/models/<config>`, or a work dir) with `--pretrained-fold`, an
+nnU-Net v2 model folder, or a model package `.zip`, whose checksums are verified first (a
+tampered package is refused).
 
 Rules (docs/fine-tuning.md):
 - every tensor whose name and shape match is loaded; a name the network lacks is "unused",
@@ -23,7 +24,12 @@ import torch
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json
-from segkit.training import checkpoint as ckpt
+from segkit.models import checkpoint as ckpt
+from segkit.models.choice import ModelChoice
+from segkit.models.folder import find_folds
+from segkit.models.nnunet import is_nnunet_model_folder
+from segkit.models.resolve import resolve_model
+from segkit.models.unpack import is_model_package
 from segkit.training.finetune_options import FINETUNE_LR_FACTOR
 from segkit.training.recipe import Recipe
 from segkit.workdir import is_work_dir, plans_path
@@ -57,11 +63,9 @@ def _plans_near(checkpoint: Path) -> dict | None:
     return read_json(path, "plans.json") if path.is_file() else None
 
 
-def _from_model_dir(folder: Path, configuration: str | None, fold: str | None, kind: str, label: str) -> PretrainedSource:
-    """The chosen fold's checkpoint of a model folder (or a work dir's configuration)."""
-    from segkit.inference.model import find_folds, resolve_model_dir
-
-    model_dir, name = resolve_model_dir(folder, configuration if is_work_dir(folder) else None)
+def _from_choice(choice: ModelChoice, name: str, fold: str | None, kind: str, label: str) -> PretrainedSource:
+    """The chosen fold's checkpoint of one configuration of a resolved model."""
+    model_dir = choice.model_dirs[name]
     found = find_folds(model_dir, [fold] if fold is not None else None, kind)
     chosen_fold, path = found[0]
     note = "" if fold is not None or len(found) == 1 else f" (first of folds {[f for f, _ in found]}; --pretrained-fold)"
@@ -71,18 +75,19 @@ def _from_model_dir(folder: Path, configuration: str | None, fold: str | None, k
 
 def resolve_source(spec: str, configuration: str | None = None, fold: str | None = None,
                    kind: str | None = None) -> PretrainedSource:
-    """Resolve SOURCE (checkpoint, model folder or package) to a checkpoint path and its plans."""
-    from segkit.export.unpack import is_model_package, unpack_model
-
+    """Resolve SOURCE (checkpoint, model folder, work dir, package or nnU-Net folder) to a checkpoint path and its plans."""
     path = Path(spec)
     if is_model_package(path):
-        unpacked = unpack_model(path)    # verifies every member's checksum first
-        name = configuration if configuration in unpacked.model_dirs else unpacked.configurations[0]
-        folds = unpacked.folds.get(name) or []
-        return _from_model_dir(unpacked.model_dirs[name], None, fold or (folds[0] if folds else None),
-                               kind or unpacked.checkpoint, f"package {path}, configuration {name} (checksums verified)")
+        choice = resolve_model(path, decide=False)    # verifies every member's checksum first
+        name = configuration if configuration in choice.model_dirs else next(iter(choice.model_dirs))
+        folds = choice.folds.get(name) or []
+        return _from_choice(choice, name, fold or (folds[0] if folds else None), kind or choice.checkpoint or "final",
+                            f"package {path}, configuration {name} (checksums verified)")
     if path.is_dir():
-        return _from_model_dir(path, configuration, fold, kind or "final", f"model folder {path}")
+        # a work dir gives the configuration being trained; a model folder (or nnU-Net folder) is its own
+        choice = resolve_model(path, configuration if is_work_dir(path) else None, kind or "final", decide=False)
+        label = "nnU-Net model folder" if is_nnunet_model_folder(path) else "model folder"
+        return _from_choice(choice, next(iter(choice.model_dirs)), fold, kind or "final", f"{label} {path}")
     if path.is_file():
         return PretrainedSource(path, _plans_near(path), f"checkpoint {path}")
     raise UserError("pretrained source not found: give a checkpoint .pt, a model folder or a model package .zip", path)

@@ -57,11 +57,20 @@ class Schedule:
     validation_fraction: float = 1.0     # share of the validation data each pass covers
     predicted_step_share: float | None = None   # predicted share of the budget in optimiser steps
     given_up: list[str] = field(default_factory=list)
+    # the last epoch's steps when the budget's end leaves less than a whole epoch (None: a whole one)
+    final_epoch_iterations: int | None = None
 
     @property
     def total_steps(self) -> int:
         """Number of optimiser steps in the whole run."""
-        return self.epochs * self.iterations_per_epoch
+        return sum(self.iterations_in(epoch) for epoch in range(self.epochs)) if self.final_epoch_iterations \
+            else self.epochs * self.iterations_per_epoch
+
+    def iterations_in(self, epoch: int) -> int:
+        """Steps of epoch (0-based): iterations_per_epoch, or final_epoch_iterations for a shortened last one."""
+        if self.final_epoch_iterations and epoch == self.epochs - 1:
+            return self.final_epoch_iterations
+        return self.iterations_per_epoch
 
     @property
     def validation_cost_s(self) -> float:
@@ -167,6 +176,14 @@ def fit_to_budget(remaining_s: float, seconds_per_step: float, validation_s: flo
                     validation_fraction=fraction, predicted_step_share=round(share, 3), given_up=given_up)
 
 
+def _refit_reserve(schedule: Schedule, remaining_s: float) -> float:
+    """Seconds a refit keeps free: the final checkpoint, and the part of the last epoch's validation
+    that the mean epoch time does not hold already (all of it in an end-only run, 1 - 1/k of it
+    when every k-th epoch validates)."""
+    share = 1.0 if schedule.validation == "end" else 1.0 - 1.0 / max(1, schedule.validate_every)
+    return final_reserve(schedule.budget_s or remaining_s) + share * schedule.validation_cost_s
+
+
 def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_epoch_s: float, max_epochs: int) -> int:
     """Epoch count that ends at the budget given the measured epoch time (grows or shrinks, <= max_epochs).
 
@@ -174,7 +191,41 @@ def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_
     """
     if mean_epoch_s <= 0:
         return schedule.epochs
-    # the last epoch's validation is not in an end-only run's mean epoch time: keep room for it
-    reserve = final_reserve(schedule.budget_s or remaining_s) + schedule.validation_cost_s
-    affordable = int(max(0.0, remaining_s - reserve) // mean_epoch_s)
+    affordable = int(max(0.0, remaining_s - _refit_reserve(schedule, remaining_s)) // mean_epoch_s)
     return max(1, epochs_done, min(max_epochs, epochs_done + affordable))
+
+
+def _measured_step_seconds(schedule: Schedule, mean_epoch_s: float) -> float:
+    """Seconds per step inside the measured epochs: their mean time less bookkeeping and their share of validation.
+
+    Never below half the epoch's plain average, so a validation estimate that is too high cannot
+    make steps look free.
+    """
+    validation_share = 0.0 if schedule.validation == "end" else 1.0 / max(1, schedule.validate_every)
+    stepping_s = mean_epoch_s - EPOCH_OVERHEAD_S - validation_share * schedule.validation_cost_s
+    plain = mean_epoch_s / max(1, schedule.iterations_per_epoch)
+    return max(0.5 * plain, stepping_s / max(1, schedule.iterations_per_epoch))
+
+
+def refit_to_budget_end(schedule: Schedule, epochs_done: int, remaining_s: float, mean_epoch_s: float,
+                        max_epochs: int) -> tuple[int, int | None]:
+    """(epochs, final_epoch_iterations): whole epochs as refit_epochs, then the rest of the budget in steps.
+
+    Without it a run stops when the next whole epoch no longer fits, leaving up to one epoch of the
+    budget unused (an 8-minute CPU run stopped at ~7.3 minutes). The rest, after the reserve, is
+    priced at the measured seconds per step: at least MIN_ITERATIONS steps become one more, shorter
+    epoch; fewer lengthen the last whole epoch still to run. The trainer's deadline still cuts a
+    step count that turns out too long.
+    """
+    epochs = refit_epochs(schedule, epochs_done, remaining_s, mean_epoch_s, max_epochs)
+    if mean_epoch_s <= 0:
+        return epochs, None
+    whole = epochs - epochs_done
+    left_s = remaining_s - _refit_reserve(schedule, remaining_s) - whole * mean_epoch_s - EPOCH_OVERHEAD_S
+    steps = int(SAFETY * max(0.0, left_s) // _measured_step_seconds(schedule, mean_epoch_s))
+    if steps >= MIN_ITERATIONS and epochs < max_epochs:
+        return epochs + 1, min(steps, schedule.iterations_per_epoch)
+    if steps > 0 and whole >= 1:
+        return epochs, schedule.iterations_per_epoch + steps
+    # nothing more to add: a last epoch already shortened or lengthened stays on record
+    return epochs, schedule.final_epoch_iterations if epochs == schedule.epochs and whole == 0 else None

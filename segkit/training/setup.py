@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from segkit.planning.plans import (
+from segkit.plans import (
     label_mode_of,
     network_in_channels,
     previous_stage_classes,

@@ -18,9 +18,9 @@ import torch
 from segkit import oom, workdir
 from segkit.console import progress_bar, say
 from segkit.jsonio import read_json, write_json
+from segkit.models import checkpoint as ckpt
 from segkit.networks import build_network
 from segkit.planning.mirroring import training_swap
-from segkit.training import checkpoint as ckpt
 from segkit.training import distributed as dd
 from segkit.training import speed
 from segkit.training.augmentation import SegToTarget, build_transform, sample_size_for
@@ -92,7 +92,7 @@ def train(setup: TrainSetup, info: dd.DistInfo | None = None) -> dict:
     while run.state.epoch < schedule.epochs and not stopped:
         epoch_start = time.monotonic()
         run.tuning.before_epoch(run.model, run.state.epoch)
-        losses = run_steps(run, run.state.epoch, schedule.iterations_per_epoch, schedule)
+        losses = run_steps(run, run.state.epoch, schedule.iterations_in(run.state.epoch), schedule)
         record = {"epoch": run.state.epoch, "train_loss": float(dd.all_reduce_mean(float(np.mean(losses)), run.info)),
                   "lr": run.optimizer.param_groups[0]["lr"], "step": run.state.step}
         improved = False
@@ -238,6 +238,7 @@ def end_epoch(run: Run, schedule: Schedule, record: dict, improved: bool, epoch_
     after its validation was decided against, it is validated here.
     """
     state, setup, info = run.state, run.setup, run.info
+    planned_steps = schedule.iterations_in(state.epoch)
     state.epoch += 1
     state.epoch_seconds.append(time.monotonic() - epoch_start)
     record |= {"epoch_time_s": round(state.epoch_seconds[-1], 3), "elapsed_s": round(run.budget.elapsed(), 1),
@@ -248,10 +249,12 @@ def end_epoch(run: Run, schedule: Schedule, record: dict, improved: bool, epoch_
     stop = bool(setup.early_stop and state.stale >= setup.early_stop)
     if stop:
         state.stopped_by = "early_stopping"
-    if steps_run < schedule.iterations_per_epoch:
+    if steps_run < planned_steps:
         record["budget_cut"] = f"time budget reached after {steps_run} steps of this epoch"
         stop, state.stopped_by = True, "time_budget"
-    schedule.epochs, stop_all = dd.broadcast_ints([schedule.epochs, int(stop)], info)
+    schedule.epochs, final_steps, stop_all = dd.broadcast_ints(
+        [schedule.epochs, schedule.final_epoch_iterations or 0, int(stop)], info)
+    schedule.final_epoch_iterations = final_steps or None
     if (stop_all or state.epoch >= schedule.epochs) and "val_mean_dice" not in record:
         record |= run_validation(run)
         improved = update_best(state, record["val_mean_dice"])

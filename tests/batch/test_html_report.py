@@ -14,8 +14,8 @@ from browser import Chromium, find_chromium
 from segkit.batch.cases import InputSpec, discover_cases
 from segkit.batch.html_report import EMBED_LIMIT_BYTES, html_name, render_html, write_html_report
 from segkit.batch.outputs import OutputRequest
+from segkit.batch.pipeline import RunOptions, predict_cases
 from segkit.batch.report import merge_reports, read_report
-from segkit.inference.pipeline import RunOptions, predict_cases
 from segkit.io.dicom_seg import segment_names
 
 LABELS = {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}

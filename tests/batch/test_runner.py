@@ -22,12 +22,12 @@ from batch_data import (
 from segkit.batch import preview as preview_module
 from segkit.batch.cases import InputSpec, discover_cases
 from segkit.batch.outputs import OutputRequest
+from segkit.batch.pipeline import RunOptions as BatchOptions
+from segkit.batch.pipeline import exit_code, predict_cases
 from segkit.batch.report import merge_reports
 from segkit.batch.sharding import resolve_part, select_part
 from segkit.batch.statistics import merge_statistics_csv
 from segkit.errors import UserError
-from segkit.inference.pipeline import RunOptions as BatchOptions
-from segkit.inference.pipeline import exit_code, predict_cases
 from segkit.io.dicom_seg import segment_names
 from segkit.io.image import Geometry, read_image
 
@@ -193,7 +193,7 @@ def test_preview_png_and_missing_matplotlib_warning(tmp_path, monkeypatch, capsy
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
     assert matplotlib.image.imread(png).shape[1] > 400
-    monkeypatch.setattr("segkit.inference.pipeline.preview_available", lambda: False)
+    monkeypatch.setattr("segkit.batch.pipeline.preview_available", lambda: False)
     out2 = tmp_path / "out2"
     run_batch(discover_cases(folder), SPEC_2CH, request(out2, preview=True), threshold_predict, BatchOptions(), folder)
     data = json.loads((out2 / "report.json").read_text())

@@ -189,3 +189,51 @@ def test_evaluate_detects_label_values_not_in_dataset_json(tmp_path: Path, capsy
     assert main(["evaluate", str(images), str(dataset)]) == 2
     err = _error(capsys)
     assert err.count("\n") == 1 and "117" in err and "dataset.json" in err
+
+
+@pytest.mark.parametrize("argv,command,hint", [
+    (["train", "D", "--time-buget", "1"], "train", "did you mean --time-budget?"),
+    (["train", "D", "--epoch", "3"], "train", "did you mean --epochs?"),
+    (["plan", "D", "--gpu_memory", "8"], "plan", "segkit spells it --gpu-memory"),
+    (["train", "D", "--num_parts", "2"], "train", "--num-parts is an option of segkit predict"),
+    (["predict", "-i", "a", "-o", "b", "-m", "c", "--num_parts", "2"], "predict", "segkit spells it --num-parts"),
+])
+def test_unknown_long_options_answer_with_the_subcommands_usage_and_a_suggestion(argv, command, hint, capsys):
+    """#24 item 9: not the top-level usage with no subcommand."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = _error(capsys)
+    assert f"usage: segkit {command}" in err and f"segkit {command}: error:" in err and hint in err
+
+
+@pytest.mark.parametrize("argv,hint", [
+    (["train", "D", "-tr", "nnUNetTrainer"], "nnU-Net trainer class; segkit has none"),
+    (["plan", "D", "-pl", "nnUNetPlannerResEncM"], "choose the network with --network"),
+    (["train", "D", "-p", "nnUNetPlans"], "one plans.json per work dir"),
+    (["evaluate", "P", "R", "-djfile", "dataset.json"], "-djfile is not needed"),
+    (["train", "D", "-num_parts", "2"], "-num_parts is an option of segkit predict"),
+])
+def test_nnunet_single_dash_flags_get_the_right_one_line_hint(argv, hint, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = _error(capsys)
+    assert hint in err and "take two dashes" not in err
+
+
+def test_nnunet_positional_train_and_sharding_spellings_are_accepted():
+    args = build_parser().parse_args(["train", "1", "3d_fullres", "0"])
+    assert (args.dataset, args.configuration, args.fold) == ("1", "3d_fullres", "0")
+    args = build_parser().parse_args(["train", "1", "2d"])
+    assert (args.configuration, args.fold) == ("2d", "0")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "1", "3d_fullres", "0", "-c", "2d"])
+    args = build_parser().parse_args(["predict", "-i", "a", "-o", "b", "-m", "c", "-num_parts", "4", "-part_id", "1"])
+    assert (args.num_parts, args.part_id) == (4, 1)
+
+
+def test_find_best_takes_nnunets_dash_c_as_in_the_deployment_guide():
+    """#24 item 8: docs/deployment.md printed `find-best WORK -c ...`; nnU-Net spells it -c, segkit --configs."""
+    assert build_parser().parse_args(["find-best", "W", "-c", "2d", "3d_fullres"]).configs == ["2d", "3d_fullres"]
+    text = (Path(__file__).resolve().parents[2] / "docs" / "faq.md").read_text()
+    assert "--batch" not in text, "the FAQ still recommends --batch, which does nothing"

@@ -9,7 +9,7 @@ import pytest
 
 from segkit.cli import build_parser
 from segkit.inference.acceleration import PRECISIONS
-from segkit.inference.model import CHECKPOINT_KINDS
+from segkit.models.folder import CHECKPOINT_KINDS
 from segkit.networks.registry import family_names
 
 

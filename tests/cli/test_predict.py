@@ -169,3 +169,41 @@ def test_a_wrong_configuration_on_a_model_folder_is_refused_up_front(tmp_path, i
     err = capsys.readouterr().err
     assert "fold 0 was trained as 3d_fullres, not 2d" in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_single_image_with_an_output_file_name_writes_that_file(tmp_path, inputs, capsys):
+    """#24 item 10: TotalSegmentator's `-i ct.nii.gz -o seg.nii.gz` made a folder `seg.nii.gz/`."""
+    model = make_model_dir(tmp_path / "work", "3d_fullres", num_channels=1)
+    single = tmp_path / "single"
+    write_input_case(single, "ct", (5, 9, 11), (2.0, 1.3, 0.7), num_channels=1)
+    image = single / "ct_0000.nii.gz"
+    for name in ("seg.nii.gz", "seg.nrrd"):
+        target = tmp_path / "out" / name
+        assert main(["predict", "-i", str(single / "ct_0000.nii.gz"), "-o", str(target), "-m", str(model),
+                     "--device", "cpu", "--no-tta"]) == 0
+        assert target.is_file()
+        for ours, theirs in zip(read_geometry(target), read_geometry(image)):
+            assert np.allclose(ours, theirs, atol=1e-6), name
+        assert sorted(p.name for p in target.parent.iterdir()) == sorted(
+            p.name for p in target.parent.iterdir() if not p.name.startswith(".")), "no scratch folder left"
+    folder = tmp_path / "folder"
+    assert main(["predict", "-i", str(single), "-o", str(folder), "-m", str(model), "--device", "cpu", "--no-tta"]) == 0
+    np.testing.assert_array_equal(read_array(tmp_path / "out" / "seg.nii.gz"), read_array(folder / "ct.nii.gz"))
+    capsys.readouterr()
+    assert main(["predict", "-i", str(image), "-o", str(tmp_path / "y.nii.gz"), "-m", str(model),
+                 "--save-probabilities"]) == 2
+    assert "need(s) an output folder" in capsys.readouterr().err and not (tmp_path / "y.nii.gz").exists()
+
+
+def test_output_into_a_datasets_label_folder_is_refused(tmp_path, inputs, capsys):
+    """#24 item 10: `-o DATASET/labelsTr` would overwrite the reference labels."""
+    model = make_model_dir(tmp_path / "work", "3d_fullres")
+    dataset = tmp_path / "Dataset001_X"
+    (dataset / "labelsTr").mkdir(parents=True)
+    (dataset / "dataset.json").write_text("{}")
+    (dataset / "labelsTr" / "odd.nii.gz").write_bytes(b"reference")
+    assert main(["predict", "-i", str(inputs), "-o", str(dataset / "labelsTr"), "-m", str(model),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "overwrite its reference labels" in err
+    assert (dataset / "labelsTr" / "odd.nii.gz").read_bytes() == b"reference"

@@ -231,7 +231,7 @@ def test_packaged_model_predicts_like_its_folder_and_tampering_is_exit_2(tmp_pat
     np.testing.assert_array_equal(read_array(tmp_path / "from_zip" / "c0.nii.gz"),
                                   read_array(tmp_path / "from_dir" / "c0.nii.gz"))
     report = json.loads((tmp_path / "from_zip" / "report.json").read_text())
-    from segkit.export.package import sha256_of
+    from segkit.models.package import sha256_of
     assert report["package_sha256"] == sha256_of(package)
     data = bytearray(package.read_bytes())
     data[len(data) // 2] ^= 0xFF  # flip one byte inside a member
@@ -271,7 +271,7 @@ def test_rank_device_keeps_an_explicit_cpu():
 
 
 def test_packaged_postprocessing_is_applied(tmp_path, monkeypatch):
-    from segkit.evaluation.postprocess import apply_postprocessing
+    from segkit.models.postprocessing import apply_postprocessing
 
     monkeypatch.setenv("SEGKIT_CACHE", str(tmp_path / "cache"))
     work = tmp_path / "work"

@@ -12,11 +12,11 @@ from training_data import make_work_dir
 from segkit.cli import main
 from segkit.errors import UserError
 from segkit.evaluation.choose_pruning import choose_level, choose_pruning
-from segkit.export.package import package_members
 from segkit.inference.model import load_model
-from segkit.inference.pruning import read_pruning, write_pruning
+from segkit.models.checkpoint import plans_sha256, save_checkpoint
+from segkit.models.package import package_members
+from segkit.models.pruning import read_pruning, write_pruning
 from segkit.networks import build_network
-from segkit.training.checkpoint import plans_sha256, save_checkpoint
 from segkit.training.splits import write_splits
 from segkit.workdir import checkpoint_path, fold_dir, model_dir, plans_path, pruning_path, splits_path
 

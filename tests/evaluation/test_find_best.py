@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from segkit.cli import main
-from segkit.evaluation.postprocess import apply_postprocessing, keep_largest_component
 from segkit.inference.probabilities import probability_metadata, save_probabilities
 from segkit.io.image import Geometry, read_image, write_image
+from segkit.models.postprocessing import apply_postprocessing, keep_largest_component
 
 SHAPE = (12, 24, 24)
 COS, SIN = float(np.cos(np.radians(10))), float(np.sin(np.radians(10)))

@@ -86,3 +86,33 @@ def test_export_refuses_bad_predictions_and_writes_nothing(tmp_path, capsys):
     plain = generate_dataset(tmp_path / "plain", num_cases=1, spec=SPEC)
     assert main(["export", "--format", "brats", "-i", str(tmp_path / "pred"), "-o", str(out), "--dataset", str(plain)]) == 2
     assert "segkit_source" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("msd_name", ["PROSTATE", "BRATS"])
+def test_msd_export_without_task_uses_the_task_folder_convert_saw(tmp_path, msd_name):
+    """#24 item 8: real MSD dataset.json names ("PROSTATE", "BRATS") differ from the folders; convert records the folder."""
+    import json
+
+    source = generate_dataset(tmp_path / "src", num_cases=2, layout="msd", spec=SPEC, num_test=1)
+    task = tmp_path / "Task05_Prostate"
+    source.rename(task)
+    meta = json.loads((task / "dataset.json").read_text())
+    meta["name"] = msd_name
+    (task / "dataset.json").write_text(json.dumps(meta))
+    raw = tmp_path / "Dataset005_Prostate"
+    assert main(["convert", str(task), str(raw), "--format", "msd"]) == 0
+    assert json.loads((raw / "dataset.json").read_text())["segkit_source"]["task"] == "Task05_Prostate"
+    fake_predictions(raw, tmp_path / "pred")
+    out = tmp_path / "export"
+    assert main(["export", "--format", "msd", "-i", str(tmp_path / "pred"), "-o", str(out), "--dataset", str(raw)]) == 0
+    assert (out / "Task05_Prostate").is_dir()
+
+
+def test_msd_names_match_the_decathlon_folders_case_insensitively():
+    from segkit.export.challenge import msd_task_folder
+
+    class Info:
+        name, root = "x", Path("/data/Dataset001_X")
+
+    assert msd_task_folder({"original": {"name": "BRATS"}}, Info(), None) == "Task01_BrainTumour"
+    assert msd_task_folder({"original": {"name": "PROSTATE"}}, Info(), None) == "Task05_Prostate"

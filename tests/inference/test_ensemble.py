@@ -53,7 +53,12 @@ def test_ensemble_refuses_mismatched_folders(tmp_path, predictions, capsys):
     shutil.copytree(predictions["2d"], partial)
     (partial / "b.npz").unlink()
     assert main(["ensemble", "-i", str(predictions["3d"]), str(partial), "-o", str(out)]) == 2
-    assert "case sets differ" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "b.npz missing here" in err and str(partial) in err and err.count("\n") == 1
+    # #24 item 9: the partial folder first: the message still names its missing file, not a case that is present
+    assert main(["ensemble", "-i", str(partial), str(predictions["3d"]), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "b.npz missing here" in err and str(partial) in err and str(predictions["3d"]) not in err
     assert main(["ensemble", "-i", str(predictions["3d"]), "-o", str(out)]) == 2
     shutil.copyfile(predictions["2d"] / "b.npz", partial / "b.npz")
     shutil.copyfile(predictions["reg"] / "b.npz", partial / "b.npz")   # only the second case is incompatible

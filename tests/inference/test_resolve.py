@@ -11,11 +11,11 @@ import pytest
 from inference_fixtures import make_model_dir, read_array, write_input_case
 
 from segkit.cli import main
-from segkit.evaluation.postprocess import apply_postprocessing
 from segkit.inference.predictor import InferenceOptions
 from segkit.inference.regions import labels_for_plans
 from segkit.inference.resolve import load_ensemble
 from segkit.io.image import read_image
+from segkit.models.postprocessing import apply_postprocessing
 
 FAST = ["--device", "cpu", "--no-tta"]
 DECISION = {"foreground_lcc": True, "lcc_classes": {"edema": [2]}}

@@ -19,7 +19,7 @@ from segkit.planning.device_memory import (
 )
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.planner import PlanOptions, plan_dataset
-from segkit.planning.plans import network_in_channels
+from segkit.plans import network_in_channels
 
 GIB = 1024 ** 3
 LARGE_CT = {"shape": [400, 512, 512], "spacing": [1.0, 0.8, 0.8]}   # a whole-body CT, voxels after crop

@@ -13,9 +13,9 @@ from segkit.errors import UserError
 from segkit.io.dataset import load_dataset
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.planner import PlanOptions, plan_dataset
-from segkit.planning.plans import Plans, network_in_channels
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_to_topology, plan_topology
+from segkit.plans import Plans, network_in_channels
 
 
 def test_target_spacing_is_median_when_not_anisotropic() -> None:

@@ -78,7 +78,9 @@ def test_time_budget_stops_stepping_at_its_deadline_and_refits_epochs():
     schedule = Schedule(10, 5, source="time_budget", budget_s=100.0)
     clock.now = 40.0                                  # 4 epochs of 10 s done, 60 s less the 4 s reserve: 5 more fit
     note = budget.after_epoch(schedule, 4, [10.0] * 4, 1000)
-    assert schedule.epochs == 9 and note == "epochs 10 -> 9 (refitted to measured epoch time)"
+    # and the ~5 s after them: 2 more steps of ~1.9 s in the last epoch (#27: spend the whole budget)
+    assert (schedule.epochs, schedule.final_epoch_iterations) == (9, 7)
+    assert note == "epochs 10 -> 9 (refitted to measured epoch time), the last of 7 steps (the rest of the budget)"
     assert budget.after_epoch(schedule, 4, [10.0] * 4, 1000) is None
 
 

@@ -10,7 +10,7 @@ from segkit.training.schedule import (
     Schedule,
     final_reserve,
     fit_to_budget,
-    refit_epochs,
+    refit_to_budget_end,
 )
 
 
@@ -23,7 +23,7 @@ def simulate(budget_s: float, startup_s: float, seconds_per_step: float, validat
     deadline = budget_s - final_reserve(budget_s) - schedule.validation_cost_s
     while epoch < schedule.epochs:
         start = clock
-        for _ in range(schedule.iterations_per_epoch):
+        for _ in range(schedule.iterations_in(epoch)):
             clock += seconds_per_step
             stepping += seconds_per_step
             if clock > deadline:
@@ -34,7 +34,8 @@ def simulate(budget_s: float, startup_s: float, seconds_per_step: float, validat
         clock += epoch_overhead_s
         epoch += 1
         epochs.append(clock - start)
-        schedule.epochs = refit_epochs(schedule, epoch, budget_s - clock, sum(epochs[-3:]) / len(epochs[-3:]), 1000)
+        schedule.epochs, schedule.final_epoch_iterations = refit_to_budget_end(
+            schedule, epoch, budget_s - clock, sum(epochs[-3:]) / len(epochs[-3:]), 1000)
     return schedule, stepping, clock + 1.0, validations      # + the final checkpoint
 
 
@@ -91,3 +92,33 @@ def test_bookkeeping_cap_makes_epochs_longer_not_the_run_shorter():
     assert schedule.predicted_step_share >= MIN_STEP_SHARE
     capped = fit_to_budget(60, seconds_per_step=0.001, validation_s=0.0, max_epochs=2, iterations_per_epoch=250)
     assert (capped.epochs, capped.iterations_per_epoch) == (2, 250)     # the user's --epochs is a cap on the run
+
+
+@pytest.mark.parametrize("budget_s", [60, 120, 480, 3600])
+@pytest.mark.parametrize("seconds_per_step,validation_s", [(0.05, 3.0), (0.3, 6.0), (1.0, 25.0)])
+def test_the_run_trains_until_the_final_reserve(budget_s, seconds_per_step, validation_s):
+    """#27: the rest of the budget becomes a shorter (or longer) last epoch instead of being left unused."""
+    startup = 0.06 * budget_s if budget_s < 300 else 15.0
+    schedule, _, end, _ = simulate(budget_s, startup, seconds_per_step, validation_s)
+    unused = budget_s - end
+    # the simulated final checkpoint takes 1 s of the reserve; the rest is at most a few steps
+    assert unused <= final_reserve(budget_s) + 1.0 + max(3 * seconds_per_step, 0.005 * budget_s), unused
+
+
+def test_less_than_an_epoch_left_becomes_a_shorter_last_epoch():
+    schedule = Schedule(epochs=10, iterations_per_epoch=100, source="time_budget", budget_s=480.0)
+    # 10 epochs of 40 s done, 45 s left: no whole epoch after the 10 s reserve, ~85 steps of ~0.4 s do
+    epochs, final = refit_to_budget_end(schedule, 10, 45.0, 40.0, 1000)
+    assert epochs == 11 and 80 <= final < 100
+    schedule.epochs, schedule.final_epoch_iterations = epochs, final
+    assert schedule.total_steps == 10 * 100 + final and schedule.iterations_in(10) == final
+    assert schedule.iterations_in(9) == 100
+    # after that last epoch nothing is left: the shortened epoch stays on record
+    assert refit_to_budget_end(schedule, 11, 10.5, 40.0, 1000) == (11, final)
+    # a few steps' worth beyond the last whole epoch lengthens it instead
+    epochs, final = refit_to_budget_end(Schedule(epochs=10, iterations_per_epoch=100, budget_s=480.0), 9, 54.0, 40.0,
+                                        1000)
+    assert epochs == 10 and 100 < final < 100 + MIN_ITERATIONS
+    # --epochs caps the run
+    assert refit_to_budget_end(Schedule(epochs=10, iterations_per_epoch=100, budget_s=480.0), 10, 45.0, 40.0, 10) \
+        == (10, None)

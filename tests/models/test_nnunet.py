@@ -26,9 +26,9 @@ from segkit.inference.sliding_window import (
     nnunet_gaussian_map,
     sliding_window_logits,
 )
-from segkit.interop.nnunet import convert_nnunet_model, is_nnunet_model_folder, read_nnunet_checkpoint
 from segkit.io.image import Geometry, read_image, write_image
 from segkit.jsonio import read_json, write_json
+from segkit.models.nnunet import convert_nnunet_model, is_nnunet_model_folder, read_nnunet_checkpoint
 from segkit.networks import build_network
 from segkit.preprocessing import preprocess_images
 from segkit.preprocessing.normalize import normalize_channels

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from segkit.cachedir import cache_root
 from segkit.errors import UserError
-from segkit.export.package import (
+from segkit.models.package import (
     LEGACY_PACKAGE_FORMAT,
     MANIFEST,
     POSTPROCESSING_MEMBER,
@@ -167,7 +167,7 @@ def unpack_model(package: str | Path, cache: str | Path | None = None) -> Unpack
 
 def _decision(path: Path, package: Path) -> dict:
     """The packaged post-processing decision, validated."""
-    from segkit.evaluation.postprocess import load_decision
+    from segkit.models.postprocessing import load_decision
 
     try:
         return load_decision(path)

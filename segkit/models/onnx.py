@@ -42,7 +42,7 @@ AXIS_NAMES = {3: ("z", "y", "x"), 2: ("y", "x")}
 
 def plain_network(checkpoint: dict, model_dir: Path) -> nn.Module:
     """The network inference runs for a checkpoint: built in its plain mode, weights loaded, pruned, eval, no deep supervision."""
-    from segkit.inference.pruning import apply_pruning
+    from segkit.models.pruning import apply_pruning
     from segkit.networks import build_network
     from segkit.networks.registry import family_of
 
@@ -68,7 +68,7 @@ def metadata(arch: dict, in_channels: int, num_outputs: int, plans: dict, config
     """The segkit_* metadata properties of an exported network."""
     from segkit.networks.architecture import total_strides
     from segkit.networks.registry import family_of
-    from segkit.planning.plans import label_mode_of
+    from segkit.plans import label_mode_of
 
     entry = plans["configurations"][configuration]
     return {"segkit_format": ONNX_FORMAT, "segkit_version": __version__, "segkit_configuration": configuration,
@@ -107,7 +107,7 @@ def export_network(network: nn.Module, in_channels: int, patch_size: list[int],
 
 def export_checkpoint(checkpoint_file: Path, model_dir: Path, plans: dict, configuration: str) -> bytes:
     """The ONNX bytes of one fold's checkpoint, as load_model would run it."""
-    from segkit.training.checkpoint import load_checkpoint
+    from segkit.models.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(checkpoint_file)
     network = plain_network(checkpoint, model_dir)

@@ -1,6 +1,6 @@
 """Which configuration(s) a trained model folder or work dir stands for, and the post-processing decided for them.
 
-Shared by prediction (`segkit.inference.resolve`) and packaging (`segkit.export.package`):
+Shared by prediction (`segkit.inference.resolve`) and packaging (`segkit.models.package`):
 
 - a work dir ``WORK`` (holding ``models/``): ``-c`` when given, else find-best's choice from
   ``WORK/find_best.json``, else ``3d_fullres``;
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.inference.model import DEFAULT_CONFIGURATION, resolve_model_dir
+from segkit.models.folder import DEFAULT_CONFIGURATION, resolve_model_dir
 from segkit.workdir import find_best_path, is_work_dir, models_root
 
 
@@ -31,6 +31,7 @@ class ModelChoice:
     package: dict = field(default_factory=dict)
     folds: dict[str, list[str]] = field(default_factory=dict)
     checkpoint: str | None = None
+    source: Path | None = None   # the folder or package the choice was read from (an nnU-Net folder's conversion)
 
 
 def configuration_names(configuration: str | Sequence[str] | None) -> list[str] | None:
@@ -42,8 +43,8 @@ def configuration_names(configuration: str | Sequence[str] | None) -> list[str] 
 
 def _decision_for(path: Path | None, configurations: list[str], explicit: bool) -> tuple[dict | None, str | None]:
     """find_best.json's post-processing when it was decided for exactly these configurations."""
-    from segkit.evaluation.find_best import read_find_best
-    from segkit.evaluation.postprocess import check_decision
+    from segkit.models.find_best import read_find_best
+    from segkit.models.postprocessing import check_decision
 
     if path is None or not path.is_file():
         if explicit:
@@ -65,9 +66,9 @@ def _decision_for(path: Path | None, configurations: list[str], explicit: bool) 
 
 
 def chosen_model(model: str | Path, configuration: str | Sequence[str] | None = None,
-                 find_best: str | Path | None = None) -> ModelChoice:
-    """The configurations a model folder or work dir stands for, with their folders and post-processing."""
-    from segkit.evaluation.find_best import read_find_best  # evaluation is heavy; only when choosing
+                 find_best: str | Path | None = None, decide: bool = True) -> ModelChoice:
+    """The configurations a model folder or work dir stands for, with their folders and post-processing (when decide)."""
+    from segkit.models.find_best import read_find_best
 
     model = Path(model)
     if not model.is_dir():
@@ -92,5 +93,7 @@ def chosen_model(model: str | Path, configuration: str | Sequence[str] | None = 
         if model_dir.parent == models_root(model_dir.parent.parent):
             around.append(find_best_path(model_dir.parent.parent))
         candidate = Path(find_best) if find_best is not None else next((p for p in around if p.is_file()), None)
+    if not decide:
+        return ModelChoice(dirs, source=model)
     decision, note = _decision_for(candidate, list(dirs), find_best is not None)
-    return ModelChoice(dirs, decision, note)
+    return ModelChoice(dirs, decision, note, source=model)

@@ -1,7 +1,7 @@
 """Reading nnU-Net v2 checkpoints (`fold_<k>/checkpoint_*.pth`) without executing code.
 
 They are plain `torch.save` dicts whose only non-tensor globals are numpy scalars and dtypes (the
-training log); they are read by `segkit.training.checkpoint.load_weights_only` (weights-only unpickling,
+training log); they are read by `segkit.models.checkpoint.load_weights_only` (weights-only unpickling,
 the one place segkit deserialises a checkpoint) with exactly those allowlisted, and a one-line refusal naming anything else.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.training.checkpoint import load_weights_only
+from segkit.models.checkpoint import load_weights_only
 
 
 def checkpoint_allowlist() -> list:

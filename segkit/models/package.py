@@ -12,13 +12,13 @@ Zip layout (member names are fixed; nothing else is allowed in the archive)::
                                            sha256 + size of every other member
     <config>/plans.json, <config>/dataset.json, <config>/pruning.json (UNet++, when chosen)
     <config>/fold_<k>/checkpoint_<kind>.pt the chosen folds' weights (torch.save, weights_only-loadable), or
-    <config>/fold_<k>/network.onnx         with --format onnx: each fold's network as ONNX (segkit.export.onnx;
+    <config>/fold_<k>/network.onnx         with --format onnx: each fold's network as ONNX (segkit.models.onnx;
                                            manifest "network_format": "onnx"), runnable without torch
     <previous>/...                         a cascade stage's previous stage (plans, dataset.json, the same
                                            folds' checkpoints; manifest "previous_stages"): it runs first
     postprocessing.json                    find-best's decision for this model, when it has one
 
-``segkit.export.unpack.unpack_model`` verifies and extracts such a package for prediction
+``segkit.models.unpack.unpack_model`` verifies and extracts such a package for prediction
 (it also reads the one-configuration layout of ``segkit-model-package-1``).
 
 This module owns the manifest format: its name and versions, the required keys, the writer
@@ -38,7 +38,7 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
-from segkit.planning.plans import previous_stage_of, read_plans_dict
+from segkit.plans import previous_stage_of, read_plans_dict
 from segkit.version import __version__
 from segkit.workdir import model_dataset_path, plans_path, pruning_path
 
@@ -63,7 +63,7 @@ def sha256_of(path: Path) -> str:
 
 def _check_checkpoint(path: Path) -> None:
     """Refuse to package a checkpoint that does not load with weights_only=True."""
-    from segkit.training.checkpoint import load_checkpoint
+    from segkit.models.checkpoint import load_checkpoint
 
     load_checkpoint(path)
 
@@ -73,8 +73,9 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
                     find_best: str | Path | None = None,
                     network_format: str = "torch") -> tuple[dict[str, Path | bytes], dict]:
     """(member name -> source file or bytes, manifest fields) of the package for a model."""
-    from segkit.inference.choice import chosen_model
-    from segkit.inference.model import previous_stage_dir
+    from segkit.models.choice import chosen_model
+    from segkit.models.folder import previous_stage_dir
+
     choice = chosen_model(model, configuration, find_best)
     members: dict[str, Path | bytes] = {}
     chosen_folds = {}
@@ -99,7 +100,7 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
     if previous_stages:
         info["previous_stages"] = previous_stages
     if network_format == "onnx":
-        from segkit.export.onnx import INPUT_NAME, ONNX_FORMAT, OPSET, OUTPUT_NAME
+        from segkit.models.onnx import INPUT_NAME, ONNX_FORMAT, OPSET, OUTPUT_NAME
 
         info["network_format"] = "onnx"
         info["onnx"] = {"format": ONNX_FORMAT, "opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME}
@@ -109,7 +110,7 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
 def _add_configuration(members: dict[str, Path | bytes], name: str, model_dir: Path, folds: list[str] | None,
                        checkpoint: str, network_format: str = "torch") -> list[tuple[str, Path]]:
     """Add one configuration's plans, dataset.json, pruning.json and fold networks to the members; return the folds found."""
-    from segkit.inference.model import find_folds
+    from segkit.models.folder import find_folds
 
     members[f"{name}/plans.json"] = plans_path(model_dir)
     if model_dataset_path(model_dir).is_file():
@@ -119,7 +120,7 @@ def _add_configuration(members: dict[str, Path | bytes], name: str, model_dir: P
     found = find_folds(model_dir, folds, checkpoint)
     for fold, path in found:
         if network_format == "onnx":
-            from segkit.export.onnx import NETWORK_FILE, export_checkpoint
+            from segkit.models.onnx import NETWORK_FILE, export_checkpoint
 
             plans = read_plans_dict(plans_path(model_dir))
             members[f"{name}/fold_{fold}/{NETWORK_FILE}"] = export_checkpoint(path, model_dir, plans, name)

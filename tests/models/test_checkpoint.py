@@ -8,7 +8,7 @@ import torch
 from training_data import TINY_ARCH
 
 from segkit.errors import UserError
-from segkit.training import checkpoint as ckpt
+from segkit.models import checkpoint as ckpt
 
 
 def _payload(entry):

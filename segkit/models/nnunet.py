@@ -3,7 +3,7 @@
 An nnU-Net v2 model folder (`nnUNet_results/DatasetXXX_Name/<Trainer>__<Plans>__<config>/`) holds
 `plans.json`, `dataset.json` and `fold_<k>/checkpoint_{final,best,latest}.pth`. The checkpoints are
 `torch.save` dicts (`network_weights`, `inference_allowed_mirroring_axes`, `init_args`, optimizer
-state, the training log with numpy scalars); they are read by `segkit.training.checkpoint.load_weights_only`
+state, the training log with numpy scalars); they are read by `segkit.models.checkpoint.load_weights_only`
 (weights-only) plus the smallest allowlist those files need (numpy scalars and dtypes). Anything else is refused.
 
 The translation is data only: nnU-Net's PlainConvUNet / ResidualEncoderUNet become segkit's
@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.export.unpack import cache_root as segkit_cache_root
-from segkit.interop.nnunet_checkpoint import read_nnunet_checkpoint
 from segkit.jsonio import read_json, write_json
+from segkit.models.nnunet_checkpoint import read_nnunet_checkpoint
+from segkit.models.unpack import cache_root as segkit_cache_root
 from segkit.workdir import checkpoint_path, fold_dir, model_dataset_path, plans_path
 
 CHECKPOINT_FILES = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth", "latest": "checkpoint_latest.pth"}
@@ -379,9 +379,9 @@ def nnunet_fold_checkpoints(folder: Path, checkpoint: str, folds: Sequence[str] 
 def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str = "final",
                          folds: Sequence[str] | None = None) -> Path:
     """Write a segkit model folder (plans.json, dataset.json, fold_<k>/checkpoint_<kind>.pt) for an nnU-Net one."""
+    from segkit.models.checkpoint import FORMAT, plans_sha256, save_checkpoint
     from segkit.networks import build_network
-    from segkit.planning.plans import write_plans
-    from segkit.training.checkpoint import FORMAT, plans_sha256, save_checkpoint
+    from segkit.plans import write_plans
 
     source, output = Path(source), Path(output)
     if not is_nnunet_model_folder(source):

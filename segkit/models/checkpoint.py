@@ -81,7 +81,7 @@ def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu"
     """torch.load without pickle's code execution (weights_only), allowing exactly `safe_globals` beyond torch's own.
 
     The one place segkit calls torch.load: segkit checkpoints here, nnU-Net's through
-    segkit.interop.nnunet_checkpoint (numpy scalars/dtypes allowlisted). Errors propagate to the caller.
+    segkit.models.nnunet_checkpoint (numpy scalars/dtypes allowlisted). Errors propagate to the caller.
     """
     if not safe_globals:
         return torch.load(path, map_location=map_location, weights_only=True)

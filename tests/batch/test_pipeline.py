@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from segkit.batch.pipeline import run_pipelined
 from segkit.errors import UserError
-from segkit.inference.pipeline import run_pipelined
 
 
 def _steps(seen: dict, fail_load=(), fail_compute=(), fail_write=()):

@@ -12,9 +12,9 @@ from inference_fixtures import make_model_dir
 
 from segkit.cli import main
 from segkit.errors import UserError
-from segkit.export.package import sha256_of
-from segkit.export.unpack import unpack_model
 from segkit.inference.model import load_model
+from segkit.models.package import sha256_of
+from segkit.models.unpack import unpack_model
 
 
 @pytest.fixture(scope="module")

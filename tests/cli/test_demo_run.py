@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segkit.cli import main
-from segkit.demo import MARKER, dice_table, prepare_output
+from segkit.cli.demo_run import MARKER, dice_table, prepare_output
 
 
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path, capsys) -> None:

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from segkit.errors import UserError
-from segkit.export.onnx import (
+from segkit.inference.acceleration import prepare_for_inference
+from segkit.inference.backends import onnx_runner
+from segkit.models.onnx import (
     INPUT_NAME,
     OPSET,
     OUTPUT_NAME,
@@ -18,9 +20,7 @@ from segkit.export.onnx import (
     plain_network,
     read_network,
 )
-from segkit.inference.acceleration import prepare_for_inference
-from segkit.inference.backends import onnx_runner
-from segkit.inference.pruning import write_pruning
+from segkit.models.pruning import write_pruning
 from segkit.networks import build_network
 from segkit.networks.registry import get_family
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from segkit.errors import UserError
-from segkit.planning.plans import Plans, read_plans, read_plans_dict, write_plans
 from segkit.planning.run import plan_and_write
+from segkit.plans import Plans, read_plans, read_plans_dict, write_plans
 
 
 @pytest.fixture(scope="module")

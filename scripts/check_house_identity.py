@@ -1,0 +1,141 @@
+"""Bit-identity check for refactors that must not change behaviour (issue #26).
+
+Builds, from seeded inputs, on the CPU:
+- the demo phantom's plans.json (the `segkit demo` dataset shape, fewer cases),
+- a tiny trained demo model (1 epoch x 2 steps, fixed seed, fp32, deterministic) and its
+  predictions on the held-out phantom cases (label maps and probabilities),
+- an imported nnU-Net v2 model's predictions (a seeded synthetic nnU-Net results folder,
+  predicted directly with `-m` and through `segkit import-nnunet`),
+and prints one SHA-256 per artefact as JSON (`-o FILE` also writes it).
+
+Compare two code versions by running it with each on PYTHONPATH, e.g.
+    git worktree add /tmp/before 75faa7f
+    PYTHONPATH=/tmp/before python scripts/check_house_identity.py -o before.json
+    PYTHONPATH=$PWD      python scripts/check_house_identity.py -o after.json --compare before.json
+The nnU-Net folder writer comes from this script's own tests/interop/test_nnunet.py (it only
+writes nnU-Net's files), so both runs see the same input bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_FLAGS = ["--epochs", "1", "--iterations-per-epoch", "2", "--num-workers", "0", "--quiet", "--no-fit",
+               "--device", "cpu", "--seed", "0", "--precision", "fp32", "--deterministic",
+               "--no-predict-validation"]
+
+
+def digest_bytes(data: bytes) -> str:
+    """SHA-256 hex digest."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest_array(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes."""
+    return digest_bytes(f"{array.dtype.str}{array.shape}".encode() + np.ascontiguousarray(array).tobytes())
+
+
+def digest_predictions(folder: Path) -> dict[str, str]:
+    """Per output file: the label map's (or probabilities') voxels, read back as arrays."""
+    from segkit.io.image import read_image
+
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.name.endswith(".nii.gz"):
+            found[rel] = digest_array(read_image(path).array)
+        elif path.suffix == ".npz":
+            with np.load(path) as data:
+                found[rel] = digest_bytes("".join(f"{k}:{digest_array(data[k])}" for k in sorted(data.files)).encode())
+    return found
+
+
+def run(argv: list[str]) -> None:
+    """One segkit CLI call that must succeed."""
+    from segkit.cli import main
+
+    if main(argv) != 0:
+        raise SystemExit(f"segkit {' '.join(argv)} failed")
+
+
+def demo_digests(root: Path) -> dict:
+    """plans.json, the trained weights and the predictions of a tiny demo-shaped model."""
+    import torch
+
+    try:
+        from segkit.cli.demo_run import DEMO_SPEC
+    except ImportError:   # the code before issue #26
+        from segkit.demo import DEMO_SPEC  # type: ignore[no-redef]
+    from segkit.phantom import generate_dataset
+
+    dataset, work = root / "Phantom", root / "work"
+    generate_dataset(dataset, 6, seed=0, spec=DEMO_SPEC, num_test=2, test_labels=True)
+    run(["plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres", "--network", "auto",
+         "-j", "1", "--gpu-memory", "8"])
+    plans_bytes = (work / "plans.json").read_bytes()
+    run(["preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "-j", "1"])
+    run(["train", str(dataset), "--work-dir", str(work), "-c", "3d_fullres", "-f", "0", *TRAIN_FLAGS])
+    model = work / "models" / "3d_fullres"
+    state = torch.load(model / "fold_0" / "checkpoint_final.pt", map_location="cpu", weights_only=True)["network_state"]
+    weights = digest_bytes("".join(f"{k}:{digest_array(v.numpy())}" for k, v in sorted(state.items())).encode())
+    run(["predict", "-i", str(dataset / "imagesTs"), "-o", str(root / "pred"), "-m", str(model), "-f", "0",
+         "--device", "cpu", "--save-probabilities"])
+    return {"plans.json": digest_bytes(plans_bytes), "weights": weights,
+            "predictions": digest_predictions(root / "pred")}
+
+
+def nnunet_digests(root: Path) -> dict:
+    """Predictions of a seeded nnU-Net folder, directly and through import-nnunet."""
+    sys.path.insert(0, str(REPO / "tests" / ("models" if (REPO / "tests" / "models").is_dir() else "interop")))
+    from test_nnunet import write_case, write_nnunet_folder
+
+    folder = write_nnunet_folder(root / "results", family="unet", folds=(0, 1))
+    write_case(root / "images")
+    run(["predict", "-i", str(root / "images"), "-o", str(root / "direct"), "-m", str(folder), "--device", "cpu",
+         "--precision", "fp32", "--save-probabilities"])
+    run(["import-nnunet", str(folder), str(root / "imported")])
+    run(["predict", "-i", str(root / "images"), "-o", str(root / "via_import"), "-m", str(root / "imported"),
+         "--device", "cpu", "--precision", "fp32"])
+    return {"direct": digest_predictions(root / "direct"), "via_import": digest_predictions(root / "via_import"),
+            "imported plans.json": digest_bytes((root / "imported" / "plans.json").read_bytes())}
+
+
+def main() -> int:
+    """Build everything in a temp folder and print (and optionally write / compare) the digests."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--output", type=Path)
+    parser.add_argument("--compare", type=Path, help="digests of the other version; exit 1 when any differs")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SEGKIT_CACHE"] = str(Path(tmp) / "cache")
+        import segkit
+
+        result = {"segkit": str(Path(segkit.__file__).parent), "demo": demo_digests(Path(tmp) / "demo"),
+                  "nnunet": nnunet_digests(Path(tmp) / "nnunet")}
+    text = json.dumps(result, indent=2, sort_keys=True)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    if args.compare:
+        other = json.loads(args.compare.read_text())
+        same = {k: result[k] == other.get(k) for k in ("demo", "nnunet")}
+        print(f"identical: {same}")
+        return 0 if all(same.values()) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
