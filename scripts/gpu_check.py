@@ -43,7 +43,6 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from segkit.networks import build_network  # noqa: E402
-from segkit.networks.architecture import total_strides  # noqa: E402
 from segkit.networks.measure import measure_step  # noqa: E402
 from segkit.oom import is_out_of_memory  # noqa: E402
 from segkit.planning.cuda_calibration import (  # noqa: E402
@@ -53,6 +52,7 @@ from segkit.planning.cuda_calibration import (  # noqa: E402
     step_features,
 )
 from segkit.planning.memory_search import largest_patch  # noqa: E402
+from segkit.plans import total_strides  # noqa: E402
 from segkit.training.losses import build_loss  # noqa: E402
 from segkit.training.trainer import train_step  # noqa: E402
 

@@ -53,10 +53,42 @@ def previous_stage_of(plans: Mapping[str, Any], configuration: str) -> str | Non
     return str(value) if value else None
 
 
+def output_label_values(plans: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Output name -> its label values (a class has one, a region several), in output (head channel) order."""
+    return {str(name): [int(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+            for name, values in (plans.get("outputs") or {}).items()}
+
+
 def previous_stage_classes(plans: Mapping[str, Any]) -> list[list[int]]:
     """Label values of each one-hot channel a cascade stage gets: one per foreground class or region, in output order."""
-    return [[int(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-            for values in (plans.get("outputs") or {}).values()]
+    return list(output_label_values(plans).values())
+
+
+def stride_product(strides: Any) -> list[int]:
+    """Product of per-stage strides per axis: every patch axis must be a multiple of it."""
+    totals = [1] * len(strides[0])
+    for stride in strides:
+        totals = [t * s for t, s in zip(totals, stride)]
+    return totals
+
+
+def total_strides(arch: Mapping[str, Any]) -> list[int]:
+    """An architecture block's stride product per axis (what the patch size must be a multiple of)."""
+    return stride_product(arch["strides"])
+
+
+def configuration_entry(plans: Mapping[str, Any], name: str, source: str | Path | None = None) -> dict:
+    """The plans entry of one configuration; UserError naming the file and the known ones when it is absent.
+
+    The one lookup of a configuration by name (training, preprocessing, prediction, the bench commands).
+    """
+    configurations = plans.get("configurations") if isinstance(plans, Mapping) else None
+    if not isinstance(configurations, Mapping):
+        raise UserError("plans file has no 'configurations'", source)
+    if name not in configurations:
+        known = ", ".join(sorted(configurations)) or "none"
+        raise UserError(f"unknown configuration {name!r} (plans.json has: {known})", source)
+    return configurations[name]
 
 
 def network_in_channels(plans: Mapping[str, Any], configuration: str) -> int:
@@ -125,10 +157,7 @@ class Architecture:
     @property
     def total_strides(self) -> tuple[int, ...]:
         """Product of the strides per axis: what a patch must be divisible by."""
-        totals = [1] * self.spatial_dims
-        for stride in self.strides:
-            totals = [t * int(s) for t, s in zip(totals, stride, strict=True)]
-        return tuple(totals)
+        return tuple(stride_product(self.strides))
 
     def as_dict(self) -> dict:
         """A mutable copy of the block, for builders and the memory model."""
@@ -255,6 +284,11 @@ class Plans:
 def plans_file(folder: Path) -> Path:
     """plans.json inside a work dir or model folder."""
     return plans_path(Path(folder))
+
+
+def read_plans_json(path: str | Path, what: str = "plans.json") -> Any:
+    """plans.json's content as stored, unchecked (for readers that check it their own way, e.g. `plan --like`)."""
+    return read_json(path, what)
 
 
 def read_plans_dict(path: str | Path) -> dict:

@@ -61,7 +61,8 @@ OWNERS = {
 READ_JSON_OWNERS = {"splits.json": "training/splits.py", "splits file": "training/splits.py",
                     "fingerprint": "fingerprint.py", "batch report": "batch/report.py",
                     "preprocessed properties": "preprocessing/store.py", "find_best.json": "models/find_best.py",
-                    "pruning.json": "models/pruning.py"}
+                    "pruning.json": "models/pruning.py",
+                    "plans.json": "plans.py", "plans file": "plans.py", "model plans copy": "plans.py"}
 # names of entries inside a work dir / model folder; joining them with `/` is workdir.py's job
 WORK_DIR_NAMES = {"models", "preprocessed", "plans.json", "fingerprint.json", "splits.json", "find_best.json",
                   "validation", "pruning.json"}
@@ -283,3 +284,73 @@ def test_plan_defaults_live_in_plans_py():
     assert spatial_dims_of({"spatial_dims": 2, "patch_size": [1, 2, 3]}) == 2
     assert slice_axis_of({"patch_size": [32, 32]}) == 0 and slice_axis_of({"patch_size": [8, 8, 8]}) is None
     assert slice_axis_of({"spatial_dims": 2, "patch_size": [8, 8], "slice_axis": 2}) == 2
+
+
+# --- plans.json: segkit/plans.py owns it ------------------------------------------------------------
+
+# String-key reads of a plans dict (`plans["num_outputs"]`, `plans.get("outputs")`, on any name containing
+# "plans") still left outside segkit/plans.py, per module: the typed views replace them module by module
+# (issue #26). A count may only go down: a new read, or a new module with one, fails the test below.
+PLANS_KEY_READS_LEFT = {
+    "api.py": 1, "cli/bench_memory.py": 6, "cli/bench_model.py": 2, "cli/import_nnunet.py": 2, "cli/predict.py": 6,
+    "evaluation/choose_pruning.py": 1, "evaluation/cv_predict.py": 2, "evaluation/cv_predictions.py": 4,
+    "evaluation/find_best.py": 1, "inference/model.py": 4, "inference/probabilities.py": 2,
+    "inference/regions.py": 2, "models/folder.py": 1, "models/nnunet.py": 7, "pacs/predict.py": 5,
+    "planning/like.py": 8, "planning/mirroring.py": 6, "planning/run.py": 3, "planning/summary.py": 14,
+    "preprocessing/orientation.py": 1, "preprocessing/pipeline.py": 8, "preprocessing/runner.py": 7,
+    "preprocessing/store.py": 5, "training/prepare.py": 5, "training/pretrained.py": 2, "training/setup.py": 2,
+    "training/trainer.py": 3
+}
+PLANS_READERS = {"read_json", "write_json", "json.load", "json.loads", "json.dump", "json.dumps", "open"}
+
+
+def plans_key_reads(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, key) of every `<...plans...>["key"]` or `<...plans...>.get("key")` in a tree."""
+    found = []
+    for node in ast.walk(tree):
+        target = key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+            target, key = node.value, node.slice.value
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "setdefault")
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            target, key = node.func.value, node.args[0].value
+        name = target.id if isinstance(target, ast.Name) else target.attr if isinstance(target, ast.Attribute) else None
+        if name and key is not None and "plans" in name.lower():
+            found.append((node.lineno, key))
+    return found
+
+
+def test_string_key_reads_of_plans_only_shrink():
+    """Outside segkit/plans.py, no module reads a plans dict by string key more often than PLANS_KEY_READS_LEFT allows."""
+    grown = []
+    for module, tree in sources().items():
+        if module == "plans.py":
+            continue
+        reads = plans_key_reads(tree)
+        if len(reads) > PLANS_KEY_READS_LEFT.get(module, 0):
+            grown.append(f"{module}: {len(reads)} string-key reads of plans (allowed "
+                         f"{PLANS_KEY_READS_LEFT.get(module, 0)}): {reads}; use segkit.plans' views and helpers")
+    assert grown == [], "\n".join(grown)
+
+
+def test_plans_json_is_read_and_written_only_by_segkit_plans():
+    """No JSON read or write of `plans_path(...)` / `plans_file(...)` outside segkit/plans.py (read_plans*, write_plans)."""
+    outside = []
+    for module, tree in sources().items():
+        if module == "plans.py":
+            continue
+        for name, node in calls(tree):
+            first = node.args[0] if node.args else None
+            if (name in PLANS_READERS and isinstance(first, ast.Call)
+                    and dotted(first.func) in ("plans_path", "plans_file", "workdir.plans_path")):
+                outside.append(f"{module}:{node.lineno}: {name}({dotted(first.func)}(...))")
+    assert outside == [], "\n".join(outside)
+
+
+def test_the_plans_rules_catch_what_they_are_meant_to():
+    tree = ast.parse("def f(plans, self):\n    a = plans['num_outputs']\n    b = self.plans.get('outputs')\n"
+                     "    c = entry['patch_size']\n    write_json(plans_path(work), plans)\n")
+    assert plans_key_reads(tree) == [(2, "num_outputs"), (3, "outputs")]
+    assert [name for name, node in calls(tree) if name in PLANS_READERS
+            and isinstance(node.args[0], ast.Call) and dotted(node.args[0].func) == "plans_path"] == ["write_json"]
+

@@ -10,7 +10,18 @@ import pytest
 
 from segkit.errors import UserError
 from segkit.planning.run import plan_and_write
-from segkit.plans import Plans, read_plans, read_plans_dict, write_plans
+from segkit.plans import (
+    Plans,
+    configuration_entry,
+    output_label_values,
+    previous_stage_classes,
+    read_plans,
+    read_plans_dict,
+    read_plans_json,
+    stride_product,
+    total_strides,
+    write_plans,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +94,41 @@ def test_unknown_configuration_lists_the_known(planned: tuple[dict, Path]) -> No
     view = read_plans(planned[1] / "plans.json")
     with pytest.raises(UserError, match="3d_fullres"):
         view.configuration("3d_cascade")
+
+
+def test_configuration_entry_is_the_one_lookup(planned: tuple[dict, Path]) -> None:
+    plans, work = planned
+    path = work / "plans.json"
+    assert configuration_entry(plans, "3d_fullres", path) is plans["configurations"]["3d_fullres"]
+    known = ", ".join(sorted(plans["configurations"]))
+    with pytest.raises(UserError, match=rf"unknown configuration '3d_hugeres' \(plans.json has: {known}\)") as err:
+        configuration_entry(plans, "3d_hugeres", path)
+    assert err.value.path == str(path)
+    with pytest.raises(UserError, match="no 'configurations'"):
+        configuration_entry({"num_channels": 1}, "3d_fullres", path)
+
+
+def test_output_label_values_in_head_order() -> None:
+    plans = {"outputs": {"whole tumour": [1, 2, 3], "tumour core": [2, 3], "enhancing": 3}}
+    assert output_label_values(plans) == {"whole tumour": [1, 2, 3], "tumour core": [2, 3], "enhancing": [3]}
+    assert list(output_label_values(plans)) == ["whole tumour", "tumour core", "enhancing"]
+    assert previous_stage_classes(plans) == [[1, 2, 3], [2, 3], [3]]
+    assert output_label_values({}) == {}
+
+
+def test_stride_product_is_defined_once(planned: tuple[dict, Path]) -> None:
+    plans, work = planned
+    arch = plans["configurations"]["3d_fullres"]["architecture"]
+    assert stride_product([[1, 1, 1], [1, 2, 2], [2, 2, 2]]) == [2, 4, 4]
+    view = read_plans(work / "plans.json").configuration("3d_fullres").architecture
+    assert total_strides(arch) == list(view.total_strides) == stride_product(arch["strides"])
+
+
+def test_raw_reader_returns_the_file_as_stored(tmp_path: Path) -> None:
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps({"configurations": {}, "note": "no num_channels: read_plans would refuse"}))
+    assert read_plans_json(path)["note"].startswith("no num_channels")
+    path.write_text("{truncated")
+    with pytest.raises(UserError) as err:
+        read_plans_json(path, "plans file")
+    assert err.value.path == str(path)

@@ -61,6 +61,9 @@ class LoadedCase:
     dicom_series: tuple[SeriesInfo, ...] = ()   # every channel's series (channel 0 = dicom_reference)
     input_files: tuple[Path, ...] = ()           # the files read, in channel (and slice) order
     input_sha256: str = ""                       # their content digest (batch/provenance.py), taken when read
+    notes: list[str] = field(default_factory=list)      # what the reader ignored or dropped (report.json "notes")
+    warnings: list[str] = field(default_factory=list)   # what may lower quality, e.g. a lossy source (report + stderr)
+    frame_order: tuple[int, ...] = ()                    # multi-frame DICOM reference: source frame of each slice
 
 
 def input_folder(path: str | Path) -> Path:
@@ -139,7 +142,8 @@ def load_case(case: BatchCase, spec: InputSpec) -> LoadedCase:
                                  list(spec.channel_names) or None, spec.series_uid)
         files = tuple(f for info in study.series for f in info.files)
         return LoadedCase(study.images, study.geometry, study.reference, dicom_series=study.series,
-                          input_files=files, input_sha256=input_digest(files))
+                          input_files=files, input_sha256=input_digest(files), notes=study.notes,
+                          warnings=study.warnings, frame_order=study.frame_order)
     _check_channels(case, spec)
     for path in case.sources:
         check_complete(path)

@@ -176,7 +176,7 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
 
         assert loaded.dicom_reference is not None              # DICOM-SEG is only offered for DICOM inputs
         write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"],
-                        precision=request.precision)
+                        precision=request.precision, frame_order=loaded.frame_order)
     if "provenance" in names:
         identity = series_identity(loaded.dicom_reference) if loaded.dicom_reference is not None else None
         write_provenance(out / names["provenance"], provenance_record(

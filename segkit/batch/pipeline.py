@@ -43,7 +43,7 @@ from segkit.errors import UserError
 MAX_PENDING_WRITES = 1
 EXIT_OK, EXIT_CASES_FAILED = 0, 1
 # report entry keys a --continue run copies from the earlier report for the cases it skips
-CARRIED_KEYS = ("volumes_ml", "uncertainty")
+CARRIED_KEYS = ("volumes_ml", "uncertainty", "notes")
 
 
 @dataclass
@@ -182,6 +182,8 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
     def load(case: BatchCase) -> tuple:
         loaded = load_case(case, spec)
         assert loaded.images is not None
+        for warning in loaded.warnings:      # one line each on stderr (a batch log shows it), and in report.json
+            print(f"warning: {case.case_id}: {warning}", file=sys.stderr)
         prepared = engine.prepare(case.case_id, loaded.images, loaded.geometry)
         if not request.preview:
             # only the previews need the raw image after preprocessing (the QC picture: channel 0)
@@ -202,7 +204,8 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
             metadata = engine.probability_metadata(prediction, case.file_ending, reference)
         write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata)
         volumes = label_statistics(case.case_id, prediction.labels, loaded.geometry, request.labels)["labels"]
-        value = {"names": names, "warnings": list(getattr(prepared, "extra", {}).get("warnings", [])),
+        value = {"names": names, "notes": list(loaded.notes),
+                 "warnings": list(loaded.warnings) + list(getattr(prepared, "extra", {}).get("warnings", [])),
                  "volumes_ml": {name: round(entry["volume_ml"], 4) for name, entry in volumes.items()}}
         if prediction.extra.get("uncertainty") is not None:
             value["uncertainty"] = prediction.extra["uncertainty"]
@@ -259,6 +262,7 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
             todo.append(case)
             continue
         skipped["warnings"] = _case_warnings(case, request)
+        skipped["notes"] = []
         for key in CARRIED_KEYS:   # what the earlier run measured on these very outputs
             if key in earlier.get(case.case_id, {}):
                 skipped[key] = earlier[case.case_id][key]
@@ -280,6 +284,7 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
         else:
             entry = _entry(case, "ok", outcome, outcome.seconds, names, input_dir)
         entry["warnings"] = _case_warnings(case, request) + (outcome.value or {}).get("warnings", [])
+        entry["notes"] = (outcome.value or {}).get("notes", [])
         for key in CARRIED_KEYS:
             if outcome.value and key in outcome.value:
                 entry[key] = outcome.value[key]

@@ -35,13 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _entry(plans_path: Path, configuration: str) -> tuple[dict, dict]:
     """The plans and one configuration entry, with clear errors for a bad file or name."""
-    from segkit.jsonio import read_json
+    from segkit.plans import configuration_entry, read_plans_json
 
-    plans = read_json(plans_path, "plans.json")
-    try:
-        return plans, plans["configurations"][configuration]
-    except (KeyError, TypeError):
-        raise UserError(f"no configuration {configuration!r} in plans", plans_path) from None
+    plans = read_plans_json(plans_path)
+    return plans, configuration_entry(plans, configuration, plans_path)
 
 
 def run(args: argparse.Namespace) -> int:

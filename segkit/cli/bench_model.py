@@ -44,7 +44,7 @@ def _positive(name: str, value: int | None) -> None:
 
 def _from_plans(args: argparse.Namespace) -> tuple[dict, list[int], int, int, int, str]:
     """(architecture, patch, batch, in_channels, num_outputs, source) of a plans configuration."""
-    from segkit.plans import read_plans_dict, spatial_dims_of
+    from segkit.plans import configuration_entry, read_plans_dict, spatial_dims_of
     from segkit.workdir import plans_path
 
     path = Path(args.plans)
@@ -52,9 +52,7 @@ def _from_plans(args: argparse.Namespace) -> tuple[dict, list[int], int, int, in
     if not path.is_file():
         raise UserError("no plans.json here; give a work dir or a plans.json written by `segkit plan`", path)
     plans = read_plans_dict(path)
-    entry = plans.get("configurations", {}).get(args.configuration)
-    if not isinstance(entry, dict):
-        raise UserError(f"no configuration {args.configuration!r} in plans", path)
+    entry = configuration_entry(plans, args.configuration, path)
     arch = entry["architecture"]
     patch = list(args.patch_size or entry["patch_size"])
     if len(patch) != spatial_dims_of(arch):

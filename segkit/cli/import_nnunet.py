@@ -29,12 +29,12 @@ def checkpoint_kind(value: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Convert and say what was written."""
-    from segkit.jsonio import read_json
     from segkit.models.nnunet import convert_nnunet_model
+    from segkit.plans import read_plans_json
     from segkit.workdir import plans_path
 
     output = convert_nnunet_model(args.model, args.output, args.checkpoint, args.folds)
-    plans = read_json(plans_path(output), "plans.json")
+    plans = read_plans_json(plans_path(output))
     (name, entry), = plans["configurations"].items()
     folds = sorted(p.name for p in output.glob("fold_*"))
     print(f"wrote {output}: {name} ({entry['architecture']['family']}, {entry['spatial_dims']}D, "

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.plans import label_mode_of
+from segkit.plans import label_mode_of, output_label_values
 from segkit.training.splits import read_splits
 from segkit.workdir import model_dir, splits_path, validation_dir
 
@@ -108,7 +108,7 @@ def probabilities_to_labels(probs: np.ndarray, conversion: dict) -> np.ndarray:
 
 def output_classes(plans: dict) -> dict[str, list[int]]:
     """Classes or regions scored in model selection: plans 'outputs' (name -> label values)."""
-    outputs = plans.get("outputs") or {}
+    outputs = output_label_values(plans)
     if not outputs:
         raise UserError("plans.json has no 'outputs'")
-    return {str(name): [int(v) for v in values] for name, values in outputs.items()}
+    return outputs

@@ -20,7 +20,7 @@ from segkit import oom
 from segkit.errors import UserError
 from segkit.inference.model import LoadedModel
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
-from segkit.networks.architecture import total_strides
+from segkit.plans import total_strides
 
 
 def _warn(message: str) -> None:

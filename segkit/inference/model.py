@@ -13,6 +13,7 @@ from segkit.jsonio import read_json
 from segkit.models.folder import find_folds, find_onnx_folds, previous_stage_dir, resolve_model_dir
 from segkit.models.pruning import apply_pruning
 from segkit.plans import (
+    configuration_entry,
     label_mode_of,
     network_in_channels,
     previous_stage_of,
@@ -58,7 +59,7 @@ class LoadedModel:
     @property
     def entry(self) -> dict:
         """The plans entry of the model's configuration."""
-        return self.plans["configurations"][self.configuration]
+        return configuration_entry(self.plans, self.configuration, self.model_dir)
 
     @property
     def num_channels(self) -> int:

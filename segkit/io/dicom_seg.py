@@ -53,7 +53,8 @@ def _import_highdicom():
     return highdicom, pydicom
 
 
-def _segment_descriptions(hd, names: dict[int, str], precision: str | None = None) -> list:
+def _segment_descriptions(hd, names: dict[int, str], precision: str | None = None,
+                          coding: dict[str, dict] | None = None) -> list:
     """highdicom segment descriptions, one per segment number (the inference precision as an algorithm parameter)."""
     from pydicom.sr.codedict import codes
 
@@ -74,17 +75,27 @@ def content_description(precision: str | None) -> str:
 
 
 def build_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, list[int]], series_number: int = 300,
-                    precision: str | None = None):
+                    precision: str | None = None, frame_order: tuple[int, ...] = (),
+                    coding: dict[str, dict] | None = None):
     """Build (not write) a highdicom Segmentation of a (z, y, x) label map over its source series.
 
     The inference precision (fp32, bf16, fp16) goes into ContentDescription and the algorithm's
     AlgorithmParameter (standard attributes, no private tags): bf16 and fp32 label maps of one model
     can differ in boundary voxels (docs/benchmarks.md, bf16 vs fp32), so a reader can tell them apart.
+    A multi-frame source (one enhanced / legacy-converted file) gets its frames in the file's
+    order: slice k of the label map lies on source frame frame_order[k] (read from the file
+    when not given).
     """
     hd, pydicom = _import_highdicom()
-    if len(source.files) == 1:
-        raise UserError("DICOM-SEG over a multi-frame (enhanced) source series is not supported", source.files[0])
-    if label.shape[0] != len(source.files):
+    if source.multiframe:
+        if not frame_order:
+            from segkit.io.dicom_multiframe import read_multiframe
+
+            frame_order = read_multiframe(source.files[0]).frame_order
+        if label.shape[0] != len(frame_order):
+            raise ValueError(f"label map has {label.shape[0]} slices, the multi-frame source {len(frame_order)} frames")
+        label = label[np.argsort(np.asarray(frame_order))]     # back to the file's frame order
+    elif label.shape[0] != len(source.files):
         raise ValueError(f"label map has {label.shape[0]} slices, source series {len(source.files)}")
     datasets = [pydicom.dcmread(path) for path in source.files]
     masks = np.stack([np.isin(label, values) for values in segments.values()], axis=-1)
@@ -92,7 +103,7 @@ def build_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, l
     return hd.seg.Segmentation(
         source_images=datasets, pixel_array=masks,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_segment_descriptions(hd, names, precision),
+        segment_descriptions=_segment_descriptions(hd, names, precision, coding),
         content_description=content_description(precision)[:64],
         series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="segkit", manufacturer_model_name="segkit", software_versions=__version__,
@@ -100,12 +111,13 @@ def build_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, l
 
 
 def write_dicom_seg(label: np.ndarray, source: SeriesInfo, segments: dict[str, list[int]], path: str | Path,
-                    precision: str | None = None) -> Path:
+                    precision: str | None = None, frame_order: tuple[int, ...] = (),
+                    coding: dict[str, dict] | None = None) -> Path:
     """Write a DICOM-SEG of a (z, y, x) label map over its source series atomically; return the path."""
     path = Path(path)
     if not segments:
         raise UserError("the plan declares no foreground labels to write as DICOM-SEG segments", path)
-    seg = build_dicom_seg(label, source, segments, precision=precision)
+    seg = build_dicom_seg(label, source, segments, precision=precision, frame_order=frame_order, coding=coding)
     with atomic_path(path, suffix=".dcm") as tmp:
         seg.save_as(tmp)
     return path

@@ -389,7 +389,7 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
                         source)
     if output.exists() and any(output.iterdir()):
         raise UserError("output folder exists and is not empty", output)
-    plans = read_json(source / "plans.json", "plans.json")
+    plans = read_json(source / "plans.json", "nnU-Net plans.json")
     dataset = read_json(source / "dataset.json", "dataset.json")
     fold_paths = nnunet_fold_checkpoints(source, checkpoint, folds)
     checkpoints = [(fold, path, read_nnunet_checkpoint(path)) for fold, path in fold_paths]

@@ -1,4 +1,7 @@
-"""What an architecture entry (plans.json's `architecture` block) must hold, and facts derived from it."""
+"""What an architecture entry (plans.json's `architecture` block) must hold, and facts derived from it.
+
+The stride product (`stride_product`, `total_strides`) is `segkit.plans`'s.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +18,6 @@ COMMON_STAGE_KEYS = ("features_per_stage", "kernel_sizes", "strides", "blocks_pe
 def stage_keys(arch: dict) -> tuple[str, ...]:
     """Every list in the entry with one value per encoder stage: the common ones and the family's own."""
     return COMMON_STAGE_KEYS + family_of(arch).stage_keys
-
-
-def stride_product(strides: list[list[int]]) -> list[int]:
-    """Product of per-stage strides per axis: every patch axis must be a multiple of it."""
-    totals = [1] * len(strides[0])
-    for stride in strides:
-        totals = [t * s for t, s in zip(totals, stride)]
-    return totals
-
-
-def total_strides(arch: dict) -> list[int]:
-    """The entry's stride product per axis (what the patch size must be a multiple of)."""
-    return stride_product(arch["strides"])
 
 
 def init_scheme(arch: dict) -> str:

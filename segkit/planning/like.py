@@ -28,7 +28,6 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.io.dataset import DatasetInfo
-from segkit.jsonio import read_json
 from segkit.models.nnunet import is_nnunet_model_folder
 from segkit.models.resolve import resolve_model
 from segkit.models.unpack import is_model_package
@@ -44,7 +43,7 @@ from segkit.planning.planner import (
 )
 from segkit.planning.run import planning_inputs
 from segkit.planning.summary import format_bytes, plans_summary
-from segkit.plans import spatial_dims_of, write_plans
+from segkit.plans import read_plans_json, spatial_dims_of, write_plans
 from segkit.preprocessing.orientation import AS_STORED, PLANS_KEY
 from segkit.workdir import plans_path
 
@@ -81,20 +80,20 @@ def resolve_like_source(spec: str | Path) -> LikeSource:
     if is_model_package(path):
         choice = resolve_model(path, decide=False)   # every member's checksum verified; a tampered package is refused
         name, model_dir = next(iter(choice.model_dirs.items()))
-        plans = _check_plans(read_json(plans_path(model_dir), "plans.json"), path)
+        plans = _check_plans(read_plans_json(plans_path(model_dir)), path)
         return LikeSource(plans, [name], f"model package {path} (checksums verified)", path)
     if path.is_file():
-        return LikeSource(_check_plans(read_json(path, "plans file"), path), [], f"plans {path}", path)
+        return LikeSource(_check_plans(read_plans_json(path, "plans file"), path), [], f"plans {path}", path)
     if not path.is_dir():
         raise UserError("--like source not found: give a plans.json, a work dir, a model folder or a model package .zip",
                         path)
     if any(child.name.startswith("fold_") for child in path.iterdir()):   # a model folder (segkit or nnU-Net)
         choice = resolve_model(path, decide=False)
         name, model_dir = next(iter(choice.model_dirs.items()))
-        plans = _check_plans(read_json(plans_path(model_dir), "plans.json"), model_dir)
+        plans = _check_plans(read_plans_json(plans_path(model_dir)), model_dir)
         kind = "nnU-Net model folder" if is_nnunet_model_folder(path) else "model folder"
         return LikeSource(plans, [name], f"{kind} {model_dir if kind == 'model folder' else path} ({name})", path)
-    return LikeSource(_check_plans(read_json(plans_path(path), "plans file"), path), [], f"work dir {path}", path)
+    return LikeSource(_check_plans(read_plans_json(plans_path(path), "plans file"), path), [], f"work dir {path}", path)
 
 
 def match_normalization(source: dict, target_names: list[str], own: list[dict], where: Path) -> tuple[list[dict], list[str]]:

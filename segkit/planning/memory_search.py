@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 import math
 
-from segkit.networks.architecture import total_strides
 from segkit.networks.registry import family_of
 from segkit.planning.device_memory import MemoryModel
 from segkit.planning.memory import estimate_peak_bytes
+from segkit.plans import total_strides
 
 MAX_DEPTH_MULTIPLIER = 64
 MAX_WIDTH_EIGHTHS = 8 * 16

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from segkit.networks.architecture import stride_product
 from segkit.networks.registry import get_family
+from segkit.plans import stride_product
 
 MIN_FEATURE_MAP = 4
 BASE_FEATURES = 32

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segkit.errors import UserError
+from segkit.plans import configuration_entry as plans_configuration_entry
 from segkit.plans import label_mode_of
 from segkit.preprocessing.crop import crop_to_nonzero, paste_into_box
 from segkit.preprocessing.normalize import check_normalization, normalize_channels
@@ -33,12 +34,8 @@ PREPROCESSING_VERSION = 1
 
 
 def configuration_entry(plans: dict, config: str) -> dict:
-    """The plans entry of one configuration; UserError naming the known ones when it is absent."""
-    configurations = plans.get("configurations") or {}
-    if config not in configurations:
-        known = ", ".join(sorted(configurations)) or "none"
-        raise UserError(f"unknown configuration {config!r} (plans.json has: {known})")
-    entry = configurations[config]
+    """The plans entry of one configuration (`segkit.plans.configuration_entry`), its target spacing checked."""
+    entry = plans_configuration_entry(plans, config)
     spacing = entry.get("target_spacing")
     if not isinstance(spacing, list) or len(spacing) != 3 or not all(float(s) > 0 for s in spacing):
         raise UserError(f"configuration {config!r}: 'target_spacing' must be 3 positive numbers (z, y, x)")

@@ -9,7 +9,7 @@ from pathlib import Path
 from segkit.console import progress_bar
 from segkit.errors import UserError
 from segkit.io.dataset import load_dataset, training_cases
-from segkit.jsonio import read_json
+from segkit.plans import read_plans_json
 from segkit.preprocessing.normalize import check_normalization
 from segkit.preprocessing.pipeline import configuration_entry, preprocessing_fingerprint
 from segkit.preprocessing.store import CaseTask, is_complete, make_tasks, preprocess_case, reuse_case
@@ -29,7 +29,7 @@ class PreprocessSummary:
 
 def load_plans(path: Path, configs: list[str]) -> dict:
     """Read plans.json and check the parts preprocessing needs, naming the file on any problem."""
-    plans = read_json(path, "plans file")
+    plans = read_plans_json(path, "plans file")
     if not isinstance(plans, dict) or not isinstance(plans.get("configurations"), dict):
         raise UserError("not a segkit plans file (no 'configurations')", path)
     try:

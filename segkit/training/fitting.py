@@ -21,8 +21,9 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-from segkit.networks.architecture import stage_keys, total_strides
+from segkit.networks.architecture import stage_keys
 from segkit.networks.registry import family_of
+from segkit.plans import total_strides
 
 TARGET_STEPS = 1000
 FIT_SHARE = 0.8                  # share of the budget after start-up expected to go to training steps (MIN_STEP_SHARE)

@@ -22,7 +22,7 @@ import torch
 
 from segkit import oom
 from segkit.errors import UserError
-from segkit.networks.architecture import total_strides
+from segkit.plans import total_strides
 from segkit.training.losses import build_loss
 from segkit.training.recipe import Recipe, build_optimizer
 

@@ -12,15 +12,17 @@ import torch
 
 from segkit.errors import UserError
 from segkit.io.dataset import load_dataset
-from segkit.jsonio import atomic_path, read_json
+from segkit.jsonio import atomic_path
 from segkit.models.checkpoint import plans_sha256
 from segkit.networks import build_network
 from segkit.planning.mirroring import SWAP_KEY, anatomical_mirror_axes
 from segkit.plans import (
+    configuration_entry,
     label_mode_of,
     network_in_channels,
     previous_stage_of,
     read_plans_dict,
+    read_plans_json,
     slice_axis_of,
     write_plans,
 )
@@ -67,12 +69,7 @@ def parse_fold(text: str) -> int | None:
 
 def _configuration_entry(plans: dict, configuration: str, path: Path) -> dict:
     """The plans entry of a configuration, or a UserError listing the available ones."""
-    configurations = plans.get("configurations") if isinstance(plans, dict) else None
-    if not isinstance(configurations, dict):
-        raise UserError("plans file has no 'configurations'", path)
-    if configuration not in configurations:
-        raise UserError(f"unknown configuration {configuration!r}; this plan has {sorted(configurations)}", path)
-    entry = configurations[configuration]
+    entry = configuration_entry(plans, configuration, path)
     for key in ("patch_size", "batch_size", "architecture"):
         if key not in entry:
             raise UserError(f"configuration {configuration!r} lacks {key!r}", path)
@@ -84,7 +81,7 @@ def _previous_fit(models: Path, configuration: str, source_sha: str) -> dict | N
     copy_path = plans_path(models)
     if not copy_path.is_file():
         return None
-    previous = read_json(copy_path, "model plans copy").get("configurations", {}).get(configuration, {})
+    previous = read_plans_json(copy_path, "model plans copy").get("configurations", {}).get(configuration, {})
     for key in ("memory_fit", "training_fit"):
         if previous.get(key, {}).get("source_plans_sha256") == source_sha:
             return previous

@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 from segkit.errors import UserError
-from segkit.jsonio import read_json
 from segkit.models import checkpoint as ckpt
 from segkit.models.choice import ModelChoice
 from segkit.models.folder import find_folds
 from segkit.models.nnunet import is_nnunet_model_folder
 from segkit.models.resolve import resolve_model
 from segkit.models.unpack import is_model_package
+from segkit.plans import read_plans_json
 from segkit.training.finetune_options import FINETUNE_LR_FACTOR
 from segkit.training.recipe import Recipe
 from segkit.workdir import is_work_dir, plans_path
@@ -60,7 +60,7 @@ class FineTune:
 def _plans_near(checkpoint: Path) -> dict | None:
     """The model folder's plans.json of a `fold_<k>/checkpoint_*.pt`, when there is one."""
     path = plans_path(checkpoint.parent.parent)
-    return read_json(path, "plans.json") if path.is_file() else None
+    return read_plans_json(path) if path.is_file() else None
 
 
 def _from_choice(choice: ModelChoice, name: str, fold: str | None, kind: str, label: str) -> PretrainedSource:
@@ -69,7 +69,7 @@ def _from_choice(choice: ModelChoice, name: str, fold: str | None, kind: str, la
     found = find_folds(model_dir, [fold] if fold is not None else None, kind)
     chosen_fold, path = found[0]
     note = "" if fold is not None or len(found) == 1 else f" (first of folds {[f for f, _ in found]}; --pretrained-fold)"
-    return PretrainedSource(path, read_json(plans_path(model_dir), "plans.json"),
+    return PretrainedSource(path, read_plans_json(plans_path(model_dir)),
                             f"{label}: configuration {name}, fold {chosen_fold}, checkpoint {kind}{note}")
 
 

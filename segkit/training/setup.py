@@ -10,6 +10,7 @@ import torch
 from segkit.plans import (
     label_mode_of,
     network_in_channels,
+    output_label_values,
     previous_stage_classes,
     previous_stage_of,
     spatial_dims_of,
@@ -78,7 +79,7 @@ class TrainSetup:
     @property
     def regions(self) -> list[list[int]]:
         """Label values of each output class/region, in output order."""
-        return [list(v) if isinstance(v, list) else [v] for v in self.plans["outputs"].values()]
+        return list(output_label_values(self.plans).values())
 
     @property
     def ignore_label(self) -> int | None:

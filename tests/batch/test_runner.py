@@ -181,7 +181,11 @@ def test_continue_recomputes_a_dicom_study_replaced_by_another_patient_and_a_tru
     assert new_seg.ReferencedSeriesSequence[0].SeriesInstanceUID == sources[0].SeriesInstanceUID
     assert {r.ReferencedSOPInstanceUID for r in new_seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence} == {
         s.SOPInstanceUID for s in sources}
-    assert len((out / "cut_seg.dcm").read_bytes()) == len(seg)
+    from segkit.batch.cases import case_series
+    from segkit.io.dicom_seg import seg_problem
+
+    cut = next(c for c in discover_cases(folder) if c.case_id == "cut")
+    assert seg_problem(out / "cut_seg.dcm", case_series(cut, SPEC_2CH)[0]) is None     # written whole again
 
 
 def test_preview_png_and_missing_matplotlib_warning(tmp_path, monkeypatch, capsys):
@@ -273,3 +277,20 @@ def test_unexpected_errors_are_recorded_with_a_traceback(tmp_path):
     assert len(failed) == 1 and failed[0]["reason"] == "RuntimeError: CUDA out of memory (simulated)"
     assert any("flaky" in line for line in failed[0]["traceback"])
     assert failed[0]["case_id"] == "c0" and [c["status"] for c in report.cases if c is not failed[0]] == ["ok"]
+
+
+def test_a_lossy_source_is_warned_once_on_stderr_and_in_the_report_and_decoder_noise_stays_off(tmp_path, capfd):
+    from dicom_data import write_lossy_jpeg_series
+
+    folder = tmp_path / "in"
+    write_lossy_jpeg_series(folder / "lossy", slices=4)
+    out = tmp_path / "out"
+    capfd.readouterr()
+    report = run_batch(discover_cases(folder), InputSpec(num_channels=1), request(out), threshold_predict,
+                       BatchOptions(), folder)
+    err = capfd.readouterr().err
+    entry = report.cases[0]
+    assert entry["status"] == "ok"
+    assert len(entry["warnings"]) == 1 and "lossy-compressed" in entry["warnings"][0]
+    assert err.splitlines() == [f"warning: lossy: {entry['warnings'][0]}"]
+    assert "JPEG" not in err.replace(entry["warnings"][0], "")

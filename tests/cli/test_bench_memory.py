@@ -25,7 +25,7 @@ def test_unknown_configuration_and_bad_patch(tmp_path, capsys) -> None:
     path = tmp_path / "plans.json"
     path.write_text(json.dumps(plans))
     assert main(["bench-memory", str(path), "--configuration", "2d"]) == 2
-    assert "no configuration '2d'" in capsys.readouterr().err
+    assert "unknown configuration '2d' (plans.json has: 3d_fullres)" in capsys.readouterr().err
     assert main(["bench-memory", str(path), "--patch-size", "8", "8"]) == 2
     assert "--patch-size" in capsys.readouterr().err
 

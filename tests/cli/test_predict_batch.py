@@ -296,3 +296,35 @@ def test_packaged_postprocessing_is_applied(tmp_path, monkeypatch):
     assert predict(*argv, "-o", str(tmp_path / "off"), "-m", str(tmp_path / "model.zip"), "--no-postprocess") == 0
     np.testing.assert_array_equal(read_array(tmp_path / "off" / "c0.nii.gz"), read_array(tmp_path / "raw" / "c0.nii.gz"))
     assert changed, "the untrained network's necrosis should have several components somewhere"
+
+
+def test_a_pacs_export_with_sr_ko_presentation_state_copies_and_multiframe_is_segmented(tmp_path, capsys):
+    """What a PACS feed holds: non-image objects beside the images, a slice sent twice, a multi-frame image."""
+    import shutil
+
+    from batch_data import phantom
+    from dicom_data import write_multiframe, write_non_image_objects
+
+    from segkit.io.dicom_write import write_dicom_series
+
+    model = make_model_dir(tmp_path / "work", num_channels=1)
+    images, _, geometry = phantom(seed=4, channels=1)
+    inputs = tmp_path / "in"
+    slices = write_dicom_series(images[0], geometry, inputs / "with_objects", "T1")
+    write_non_image_objects(inputs / "with_objects", slices)
+    shutil.copy(slices[3], inputs / "with_objects" / "resent.dcm")
+    single = write_dicom_series(images[0], geometry, tmp_path / "single", "T1")
+    write_multiframe(inputs / "multiframe", single, enhanced=True)
+    out = tmp_path / "out"
+    assert predict("-i", str(inputs), "-o", str(out), "-m", str(model), "--dicom-seg", *FAST) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    report = {c["case_id"]: c for c in json.loads((out / "report.json").read_text())["cases"]}
+    assert {c["status"] for c in report.values()} == {"ok"}
+    notes = report["with_objects"]["notes"]
+    assert any("ignored 3 non-image DICOM object(s)" in n for n in notes)
+    assert any("resent.dcm" in n and "exact duplicate" in n for n in notes)
+    assert any("multi-frame" in n for n in report["multiframe"]["notes"])
+    labels = {case: read_array(out / f"{case}.nii.gz") for case in report}
+    np.testing.assert_array_equal(labels["with_objects"], labels["multiframe"])   # the same pixels either way
+    for case in report:
+        assert pydicom.dcmread(out / f"{case}_seg.dcm").Modality == "SEG"

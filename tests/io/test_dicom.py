@@ -297,3 +297,126 @@ def test_seg_problem_refuses_a_truncated_seg_and_one_of_another_series(tmp_path)
     path.write_bytes(complete[:2000])
     assert seg_problem(path, source) is not None
     assert "not a DICOM Segmentation" in seg_problem(source.files[0], source)
+
+
+# --- what a PACS feed contains (issue 28, item 7)
+
+def test_sr_ko_and_presentation_state_beside_the_images_are_ignored_with_a_note(tmp_path):
+    from dicom_data import write_non_image_objects
+
+    images, _, geometry = phantom(seed=4, channels=1)
+    paths = write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
+    objects = write_non_image_objects(tmp_path / "study", paths)
+    study = read_dicom_study(tmp_path / "study", 1)
+    np.testing.assert_array_equal(study.images[0], images[0])
+    assert len(study.notes) == 1 and "ignored 3 non-image DICOM object(s)" in study.notes[0]
+    for name, sop_class in ((objects["sr"].name, "Comprehensive 3D SR"), (objects["ko"].name, "Key Object Selection"),
+                            (objects["pr"].name, "Grayscale Softcopy Presentation State")):
+        assert f"{name} ({sop_class}" in study.notes[0]
+
+
+def test_a_folder_of_only_non_image_objects_says_so(tmp_path):
+    from dicom_data import write_non_image_objects
+
+    images, _, geometry = phantom(seed=4, channels=1)
+    paths = write_dicom_series(images[0], geometry, tmp_path / "images", "T1")
+    write_non_image_objects(tmp_path / "reports", paths)
+    with pytest.raises(UserError, match="no DICOM image series found, only non-image objects: ignored 3"):
+        read_dicom_study(tmp_path / "reports", 1)
+
+
+def test_an_exact_duplicate_file_is_dropped_with_a_note(tmp_path):
+    import shutil
+
+    images, _, geometry = phantom(seed=4, channels=1)
+    paths = write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
+    shutil.copy(paths[5], tmp_path / "study" / "copy_of_5.dcm")       # the PACS sent slice 5 twice
+    study = read_dicom_study(tmp_path / "study", 1)
+    np.testing.assert_array_equal(study.images[0], images[0])
+    assert len(study.reference.files) == len(paths)
+    assert any("dropped 1 exact duplicate file(s)" in note and "copy_of_5.dcm" in note and paths[5].name in note
+               for note in study.notes)
+
+
+def test_two_different_slices_at_one_position_name_both_files(tmp_path):
+    images, _, geometry = phantom(seed=4, channels=1)
+    paths = write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
+    repeat = pydicom.dcmread(paths[5])
+    repeat.SOPInstanceUID = repeat.file_meta.MediaStorageSOPInstanceUID = "2.25.12345"   # a repeated acquisition
+    repeat.save_as(tmp_path / "study" / "repeat.dcm")
+    with pytest.raises(UserError, match="share one position") as caught:
+        read_dicom_study(tmp_path / "study", 1)
+    assert paths[5].name in str(caught.value) and "repeat.dcm" in str(caught.value)
+    assert "gap" not in str(caught.value)
+
+
+def test_a_missing_slice_names_the_files_either_side_of_the_gap(tmp_path):
+    images, _, geometry = phantom(seed=4, channels=1)
+    paths = write_dicom_series(images[0], geometry, tmp_path / "study", "T1")
+    paths[7].unlink()
+    with pytest.raises(UserError, match="missing or unevenly spaced slices") as caught:
+        read_dicom_study(tmp_path / "study", 1)
+    message = str(caught.value)
+    assert f"between {paths[6].name} and {paths[8].name}" in message and "after slice" not in message
+    assert Path(caught.value.path) == paths[8]
+
+
+@pytest.mark.parametrize("enhanced", [False, True], ids=["legacy_converted", "enhanced_mr"])
+def test_multiframe_mr_is_read_like_its_series_and_its_seg_aligns(tmp_path, enhanced):
+    from dicom_data import slice_index_by_position, write_multiframe
+
+    images, label, geometry = phantom(seed=5, channels=1)
+    paths = write_dicom_series(images[0], geometry, tmp_path / "single", "T1")
+    write_multiframe(tmp_path / "multi", paths, enhanced=enhanced)
+    study = read_dicom_study(tmp_path / "multi", 1)
+    assert study.reference.multiframe and geometry.mismatch(study.geometry) is None
+    np.testing.assert_array_equal(study.images[0], images[0])
+    assert any("multi-frame" in note for note in study.notes)
+    assert sorted(study.frame_order) == list(range(len(paths))) and study.frame_order != tuple(range(len(paths)))
+    path = write_dicom_seg(label, study.reference, segments_from_labels(LABELS), tmp_path / "seg.dcm",
+                           frame_order=study.frame_order)
+    seg = pydicom.dcmread(path)
+    assert seg.NumberOfFrames == 3 * label.shape[0]
+    for index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        k = slice_index_by_position(study.geometry, frame.PlanePositionSequence[0].ImagePositionPatient)
+        segment = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        np.testing.assert_array_equal(seg.pixel_array[index] > 0, label[k] == segment)
+
+
+def test_multiframe_with_several_frames_per_position_is_refused_saying_so(tmp_path):
+    from dicom_data import write_multiframe
+
+    images, _, geometry = phantom(seed=5, channels=1)
+    paths = write_dicom_series(images[0], geometry, tmp_path / "single", "T1")
+    for path in paths[8:]:                        # a second echo: the first 8 positions again
+        other = pydicom.dcmread(path)
+        other.ImagePositionPatient = pydicom.dcmread(paths[paths.index(path) - 8]).ImagePositionPatient
+        other.save_as(path)
+    mf = write_multiframe(tmp_path / "multi", paths)
+    with pytest.raises(UserError, match="more than one frame per position are not supported") as caught:
+        read_dicom_study(tmp_path / "multi", 1)
+    assert Path(caught.value.path) == mf
+
+
+def test_lossy_12_bit_jpeg_is_read_quietly_and_flagged(tmp_path, capfd):
+    from dicom_data import write_lossy_jpeg_series
+
+    write_lossy_jpeg_series(tmp_path / "study", slices=4)
+    capfd.readouterr()
+    study = read_dicom_study(tmp_path / "study", 1)
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""          # GDCM printed ~8 lines per slice before
+    assert study.images.shape == (1, 4, 1024, 256) and study.images.max() > 0
+    assert len(study.warnings) == 1 and "lossy-compressed" in study.warnings[0]
+    assert "LossyImageCompression (0028,2110) is 01" in study.warnings[0]
+    assert any("kept off stderr" in note and "JPEG" in note for note in study.notes)
+
+
+def test_read_series_folder_is_the_one_series_entry(tmp_path):
+    from segkit.io.dicom import read_series_folder
+
+    images, _, geometry = phantom(seed=4, channels=1)
+    write_dicom_series(images[0], geometry, tmp_path / "series", "T1")
+    study = read_series_folder(tmp_path / "series")
+    np.testing.assert_array_equal(study.images[0], images[0])
+    assert geometry.mismatch(study.geometry) is None and study.notes == [] and study.warnings == []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from training_data import TINY_ARCH
 
-from segkit.networks.architecture import total_strides
+from segkit.plans import total_strides
 from segkit.training import fitting
 from segkit.training.fitting import candidates, cost_proxy, fit_to_cpu_budget
 from segkit.training.schedule import MIN_EPOCHS, fit_to_budget, poly_lr, refit_epochs
