@@ -13,6 +13,7 @@ from segkit.jsonio import read_json
 from segkit.models.folder import find_folds, find_onnx_folds, previous_stage_dir, resolve_model_dir
 from segkit.models.pruning import apply_pruning
 from segkit.plans import (
+    Plans,
     configuration_entry,
     label_mode_of,
     network_in_channels,
@@ -134,9 +135,10 @@ def load_onnx_model(model_dir: Path, name: str, plans: dict, dataset: dict, foun
         raise UserError("holds ONNX networks (export-model --format onnx): run it with --backend onnxruntime or "
                         "openvino", model_dir)
     arithmetic = backend_precision(backend, precision)
-    dims = len(plans["configurations"][name]["patch_size"])
-    runners = [onnx_runner(backend, read_network(path, network_in_channels(plans, name), int(plans["num_outputs"]),
-                                                 dims), arithmetic) for _, path in found]
+    view = Plans.from_json(plans, plans_path(model_dir))
+    dims = len(view.configuration(name).patch_size)
+    runners = [onnx_runner(backend, read_network(path, view.in_channels(name), view.num_outputs, dims), arithmetic)
+               for _, path in found]
     folds = [f for f, _ in found]
     checkpoint = "onnx"
     return LoadedModel(model_dir, plans, dataset, name, runners[0], [], folds, _backend_device(backend, device),
@@ -201,14 +203,15 @@ def _exported_model(model_dir: Path, name: str, plans: dict, dataset: dict, load
     from segkit.models.onnx import dynamic_spatial, export_network, metadata, plain_network
 
     arithmetic = backend_precision(backend, precision)
-    patch = [int(p) for p in plans["configurations"][name]["patch_size"]]
+    view = Plans.from_json(plans, plans_path(model_dir))
+    patch = list(view.configuration(name).patch_size)
     runners = []
     for _, path, ckpt in loaded:
         try:
             network = plain_network(ckpt, model_dir)
         except RuntimeError as err:
             raise UserError(f"weights do not fit the architecture ({str(err).splitlines()[0][:200]})", path) from None
-        props = metadata(dict(ckpt["architecture"]), int(ckpt["in_channels"]), int(ckpt["num_outputs"]), plans, name)
+        props = metadata(dict(ckpt["architecture"]), int(ckpt["in_channels"]), int(ckpt["num_outputs"]), view, name)
         data = export_network(network, int(ckpt["in_channels"]), patch, props, dynamic_spatial(ckpt))
         runners.append(onnx_runner(backend, data, arithmetic))
     folds = [f for f, _, _ in loaded]

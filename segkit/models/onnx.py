@@ -32,6 +32,8 @@ from segkit.version import __version__
 if TYPE_CHECKING:
     from torch import nn
 
+    from segkit.plans import Plans
+
 ONNX_FORMAT = "segkit-onnx-1"
 OPSET = 17
 INPUT_NAME = "image"
@@ -64,19 +66,18 @@ def dynamic_spatial(checkpoint: dict) -> bool:
     return family_of(dict(checkpoint["architecture"])).onnx_dynamic_spatial
 
 
-def metadata(arch: dict, in_channels: int, num_outputs: int, plans: dict, configuration: str) -> dict[str, str]:
+def metadata(arch: dict, in_channels: int, num_outputs: int, plans: Plans, configuration: str) -> dict[str, str]:
     """The segkit_* metadata properties of an exported network."""
-    from segkit.networks.architecture import total_strides
     from segkit.networks.registry import family_of
-    from segkit.plans import label_mode_of
+    from segkit.plans import total_strides
 
-    entry = plans["configurations"][configuration]
     return {"segkit_format": ONNX_FORMAT, "segkit_version": __version__, "segkit_configuration": configuration,
             "segkit_dynamic_spatial": str(family_of(arch).onnx_dynamic_spatial).lower(),
             "segkit_in_channels": str(in_channels), "segkit_num_outputs": str(num_outputs),
-            "segkit_label_mode": label_mode_of(plans), "segkit_patch_size": json.dumps(entry["patch_size"]),
+            "segkit_label_mode": plans.label_mode,
+            "segkit_patch_size": json.dumps(list(plans.configuration(configuration).patch_size)),
             "segkit_total_strides": json.dumps(total_strides(arch)),
-            "segkit_normalization": json.dumps(plans.get("normalization")),
+            "segkit_normalization": json.dumps([dict(n) for n in plans.normalization]),
             "segkit_architecture": json.dumps(arch, sort_keys=True)}
 
 
@@ -105,13 +106,13 @@ def export_network(network: nn.Module, in_channels: int, patch_size: list[int],
     return model.SerializeToString()
 
 
-def export_checkpoint(checkpoint_file: Path, model_dir: Path, plans: dict, configuration: str) -> bytes:
+def export_checkpoint(checkpoint_file: Path, model_dir: Path, plans: Plans, configuration: str) -> bytes:
     """The ONNX bytes of one fold's checkpoint, as load_model would run it."""
     from segkit.models.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(checkpoint_file)
     network = plain_network(checkpoint, model_dir)
-    patch = [int(p) for p in plans["configurations"][configuration]["patch_size"]]
+    patch = list(plans.configuration(configuration).patch_size)
     props = metadata(dict(checkpoint["architecture"]), int(checkpoint["in_channels"]),
                      int(checkpoint["num_outputs"]), plans, configuration)
     try:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
-from segkit.plans import previous_stage_of, read_plans_dict
+from segkit.plans import previous_stage_of, read_plans, read_plans_dict
 from segkit.version import __version__
 from segkit.workdir import model_dataset_path, plans_path, pruning_path
 
@@ -122,7 +122,7 @@ def _add_configuration(members: dict[str, Path | bytes], name: str, model_dir: P
         if network_format == "onnx":
             from segkit.models.onnx import NETWORK_FILE, export_checkpoint
 
-            plans = read_plans_dict(plans_path(model_dir))
+            plans = read_plans(plans_path(model_dir))
             members[f"{name}/fold_{fold}/{NETWORK_FILE}"] = export_checkpoint(path, model_dir, plans, name)
         else:
             _check_checkpoint(path)

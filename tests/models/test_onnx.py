@@ -23,6 +23,7 @@ from segkit.models.onnx import (
 from segkit.models.pruning import write_pruning
 from segkit.networks import build_network
 from segkit.networks.registry import get_family
+from segkit.plans import Plans
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None
@@ -59,6 +60,15 @@ FAMILIES = ["unet", "resenc", "revmbconv", "unetpp", "stunet-s",
                                              pytest.mark.skipif(not HAS_MONAI, reason="MONAI not installed")])]
 
 
+def plans_view(arch: dict, patch: list[int]) -> Plans:
+    """A two-channel, three-output softmax plan whose 3d_fullres entry has this architecture and patch."""
+    return Plans.from_json({"num_channels": 2, "num_outputs": 3, "label_mode": "softmax",
+                            "normalization": [{"scheme": "zscore"}] * 2,
+                            "configurations": {"3d_fullres": {"spatial_dims": 3, "patch_size": patch,
+                                                              "target_spacing": [1.0, 1.0, 1.0],
+                                                              "architecture": arch}}})
+
+
 def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     """Share of voxels whose argmax label is the same."""
     return float((a.argmax(1) == b.argmax(1)).float().mean())
@@ -80,8 +90,7 @@ def test_family_exports_and_backends_match_torch(family: str, tmp_path) -> None:
     if family == "unetpp":
         reference.prune_level = 1
     prepare_for_inference(reference, 3, channels_last=False)
-    plans = {"num_outputs": 3, "label_mode": "softmax", "normalization": [{"scheme": "zscore"}] * 2,
-             "configurations": {"3d_fullres": {"patch_size": patch}}}
+    plans = plans_view(arch, patch)
     dynamic = get_family(arch["family"]).onnx_dynamic_spatial
     data = export_network(plain_network(checkpoint, tmp_path), 2, patch, metadata(arch, 2, 3, plans, "3d_fullres"),
                           dynamic)
@@ -117,7 +126,7 @@ def test_reader_refuses_damaged_and_mismatched_networks(tmp_path) -> None:
     arch, patch, _ = small_arch("unet")
     net = build_network(arch, 2, 3)
     net.deep_supervision = False
-    plans = {"num_outputs": 3, "label_mode": "softmax", "configurations": {"3d_fullres": {"patch_size": patch}}}
+    plans = plans_view(arch, patch)
     path = tmp_path / "network.onnx"
     path.write_bytes(export_network(net.eval(), 2, patch, metadata(arch, 2, 3, plans, "3d_fullres")))
     with pytest.raises(UserError, match="need 4 channels") as info:

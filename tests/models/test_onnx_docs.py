@@ -14,7 +14,7 @@ from inference_fixtures import make_model_dir
 
 from segkit.cli import main
 from segkit.inference.model import load_model
-from segkit.networks.architecture import total_strides
+from segkit.plans import total_strides
 from segkit.preprocessing.pipeline import preprocess_images
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None
