@@ -9,7 +9,7 @@ They run on the CPU with torch's thread count (OMP_NUM_THREADS / --threads), so 
 between backends uses the same cores.
 
 Precision: onnxruntime runs fp32 (its CPU kernels have no bf16 convolutions); OpenVINO's
-`INFERENCE_PRECISION_HINT` follows --precision (auto: bf16 on CPUs with hardware bf16, as torch).
+`INFERENCE_PRECISION_HINT` follows --precision (auto: torch's rule for this CPU, see acceleration.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from segkit.errors import UserError
-from segkit.inference.acceleration import cpu_has_fast_bf16
+from segkit.inference.acceleration import resolve_precision
 from segkit.models.onnx import INPUT_NAME, OUTPUT_NAME
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -50,8 +50,8 @@ def backend_precision(backend: str, precision: str) -> str:
         if precision not in ("auto", "fp32"):
             raise UserError(f"--backend onnxruntime runs fp32 only, not --precision {precision}")
         return "fp32"
-    if precision == "auto":
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if precision == "auto":     # the torch backend's rule on this CPU (bf16 only where measured harmless)
+        return resolve_precision("auto", torch.device("cpu"))
     return precision
 
 

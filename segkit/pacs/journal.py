@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS units (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     predict_seconds REAL,
-    send_seconds REAL
+    send_seconds REAL,
+    predict_started_at REAL
 );
 CREATE INDEX IF NOT EXISTS units_state ON units (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS instances (
@@ -84,6 +85,7 @@ class Unit:
     updated_at: float
     predict_seconds: float | None
     send_seconds: float | None
+    predict_started_at: float | None
 
 
 class Journal:
@@ -184,8 +186,10 @@ class Journal:
                              "ORDER BY next_attempt_at, updated_at LIMIT 1", (state, now)).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE units SET state = ?, updated_at = ? WHERE key = ?", (new_state, now, row["key"]))
-        return Unit(**{**dict(row), "state": new_state})
+            started = now if new_state == "predicting" else row["predict_started_at"]
+            db.execute("UPDATE units SET state = ?, updated_at = ?, predict_started_at = ? WHERE key = ?",
+                       (new_state, now, started, row["key"]))
+        return Unit(**{**dict(row), "state": new_state, "predict_started_at": started})
 
     def next_due(self, state: str) -> float | None:
         """When the earliest unit in state becomes due (None when none waits)."""
