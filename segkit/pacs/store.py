@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 
 # image storage SOP classes the node stores; anything else (SR, KO, presentation states, SEG,
@@ -56,7 +57,8 @@ def _fsync_folder(folder: Path) -> None:
 def durable_write(path: Path, data: bytes) -> None:
     """Write data to path atomically and durably (temp file, fsync, rename, fsync of the folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{os.getpid()}"
+    # pid and thread: two associations may deliver the same instance at once
+    tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}"
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
