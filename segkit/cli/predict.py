@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.inference.resolve import load_ensemble
     from segkit.io.dicom import parse_channel_map
     from segkit.io.dicom_seg import segment_names
+    from segkit.plans import segment_coding_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -197,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     precision_used = engine.precision()
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used)
+                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used,
+                            segment_coding=segment_coding_of(plans))
     run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
                 "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
