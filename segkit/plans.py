@@ -32,6 +32,12 @@ def label_mode_of(plans: Mapping[str, Any]) -> str:
     return str(plans.get("label_mode", DEFAULT_LABEL_MODE))
 
 
+def segment_coding_of(plans: Mapping[str, Any]) -> dict[str, dict] | None:
+    """Each label's SNOMED CT coding for DICOM-SEG (segkit.io.segment_coding); None for plans made before it."""
+    value = plans.get("segment_coding")
+    return dict(value) if isinstance(value, Mapping) else None
+
+
 def spatial_dims_of(block: Mapping[str, Any]) -> int:
     """2 or 3 of a configuration entry or an architecture block: 'spatial_dims', else the patch or kernel length."""
     if "spatial_dims" in block:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segkit.io import segment_coding
 from segkit.io.dataset import DatasetInfo
 from segkit.networks.registry import get_family
 from segkit.planning.architecture import make_architecture
@@ -299,6 +300,9 @@ def dataset_entries(info: DatasetInfo, fingerprint: dict) -> dict:
         "regions_class_order": info.regions_class_order,
         "num_outputs": num_outputs,
         PAIRS_KEY: plan_mirror_pairs(info.annotation_labels, label_mode),   # swapped by a left/right mirror
+        # SNOMED CT coding of each label for DICOM-SEG (dataset.json "label_coding", else from the name)
+        segment_coding.PLANS_KEY: segment_coding.segment_coding_for(
+            info.annotation_labels, info.raw.get(segment_coding.DATASET_KEY), info.root / "dataset.json"),
         **orientation_entries(fingerprint),
     }
 
