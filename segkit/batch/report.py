@@ -31,8 +31,9 @@ says so too). Batch predict adds the model identity
 A sharded run writes ``report_part<K>.json``; ``merge_reports`` combines the parts. Each report
 file gets its page beside it (``report.html``, ``report_part<K>.html``: `segkit.batch.html_report`).
 Folder runs add per case ``volumes_ml`` ({structure: mL}) and, with ``--uncertainty``,
-``uncertainty`` (score, per-structure scores, flagged); the header adds ``backend`` (device,
-torch version, the precision used) and ``labels`` (the model's label names).
+``uncertainty`` (score, per-structure scores, flagged); the header adds ``backend`` (name:
+torch / onnxruntime / openvino, requested, device, library versions, the precision used; for
+``--backend auto`` why and the measurement it decided from) and ``labels`` (the model's label names).
 """
 
 from __future__ import annotations

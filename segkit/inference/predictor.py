@@ -64,6 +64,7 @@ class InferenceOptions:
     tile_batch: int = 4
     save_probabilities: bool = False
     precision: str = "auto"
+    backend: str = "torch"   # torch, onnxruntime, openvino or auto (segkit.inference.backends)
 
 
 @dataclass
@@ -98,11 +99,13 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
         raise UserError(f"--tile-batch must be at least 1, got {options.tile_batch}")
     slice_axis = slice_axis_of(entry)
     mirror = tuple(int(a) for a in entry.get("mirror_axes", [])) if options.tta else ()
-    precision = resolve_precision(options.precision, model.device)
+    torch_backend = model.backend == "torch"
+    # an ONNX backend runs in its own precision (model.backend_precision): no torch autocast around it
+    precision = resolve_precision(options.precision, model.device) if torch_backend else "fp32"
     tile_weights = str((entry.get("inference") or {}).get("tile_weights", "gaussian"))
     swap = inference_swap(model.plans, entry) if mirror else None
     return WindowSettings(tuple(int(p) for p in entry["patch_size"]), options.step, mirror, options.tile_batch,
-                          slice_axis, precision=precision, channels_last=True, tile_weights=tile_weights,
+                          slice_axis, precision=precision, channels_last=torch_backend, tile_weights=tile_weights,
                           swap_axis=swap[0] if swap else None, swap_order=swap[1] if swap else ())
 
 
@@ -135,16 +138,14 @@ def network_probabilities(model: LoadedModel, data: np.ndarray, options: Inferen
     # plans may ask for nnU-Net's fold ensembling (mean logits, then softmax) instead of mean probabilities
     average_logits = (model.entry.get("inference") or {}).get("fold_average") == "logits"
     total: torch.Tensor | None = None
-    for state in model.fold_states:
-        if len(model.fold_states) > 1:
-            model.network.load_state_dict(state)
-        logits = window_logits(model, data, settings)
+    for network in model.fold_networks():
+        logits = window_logits(model, data, settings, network)
         values = logits if average_logits else probabilities_in_place(logits, model.label_mode)
         total = values if total is None else total.add_(values)
         del logits, values
     assert total is not None                                    # a model has at least one fold
-    if len(model.fold_states) > 1:
-        total /= len(model.fold_states)
+    if len(model.folds) > 1:
+        total /= len(model.folds)
     return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy()
 
 
@@ -223,7 +224,10 @@ class ModelEnsemble:
         return self.members[0].device
 
     def precision(self) -> str:
-        """The inference arithmetic every stage uses (--precision auto resolved for the device): fp32, bf16 or fp16."""
+        """The inference arithmetic every stage uses (--precision auto resolved for the device, or the ONNX backend's)."""
+        first = self.members[0]
+        if first.backend != "torch" and first.backend_precision:
+            return first.backend_precision
         return resolve_precision(self.options.precision, self.device)
 
     def describe(self) -> str:

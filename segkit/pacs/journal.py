@@ -91,13 +91,18 @@ class Unit:
 class Journal:
     """Thread-safe access to the journal file; every method is one committed transaction."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
+        self._lock = threading.RLock()
+        if read_only:   # `serve --status` and watchers: never take a write lock beside a running node
+            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                       check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # one connection shared by the node's threads behind a lock: SQLite serialises writers anyway
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")   # a committed state survives power loss, not only kill -9
         self._db.executescript(_SCHEMA)
