@@ -118,8 +118,8 @@ def test_a_previous_stage_in_the_ensemble_runs_once_per_case(trained, monkeypatc
     assert [s.configuration for s in pair.stages] == ["3d_lowres", "3d_cascade_fullres"] and pair.member_stages == [0, 1]
     assert [s.configuration for s in alone.stages] == ["3d_lowres", "3d_cascade_fullres"] and alone.member_stages == [1]
     calls = []
-    original = predictor.network_probabilities
-    monkeypatch.setattr(predictor, "network_probabilities",
+    original = predictor.probabilities_and_fold_entropy
+    monkeypatch.setattr(predictor, "probabilities_and_fold_entropy",
                         lambda model, data, options: calls.append((model.configuration, data.shape[0]))
                         or original(model, data, options))
     together = pair.compute(pair.prepare("phantom_001", images.astype(np.float32), image.geometry))
