@@ -181,6 +181,8 @@ def main() -> None:
                         help="train EPOCHS x ITERATIONS steps of FIXED_CONFIGURATION instead of --minutes")
     parser.add_argument("--subjects", nargs="+", default=list(realdata.HELD_OUT), choices=list(realdata.HELD_OUT))
     parser.add_argument("--skip-train", action="store_true", help="reuse the model already trained in --out")
+    parser.add_argument("--checkpoint", default="final", choices=("final", "best", "latest"),
+                        help="which checkpoint predicts (latest: a training stopped early, e.g. on a loaded machine)")
     args = parser.parse_args()
     out = Path(args.out)
     dataset = out / "RealBrainStructures"
@@ -207,6 +209,8 @@ def main() -> None:
         log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
         result["train_steps"] = log[-1]["step"] if log else 0
         result["validation_mean_dice"] = log[-1].get("val_mean_dice") if log else None
+    log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
+    result |= {"checkpoint": args.checkpoint, "checkpoint_step": log[-1]["step"] if log else 0}
     plans = json.loads((models / "plans.json").read_text())
     result["training_orientations"] = plans.get("training_orientations")
     result["oblique_inputs"] = plans.get("oblique_inputs")
@@ -222,7 +226,8 @@ def main() -> None:
     for mode, model in (("resampled", models), ("as_before", before)):
         pred = out / f"pred_{mode}"
         shutil.rmtree(pred, ignore_errors=True)
-        segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta")
+        segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta",
+               "--checkpoint", args.checkpoint)
         result[mode] = score(pred, dataset, stored, args.subjects)
         for row in result[mode]:
             print(json.dumps({"mode": mode} | row), flush=True)
