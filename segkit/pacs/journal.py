@@ -166,13 +166,16 @@ class Journal:
             rows = self._db.execute("SELECT sop_uid FROM instances WHERE key = ? ORDER BY sop_uid", (key,)).fetchall()
         return [row[0] for row in rows]
 
-    def queue_quiet(self, quiet_seconds: float) -> list[str]:
-        """Move units that received nothing for quiet_seconds from receiving to queued; their keys."""
+    def queue_quiet(self, quiet_seconds: float, busy: frozenset[str] = frozenset()) -> list[str]:
+        """Move units that received nothing for quiet_seconds from receiving to queued; their keys.
+
+        Units in busy (an association that delivered to them is still open) wait whatever the timer says.
+        """
         now = time.time()
         with self._transaction() as db:
             keys = [r["key"] for r in db.execute("SELECT key FROM units WHERE state = 'receiving' "
                                                  "AND last_instance_at <= ? ORDER BY last_instance_at",
-                                                 (now - quiet_seconds,))]
+                                                 (now - quiet_seconds,)) if r["key"] not in busy]
             db.executemany("UPDATE units SET state = 'queued', updated_at = ? WHERE key = ?", [(now, k) for k in keys])
         return keys
 

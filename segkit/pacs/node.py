@@ -124,7 +124,7 @@ class Node:
 
     def _predict_step(self) -> bool:
         """Queue quiet units, predict one; False when there was nothing to do."""
-        self.journal.queue_quiet(self.config.quiet_seconds)
+        self.journal.queue_quiet(self.config.quiet_seconds, self.receiver.busy_units())
         unit = self.journal.claim("queued", "predicting")
         if unit is None:
             return False

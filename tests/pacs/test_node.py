@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -313,3 +314,26 @@ def test_segs_go_to_a_tls_destination_verified_by_the_configured_ca(tmp_path, on
     finally:
         node.stop()
         server.shutdown()
+
+
+def test_a_sender_pausing_mid_series_on_an_open_association_gets_the_whole_series_segmented(tmp_path,
+                                                                                            one_channel_model):
+    node = _start(tmp_path, one_channel_model, None, quiet=0.3)
+    try:
+        uid, files = write_series(tmp_path / "s", 5)
+        datasets = [pydicom.dcmread(path) for path in files]
+        ae = pynetdicom.AE(ae_title="ORTHANC")
+        ae.add_requested_context(datasets[0].SOPClassUID, datasets[0].file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", node.port, ae_title="SEGKIT")
+        for dataset in datasets[:6]:
+            assert assoc.send_c_store(dataset).Status == 0
+        time.sleep(2.0)                                        # far past quiet_seconds, association still open
+        assert node.journal.unit(uid).state == "receiving"
+        for dataset in datasets[6:]:
+            assert assoc.send_c_store(dataset).Status == 0
+        assoc.release()
+        wait_for(lambda: node.journal.counts()["done"] == 1, 60, "the series segmented")
+        seg = pydicom.dcmread(node.storage.seg_result_path(uid))   # no destination: the SEG is kept in results/
+        assert int(seg.NumberOfFrames) == 12 * 3 and len(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 12
+    finally:
+        node.stop()
