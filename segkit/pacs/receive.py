@@ -137,13 +137,12 @@ class Receiver:
         """Write the instance as a DICOM file (as received, with file meta) and journal it."""
         path = self.storage.instance_path(study_uid, series_uid, sop_uid)
         key = self.unit_key(study_uid, series_uid)
-        if self.journal.processed(key, sop_uid):
-            LOG.info("instance %s of series %s was already processed; not stored again", sop_uid, series_uid)
-            return
-        if not path.exists():
+        missing = not path.exists()
+        if missing:   # also a re-sent instance whose file the retention sweep deleted: a reopened unit needs it
             durable_write(path, encoded())
         folder = path.parent.parent if self.unit_by_study else path.parent
-        self.journal.instance_arrived(key, study_uid, str(folder.relative_to(self.storage.root)), sop_uid, self.source)
+        self.journal.instance_arrived(key, study_uid, str(folder.relative_to(self.storage.root)), sop_uid, self.source,
+                                      restored=missing)
         self.received += 1
 
 

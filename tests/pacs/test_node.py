@@ -21,10 +21,12 @@ from segkit.pacs.node import Node, status_summary
 pynetdicom = pytest.importorskip("pynetdicom", reason="the pacs extra (pynetdicom) is not installed")
 
 
-def _start(tmp_path: Path, model: Path, orthanc: Orthanc | None, name: str = "node", **kwargs) -> Node:
+def _start(tmp_path: Path, model: Path, orthanc: Orthanc | None, name: str = "node", retain: float = 60,
+           **kwargs) -> Node:
     """A node on a free port, declared to Orthanc as modality `name`."""
     port = free_port()
     config = node_config(tmp_path / f"{name}.toml", tmp_path / f"{name}-storage", port, model, orthanc, **kwargs)
+    config.write_text(config.read_text().replace("min_free_mb = 1\n", f"min_free_mb = 1\nretain_minutes = {retain}\n"))
     node = Node(load_config(config))
     node.start()
     if orthanc is not None:
@@ -74,7 +76,7 @@ def _structured_report(path: Path, study_uid: str) -> Path:
 @pytest.mark.slow
 def test_pushed_series_come_back_as_one_seg_each_and_broken_ones_fail_alone(tmp_path, orthanc, one_channel_model,
                                                                              caplog):
-    node = _start(tmp_path, one_channel_model, orthanc, "push")
+    node = _start(tmp_path, one_channel_model, orthanc, "push", retain=0)
     try:
         good = {}
         for seed in range(12):
@@ -105,7 +107,7 @@ def test_pushed_series_come_back_as_one_seg_each_and_broken_ones_fail_alone(tmp_
                 (tmp_path / f"seg{index}.dcm").write_bytes(data)
                 assert dciodvfy_errors(tmp_path / f"seg{index}.dcm") == []
         left = {path.parent.name for path in node.storage.incoming.rglob("*.dcm")}
-        assert left == set(broken)             # sent units leave nothing behind; failed ones stay for inspection
+        assert left == set(broken)   # retain_minutes = 0: sent units leave nothing behind; failed ones stay for inspection
     finally:
         node.stop()
 
