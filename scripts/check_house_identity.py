@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -58,7 +59,9 @@ def digest_predictions(folder: Path) -> dict[str, str]:
             with np.load(path) as data:
                 found[rel] = digest_array(data["probabilities"])
                 if "metadata" in data.files:
-                    found[rel + " metadata"] = digest_bytes(str(data["metadata"]).replace(TMP_ROOT, "<TMP>").encode())
+                    # the nnU-Net conversion cache key hashes the source's path and mtimes: run-dependent
+                    text = re.sub(r"nnunet/[0-9a-f]{20}", "nnunet/<KEY>", str(data["metadata"]).replace(TMP_ROOT, "<TMP>"))
+                    found[rel + " metadata"] = digest_bytes(text.encode())
     return found
 
 
