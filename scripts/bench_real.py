@@ -25,6 +25,11 @@ idle 2-core machine (patch 40 x 48 x 40, 4 stages of 16-128 features, batch 2) -
     python scripts/bench_real.py --out /tmp/bench_real [--minutes 8] [--seeds 0 1 2] [--variants today improved]
     python scripts/bench_real.py --out /tmp/bench_real_steps --steps 5 200 --threads 1 --seeds 0 \
         --variants light fast fast-elastic
+    python scripts/bench_real.py --lateral --out /tmp/bench_lateral --steps 5 200 --threads 1 --seeds 0 1 2 \
+        --variants today improved --today-root <a checkout before pair swapping, e.g. 75faa7f>
+
+`--lateral` builds the left/right variant of the dataset (realdata.LATERAL_CLASSES: 12 subcortical
+structures, left and right apart; mirrored training subjects have their pairs swapped).
 """
 
 from __future__ import annotations
@@ -164,12 +169,14 @@ def main() -> None:
                              "short-cpu recipe, one validation at the end) instead of --minutes")
     parser.add_argument("--skip-train", action="store_true",
                         help="score the models already trained in --out (e.g. after an interrupted run)")
+    parser.add_argument("--lateral", action="store_true",
+                        help="the lateralised dataset: 12 subcortical structures with left and right apart")
     parser.add_argument("train_args", nargs="*", help="extra `segkit train` arguments for the improved variant")
     args = parser.parse_args()
     out = Path(args.out)
-    dataset = out / "RealBrainStructures"
+    dataset = out / ("RealBrainLateral" if args.lateral else "RealBrainStructures")
     if not (dataset / "dataset.json").is_file():
-        realdata.build_dataset(dataset)
+        realdata.build_dataset(dataset, lateral=args.lateral)
     roots = {v: Path(args.today_root) if VARIANTS[v][0] == "today" else HERE for v in args.variants}
     results: dict = {"minutes": None if args.steps else args.minutes, "steps": args.steps,
                      "cpu_count": os.cpu_count(), "threads": args.threads,

@@ -41,6 +41,11 @@ CLASSES = {  # class name -> AAL region indices (left and right merged)
     "cortex": CORTEX, "cerebellum": list(range(91, 117)), "thalamus": [77, 78], "caudate": [71, 72],
     "putamen": [73, 74], "pallidum": [75, 76], "hippocampus": [37, 38], "amygdala": [41, 42],
 }
+# the lateralised variant (build_dataset(..., lateral=True)): 12 subcortical structures, left and right apart
+# (AAL: odd index = left, even = right), as the hidden MR check of issue #27 labels them
+LATERAL_STRUCTURES = {"Thalamus": 77, "Caudate": 71, "Putamen": 73, "Pallidum": 75, "Hippocampus": 37, "Amygdala": 41}
+LATERAL_CLASSES = {f"{side}-{name}": [left + offset]
+                   for name, left in LATERAL_STRUCTURES.items() for side, offset in (("Left", 0), ("Right", 1))}
 TRAIN_SPACING = 2.0
 # (case id, Colin27 file, mirror left/right, bias-field strength)
 TRAIN_SUBJECTS = (("colin_001", "ch2.nii.gz", False, 0.0), ("colin_002", "ch2.nii.gz", True, 0.1),
@@ -61,11 +66,21 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(image.dataobj, dtype=np.float32), image.affine
 
 
-def _aal_classes(aal: np.ndarray) -> np.ndarray:
-    """AAL region indices -> class labels 1..8 (0 elsewhere)."""
+def _aal_classes(aal: np.ndarray, classes: dict | None = None, mirrored: bool = False) -> np.ndarray:
+    """AAL region indices -> class labels 1..n of `classes` (default CLASSES; 0 elsewhere).
+
+    mirrored (a subject mirrored left/right): each Left-*/Right-* class takes its partner's regions,
+    so a structure that the mirror moved to the left is labelled left.
+    """
+    classes = CLASSES if classes is None else classes
+    names = list(classes)
     lut = np.zeros(256, dtype=np.uint8)
-    for label, regions in enumerate(CLASSES.values(), start=1):
-        lut[regions] = label
+    for label, name in enumerate(names, start=1):
+        source = name
+        if mirrored and name.split("-", 1)[0] in ("Left", "Right"):
+            side, structure = name.split("-", 1)
+            source = f"{'Right' if side == 'Left' else 'Left'}-{structure}"
+        lut[classes[source]] = label
     return lut[aal.astype(np.int64)]
 
 
@@ -140,12 +155,13 @@ def _write(image: np.ndarray, labels: np.ndarray, affine: np.ndarray, image_path
     nib.save(nib.Nifti1Image(labels.astype(np.uint8), affine), str(label_path))
 
 
-def build_training_subject(case_id: str, source: str, mirror: bool, bias: float, seed: int, root: Path) -> None:
+def build_training_subject(case_id: str, source: str, mirror: bool, bias: float, seed: int, root: Path,
+                           classes: dict | None = None) -> None:
     """One deformed Colin27 training subject at 2 mm in the raw layout."""
     rng = np.random.default_rng(seed)
     image, affine = _load(MRICRON / source)
     aal, aal_affine = _load(MRICRON / "aal.nii.gz")
-    labels = _aal_classes(aal)
+    labels = _aal_classes(aal, classes, mirrored=mirror)
     spacing = np.full(3, TRAIN_SPACING)
     shape, _ = _grid(np.asarray(image.shape, dtype=float), affine[:3, 3], spacing)
     centre = affine[:3, :3] @ (np.asarray(image.shape) / 2) + affine[:3, 3]
@@ -161,13 +177,13 @@ def build_training_subject(case_id: str, source: str, mirror: bool, bias: float,
            root / "labelsTr" / f"{case_id}.nii.gz")
 
 
-def build_mni152(root: Path, seed: int) -> None:
+def build_mni152(root: Path, seed: int, classes: dict | None = None) -> None:
     """Held-out MNI152 2009a at 1.5 mm with a bias field; labels: AAL by coordinates within tissue."""
     image, affine = _load(REALDATA / MNI_T1)
     gm, _ = _load(REALDATA / MNI_T1.replace("_t1_", "_gm_"))
     wm, _ = _load(REALDATA / MNI_T1.replace("_t1_", "_wm_"))
     aal, aal_affine = _load(MRICRON / "aal.nii.gz")
-    labels = _aal_classes(_sample(aal, aal_affine, _world_points(image.shape, affine), 0))
+    labels = _aal_classes(_sample(aal, aal_affine, _world_points(image.shape, affine), 0), classes)
     labels[(gm + wm) < 0.5 * 255] = 0
     out_image, out_labels, target = _resample(image, affine, labels, affine, np.full(3, 1.5), lambda w: w)
     out_image *= _bias_field(np.random.default_rng(seed + 7), out_image.shape, 0.25)
@@ -175,30 +191,35 @@ def build_mni152(root: Path, seed: int) -> None:
            root / "heldout" / "labels" / "mni152.nii.gz")
 
 
-def build_colin_thick(root: Path, seed: int) -> None:
+def build_colin_thick(root: Path, seed: int, classes: dict | None = None) -> None:
     """Held-out ch2better as a 1.2 x 1.2 x 3 mm acquisition with a bias field; labels: AAL."""
     image, affine = _load(MRICRON / "ch2better.nii.gz")
     aal, aal_affine = _load(MRICRON / "aal.nii.gz")
-    out_image, out_labels, target = _resample(image, affine, _aal_classes(aal), aal_affine,
+    out_image, out_labels, target = _resample(image, affine, _aal_classes(aal, classes), aal_affine,
                                               np.array([1.2, 1.2, 3.0]), lambda w: w)
     out_image *= _bias_field(np.random.default_rng(seed + 11), out_image.shape, 0.2)
     _write(out_image, out_labels, target, root / "heldout" / "images" / "colin_thick_0000.nii.gz",
            root / "heldout" / "labels" / "colin_thick.nii.gz")
 
 
-def build_dataset(root: str | Path, seed: int = 0) -> Path:
-    """Write the training subjects (raw layout + dataset.json) and the held-out subjects under root/heldout."""
+def build_dataset(root: str | Path, seed: int = 0, lateral: bool = False) -> Path:
+    """Write the training subjects (raw layout + dataset.json) and the held-out subjects under root/heldout.
+
+    lateral: the 12 LATERAL_CLASSES (left and right apart) instead of the 8 merged CLASSES.
+    """
     from segkit.jsonio import write_json
     missing = missing_sources()
     if missing:
         raise SystemExit("real benchmark images missing (run scripts/setup_realdata.sh): " + ", ".join(missing))
     root = Path(root)
+    classes = LATERAL_CLASSES if lateral else CLASSES
     for index, (case_id, source, mirror, bias) in enumerate(TRAIN_SUBJECTS):
-        build_training_subject(case_id, source, mirror, bias, seed * 1000 + index, root)
-    build_mni152(root, seed)
-    build_colin_thick(root, seed)
-    labels = {"background": 0} | {name: i + 1 for i, name in enumerate(CLASSES)}
-    write_json(root / "dataset.json", {"name": "RealBrainStructures", "channel_names": {"0": "T1"}, "labels": labels,
+        build_training_subject(case_id, source, mirror, bias, seed * 1000 + index, root, classes)
+    build_mni152(root, seed, classes)
+    build_colin_thick(root, seed, classes)
+    labels = {"background": 0} | {name: i + 1 for i, name in enumerate(classes)}
+    name = "RealBrainLateral" if lateral else "RealBrainStructures"
+    write_json(root / "dataset.json", {"name": name, "channel_names": {"0": "T1"}, "labels": labels,
                                        "numTraining": len(TRAIN_SUBJECTS), "file_ending": ".nii.gz"})
     return root
 

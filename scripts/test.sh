@@ -6,7 +6,7 @@ bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 # the DICOM node's tests (tests/pacs/) need a real Orthanc: install it where we can, else say why they skip
 if ! command -v Orthanc >/dev/null && [ ! -x /usr/sbin/Orthanc ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    { apt-get update && apt-get install -y orthanc orthanc-dicomweb; } >/dev/null 2>&1 \
+    { apt-get update && apt-get install -y orthanc orthanc-dicomweb dicom3tools; } >/dev/null 2>&1 \
       || echo "could not install orthanc orthanc-dicomweb: the Orthanc tests in tests/pacs/ will be skipped" >&2
   else
     echo "Orthanc is not installed and this is not root: the Orthanc tests in tests/pacs/ will be skipped" \

@@ -25,6 +25,7 @@ models: one channel per region).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,12 @@ def _one_channel(value: Any) -> _Case:
                     "a list of those (one per channel), or a NumPy array with spacing")
 
 
+NUMPY_DIRECTION_WARNING = (
+    "segkit.Predictor: a NumPy array without direction= is taken as stored in the identity (LPS) orientation; "
+    "an array read from a RAS-stored NIfTI has x and y flipped (13 % of voxels changed on a test image). Pass "
+    "direction= (ITK order), or give the SimpleITK/nibabel image or the file path instead")
+
+
 def _as_case(image: Any, spacing: Sequence[float] | None, origin: Sequence[float] | None,
              direction: Sequence[float] | None) -> _Case:
     """Convert any supported input into images + geometry."""
@@ -103,6 +110,8 @@ def _as_case(image: Any, spacing: Sequence[float] | None, origin: Sequence[float
         array = array[None] if array.ndim == 3 else array
         if array.ndim != 4:
             raise UserError(f"a NumPy input must be (C, z, y, x) or (z, y, x), got shape {image.shape}")
+        if direction is None:
+            warnings.warn(NUMPY_DIRECTION_WARNING, UserWarning, stacklevel=4)
         geometry = Geometry(tuple(float(s) for s in reversed(spacing)),
                             tuple(float(v) for v in (origin if origin is not None else (0.0, 0.0, 0.0))),
                             tuple(float(v) for v in (direction if direction is not None else np.eye(3).ravel())),
@@ -143,12 +152,13 @@ class Predictor:
 
     def __init__(self, model: str | Path, folds: Sequence[str | int] | None = None, device: str = "auto",
                  precision: str = "auto", tta: bool = True, configuration: str | Sequence[str] | None = None,
-                 checkpoint: str = "final", step: float = 0.5, tile_batch: int = 4, postprocess: bool = True):
-        """Load the model's folds (and ensemble members) onto the device."""
+                 checkpoint: str = "final", step: float = 0.5, tile_batch: int = 4, postprocess: bool = True,
+                 backend: str = "torch"):
+        """Load the model's folds (and ensemble members) onto the device; backend: torch, onnxruntime, openvino, auto."""
         from segkit.inference.predictor import InferenceOptions
         from segkit.inference.resolve import load_ensemble
 
-        options = InferenceOptions(step=step, tta=tta, tile_batch=tile_batch, precision=precision)
+        options = InferenceOptions(step=step, tta=tta, tile_batch=tile_batch, precision=precision, backend=backend)
         fold_names = [str(f) for f in folds] if folds is not None else None
         self.engine = load_ensemble(model, configuration, fold_names, checkpoint, device, options, postprocess)
 

@@ -32,6 +32,12 @@ def label_mode_of(plans: Mapping[str, Any]) -> str:
     return str(plans.get("label_mode", DEFAULT_LABEL_MODE))
 
 
+def segment_coding_of(plans: Mapping[str, Any]) -> dict[str, dict] | None:
+    """Each label's SNOMED CT coding for DICOM-SEG (segkit.io.segment_coding); None for plans made before it."""
+    value = plans.get("segment_coding")
+    return dict(value) if isinstance(value, Mapping) else None
+
+
 def spatial_dims_of(block: Mapping[str, Any]) -> int:
     """2 or 3 of a configuration entry or an architecture block: 'spatial_dims', else the patch or kernel length."""
     if "spatial_dims" in block:
@@ -62,6 +68,18 @@ def output_label_values(plans: Mapping[str, Any]) -> dict[str, list[int]]:
 def previous_stage_classes(plans: Mapping[str, Any]) -> list[list[int]]:
     """Label values of each one-hot channel a cascade stage gets: one per foreground class or region, in output order."""
     return list(output_label_values(plans).values())
+
+
+def training_orientations_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'training_orientations': the training images' orientation codes and residual-rotation range ({} when absent)."""
+    value = plans.get("training_orientations")
+    return value if isinstance(value, Mapping) else {}
+
+
+def oblique_inputs_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'oblique_inputs': when prediction resamples an oblique input ({} when absent: a plan made before the key)."""
+    value = plans.get("oblique_inputs")
+    return value if isinstance(value, Mapping) else {}
 
 
 def stride_product(strides: Any) -> list[int]:

@@ -64,10 +64,10 @@ def stored_as(images: np.ndarray, labels: np.ndarray, geometry: Geometry, direct
     return stored_images, stored_labels, stored
 
 
-def write_lateral_dataset(root: Path, codes: list[str], num_cases: int = 4) -> Path:
-    """A raw dataset of lateral cases, case i stored with DIRECTIONS[codes[i % len(codes)]]."""
+def write_lateral_dataset(root: Path, codes: list[str], num_cases: int = 4, **case_options) -> Path:
+    """A raw dataset of lateral cases, case i stored with DIRECTIONS[codes[i % len(codes)]] (options: lateral_case's)."""
     for index in range(num_cases):
-        images, labels, geometry = lateral_case(seed=index)
+        images, labels, geometry = lateral_case(seed=index, **case_options)
         images, labels, geometry = stored_as(images, labels, geometry, DIRECTIONS[codes[index % len(codes)]])
         for channel in range(images.shape[0]):
             write_image(images[channel], geometry, root / "imagesTr" / f"case_{index:03d}_{channel:04d}.nii.gz")
@@ -75,3 +75,55 @@ def write_lateral_dataset(root: Path, codes: list[str], num_cases: int = 4) -> P
     write_json(root / "dataset.json", {"name": "Lateral", "channel_names": {"0": "A", "1": "B"}, "labels": LABELS,
                                        "numTraining": num_cases, "file_ending": ".nii.gz"})
     return root
+
+
+# the rotation that leaves 48.19 degrees on every axis after the best axis assignment (issue #25)
+WORST_SYMMETRIC = tuple(float(v) for v in (np.array([[2, -1, 2], [2, 2, -1], [-1, 2, 2]]) / 3).flatten())
+
+
+def tilted_direction(degrees: float) -> tuple[float, ...]:
+    """A rotation about the oblique axis (1, 2, 3) whose residual rotation (oblique_degrees) is `degrees`."""
+    from scipy.optimize import brentq
+    from scipy.spatial.transform import Rotation
+
+    from segkit.preprocessing.orientation import oblique_degrees
+
+    axis = np.array([1.0, 2.0, 3.0]) / np.sqrt(14.0)
+
+    def matrix(angle: float) -> np.ndarray:
+        return Rotation.from_rotvec(axis * np.radians(angle)).as_matrix()
+
+    angle = brentq(lambda a: oblique_degrees(tuple(matrix(a).flatten())) - degrees, 0.0, 60.0)
+    return tuple(float(v) for v in matrix(angle).flatten())
+
+
+def tilted_grid(geometry: Geometry, direction: tuple[float, ...]) -> Geometry:
+    """A grid of the same spacing with this direction covering the whole extent of `geometry`'s voxels."""
+    from segkit.preprocessing.oblique import voxel_corners
+
+    matrix = np.reshape(direction, (3, 3))
+    spacing = np.asarray(geometry.spacing, dtype=float)
+    local = voxel_corners(geometry) @ matrix                 # corner coordinates along the tilted axes
+    low, high = local.min(axis=0), local.max(axis=0)
+    size = np.ceil((high - low) / spacing).astype(int)
+    origin = matrix @ (low + spacing / 2)
+    return Geometry(tuple(spacing), tuple(float(v) for v in origin), tuple(direction), tuple(int(n) for n in size))
+
+
+def resampled(volume: np.ndarray, source: Geometry, target: Geometry, nearest: bool) -> np.ndarray:
+    """A (z, y, x) volume carried onto another grid in physical space (linear or nearest), 0 outside."""
+    import SimpleITK as sitk
+
+    image = source.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(volume, dtype=np.float32)))
+    out = sitk.Resample(image, [int(n) for n in target.size], sitk.Transform(),
+                        sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear, target.origin, target.spacing,
+                        target.direction, 0.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def stored_tilted(images: np.ndarray, labels: np.ndarray, geometry: Geometry, direction: tuple[float, ...]
+                  ) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """The same anatomy resampled onto a tilted grid (same spacing, whole extent): an obliquely stored scan."""
+    grid = tilted_grid(geometry, direction)
+    tilted = np.stack([resampled(channel, geometry, grid, nearest=False) for channel in images])
+    return np.round(tilted), resampled(labels, geometry, grid, nearest=True).astype(np.uint8), grid

@@ -126,6 +126,11 @@ class Orthanc:
         return self.request("POST", f"/modalities/{modality}/store",
                             {"Resources": resources, "Synchronous": not asynchronous})
 
+    def seg_files(self) -> list[bytes]:
+        """Every SEG instance in Orthanc as DICOM Part 10 bytes."""
+        series = self.request("POST", "/tools/find", {"Level": "Series", "Query": {"Modality": "SEG"}, "Expand": True})
+        return [self.request("GET", f"/instances/{i}/file") for s in series for i in s["Instances"]]
+
     def seg_references(self) -> dict[str, list[str]]:
         """Referenced source SeriesInstanceUID -> SOP Instance UIDs of the SEGs in Orthanc that reference it."""
         found: dict[str, list[str]] = {}
@@ -136,6 +141,12 @@ class Orthanc:
                 referenced = tags["ReferencedSeriesSequence"][0]["SeriesInstanceUID"]
                 found.setdefault(referenced, []).append(tags["SOPInstanceUID"])
         return found
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The error lines dicom3tools' IOD validator prints for a file (dciodvfy must be installed)."""
+    answer = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [line for line in (answer.stdout + answer.stderr).splitlines() if line.startswith("Error")]
 
 
 def write_series(folder: Path, seed: int, description: str = "T1 axial", study_uid: str | None = None,

@@ -67,7 +67,9 @@ def test_path_nibabel_and_numpy_inputs_equal_the_cli(setup, one_channel):
                                  direction=image.GetDirection())
     assert isinstance(labels, np.ndarray)
     np.testing.assert_array_equal(labels, setup["cli1"])
-    np.testing.assert_array_equal(one_channel.predict(array, spacing=spacing), setup["cli1"])
+    # #24 item 11: without direction= the array is taken as identity-stored, and the user is told so
+    with pytest.warns(UserWarning, match="without direction= is taken as stored in the identity"):
+        np.testing.assert_array_equal(one_channel.predict(array, spacing=spacing), setup["cli1"])
 
 
 def test_list_of_channels_equals_the_cli(setup):

@@ -43,6 +43,7 @@ class OutputRequest:
     statistics: bool = False
     preview: bool = False
     probabilities: bool = False
+    segment_coding: dict | None = None   # plans.json segment_coding (None: coded from the label names)
     provenance: bool = True      # CASE_provenance.json (cross-validation folders hold only what find-best reads)
     qc_image: bool = False       # CASE_qc.png for report.html (folder runs)
     precision: str | None = None   # the inference arithmetic used (fp32/bf16/fp16), recorded in the DICOM-SEG
@@ -176,7 +177,8 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
 
         assert loaded.dicom_reference is not None              # DICOM-SEG is only offered for DICOM inputs
         write_dicom_seg(label, loaded.dicom_reference, segments_from_labels(request.labels), out / names["dicom_seg"],
-                        precision=request.precision, frame_order=loaded.frame_order)
+                        precision=request.precision, frame_order=loaded.frame_order,
+                        coding=request.segment_coding)
     if "provenance" in names:
         identity = series_identity(loaded.dicom_reference) if loaded.dicom_reference is not None else None
         write_provenance(out / names["provenance"], provenance_record(

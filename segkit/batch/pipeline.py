@@ -37,13 +37,14 @@ from segkit.batch.report import BatchReport, read_report, report_name, utc_now
 from segkit.batch.sharding import select_part
 from segkit.batch.statistics import batch_statistics_csv, label_statistics
 from segkit.errors import UserError
+from segkit.io.segment_coding import coding_notes, segment_coding_for
 
 # cases whose finish/write step may still run while the network works on the next case; each
 # holds its class probabilities in preprocessed space, so this bounds memory on large images
 MAX_PENDING_WRITES = 1
 EXIT_OK, EXIT_CASES_FAILED = 0, 1
 # report entry keys a --continue run copies from the earlier report for the cases it skips
-CARRIED_KEYS = ("volumes_ml", "uncertainty", "notes")
+CARRIED_KEYS = ("volumes_ml", "uncertainty", "notes", "axis_alignment")
 
 
 @dataclass
@@ -204,11 +205,15 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
             metadata = engine.probability_metadata(prediction, case.file_ending, reference)
         write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata)
         volumes = label_statistics(case.case_id, prediction.labels, loaded.geometry, request.labels)["labels"]
-        value = {"names": names, "notes": list(loaded.notes),
+        notes = list(loaded.notes)
+        if "dicom_seg" in names:    # a label no SNOMED CT code was found for is coded as generic Tissue: say so
+            notes += coding_notes(request.segment_coding or segment_coding_for(request.labels))
+        value = {"names": names, "notes": notes,
                  "warnings": list(loaded.warnings) + list(getattr(prepared, "extra", {}).get("warnings", [])),
                  "volumes_ml": {name: round(entry["volume_ml"], 4) for name, entry in volumes.items()}}
-        if prediction.extra.get("uncertainty") is not None:
-            value["uncertainty"] = prediction.extra["uncertainty"]
+        for key in ("uncertainty", "axis_alignment"):   # axis_alignment: the input was resampled for the network
+            if prediction.extra.get(key) is not None:
+                value[key] = prediction.extra[key]
         return value
 
     return load, compute, write

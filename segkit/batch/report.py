@@ -22,13 +22,18 @@ Paths in ``cases`` are relative to the output folder (inputs: to the input folde
 failure that is not a UserError also keeps ``traceback`` (its last lines); each case has
 ``warnings`` (e.g. no DICOM-SEG for a NIfTI input, a lossy-compressed DICOM source; input warnings
 are also printed on stderr) and ``notes`` (what the DICOM reader ignored or dropped: non-image
-objects such as SR / KO / presentation states, exact duplicate files; a multi-frame source). Batch predict adds the model identity
+objects such as SR / KO / presentation states, exact duplicate files; a multi-frame source). A case
+whose input was more oblique than the model's training images has ``axis_alignment``:
+``{"oblique_degrees", "limit_degrees", "grid_spacing", "grid_shape", "seconds_to_grid", "seconds_back"}``
+(it was resampled onto an axis-aligned grid for the network and its outputs mapped back; a warning
+says so too). Batch predict adds the model identity
 (``package_sha256`` for packages), device and post-processing to the header.
 A sharded run writes ``report_part<K>.json``; ``merge_reports`` combines the parts. Each report
 file gets its page beside it (``report.html``, ``report_part<K>.html``: `segkit.batch.html_report`).
 Folder runs add per case ``volumes_ml`` ({structure: mL}) and, with ``--uncertainty``,
-``uncertainty`` (score, per-structure scores, flagged); the header adds ``backend`` (device,
-torch version, the precision used) and ``labels`` (the model's label names).
+``uncertainty`` (score, per-structure scores, flagged); the header adds ``backend`` (name:
+torch / onnxruntime / openvino, requested, device, library versions, the precision used; for
+``--backend auto`` why and the measurement it decided from) and ``labels`` (the model's label names).
 """
 
 from __future__ import annotations

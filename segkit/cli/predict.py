@@ -65,7 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                         help="network arithmetic (logits are accumulated in fp32): auto = fp16 on CUDA, bf16 on "
                              "CPUs with AMX/AVX512-BF16, else fp32; fp32 gives bit-stable results")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "auto"), default="torch",
+                        help="what runs the network (everything else is the same pipeline): torch (default), "
+                             "onnxruntime or openvino (CPU; segkit-revmb[onnx] / [openvino]; an ONNX package needs "
+                             "one of them), auto = torch unless another backend was measured faster and as "
+                             "accurate on this machine (see docs/onnx.md)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and the ONNX backends (default: torch's choice)")
     parser.add_argument("-npp", "-nps", dest="nnunet_processes", type=int, metavar="N",
                         help="nnU-Net's worker process counts, accepted and ignored: segkit reads the next case and "
                              "writes the previous one in one background thread each")
@@ -92,7 +97,8 @@ def inference_options(args: argparse.Namespace) -> InferenceOptions:
     from segkit.inference.predictor import InferenceOptions
 
     return InferenceOptions(step=args.step, tta=not args.no_tta, tile_batch=args.tile_batch,
-                            save_probabilities=args.save_probabilities, precision=args.precision)
+                            save_probabilities=args.save_probabilities, precision=args.precision,
+                            backend=args.backend)
 
 
 def check_output(path: str, input_path: Path) -> Path:
@@ -169,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.inference.resolve import load_ensemble
     from segkit.io.dicom import parse_channel_map
     from segkit.io.dicom_seg import segment_names
+    from segkit.plans import segment_coding_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -197,14 +204,15 @@ def run(args: argparse.Namespace) -> int:
     precision_used = engine.precision()
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
-                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used)
+                            probabilities=args.save_probabilities, qc_image=True, precision=precision_used,
+                            segment_coding=segment_coding_of(plans))
     run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
                 "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": args.save_probabilities,
                             "fail_fast": args.fail_fast, "tta": options.tta, "step": options.step,
-                            "precision": options.precision}}
+                            "precision": options.precision, "backend": options.backend}}
     if args.resume:
         check_same_model(output_dir / report_name(part_id, num_parts), run_info)
     folder = cases_folder if input_path.is_dir() else input_path.parent
@@ -226,10 +234,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def backend_info(engine) -> dict:
-    """Where and how the networks ran: device, torch version and the precision 'auto' resolved to."""
+    """Where and how the networks ran: backend (name, requested, why), device, library versions, the precision used."""
+    from importlib.metadata import version
+
     import torch
 
-    return {"device": str(engine.device), "torch": torch.__version__, "precision": engine.precision()}
+    chosen = dict(engine.identity.get("backend") or {"name": "torch"})
+    chosen.pop("precision", None)
+    name = chosen.get("name", "torch")
+    info = {"name": name, "device": str(engine.device), "torch": torch.__version__, "precision": engine.precision()}
+    if name != "torch":
+        info[name] = version(name)
+    return {**info, **{k: v for k, v in chosen.items() if k not in info}}
 
 
 def _summary(report, engine) -> int:

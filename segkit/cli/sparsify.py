@@ -13,8 +13,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(--slices N --axes ...) or on skeleton scribbles per structure (--scribbles); every other "
                     "voxel gets the 'ignore' label. Measure how much annotation a task needs before paying "
                     "annotators. Deterministic for a given --seed.")
-    parser.add_argument("dataset", help="densely labelled raw dataset folder (dataset.json, imagesTr, labelsTr)")
-    parser.add_argument("out", help="new dataset folder to write (must not exist)")
+    parser.add_argument("paths", nargs="*", metavar="DATASET OUT",
+                        help="densely labelled raw dataset folder (dataset.json, imagesTr, labelsTr), then the new "
+                             "dataset folder to write (must not exist); with -d ID only OUT")
+    parser.add_argument("-d", "--dataset-id", metavar="ID",
+                        help="dataset ID or DatasetXXX_Name, looked up in $SEGKIT_RAW then $nnUNet_raw")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--slices", type=int, metavar="N", help="keep every N-th slice along each of --axes")
     mode.add_argument("--scribbles", action="store_true",
@@ -29,8 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the sparse copy and print how much of it is annotated."""
+    from segkit.cli.datasets import resolve_dataset
+    from segkit.errors import UserError
     from segkit.sparsify import SparsifyOptions, sparsify_dataset
 
+    expected = 1 if args.dataset_id else 2
+    if len(args.paths) != expected:
+        raise UserError("give DATASET OUT, or -d ID OUT" if expected == 2 else
+                        f"with -d {args.dataset_id} give only OUT (got {len(args.paths)} paths)")
+    args.dataset = resolve_dataset(None if args.dataset_id else args.paths[0], args.dataset_id)
+    args.out = args.paths[-1]
     options = SparsifyOptions(slices=args.slices, axes=tuple(args.axes), scribbles=args.scribbles,
                               scribble_slices=args.scribble_slices, seed=args.seed)
     record = sparsify_dataset(args.dataset, args.out, options)

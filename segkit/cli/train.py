@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--early-stop", type=int, metavar="PATIENCE", help="stop after PATIENCE validations without a better Dice")
     p.add_argument("--validate-every", type=int, default=1, help="validate every N epochs (default 1)")
     p.add_argument("--resume", action="store_true", help="continue from fold_<F>/checkpoint_latest.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train a fold that already has checkpoint_final.pt again from scratch (refused otherwise)")
     p.add_argument("--seed", type=int, default=0)
     add_device_option(p)
     add_precision_option(p, "training arithmetic (weights, optimiser and loss stay fp32): auto = bf16 on CUDA "
@@ -90,7 +92,7 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
         pretrained_fold=args.pretrained_fold, pretrained_checkpoint=args.pretrained_checkpoint,
         freeze_encoder=args.freeze_encoder, warmup_steps=args.warmup_steps,
         speed=SpeedSwitches(channels_last=args.channels_last, compile=args.compile, cudnn_benchmark=args.cudnn_benchmark),
-        num_workers=args.num_workers, fit=not args.no_fit, progress=not args.quiet,
+        num_workers=args.num_workers, fit=not args.no_fit, progress=not args.quiet, overwrite=args.overwrite,
         predict_validation=args.predict_validation)
 
 

@@ -7,8 +7,10 @@ predictor of segkit.inference (probabilities saved), which is where find-best lo
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
+from segkit.console import say
 from segkit.errors import UserError
 from segkit.evaluation.cv_predictions import cv_splits, cv_validation_dir
 from segkit.workdir import model_dir
@@ -30,9 +32,17 @@ def predict_missing_cv(work_dir: str | Path, config: str, dataset: str | Path, c
     """Predict every fold's missing validation cases from DATASET/imagesTr; returns how many were predicted."""
     work_dir = Path(work_dir)
     missing = missing_validation_cases(work_dir, config)
+    total, done = sum(len(c) for c in missing.values()), 0
+    if total:
+        say(f"find-best: {config}: {total} cross-validation case(s) to predict in {len(missing)} fold(s)")
     for fold, case_ids in missing.items():
+        started = time.monotonic()
         predict_fold_validation(work_dir, config, dataset, fold, case_ids, checkpoint, device, tta)
-    return sum(len(c) for c in missing.values())
+        done += len(case_ids)
+        # minutes of silence looked like a hang (#24): one line per fold, with the pace
+        say(f"find-best: {config} fold {fold}: predicted {len(case_ids)} case(s) in {time.monotonic() - started:.0f} s "
+            f"({done}/{total})")
+    return total
 
 
 def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Path, fold: int,

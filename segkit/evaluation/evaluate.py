@@ -59,6 +59,24 @@ def classes_from_dataset(dataset: str | Path) -> dict[str, list[int]]:
     return load_dataset(dataset).regions
 
 
+def named_classes_of_reference(ref: Path) -> dict[str, list[int]] | None:
+    """Class names for a dataset's labelsTr/labelsTs (its dataset.json beside it), one value per class; else None.
+
+    Region-based datasets (a label naming several values) return None: which regions to score
+    is the caller's choice (--regions-from), and per-value scoring has no names for them.
+    """
+    from segkit.io.dataset import load_dataset
+
+    root = ref.parent if ref.name in ("labelsTr", "labelsTs") else ref
+    if not (root / "dataset.json").is_file():
+        return None
+    info = load_dataset(root)
+    if info.region_based:
+        return None
+    return {str(name): [int(value)] for name, value in info.annotation_labels.items()
+            if isinstance(value, int) and value != 0}
+
+
 def ignore_label_of(dataset: str | Path) -> int | None:
     """The ignore label declared by DATASET/dataset.json; None when the folder is not a dataset or has none."""
     from segkit.io.dataset import load_dataset
@@ -217,6 +235,8 @@ def evaluate_folders(pred: str | Path, ref: str | Path, classes: dict[str, list[
     pred, ref = Path(pred), Path(ref)
     if ignore_label is None and ref.is_dir():
         ignore_label = ignore_label_of(ref)
+    if classes is None and ref.is_dir():
+        classes = named_classes_of_reference(ref)   # "Anterior", not "1", when the reference is a dataset's
     if classes is not None and ignore_label is not None and any(ignore_label in v for v in classes.values()):
         raise UserError(f"the ignore label {ignore_label} cannot be scored as a class")
     pairs, missing, extra = match_cases(pred, ref, allow_missing)

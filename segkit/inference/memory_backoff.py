@@ -29,9 +29,9 @@ def _warn(message: str) -> None:
 
 
 def window_logits(model: LoadedModel, data: np.ndarray, settings: WindowSettings,
-                  log: Callable[[str], None] = _warn) -> torch.Tensor:
-    """sliding_window_logits with the model's network, backing off on CUDA out-of-memory."""
-    network = model.network
+                  network: torch.nn.Module | None = None, log: Callable[[str], None] = _warn) -> torch.Tensor:
+    """sliding_window_logits with a fold's network (default: the model's), backing off on CUDA out-of-memory."""
+    network = model.network if network is None else network
     device = torch.device(model.device)
     state = model.extra.get("window_backoff")
     if state:

@@ -22,6 +22,7 @@ one-hot channels (`segkit.preprocessing.previous_stage`).
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,12 +34,20 @@ from segkit.errors import UserError
 from segkit.inference.acceleration import resolve_precision
 from segkit.inference.memory_backoff import window_logits
 from segkit.inference.model import LoadedModel
-from segkit.inference.revert import MemberOutput, labels_on_input_grid
+from segkit.inference.revert import MemberOutput, labels_from_aligned, labels_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
 from segkit.io.image import Geometry
 from segkit.planning.mirroring import inference_swap
 from segkit.plans import previous_stage_classes, slice_axis_of
-from segkit.preprocessing.orientation import LEGACY_WARNING, orientation_warnings
+from segkit.preprocessing.oblique import AxisAlignment, aligned_grid, images_onto_grid
+from segkit.preprocessing.orientation import (
+    LEGACY_WARNING,
+    axis_alignment_limit,
+    needs_axis_alignment,
+    oblique_degrees,
+    orientation_warnings,
+    reorientation_for,
+)
 from segkit.preprocessing.previous_stage import one_hot_previous, previous_labels_into
 
 SOFTMAX_CHUNK_VOXELS = 1 << 22   # voxels per in-place softmax chunk (bounded temporary memory; a multiple of 4096)
@@ -55,6 +64,7 @@ class InferenceOptions:
     tile_batch: int = 4
     save_probabilities: bool = False
     precision: str = "auto"
+    backend: str = "torch"   # torch, onnxruntime, openvino or auto (segkit.inference.backends)
 
 
 @dataclass
@@ -66,6 +76,7 @@ class PreparedCase:
     properties: list[dict]
     geometry: Geometry
     extra: dict = field(default_factory=dict)   # "warnings": per-case notes for the report (e.g. orientation)
+    alignment: AxisAlignment | None = None      # set when the input was resampled onto the axis-aligned grid
 
 
 @dataclass
@@ -88,11 +99,13 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
         raise UserError(f"--tile-batch must be at least 1, got {options.tile_batch}")
     slice_axis = slice_axis_of(entry)
     mirror = tuple(int(a) for a in entry.get("mirror_axes", [])) if options.tta else ()
-    precision = resolve_precision(options.precision, model.device)
+    torch_backend = model.backend == "torch"
+    # an ONNX backend runs in its own precision (model.backend_precision): no torch autocast around it
+    precision = resolve_precision(options.precision, model.device) if torch_backend else "fp32"
     tile_weights = str((entry.get("inference") or {}).get("tile_weights", "gaussian"))
     swap = inference_swap(model.plans, entry) if mirror else None
     return WindowSettings(tuple(int(p) for p in entry["patch_size"]), options.step, mirror, options.tile_batch,
-                          slice_axis, precision=precision, channels_last=True, tile_weights=tile_weights,
+                          slice_axis, precision=precision, channels_last=torch_backend, tile_weights=tile_weights,
                           swap_axis=swap[0] if swap else None, swap_order=swap[1] if swap else ())
 
 
@@ -125,16 +138,14 @@ def network_probabilities(model: LoadedModel, data: np.ndarray, options: Inferen
     # plans may ask for nnU-Net's fold ensembling (mean logits, then softmax) instead of mean probabilities
     average_logits = (model.entry.get("inference") or {}).get("fold_average") == "logits"
     total: torch.Tensor | None = None
-    for state in model.fold_states:
-        if len(model.fold_states) > 1:
-            model.network.load_state_dict(state)
-        logits = window_logits(model, data, settings)
+    for network in model.fold_networks():
+        logits = window_logits(model, data, settings, network)
         values = logits if average_logits else probabilities_in_place(logits, model.label_mode)
         total = values if total is None else total.add_(values)
         del logits, values
     assert total is not None                                    # a model has at least one fold
-    if len(model.fold_states) > 1:
-        total /= len(model.fold_states)
+    if len(model.folds) > 1:
+        total /= len(model.folds)
     return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy()
 
 
@@ -213,28 +224,75 @@ class ModelEnsemble:
         return self.members[0].device
 
     def precision(self) -> str:
-        """The inference arithmetic every stage uses (--precision auto resolved for the device): fp32, bf16 or fp16."""
+        """The inference arithmetic every stage uses (--precision auto resolved for the device, or the ONNX backend's)."""
+        first = self.members[0]
+        if first.backend != "torch" and first.backend_precision:
+            return first.backend_precision
         return resolve_precision(self.options.precision, self.device)
 
     def describe(self) -> str:
         """'3d_fullres folds 0, 1' or '2d folds 0 + 3d_fullres folds 0' for messages."""
         return " + ".join(f"{m.configuration} folds {', '.join(m.folds)}" for m in self.members)
 
+    def axis_alignment(self, geometry: Geometry) -> AxisAlignment | None:
+        """The axis-aligned grid to resample an input onto, when it is more oblique than every stage's training data.
+
+        The grid has the finest target spacing of the stages per axis (the plan's spacing for one
+        configuration), so each stage's own resampling is the identity or a downsampling.
+        """
+        from segkit.preprocessing.pipeline import case_target_spacing, configuration_entry
+
+        if not all(needs_axis_alignment(stage.plans, geometry.direction) for stage in self.stages):
+            return None
+        spacing = reorientation_for(geometry.direction).values(list(geometry.array_spacing))
+        targets = [case_target_spacing(configuration_entry(stage.plans, stage.configuration), spacing)
+                   for stage in self.stages]
+        grid = aligned_grid(geometry, [min(target[axis] for target in targets) for axis in range(3)])
+        limit = min(float(axis_alignment_limit(stage.plans) or 0.0) for stage in self.stages)
+        return AxisAlignment(geometry, grid, oblique_degrees(geometry.direction), limit)
+
+    def align(self, case_id: str, images: np.ndarray, alignment: AxisAlignment) -> tuple[np.ndarray, dict]:
+        """Images resampled onto the alignment's grid, and the report's record of it (also said on stderr)."""
+        from segkit.preprocessing.pipeline import configuration_entry, resampling_settings
+
+        start = time.perf_counter()
+        order, _ = resampling_settings(configuration_entry(self.stages[0].plans, self.stages[0].configuration))
+        aligned = images_onto_grid(images, alignment.input_geometry, alignment.aligned_geometry, order)
+        record = alignment.to_json() | {"seconds_to_grid": round(time.perf_counter() - start, 3)}
+        note = (f"input is {alignment.oblique_degrees:.1f} degrees oblique to the patient axes (the model's limit "
+                f"{alignment.limit_degrees:.1f}, from its training images): resampled onto an axis-aligned grid for "
+                "the network, outputs mapped back onto the input's grid")
+        print(f"note: {case_id}: {note}", file=sys.stderr)
+        return aligned, {"note": note, "record": record}
+
     def prepare(self, case_id: str, images: np.ndarray, geometry: Geometry) -> PreparedCase:
-        """Preprocess (C, z, y, x) images of the given geometry with each member's plans."""
+        """Preprocess (C, z, y, x) images of the given geometry with each member's plans.
+
+        An input more oblique than the training images is first resampled onto the canonical
+        axis-aligned grid (`axis_alignment`); `finish` maps the outputs back onto its own grid.
+        """
         from segkit.preprocessing.pipeline import preprocess_images
 
         if images.shape[0] != self.num_channels:
             raise UserError(f"case {case_id!r} has {images.shape[0]} channel(s), the model needs {self.num_channels}")
-        data, properties, warnings = [], [], []
+        data, properties, warnings, extra = [], [], [], {}
+        alignment = self.axis_alignment(geometry)
+        network_geometry = geometry
+        if alignment is not None:
+            images, resampling = self.align(case_id, images, alignment)
+            network_geometry = alignment.aligned_geometry
+            warnings.append(resampling["note"])
+            extra["axis_alignment"] = resampling["record"]
         for stage in self.stages:
             # every stage reorients to its plans' canonical frame; revert maps each back exactly
-            stage_data, stage_properties = preprocess_images(images, geometry.array_spacing, stage.plans,
-                                                             stage.configuration, direction=geometry.direction)
+            stage_data, stage_properties = preprocess_images(images, network_geometry.array_spacing, stage.plans,
+                                                             stage.configuration, direction=network_geometry.direction)
             data.append(stage_data)
             properties.append(stage_properties)
             warnings += [w for w in input_orientation_warnings(stage, case_id, geometry) if w not in warnings]
-        return PreparedCase(case_id, data, properties, geometry, {"warnings": warnings} if warnings else {})
+        if warnings:
+            extra["warnings"] = warnings
+        return PreparedCase(case_id, data, properties, geometry, extra, alignment)
 
     def compute(self, prepared: PreparedCase) -> list[np.ndarray]:
         """Each member's fold-averaged probabilities in its preprocessed space (the network's work).
@@ -261,12 +319,21 @@ class ModelEnsemble:
 
         outputs = [MemberOutput(p, prepared.properties[stage], m.plans, m.configuration)
                    for p, stage, m in zip(probabilities, self.member_stages, self.members)]
-        labels, kept = labels_on_input_grid(outputs, self.plans, keep_probabilities)
+        extra = dict(prepared.extra)
+        if prepared.alignment is None:
+            labels, kept = labels_on_input_grid(outputs, self.plans, keep_probabilities)
+        else:
+            start = time.perf_counter()
+            _, aligned = labels_on_input_grid(outputs, self.plans, np.float32)   # on the axis-aligned grid
+            assert aligned is not None                                             # float32 was asked for
+            labels, kept = labels_from_aligned(aligned, prepared.alignment, self.plans, keep_probabilities)
+            extra["axis_alignment"] = dict(extra["axis_alignment"],
+                                           seconds_back=round(time.perf_counter() - start, 3))
         if labels.shape != prepared.geometry.array_shape:
             raise RuntimeError(f"reverted shape {labels.shape} differs from the input {prepared.geometry.array_shape}")
         if self.postprocessing:
             labels = apply_postprocessing(labels, self.postprocessing)
-        return CasePrediction(prepared.case_id, labels, prepared.geometry, kept, dict(prepared.extra))
+        return CasePrediction(prepared.case_id, labels, prepared.geometry, kept, extra)
 
     def predict(self, case_id: str, images: np.ndarray, geometry: Geometry,
                 keep_probabilities: npt.DTypeLike | None = None) -> CasePrediction:

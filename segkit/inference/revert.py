@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segkit.inference.regions import labels_for_plans
+from segkit.preprocessing.oblique import AxisAlignment, channel_images, resample_volume_onto, slab_geometry
 from segkit.preprocessing.pipeline import configuration_entry, outside_fill_values
 from segkit.preprocessing.resample import DEFAULT_ANISOTROPY_THRESHOLD, linear_axis, nearest_axis, separate_axis
 
@@ -184,5 +185,38 @@ def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabil
         labels[rows] = slab_labels
         if kept is not None:
             kept[:, rows] = mean
+    assert labels is not None                                   # at least one slab
+    return labels, kept
+
+
+def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, plans: dict,
+                        keep_probabilities: npt.DTypeLike | None = None,
+                        slab_bytes: int = SLAB_BYTES) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (and kept probabilities) on the input's own grid from (K, z, y, x) probabilities on the aligned grid.
+
+    Each slab of input rows is a grid of its own (the input's spacing and direction, origin
+    moved); every channel is linearly interpolated onto it in physical space, outside the
+    aligned grid the fill value (background 1 for softmax). Labels then come from the mapped
+    probabilities, as for an axis-aligned input.
+    """
+    target = alignment.input_geometry
+    shape = [int(n) for n in target.array_shape]
+    num_outputs = probabilities.shape[0]
+    fills = outside_fill_values(plans, num_outputs)
+    sources = channel_images(probabilities, alignment.aligned_geometry)
+    labels: np.ndarray | None = None
+    kept = np.empty((num_outputs, *shape), dtype=keep_probabilities) if keep_probabilities is not None else None
+    step = slab_rows(num_outputs, shape, slab_bytes)
+    for start in range(0, shape[0], step):
+        rows = slice(start, min(start + step, shape[0]))
+        grid = slab_geometry(target, rows)
+        slab = np.stack([resample_volume_onto(source, alignment.aligned_geometry, grid, 1, fill)
+                         for source, fill in zip(sources, fills)])
+        slab_labels = labels_for_plans(slab, plans)
+        if labels is None:
+            labels = np.empty(shape, dtype=slab_labels.dtype)
+        labels[rows] = slab_labels
+        if kept is not None:
+            kept[:, rows] = slab
     assert labels is not None                                   # at least one slab
     return labels, kept

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS units (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     predict_seconds REAL,
-    send_seconds REAL
+    send_seconds REAL,
+    predict_started_at REAL
 );
 CREATE INDEX IF NOT EXISTS units_state ON units (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS instances (
@@ -84,18 +85,24 @@ class Unit:
     updated_at: float
     predict_seconds: float | None
     send_seconds: float | None
+    predict_started_at: float | None
 
 
 class Journal:
     """Thread-safe access to the journal file; every method is one committed transaction."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
+        self._lock = threading.RLock()
+        if read_only:   # `serve --status` and watchers: never take a write lock beside a running node
+            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                       check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # one connection shared by the node's threads behind a lock: SQLite serialises writers anyway
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")   # a committed state survives power loss, not only kill -9
         self._db.executescript(_SCHEMA)
@@ -184,8 +191,10 @@ class Journal:
                              "ORDER BY next_attempt_at, updated_at LIMIT 1", (state, now)).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE units SET state = ?, updated_at = ? WHERE key = ?", (new_state, now, row["key"]))
-        return Unit(**{**dict(row), "state": new_state})
+            started = now if new_state == "predicting" else row["predict_started_at"]
+            db.execute("UPDATE units SET state = ?, updated_at = ?, predict_started_at = ? WHERE key = ?",
+                       (new_state, now, started, row["key"]))
+        return Unit(**{**dict(row), "state": new_state, "predict_started_at": started})
 
     def next_due(self, state: str) -> float | None:
         """When the earliest unit in state becomes due (None when none waits)."""

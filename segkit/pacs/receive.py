@@ -95,6 +95,10 @@ class Receiver:
         except OSError as err:
             LOG.error("instance %s of series %s not stored: %s", sop_uid, series_uid, err.strerror or err)
             return STATUS_OUT_OF_RESOURCES
+        # the journal (SQLite) failing is this instance's failure: the sender keeps it and retries
+        except Exception as err:
+            LOG.error("instance %s of series %s not stored: %s: %s", sop_uid, series_uid, type(err).__name__, err)
+            return STATUS_PROCESSING_FAILURE
         return STATUS_SUCCESS
 
     def unit_key(self, study_uid: str, series_uid: str) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segkit.io import segment_coding
 from segkit.io.dataset import DatasetInfo
 from segkit.networks.registry import get_family
 from segkit.planning.architecture import make_architecture
@@ -29,7 +30,13 @@ from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.mirroring import PAIRS_KEY, SWAP_KEY, configuration_array_axes, mirror_axes_for, plan_mirror_pairs
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_for_family
-from segkit.preprocessing.orientation import CANONICAL, PLANS_KEY, orientation_summary
+from segkit.preprocessing.orientation import (
+    CANONICAL,
+    OBLIQUE_KEY,
+    PLANS_KEY,
+    oblique_inputs_entry,
+    orientation_summary,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_BUDGET_GB = 8.0
@@ -246,7 +253,8 @@ def orientation_entries(fingerprint: dict) -> dict:
     if fingerprint.get("canonical_orientation") != CANONICAL:
         return {}
     directions = [c["direction"] for c in fingerprint["cases"] if "direction" in c]
-    return {PLANS_KEY: CANONICAL, "training_orientations": orientation_summary(directions)}
+    summary = orientation_summary(directions)
+    return {PLANS_KEY: CANONICAL, "training_orientations": summary, OBLIQUE_KEY: oblique_inputs_entry(summary)}
 
 
 def set_mirror_axes(entry: dict, labels: dict, directions: list[list[float]], label_mode: str = "softmax") -> dict:
@@ -292,6 +300,9 @@ def dataset_entries(info: DatasetInfo, fingerprint: dict) -> dict:
         "regions_class_order": info.regions_class_order,
         "num_outputs": num_outputs,
         PAIRS_KEY: plan_mirror_pairs(info.annotation_labels, label_mode),   # swapped by a left/right mirror
+        # SNOMED CT coding of each label for DICOM-SEG (dataset.json "label_coding", else from the name)
+        segment_coding.PLANS_KEY: segment_coding.segment_coding_for(
+            info.annotation_labels, info.raw.get(segment_coding.DATASET_KEY), info.root / "dataset.json"),
         **orientation_entries(fingerprint),
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from segkit.planning.architecture import count_blocks
 from segkit.planning.device_memory import summary_line
+from segkit.plans import oblique_inputs_of, training_orientations_of
 
 
 def format_bytes(num_bytes: float) -> str:
@@ -57,6 +58,12 @@ def plans_summary(plans: dict) -> str:
     if frame == "LPS":
         header += (f"\n  orientation: every image reoriented to LPS (stored: {stored}); "
                    "per-axis values below are in that order")
+        limit = oblique_inputs_of(plans).get("resample_above_degrees")
+        if limit is not None:
+            trained = training_orientations_of(plans)
+            header += (f"\n  oblique inputs: training images {trained.get('min_oblique_degrees', 0.0):g}-"
+                       f"{trained.get('max_oblique_degrees', 0.0):g} degrees off the patient axes; an input beyond "
+                       f"{limit:g} is resampled onto the axis-aligned grid at prediction")
     else:
         header += f"\n  orientation: arrays fed as stored ({frame or 'legacy plan without canonical_orientation'})"
     if plans.get("ignore_label") is not None:

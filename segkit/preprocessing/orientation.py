@@ -13,8 +13,12 @@ left, y towards posterior, z towards superior, i.e. the ITK direction closest to
 An image is brought there by permuting and reversing array axes only: nothing is resampled and
 the inverse is exact. For an oblique image each index axis goes to the patient axis it is most
 aligned with (largest absolute direction cosine, chosen jointly so it is a permutation); the
-remaining rotation (``oblique_degrees``, at most 45 degrees per axis) stays in the canonical
-geometry and is not resampled away.
+remaining rotation (``oblique_degrees``) stays in the canonical geometry. It is not bounded by
+45 degrees: (1/3)[[2, -1, 2], [2, 2, -1], [-1, 2, 2]] leaves 48.19 degrees on every axis, and
+because the three axes are assigned jointly one axis can be left up to ``MAX_RESIDUAL_DEGREES``
+(60.72) off its patient axis. Preprocessing never resamples it away; prediction does, for an
+input more oblique than the training images (``axis_alignment_limit``,
+`segkit.preprocessing.oblique`).
 
 Plans say which frame their networks were trained in (``plans["canonical_orientation"]``):
 ``"LPS"`` (reorient every image), ``"as_stored"`` (explicitly none, nnU-Net's convention) or
@@ -25,21 +29,32 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from segkit.errors import UserError
 from segkit.io.image import Geometry
+from segkit.plans import oblique_inputs_of, training_orientations_of
 
 CANONICAL = "LPS"
 AS_STORED = "as_stored"
 PLANS_KEY = "canonical_orientation"
 # Patient-axis letters for the + and - direction of physical axes x, y, z (DICOM/ITK LPS frame).
 POSITIVE, NEGATIVE = "LPS", "RAI"
-# An input more oblique than any training image by more than this is reported.
-OBLIQUE_MARGIN_DEGREES = 10.0
+# An input more oblique than any training image by more than this is resampled onto the canonical
+# axis-aligned grid at prediction (plans["oblique_inputs"]["resample_above_degrees"] is recorded as the
+# training images' largest residual rotation plus this margin; a plan may set another limit).
+OBLIQUE_MARGIN_DEGREES = 5.0
+OBLIQUE_KEY = "oblique_inputs"
+# Below this an input is axis-aligned: permuting/flipping it is exact, there is nothing to resample.
+AXIS_ALIGNED_DEGREES = 0.01
+# The largest residual rotation `oblique_degrees` can report (the supremum over all orthonormal
+# directions of the jointly assigned axes' worst angle, found numerically: 60.7224 degrees, reached
+# where the assignment trades one axis for the other two; tests/preprocessing/test_orientation.py checks it).
+MAX_RESIDUAL_DEGREES = 60.73
 LEGACY_WARNING = ("this model's plans.json has no 'canonical_orientation': it was planned before segkit reoriented "
                   "images, so its network saw arrays as stored and left/right are only right for inputs stored like "
                   "its training images. Re-run `segkit plan` (or `plan --force`), `segkit preprocess --force` and "
@@ -227,13 +242,50 @@ def plans_reorientation(plans: dict, direction: Sequence[float] | None, ndim: in
 
 
 def orientation_summary(directions: Sequence[Sequence[float]]) -> dict:
-    """What the training images looked like: count per orientation code and the largest obliquity."""
+    """What the training images looked like: count per orientation code and the range of their residual rotation."""
     codes: dict[str, int] = {}
     for direction in directions:
         code = orientation_code(direction)
         codes[code] = codes.get(code, 0) + 1
-    worst = max((oblique_degrees(d) for d in directions), default=0.0)
-    return {"codes": dict(sorted(codes.items())), "max_oblique_degrees": round(worst, 3)}
+    angles = [oblique_degrees(d) for d in directions]
+    return {"codes": dict(sorted(codes.items())), "min_oblique_degrees": round(min(angles, default=0.0), 3),
+            "max_oblique_degrees": round(max(angles, default=0.0), 3)}
+
+
+def oblique_inputs_entry(summary: Mapping[str, Any]) -> dict:
+    """plans["oblique_inputs"]: inputs more oblique than the training images plus the margin are resampled."""
+    limit = float(summary.get("max_oblique_degrees", 0.0)) + OBLIQUE_MARGIN_DEGREES
+    return {"resample_above_degrees": round(limit, 3), "margin_degrees": OBLIQUE_MARGIN_DEGREES}
+
+
+def axis_alignment_limit(plans: dict) -> float | None:
+    """Residual rotation (degrees) above which prediction resamples an input onto the axis-aligned grid.
+
+    None: never (legacy and 'as_stored' plans feed arrays as stored; plans without the training
+    images' orientations know no range). Plans made before ``oblique_inputs`` existed get the
+    limit from ``training_orientations`` (their largest residual rotation plus the margin).
+    """
+    if plans_orientation(plans) != CANONICAL:
+        return None
+    entry = oblique_inputs_of(plans)
+    if entry.get("resample_above_degrees") is not None:
+        value = entry["resample_above_degrees"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise UserError(f"plans.json: {OBLIQUE_KEY}.resample_above_degrees must be a number >= 0, got {value!r}")
+        return float(value)
+    summary = training_orientations_of(plans)
+    if "max_oblique_degrees" not in summary:
+        return None
+    return float(oblique_inputs_entry(summary)["resample_above_degrees"])
+
+
+def needs_axis_alignment(plans: dict, direction: Sequence[float] | None) -> bool:
+    """Whether an input of this direction is resampled onto the axis-aligned grid for these plans."""
+    limit = axis_alignment_limit(plans)
+    if limit is None or direction is None:
+        return False
+    angle = oblique_degrees(direction)
+    return angle > max(limit, AXIS_ALIGNED_DEGREES)
 
 
 def orientation_warnings(plans: dict, direction: Sequence[float] | None) -> list[str]:
@@ -241,8 +293,8 @@ def orientation_warnings(plans: dict, direction: Sequence[float] | None) -> list
     policy = plans_orientation(plans)
     if policy is None:
         return [LEGACY_WARNING]
-    summary = plans.get("training_orientations")
-    if direction is None or not isinstance(summary, dict) or not summary.get("codes"):
+    summary = training_orientations_of(plans)
+    if direction is None or not summary.get("codes"):
         return []
     code = orientation_code(direction)
     seen = sorted(summary["codes"])
@@ -251,7 +303,8 @@ def orientation_warnings(plans: dict, direction: Sequence[float] | None) -> list
                 f"(canonical_orientation 'as_stored'): left/right and other axes may be swapped"]
     angle = oblique_degrees(direction)
     trained = float(summary.get("max_oblique_degrees", 0.0))
-    if angle > trained + OBLIQUE_MARGIN_DEGREES:
+    # an input that prediction resamples onto the axis-aligned grid gets its own note instead
+    if angle > trained + OBLIQUE_MARGIN_DEGREES and not needs_axis_alignment(plans, direction):
         return [f"input is {angle:.1f} degrees oblique to the patient axes, training images at most {trained:.1f}: "
                 "the network sees a rotated anatomy it was not trained on"]
     return []

@@ -58,7 +58,7 @@ def preprocessing_fingerprint(plans: dict, config: str) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
-def _resampling_settings(entry: dict) -> tuple[int, float]:
+def resampling_settings(entry: dict) -> tuple[int, float]:
     """Image interpolation order and anisotropy threshold of a configuration."""
     settings = entry.get("resampling") or {}
     order = int(settings.get("image_order", 3))
@@ -102,7 +102,7 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
         raise ValueError(f"images must be (C, z, y, x), got shape {images.shape}")
     reorientation = plans_reorientation(plans, direction, 3)
     normalization = check_normalization(plans.get("normalization"), images.shape[0])
-    order, threshold = _resampling_settings(entry)
+    order, threshold = resampling_settings(entry)
     # the crop's copy gathers the canonical order: reorienting costs no extra pass
     cropped, seg, box = crop_to_nonzero(images, labels, reorientation)
     spacing = reorientation.values(list(spacing))
@@ -145,7 +145,7 @@ def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, confi
     probabilities; pass fill_values for logits. The result may be a strided view.
     """
     entry = configuration_entry(plans, config)
-    _, threshold = _resampling_settings(entry)
+    _, threshold = resampling_settings(entry)
     outputs = np.asarray(outputs, dtype=np.float32)
     if list(outputs.shape[1:]) != list(properties["shape_after_resample"]):
         raise ValueError(f"outputs have shape {outputs.shape[1:]}, expected {properties['shape_after_resample']}")

@@ -31,6 +31,7 @@ class TrainRequest:
     num_workers: int = 1
     fit: bool = True                     # allow the CPU time-budget hardware fit
     progress: bool = True
+    overwrite: bool = False              # train a finished fold again from scratch (replacing its checkpoints)
     pretrained: str | None = None        # --pretrained SOURCE (segkit.training.pretrained) and its options
     pretrained_fold: str | None = None
     pretrained_checkpoint: str | None = None

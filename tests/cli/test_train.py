@@ -156,3 +156,18 @@ def test_time_budget_run_records_its_step_share_and_validates_at_the_end(prepare
     checkpoint = torch.load(fold / "checkpoint_final.pt", weights_only=True)
     assert checkpoint["step_seconds"] == pytest.approx(final["step_seconds"], abs=0.1)
     assert wall < 12 + 15                              # the budget holds (start-up slack for a loaded machine)
+
+
+def test_a_finished_fold_is_not_overwritten_without_overwrite(prepared, tmp_path, capsys):
+    """#24 item 11: training a finished fold again replaced its model without a word."""
+    dataset, work = copy_work(*prepared, tmp_path)
+    assert _train(dataset, work, "-f", "2", *TINY_RUN) == 0
+    final = work / "models" / "3d_fullres" / "fold_2" / "checkpoint_final.pt"
+    before = final.read_bytes()
+    capsys.readouterr()
+    assert _train(dataset, work, "-f", "2", *TINY_RUN) == 2
+    line = _error_line(capsys)
+    assert "already trained" in line and "--resume" in line and "--overwrite" in line
+    assert final.read_bytes() == before
+    assert _train(dataset, work, "-f", "2", *TINY_RUN, "--overwrite", "--seed", "3") == 0
+    assert final.read_bytes() != before

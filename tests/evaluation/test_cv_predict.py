@@ -34,7 +34,8 @@ def make_model_folder(work: Path, cases: list[str]) -> None:
                    model_dir / f"fold_{fold}" / "checkpoint_final.pt")
 
 
-def test_predict_missing_writes_validation_probabilities_and_selects(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_predict_missing_writes_validation_probabilities_and_selects(tiny_dataset: Path, tmp_path: Path,
+                                                                    capsys) -> None:
     """Missing fold_k/validation predictions are made by fold k's model on the input grid, then scored."""
     dataset = tmp_path / "Phantom"
     shutil.copytree(tiny_dataset, dataset)
@@ -43,8 +44,13 @@ def test_predict_missing_writes_validation_probabilities_and_selects(tiny_datase
     cases = sorted(p.name[: -len(".nii.gz")] for p in (dataset / "labelsTr").glob("*.nii.gz"))
     make_model_folder(work, cases)
     assert main(["find-best", str(work), "--configs", "3d_fullres"]) == 2  # nothing predicted yet
+    capsys.readouterr()
     assert main(["find-best", str(work), "--configs", "3d_fullres", "--predict-missing", "--device", "cpu",
                  "--no-tta"]) == 0
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("find-best: 3d_fullres")]
+    assert progress[0] == "find-best: 3d_fullres: 4 cross-validation case(s) to predict in 2 fold(s)"
+    assert [line.split(":")[1] for line in progress[1:]] == [" 3d_fullres fold 0", " 3d_fullres fold 1"]
+    assert progress[-1].endswith("(4/4)"), "#24 item 11: --predict-missing shows its progress"
     for fold, fold_cases in ((0, cases[:2]), (1, cases[2:])):
         for case in fold_cases:
             folder = work / "models" / "3d_fullres" / f"fold_{fold}" / "validation"

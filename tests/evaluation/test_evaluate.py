@@ -152,8 +152,8 @@ def test_single_files_and_default_output(folders) -> None:
     assert read_image(pred_dir / "case_1.nii.gz").array.dtype == np.uint8
 
 
-def test_reference_may_be_a_raw_dataset_folder(folders, tmp_path: Path) -> None:
-    """REF given as a dataset folder (dataset.json + labelsTr) evaluates against its labelsTr."""
+def test_reference_may_be_a_raw_dataset_folder(folders, tmp_path: Path, capsys) -> None:
+    """REF given as a dataset folder (dataset.json + labelsTr) evaluates against its labelsTr, classes by name."""
     pred_dir, ref_dir, _ = folders
     dataset = tmp_path / "Dataset"
     dataset.mkdir()
@@ -162,7 +162,12 @@ def test_reference_may_be_a_raw_dataset_folder(folders, tmp_path: Path) -> None:
                                                       "labels": {"background": 0, "a": 1, "b": 2, "c": 3}}))
     out = tmp_path / "s.json"
     assert main(["evaluate", str(pred_dir), str(dataset), "-o", str(out)]) == 0
-    assert json.loads(out.read_text())["num_cases"] == 3
+    summary = json.loads(out.read_text())
+    assert summary["num_cases"] == 3 and summary["classes"] == {"a": [1], "b": [2], "c": [3]}
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in table[1:4]] == ["a", "b", "c"], "#24 item 11: names, not numbers"
+    assert main(["evaluate", str(pred_dir), str(dataset / "labelsTr"), "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["classes"] == {"a": [1], "b": [2], "c": [3]}
 
 
 def test_sparse_reference_scores_only_annotated_voxels(folders, tmp_path: Path, capsys) -> None:
@@ -185,14 +190,15 @@ def test_sparse_reference_scores_only_annotated_voxels(folders, tmp_path: Path, 
     printed = capsys.readouterr().out
     assert "only the annotated voxels were scored" in printed
     summary = json.loads(out.read_text())
-    assert list(summary["classes"]) == ["1", "2", "3"] and summary["settings"]["ignore_label"] == ignore
+    names = {1: "necrosis", 2: "edema", 3: "enhancing"}
+    assert list(summary["classes"]) == list(names.values()) and summary["settings"]["ignore_label"] == ignore
     assert 0.3 < summary["settings"]["annotated_fraction"] < 0.4
     for case in summary["cases"]:
         for value in (1, 2, 3):
-            assert case["metrics"][str(value)] == pytest.approx(annotated_only[case["case_id"]][value])
+            assert case["metrics"][names[value]] == pytest.approx(annotated_only[case["case_id"]][value])
     dense = tmp_path / "dense.json"
     assert main(["evaluate", str(pred_dir), str(ref_dir), "-o", str(dense)]) == 0
-    assert json.loads(dense.read_text())["cases"][0]["metrics"]["1"] != summary["cases"][0]["metrics"]["1"]
+    assert json.loads(dense.read_text())["cases"][0]["metrics"]["1"] != summary["cases"][0]["metrics"]["necrosis"]
     # a plain folder of sparse references: --ignore-label, and with --regions-from the dataset's value
     flag = tmp_path / "flag.json"
     assert main(["evaluate", str(pred_dir), str(dataset / "labelsTr"), "--ignore-label", "4", "-o", str(flag)]) == 0
@@ -202,7 +208,7 @@ def test_sparse_reference_scores_only_annotated_voxels(folders, tmp_path: Path, 
                  "-o", str(named)]) == 0
     named_summary = json.loads(named.read_text())
     assert list(named_summary["classes"]) == ["necrosis", "edema", "enhancing"]
-    assert named_summary["mean"]["necrosis"] == summary["mean"]["1"]
+    assert named_summary["mean"]["necrosis"] == summary["mean"]["necrosis"]
     capsys.readouterr()
     assert main(["evaluate", str(pred_dir), str(dataset), "--labels", "X=3,4", "-o", str(flag)]) == 2
     assert "ignore label 4 cannot be scored" in capsys.readouterr().err

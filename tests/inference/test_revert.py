@@ -72,3 +72,36 @@ def test_in_place_probabilities_equal_torchs(mode, monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(result, expected)
+
+
+def test_outputs_on_the_aligned_grid_come_back_onto_the_tilted_input_grid():
+    from orientation_data import WORST_SYMMETRIC
+
+    from segkit.inference.revert import labels_from_aligned
+    from segkit.io.image import Geometry
+    from segkit.preprocessing.oblique import AxisAlignment, aligned_grid
+
+    tilted = Geometry((1.0, 1.2, 2.0), (-10.0, 4.0, 30.0), WORST_SYMMETRIC, (20, 24, 14))
+    grid = aligned_grid(tilted, (1.0, 1.0, 1.0))
+    plans = tiny_plans(1)
+
+    def points(geometry: Geometry) -> np.ndarray:
+        index = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in geometry.size], indexing="ij"), axis=-1)
+        matrix = np.reshape(geometry.direction, (3, 3)) * np.asarray(geometry.spacing)
+        return np.transpose(index @ matrix.T + np.asarray(geometry.origin), (2, 1, 0, 3))
+
+    centre = points(tilted).reshape(-1, 3).mean(axis=0)
+    # softmax outputs on the aligned grid: a ball of label 1 inside a shell of label 2 (physical space)
+    radius = np.linalg.norm(points(grid) - centre, axis=-1)
+    one_hot = np.stack([radius >= 9, radius < 5, (radius >= 5) & (radius < 9)]).astype(np.float32)
+    probabilities = np.concatenate([one_hot, np.zeros((plans["num_outputs"] - 3, *one_hot.shape[1:]), np.float32)])
+    alignment = AxisAlignment(tilted, grid, 48.19, 5.0)
+    labels, kept = labels_from_aligned(probabilities, alignment, plans, np.float32)
+    assert labels.shape == tilted.array_shape and kept.shape == (plans["num_outputs"], *tilted.array_shape)
+    np.testing.assert_allclose(kept.sum(axis=0), 1.0, atol=1e-5)
+    expected = np.where(np.linalg.norm(points(tilted) - centre, axis=-1) < 5, 1, 0)
+    expected[(np.linalg.norm(points(tilted) - centre, axis=-1) >= 5)
+             & (np.linalg.norm(points(tilted) - centre, axis=-1) < 9)] = 2
+    assert np.mean(labels == expected) > 0.97                     # only voxels on a boundary may differ
+    small, _ = labels_from_aligned(probabilities, alignment, plans, None, slab_bytes=4 * 8 * 24 * 20 * 3)
+    np.testing.assert_array_equal(small, labels)                  # slab by slab = all at once

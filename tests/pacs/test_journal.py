@@ -83,3 +83,20 @@ def test_an_input_problem_fails_at_once(tmp_path):
     journal.queue_quiet(0.0)
     journal.claim("queued", "predicting")
     assert journal.attempt_failed("1.2.3", "predicting", "bad", 5, 0, permanent=True) == "failed"
+
+
+def test_a_read_only_view_sees_the_running_node_and_cannot_write(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal)
+    view = Journal(tmp_path / "j.sqlite", read_only=True)
+    assert view.counts()["receiving"] == 1
+    journal.queue_quiet(0.0)
+    assert view.counts()["queued"] == 1
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        view.instance_arrived("4.5.6", "9.9", "f", "1.1")
+    view.close()
+    journal.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pacs_helpers import Orthanc, free_port, node_config, wait_for, write_series
+from pacs_helpers import Orthanc, dciodvfy_errors, free_port, node_config, wait_for, write_series
 
 from segkit.io.dicom_write import new_uid
 from segkit.pacs.config import load_config
@@ -98,6 +99,10 @@ def test_pushed_series_come_back_as_one_seg_each_and_broken_ones_fail_alone(tmp_
         statistics = json.loads(node.storage.stats_path(first).read_text())
         assert statistics["case_id"] == first and set(statistics["labels"]) == {"necrosis", "edema", "enhancing"}
         assert not any(f"Patient{seed}" in record.getMessage() for record in caplog.records for seed in range(12))
+        if shutil.which("dciodvfy"):   # dicom3tools' IOD validator: every SEG the node made is a valid Segmentation
+            for index, data in enumerate(orthanc.seg_files()):
+                (tmp_path / f"seg{index}.dcm").write_bytes(data)
+                assert dciodvfy_errors(tmp_path / f"seg{index}.dcm") == []
         left = {path.parent.name for path in node.storage.incoming.rglob("*.dcm")}
         assert left == set(broken)             # sent units leave nothing behind; failed ones stay for inspection
     finally:
@@ -273,3 +278,38 @@ def test_status_command_and_health_endpoint_report_the_journal(tmp_path, one_cha
     assert main(["serve", "--config", str(config_path), "--status"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert sum(printed["counts"].values()) == 1 and set(printed) >= {"queue_depth", "last_errors", "counts"}
+
+
+def test_segs_go_to_a_tls_destination_verified_by_the_configured_ca(tmp_path, one_channel_model):
+    import ssl
+
+    cert, key = _certificate(tmp_path)
+    received = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    destination = pynetdicom.AE(ae_title="TLSDEST")
+    destination.supported_contexts = pynetdicom.StoragePresentationContexts
+    dest_port = free_port()
+    server = destination.start_server(("127.0.0.1", dest_port), block=False, ssl_context=context,
+                                      evt_handlers=[(pynetdicom.evt.EVT_C_STORE,
+                                                     lambda event: received.append(event.dataset.Modality) or 0)])
+    config_path = node_config(tmp_path / "n.toml", tmp_path / "s", free_port(), one_channel_model, None)
+    config_path.write_text(config_path.read_text() + f'\n[tls]\ncert = "{cert}"\nkey = "{key}"\nca = "{cert}"\n'
+                           f'\n[destination]\nae_title = "TLSDEST"\nhost = "127.0.0.1"\nport = {dest_port}\ntls = true\n')
+    node = Node(load_config(config_path))
+    node.start()
+    try:
+        _, files = write_series(tmp_path / "s1", 1)
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        for path in files:
+            dataset = pydicom.dcmread(path)
+            ae = pynetdicom.AE(ae_title="ORTHANC")
+            ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
+            assoc = ae.associate("127.0.0.1", node.port, ae_title="SEGKIT", tls_args=(client, "localhost"))
+            assert assoc.send_c_store(dataset).Status == 0
+            assoc.release()
+        wait_for(lambda: node.journal.counts()["done"] == 1, 60, "the SEG sent over TLS")
+        assert received == ["SEG"]
+    finally:
+        node.stop()
+        server.shutdown()

@@ -14,6 +14,7 @@ from segkit.cli import main
 from segkit.errors import UserError
 from segkit.pacs.config import DicomWebConfig
 from segkit.pacs.dicomweb import DicomWebClient, split_multipart
+from segkit.pacs.send import SendError
 
 pytest.importorskip("pynetdicom", reason="the pacs extra (pynetdicom) is not installed")
 
@@ -117,3 +118,30 @@ def test_a_missing_secret_is_a_user_error(monkeypatch):
 def test_multipart_bodies_split_into_their_parts():
     body = b"--b1\r\nContent-Type: application/dicom\r\n\r\nAAA\r\n--b1\r\nContent-Type: application/dicom\r\n\r\nBB\r\n--b1--"
     assert split_multipart(body, 'multipart/related; type="application/dicom"; boundary=b1') == [b"AAA", b"BB"]
+
+
+def test_dicomweb_over_https_trusts_the_configured_ca(tmp_path, monkeypatch):
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "web.crt", tmp_path / "web.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SEGKIT_TEST_SECRET", "s3cret")
+    try:
+        _Recorder.seen = []
+        url = f"https://localhost:{server.server_address[1]}"
+        trusted = DicomWebConfig(url, "token", token_env="SEGKIT_TEST_SECRET", ca=cert, timeout_seconds=10)
+        assert DicomWebClient(trusted).search("studies", {}) and _Recorder.seen == ["Bearer s3cret"]
+        untrusted = DicomWebConfig(url, "token", token_env="SEGKIT_TEST_SECRET", timeout_seconds=10)
+        with pytest.raises(SendError, match="unreachable"):   # an unknown certificate: no request, no token sent
+            DicomWebClient(untrusted).search("studies", {})
+        assert _Recorder.seen == ["Bearer s3cret"]
+    finally:
+        server.shutdown()

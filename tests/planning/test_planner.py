@@ -181,6 +181,12 @@ def test_lateralised_labels_without_partners_are_not_mirrored_along_left_right(t
     fingerprint["canonical_orientation"] = "LPS"
     plans = plan_dataset(info, fingerprint, options)
     assert plans["canonical_orientation"] == "LPS" and plans["training_orientations"]["codes"] == {"SPL": 10}
+    # the range of residual rotation the training images covered, and the limit beyond which prediction resamples
+    assert plans["training_orientations"]["min_oblique_degrees"] == plans["training_orientations"][
+        "max_oblique_degrees"] == 0.0
+    assert plans["oblique_inputs"] == {"resample_above_degrees": 5.0, "margin_degrees": 5.0}
+    from segkit.planning.summary import plans_summary
+    assert "an input beyond 5 is resampled onto the axis-aligned grid" in plans_summary(plans)
     assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]
     # labels without a side keep every axis
     plain = plan_dataset(one_channel_info, fingerprint, options)["configurations"]["3d_fullres"]
@@ -198,6 +204,10 @@ def test_fingerprint_records_each_cases_direction(tiny_dataset, tmp_path) -> Non
     image = read_image(sorted((tiny_dataset / "imagesTr").glob(f"{first['case_id']}_0000*"))[0])
     assert first["direction"] == pytest.approx(list(image.geometry.direction))
     assert not np.allclose(first["direction"], np.eye(3).ravel())   # the phantom is oblique
+    plans = json.loads((work / "plans.json").read_text())
+    worst = max(case["oblique_degrees"] for case in fingerprint["cases"])
+    assert plans["training_orientations"]["max_oblique_degrees"] == pytest.approx(worst, abs=1e-3) and worst > 1
+    assert plans["oblique_inputs"]["resample_above_degrees"] == pytest.approx(worst + 5.0, abs=1e-3)
 
 
 def test_lowres_brings_the_cascade_priced_with_its_extra_input_channels(one_channel_info, tmp_path) -> None:
@@ -227,3 +237,20 @@ def test_lowres_brings_the_cascade_priced_with_its_extra_input_channels(one_chan
     del broken["configurations"]["3d_lowres"]
     with pytest.raises(UserError, match="previous_stage '3d_lowres'"):
         Plans.from_json(broken, tmp_path / "plans.json")
+
+
+def test_plans_carry_each_labels_snomed_coding_from_dataset_json_or_its_name(tmp_path, one_channel_info) -> None:
+    fingerprint = _fingerprint([2.0, 1.0, 1.0], [60, 80, 80])
+    options = PlanOptions(network="unet", configurations=("3d_fullres",))
+    coding = plan_dataset(one_channel_info, fingerprint, options)["segment_coding"]
+    assert list(coding) == ["liver", "tumour"]
+    assert coding["liver"]["type"]["meaning"] == "Liver" and coding["tumour"]["type"]["meaning"] == "Neoplasm"
+    data = json.loads((one_channel_info.root / "dataset.json").read_text())
+    data["label_coding"] = {"tumour": {"type": "Metastasis", "region": "Liver"}}
+    (one_channel_info.root / "dataset.json").write_text(json.dumps(data))
+    coding = plan_dataset(load_dataset(one_channel_info.root), fingerprint, options)["segment_coding"]
+    assert coding["tumour"]["type"]["meaning"] == "Metastasis" and coding["tumour"]["source"] == "dataset.json"
+    data["label_coding"] = {"tumour": {"type": "Tumourish"}}
+    (one_channel_info.root / "dataset.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="label_coding"):
+        plan_dataset(load_dataset(one_channel_info.root), fingerprint, options)

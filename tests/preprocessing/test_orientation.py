@@ -14,10 +14,16 @@ from segkit.preprocessing.orientation import (
     AS_STORED,
     CANONICAL,
     LEGACY_WARNING,
+    MAX_RESIDUAL_DEGREES,
+    OBLIQUE_KEY,
+    OBLIQUE_MARGIN_DEGREES,
     Reorientation,
+    axis_alignment_limit,
     canonical_geometry,
     is_rotation,
+    needs_axis_alignment,
     oblique_degrees,
+    oblique_inputs_entry,
     orientation_code,
     orientation_summary,
     orientation_warnings,
@@ -112,6 +118,41 @@ def test_oblique_image_keeps_its_residual_rotation():
     np.testing.assert_allclose(residual, _rotation(30, 2), atol=1e-12)
 
 
+def test_the_residual_rotation_is_not_bounded_by_45_degrees():
+    # the example: every axis 48.19 degrees off its patient axis after the best assignment
+    assert oblique_degrees(tuple((np.array([[2, -1, 2], [2, 2, -1], [-1, 2, 2]]) / 3).flatten())) == pytest.approx(
+        np.degrees(np.arccos(2 / 3)), abs=1e-9)
+    # the numerically found worst case, where three axis assignments tie: the one chosen leaves an axis
+    # 60.72 degrees off its patient axis
+    worst = ((-0.6167812634904981, 0.2554791461245389, 0.7445208384609132),
+             (-0.6167812509529017, -0.7445208381680202, -0.25547917724652747),
+             (0.4890416766289336, -0.6167812638440514, 0.6167812505993484))
+    assert 60.72 < oblique_degrees(tuple(np.ravel(worst))) <= MAX_RESIDUAL_DEGREES
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+        assert oblique_degrees(tuple((q * np.sign(np.diag(r))).flatten())) <= MAX_RESIDUAL_DEGREES
+
+
+def test_inputs_more_oblique_than_the_training_images_are_resampled():
+    summary = orientation_summary([(1, 0, 0, 0, 1, 0, 0, 0, 1), tuple(_rotation(8, 1).flatten())])
+    assert summary["min_oblique_degrees"] == 0.0 and summary["max_oblique_degrees"] == pytest.approx(8.0)
+    plans = {"canonical_orientation": CANONICAL, "training_orientations": summary}
+    assert axis_alignment_limit(plans) == pytest.approx(8.0 + OBLIQUE_MARGIN_DEGREES)   # a plan made before the key
+    plans[OBLIQUE_KEY] = oblique_inputs_entry(summary)
+    assert plans[OBLIQUE_KEY] == {"resample_above_degrees": 13.0, "margin_degrees": OBLIQUE_MARGIN_DEGREES}
+    assert not needs_axis_alignment(plans, tuple(_rotation(12, 0).flatten()))
+    assert needs_axis_alignment(plans, tuple((_rotation(14, 0) @ np.diag([-1, -1, 1])).flatten()))
+    assert not needs_axis_alignment(plans, None)
+    always = plans | {OBLIQUE_KEY: {"resample_above_degrees": 0}}
+    assert needs_axis_alignment(always, tuple(_rotation(1, 2).flatten()))
+    assert not needs_axis_alignment(always, (0, 0, 1, -1, 0, 0, 0, -1, 0))   # axis-aligned: permuted exactly
+    for other in ({}, {"canonical_orientation": AS_STORED, "training_orientations": summary}):
+        assert axis_alignment_limit(other) is None                           # arrays fed as stored: never
+    with pytest.raises(UserError, match="resample_above_degrees"):
+        axis_alignment_limit(plans | {OBLIQUE_KEY: {"resample_above_degrees": "yes"}})
+
+
 def test_is_rotation():
     assert is_rotation((-1, 0, 0, 0, -1, 0, 0, 0, 1))
     assert is_rotation((1, 0, 0, 0, 1, 0, 0, 0, -1))      # a reflection is still orthonormal
@@ -132,12 +173,14 @@ def test_orientation_warnings():
     lps, ras = (1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, -1, 0, 0, 0, 1)
     oblique = tuple((_rotation(35, 0)).flatten())
     summary = orientation_summary([lps, ras, tuple(_rotation(5, 1).flatten())])
-    assert summary == {"codes": {"LPS": 2, "RAS": 1}, "max_oblique_degrees": 5.0}
+    assert summary == {"codes": {"LPS": 2, "RAS": 1}, "min_oblique_degrees": 0.0, "max_oblique_degrees": 5.0}
     assert orientation_warnings({}, lps) == [LEGACY_WARNING]
     canonical = {"canonical_orientation": CANONICAL, "training_orientations": summary}
     assert orientation_warnings(canonical, ras) == []
     assert orientation_warnings(canonical, (0, 0, 1, -1, 0, 0, 0, -1, 0)) == []   # handled by the reorientation
-    assert "35.0 degrees oblique" in orientation_warnings(canonical, oblique)[0]
+    assert orientation_warnings(canonical, oblique) == []    # prediction resamples it and says so itself
+    never = canonical | {OBLIQUE_KEY: {"resample_above_degrees": 90.0}}
+    assert "35.0 degrees oblique" in orientation_warnings(never, oblique)[0]
     stored = {"canonical_orientation": AS_STORED, "training_orientations": orientation_summary([lps])}
     assert orientation_warnings(stored, lps) == []
     assert "input stored RAS" in orientation_warnings(stored, ras)[0]

@@ -1,0 +1,235 @@
+"""Benchmark: obliquely stored real MR segmented like the axis-aligned storage (issue #25, item 2).
+
+Builds the real-image dataset (scripts/realdata.py; run scripts/setup_realdata.sh first), plans,
+preprocesses and trains fold 0 of 3d_fullres for a short time budget (`--minutes`, default 2;
+train colin_001-003, validate colin_004, as scripts/bench_real.py). Its training images are
+axis-aligned, so plans.json records a residual-rotation range of 0 degrees and resamples
+inputs tilted more than 5 degrees.
+
+Each held-out subject (mni152 at 1.5 mm, colin_thick at 1.2 x 1.2 x 3 mm) is then stored
+axis-aligned and resampled (cubic B-spline, labels nearest) onto grids tilted 20, 35 and 48.19
+degrees (rotations about the axis (1, 2, 3), and (1/3)[[2,-1,2],[2,2,-1],[-1,2,2]] which leaves
+48.19 degrees on every axis), same spacing, covering the whole volume: the same anatomy in
+physical space. `segkit predict --no-tta` predicts all of them twice: with the model as planned
+("resampled": the tilted inputs go through the axis-aligned grid) and with
+`oblique_inputs.resample_above_degrees` set to 90 in a copy of its plans ("as before": the
+network sees the rotated anatomy, what segkit did before). Every label map is carried back onto
+the axis-aligned grid (nearest neighbour) and scored against the held-out labels: mean Dice
+over the 8 classes, its difference from the axis-aligned storage, and foreground agreement
+with the axis-aligned storage's prediction (Dice of the two foreground masks, and the share of
+their union labelled alike). "truth carried" is the held-out labels stored tilted and carried
+back the same way: what the storage alone costs. The resampling's time comes from report.json
+(`axis_alignment.seconds_to_grid` and `seconds_back`) next to each case's whole time.
+
+    bash scripts/setup_realdata.sh
+    python scripts/bench_oblique.py --out /tmp/bench_oblique [--minutes 2] [--skip-train]
+    python scripts/bench_oblique.py --out /tmp/bench_oblique --steps 4 150 --subjects mni152
+
+`--steps EPOCHS ITERATIONS` trains a fixed number of steps instead (no hardware fit, the short-cpu
+recipe, scripts/bench_real.py's FIXED_CONFIGURATION): on a loaded machine a wall-clock budget
+buys too few steps for a usable model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy.optimize import brentq
+from scipy.spatial.transform import Rotation
+
+HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realdata  # noqa: E402
+from bench_real import FIXED_CONFIGURATION, fix_configuration, train_arguments  # noqa: E402
+
+from segkit.preprocessing.orientation import oblique_degrees  # noqa: E402
+
+CONFIGURATION = "3d_fullres"
+SPLIT = [{"train": ["colin_001", "colin_002", "colin_003"], "val": ["colin_004"]}]
+WORST_SYMMETRIC = tuple(float(v) for v in (np.array([[2, -1, 2], [2, 2, -1], [-1, 2, 2]]) / 3).flatten())
+TILTS = (20.0, 35.0, 48.19)
+NUM_CLASSES = len(realdata.CLASSES)
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def segkit(*args: str) -> None:
+    """Run one segkit command from this tree, failing loudly."""
+    subprocess.run([sys.executable, "-m", "segkit", *args], check=True, cwd=HERE,
+                   env=os.environ | {"PYTHONPATH": str(HERE)})
+
+
+def tilted_direction(degrees: float) -> tuple[float, ...]:
+    """A rotation whose residual rotation (segkit's oblique_degrees) is `degrees` (48.19: the symmetric worst case)."""
+    if abs(degrees - 48.19) < 0.01:
+        return WORST_SYMMETRIC
+    axis = np.array([1.0, 2.0, 3.0]) / np.sqrt(14.0)
+
+    def matrix(angle: float) -> np.ndarray:
+        return Rotation.from_rotvec(axis * np.radians(angle)).as_matrix()
+
+    angle = brentq(lambda a: oblique_degrees(tuple(matrix(a).flatten())) - degrees, 0.0, 60.0)
+    return tuple(float(v) for v in matrix(angle).flatten())
+
+
+def tilted_reference(image: sitk.Image, direction: tuple[float, ...]) -> sitk.Image:
+    """An empty image on a grid of the same spacing with this direction covering all of `image`'s voxels."""
+    size, spacing = np.asarray(image.GetSize()), np.asarray(image.GetSpacing())
+    corners = np.array([image.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner]) for corner in
+                        np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in size], indexing="ij")).reshape(3, -1).T])
+    matrix = np.reshape(direction, (3, 3))
+    local = corners @ matrix
+    low, high = local.min(axis=0), local.max(axis=0)
+    reference = sitk.Image([int(n) for n in np.ceil((high - low) / spacing)], sitk.sitkUInt8)
+    reference.SetSpacing([float(s) for s in spacing])
+    reference.SetDirection(direction)
+    reference.SetOrigin([float(v) for v in matrix @ (low + spacing / 2)])
+    return reference
+
+
+def carried(image: sitk.Image, reference: sitk.Image, nearest: bool, pixel: int) -> sitk.Image:
+    """image resampled onto reference's grid (B-spline or nearest), 0 outside."""
+    method = sitk.sitkNearestNeighbor if nearest else sitk.sitkBSpline
+    return sitk.Resample(image, reference, sitk.Transform(), method, 0.0, pixel)
+
+
+def write_inputs(dataset: Path, inputs: Path, subjects: list[str]) -> dict:
+    """Each held-out subject stored axis-aligned and tilted, as NIfTI inputs; returns the stored label images."""
+    stored = {}
+    for subject in subjects:
+        image = sitk.ReadImage(str(dataset / "heldout" / "images" / f"{subject}_0000.nii.gz"), sitk.sitkFloat32)
+        labels = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
+        sitk.WriteImage(image, str(inputs / f"{subject}_straight_0000.nii.gz"))
+        stored[f"{subject}_straight"] = labels
+        for degrees in TILTS:
+            reference = tilted_reference(image, tilted_direction(degrees))
+            name = f"{subject}_tilt{int(degrees)}"
+            sitk.WriteImage(carried(image, reference, False, sitk.sitkFloat32), str(inputs / f"{name}_0000.nii.gz"))
+            stored[name] = carried(labels, reference, True, sitk.sitkUInt8)
+    return stored
+
+
+def mean_dice(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean Dice over the classes 1..NUM_CLASSES (a class absent from both counts 1)."""
+    values = []
+    for value in range(1, NUM_CLASSES + 1):
+        a, b = predicted == value, truth == value
+        total = int(a.sum() + b.sum())
+        values.append(2 * float(np.sum(a & b)) / total if total else 1.0)
+    return float(np.mean(values))
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(Dice of the foreground masks, share of the foreground union labelled alike)."""
+    fa, fb = a > 0, b > 0
+    union = fa | fb
+    return (2 * float(np.sum(fa & fb)) / max(1, int(fa.sum() + fb.sum())),
+            float(np.mean(a[union] == b[union])) if union.any() else 1.0)
+
+
+def score(out: Path, dataset: Path, stored: dict, subjects: list[str]) -> list[dict]:
+    """Per subject and storage: Dice after carrying back, vs the axis-aligned storage, and the recorded times."""
+    report = {case["case_id"]: case for case in json.loads((out / "report.json").read_text())["cases"]}
+    rows = []
+    for subject in subjects:
+        truth_image = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
+        truth = sitk.GetArrayFromImage(truth_image)
+        straight = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{subject}_straight.nii.gz")))
+        reference_dice = mean_dice(straight, truth)
+        for storage in ("straight", *[f"tilt{int(d)}" for d in TILTS]):
+            name = f"{subject}_{storage}"
+            prediction = sitk.ReadImage(str(out / f"{name}.nii.gz"))
+            back = sitk.GetArrayFromImage(carried(prediction, truth_image, True, sitk.sitkUInt8))
+            truth_back = sitk.GetArrayFromImage(carried(stored[name], truth_image, True, sitk.sitkUInt8))
+            foreground_dice, label_agreement = agreement(back, straight)
+            alignment = report[name].get("axis_alignment") or {}
+            dice = mean_dice(back, truth)
+            rows.append({"subject": subject, "storage": storage,
+                         "oblique_degrees": round(oblique_degrees(prediction.GetDirection()), 2),
+                         "mean_dice": round(dice, 4), "dice_minus_straight": round(dice - reference_dice, 4),
+                         "truth_carried_dice": round(mean_dice(truth_back, truth), 4),
+                         "foreground_dice_vs_straight": round(foreground_dice, 4),
+                         "label_agreement_vs_straight": round(label_agreement, 4),
+                         "resampled": bool(alignment), "seconds_to_grid": alignment.get("seconds_to_grid"),
+                         "seconds_back": alignment.get("seconds_back"), "case_seconds": report[name]["seconds"],
+                         "grid_shape": alignment.get("grid_shape")})
+    return rows
+
+
+def main() -> None:
+    """Train (unless --skip-train), predict every storage with and without the resampling, print and save."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="/tmp/bench_oblique")
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, nargs=2, metavar=("EPOCHS", "ITERATIONS"),
+                        help="train EPOCHS x ITERATIONS steps of FIXED_CONFIGURATION instead of --minutes")
+    parser.add_argument("--subjects", nargs="+", default=list(realdata.HELD_OUT), choices=list(realdata.HELD_OUT))
+    parser.add_argument("--skip-train", action="store_true", help="reuse the model already trained in --out")
+    args = parser.parse_args()
+    out = Path(args.out)
+    dataset = out / "RealBrainStructures"
+    if not (dataset / "dataset.json").is_file():
+        realdata.build_dataset(dataset, args.seed)
+    work = out / "work"
+    models = work / "models" / CONFIGURATION
+    result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "minutes": None if args.steps else args.minutes, "steps": args.steps,
+                    "configuration": FIXED_CONFIGURATION if args.steps else "planned + hardware fit",
+                    "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+                    "loadavg_start": loadavg()}
+    if not args.skip_train:
+        segkit("plan", str(dataset), "--work-dir", str(work), "--configurations", CONFIGURATION, "--force")
+        segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION)
+        if args.steps:
+            fix_configuration(work)
+        models.mkdir(parents=True, exist_ok=True)
+        (models / "splits.json").write_text(json.dumps(SPLIT))
+        start = time.monotonic()
+        segkit("train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0",
+               *train_arguments(args.minutes, args.steps), "--seed", str(args.seed), "--quiet")
+        result["train_wall_s"] = round(time.monotonic() - start, 1)
+        log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
+        result["train_steps"] = log[-1]["step"] if log else 0
+        result["validation_mean_dice"] = log[-1].get("val_mean_dice") if log else None
+    plans = json.loads((models / "plans.json").read_text())
+    result["training_orientations"] = plans.get("training_orientations")
+    result["oblique_inputs"] = plans.get("oblique_inputs")
+    before = out / "model_as_before"   # the same weights, resampling switched off through the plan
+    shutil.rmtree(before, ignore_errors=True)
+    shutil.copytree(models, before)
+    plans["oblique_inputs"] = {"resample_above_degrees": 90.0}
+    (before / "plans.json").write_text(json.dumps(plans, indent=1))
+    inputs = out / "inputs"
+    shutil.rmtree(inputs, ignore_errors=True)
+    inputs.mkdir(parents=True)
+    stored = write_inputs(dataset, inputs, args.subjects)
+    for mode, model in (("resampled", models), ("as_before", before)):
+        pred = out / f"pred_{mode}"
+        shutil.rmtree(pred, ignore_errors=True)
+        segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta")
+        result[mode] = score(pred, dataset, stored, args.subjects)
+        for row in result[mode]:
+            print(json.dumps({"mode": mode} | row), flush=True)
+    result["loadavg_end"] = loadavg()
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {out / 'result.json'}")
+
+
+if __name__ == "__main__":
+    main()
