@@ -117,10 +117,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print one line and return exit code 2."""
+def entry() -> int:
+    """The `segkit` command and `python -m segkit`: main() clocked from this process's start (time budgets)."""
+    from segkit.console import process_started_at
+
+    return main(None, started_at=process_started_at())
+
+
+def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
+    """Run the CLI; user errors print one line and return exit code 2.
+
+    started_at: when the command began (time.monotonic()); default now. `segkit train --time-budget`
+    counts from it.
+    """
+    import time
+
+    started = time.monotonic() if started_at is None else started_at
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started_at = started
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -98,10 +98,12 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve inputs, prepare the model dir, train."""
-    from segkit.training.budget import process_started_at
+    import time
 
-    started = process_started_at()   # the budget is the command's wall time, interpreter start included
     import torch
+
+    # the command's start (the process's, run from the shell; main()'s call in-process): the budget's clock
+    started = getattr(args, "started_at", None) or time.monotonic()
 
     from segkit.errors import UserError
     from segkit.training import distributed as dd
