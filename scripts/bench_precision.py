@@ -32,6 +32,7 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realdata  # noqa: E402
+from bench_real import fix_configuration, train_arguments  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
 CONFIGURATION = "3d_fullres"
@@ -85,14 +86,16 @@ def inputs_folder(dataset: Path, out: Path) -> tuple[Path, dict[str, Path]]:
     return folder, references
 
 
-def train_seed(dataset: Path, work: Path, out: Path, seed: int, minutes: float, threads: int | None) -> Path:
-    """Train fold 0 for the budget; a copy of the model folder for this seed."""
+def train_seed(dataset: Path, work: Path, out: Path, seed: int, minutes: float, threads: int | None,
+               steps: list[int] | None = None) -> Path:
+    """Train fold 0 for the budget (or fixed steps); a copy of the model folder for this seed."""
     models = work / "models" / CONFIGURATION
     shutil.rmtree(models, ignore_errors=True)
     models.mkdir(parents=True)
     (models / "splits.json").write_text(json.dumps(SPLIT))
-    segkit("train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0", "--time-budget",
-           str(minutes), "--seed", str(seed), "--quiet", *(["--threads", str(threads)] if threads else []))
+    segkit("train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0",
+           *train_arguments(minutes, steps), "--seed", str(seed), "--quiet",
+           *(["--threads", str(threads)] if threads else []))
     kept = out / f"seed_{seed}" / "model"
     shutil.rmtree(kept, ignore_errors=True)
     shutil.copytree(models, kept)
@@ -125,15 +128,17 @@ def compare_seed(model: Path, inputs: Path, references: dict[str, Path], out: Pa
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     """The table for docs/benchmarks.md."""
-    lines = [f"Real T1 MR brain structures, `segkit train --time-budget {args.minutes}` per seed, predict `--no-tta` "
+    schedule = (f"`--steps {args.steps[0]} {args.steps[1]}` (fixed configuration)" if args.steps
+                else f"`segkit train --time-budget {args.minutes}`")
+    lines = [f"Real T1 MR brain structures, {schedule} per seed, predict `--no-tta` "
              f"fp32 vs bf16 on the CPU ({platform.processor() or platform.machine()}), threads {args.threads or 'all'}.",
              "",
-             "| seed | case | mean Dice fp32 | mean Dice bf16 | bf16 - fp32 | voxel agreement | voxels differing | "
+             "| seed (steps) | case | mean Dice fp32 | mean Dice bf16 | bf16 - fp32 | voxel agreement | voxels differing | "
              "foreground agreement |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for case, c in row["comparison"]["cases"].items():
-            lines.append(f"| {row['seed']} | {case} | {c['dice_fp32']:.4f} | {c['dice_bf16']:.4f} | "
+            lines.append(f"| {row['seed']} ({row['steps']}) | {case} | {c['dice_fp32']:.4f} | {c['dice_bf16']:.4f} | "
                          f"{c['dice_difference']:+.4f} | {c['voxel_agreement']:.5f} | {c['voxels_differing']} | "
                          f"{c['foreground_agreement']:.4f} |")
     every = [c for row in rows for c in row["comparison"]["cases"].values()]
@@ -152,6 +157,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: every core)")
     parser.add_argument("--reuse-models", action="store_true", help="keep a seed's model already trained in --out")
+    parser.add_argument("--steps", type=int, nargs=2, metavar=("EPOCHS", "ITERATIONS"),
+                        help="train a fixed number of steps on scripts/bench_real.py's FIXED_CONFIGURATION instead of "
+                             "a time budget (a loaded machine makes wall-clock budgets give a few dozen steps)")
     args = parser.parse_args()
     out = Path(args.out)
     dataset = out / "RealBrainStructures"
@@ -162,6 +170,8 @@ def main() -> None:
         segkit("plan", str(dataset), "--work-dir", str(work), "--network", "unet", "--no-tradeoff",
                "--configurations", CONFIGURATION)
         segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION)
+    if args.steps:
+        fix_configuration(work)
     classes = list(range(1, len(realdata.CLASSES) + 1))
     inputs, references = inputs_folder(dataset, out)
     rows = []
@@ -169,12 +179,14 @@ def main() -> None:
         load_before = loadavg()
         kept = out / f"seed_{seed}" / "model"
         reuse = args.reuse_models and (kept / "fold_0" / "checkpoint_final.pt").is_file()
-        model = kept if reuse else train_seed(dataset, work, out, seed, args.minutes, args.threads)
+        model = kept if reuse else train_seed(dataset, work, out, seed, args.minutes, args.threads, args.steps)
         comparison = compare_seed(model, inputs, references, out / f"seed_{seed}", classes, args.threads)
-        rows.append({"seed": seed, "loadavg_before": load_before, "loadavg_after": loadavg(), "comparison": comparison})
+        log = [json.loads(line) for line in (model / "fold_0" / "log.jsonl").read_text().splitlines()]
+        rows.append({"seed": seed, "steps": log[-1]["step"] if log else 0, "loadavg_before": load_before,
+                     "loadavg_after": loadavg(), "comparison": comparison})
         print(json.dumps(rows[-1]), flush=True)
     table = markdown(rows, args)
-    (out / "results.json").write_text(json.dumps({"minutes": args.minutes, "threads": args.threads,
+    (out / "results.json").write_text(json.dumps({"minutes": args.minutes, "steps": args.steps, "threads": args.threads,
                                                   "machine": platform.processor() or platform.machine(),
                                                   "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                                   "rows": rows}, indent=1))

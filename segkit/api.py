@@ -152,12 +152,13 @@ class Predictor:
 
     def __init__(self, model: str | Path, folds: Sequence[str | int] | None = None, device: str = "auto",
                  precision: str = "auto", tta: bool = True, configuration: str | Sequence[str] | None = None,
-                 checkpoint: str = "final", step: float = 0.5, tile_batch: int = 4, postprocess: bool = True):
-        """Load the model's folds (and ensemble members) onto the device."""
+                 checkpoint: str = "final", step: float = 0.5, tile_batch: int = 4, postprocess: bool = True,
+                 backend: str = "torch"):
+        """Load the model's folds (and ensemble members) onto the device; backend: torch, onnxruntime, openvino, auto."""
         from segkit.inference.predictor import InferenceOptions
         from segkit.inference.resolve import load_ensemble
 
-        options = InferenceOptions(step=step, tta=tta, tile_batch=tile_batch, precision=precision)
+        options = InferenceOptions(step=step, tta=tta, tile_batch=tile_batch, precision=precision, backend=backend)
         fold_names = [str(f) for f in folds] if folds is not None else None
         self.engine = load_ensemble(model, configuration, fold_names, checkpoint, device, options, postprocess)
 

@@ -32,6 +32,12 @@ def label_mode_of(plans: Mapping[str, Any]) -> str:
     return str(plans.get("label_mode", DEFAULT_LABEL_MODE))
 
 
+def segment_coding_of(plans: Mapping[str, Any]) -> dict[str, dict] | None:
+    """Each label's SNOMED CT coding for DICOM-SEG (segkit.io.segment_coding); None for plans made before it."""
+    value = plans.get("segment_coding")
+    return dict(value) if isinstance(value, Mapping) else None
+
+
 def spatial_dims_of(block: Mapping[str, Any]) -> int:
     """2 or 3 of a configuration entry or an architecture block: 'spatial_dims', else the patch or kernel length."""
     if "spatial_dims" in block:
@@ -74,6 +80,18 @@ def oblique_inputs_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
     """'oblique_inputs': when prediction resamples an oblique input ({} when absent: a plan made before the key)."""
     value = plans.get("oblique_inputs")
     return value if isinstance(value, Mapping) else {}
+
+
+def training_ranges_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'training_ranges': the training images' spacing and foreground intensity ranges ({} for older plans)."""
+    value = plans.get("training_ranges")
+    return value if isinstance(value, Mapping) else {}
+
+
+def ignore_label_of(plans: Mapping[str, Any]) -> int | None:
+    """The label value of unannotated voxels (sparse annotation), or None."""
+    value = plans.get("ignore_label")
+    return None if value is None else int(value)
 
 
 def stride_product(strides: Any) -> list[int]:

@@ -124,8 +124,7 @@ def _summary(report: dict) -> str:
              ("package sha256", (report.get("package_sha256") or "")[:16] or None),
              ("precision", _precision_text(options.get("precision"), backend.get("precision"))),
              ("backend", " ".join(str(v) for v in (backend.get("device") or report.get("device"),
-                                                     f'torch {backend["torch"]}' if backend.get("torch") else None)
-                                  if v)),
+                                                     _runtime_text(backend)) if v)),
              ("test-time mirroring", None if options.get("tta") is None else "on" if options["tta"] else "off"),
              ("post-processing", json.dumps(report["postprocessing"]) if report.get("postprocessing") else None),
              ("review threshold", _threshold_text(calibration) if calibration else None),
@@ -136,6 +135,12 @@ def _summary(report: dict) -> str:
     warning_block = f'<ul class="runwarnings">{warnings}</ul>' if warnings else ""
     return f'<section class="summary"><div class="cards">{cards}</div><table class="facts">{rows}</table>' \
            f'{warning_block}</section>'
+
+
+def _runtime_text(backend: dict) -> str | None:
+    """'torch 2.13.0', or 'onnxruntime 1.32.0' when an ONNX backend ran the network."""
+    name = backend.get("name") or "torch"
+    return f"{name} {backend[name]}" if backend.get(name) else None
 
 
 def _precision_text(asked: str | None, used: str | None) -> str | None:

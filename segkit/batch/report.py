@@ -31,18 +31,19 @@ says so too). Batch predict adds the model identity
 A sharded run writes ``report_part<K>.json``; ``merge_reports`` combines the parts. Each report
 file gets its page beside it (``report.html``, ``report_part<K>.html``: `segkit.batch.html_report`).
 Folder runs add per case ``volumes_ml`` ({structure: mL}) and, with ``--uncertainty``,
-``uncertainty`` (score, per-structure scores, flagged); the header adds ``backend`` (device,
-torch version, the precision used) and ``labels`` (the model's label names).
+``uncertainty`` (score, per-structure scores, flagged); the header adds ``backend`` (name:
+torch / onnxruntime / openvino, requested, device, library versions, the precision used; for
+``--backend auto`` why and the measurement it decided from) and ``labels`` (the model's label names).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from segkit import logs
 from segkit.batch.html_report import html_name, write_html_report
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
@@ -77,7 +78,7 @@ class BatchReport:
         """Record a run-level warning once, and say it on stderr (a batch log shows it too)."""
         if message not in self.warnings:
             self.warnings.append(message)
-            print(f"warning: {message}", file=sys.stderr)
+            logs.warning(message, event="run_warning")
 
     def add(self, entry: dict) -> None:
         """Record one finished case (ok/failed/skipped) and save the report."""

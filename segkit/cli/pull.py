@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from segkit.pacs.send import SendError
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    for chatty in ("pynetdicom", "highdicom"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     node = Node(config, source="pull")
     node.start()
     try:

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from segkit.pacs.node import Node
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)   # per-association chatter; our own lines say what matters
+    for chatty in ("pynetdicom", "highdicom"):   # per-association and per-SEG chatter; our own lines say what matters
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     node = Node(config)
     node.start()
     signal.signal(signal.SIGTERM, lambda *_: node._stop.set())
@@ -57,7 +58,7 @@ def print_status(config) -> int:
 
     if not config.journal_path.is_file():
         raise UserError("no journal yet (the node has not run with this storage)", config.journal_path)
-    journal = Journal(config.journal_path)
+    journal = Journal(config.journal_path, read_only=True)
     try:
         print(json.dumps(status_summary(journal), indent=2))
     finally:

@@ -20,6 +20,7 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.io.dicom import SeriesIdentity, SeriesInfo, series_identity
+from segkit.io.segment_coding import LATERALITIES, code_from_name
 from segkit.jsonio import atomic_path
 from segkit.version import __version__
 
@@ -53,19 +54,45 @@ def _import_highdicom():
     return highdicom, pydicom
 
 
+def _concept(hd, code: dict[str, str]):
+    """A highdicom CodedConcept from a {scheme, value, meaning} coding entry."""
+    return hd.sr.CodedConcept(value=code["value"], scheme_designator=code["scheme"], meaning=code["meaning"])
+
+
+def _segment_description(hd, number: int, name: str, coding: dict, algorithm):
+    """One highdicom SegmentDescription coded by its segment_coding entry (laterality as a CID 244 modifier)."""
+    from pydicom.sr.codedict import codes
+
+    region = coding.get("region")
+    description = hd.seg.SegmentDescription(
+        segment_number=number, segment_label=name[:64],
+        segmented_property_category=_concept(hd, coding["category"]),
+        segmented_property_type=_concept(hd, coding["type"]),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
+        anatomic_regions=[_concept(hd, region)] if region else None)
+    laterality = coding.get("laterality")
+    if laterality:
+        side = hd.sr.CodedConcept.from_code(getattr(codes.SCT, LATERALITIES[laterality]))
+        # the side qualifies the region a finding lies in, else the structure itself
+        item = description.AnatomicRegionSequence[0] if region else description.SegmentedPropertyTypeCodeSequence[0]
+        if region:
+            item.AnatomicRegionModifierSequence = [side]
+        else:
+            item.SegmentedPropertyTypeModifierCodeSequence = [side]
+    return description
+
+
 def _segment_descriptions(hd, names: dict[int, str], precision: str | None = None,
                           coding: dict[str, dict] | None = None) -> list:
-    """highdicom segment descriptions, one per segment number (the inference precision as an algorithm parameter)."""
+    """highdicom segment descriptions, one per segment number (the inference precision as an algorithm parameter),
+    each coded from `coding` (plans.json segment_coding), else from its name (`segment_coding`)."""
     from pydicom.sr.codedict import codes
 
     algorithm = hd.AlgorithmIdentificationSequence(name="segkit", family=codes.cid7162.ArtificialIntelligence,
                                                    version=__version__,
                                                    parameters={"precision": precision} if precision else None)
-    return [hd.seg.SegmentDescription(segment_number=value, segment_label=name[:64],
-                                      segmented_property_category=codes.cid7150.Tissue,
-                                      segmented_property_type=codes.cid7150.Tissue,
-                                      algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-                                      algorithm_identification=algorithm)
+    coding = coding or {}
+    return [_segment_description(hd, value, name, coding.get(name) or code_from_name(name), algorithm)
             for value, name in names.items()]
 
 

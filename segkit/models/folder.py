@@ -73,6 +73,21 @@ def find_folds(model_dir: Path, folds: Sequence[str] | None, checkpoint: str) ->
     return found
 
 
+def find_onnx_folds(model_dir: Path, folds: Sequence[str] | None) -> list[tuple[str, Path]]:
+    """(fold name, network.onnx) of an ONNX model folder (export-model --format onnx); [] for a torch folder."""
+    from segkit.models.onnx import NETWORK_FILE
+
+    found = [(m["fold"], p / NETWORK_FILE) for p in sorted(model_dir.iterdir())
+             if (m := FOLD_DIR.match(p.name)) and (p / NETWORK_FILE).is_file()]
+    if not found or not folds:
+        return found
+    wanted = [str(f) for f in folds]
+    missing = [f for f in wanted if f not in dict(found)]
+    if missing:
+        raise UserError(f"fold(s) {', '.join(missing)} have no {NETWORK_FILE}", model_dir)
+    return [(f, dict(found)[f]) for f in wanted]
+
+
 def previous_stage_dir(model_dir: Path, configuration: str, previous: str) -> Path:
     """The model folder of a cascade stage's previous stage, beside its own; a UserError when it is absent."""
     folder = sibling_model_dir(model_dir, previous)

@@ -10,8 +10,11 @@ Zip layout (member names are fixed; nothing else is allowed in the archive)::
     manifest.json                          format, segkit version, configurations, folds per
                                            configuration, checkpoint kind, post-processing decision,
                                            sha256 + size of every other member
-    <config>/plans.json, <config>/dataset.json, <config>/pruning.json (UNet++, when chosen)
-    <config>/fold_<k>/checkpoint_<kind>.pt the chosen folds' weights (torch.save, weights_only-loadable)
+    <config>/plans.json, <config>/dataset.json, <config>/pruning.json (UNet++, when chosen),
+    <config>/uncertainty_calibration.json (the review threshold, when calibrated)
+    <config>/fold_<k>/checkpoint_<kind>.pt the chosen folds' weights (torch.save, weights_only-loadable), or
+    <config>/fold_<k>/network.onnx         with --format onnx: each fold's network as ONNX (segkit.models.onnx;
+                                           manifest "network_format": "onnx"), runnable without torch
     <previous>/...                         a cascade stage's previous stage (plans, dataset.json, the same
                                            folds' checkpoints; manifest "previous_stages"): it runs first
     postprocessing.json                    find-best's decision for this model, when it has one
@@ -36,14 +39,15 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
-from segkit.plans import previous_stage_of, read_plans_dict
+from segkit.plans import previous_stage_of, read_plans, read_plans_dict
 from segkit.version import __version__
-from segkit.workdir import model_dataset_path, plans_path, pruning_path
+from segkit.workdir import model_dataset_path, plans_path, pruning_path, uncertainty_calibration_path
 
 PACKAGE_FORMAT = "segkit-model-package-2"
 LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
 MANIFEST = "manifest.json"
 POSTPROCESSING_MEMBER = "postprocessing.json"
+NETWORK_FORMATS = ("torch", "onnx")
 MANIFEST_REQUIRED_KEYS = ("format", "files")   # plus "configurations" (format 2) or "configuration" (format 1)
 SAFE_MEMBER_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _CHUNK = 1 << 20
@@ -67,7 +71,8 @@ def _check_checkpoint(path: Path) -> None:
 
 def package_members(model: str | Path, configuration: str | Sequence[str] | None = None,
                     folds: Sequence[str] | None = None, checkpoint: str = "final",
-                    find_best: str | Path | None = None) -> tuple[dict[str, Path | bytes], dict]:
+                    find_best: str | Path | None = None,
+                    network_format: str = "torch") -> tuple[dict[str, Path | bytes], dict]:
     """(member name -> source file or bytes, manifest fields) of the package for a model."""
     from segkit.models.choice import chosen_model
     from segkit.models.folder import previous_stage_dir
@@ -77,13 +82,14 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
     chosen_folds = {}
     previous_stages = {}
     for name, model_dir in choice.model_dirs.items():
-        found = _add_configuration(members, name, model_dir, list(folds) if folds else None, checkpoint)
+        found = _add_configuration(members, name, model_dir, list(folds) if folds else None, checkpoint,
+                                   network_format)
         chosen_folds[name] = [fold for fold, _ in found]
         # a cascade stage travels with its previous stage (the same folds), which it runs first on every case
         stage, stage_dir = name, model_dir
         while (previous := previous_stage_of(read_plans_dict(plans_path(stage_dir)), stage)) is not None:
             stage_dir = previous_stage_dir(stage_dir, stage, previous)
-            _add_configuration(members, previous, stage_dir, chosen_folds[name], checkpoint)
+            _add_configuration(members, previous, stage_dir, chosen_folds[name], checkpoint, network_format)
             previous_stages[stage] = {"configuration": previous, "folds": chosen_folds[name]}
             stage = previous
     if choice.postprocessing is not None:
@@ -94,12 +100,17 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
             "postprocessing": choice.postprocessing, "postprocessing_note": choice.note}
     if previous_stages:
         info["previous_stages"] = previous_stages
+    if network_format == "onnx":
+        from segkit.models.onnx import INPUT_NAME, ONNX_FORMAT, OPSET, OUTPUT_NAME
+
+        info["network_format"] = "onnx"
+        info["onnx"] = {"format": ONNX_FORMAT, "opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME}
     return members, info
 
 
 def _add_configuration(members: dict[str, Path | bytes], name: str, model_dir: Path, folds: list[str] | None,
-                       checkpoint: str) -> list[tuple[str, Path]]:
-    """Add one configuration's plans, dataset.json, pruning.json and fold checkpoints to the members; return the folds found."""
+                       checkpoint: str, network_format: str = "torch") -> list[tuple[str, Path]]:
+    """Add one configuration's plans, dataset.json, pruning.json and fold networks to the members; return the folds found."""
     from segkit.models.folder import find_folds
 
     members[f"{name}/plans.json"] = plans_path(model_dir)
@@ -107,10 +118,18 @@ def _add_configuration(members: dict[str, Path | bytes], name: str, model_dir: P
         members[f"{name}/dataset.json"] = model_dataset_path(model_dir)
     if pruning_path(model_dir).is_file():
         members[f"{name}/pruning.json"] = pruning_path(model_dir)
+    if uncertainty_calibration_path(model_dir).is_file():   # the review threshold travels with the model
+        members[f"{name}/uncertainty_calibration.json"] = uncertainty_calibration_path(model_dir)
     found = find_folds(model_dir, folds, checkpoint)
     for fold, path in found:
-        _check_checkpoint(path)
-        members[f"{name}/fold_{fold}/{path.name}"] = path
+        if network_format == "onnx":
+            from segkit.models.onnx import NETWORK_FILE, export_checkpoint
+
+            plans = read_plans(plans_path(model_dir))
+            members[f"{name}/fold_{fold}/{NETWORK_FILE}"] = export_checkpoint(path, model_dir, plans, name)
+        else:
+            _check_checkpoint(path)
+            members[f"{name}/fold_{fold}/{path.name}"] = path
     return found
 
 
@@ -130,14 +149,16 @@ def build_manifest(members: dict[str, Path | bytes], info: dict) -> dict:
 
 def export_model(model: str | Path, output: str | Path, configuration: str | Sequence[str] | None = None,
                  folds: Sequence[str] | None = None, checkpoint: str = "final",
-                 find_best: str | Path | None = None) -> tuple[Path, dict]:
-    """Write the model package zip atomically; return its path and manifest."""
+                 find_best: str | Path | None = None, network_format: str = "torch") -> tuple[Path, dict]:
+    """Write the model package zip atomically (networks as torch checkpoints or ONNX); return its path and manifest."""
     output = Path(output)
     if output.suffix.lower() != ".zip":
         raise UserError("the model package must be a .zip file", output)
     if output.is_dir():
         raise UserError("is a folder; give the package's file name, e.g. model.zip", output)
-    members, info = package_members(model, configuration, folds, checkpoint, find_best)
+    if network_format not in NETWORK_FORMATS:
+        raise UserError(f"--format must be one of {', '.join(NETWORK_FORMATS)}, got {network_format!r}")
+    members, info = package_members(model, configuration, folds, checkpoint, find_best, network_format)
     manifest = build_manifest(members, info)
     with atomic_path(output, suffix=".zip") as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -51,5 +51,7 @@ def package_choice(package: Path, configuration: str | Sequence[str] | None, che
     note = None if whole or not unpacked.postprocessing else "a part of the packaged ensemble runs without its post-processing"
     info = {"package": str(package), "package_sha256": sha256_of(package),
             "package_segkit_version": unpacked.manifest.get("segkit_version")}
+    if unpacked.manifest.get("network_format") == "onnx":
+        info["package_network_format"] = "onnx"
     return ModelChoice({n: unpacked.model_dirs[n] for n in names}, unpacked.postprocessing if whole else None, note,
                        info, {n: unpacked.folds.get(n, []) for n in names}, unpacked.checkpoint)

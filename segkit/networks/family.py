@@ -64,3 +64,7 @@ class NetworkFamily:
     # the memory model is a fit measured per entry (swinunetr): the trade-off table's depth and width searches
     # (a new entry, so a new measurement, per candidate) are skipped for it
     measured_memory: bool = False
+    # whether the traced network takes any multiple of the strides (ONNX export with dynamic spatial axes); False
+    # where tracing bakes the patch's shape into the graph (swinunetr: MONAI's window partition), so the export
+    # keeps the patch fixed and only the batch dynamic
+    onnx_dynamic_spatial: bool = True

@@ -28,7 +28,7 @@ from segkit.pacs.journal import Journal, Unit
 from segkit.pacs.predict import UnitFailed, UnitPredictor
 from segkit.pacs.receive import Receiver, start_server
 from segkit.pacs.send import SendError, store_file
-from segkit.pacs.store import Storage
+from segkit.pacs.store import Storage, durable_copy
 
 LOG = logging.getLogger("segkit.pacs")
 IDLE_SECONDS = 0.2
@@ -68,6 +68,7 @@ class Node:
         self._health: ThreadingHTTPServer | None = None
         self.port = config.port
         self.health_port = config.health_port
+        self._last_sweep = 0.0
 
     def start(self) -> None:
         """Start listening and working (returns at once)."""
@@ -106,28 +107,55 @@ class Node:
 
     def _adopt_orphans(self) -> None:
         """Journal instance files a kill -9 wrote before their journal row (the sender saw no success for them)."""
+        known: dict[str, set[str]] = {}
         for path in self.storage.incoming.glob("*/*/*.dcm"):
             study_uid, series_uid, sop_uid = path.parent.parent.name, path.parent.name, path.stem
-            key = study_uid if self.receiver.unit_by_study else series_uid
+            key = self.receiver.unit_key(study_uid, series_uid)
             folder = path.parent.parent if self.receiver.unit_by_study else path.parent
-            if sop_uid not in set(self.journal.instance_uids(key)):
+            if key not in known:
+                known[key] = set(self.journal.instance_uids(key))
+            if sop_uid not in known[key]:
                 self.journal.instance_arrived(key, study_uid, str(folder.relative_to(self.storage.root)), sop_uid)
 
     # the predict thread ---------------------------------------------------------------------------------------
 
     def _predict_loop(self) -> None:
         """Queue quiet units and predict them one at a time until stopped."""
+        self._guarded(self._predict_step)
+
+    def _predict_step(self) -> bool:
+        """Queue quiet units, predict one; False when there was nothing to do."""
+        self.journal.queue_quiet(self.config.quiet_seconds, self.receiver.busy_units())
+        unit = self.journal.claim("queued", "predicting")
+        if unit is None:
+            return False
+        self._predict(unit)
+        return True
+
+    def _guarded(self, step) -> None:
+        """Run step until stopped, idling when it had nothing to do; an error (journal, disk) never ends the thread."""
         while not self._stop.is_set():
-            self.journal.queue_quiet(self.config.quiet_seconds)
-            unit = self.journal.claim("queued", "predicting")
-            if unit is None:
-                self._stop.wait(IDLE_SECONDS)
+            try:
+                busy = step()
+            # a thread that died would stop the node silently; the journal keeps the unit, a restart resumes it
+            except Exception:
+                LOG.exception("%s: unexpected error; retrying in %.0f s", threading.current_thread().name,
+                              10 * IDLE_SECONDS)
+                self._stop.wait(10 * IDLE_SECONDS)
                 continue
-            self._predict(unit)
+            if not busy:
+                self._stop.wait(IDLE_SECONDS)
 
     def _predict(self, unit: Unit) -> None:
         """Predict one unit and record what happened."""
         folder = self.storage.root / unit.folder
+        on_disk = len(self.storage.unit_instances(unit.folder))
+        if on_disk < unit.instances:   # files deleted after retention and only part of the series re-sent
+            reason = (f"{unit.instances - on_disk} of its {unit.instances} instances are no longer on disk "
+                      "(deleted after retain_minutes); send the whole series again")
+            self.journal.attempt_failed(unit.key, "predicting", reason, 1, 0, permanent=True)
+            LOG.error("failed %s: %s", unit.key, reason)
+            return
         LOG.info("predicting %s %s (%d instance(s), try %d)", "study" if self.receiver.unit_by_study else "series",
                  unit.key, unit.instances, unit.attempts + 1)
         try:
@@ -153,12 +181,18 @@ class Node:
 
     def _send_loop(self) -> None:
         """Send due outbox SEGs until stopped."""
-        while not self._stop.is_set():
-            unit = self.journal.claim("sending", "sending")
-            if unit is None:
-                self._stop.wait(IDLE_SECONDS)
-                continue
-            self._send(unit)
+        self._guarded(self._send_step)
+
+    def _send_step(self) -> bool:
+        """Send one due SEG; False when none was due (then finished units past their retention are cleaned)."""
+        unit = self.journal.claim("sending", "sending")
+        if unit is None:
+            if time.monotonic() - self._last_sweep > 30:
+                self._last_sweep = time.monotonic()
+                self._sweep()
+            return False
+        self._send(unit)
+        return True
 
     def _send(self, unit: Unit) -> None:
         """Send one unit's SEG; done, or a retry after back-off, or failed after max_attempts."""
@@ -167,12 +201,12 @@ class Node:
         try:
             if not path.is_file():   # only a hand-deleted outbox gets here: predict again rather than lose the unit
                 raise FileNotFoundError(path)
-            self._deliver(path)
+            self._deliver(unit.key, path)
         except FileNotFoundError:
             self.journal.attempt_failed(unit.key, "predicting", "result file missing from the outbox",
                                         self.config.retry.max_attempts, 0)
             return
-        except SendError as err:
+        except (SendError, ValueError, OSError) as err:   # unreachable, refused, or an outbox file pydicom cannot read
             state = self.journal.attempt_failed(unit.key, "sending", str(err), self.config.retry.max_attempts,
                                                 self.config.retry.delay(unit.send_attempts + 1))
             LOG.warning("sending %s: %s (%s; try %d of %d)", unit.key, err, state, unit.send_attempts + 1,
@@ -180,11 +214,23 @@ class Node:
             return
         self.journal.sent(unit.key, time.perf_counter() - start)
         LOG.info("sent SEG %s of %s", unit.seg_uid, unit.key)
-        if not self.config.keep_files:
+        if not self.config.keep_files:   # delivered: a re-prediction would write it again
+            path.unlink(missing_ok=True)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Delete the files of units done for longer than retain_minutes (never with keep_files).
+
+        Kept a while because a sender that re-sends a series after a crash may add instances: the
+        unit is then segmented again from every instance, old and new.
+        """
+        if self.config.keep_files:
+            return
+        for unit in self.journal.expired(time.time() - 60 * self.config.retain_minutes):
             self.storage.forget(unit.key, unit.folder)
 
-    def _deliver(self, path: Path) -> None:
-        """C-STORE (or STOW-RS) one SEG to the configured destination; nowhere to send: it stays in the outbox."""
+    def _deliver(self, key: str, path: Path) -> None:
+        """C-STORE (or STOW-RS) one SEG to the configured destination; without one it is kept in results/."""
         if self.config.push == "dicomweb":
             from segkit.pacs.dicomweb import DicomWebClient
 
@@ -192,6 +238,8 @@ class Node:
             DicomWebClient(self.config.dicomweb).store([path.read_bytes()])
         elif self.config.destination is not None:
             store_file(self.config, self.config.destination, path, self.config.destination_tls)
+        else:
+            durable_copy(path, self.storage.seg_result_path(key))
 
 
 class _HealthHandler(BaseHTTPRequestHandler):

@@ -20,6 +20,7 @@ from typing import Any
 
 from segkit.pacs.config import ModelConfig
 from segkit.pacs.store import Storage, derived_uid, durable_copy, durable_write
+from segkit.plans import segment_coding_of
 from segkit.workdir import checkpoint_path, fold_dir
 
 
@@ -111,7 +112,7 @@ class UnitPredictor:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         request = OutputRequest(out, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
-                                dicom_seg=True, statistics=True)
+                                dicom_seg=True, statistics=True, segment_coding=segment_coding_of(plans))
         case = BatchCase(key, "dicom", (folder,))
         report = predict_cases(self.engine, [case], self.spec, request,
                                RunOptions(show_progress=False, run_info=dict(self.engine.identity)), folder.parent)

@@ -7,6 +7,7 @@ Layout under ``[node] storage``::
     work/<unit>/                                                           one prediction's outputs
     outbox/<unit>.dcm                                                      the SEG to send (UIDs final)
     results/<unit>_stats.json                                              label statistics (JSON)
+    results/<unit>_seg.dcm                                                 the SEG, when there is no destination
 
 Every file is written to a temp name in its folder, flushed with fsync, renamed, and the folder
 fsynced: after a kill -9 (or power loss) a file is either complete or absent, and
@@ -19,6 +20,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 
 # image storage SOP classes the node stores; anything else (SR, KO, presentation states, SEG,
@@ -56,7 +58,8 @@ def _fsync_folder(folder: Path) -> None:
 def durable_write(path: Path, data: bytes) -> None:
     """Write data to path atomically and durably (temp file, fsync, rename, fsync of the folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{os.getpid()}"
+    # pid and thread: two associations may deliver the same instance at once
+    tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{threading.get_ident()}"
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
@@ -100,6 +103,10 @@ class Storage:
     def stats_path(self, key: str) -> Path:
         """The statistics JSON of a unit."""
         return self.results / f"{key}_stats.json"
+
+    def seg_result_path(self, key: str) -> Path:
+        """Where a unit's SEG is kept when the node has no destination."""
+        return self.results / f"{key}_seg.dcm"
 
     def work_folder(self, key: str) -> Path:
         """A unit's prediction folder."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segkit.io import segment_coding
 from segkit.io.dataset import DatasetInfo
 from segkit.networks.registry import get_family
 from segkit.planning.architecture import make_architecture
@@ -29,6 +30,7 @@ from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.mirroring import PAIRS_KEY, SWAP_KEY, configuration_array_axes, mirror_axes_for, plan_mirror_pairs
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_for_family
+from segkit.preprocessing.input_ranges import training_ranges
 from segkit.preprocessing.orientation import (
     CANONICAL,
     OBLIQUE_KEY,
@@ -299,7 +301,12 @@ def dataset_entries(info: DatasetInfo, fingerprint: dict) -> dict:
         "regions_class_order": info.regions_class_order,
         "num_outputs": num_outputs,
         PAIRS_KEY: plan_mirror_pairs(info.annotation_labels, label_mode),   # swapped by a left/right mirror
+        # SNOMED CT coding of each label for DICOM-SEG (dataset.json "label_coding", else from the name)
+        segment_coding.PLANS_KEY: segment_coding.segment_coding_for(
+            info.annotation_labels, info.raw.get(segment_coding.DATASET_KEY), info.root / "dataset.json"),
         **orientation_entries(fingerprint),
+        # what training spanned, for prediction's out-of-range warnings (segkit.preprocessing.input_ranges)
+        "training_ranges": training_ranges(fingerprint, planned_normalization(info, fingerprint)),
     }
 
 

@@ -294,3 +294,19 @@ def test_a_lossy_source_is_warned_once_on_stderr_and_in_the_report_and_decoder_n
     assert len(entry["warnings"]) == 1 and "lossy-compressed" in entry["warnings"][0]
     assert err.splitlines() == [f"warning: lossy: {entry['warnings'][0]}"]
     assert "JPEG" not in err.replace(entry["warnings"][0], "")
+
+
+def test_a_label_without_a_snomed_code_is_noted_for_its_dicom_seg(tmp_path):
+    import pydicom
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    write_dicom_case(folder, "study", seed=2)
+    labels = {"background": 0, "necrosis": 1, "edema": 2, "thing 3": 3}
+    report = run_batch(discover_cases(folder), SPEC_2CH, OutputRequest(out, labels, segment_names(labels),
+                                                                       dicom_seg=True),
+                       threshold_predict, BatchOptions(), folder)
+    notes = report.cases[0]["notes"]
+    assert len(notes) == 1 and "'thing 3'" in notes[0] and "generic Tissue" in notes[0]
+    types = [s.SegmentedPropertyTypeCodeSequence[0].CodeMeaning for s in pydicom.dcmread(out / "study_seg.dcm")
+             .SegmentSequence]
+    assert types == ["Necrosis", "Edema", "Tissue"]

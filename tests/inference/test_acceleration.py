@@ -57,8 +57,24 @@ def test_swap_loads_the_same_state_dict():
         torch.testing.assert_close(fast(x)[0], trained(x)[0], rtol=1e-4, atol=1e-4)
 
 
-def test_precision_resolution():
-    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_fast_bf16() else "fp32")
+def test_precision_resolution(monkeypatch):
+    """auto on a CPU: bf16 only when the CPU is fast at it AND the measured evidence says harmless."""
+    from segkit.inference import acceleration
+
+    expected = "bf16" if cpu_has_fast_bf16() and acceleration.bf16_measured_harmless() else "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    monkeypatch.setattr(acceleration, "cpu_has_fast_bf16", lambda: True)
+    harmless = {"max_abs_dice_difference": 0.0004, "min_foreground_agreement": 0.9995}
+    harmful = {"max_abs_dice_difference": 0.004, "min_foreground_agreement": 0.9995}
+    monkeypatch.setattr(acceleration, "BF16_CPU_EVIDENCE", harmless)
+    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
+    for evidence in (harmful, {"max_abs_dice_difference": 0.0, "min_foreground_agreement": 0.99},
+                     {"max_abs_dice_difference": None, "min_foreground_agreement": None}):
+        monkeypatch.setattr(acceleration, "BF16_CPU_EVIDENCE", evidence)
+        assert resolve_precision("auto", torch.device("cpu")) == "fp32", evidence   # measured harmful or unmeasured
+    monkeypatch.setattr(acceleration, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(acceleration, "BF16_CPU_EVIDENCE", harmless)
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"   # harmless but slow here: fp32
     assert resolve_precision("auto", torch.device("cuda")) == "fp16"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     with pytest.raises(ValueError):

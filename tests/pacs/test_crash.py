@@ -63,7 +63,7 @@ def test_kill_9_at_five_random_moments_finishes_every_series_exactly_once(tmp_pa
             wait_for(lambda: _listening(port), 60, "the node to listen")
             resend_failed()
             time.sleep(rng.uniform(0.5, 6.0))
-            journal = Journal(storage / "journal.sqlite")
+            journal = Journal(storage / "journal.sqlite", read_only=True)
             kills.append(journal.counts())
             journal.close()
             node.send_signal(signal.SIGKILL)
@@ -83,7 +83,7 @@ def test_kill_9_at_five_random_moments_finishes_every_series_exactly_once(tmp_pa
               for sop in sops}
     # 12 slices x 3 segments: a series the kills cut short was segmented again once complete, under the same UID
     assert {orthanc.get(f"/instances/{i}/simplified-tags")["NumberOfFrames"] for i in frames} == {"36"}
-    journal = Journal(storage / "journal.sqlite")
+    journal = Journal(storage / "journal.sqlite", read_only=True)
     units = journal.units()
     assert sorted(u.key for u in units) == sorted(series)
     assert {u.state for u in units} == {"done"}, [(u.state, u.reason) for u in units if u.state != "done"]
@@ -96,7 +96,7 @@ def test_kill_9_at_five_random_moments_finishes_every_series_exactly_once(tmp_pa
 
 def _queue_depth(storage) -> int:
     """Units not yet done or failed."""
-    journal = Journal(storage / "journal.sqlite")
+    journal = Journal(storage / "journal.sqlite", read_only=True)
     counts = journal.counts()
     journal.close()
     return sum(counts[state] for state in ("receiving", "queued", "predicting", "sending"))

@@ -237,3 +237,20 @@ def test_lowres_brings_the_cascade_priced_with_its_extra_input_channels(one_chan
     del broken["configurations"]["3d_lowres"]
     with pytest.raises(UserError, match="previous_stage '3d_lowres'"):
         Plans.from_json(broken, tmp_path / "plans.json")
+
+
+def test_plans_carry_each_labels_snomed_coding_from_dataset_json_or_its_name(tmp_path, one_channel_info) -> None:
+    fingerprint = _fingerprint([2.0, 1.0, 1.0], [60, 80, 80])
+    options = PlanOptions(network="unet", configurations=("3d_fullres",))
+    coding = plan_dataset(one_channel_info, fingerprint, options)["segment_coding"]
+    assert list(coding) == ["liver", "tumour"]
+    assert coding["liver"]["type"]["meaning"] == "Liver" and coding["tumour"]["type"]["meaning"] == "Neoplasm"
+    data = json.loads((one_channel_info.root / "dataset.json").read_text())
+    data["label_coding"] = {"tumour": {"type": "Metastasis", "region": "Liver"}}
+    (one_channel_info.root / "dataset.json").write_text(json.dumps(data))
+    coding = plan_dataset(load_dataset(one_channel_info.root), fingerprint, options)["segment_coding"]
+    assert coding["tumour"]["type"]["meaning"] == "Metastasis" and coding["tumour"]["source"] == "dataset.json"
+    data["label_coding"] = {"tumour": {"type": "Tumourish"}}
+    (one_channel_info.root / "dataset.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="label_coding"):
+        plan_dataset(load_dataset(one_channel_info.root), fingerprint, options)
