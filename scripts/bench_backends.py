@@ -101,7 +101,7 @@ def logit_differences(model_dir: Path, package: Path, test_dir: Path, backends: 
     from segkit.inference.model import load_model
     from segkit.inference.predictor import InferenceOptions, window_settings
     from segkit.io.image import read_image
-    from segkit.models.resolve import resolve_model
+    from segkit.models.resolve import package_choice
     from segkit.preprocessing.pipeline import preprocess_images
 
     reference = load_model(model_dir, device="cpu", backend="torch", precision="fp32")
@@ -111,7 +111,7 @@ def logit_differences(model_dir: Path, package: Path, test_dir: Path, backends: 
                                 direction=geometry.direction)
     options = InferenceOptions(tta=False, precision="fp32")
     expected = window_logits(reference, data, window_settings(reference, options))
-    onnx_dir = resolve_model(package).model_dirs["3d_fullres"]
+    onnx_dir = package_choice(package, None, "final").model_dirs["3d_fullres"]
     result = {}
     for backend in backends:
         model = load_model(onnx_dir, device="cpu", backend=backend, precision="fp32")

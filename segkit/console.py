@@ -8,7 +8,9 @@ prints above a live bar instead of gluing onto it.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,3 +35,22 @@ def say(message: str) -> None:
     """Print one line to stdout, above any live bar (never glued to an unfinished one)."""
     tqdm.write(message, file=sys.stdout)
     sys.stdout.flush()
+
+
+def process_started_at() -> float:
+    """time.monotonic() at which this process started (Linux /proc), else now.
+
+    `segkit train --time-budget M` as a command is budgeted from here, interpreter start and
+    imports included (a clock started inside `train` left 14 s under load outside the budget).
+    Only the command-line entry point uses it: an in-process call (`segkit demo`, tests, the
+    Python API) starts its clock when it is called.
+    """
+    try:
+        with open("/proc/self/stat") as handle:
+            start_ticks = float(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+    return time.monotonic() - max(0.0, min(age, 3600.0))

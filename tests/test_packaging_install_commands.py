@@ -74,7 +74,7 @@ def foreign_risk(token: str) -> bool:
 def test_distribution_name_is_the_unique_one() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["name"] == DISTRIBUTION
-    assert project["scripts"]["segkit"] == "segkit.cli:main"
+    assert project["scripts"]["segkit"] == "segkit.cli:entry"
     assert (REPO / "segkit" / "py.typed").is_file()
     assert any(c.startswith("Typing :: Typed") for c in project["classifiers"])
 

@@ -8,6 +8,7 @@ import importlib
 import re
 import sys
 
+from segkit import logs
 from segkit.errors import UserError
 from segkit.version import __version__
 
@@ -15,7 +16,7 @@ from segkit.version import __version__
 COMMAND_MODULES = (
     "demo", "convert", "verify", "plan", "preprocess", "train", "predict", "ensemble",
     "find_best", "postprocess", "evaluate", "export", "export_model", "import_nnunet", "bench_memory",
-    "bench_model", "sparsify", "choose_pruning", "serve", "pull",
+    "bench_model", "sparsify", "choose_pruning", "serve", "pull", "calibrate_uncertainty",
 )
 
 
@@ -117,10 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print one line and return exit code 2."""
+def entry() -> int:
+    """The `segkit` command and `python -m segkit`: main() clocked from this process's start (time budgets)."""
+    from segkit.console import process_started_at
+
+    return main(None, started_at=process_started_at())
+
+
+def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
+    """Run the CLI; user errors print one line and return exit code 2.
+
+    started_at: when the command began (time.monotonic()); default now. `segkit train --time-budget`
+    counts from it.
+    """
+    import time
+
+    started = time.monotonic() if started_at is None else started_at
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started_at = started
+    logs.configure()   # text lines unless the command asks otherwise (--log-format json)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -131,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             args.dataset = resolve_dataset(args.dataset, args.dataset_id)
         result = args.func(args)
     except UserError as err:
-        print(f"segkit {args.command}: error: {err}", file=sys.stderr)
+        if logs.json_mode():
+            logs.error(str(err), event="user_error", exit_code=2, command=args.command)
+        else:
+            print(f"segkit {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("segkit: interrupted", file=sys.stderr)

@@ -17,7 +17,6 @@ Both answer the trainer's questions, so the loop has no budget branches:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,23 +30,6 @@ from segkit.training.schedule import Schedule, final_reserve, fit_to_budget, ref
 CALIBRATION_WARMUP = 2
 CALIBRATION_STEPS = 8
 REFIT_WINDOW = 3                      # epochs whose mean time the refit uses
-
-
-def process_started_at() -> float:
-    """time.monotonic() at which this process started (Linux /proc), else now.
-
-    `--time-budget M` is what the user's command takes, interpreter start and imports included;
-    a clock started inside `segkit train` left those seconds (14 s under load) outside the budget.
-    """
-    try:
-        with open("/proc/self/stat") as handle:
-            start_ticks = float(handle.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as handle:
-            uptime = float(handle.read().split()[0])
-        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return time.monotonic()
-    return time.monotonic() - max(0.0, min(age, 3600.0))
 
 
 @dataclass

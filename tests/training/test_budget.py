@@ -126,11 +126,11 @@ def test_the_budget_clock_starts_with_the_process():
     import sys
     import time
 
-    from segkit.training.budget import process_started_at
+    from segkit.console import process_started_at
 
     age = time.monotonic() - process_started_at()
     assert 0 < age < 3600
-    script = ("import time; time.sleep(1.5); from segkit.training.budget import process_started_at; "
+    script = ("import time; time.sleep(1.5); from segkit.console import process_started_at; "
               "print(time.monotonic() - process_started_at())")
     child = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
     assert child >= 1.4, "the sleep before the import is inside the budget"
