@@ -82,6 +82,18 @@ def oblique_inputs_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def training_ranges_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'training_ranges': the training images' spacing and foreground intensity ranges ({} for older plans)."""
+    value = plans.get("training_ranges")
+    return value if isinstance(value, Mapping) else {}
+
+
+def ignore_label_of(plans: Mapping[str, Any]) -> int | None:
+    """The label value of unannotated voxels (sparse annotation), or None."""
+    value = plans.get("ignore_label")
+    return None if value is None else int(value)
+
+
 def stride_product(strides: Any) -> list[int]:
     """Product of per-stage strides per axis: every patch axis must be a multiple of it."""
     totals = [1] * len(strides[0])

@@ -134,6 +134,11 @@ def pruning_path(model_dir_: Path) -> Path:
     return model_dir_ / "pruning.json"
 
 
+def uncertainty_calibration_path(model_dir_: Path) -> Path:
+    """uncertainty_calibration.json of a model folder: the review threshold calibrated on cross-validation."""
+    return model_dir_ / "uncertainty_calibration.json"
+
+
 def find_best_path(work_dir: Path) -> Path:
     """find_best.json of a work dir (or of an unpacked package, which keeps the same name)."""
     return work_dir / "find_best.json"

@@ -62,10 +62,11 @@ READ_JSON_OWNERS = {"splits.json": "training/splits.py", "splits file": "trainin
                     "fingerprint": "fingerprint.py", "batch report": "batch/report.py",
                     "preprocessed properties": "preprocessing/store.py", "find_best.json": "models/find_best.py",
                     "pruning.json": "models/pruning.py",
+                    "uncertainty calibration": "models/calibration.py",
                     "plans.json": "plans.py", "plans file": "plans.py", "model plans copy": "plans.py"}
 # names of entries inside a work dir / model folder; joining them with `/` is workdir.py's job
 WORK_DIR_NAMES = {"models", "preprocessed", "plans.json", "fingerprint.json", "splits.json", "find_best.json",
-                  "validation", "pruning.json"}
+                  "validation", "pruning.json", "uncertainty_calibration.json"}
 WORK_DIR_PREFIXES = ("fold_", "checkpoint_")
 # modules that build paths of other layouts with the same names -> the names they may join, and why
 FOREIGN_LAYOUTS = {

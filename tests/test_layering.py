@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "segkit"
 # From the ground up. A unit may import the units listed before it, never one after it.
 LAYERS = (
     "version", "errors", "jsonio", "cachedir", "workdir", "console",
+    "logs",                        # log lines: text or JSON for collectors
     "plans",                       # plans.json: format, reader, writer, typed views
     "oom", "io",
     "preprocessing", "verify_case", "verify", "fingerprint",

@@ -2,7 +2,8 @@
 
 Per case, in the output folder: ``CASE<ending>`` (label map, the input's geometry and file
 format; ``.nii.gz`` for DICOM inputs), ``CASE.npz`` (probabilities, --save-probabilities),
-``CASE_seg.dcm`` (DICOM-SEG, DICOM inputs with --dicom-seg), ``CASE_stats.json``
+``CASE_seg.dcm`` (DICOM-SEG, DICOM inputs with --dicom-seg), ``CASE_entropy.nii.gz`` and
+``CASE_disagreement.nii.gz`` (--uncertainty: float32 maps in [0, 1]), ``CASE_stats.json``
 (--statistics), ``CASE_preview.png`` (--preview), ``CASE_qc.png`` (the QC picture of
 report.html, every folder run) and ``CASE_provenance.json`` (the input's
 content digest and, for DICOM, its UIDs: `segkit.batch.provenance`). The label map is written
@@ -28,7 +29,7 @@ from segkit.batch.statistics import label_statistics
 from segkit.batch.thumbnail import write_qc_image
 from segkit.errors import UserError
 from segkit.io.dicom import SeriesInfo, series_identity
-from segkit.io.image import Geometry
+from segkit.io.image import Geometry, write_image
 from segkit.jsonio import read_json, write_json
 
 
@@ -46,6 +47,7 @@ class OutputRequest:
     segment_coding: dict | None = None   # plans.json segment_coding (None: coded from the label names)
     provenance: bool = True      # CASE_provenance.json (cross-validation folders hold only what find-best reads)
     qc_image: bool = False       # CASE_qc.png for report.html (folder runs)
+    uncertainty_maps: tuple[str, ...] = ()   # --uncertainty: "entropy" (+ "disagreement" with several folds)
     precision: str | None = None   # the inference arithmetic used (fp32/bf16/fp16), recorded in the DICOM-SEG
 
 
@@ -62,6 +64,8 @@ def output_names(case: BatchCase, request: OutputRequest) -> dict[str, str]:
         names["qc"] = f"{case.case_id}_qc.png"
     if request.probabilities:
         names["probabilities"] = f"{case.case_id}.npz"
+    for kind in request.uncertainty_maps:   # float maps: NIfTI whatever the input format
+        names[kind] = f"{case.case_id}_{kind}.nii.gz"
     if request.provenance:
         names["provenance"] = f"{case.case_id}_provenance.json"
     return names
@@ -132,14 +136,15 @@ def outputs_valid(case: BatchCase, spec: InputSpec, request: OutputRequest) -> b
 
 def write_outputs(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: OutputRequest,
                   names: dict[str, str], probabilities: np.ndarray | None = None,
-                  probability_metadata: dict | None = None) -> None:
+                  probability_metadata: dict | None = None, uncertainty: dict | None = None,
+                  maps: dict[str, np.ndarray] | None = None) -> None:
     """Write every requested output of a case atomically, the label map last; on any failure remove them all.
 
     A failed case leaves nothing behind (no statistics or preview without a label map, no
     probabilities already written), so the folder never holds a half case.
     """
     try:
-        _write_all(case, loaded, label, request, names, probabilities, probability_metadata)
+        _write_all(case, loaded, label, request, names, probabilities, probability_metadata, uncertainty, maps or {})
     except BaseException:
         remove_outputs(request.output_dir, names)
         raise
@@ -154,7 +159,7 @@ def remove_outputs(output_dir: Path, names: dict[str, str]) -> None:
 
 def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: OutputRequest,
                names: dict[str, str], probabilities: np.ndarray | None,
-               probability_metadata: dict | None) -> None:
+               probability_metadata: dict | None, uncertainty: dict | None, maps: dict[str, np.ndarray]) -> None:
     """The writes of write_outputs, in order."""
     if label.shape != loaded.geometry.array_shape:
         raise ValueError(f"prediction shape {label.shape} differs from the input's {loaded.geometry.array_shape}")
@@ -163,8 +168,13 @@ def _write_all(case: BatchCase, loaded: LoadedCase, label: np.ndarray, request: 
         from segkit.inference.probabilities import save_probabilities
 
         save_probabilities(out / names["probabilities"], probabilities, probability_metadata or {})
+    for kind in request.uncertainty_maps:
+        if maps.get(kind) is None:
+            raise ValueError(f"--uncertainty: the model gave no {kind} map")
+        write_image(maps[kind].astype(np.float32, copy=False), loaded.geometry, out / names[kind])
     if "statistics" in names:
-        write_json(out / names["statistics"], label_statistics(case.case_id, label, loaded.geometry, request.labels))
+        stats = label_statistics(case.case_id, label, loaded.geometry, request.labels, uncertainty)
+        write_json(out / names["statistics"], stats)
     if "preview" in names:
         assert loaded.images is not None                        # kept for the preview (pipeline.load)
         write_preview(loaded.images[0], label, loaded.geometry, request.segment_names, out / names["preview"],

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from segkit import logs
 from segkit.batch.cases import BatchCase, InputSpec, load_case
 from segkit.batch.html_report import html_name, write_html_report
 from segkit.batch.outputs import OutputRequest, finished_problem, output_names, remove_stale_temporaries, write_outputs
@@ -203,7 +204,8 @@ def _case_steps(engine: Any, spec: InputSpec, request: OutputRequest):
         if request.probabilities:
             reference = case.sources[0] if case.kind == "files" else None
             metadata = engine.probability_metadata(prediction, case.file_ending, reference)
-        write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata)
+        write_outputs(case, loaded, prediction.labels, request, names, prediction.probabilities, metadata,
+                      prediction.extra.get("uncertainty"), prediction.extra.get("uncertainty_maps"))
         volumes = label_statistics(case.case_id, prediction.labels, loaded.geometry, request.labels)["labels"]
         notes = list(loaded.notes)
         if "dicom_seg" in names:    # a label no SNOMED CT code was found for is coded as generic Tissue: say so
@@ -227,6 +229,18 @@ def _skip_entry(case: BatchCase, spec: InputSpec, request: OutputRequest, input_
         return None
     return _entry(case, "skipped", None, time.perf_counter() - start, names, input_dir,
                   "outputs exist and were made from this input")
+
+
+def _log_case(entry: dict) -> None:
+    """A case_finished line for log collectors (JSON mode only; text runs show the progress bar and summary)."""
+    uncertainty = entry.get("uncertainty") or {}
+    fields = {"case_id": entry["case_id"], "status": entry["status"], "seconds": entry.get("seconds"),
+              "reason": entry.get("reason"), "warnings": len(entry.get("warnings") or [])}
+    if uncertainty:
+        fields.update(uncertainty=uncertainty.get("score"), flagged=uncertainty.get("flagged"))
+    level = "error" if entry["status"] == "failed" else "info"
+    detail = f": {entry['reason']}" if entry.get("reason") and entry["status"] == "failed" else ""
+    logs.emit(level, f"{entry['case_id']} {entry['status']}{detail}", "case_finished", text=False, **fields)
 
 
 def _earlier_entries(path: Path | None) -> dict[str, dict]:
@@ -294,6 +308,7 @@ def predict_cases(engine: Any, cases: list[BatchCase], spec: InputSpec, request:
             if outcome.value and key in outcome.value:
                 entry[key] = outcome.value[key]
         report.add(entry)
+        _log_case(entry)
         if bar is not None:
             bar.update()
     if bar is not None:

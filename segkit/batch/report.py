@@ -39,11 +39,11 @@ torch / onnxruntime / openvino, requested, device, library versions, the precisi
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from segkit import logs
 from segkit.batch.html_report import html_name, write_html_report
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
@@ -78,7 +78,7 @@ class BatchReport:
         """Record a run-level warning once, and say it on stderr (a batch log shows it too)."""
         if message not in self.warnings:
             self.warnings.append(message)
-            print(f"warning: {message}", file=sys.stderr)
+            logs.warning(message, event="run_warning")
 
     def add(self, entry: dict) -> None:
         """Record one finished case (ok/failed/skipped) and save the report."""

@@ -2,7 +2,9 @@
 
 Each named label of the plan is counted: an integer label is the voxels with that value,
 a region (a list of values, e.g. BraTS 'whole tumour') the voxels with any of them.
-Volume uses the physical voxel volume: product of the spacing in mm, / 1000 for mL.
+Volume uses the physical voxel volume: product of the spacing in mm, / 1000 for mL. With
+--uncertainty each label also carries its structure's uncertainty scores (CSV column
+``uncertainty_score``: 1 - the Dice the model expects of that structure).
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ import numpy as np
 from segkit.io.image import Geometry
 from segkit.jsonio import atomic_path, read_json
 
-CSV_COLUMNS = ("case_id", "label", "values", "voxels", "volume_ml")
+CSV_COLUMNS = ("case_id", "label", "values", "voxels", "volume_ml", "uncertainty_score")
 
 
 def label_statistics(case_id: str, label: np.ndarray, geometry: Geometry,
-                     labels: dict[str, int | list[int]]) -> dict:
-    """Voxel count and volume (mL) of every non-background plan label in a (z, y, x) label map."""
+                     labels: dict[str, int | list[int]], uncertainty: dict | None = None) -> dict:
+    """Voxel count and volume (mL) of every non-background plan label in a (z, y, x) label map.
+
+    With an uncertainty entry (`segkit.inference.uncertainty.summary`), each label gets its
+    structure's scores under "uncertainty" and the case its score.
+    """
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
     counts = np.bincount(label.ravel().astype(np.int64, copy=False).clip(min=0))
     per_label = {}
@@ -31,14 +37,21 @@ def label_statistics(case_id: str, label: np.ndarray, geometry: Geometry,
             continue
         voxels = int(sum(counts[v] for v in values if v < len(counts)))
         per_label[name] = {"values": values, "voxels": voxels, "volume_ml": voxels * voxel_ml}
-    return {"case_id": case_id, "spacing_mm": list(geometry.array_spacing), "voxel_volume_ml": voxel_ml,
-            "shape": list(label.shape), "labels": per_label}
+        structure = ((uncertainty or {}).get("structures") or {}).get(name)
+        if structure is not None:
+            per_label[name]["uncertainty"] = structure
+    stats = {"case_id": case_id, "spacing_mm": list(geometry.array_spacing), "voxel_volume_ml": voxel_ml,
+             "shape": list(label.shape), "labels": per_label}
+    if uncertainty is not None:
+        stats["uncertainty"] = {key: value for key, value in uncertainty.items() if key != "structures"}
+    return stats
 
 
 def statistics_rows(stats: dict) -> list[dict]:
     """CSV rows (one per label) of a case's statistics."""
     return [{"case_id": stats["case_id"], "label": name, "values": " ".join(map(str, entry["values"])),
-             "voxels": entry["voxels"], "volume_ml": f"{entry['volume_ml']:.6f}"}
+             "voxels": entry["voxels"], "volume_ml": f"{entry['volume_ml']:.6f}",
+             "uncertainty_score": entry["uncertainty"]["score"] if "uncertainty" in entry else ""}
             for name, entry in stats["labels"].items()]
 
 

@@ -8,6 +8,7 @@ import importlib
 import re
 import sys
 
+from segkit import logs
 from segkit.errors import UserError
 from segkit.version import __version__
 
@@ -15,7 +16,7 @@ from segkit.version import __version__
 COMMAND_MODULES = (
     "demo", "convert", "verify", "plan", "preprocess", "train", "predict", "ensemble",
     "find_best", "postprocess", "evaluate", "export", "export_model", "import_nnunet", "bench_memory",
-    "bench_model", "sparsify", "choose_pruning", "serve", "pull",
+    "bench_model", "sparsify", "choose_pruning", "serve", "pull", "calibrate_uncertainty",
 )
 
 
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.started_at = started
+    logs.configure()   # text lines unless the command asks otherwise (--log-format json)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -146,7 +148,10 @@ def main(argv: list[str] | None = None, started_at: float | None = None) -> int:
             args.dataset = resolve_dataset(args.dataset, args.dataset_id)
         result = args.func(args)
     except UserError as err:
-        print(f"segkit {args.command}: error: {err}", file=sys.stderr)
+        if logs.json_mode():
+            logs.error(str(err), event="user_error", exit_code=2, command=args.command)
+        else:
+            print(f"segkit {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("segkit: interrupted", file=sys.stderr)

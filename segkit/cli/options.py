@@ -64,3 +64,10 @@ def add_checkpoint_option(parser: argparse.ArgumentParser, help_text: str = "whi
     """--checkpoint (final, best, latest: segkit.models.folder.CHECKPOINT_KINDS)."""
     parser.add_argument("--checkpoint", choices=OwnedChoices("segkit.models.folder", "CHECKPOINT_KINDS"),
                         default="final", metavar="KIND", help=f"{help_text}: %(choices)s (default: %(default)s)")
+
+
+def add_log_format_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--log-format text|json (segkit.logs): JSON lines on stderr for log collectors."""
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="stderr lines: text (default) or json (one JSON object per line, for log collectors; "
+                             "no progress bar)")

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segkit.cli.options import add_log_format_option
+
 if TYPE_CHECKING:
     from segkit.inference.predictor import InferenceOptions
 
@@ -78,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop at the first case that fails (exit 2) instead of recording it and going on")
     parser.add_argument("--no-postprocess", action="store_true",
                         help="do not apply the post-processing find-best decided for this model")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="write CASE_entropy.nii.gz (+ CASE_disagreement.nii.gz with several folds), per-structure "
+                             "uncertainty scores in report.json and statistics, and flag cases above the model's "
+                             "review threshold (segkit calibrate-uncertainty)")
     group = parser.add_argument_group("hospital runs (see docs/deployment.md)")
     group.add_argument("--continue", dest="resume", action="store_true",
                        help="skip cases whose outputs exist and are valid (readable, input geometry)")
@@ -89,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--part-id", "-part_id", type=int, help="which part this process runs (0 .. N-1)")
     group.add_argument("--channel-map", help="DICOM series per channel by SeriesDescription, e.g. '0=T1*,1=FLAIR*'")
     group.add_argument("--series-uid", help="DICOM series to use when a study folder holds several")
+    add_log_format_option(group)
     group.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)   # the default since 0.2; kept for scripts
 
 
@@ -98,7 +105,7 @@ def inference_options(args: argparse.Namespace) -> InferenceOptions:
 
     return InferenceOptions(step=args.step, tta=not args.no_tta, tile_batch=args.tile_batch,
                             save_probabilities=args.save_probabilities, precision=args.precision,
-                            backend=args.backend)
+                            backend=args.backend, uncertainty=getattr(args, "uncertainty", False))
 
 
 def check_output(path: str, input_path: Path) -> Path:
@@ -166,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the model and the cases, run the pipeline, print a summary; exit 1 when a case failed."""
     import torch
 
+    from segkit import logs
     from segkit.batch.cases import InputSpec, discover_cases, input_folder
     from segkit.batch.outputs import OutputRequest
     from segkit.batch.pipeline import RunOptions, predict_cases
@@ -177,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.io.dicom_seg import segment_names
     from segkit.plans import segment_coding_of
 
+    logs.configure(args.log_format, component="predict")
     if args.threads:
         torch.set_num_threads(args.threads)
     input_path = Path(args.input)
@@ -205,22 +214,35 @@ def run(args: argparse.Namespace) -> int:
     request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
                             probabilities=args.save_probabilities, qc_image=True, precision=precision_used,
-                            segment_coding=segment_coding_of(plans))
+                            segment_coding=segment_coding_of(plans),
+                            uncertainty_maps=uncertainty_maps(engine) if args.uncertainty else ())
     run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
                 "labels": plans["labels"],
                 "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": args.save_probabilities,
                             "fail_fast": args.fail_fast, "tta": options.tta, "step": options.step,
-                            "precision": options.precision, "backend": options.backend}}
+                            "precision": options.precision, "backend": options.backend,
+                            "uncertainty": args.uncertainty}}
+    if args.uncertainty:
+        run_info["uncertainty_calibration"] = calibration_summary(engine.calibration)
+        if engine.calibration is None:
+            logs.warning("segkit predict: --uncertainty: this model has no review threshold (run segkit "
+                         "calibrate-uncertainty on its work dir); cases are scored but not flagged",
+                         event="no_calibration")
     if args.resume:
         check_same_model(output_dir / report_name(part_id, num_parts), run_info)
     folder = cases_folder if input_path.is_dir() else input_path.parent
     # a single file is the whole run: its failure is the run's (exit 2), as for any one-case command
     fail_fast = args.fail_fast or input_path.is_file()
+    logs.info(f"predicting {len(cases)} case(s) with {engine.describe()} on {engine.device}", event="run_started",
+              text=False, cases=len(cases), model=run_info.get("model"), configuration=run_info.get("configuration"),
+              device=str(engine.device), precision=run_info["backend"]["precision"], output=str(output_dir))
+    show_progress = False if logs.json_mode() else None
     try:
         report = predict_cases(engine, cases, spec, request,
-                               RunOptions(args.resume, num_parts, part_id, fail_fast, run_info=run_info), folder)
+                               RunOptions(args.resume, num_parts, part_id, fail_fast, show_progress=show_progress,
+                                          run_info=run_info), folder)
         if target is None:
             return _summary(report, engine)
         if report.totals()["ok"] != 1:
@@ -231,6 +253,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if target is not None:
             shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def uncertainty_maps(engine) -> tuple[str, ...]:
+    """The per-voxel maps --uncertainty writes: entropy, and disagreement when every member has several folds."""
+    several = all(len(member.folds) > 1 for member in engine.members)
+    return ("entropy", "disagreement") if several else ("entropy",)
+
+
+def calibration_summary(calibration: dict | None) -> dict | None:
+    """What report.json keeps of the model's calibration: threshold, score, target and cross-validation quality."""
+    if calibration is None:
+        return None
+    return {key: calibration[key] for key in ("threshold", "score", "target", "quality", "num_cases", "configuration")
+            if key in calibration}
 
 
 def backend_info(engine) -> dict:
@@ -250,15 +286,24 @@ def backend_info(engine) -> dict:
 
 def _summary(report, engine) -> int:
     """Print what the run did (failures and warnings to stderr); the exit code."""
+    from segkit import logs
     from segkit.batch.pipeline import exit_code
 
     totals = report.totals()
-    print(f"{report.path}: {totals['ok']} ok, {totals['skipped']} skipped, {totals['failed']} failed of "
-          f"{totals['cases']} case(s) with {engine.describe()} on {engine.device}")
+    line = (f"{report.path}: {totals['ok']} ok, {totals['skipped']} skipped, {totals['failed']} failed of "
+            f"{totals['cases']} case(s) with {engine.describe()} on {engine.device}")
+    note = engine.identity.get("postprocessing_note")
+    flagged = sum(bool((c.get("uncertainty") or {}).get("flagged")) for c in report.cases)
+    if logs.json_mode():   # each failed case already had its case_finished line
+        if note:
+            logs.warning(f"segkit predict: {note}", event="postprocessing_note")
+        logs.info(line, event="run_finished", report=str(report.path), flagged=flagged, exit_code=exit_code(report),
+                  **{key: value for key, value in totals.items()})
+        return exit_code(report)
+    print(line)
     for entry in report.cases:
         if entry["status"] == "failed":
             print(f"  failed {entry['case_id']}: {entry['reason']}", file=sys.stderr)
-    note = engine.identity.get("postprocessing_note")
     if note:   # run-level report warnings reach stderr through BatchReport.warn
         print(f"segkit predict: warning: {note}", file=sys.stderr)
     return exit_code(report)

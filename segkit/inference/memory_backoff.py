@@ -9,14 +9,13 @@ kept in `model.extra["window_backoff"]`, and later cases start from the reduced 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import torch
 
-from segkit import oom
+from segkit import logs, oom
 from segkit.errors import UserError
 from segkit.inference.model import LoadedModel
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
@@ -25,7 +24,7 @@ from segkit.plans import total_strides
 
 def _warn(message: str) -> None:
     """One line on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    logs.warning(message, event="oom_backoff")
 
 
 def window_logits(model: LoadedModel, data: np.ndarray, settings: WindowSettings,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segkit import logs
 from segkit.errors import UserError
 from segkit.jsonio import read_json
 from segkit.models.folder import find_folds, find_onnx_folds, previous_stage_dir, resolve_model_dir
@@ -168,7 +168,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
     dataset_path = model_dataset_path(model_dir)
     dataset = read_json(dataset_path, "dataset.json") if dataset_path.is_file() else {}
     if plans_orientation(plans) is None:
-        print(f"warning: {model_dir}: {LEGACY_WARNING}", file=sys.stderr)
+        logs.warning(f"{model_dir}: {LEGACY_WARNING}", event="model_warning", model=str(model_dir))
     onnx_found = find_onnx_folds(model_dir, folds)
     if onnx_found:
         return load_onnx_model(model_dir, name, plans, dataset, onnx_found, backend, precision, device)

@@ -21,7 +21,6 @@ one-hot channels (`segkit.preprocessing.previous_stage`).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,15 +29,18 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from segkit import logs
 from segkit.errors import UserError
 from segkit.inference.acceleration import resolve_precision
 from segkit.inference.memory_backoff import window_logits
 from segkit.inference.model import LoadedModel
-from segkit.inference.revert import MemberOutput, labels_from_aligned, labels_on_input_grid
+from segkit.inference.revert import MemberOutput, labels_from_aligned, labels_on_input_grid, map_on_input_grid
 from segkit.inference.sliding_window import WindowSettings
+from segkit.inference.uncertainty import normalised_entropy, structure_scores, summary
 from segkit.io.image import Geometry
 from segkit.planning.mirroring import inference_swap
 from segkit.plans import previous_stage_classes, slice_axis_of
+from segkit.preprocessing.input_ranges import range_warnings
 from segkit.preprocessing.oblique import AxisAlignment, aligned_grid, images_onto_grid
 from segkit.preprocessing.orientation import (
     LEGACY_WARNING,
@@ -64,6 +66,7 @@ class InferenceOptions:
     tile_batch: int = 4
     save_probabilities: bool = False
     precision: str = "auto"
+    uncertainty: bool = False    # per-voxel maps and per-structure scores (segkit.inference.uncertainty)
     backend: str = "torch"   # torch, onnxruntime, openvino or auto (segkit.inference.backends)
 
 
@@ -114,7 +117,7 @@ def input_orientation_warnings(model: LoadedModel, case_id: str, geometry: Geome
     warnings = orientation_warnings(model.plans, geometry.direction)
     for message in warnings:
         if message != LEGACY_WARNING:   # load_model printed that one once
-            print(f"warning: {case_id}: {message}", file=sys.stderr)
+            logs.warning(f"{case_id}: {message}", event="case_warning", case_id=case_id)
     return warnings
 
 
@@ -134,19 +137,43 @@ def probabilities_in_place(logits: torch.Tensor, label_mode: str) -> torch.Tenso
 
 def network_probabilities(model: LoadedModel, data: np.ndarray, options: InferenceOptions) -> np.ndarray:
     """Fold-averaged (K, z', y', x') float32 probabilities of preprocessed data."""
+    return probabilities_and_fold_entropy(model, data, options)[0]
+
+
+def probabilities_and_fold_entropy(model: LoadedModel, data: np.ndarray, options: InferenceOptions
+                                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fold-averaged probabilities, and with options.uncertainty and several folds the folds' mean normalised
+    entropy (z', y', x') (what their disagreement is measured against), else None."""
     settings = window_settings(model, options)
     # plans may ask for nnU-Net's fold ensembling (mean logits, then softmax) instead of mean probabilities
     average_logits = (model.entry.get("inference") or {}).get("fold_average") == "logits"
+    track = options.uncertainty and len(model.folds) > 1
     total: torch.Tensor | None = None
+    entropy_sum: np.ndarray | None = None
     for network in model.fold_networks():
         logits = window_logits(model, data, settings, network)
         values = logits if average_logits else probabilities_in_place(logits, model.label_mode)
+        if track:
+            fold = probabilities_in_place(logits.clone(), model.label_mode) if average_logits else values
+            entropy = normalised_entropy(fold.numpy(), model.label_mode)
+            entropy_sum = entropy if entropy_sum is None else np.add(entropy_sum, entropy, out=entropy_sum)
         total = values if total is None else total.add_(values)
         del logits, values
     assert total is not None                                    # a model has at least one fold
     if len(model.folds) > 1:
         total /= len(model.folds)
-    return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy()
+    if entropy_sum is not None:
+        entropy_sum /= len(model.folds)
+    return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy(), entropy_sum
+
+
+def map_from_aligned(volume: np.ndarray, alignment: AxisAlignment) -> np.ndarray:
+    """A (z, y, x) map on the axis-aligned grid, linearly interpolated onto the input's grid (0 outside it)."""
+    # one sigmoid "region" so that revert's interpolation fills 0 outside the aligned grid; its labels are unused
+    one_channel = {"label_mode": "sigmoid", "outputs": {"map": [1]}, "regions_class_order": [1]}
+    _, mapped = labels_from_aligned(volume[None], alignment, one_channel, np.float32)
+    assert mapped is not None                                   # float32 was asked for
+    return mapped[0]
 
 
 def same_stage(a: LoadedModel, b: LoadedModel) -> bool:
@@ -186,6 +213,7 @@ class ModelEnsemble:
     options: InferenceOptions = InferenceOptions()
     postprocessing: dict | None = None
     identity: dict = field(default_factory=dict)
+    calibration: dict | None = None      # the review threshold (uncertainty_calibration.json), single-model runs
     stages: list[LoadedModel] = field(init=False, default_factory=list)   # what runs per case, in order
     member_stages: list[int] = field(init=False, default_factory=list)   # the stage each member's output is
 
@@ -252,7 +280,7 @@ class ModelEnsemble:
         return AxisAlignment(geometry, grid, oblique_degrees(geometry.direction), limit)
 
     def align(self, case_id: str, images: np.ndarray, alignment: AxisAlignment) -> tuple[np.ndarray, dict]:
-        """Images resampled onto the alignment's grid, and the report's record of it (also said on stderr)."""
+        """Images resampled onto the alignment's grid, and the report's record of it (also logged as a warning)."""
         from segkit.preprocessing.pipeline import configuration_entry, resampling_settings
 
         start = time.perf_counter()
@@ -262,7 +290,7 @@ class ModelEnsemble:
         note = (f"input is {alignment.oblique_degrees:.1f} degrees oblique to the patient axes (the model's limit "
                 f"{alignment.limit_degrees:.1f}, from its training images): resampled onto an axis-aligned grid for "
                 "the network, outputs mapped back onto the input's grid")
-        print(f"note: {case_id}: {note}", file=sys.stderr)
+        logs.warning(f"{case_id}: {note}", event="case_warning", case_id=case_id)
         return aligned, {"note": note, "record": record}
 
     def prepare(self, case_id: str, images: np.ndarray, geometry: Geometry) -> PreparedCase:
@@ -277,19 +305,23 @@ class ModelEnsemble:
             raise UserError(f"case {case_id!r} has {images.shape[0]} channel(s), the model needs {self.num_channels}")
         data, properties, warnings, extra = [], [], [], {}
         alignment = self.axis_alignment(geometry)
-        network_geometry = geometry
+        network_images, network_geometry = images, geometry
         if alignment is not None:
-            images, resampling = self.align(case_id, images, alignment)
+            network_images, resampling = self.align(case_id, images, alignment)
             network_geometry = alignment.aligned_geometry
             warnings.append(resampling["note"])
             extra["axis_alignment"] = resampling["record"]
         for stage in self.stages:
             # every stage reorients to its plans' canonical frame; revert maps each back exactly
-            stage_data, stage_properties = preprocess_images(images, network_geometry.array_spacing, stage.plans,
+            stage_data, stage_properties = preprocess_images(network_images, network_geometry.array_spacing, stage.plans,
                                                              stage.configuration, direction=network_geometry.direction)
             data.append(stage_data)
             properties.append(stage_properties)
             warnings += [w for w in input_orientation_warnings(stage, case_id, geometry) if w not in warnings]
+            for message in range_warnings(stage.plans, images, geometry.array_spacing, geometry.direction):
+                if message not in warnings:
+                    warnings.append(message)
+                    logs.warning(f"{case_id}: {message}", event="case_warning", case_id=case_id)
         if warnings:
             extra["warnings"] = warnings
         return PreparedCase(case_id, data, properties, geometry, extra, alignment)
@@ -300,6 +332,7 @@ class ModelEnsemble:
         Stages run in order; a cascade stage first gets its previous stage's segmentation as extra channels.
         """
         outputs: list[np.ndarray] = []
+        fold_entropies: list[np.ndarray | None] = []
         for index, stage in enumerate(self.stages):
             data = prepared.data[index]
             if stage.previous is not None:
@@ -307,9 +340,13 @@ class ModelEnsemble:
                 extra = previous_stage_input(self.stages[source], outputs[source], prepared.properties[source],
                                              stage, prepared.properties[index])
                 data = np.concatenate([data, extra])
-            outputs.append(network_probabilities(stage, data, self.options))
+            probabilities, fold_entropy = probabilities_and_fold_entropy(stage, data, self.options)
+            outputs.append(probabilities)
+            fold_entropies.append(fold_entropy)
             del data
         prepared.data = []   # the network inputs are no longer needed: free them before the revert
+        if self.options.uncertainty:
+            prepared.extra["fold_entropy"] = [fold_entropies[i] for i in self.member_stages]
         return [outputs[i] for i in self.member_stages]
 
     def finish(self, prepared: PreparedCase, probabilities: list[np.ndarray],
@@ -319,21 +356,44 @@ class ModelEnsemble:
 
         outputs = [MemberOutput(p, prepared.properties[stage], m.plans, m.configuration)
                    for p, stage, m in zip(probabilities, self.member_stages, self.members)]
-        extra = dict(prepared.extra)
+        uncertain = self.options.uncertainty
+        keep = np.float32 if uncertain else keep_probabilities
+        extra = {key: value for key, value in prepared.extra.items() if key != "fold_entropy"}
         if prepared.alignment is None:
-            labels, kept = labels_on_input_grid(outputs, self.plans, keep_probabilities)
+            labels, kept = labels_on_input_grid(outputs, self.plans, keep)
         else:
             start = time.perf_counter()
             _, aligned = labels_on_input_grid(outputs, self.plans, np.float32)   # on the axis-aligned grid
             assert aligned is not None                                             # float32 was asked for
-            labels, kept = labels_from_aligned(aligned, prepared.alignment, self.plans, keep_probabilities)
+            labels, kept = labels_from_aligned(aligned, prepared.alignment, self.plans, keep)
             extra["axis_alignment"] = dict(extra["axis_alignment"],
                                            seconds_back=round(time.perf_counter() - start, 3))
         if labels.shape != prepared.geometry.array_shape:
             raise RuntimeError(f"reverted shape {labels.shape} differs from the input {prepared.geometry.array_shape}")
         if self.postprocessing:
             labels = apply_postprocessing(labels, self.postprocessing)
+        if uncertain:
+            assert kept is not None                             # float32 probabilities were asked for
+            extra.update(self._uncertainty(kept, labels, outputs, prepared.extra.get("fold_entropy") or [],
+                                           prepared.alignment))
+            kept = kept.astype(keep_probabilities, copy=False) if keep_probabilities is not None else None
         return CasePrediction(prepared.case_id, labels, prepared.geometry, kept, extra)
+
+    def _uncertainty(self, probabilities: np.ndarray, labels: np.ndarray, outputs: list[MemberOutput],
+                     fold_entropy: list[np.ndarray | None], alignment: AxisAlignment | None = None) -> dict:
+        """The per-voxel maps (entropy; disagreement when every member has several folds) and the report entry."""
+        label_mode = self.members[0].label_mode
+        maps = {"entropy": normalised_entropy(probabilities, label_mode)}
+        if fold_entropy and all(e is not None for e in fold_entropy):
+            reverted = [map_on_input_grid(e, o.properties, o.plans, o.configuration)
+                        for e, o in zip(fold_entropy, outputs) if e is not None]
+            mean_fold = reverted[0] if len(reverted) == 1 else np.mean(reverted, axis=0)
+            if alignment is not None:   # the networks saw the axis-aligned grid: bring the map onto the input's
+                mean_fold = map_from_aligned(mean_fold, alignment)
+            maps["disagreement"] = np.clip(maps["entropy"] - mean_fold, 0.0, 1.0)
+        structures = structure_scores(probabilities, labels, self.plans, maps["entropy"], maps.get("disagreement"))
+        folds = max(len(m.folds) for m in self.members)
+        return {"uncertainty": summary(structures, self.calibration, folds), "uncertainty_maps": maps}
 
     def predict(self, case_id: str, images: np.ndarray, geometry: Geometry,
                 keep_probabilities: npt.DTypeLike | None = None) -> CasePrediction:

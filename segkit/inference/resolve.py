@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segkit.errors import UserError
+from segkit.models.calibration import read_calibration
 from segkit.models.resolve import resolve_model
+from segkit.workdir import uncertainty_calibration_path
 
 if TYPE_CHECKING:
     from segkit.inference.predictor import InferenceOptions, ModelEnsemble
@@ -44,4 +46,15 @@ def load_ensemble(model: str | Path, configuration: str | Sequence[str] | None =
                 for m in members if m.previous is not None}
     if previous:
         identity["previous_stages"] = previous
-    return ModelEnsemble(members, options, decision, identity)
+    return ModelEnsemble(members, options, decision, identity, model_calibration(members))
+
+
+def model_calibration(members: list) -> dict | None:
+    """The review threshold calibrated for this model: a single configuration's uncertainty_calibration.json.
+
+    An ensemble of configurations has no calibration of its own (each file describes one
+    configuration's cross-validation predictions), so its cases are scored but not flagged.
+    """
+    if len(members) != 1:
+        return None
+    return read_calibration(uncertainty_calibration_path(members[0].model_dir))

@@ -98,14 +98,18 @@ def resample_rows(volume: np.ndarray, new_shape: Sequence[int], rows: slice, coa
     return np.ascontiguousarray(block, dtype=np.float32)
 
 
-def member_slab(member: MemberOutput, rows: slice) -> np.ndarray:
-    """(K, rows, y, x) float32 probabilities of one member on rows `rows` of the original grid."""
+def member_slab(member: MemberOutput, rows: slice, fill_values: Sequence[float] | None = None) -> np.ndarray:
+    """(K, rows, y, x) float32 probabilities of one member on rows `rows` of the original grid.
+
+    Outside the crop box: the plans' probability fill (background 1), or fill_values per channel.
+    """
     properties = member.properties
     full = [int(n) for n in properties["shape_before_crop"]]
     (z0, z1), (y0, y1), (x0, x1) = properties["crop_box"]
     num_outputs = member.probabilities.shape[0]
     slab = np.empty((num_outputs, rows.stop - rows.start, full[1], full[2]), dtype=np.float32)
-    for channel, value in enumerate(outside_fill_values(member.plans, num_outputs)):
+    fills = fill_values if fill_values is not None else outside_fill_values(member.plans, num_outputs)
+    for channel, value in enumerate(fills):
         slab[channel] = value
     inside = slice(max(rows.start, z0) - z0, min(rows.stop, z1) - z0)
     if inside.start >= inside.stop:
@@ -147,6 +151,22 @@ def labels_on_input_grid(members: Sequence[MemberOutput], plans: dict, keep_prob
     stored_labels = _stored_order(labels, orientations[0])
     assert stored_labels is not None
     return stored_labels, _stored_order(kept, orientations[0])
+
+
+def map_on_input_grid(volume: np.ndarray, properties: dict, plans: dict, configuration: str,
+                      fill: float = 0.0) -> np.ndarray:
+    """A (z', y', x') map in preprocessed space (e.g. an uncertainty) on the input grid: resampled like the
+    probabilities, `fill` outside the crop box, the reorientation undone."""
+    member = MemberOutput(volume[None], properties, plans, configuration)
+    shape = [int(n) for n in properties["shape_before_crop"]]
+    full = np.empty(shape, dtype=np.float32)
+    step = slab_rows(1, shape)
+    for start in range(0, shape[0], step):
+        rows = slice(start, min(start + step, shape[0]))
+        full[rows] = member_slab(member, rows, [fill])[0]
+    stored = _stored_order(full, properties.get("orientation"))
+    assert stored is not None
+    return stored
 
 
 def _mean_in_stored_order(members: Sequence[MemberOutput], plans: dict,

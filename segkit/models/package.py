@@ -10,7 +10,8 @@ Zip layout (member names are fixed; nothing else is allowed in the archive)::
     manifest.json                          format, segkit version, configurations, folds per
                                            configuration, checkpoint kind, post-processing decision,
                                            sha256 + size of every other member
-    <config>/plans.json, <config>/dataset.json, <config>/pruning.json (UNet++, when chosen)
+    <config>/plans.json, <config>/dataset.json, <config>/pruning.json (UNet++, when chosen),
+    <config>/uncertainty_calibration.json (the review threshold, when calibrated)
     <config>/fold_<k>/checkpoint_<kind>.pt the chosen folds' weights (torch.save, weights_only-loadable), or
     <config>/fold_<k>/network.onnx         with --format onnx: each fold's network as ONNX (segkit.models.onnx;
                                            manifest "network_format": "onnx"), runnable without torch
@@ -40,7 +41,7 @@ from segkit.errors import UserError
 from segkit.jsonio import atomic_path
 from segkit.plans import previous_stage_of, read_plans, read_plans_dict
 from segkit.version import __version__
-from segkit.workdir import model_dataset_path, plans_path, pruning_path
+from segkit.workdir import model_dataset_path, plans_path, pruning_path, uncertainty_calibration_path
 
 PACKAGE_FORMAT = "segkit-model-package-2"
 LEGACY_PACKAGE_FORMAT = "segkit-model-package-1"
@@ -117,6 +118,8 @@ def _add_configuration(members: dict[str, Path | bytes], name: str, model_dir: P
         members[f"{name}/dataset.json"] = model_dataset_path(model_dir)
     if pruning_path(model_dir).is_file():
         members[f"{name}/pruning.json"] = pruning_path(model_dir)
+    if uncertainty_calibration_path(model_dir).is_file():   # the review threshold travels with the model
+        members[f"{name}/uncertainty_calibration.json"] = uncertainty_calibration_path(model_dir)
     found = find_folds(model_dir, folds, checkpoint)
     for fold, path in found:
         if network_format == "onnx":

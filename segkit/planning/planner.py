@@ -30,6 +30,7 @@ from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.mirroring import PAIRS_KEY, SWAP_KEY, configuration_array_axes, mirror_axes_for, plan_mirror_pairs
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_for_family
+from segkit.preprocessing.input_ranges import training_ranges
 from segkit.preprocessing.orientation import (
     CANONICAL,
     OBLIQUE_KEY,
@@ -304,6 +305,8 @@ def dataset_entries(info: DatasetInfo, fingerprint: dict) -> dict:
         segment_coding.PLANS_KEY: segment_coding.segment_coding_for(
             info.annotation_labels, info.raw.get(segment_coding.DATASET_KEY), info.root / "dataset.json"),
         **orientation_entries(fingerprint),
+        # what training spanned, for prediction's out-of-range warnings (segkit.preprocessing.input_ranges)
+        "training_ranges": training_ranges(fingerprint, planned_normalization(info, fingerprint)),
     }
 
 

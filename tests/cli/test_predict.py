@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,36 @@ def test_a_wrong_configuration_on_a_model_folder_is_refused_up_front(tmp_path, i
     err = capsys.readouterr().err
     assert "fold 0 was trained as 3d_fullres, not 2d" in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_log_format_json_gives_one_json_object_per_stderr_line(tmp_path, capsys):
+    from batch_data import write_file_case
+
+    model = make_model_dir(tmp_path / "work", num_channels=2)
+    folder = tmp_path / "in"
+    write_file_case(folder, "good", seed=1)
+    write_file_case(folder, "bad", seed=2, channels=1)
+    out = tmp_path / "out"
+    assert main(["predict", "-i", str(folder), "-o", str(out), "-m", str(model), "--device", "cpu", "--no-tta",
+                 "--log-format", "json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = [json.loads(line) for line in captured.err.splitlines()]
+    events = [line["event"] for line in lines]
+    assert events[0] == "run_started" and events[-1] == "run_finished" and events.count("case_finished") == 2
+    cases = {line["case_id"]: line for line in lines if line["event"] == "case_finished"}
+    assert cases["good"]["status"] == "ok" and cases["good"]["level"] == "info"
+    assert cases["bad"]["status"] == "failed" and cases["bad"]["level"] == "error" and "channel" in cases["bad"]["reason"]
+    assert lines[-1]["failed"] == 1 and lines[-1]["ok"] == 1 and lines[-1]["exit_code"] == 1
+    assert all(line["component"] == "predict" for line in lines)
+    # a user mistake is one JSON error line too, exit 2
+    assert main(["predict", "-i", str(tmp_path / "nope"), "-o", str(out), "-m", str(model), "--log-format",
+                 "json"]) == 2
+    error = json.loads(capsys.readouterr().err)
+    assert error["level"] == "error" and error["event"] == "user_error" and "input not found" in error["message"]
+    # the next command is back to text lines
+    assert main(["predict", "-i", str(tmp_path / "nope"), "-o", str(out), "-m", str(model)]) == 2
+    assert capsys.readouterr().err.startswith("segkit predict: error:")
 
 
 def test_single_image_with_an_output_file_name_writes_that_file(tmp_path, inputs, capsys):

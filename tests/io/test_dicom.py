@@ -452,3 +452,24 @@ def test_seg_segments_carry_snomed_category_type_laterality_and_region(tmp_path)
     write_dicom_seg(label, study.reference, segments_from_labels(labels), tmp_path / "named.dcm")   # no plans coding
     unknown = {s.SegmentLabel: s for s in pydicom.dcmread(tmp_path / "named.dcm").SegmentSequence}["blob"]
     assert code(unknown.SegmentedPropertyTypeCodeSequence[0]) == ("SCT", "85756007")           # Tissue fallback
+
+
+@pytest.mark.skipif(__import__("shutil").which("dciodvfy") is None,
+                    reason="dicom3tools' dciodvfy is not installed (apt-get install dicom3tools; .ci/run installs it)")
+@pytest.mark.parametrize("multiframe", [False, True], ids=["single_frame_source", "multiframe_source"])
+def test_coded_segs_validate_with_dciodvfy(tmp_path, multiframe):
+    from dicom_data import write_multiframe
+    from pacs_helpers import dciodvfy_errors
+
+    from segkit.io.segment_coding import segment_coding_for
+
+    images, label, geometry = phantom(seed=5, channels=1)
+    paths = write_dicom_series(images[0], geometry, tmp_path / "single", "T1")
+    if multiframe:
+        write_multiframe(tmp_path / "multi", paths)
+    study = read_dicom_study(tmp_path / ("multi" if multiframe else "single"), 1)
+    labels = {"background": 0, "Left-Hippocampus": 1, "liver tumour": 2, "blob": 3}
+    coding = segment_coding_for(labels, {"blob": {"type": "Edema", "region": "Brain", "laterality": "right"}})
+    path = write_dicom_seg(label, study.reference, segments_from_labels(labels), tmp_path / "seg.dcm",
+                           frame_order=study.frame_order, coding=coding)
+    assert dciodvfy_errors(path) == []
