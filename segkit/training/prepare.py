@@ -321,11 +321,12 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     split = _split(request, info, plan, fold)
     if request.resume and not checkpoint_path(split.fold_dir, "latest").is_file():
         raise UserError("--resume: no checkpoint_latest.pt to resume from", split.fold_dir)
+    recipe, recipe_reason, overrides = _recipe(request, device_type, split.fold_dir)
     if not request.resume and not request.overwrite and checkpoint_path(split.fold_dir, "final").is_file():
         # a finished fold is a trained model: replacing it silently loses days of GPU time
+        # (checked after the recipe flags, so a mistaken flag is named first)
         raise UserError("this fold is already trained (checkpoint_final.pt): --resume extends it (with --epochs or "
                         "--time-budget), --overwrite trains it again from scratch", split.fold_dir)
-    recipe, recipe_reason, overrides = _recipe(request, device_type, split.fold_dir)
     recipe, lr_note = finetune_recipe(recipe, overrides, finetune)
     finetune = dataclasses.replace(finetune, lr_note=lr_note) if finetune else None
     dd.barrier(info)
