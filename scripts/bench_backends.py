@@ -9,6 +9,8 @@ a model folder with the *same weights*. segkit's folder is also exported with
 - `nnUNetv2_predict -device cpu` (fp32; the reference, run in the same script);
 - `segkit predict --backend torch --precision bf16` (only where the CPU has hardware bf16) and `fp32`;
 - `segkit predict -m model_onnx.zip --backend onnxruntime` (fp32);
+- the same with `nnunet_onnx.zip`, made by `segkit export-model <nnU-Net model folder> --format onnx`
+  (the nnU-Net folder imported by segkit's translation and exported in one command);
 - `segkit predict -m model_onnx.zip --backend openvino --precision fp32` (+ `bf16` on hardware bf16).
 
 Per run: wall seconds, peak PSS (proportional set size summed over the process and its children,
@@ -98,8 +100,8 @@ def logit_differences(model_dir: Path, package: Path, test_dir: Path, backends: 
     from segkit.inference.memory_backoff import window_logits
     from segkit.inference.model import load_model
     from segkit.inference.predictor import InferenceOptions, window_settings
-    from segkit.inference.resolve import _package_choice
     from segkit.io.image import read_image
+    from segkit.models.resolve import package_choice
     from segkit.preprocessing.pipeline import preprocess_images
 
     reference = load_model(model_dir, device="cpu", backend="torch", precision="fp32")
@@ -109,7 +111,7 @@ def logit_differences(model_dir: Path, package: Path, test_dir: Path, backends: 
                                 direction=geometry.direction)
     options = InferenceOptions(tta=False, precision="fp32")
     expected = window_logits(reference, data, window_settings(reference, options))
-    onnx_dir = _package_choice(package, None, "final").model_dirs["3d_fullres"]
+    onnx_dir = package_choice(package, None, "final").model_dirs["3d_fullres"]
     result = {}
     for backend in backends:
         model = load_model(onnx_dir, device="cpu", backend=backend, precision="fp32")
@@ -148,6 +150,10 @@ def main() -> None:
         package = base / "model_onnx.zip"
         export = measured(segkit_command() + ["export-model", str(sk_model), "-o", str(package), "--format", "onnx"],
                           None, "segkit export-model --format onnx")
+        # the nnU-Net folder itself, imported (segkit's nnU-Net translation) and exported in one command
+        imported = base / "nnunet_onnx.zip"
+        measured(segkit_command() + ["export-model", str(nn_model), "-o", str(imported), "--format", "onnx"], None,
+                 "segkit export-model <nnU-Net folder> --format onnx")
         test_dir = base / "raw" / "Phantom" / "imagesTs"
         write_test_case(test_dir, tuple(args.test_shape))
         bf16 = cpu_has_fast_bf16()
@@ -158,6 +164,8 @@ def main() -> None:
             runs["segkit torch bf16"] = (predict + ["-m", str(sk_model), "--precision", "bf16"], None)
         runs["segkit torch fp32"] = (predict + ["-m", str(sk_model), "--precision", "fp32"], None)
         runs["segkit onnxruntime fp32"] = (predict + ["-m", str(package), "--backend", "onnxruntime"], None)
+        runs["segkit onnxruntime fp32, nnU-Net folder exported"] = (
+            predict + ["-m", str(imported), "--backend", "onnxruntime"], None)
         runs["segkit openvino fp32"] = (predict + ["-m", str(package), "--backend", "openvino", "--precision", "fp32"],
                                         None)
         if bf16:

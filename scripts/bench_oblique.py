@@ -103,9 +103,22 @@ def tilted_reference(image: sitk.Image, direction: tuple[float, ...]) -> sitk.Im
 
 
 def carried(image: sitk.Image, reference: sitk.Image, nearest: bool, pixel: int) -> sitk.Image:
-    """image resampled onto reference's grid (B-spline or nearest), 0 outside."""
-    method = sitk.sitkNearestNeighbor if nearest else sitk.sitkBSpline
-    return sitk.Resample(image, reference, sitk.Transform(), method, 0.0, pixel)
+    """image resampled onto reference's grid (B-spline or nearest), 0 outside.
+
+    The B-spline's ringing is not let into the image's zero background (where the linearly
+    carried nonzero mask is below one half the result is 0): the tilted storage of a
+    zero-background MR has a zero background too, as a scanner or converter would write it.
+    """
+    if nearest:
+        return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, pixel)
+    values = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkBSpline, 0.0, pixel)
+    mask = sitk.Resample(sitk.Cast(image != 0, sitk.sitkFloat32), reference, sitk.Transform(), sitk.sitkLinear, 0.0,
+                         sitk.sitkFloat32)
+    array = sitk.GetArrayFromImage(values)
+    array[sitk.GetArrayFromImage(mask) < 0.5] = 0
+    result = sitk.GetImageFromArray(array)
+    result.CopyInformation(values)
+    return result
 
 
 def write_inputs(dataset: Path, inputs: Path, subjects: list[str]) -> dict:
@@ -179,8 +192,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, nargs=2, metavar=("EPOCHS", "ITERATIONS"),
                         help="train EPOCHS x ITERATIONS steps of FIXED_CONFIGURATION instead of --minutes")
+    parser.add_argument("--modes", nargs="+", default=["resampled", "as_before"], choices=["resampled", "as_before"])
     parser.add_argument("--subjects", nargs="+", default=list(realdata.HELD_OUT), choices=list(realdata.HELD_OUT))
     parser.add_argument("--skip-train", action="store_true", help="reuse the model already trained in --out")
+    parser.add_argument("--checkpoint", default="final", choices=("final", "best", "latest"),
+                        help="which checkpoint predicts (latest: a training stopped early, e.g. on a loaded machine)")
     args = parser.parse_args()
     out = Path(args.out)
     dataset = out / "RealBrainStructures"
@@ -207,6 +223,8 @@ def main() -> None:
         log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
         result["train_steps"] = log[-1]["step"] if log else 0
         result["validation_mean_dice"] = log[-1].get("val_mean_dice") if log else None
+    log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
+    result |= {"checkpoint": args.checkpoint, "checkpoint_step": log[-1]["step"] if log else 0}
     plans = json.loads((models / "plans.json").read_text())
     result["training_orientations"] = plans.get("training_orientations")
     result["oblique_inputs"] = plans.get("oblique_inputs")
@@ -220,9 +238,12 @@ def main() -> None:
     inputs.mkdir(parents=True)
     stored = write_inputs(dataset, inputs, args.subjects)
     for mode, model in (("resampled", models), ("as_before", before)):
+        if mode not in args.modes:
+            continue
         pred = out / f"pred_{mode}"
         shutil.rmtree(pred, ignore_errors=True)
-        segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta")
+        segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta",
+               "--checkpoint", args.checkpoint)
         result[mode] = score(pred, dataset, stored, args.subjects)
         for row in result[mode]:
             print(json.dumps({"mode": mode} | row), flush=True)

@@ -9,6 +9,8 @@ import argparse
 import json
 import re
 
+from segkit.cli.options import add_log_format_option
+
 DATE_RANGE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
 
 
@@ -30,14 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="seconds to keep retrying a destination that is down before leaving the results to "
                              "the next run (default 300)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_log_format_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Pull, print the summary as JSON; 1 when a unit failed."""
-    import logging
-
-    from segkit.cli.serve import _require_pynetdicom
+    from segkit.cli.serve import _require_pynetdicom, setup_logging
     from segkit.errors import UserError
     from segkit.pacs.config import load_config
 
@@ -49,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.pacs.pull import PullQuery, pull
     from segkit.pacs.send import SendError
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("pynetdicom", "highdicom"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    setup_logging(args.log_level, args.log_format, "pull")
     node = Node(config, source="pull")
     node.start()
     try:

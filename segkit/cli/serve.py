@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from segkit.cli.options import add_log_format_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the serve subcommand."""
@@ -20,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--status", action="store_true",
                         help="print the journal's state (counts per state, queue depth, last errors) as JSON and exit")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    add_log_format_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -31,14 +34,11 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         return print_status(config)
     _require_pynetdicom()
-    import logging
     import signal
 
     from segkit.pacs.node import Node
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("pynetdicom", "highdicom"):   # per-association and per-SEG chatter; our own lines say what matters
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    setup_logging(args.log_level, args.log_format, "serve")
     node = Node(config)
     node.start()
     signal.signal(signal.SIGTERM, lambda *_: node._stop.set())
@@ -48,6 +48,21 @@ def run(args: argparse.Namespace) -> int:
         pass
     node.stop()
     return 0
+
+
+def setup_logging(level: str, log_format: str, component: str) -> None:
+    """The node's log lines on stderr: text with a timestamp, or segkit.logs' JSON lines for collectors."""
+    import logging
+
+    from segkit import logs
+
+    logs.configure(log_format, component)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logs.JsonFormatter(component) if log_format == "json"
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for chatty in ("pynetdicom", "highdicom"):   # per-association and per-SEG chatter; our own lines say what matters
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def print_status(config) -> int:

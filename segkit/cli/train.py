@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from segkit.cli.datasets import add_dataset_argument
 from segkit.cli.options import add_device_option, add_precision_option
-from segkit.training.finetune_options import add_arguments as add_finetune_arguments
+from segkit.training.finetune_options import FINETUNE_LR_FACTOR, MAX_DEFAULT_WARMUP_STEPS, WARMUP_SHARE
 
 if TYPE_CHECKING:
     from segkit.training.request import TrainRequest
@@ -159,3 +159,20 @@ def quality_message(final: dict, whole: tuple[float, int] | None, work: Path) ->
                 f"({validation['fraction']:.0%} of each validation case, around the structures) and overstates "
                 f"it; measure with --predict-validation or `segkit find-best {work} --predict-missing`")
     return f"model quality: best validation mean Dice {best:.4f} on the fold's whole validation cases (no TTA)"
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    """--pretrained, --pretrained-fold, --pretrained-checkpoint, --freeze-encoder, --warmup-steps."""
+    parser.add_argument("--pretrained", metavar="SOURCE",
+                        help="start from another model's weights: a checkpoint .pt, a model folder (or work dir), "
+                             "an nnU-Net v2 model folder, or a model package .zip (checksums verified first); "
+                             "docs/fine-tuning.md")
+    parser.add_argument("--pretrained-fold", metavar="F", help="fold of a model folder / package (default: its first)")
+    parser.add_argument("--pretrained-checkpoint", choices=("final", "best", "latest"),
+                        help="checkpoint kind of a model folder (default: final; a package: the one it holds)")
+    parser.add_argument("--freeze-encoder", type=int, default=0, metavar="EPOCHS",
+                        help="with --pretrained: train only decoder and heads for the first EPOCHS epochs, then all")
+    parser.add_argument("--warmup-steps", type=int, metavar="N",
+                        help=f"with --pretrained: linear lr warm-up over N steps once the encoder trains "
+                             f"(default {WARMUP_SHARE:.0%}% of those steps, at most {MAX_DEFAULT_WARMUP_STEPS}; 0: none); "
+                             f"the lr defaults to the recipe's x{FINETUNE_LR_FACTOR:g} (--recipe-set lr=VALUE sets it)")

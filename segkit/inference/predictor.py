@@ -21,7 +21,6 @@ one-hot channels (`segkit.preprocessing.previous_stage`).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,7 +280,7 @@ class ModelEnsemble:
         return AxisAlignment(geometry, grid, oblique_degrees(geometry.direction), limit)
 
     def align(self, case_id: str, images: np.ndarray, alignment: AxisAlignment) -> tuple[np.ndarray, dict]:
-        """Images resampled onto the alignment's grid, and the report's record of it (also said on stderr)."""
+        """Images resampled onto the alignment's grid, and the report's record of it (also logged as a warning)."""
         from segkit.preprocessing.pipeline import configuration_entry, resampling_settings
 
         start = time.perf_counter()
@@ -291,7 +290,7 @@ class ModelEnsemble:
         note = (f"input is {alignment.oblique_degrees:.1f} degrees oblique to the patient axes (the model's limit "
                 f"{alignment.limit_degrees:.1f}, from its training images): resampled onto an axis-aligned grid for "
                 "the network, outputs mapped back onto the input's grid")
-        print(f"note: {case_id}: {note}", file=sys.stderr)
+        logs.warning(f"{case_id}: {note}", event="case_warning", case_id=case_id)
         return aligned, {"note": note, "record": record}
 
     def prepare(self, case_id: str, images: np.ndarray, geometry: Geometry) -> PreparedCase:
@@ -306,15 +305,15 @@ class ModelEnsemble:
             raise UserError(f"case {case_id!r} has {images.shape[0]} channel(s), the model needs {self.num_channels}")
         data, properties, warnings, extra = [], [], [], {}
         alignment = self.axis_alignment(geometry)
-        network_geometry = geometry
+        network_images, network_geometry = images, geometry
         if alignment is not None:
-            images, resampling = self.align(case_id, images, alignment)
+            network_images, resampling = self.align(case_id, images, alignment)
             network_geometry = alignment.aligned_geometry
             warnings.append(resampling["note"])
             extra["axis_alignment"] = resampling["record"]
         for stage in self.stages:
             # every stage reorients to its plans' canonical frame; revert maps each back exactly
-            stage_data, stage_properties = preprocess_images(images, network_geometry.array_spacing, stage.plans,
+            stage_data, stage_properties = preprocess_images(network_images, network_geometry.array_spacing, stage.plans,
                                                              stage.configuration, direction=network_geometry.direction)
             data.append(stage_data)
             properties.append(stage_properties)

@@ -110,6 +110,7 @@ class NodeConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     tls: TlsConfig | None = None
     destination_tls: bool = False
+    retain_minutes: float = 60.0
 
     @property
     def journal_path(self) -> Path:
@@ -125,7 +126,8 @@ class NodeConfig:
 
 
 _SECTIONS: dict[str, set[str]] = {
-    "node": {"ae_title", "host", "port", "storage", "quiet_seconds", "min_free_mb", "health_port", "keep_files", "push"},
+    "node": {"ae_title", "host", "port", "storage", "quiet_seconds", "min_free_mb", "health_port", "keep_files", "push",
+             "retain_minutes"},
     "model": {"path", "configuration", "folds", "checkpoint", "device", "channel_map", "tta", "threads"},
     "destination": {"ae_title", "host", "port", "tls"},
     "source": {"ae_title", "host", "port"},
@@ -302,4 +304,4 @@ def load_config(path: str | Path) -> NodeConfig:
                       node.positive("quiet_seconds", 10.0), node.positive("min_free_mb", 1024.0),
                       node.port("health_port", 0), node.get("keep_files", bool, False), tuple(peers),
                       _model(path, data["model"]) if "model" in data else None, destination, source, dicomweb, push,
-                      retry, tls, destination_tls)
+                      retry, tls, destination_tls, node.positive("retain_minutes", 60.0))

@@ -124,19 +124,14 @@ class Journal:
                 raise
             self._db.execute("COMMIT")
 
-    def processed(self, key: str, sop_uid: str) -> bool:
-        """True when this instance is already part of a unit that left ``receiving``/``queued`` (a re-send)."""
-        with self._lock:
-            row = self._db.execute("SELECT u.state FROM units u JOIN instances i ON i.key = u.key "
-                                   "WHERE u.key = ? AND i.sop_uid = ?", (key, sop_uid)).fetchone()
-        return row is not None and row[0] not in ("receiving", "queued")
-
-    def instance_arrived(self, key: str, study_uid: str, folder: str, sop_uid: str, source: str = "push") -> bool:
+    def instance_arrived(self, key: str, study_uid: str, folder: str, sop_uid: str, source: str = "push",
+                         restored: bool = False) -> bool:
         """Record one stored instance of a unit; True when the instance is new to the unit.
 
         A new unit starts receiving, a known one restarts its quiet timer. A new instance for a
-        unit past ``receiving`` reopens it (a grown series gets a new SEG); the same instance again
-        (a re-send, identical SOP Instance UID) changes nothing.
+        unit past ``receiving`` reopens it (a grown series is segmented again); the same instance
+        again (a re-send, identical SOP Instance UID) changes nothing, except that a *failed* unit
+        whose file had to be restored (restored=True) is reopened: the sender is completing it.
         """
         now = time.time()
         with self._transaction() as db:
@@ -150,6 +145,10 @@ class Journal:
             if not new:
                 if row["state"] in ("receiving", "queued"):
                     db.execute("UPDATE units SET state = 'receiving', last_instance_at = ? WHERE key = ?", (now, key))
+                elif row["state"] == "failed" and restored:
+                    db.execute("UPDATE units SET state = 'receiving', last_instance_at = ?, updated_at = ?, "
+                               "reason = NULL, attempts = 0, send_attempts = 0, next_attempt_at = 0 WHERE key = ?",
+                               (now, now, key))
                 return False
             if row["state"] == "predicting":   # the running prediction is stale; the worker sees the new generation
                 db.execute("UPDATE units SET instances = instances + 1, generation = generation + 1, "
@@ -166,13 +165,16 @@ class Journal:
             rows = self._db.execute("SELECT sop_uid FROM instances WHERE key = ? ORDER BY sop_uid", (key,)).fetchall()
         return [row[0] for row in rows]
 
-    def queue_quiet(self, quiet_seconds: float) -> list[str]:
-        """Move units that received nothing for quiet_seconds from receiving to queued; their keys."""
+    def queue_quiet(self, quiet_seconds: float, busy: frozenset[str] = frozenset()) -> list[str]:
+        """Move units that received nothing for quiet_seconds from receiving to queued; their keys.
+
+        Units in busy (an association that delivered to them is still open) wait whatever the timer says.
+        """
         now = time.time()
         with self._transaction() as db:
             keys = [r["key"] for r in db.execute("SELECT key FROM units WHERE state = 'receiving' "
                                                  "AND last_instance_at <= ? ORDER BY last_instance_at",
-                                                 (now - quiet_seconds,))]
+                                                 (now - quiet_seconds,)) if r["key"] not in busy]
             db.executemany("UPDATE units SET state = 'queued', updated_at = ? WHERE key = ?", [(now, k) for k in keys])
         return keys
 
@@ -267,6 +269,12 @@ class Journal:
         with self._lock:
             query = "SELECT * FROM units" + (" WHERE state = ?" if state else "") + " ORDER BY created_at"
             rows = self._db.execute(query, (state,) if state else ()).fetchall()
+        return [Unit(**dict(row)) for row in rows]
+
+    def expired(self, before: float) -> list[Unit]:
+        """Done units last changed before a time (their files may go)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM units WHERE state = 'done' AND updated_at < ?", (before,)).fetchall()
         return [Unit(**dict(row)) for row in rows]
 
     def known(self, key: str) -> bool:

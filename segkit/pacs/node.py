@@ -68,6 +68,7 @@ class Node:
         self._health: ThreadingHTTPServer | None = None
         self.port = config.port
         self.health_port = config.health_port
+        self._last_sweep = 0.0
 
     def start(self) -> None:
         """Start listening and working (returns at once)."""
@@ -124,7 +125,7 @@ class Node:
 
     def _predict_step(self) -> bool:
         """Queue quiet units, predict one; False when there was nothing to do."""
-        self.journal.queue_quiet(self.config.quiet_seconds)
+        self.journal.queue_quiet(self.config.quiet_seconds, self.receiver.busy_units())
         unit = self.journal.claim("queued", "predicting")
         if unit is None:
             return False
@@ -148,6 +149,13 @@ class Node:
     def _predict(self, unit: Unit) -> None:
         """Predict one unit and record what happened."""
         folder = self.storage.root / unit.folder
+        on_disk = len(self.storage.unit_instances(unit.folder))
+        if on_disk < unit.instances:   # files deleted after retention and only part of the series re-sent
+            reason = (f"{unit.instances - on_disk} of its {unit.instances} instances are no longer on disk "
+                      "(deleted after retain_minutes); send the whole series again")
+            self.journal.attempt_failed(unit.key, "predicting", reason, 1, 0, permanent=True)
+            LOG.error("failed %s: %s", unit.key, reason)
+            return
         LOG.info("predicting %s %s (%d instance(s), try %d)", "study" if self.receiver.unit_by_study else "series",
                  unit.key, unit.instances, unit.attempts + 1)
         try:
@@ -176,9 +184,12 @@ class Node:
         self._guarded(self._send_step)
 
     def _send_step(self) -> bool:
-        """Send one due SEG; False when none was due."""
+        """Send one due SEG; False when none was due (then finished units past their retention are cleaned)."""
         unit = self.journal.claim("sending", "sending")
         if unit is None:
+            if time.monotonic() - self._last_sweep > 30:
+                self._last_sweep = time.monotonic()
+                self._sweep()
             return False
         self._send(unit)
         return True
@@ -203,7 +214,19 @@ class Node:
             return
         self.journal.sent(unit.key, time.perf_counter() - start)
         LOG.info("sent SEG %s of %s", unit.seg_uid, unit.key)
-        if not self.config.keep_files:
+        if not self.config.keep_files:   # delivered: a re-prediction would write it again
+            path.unlink(missing_ok=True)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Delete the files of units done for longer than retain_minutes (never with keep_files).
+
+        Kept a while because a sender that re-sends a series after a crash may add instances: the
+        unit is then segmented again from every instance, old and new.
+        """
+        if self.config.keep_files:
+            return
+        for unit in self.journal.expired(time.time() - 60 * self.config.retain_minutes):
             self.storage.forget(unit.key, unit.folder)
 
     def _deliver(self, key: str, path: Path) -> None:

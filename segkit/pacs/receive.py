@@ -3,6 +3,9 @@
 - Association: the calling AE title (and, where the config gives one, the peer's address) must
   be on ``[[peers]]``; anything else is rejected (A-ASSOCIATE-RJ, "calling AE title not
   recognised") before a byte of data is accepted.
+- A unit is complete only after ``quiet_seconds`` without a new instance *and* once every
+  association that delivered to it has ended (`busy_units`): a sender pausing mid-series, or a
+  write waiting on a slow disk, never lets half a series be predicted.
 - An image instance is written durably (`store.durable_write`) and recorded in the journal
   *before* the success status goes back, so an instance the sender saw succeed is never lost.
 - Non-image SOP classes (SR, KO, presentation states, SEG...) are acknowledged and not stored.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +46,26 @@ class Receiver:
         self.unit_by_study = unit_by_study
         self.source = source
         self.received = 0
+        # units each open association has delivered to: not complete while their sender is still connected
+        self._open: dict[int, set[str]] = {}
+        self._open_lock = threading.Lock()
+
+    def busy_units(self) -> frozenset[str]:
+        """Units an open association has delivered to (or is delivering to right now)."""
+        with self._open_lock:
+            return frozenset().union(*self._open.values()) if self._open else frozenset()
+
+    def _deliveries(self, assoc: Any) -> set[str] | None:
+        """The busy set of one association (None outside an association: a WADO-RS part)."""
+        if assoc is None:
+            return None
+        with self._open_lock:
+            return self._open.setdefault(id(assoc), set())
+
+    def on_closed(self, event: Any) -> None:
+        """An association ended (released or aborted): its units may become quiet."""
+        with self._open_lock:
+            self._open.pop(id(event.assoc), None)
 
     def on_requested(self, event: Any) -> None:
         """Reject an association from a calling AE title (or address) that is not on the allowlist."""
@@ -59,9 +83,9 @@ class Receiver:
 
     def on_store(self, event: Any) -> int:
         """C-STORE: store an image instance durably and journal it, then answer; every problem an error status."""
-        return self.accept(lambda: event.dataset, event.encoded_dataset, event.assoc.requestor.ae_title)
+        return self.accept(lambda: event.dataset, event.encoded_dataset, event.assoc.requestor.ae_title, event.assoc)
 
-    def accept(self, decode: Callable[[], Any], encoded: Callable[[], bytes], peer: str) -> int:
+    def accept(self, decode: Callable[[], Any], encoded: Callable[[], bytes], peer: str, assoc: Any = None) -> int:
         """Check, store and journal one instance (from C-STORE or a WADO-RS part); the DICOM status it earns."""
         try:
             dataset = decode()
@@ -90,6 +114,10 @@ class Receiver:
             LOG.error("instance %s of series %s refused: %.0f MB free, below min_free_mb = %.0f (out of resources)",
                       sop_uid, series_uid, self.storage.free_mb(), self.config.min_free_mb)
             return STATUS_OUT_OF_RESOURCES
+        deliveries = self._deliveries(assoc)
+        if deliveries is not None:   # before the (possibly slow) write: the unit must not look quiet meanwhile
+            with self._open_lock:
+                deliveries.add(self.unit_key(study_uid, series_uid))
         try:
             self.store(encoded, study_uid, series_uid, sop_uid)
         except OSError as err:
@@ -109,13 +137,12 @@ class Receiver:
         """Write the instance as a DICOM file (as received, with file meta) and journal it."""
         path = self.storage.instance_path(study_uid, series_uid, sop_uid)
         key = self.unit_key(study_uid, series_uid)
-        if self.journal.processed(key, sop_uid):
-            LOG.info("instance %s of series %s was already processed; not stored again", sop_uid, series_uid)
-            return
-        if not path.exists():
+        missing = not path.exists()
+        if missing:   # also a re-sent instance whose file the retention sweep deleted: a reopened unit needs it
             durable_write(path, encoded())
         folder = path.parent.parent if self.unit_by_study else path.parent
-        self.journal.instance_arrived(key, study_uid, str(folder.relative_to(self.storage.root)), sop_uid, self.source)
+        self.journal.instance_arrived(key, study_uid, str(folder.relative_to(self.storage.root)), sop_uid, self.source,
+                                      restored=missing)
         self.received += 1
 
 
@@ -138,7 +165,10 @@ def start_server(config: NodeConfig, receiver: Receiver, port: int | None = None
     ae.supported_contexts = StoragePresentationContexts
     ae.add_supported_context(Verification)
     ae.maximum_associations = 16
+    # a C-STORE whose fsync waits on a busy disk must not make the node abort its own association
+    ae.network_timeout = 600
     handlers: list = [(evt.EVT_REQUESTED, receiver.on_requested), (evt.EVT_C_STORE, receiver.on_store),
-                (evt.EVT_C_ECHO, receiver.on_echo)]
+                (evt.EVT_C_ECHO, receiver.on_echo), (evt.EVT_RELEASED, receiver.on_closed),
+                (evt.EVT_ABORTED, receiver.on_closed), (evt.EVT_CONN_CLOSE, receiver.on_closed)]
     return ae.start_server((config.host, config.port if port is None else port), block=False, evt_handlers=handlers,
                            ssl_context=server_ssl_context(config))

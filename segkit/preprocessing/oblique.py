@@ -7,8 +7,8 @@ training images (`orientation.needs_axis_alignment`, limit recorded in plans.jso
 ``oblique_inputs.resample_above_degrees``), prediction first resamples it onto an
 axis-aligned grid in the canonical frame (identity ITK direction, "LPS"): the given spacing
 (the plan's target spacing, so preprocessing's own resampling is then the identity), covering
-the whole physical extent of the input's voxels, outside the scanned volume filled with each
-channel's minimum, exactly 0 where the input was 0 (its nonzero region drives cropping and
+the whole physical extent of the input's voxels, outside the scanned volume filled with the
+median of each channel's edge voxels, exactly 0 where the input was 0 (its nonzero region drives cropping and
 normalisation). Network outputs on that grid are mapped back onto the input's own grid
 (its size, spacing, origin and direction) by linear interpolation of the probabilities, one
 slab of input rows at a time (`segkit.inference.revert.labels_from_aligned`).
@@ -82,6 +82,11 @@ def resample_volume_onto(volume: np.ndarray | sitk.Image, source: Geometry, targ
     return sitk.GetArrayFromImage(resampled)
 
 
+def border_voxels(volume: np.ndarray) -> np.ndarray:
+    """The values on the six faces of a (z, y, x) volume."""
+    return np.concatenate([np.moveaxis(volume, axis, 0)[index].ravel() for axis in range(3) for index in (0, -1)])
+
+
 def images_onto_grid(images: np.ndarray, source: Geometry, target: Geometry, order: int) -> np.ndarray:
     """(C, z, y, x) images resampled onto the target grid, keeping the nonzero region's meaning.
 
@@ -89,21 +94,25 @@ def images_onto_grid(images: np.ndarray, source: Geometry, target: Geometry, ord
     channel is nonzero (nnU-Net's convention: a skull-stripped MR is exactly 0 outside the head).
     Spline interpolation rings a little into that zero background, so the input's nonzero region
     is carried separately (linearly, half-way boundary) and the target is exactly 0 outside it.
-    Outside the scanned volume each channel gets its own minimum (air on a CT, 0 on such an MR).
+    Outside the scanned volume each channel gets the median of its own edge voxels (air on a CT,
+    0 on such an MR).
     """
     if order not in INTERPOLATORS:
         raise ValueError(f"interpolation order must be one of {sorted(INTERPOLATORS)}, got {order}")
     images = np.asarray(images)
     nonzero = np.any(images != 0, axis=0)
+    # outside the scan: what the input holds at its own edges (air on a CT, 0 on an MR), not its minimum,
+    # which interpolation ringing or noise can drive far below the background
+    edges = [np.median(border_voxels(np.asarray(channel, dtype=np.float32))) for channel in images]
     inside_scan = resample_volume_onto(np.ones(images.shape[1:], dtype=np.float32), source, target, 0, 0.0) > 0.5
     background = inside_scan & (resample_volume_onto(nonzero.astype(np.float32), source, target, 1, 0.0) < 0.5)
     out = np.empty((images.shape[0], *target.array_shape), dtype=np.float32)
     for channel in range(images.shape[0]):
         volume = np.asarray(images[channel], dtype=np.float32)
-        minimum = float(volume.min())
-        out[channel] = resample_volume_onto(volume, source, target, order, minimum)
+        outside = float(edges[channel])
+        out[channel] = resample_volume_onto(volume, source, target, order, outside)
         out[channel][background] = 0.0
-        out[channel][~inside_scan] = minimum   # the same outside rule for every interpolator
+        out[channel][~inside_scan] = outside   # the same outside rule for every interpolator
     return out
 
 

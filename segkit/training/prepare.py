@@ -197,26 +197,49 @@ def predicts_validation(request: TrainRequest, plans: dict, fold: int | None) ->
         previous_stage_of(plans, name) == request.configuration for name in plans["configurations"])
 
 
-def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, started: float) -> TrainSetup:
-    """Everything `train` needs, checked; rank 0 writes the model dir files."""
+@dataclasses.dataclass
+class _Plan:
+    """Phase 1: the work dir and the configuration's plans entry."""
+
+    work: Path
+    plans: dict
+    entry: dict
+
+
+@dataclasses.dataclass
+class _Split:
+    """Phase 2: the fold, its cases and folders (a cascade stage: the previous stage's split)."""
+
+    fold: int | None
+    folder: Path
+    models: Path
+    fold_dir: Path
+    previous_stage: str | None
+    splits: list[dict]
+    train_ids: list[str]
+    val_ids: list[str]
+
+
+def _read_plan(request: TrainRequest) -> _Plan:
+    """The work dir, plans.json and the configuration's entry; UserError when planning has not run."""
     work = resolve_work_dir(request.dataset, request.work_dir)
     plans_file = Path(request.plans) if request.plans else plans_path(work)
     if not request.plans and not plans_file.is_file():
         raise UserError(f"plans.json not found in {work}: run `segkit plan {request.dataset}` and "
                         f"`segkit preprocess {request.dataset} -c {request.configuration}` first")
     plans = read_plans_dict(plans_file)
-    entry = _configuration_entry(plans, request.configuration, plans_file)
-    fold = parse_fold(request.fold)
-    finetune = finetune_from_args(request, request.configuration)   # resolves (and verifies) --pretrained SOURCE
-    if request.time_budget_min is not None and request.time_budget_min <= 0:
-        raise UserError("--time-budget must be a positive number of minutes")
-    folder = preprocessed_dir(work, request.configuration)
+    return _Plan(work, plans, _configuration_entry(plans, request.configuration, plans_file))
+
+
+def _split(request: TrainRequest, info: dd.DistInfo, plan: _Plan, fold: int | None) -> _Split:
+    """The fold's training and validation case ids (every case for -f all); rank 0 writes splits.json."""
+    folder = preprocessed_dir(plan.work, request.configuration)
     case_ids = preprocessed_case_ids(folder)
-    models = model_dir(work, request.configuration)
-    fold_dir = fold_path(models, fold)
-    previous_stage = previous_stage_of(plans, request.configuration)
+    models = model_dir(plan.work, request.configuration)
+    previous_stage = previous_stage_of(plan.plans, request.configuration)
+    splits: list[dict] = []
     if previous_stage is not None:
-        splits = cascade_splits(work, request.configuration, previous_stage, case_ids, write=info.is_main)
+        splits = cascade_splits(plan.work, request.configuration, previous_stage, case_ids, write=info.is_main)
     if fold is None:
         train_ids = val_ids = case_ids
     else:
@@ -225,49 +248,49 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
         if fold >= len(splits):
             raise UserError(f"fold {fold} is out of range: splits.json has {len(splits)} folds", splits_path(models))
         train_ids, val_ids = splits[fold]["train"], splits[fold]["val"]
-    if request.resume and not checkpoint_path(fold_dir, "latest").is_file():
-        raise UserError("--resume: no checkpoint_latest.pt to resume from", fold_dir)
-    if not request.resume and not request.overwrite and checkpoint_path(fold_dir, "final").is_file():
-        # a finished fold is a trained model: replacing it silently loses days of GPU time
-        raise UserError("this fold is already trained (checkpoint_final.pt): --resume extends it (with --epochs or "
-                        "--time-budget), --overwrite trains it again from scratch", fold_dir)
-    recipe, recipe_reason, overrides = _recipe(request, device_type, fold_dir)
-    recipe, lr_note = finetune_recipe(recipe, overrides, finetune)
-    finetune = dataclasses.replace(finetune, lr_note=lr_note) if finetune else None
-    dd.barrier(info)
-    train_cases = _open_cases(folder, train_ids, plans, entry)
-    val_cases = _open_cases(folder, val_ids, plans, entry)
-    if previous_stage is not None:   # a cascade stage: the previous stage's held-out predictions of every case
-        label_maps = previous_label_maps(work, request.configuration, previous_stage, splits, sorted({*train_ids, *val_ids}),
+    return _Split(fold, folder, models, fold_path(models, fold), previous_stage, splits, train_ids, val_ids)
+
+
+def _cases(request: TrainRequest, plan: _Plan, split: _Split) -> tuple[list, list]:
+    """The opened training and validation cases (a cascade stage's: with the previous stage's label maps)."""
+    train_cases = _open_cases(split.folder, split.train_ids, plan.plans, plan.entry)
+    val_cases = _open_cases(split.folder, split.val_ids, plan.plans, plan.entry)
+    if split.previous_stage is not None:   # a cascade stage: the previous stage's held-out predictions of every case
+        label_maps = previous_label_maps(plan.work, request.configuration, split.previous_stage, split.splits,
+                                         sorted({*split.train_ids, *split.val_ids}),
                                          load_dataset(request.dataset).file_ending)
-        train_cases = [with_previous(c, label_maps[c.case_id], plans) for c in train_cases]
-        val_cases = [with_previous(c, label_maps[c.case_id], plans) for c in val_cases]
-    precision = training_precision(request.precision, device_type)
-    device = dd.device_for(device_type, info)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    previous, probe = _previous_fit(models, request.configuration, plans_sha256(entry)), None
+        train_cases = [with_previous(c, label_maps[c.case_id], plan.plans) for c in train_cases]
+        val_cases = [with_previous(c, label_maps[c.case_id], plan.plans) for c in val_cases]
+    return train_cases, val_cases
+
+
+def _fitted_entry(request: TrainRequest, plan: _Plan, split: _Split, recipe: Recipe, device_type: str,
+                  device: torch.device, precision: str, info: dd.DistInfo, started: float) -> tuple[dict, dict | None]:
+    """The entry this run trains: the model dir's earlier fit of the same plan, else fitted to CPU and memory now."""
+    previous = _previous_fit(split.models, request.configuration, plans_sha256(plan.entry))
     if previous is not None:
-        entry = previous
-    else:
-        source = {"source_plans_sha256": plans_sha256(entry)}
-        entry = _cpu_fitted_entry(request, plans, entry, device_type, info, recipe.min_width, precision,
-                                  startup_s=time.monotonic() - started)
-        entry, probe = _memory_fitted_entry(plans, request.configuration, entry, recipe, device, precision, info)
-        for key in ("training_fit", "memory_fit"):
-            if key in entry:
-                entry[key] |= source
-    entry, mirror_note = _mirrored_entry(plans, entry, recipe)
-    if info.is_main:
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        _write_model_dir(models, plans, request.configuration, entry, Path(request.dataset))
-    dd.barrier(info)
+        return previous, None
+    source = {"source_plans_sha256": plans_sha256(plan.entry)}
+    entry = _cpu_fitted_entry(request, plan.plans, plan.entry, device_type, info, recipe.min_width, precision,
+                              startup_s=time.monotonic() - started)
+    entry, probe = _memory_fitted_entry(plan.plans, request.configuration, entry, recipe, device, precision, info)
+    for key in ("training_fit", "memory_fit"):
+        if key in entry:
+            entry[key] |= source
+    return entry, probe
+
+
+def _notes(request: TrainRequest, split: _Split, recipe: Recipe, recipe_reason: str, overrides: dict, lr_note: str,
+           finetune, precision: str, device_type: str, device: torch.device, entry: dict, mirror_note: str | None,
+           probe: dict | None) -> list[str]:
+    """The lines the run prints about how it was set up."""
     notes = [f"recipe {recipe.name} ({recipe_reason})" + (f", overrides {overrides}" if overrides else ""),
-             *([f"cascade: input + {previous_stage}'s cross-validation segmentation (one-hot)"] if previous_stage else []),
+             *([f"cascade: input + {split.previous_stage}'s cross-validation segmentation (one-hot)"]
+               if split.previous_stage else []),
              f"augmentation {recipe.augment}" + ("" if "augment" in overrides else f" (auto: recipe {recipe.name})"),
-             f"fold {request.fold}: {len(train_ids)} training / {len(val_ids)} validation cases",
+             f"fold {request.fold}: {len(split.train_ids)} training / {len(split.val_ids)} validation cases",
              f"precision {precision}" + (f" (auto on {device_type})" if request.precision == "auto" else "")]
-    if fold is None:
+    if split.fold is None:
         notes.append("-f all: validation uses the training cases (in-sample Dice)")
     notes.append(lr_note)
     if finetune:
@@ -281,10 +304,49 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     elif probe is not None:
         peaks = {k: v for k, v in probe["attempts"][-1].items() if k.startswith("max_memory")}
         notes.append(f"memory probe: the plan fits ({peaks or 'no allocator peaks on ' + device.type})")
+    return notes
+
+
+def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, started: float) -> TrainSetup:
+    """Everything `train` needs, checked; rank 0 writes the model dir files.
+
+    Phases: read the plan / check the request / split the cases / choose the recipe / open the
+    cases / place the device / fit the entry to this hardware / write the model dir / notes.
+    """
+    plan = _read_plan(request)
+    fold = parse_fold(request.fold)
+    finetune = finetune_from_args(request, request.configuration)   # resolves (and verifies) --pretrained SOURCE
+    if request.time_budget_min is not None and request.time_budget_min <= 0:
+        raise UserError("--time-budget must be a positive number of minutes")
+    split = _split(request, info, plan, fold)
+    if request.resume and not checkpoint_path(split.fold_dir, "latest").is_file():
+        raise UserError("--resume: no checkpoint_latest.pt to resume from", split.fold_dir)
+    recipe, recipe_reason, overrides = _recipe(request, device_type, split.fold_dir)
+    if not request.resume and not request.overwrite and checkpoint_path(split.fold_dir, "final").is_file():
+        # a finished fold is a trained model: replacing it silently loses days of GPU time
+        # (checked after the recipe flags, so a mistaken flag is named first)
+        raise UserError("this fold is already trained (checkpoint_final.pt): --resume extends it (with --epochs or "
+                        "--time-budget), --overwrite trains it again from scratch", split.fold_dir)
+    recipe, lr_note = finetune_recipe(recipe, overrides, finetune)
+    finetune = dataclasses.replace(finetune, lr_note=lr_note) if finetune else None
+    dd.barrier(info)
+    train_cases, val_cases = _cases(request, plan, split)
+    precision = training_precision(request.precision, device_type)
+    device = dd.device_for(device_type, info)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    entry, probe = _fitted_entry(request, plan, split, recipe, device_type, device, precision, info, started)
+    entry, mirror_note = _mirrored_entry(plan.plans, entry, recipe)
+    if info.is_main:
+        split.fold_dir.mkdir(parents=True, exist_ok=True)
+        _write_model_dir(split.models, plan.plans, request.configuration, entry, Path(request.dataset))
+    dd.barrier(info)
+    notes = _notes(request, split, recipe, recipe_reason, overrides, lr_note, finetune, precision, device_type, device,
+                   entry, mirror_note, probe)
     return TrainSetup(
-        fold_dir=fold_dir, plans=plans, configuration=request.configuration, config_entry=entry,
+        fold_dir=split.fold_dir, plans=plan.plans, configuration=request.configuration, config_entry=entry,
         train_cases=train_cases, val_cases=val_cases, device=device, recipe=recipe, recipe_reason=recipe_reason,
         recipe_overrides=overrides, seed=request.seed, time_budget_s=request.time_budget_s, started_at=started,
         early_stop=request.early_stop, validate_every=max(1, request.validate_every), resume=request.resume,
         precision=precision, speed=request.speed, num_workers=request.num_workers, progress=request.progress,
-        notes=notes, finetune=finetune, predict_validation=predicts_validation(request, plans, fold))
+        notes=notes, finetune=finetune, predict_validation=predicts_validation(request, plan.plans, fold))

@@ -111,13 +111,13 @@ def test_budget_cut_is_not_early_stopping_and_step_share_stays_a_share_after_res
     cut = json.loads((fold / "schedule.json").read_text())["final"]
     assert cut["stopped_early"] is False and cut["stopped_by"] == "time_budget", cut
     shutil.rmtree(fold)
-    assert _segkit([*common, "--epochs", "1", "--iterations-per-epoch", "25"], log) == 0, log.read_text()
+    assert _segkit([*common, "--epochs", "1", "--iterations-per-epoch", "60"], log) == 0, log.read_text()
     first = json.loads((fold / "schedule.json").read_text())["final"]
-    assert first["stopped_by"] == "epochs" and first["step_seconds"] > 0.5
+    assert first["stopped_by"] == "epochs" and first["step_seconds"] >= 0.4   # the old formula would be off by that
     assert _segkit([*common, "--resume", "--epochs", "2", "--time-budget", "1"], log) == 0, log.read_text()
     second = json.loads((fold / "schedule.json").read_text())["final"]
     assert second["steps"] > first["steps"] and second["stopped_early"] is False
     # the share is this command's step seconds over this command's wall time (step_seconds is cumulative)
     assert 0 < second["step_share"] <= 1, second
     assert second["step_share"] * second["elapsed_s"] == pytest.approx(second["step_seconds"] - first["step_seconds"],
-                                                                        abs=0.3)
+                                                                        abs=0.15)

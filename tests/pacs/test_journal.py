@@ -46,11 +46,22 @@ def test_resent_instances_change_nothing_and_new_ones_reopen_a_done_unit(tmp_pat
     unit = journal.claim("queued", "predicting")
     journal.predicted(unit.key, unit.generation, "2.25.1", 1.0)
     journal.sent(unit.key, 0.1)
-    assert journal.processed("1.2.3", "1.1") and not journal.processed("1.2.3", "1.9")
     assert journal.instance_arrived("1.2.3", "9.9", "f", "1.1") is False
     assert journal.unit("1.2.3").state == "done"
     assert journal.instance_arrived("1.2.3", "9.9", "f", "1.9") is True
     assert journal.unit("1.2.3").state == "receiving" and journal.unit("1.2.3").instances == 3
+
+
+def test_a_failed_unit_reopens_only_when_the_sender_restores_its_files(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal)
+    journal.queue_quiet(0.0)
+    journal.claim("queued", "predicting")
+    journal.attempt_failed("1.2.3", "predicting", "files gone", 1, 0, permanent=True)
+    journal.instance_arrived("1.2.3", "9.9", "f", "1.1")                  # file was still there: stays failed
+    assert journal.unit("1.2.3").state == "failed"
+    journal.instance_arrived("1.2.3", "9.9", "f", "1.1", restored=True)
+    assert journal.unit("1.2.3").state == "receiving" and journal.unit("1.2.3").reason is None
 
 
 def test_an_instance_arriving_during_prediction_discards_that_prediction(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from segkit.pacs.node import Node, status_summary
 pynetdicom = pytest.importorskip("pynetdicom", reason="the pacs extra (pynetdicom) is not installed")
 
 
-def _start(tmp_path: Path, model: Path, orthanc: Orthanc | None, name: str = "node", **kwargs) -> Node:
+def _start(tmp_path: Path, model: Path, orthanc: Orthanc | None, name: str = "node", retain: float = 60,
+           **kwargs) -> Node:
     """A node on a free port, declared to Orthanc as modality `name`."""
     port = free_port()
     config = node_config(tmp_path / f"{name}.toml", tmp_path / f"{name}-storage", port, model, orthanc, **kwargs)
+    config.write_text(config.read_text().replace("min_free_mb = 1\n", f"min_free_mb = 1\nretain_minutes = {retain}\n"))
     node = Node(load_config(config))
     node.start()
     if orthanc is not None:
@@ -73,7 +76,7 @@ def _structured_report(path: Path, study_uid: str) -> Path:
 @pytest.mark.slow
 def test_pushed_series_come_back_as_one_seg_each_and_broken_ones_fail_alone(tmp_path, orthanc, one_channel_model,
                                                                              caplog):
-    node = _start(tmp_path, one_channel_model, orthanc, "push")
+    node = _start(tmp_path, one_channel_model, orthanc, "push", retain=0)
     try:
         good = {}
         for seed in range(12):
@@ -104,7 +107,7 @@ def test_pushed_series_come_back_as_one_seg_each_and_broken_ones_fail_alone(tmp_
                 (tmp_path / f"seg{index}.dcm").write_bytes(data)
                 assert dciodvfy_errors(tmp_path / f"seg{index}.dcm") == []
         left = {path.parent.name for path in node.storage.incoming.rglob("*.dcm")}
-        assert left == set(broken)             # sent units leave nothing behind; failed ones stay for inspection
+        assert left == set(broken)   # retain_minutes = 0: sent units leave nothing behind; failed ones stay for inspection
     finally:
         node.stop()
 
@@ -313,3 +316,26 @@ def test_segs_go_to_a_tls_destination_verified_by_the_configured_ca(tmp_path, on
     finally:
         node.stop()
         server.shutdown()
+
+
+def test_a_sender_pausing_mid_series_on_an_open_association_gets_the_whole_series_segmented(tmp_path,
+                                                                                            one_channel_model):
+    node = _start(tmp_path, one_channel_model, None, quiet=0.3)
+    try:
+        uid, files = write_series(tmp_path / "s", 5)
+        datasets = [pydicom.dcmread(path) for path in files]
+        ae = pynetdicom.AE(ae_title="ORTHANC")
+        ae.add_requested_context(datasets[0].SOPClassUID, datasets[0].file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", node.port, ae_title="SEGKIT")
+        for dataset in datasets[:6]:
+            assert assoc.send_c_store(dataset).Status == 0
+        time.sleep(2.0)                                        # far past quiet_seconds, association still open
+        assert node.journal.unit(uid).state == "receiving"
+        for dataset in datasets[6:]:
+            assert assoc.send_c_store(dataset).Status == 0
+        assoc.release()
+        wait_for(lambda: node.journal.counts()["done"] == 1, 60, "the series segmented")
+        seg = pydicom.dcmread(node.storage.seg_result_path(uid))   # no destination: the SEG is kept in results/
+        assert int(seg.NumberOfFrames) == 12 * 3 and len(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 12
+    finally:
+        node.stop()
