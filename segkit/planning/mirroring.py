@@ -20,37 +20,27 @@ the median stored direction, which is right only when all cases are stored alike
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
+from segkit.io.segment_coding import split_side
 from segkit.preprocessing.orientation import CANONICAL, PLANS_KEY
 
 LEFT_RIGHT_AXIS = 2   # array axis (z, y, x) of the patient's left/right in the canonical frame
 
-# "left", "Right", "hippocampus_l", "R_caudate", "lh.white", "thalamus-rh" ... but not "lateral" or "rhombus"
-LATERAL_NAME = re.compile(r"(?:^|[^a-z])(left|right|l|r|lh|rh)(?:$|[^a-z])", re.IGNORECASE)
-
-
-LEFT_TOKENS = {"left", "l", "lh"}
 SWAP_KEY = "mirror_swap_axis"       # configuration entry: the axis (its own numbering) whose flip swaps the pairs
 PAIRS_KEY = "mirror_pairs"          # plans: [[left value, right value], ...]
 
 
 def lateralised_labels(labels: dict) -> list[str]:
-    """Label names that say left or right (word-ish boundaries, case-insensitive)."""
-    return [name for name in labels if LATERAL_NAME.search(str(name).replace("_", " "))]
+    """Label names that say left or right ("left", "Right", "hippocampus_l", "R_caudate", "lh.white", but not
+    "lateral" or "rhombus"): the side words segment coding reads too (io.segment_coding.split_side)."""
+    return [name for name in labels if split_side(name)[0] is not None]
 
 
 def _side_and_structure(name: str) -> tuple[str, str] | None:
-    """('L' or 'R', the name without its side word, normalised) for a lateralised name, else None."""
-    text = str(name).replace("_", " ")
-    match = LATERAL_NAME.search(text)
-    if match is None:
-        return None
-    side = "L" if match.group(1).lower() in LEFT_TOKENS else "R"
-    rest = (text[:match.start(1)] + " " + text[match.end(1):]).lower()
-    return side, " ".join(re.split(r"[^a-z0-9]+", rest)).strip()
+    """('left' or 'right', the name's other words) for a lateralised name, else None."""
+    side, words = split_side(name)
+    return None if side is None else (side, " ".join(words))
 
 
 def label_pairs(labels: dict) -> tuple[list[list[int]], list[str]]:
@@ -63,10 +53,10 @@ def label_pairs(labels: dict) -> tuple[list[list[int]], list[str]]:
     for name, value in labels.items():
         parsed = _side_and_structure(name)
         if parsed is not None:
-            sides.setdefault(parsed[1], {"L": [], "R": []})[parsed[0]].append((str(name), value))
+            sides.setdefault(parsed[1], {"left": [], "right": []})[parsed[0]].append((str(name), value))
     pairs, unpaired = [], []
     for found in sides.values():
-        left, right = found["L"], found["R"]
+        left, right = found["left"], found["right"]
         if len(left) == 1 and len(right) == 1 and all(isinstance(v, int) for _, v in left + right):
             pairs.append([int(left[0][1]), int(right[0][1])])   # type: ignore[call-overload]
         else:
