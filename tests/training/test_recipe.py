@@ -114,6 +114,5 @@ def test_recipe_set_reaches_the_optimiser_and_schedule_json(prepared, tmp_path, 
     log = [json.loads(line) for line in (fold / "log.jsonl").read_text().splitlines()]
     assert log[0]["lr"] == pytest.approx(0.002 * (1 - 1 / 2) ** 2)    # second step of 2, exponent 2
     capsys.readouterr()
-    # --overwrite: the fold is finished, and a finished fold is refused without it (#24)
-    assert segkit_main(args + ["--overwrite", "--recipe-set", "optimizer=lion"]) == 2
+    assert segkit_main(args + ["--recipe-set", "optimizer=lion"]) == 2
     assert "recipe optimizer must be one of sgd, adamw" in capsys.readouterr().err
