@@ -1,7 +1,7 @@
 """GPU readiness check: the memory model on CUDA, reversible vs plain, speed switches, segkit vs nnU-Net v2.
 
 One script, one GPU, under 8 minutes (each part has a share of --minutes and stops measuring
-when it is spent). It writes one JSON and the "GPU check results" block of docs/benchmarks.md:
+when it is spent). It writes one JSON and the "GPU check results" block of docs/benchmarks/gpu-readiness.md:
 
 1. memory grid: families (unet, resenc, revmbconv reversible and plain) x patch x batch, under
    fp32 / bf16 / fp16 autocast, cuDNN autotuner off (and on for bf16); per point
@@ -363,7 +363,7 @@ def _mib(value) -> str:
 
 
 def markdown(report: dict) -> str:
-    """The docs/benchmarks.md block for a report."""
+    """The docs/benchmarks/gpu-readiness.md block for a report."""
     env = report["environment"]
     lines = [f"Run {env['date']} on {env['device_name']} (torch {env['torch']}, CUDA {env['cuda']}), "
              f"`{env['command']}`, {report['total_seconds']:.0f} s. JSON: `{env['json']}`.", ""]
@@ -409,7 +409,7 @@ def markdown(report: dict) -> str:
 
 
 def write_docs(path: Path, block: str) -> None:
-    """Replace the text between the gpu_check markers of docs/benchmarks.md."""
+    """Replace the text between the gpu_check markers of docs/benchmarks/gpu-readiness.md."""
     text = path.read_text(encoding="utf-8")
     if MARK_START not in text or MARK_END not in text:
         raise SystemExit(f"{path} lacks the gpu_check markers; add {MARK_START} ... {MARK_END}")
@@ -425,7 +425,7 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU (or --device); writes only under --out-dir")
     parser.add_argument("--minutes", type=float, default=7.5, help="total measuring time (default 7.5; no limit in a dry run)")
     parser.add_argument("--out-dir", default=str(REPO / "docs" / "benchmarks"), help="where gpu_check.json (and .md) go")
-    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md / the calibration")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks/gpu-readiness.md / the calibration")
     args = parser.parse_args()
     args.device = args.device or ("cpu" if args.dry_run else "cuda")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -465,9 +465,9 @@ def main() -> int:
             calibration |= {"made_by": report["environment"]["command"], "device_name": report["environment"]["device_name"],
                             "date": report["environment"]["date"], "torch": torch.__version__}
             CALIBRATION_PATH.write_text(json.dumps(calibration, indent=1) + "\n")
-        write_docs(REPO / "docs" / "benchmarks.md", block)
+        write_docs(REPO / "docs" / "benchmarks" / "gpu-readiness.md", block)
     print(block)
-    print(f"\nwrote {json_path}" + ("" if args.dry_run or args.no_docs else f", {CALIBRATION_PATH}, docs/benchmarks.md"))
+    print(f"\nwrote {json_path}" + ("" if args.dry_run or args.no_docs else f", {CALIBRATION_PATH}, docs/benchmarks/gpu-readiness.md"))
     return 0
 
 

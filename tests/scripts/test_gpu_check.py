@@ -60,5 +60,5 @@ def test_results_block_replaces_only_the_marked_section(tmp_path):
     text = docs.read_text(encoding="utf-8")
     assert text.startswith("# B\n\nbefore\n") and text.endswith("\n\nafter\n") and "old" not in text
     assert block in text
-    real = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    real = (REPO / "docs" / "benchmarks" / "gpu-readiness.md").read_text(encoding="utf-8")
     assert gpu_check.MARK_START in real and gpu_check.MARK_END in real
