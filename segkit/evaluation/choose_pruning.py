@@ -20,10 +20,10 @@ from segkit.errors import UserError
 from segkit.inference.model import LoadedModel, load_model
 from segkit.models.pruning import write_pruning
 from segkit.plans import output_label_values, slice_axis_of, spatial_dims_of
-from segkit.training.augmentation import SegToTarget
 from segkit.training.loader import Case, open_case, with_slice_axis_first
 from segkit.training.losses import build_loss
 from segkit.training.splits import read_splits
+from segkit.training.targets import SegToTarget
 from segkit.training.validation import dice_from_counts, validate
 from segkit.workdir import is_work_dir, preprocessed_dir, splits_path
 

@@ -1,4 +1,6 @@
-"""Data augmentation (batchgenerators, nnU-Net's recipe; batched torch transforms for CPU budgets) and labels -> targets.
+"""Data augmentation (batchgenerators, nnU-Net's recipe; batched torch transforms for CPU budgets) and the
+training transform that chains it with the labels -> targets step (segkit.training.targets) and a cascade
+stage's perturbed previous-stage input (segkit.training.cascade_perturbation).
 
 Levels (`--augment`): "full" is nnU-Net's (batchgenerators' per-sample SpatialTransform, intensity,
 mirroring); "fast" has the same kinds of spatial transform made cheap -- one torch `grid_sample`
@@ -26,22 +28,15 @@ from batchgenerators.transforms.color_transforms import (
 from batchgenerators.transforms.noise_transforms import GaussianBlurTransform, GaussianNoiseTransform
 from batchgenerators.transforms.resample_transforms import SimulateLowResolutionTransform
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
-from scipy import ndimage
 
-from segkit.preprocessing.previous_stage import one_hot_previous
-from segkit.training.losses import IGNORE_TARGET
+from segkit.training.cascade_perturbation import PreviousStageToData
+from segkit.training.targets import DeepSupervisionTargets, SegToTarget
 
 ROTATION_DEGREES = 30.0
 SCALE_RANGE = (0.7, 1.4)
 AUGMENT_LEVELS = ("full", "fast", "light", "none")
 FAST_ROTATION_DEGREES = 15.0
 FAST_SCALE_RANGE = (0.85, 1.25)
-# nnU-Net's cascade perturbations of the previous stage's one-hot channels
-MORPHOLOGY_P_PER_SAMPLE = 0.4
-MORPHOLOGY_RADIUS = (1.0, 8.0)
-MORPHOLOGY_OPERATIONS = ("dilation", "erosion", "closing", "opening")
-COMPONENT_REMOVAL_P_PER_SAMPLE = 0.2
-COMPONENT_MAX_FRACTION = 0.15
 
 
 def _rotate(coords: np.ndarray, axis: int, angle: float) -> np.ndarray:
@@ -72,85 +67,6 @@ def sample_size_for(patch_size: Sequence[int], augment: str) -> list[int]:
         return [int(math.ceil(e)) + (int(math.ceil(e)) - p) % 2 for e, p in zip(extent, patch_size)]
     extent = extent[-len(patch_size):] * 2 / scale[0]
     return [int(math.ceil(e)) for e in extent]
-
-
-class SegToTarget(AbstractTransform):
-    """seg (B, 1, ...) -> target: label map with -1 (outside mask) as background, or region masks.
-
-    With an ignore label, its voxels become IGNORE_TARGET in a label-map target, and region targets
-    get the annotated mask as an extra last channel (segkit.training.losses).
-    """
-
-    def __init__(self, label_mode: str, regions: Sequence[Sequence[int]] | None = None,
-                 ignore_label: int | None = None):
-        self.label_mode, self.regions, self.ignore_label = label_mode, regions, ignore_label
-
-    def __call__(self, **data_dict):
-        seg = np.rint(data_dict.pop("seg")).astype(np.int16)
-        ignored = seg == self.ignore_label if self.ignore_label is not None else None
-        seg[seg < 0] = 0
-        if self.label_mode == "sigmoid":
-            masks = [np.isin(seg, list(r)) for r in self.regions] + ([~ignored] if ignored is not None else [])
-            target = np.concatenate(masks, 1).astype(np.float32)
-        else:
-            target = seg.astype(np.float32)
-            if ignored is not None:
-                target[ignored] = IGNORE_TARGET
-        data_dict["target"] = target
-        return data_dict
-
-
-def _first_annotated_in_blocks(target: np.ndarray, scale: Sequence[int], out_shape: Sequence[int]) -> np.ndarray:
-    """Per coarse voxel, the label of the first annotated fine voxel of its block (IGNORE_TARGET if none)."""
-    b, c, *shape = target.shape
-    pads = [(0, 0), (0, 0)] + [(0, (-n) % s) for n, s in zip(shape, scale)]
-    padded = np.pad(target, pads, constant_values=IGNORE_TARGET)
-    view_shape = [b, c]
-    for n, s in zip(padded.shape[2:], scale):
-        view_shape += [n // s, s]
-    dims = len(scale)
-    order = [0, 1] + [2 + 2 * i for i in range(dims)] + [3 + 2 * i for i in range(dims)]
-    coarse = [n // s for n, s in zip(padded.shape[2:], scale)]
-    blocks = padded.reshape(view_shape).transpose(order).reshape(b, c, *coarse, -1)
-    first = (blocks != IGNORE_TARGET).argmax(-1)[..., None]
-    picked = np.take_along_axis(blocks, first, -1)[..., 0]
-    return picked[(slice(None), slice(None)) + tuple(slice(0, n) for n in out_shape)]
-
-
-def downsample_target(target: np.ndarray, scale: Sequence[int], label_mode: str) -> np.ndarray:
-    """Target at a coarser output: nearest sample for label maps, max-pool for region masks.
-
-    Unannotated voxels: a coarse voxel is ignored only if every fine voxel of its block is. A label
-    map takes the first annotated label of the block where its nearest sample is unannotated; the
-    region targets' annotated-mask channel is max-pooled like the regions, which is the same rule.
-    """
-    if all(s == 1 for s in scale):
-        return target
-    if label_mode == "softmax":
-        index = (slice(None), slice(None)) + tuple(slice((s - 1) // 2, None, s) for s in scale)
-        nearest = np.ascontiguousarray(target[index])
-        ignored = nearest == IGNORE_TARGET
-        if ignored.any():
-            nearest = np.where(ignored, _first_annotated_in_blocks(target, scale, nearest.shape[2:]), nearest)
-        return nearest
-    b, c, *shape = target.shape
-    view_shape = [b, c]
-    for n, s in zip(shape, scale):
-        view_shape += [n // s, s]
-    trimmed = target[(slice(None), slice(None)) + tuple(slice(0, (n // s) * s) for n, s in zip(shape, scale))]
-    return trimmed.reshape(view_shape).max(axis=tuple(range(3, len(view_shape), 2)))
-
-
-class DeepSupervisionTargets(AbstractTransform):
-    """target -> list of targets, one per network output (highest resolution first)."""
-
-    def __init__(self, scales: Sequence[Sequence[int]], label_mode: str):
-        self.scales, self.label_mode = [list(s) for s in scales], label_mode
-
-    def __call__(self, **data_dict):
-        target = data_dict["target"]
-        data_dict["target"] = [downsample_target(target, s, self.label_mode) for s in self.scales]
-        return data_dict
 
 
 def _intensity_transforms() -> list[AbstractTransform]:
@@ -295,99 +211,6 @@ class AnisotropicLowResolutionTransform(AbstractTransform):
             low = F.interpolate(sample, size=small, mode="area")
             data[b] = F.interpolate(low, size=shape, mode=mode, align_corners=False)[0].numpy()
         return data_dict
-
-
-def ball(radius: float, dims: int) -> np.ndarray:
-    """Boolean ball (disc in 2D) of a possibly fractional radius: the offsets within `radius` of the centre."""
-    reach = int(math.floor(radius))
-    grid = np.meshgrid(*[np.arange(-reach, reach + 1)] * dims, indexing="ij")
-    squared = np.zeros(grid[0].shape, dtype=np.float64)
-    for axis in grid:
-        squared += axis.astype(np.float64) ** 2
-    return squared <= radius ** 2
-
-
-def morphology(mask: np.ndarray, operation: str, radius: float) -> np.ndarray:
-    """Binary dilation / erosion / closing / opening with a ball, computed in the mask's box plus a margin.
-
-    Outside that margin every operation's result is 0 (the mask is empty there and erosion
-    treats the border as background), so the box gives the whole-volume result at a fraction
-    of the cost.
-    """
-    structure = ball(radius, mask.ndim)
-    margin = structure.shape[0] // 2 + 1
-    present = np.nonzero(mask)
-    box = tuple(slice(max(int(p.min()) - margin, 0), min(int(p.max()) + margin + 1, n))
-                for p, n in zip(present, mask.shape))
-    part = mask[box]
-    operate = {"dilation": ndimage.binary_dilation, "erosion": ndimage.binary_erosion,
-               "closing": ndimage.binary_closing, "opening": ndimage.binary_opening}[operation]
-    out = np.zeros_like(mask)
-    out[box] = operate(part, structure=structure, border_value=0)
-    if operation == "closing":   # scipy's closing erodes the padded border: keep every original voxel
-        out[box] |= part
-    return out
-
-
-class PreviousStageToData(AbstractTransform):
-    """seg channel 1 (the previous stage's labels, moved like the labels) -> one-hot channels appended to data.
-
-    A cascade stage's input. With `perturb` (training), nnU-Net's cascade augmentation follows, so
-    the refinement network does not trust its input blindly: per sample with p 0.4 each channel,
-    in random order, gets a random binary dilation / erosion / closing / opening with a ball of
-    radius 1-8 voxels (voxels a channel gains are taken from the others); per sample with p 0.2
-    each channel loses one random connected component among those under 15 % of the patch.
-    Every draw comes from numpy's global generator (seeded per batch by the loader).
-    """
-
-    def __init__(self, classes: Sequence[Sequence[int]], perturb: bool = True):
-        self.classes, self.perturb = [list(c) for c in classes], perturb
-
-    def __call__(self, **data_dict):
-        seg = data_dict["seg"]
-        previous = np.rint(seg[:, 1]).astype(np.int16)
-        data_dict["seg"] = np.ascontiguousarray(seg[:, :1])
-        one_hot = np.ascontiguousarray(np.moveaxis(one_hot_previous(previous, self.classes), 0, 1))
-        if self.perturb:
-            for sample in one_hot:
-                self._change_shapes(sample)
-                self._remove_components(sample)
-        data = data_dict["data"]
-        data_dict["data"] = np.concatenate([data, one_hot.astype(data.dtype, copy=False)], 1)
-        return data_dict
-
-    def _change_shapes(self, sample: np.ndarray) -> None:
-        """Random morphology per channel (p per sample), keeping the channels exclusive where one grows."""
-        if np.random.uniform() >= MORPHOLOGY_P_PER_SAMPLE:
-            return
-        channels = list(np.random.permutation(len(sample)))
-        for channel in channels:
-            operation = MORPHOLOGY_OPERATIONS[int(np.random.randint(len(MORPHOLOGY_OPERATIONS)))]
-            radius = float(np.random.uniform(*MORPHOLOGY_RADIUS))
-            mask = sample[channel] > 0
-            if not mask.any():
-                continue
-            changed = morphology(mask, operation, radius)
-            sample[channel] = changed
-            gained = changed & ~mask
-            for other in channels:
-                if other != channel:
-                    sample[other][gained] = 0
-
-    def _remove_components(self, sample: np.ndarray) -> None:
-        """Drop one random small connected component per channel (p per sample)."""
-        if np.random.uniform() >= COMPONENT_REMOVAL_P_PER_SAMPLE:
-            return
-        limit = COMPONENT_MAX_FRACTION * sample[0].size
-        for channel in range(len(sample)):
-            mask = sample[channel] > 0
-            if not mask.any():
-                continue
-            labelled, count = ndimage.label(mask)
-            sizes = np.bincount(labelled.ravel())[1:]
-            small = [index + 1 for index in range(count) if sizes[index] < limit]
-            if small:
-                sample[channel][labelled == small[int(np.random.randint(len(small)))]] = 0
 
 
 class PairSwapMirrorTransform(AbstractTransform):

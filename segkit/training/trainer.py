@@ -23,7 +23,7 @@ from segkit.networks import build_network
 from segkit.planning.mirroring import training_swap
 from segkit.training import distributed as dd
 from segkit.training import speed
-from segkit.training.augmentation import SegToTarget, build_transform, sample_size_for
+from segkit.training.augmentation import build_transform, sample_size_for
 from segkit.training.budget import NoBudget, TimeBudget, make_budget
 from segkit.training.extension import extend_schedule, record_extension
 from segkit.training.finetuning import FineTuning
@@ -41,6 +41,7 @@ from segkit.training.records import (
 )
 from segkit.training.schedule import Schedule
 from segkit.training.setup import TrainSetup
+from segkit.training.targets import SegToTarget
 from segkit.training.validation import dice_from_counts, estimate_validation_seconds, sampled_cases, validate
 
 CALIBRATION_EPOCH = 1_000_000        # batch-stream ids of the timing steps (never a real epoch)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from segkit.training.augmentation import DeepSupervisionTargets, SegToTarget, downsample_target
 from segkit.training.losses import (
     IGNORE_TARGET,
     annotated_mask,
@@ -15,6 +14,7 @@ from segkit.training.losses import (
     softmax_dice_ce,
     target_masks,
 )
+from segkit.training.targets import DeepSupervisionTargets, SegToTarget, downsample_target
 
 
 def test_deep_supervision_weights_halve_drop_lowest_and_sum_to_one():

@@ -55,7 +55,7 @@ def test_tile_borders_do_not_cut_structures(spatial_dims, patch):
 
 def test_sparse_validation_counts_only_annotated_voxels():
     """With an ignore label, wrong predictions on unannotated voxels cost nothing; on annotated ones they do."""
-    from segkit.training.augmentation import SegToTarget
+    from segkit.training.targets import SegToTarget
 
     case = _case(3)
     predicted = case.seg.copy()
