@@ -63,7 +63,7 @@ def _patient_left_mm(label: np.ndarray, geometry, value: int) -> float:
     return float(target.origin[0] + target.spacing[0] * x_index.mean())
 
 
-def _train_calibrated(dataset: Path, work: Path, augment: str) -> None:
+def _train_calibrated(dataset: Path, work: Path, augment: str, *extra: str) -> None:
     """The training these safety tests were calibrated with: 100 steps of a tiny network on 8x16x16 patches,
     PyTorch's init (He's, the measured default for real-sized networks, needs ~200 steps here) and 1 of 2
     patches on a blob."""
@@ -73,7 +73,7 @@ def _train_calibrated(dataset: Path, work: Path, augment: str) -> None:
     assert main(["train", str(dataset), "--work-dir", str(work), "-f", "all", "--epochs", "5",
                  "--iterations-per-epoch", "20", "--recipe", "short-cpu", "--augment", augment, "--no-fit",
                  "--recipe-set", "foreground_fraction=0.5",
-                 "--validate-every", "100", "--device", "cpu", "--num-workers", "0", "--quiet"]) == 0
+                 "--validate-every", "100", "--device", "cpu", "--num-workers", "0", "--quiet", *extra]) == 0
 
 
 @pytest.mark.slow
@@ -107,8 +107,8 @@ def test_a_model_trained_on_ras_puts_left_labels_on_the_left_of_a_dicom_series(t
 @pytest.mark.slow
 def test_the_left_right_mirror_of_an_image_gets_the_mirrored_labels_with_the_pairs_swapped(tmp_path):
     dataset, work = _plan_and_preprocess(tmp_path, ["LPS"])
-    # the short recipe mirrors left/right with the pair swapped, in training (light augmentation) and in TTA
-    _train_calibrated(dataset, work, "light")
+    # swap_pairs: left/right mirrored with the pair swapped, in training (light augmentation) and in TTA
+    _train_calibrated(dataset, work, "light", "--recipe-set", "swap_pairs=true")
     model_plans = json.loads((work / "models" / "3d_fullres" / "plans.json").read_text())
     assert model_plans["configurations"]["3d_fullres"]["mirror_axes"] == [2]
     assert model_plans["configurations"]["3d_fullres"]["mirror_swap_axis"] == 2

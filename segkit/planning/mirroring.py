@@ -200,3 +200,16 @@ def inference_swap(plans: dict, entry: dict) -> tuple[int, tuple[int, ...]] | No
     if axis is None or order is None:
         return None
     return int(axis), tuple(order)
+
+
+def without_pair_swap(entry: dict) -> tuple[dict, str | None]:
+    """The entry without its swapping left/right axis (the rule before pair swapping), and why; unchanged if none."""
+    axis = entry.get(SWAP_KEY)
+    if axis is None:
+        return entry, None
+    kept = {k: v for k, v in entry.items() if k != SWAP_KEY}
+    kept["mirror_axes"] = [a for a in entry.get("mirror_axes", []) if a != axis]
+    note = (f"left/right (axis {axis}) not mirrored: the labels are lateralised and the recipe does not swap "
+            "the pairs (swap_pairs=false)")
+    kept["mirror_note"] = note
+    return kept, note

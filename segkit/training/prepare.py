@@ -15,7 +15,7 @@ from segkit.io.dataset import load_dataset
 from segkit.jsonio import atomic_path
 from segkit.models.checkpoint import plans_sha256
 from segkit.networks import build_network
-from segkit.planning.mirroring import SWAP_KEY, anatomical_mirror_axes
+from segkit.planning.mirroring import SWAP_KEY, anatomical_mirror_axes, without_pair_swap
 from segkit.plans import (
     configuration_entry,
     label_mode_of,
@@ -138,14 +138,17 @@ def _memory_fitted_entry(plans: dict, configuration: str, entry: dict, recipe: R
 
 def _mirrored_entry(plans: dict, entry: dict, recipe: Recipe) -> tuple[dict, str | None]:
     """The entry with the recipe's mirror axes, and why; the model dir's plans carry them so TTA mirrors alike."""
-    if recipe.mirroring == "planned":
-        return entry, None
-    axes, why, swap_axis = anatomical_mirror_axes(plans, entry)
-    if axes != list(entry.get("mirror_axes", [])) or swap_axis != entry.get(SWAP_KEY):
-        entry = {k: v for k, v in copy.deepcopy(entry).items() if k != SWAP_KEY} | {"mirror_axes": axes,
-                                                                                   "mirror_note": why}
-        if swap_axis is not None:
-            entry[SWAP_KEY] = swap_axis
+    why = None
+    if recipe.mirroring == "anatomical":
+        axes, why, swap_axis = anatomical_mirror_axes(plans, entry)
+        if axes != list(entry.get("mirror_axes", [])) or swap_axis != entry.get(SWAP_KEY):
+            entry = {k: v for k, v in copy.deepcopy(entry).items() if k != SWAP_KEY} | {"mirror_axes": axes,
+                                                                                       "mirror_note": why}
+            if swap_axis is not None:
+                entry[SWAP_KEY] = swap_axis
+    if not recipe.swap_pairs:
+        entry, no_swap = without_pair_swap(entry)
+        why = no_swap or why
     return entry, why
 
 

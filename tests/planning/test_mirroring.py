@@ -87,3 +87,14 @@ def test_the_plan_keeps_left_right_for_paired_labels_and_drops_it_otherwise():
     assert entry["mirror_axes"] == [0, 1] and "mirror_swap_axis" not in entry and "region" in entry["mirror_note"]
     entry = set_mirror_axes({"patch_size": [8, 8, 8]}, {"background": 0, "Left-Blob": 1, "Blob": 2}, LPS)
     assert entry["mirror_axes"] == [0, 1] and "no left/right partner" in entry["mirror_note"]
+
+
+def test_without_pair_swap_restores_the_rule_before_swapping():
+    from segkit.planning.mirroring import without_pair_swap
+    from segkit.training.recipe import NNUNET, SHORT_CPU
+
+    entry, note = without_pair_swap({"mirror_axes": [0, 1, 2], "mirror_swap_axis": 2, "patch_size": [8, 8, 8]})
+    assert entry["mirror_axes"] == [0, 1] and "mirror_swap_axis" not in entry and "swap_pairs=false" in note
+    assert without_pair_swap({"mirror_axes": [0, 1, 2]}) == ({"mirror_axes": [0, 1, 2]}, None)
+    # opt-in until the real-data suite says otherwise (docs/benchmarks.md, #27)
+    assert not NNUNET.swap_pairs and not SHORT_CPU.swap_pairs
