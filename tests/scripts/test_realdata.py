@@ -44,4 +44,5 @@ def test_warped_copy_keeps_structures_sides_and_air(tmp_path) -> None:
         assert abs(np.median(image[labels == 1]) - class_1_intensity) < 10
         for value in (1, 2):                    # volume kept within the +-8 % scaling (cubed) and the field
             assert 0.6 * 8 * 20 * 20 < (labels == value).sum() < 1.4 * 8 * 20 * 20
-        assert image[0, 0, 0] < -900 and abs(np.median(image[labels == 2]) - (240.0 - class_1_intensity)) < 10   # air outside, tissue inside
+        # air outside the body, the other block's tissue under class 2
+        assert image[0, 0, 0] < -900 and abs(np.median(image[labels == 2]) - (240.0 - class_1_intensity)) < 10
