@@ -105,6 +105,11 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=0, help="last cases kept out of every fold (with --folds > 1)")
     parser.add_argument("--epochs", type=int, help="fixed epochs instead of --minutes (with --folds > 1)")
     parser.add_argument("--iterations-per-epoch", type=int, default=250)
+    parser.add_argument("--train-folds", type=int, help="train (and choose on) only the first N of the K folds")
+    parser.add_argument("--checkpoint", default="final", choices=["final", "latest", "best"],
+                        help="the checkpoint choose-pruning scores (latest: an interrupted --skip-training run)")
+    parser.add_argument("--skip-training", action="store_true",
+                        help="reuse --out's dataset, work dir and trained folds: only choose and score")
     parser.set_defaults(network="unetpp")
     args = parser.parse_args()
     if args.threads:
@@ -113,6 +118,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     dataset, work = out / "BrainStructures", out / "work"
+    if args.skip_training:
+        cross_validated(args, out, dataset, work, work / "models" / CONFIGURATION)
+        return
     generate_structures_dataset(dataset, args.cases, args.seed)
     models = plan_and_preprocess(dataset, work, args.network)
     if args.features:
@@ -145,19 +153,23 @@ def cross_validated(args: argparse.Namespace, out: Path, dataset: Path, work: Pa
     splits = cv_splits(pool, args.folds)
     write_json(models / "splits.json", splits)
     runs = []
-    for fold in range(args.folds):
-        wall = train_fixed(dataset, work, fold, args)
+    trained = args.train_folds or args.folds
+    for fold in range(trained):
+        wall = float("nan") if args.skip_training else train_fixed(dataset, work, fold, args)
         log = [json.loads(line) for line in (models / f"fold_{fold}" / "log.jsonl").read_text().splitlines()]
         runs.append({"fold": fold, "wall_s": round(wall, 1), "steps": log[-1]["step"],
+                     "train_seconds": log[-1].get("elapsed_s"),
                      "trainer_validation_mean_dice": log[-1].get("val_mean_dice")})
-    folds = [str(k) for k in range(args.folds)]
-    record, path = choose_pruning(models, folds=folds, tolerance=args.tolerance, device="cpu")
-    loaded = load_model(models, folds=folds, device="cpu")
+    folds = [str(k) for k in range(trained)]
+    record, path = choose_pruning(models, folds=folds, checkpoint=args.checkpoint, tolerance=args.tolerance,
+                                  device="cpu")
+    loaded = load_model(models, folds=folds, checkpoint=args.checkpoint, device="cpu")
     levels = [row["level"] for row in record["levels"]]
     held = score_levels(loaded, levels, held_out)
     print(held_out_table(record, held))
     plans = read_json(models / "plans.json", "plans file")["configurations"][CONFIGURATION]
-    result = {"protocol": f"{args.folds}-fold CV over {pool}, held out {held_out}", "splits": splits,
+    result = {"protocol": f"{args.folds}-fold CV over {pool} (folds {folds} trained), held out {held_out}",
+              "splits": splits,
               "epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch, "seed": args.seed,
               "patch_size": plans["patch_size"], "batch_size": plans["batch_size"],
               "features_per_stage": plans["architecture"]["features_per_stage"], "folds": runs,
