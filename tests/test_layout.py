@@ -39,7 +39,7 @@ NOT_YET_MIRRORED = {
     "segkit/networks/measurement/measure_process.py", "segkit/pacs/receive.py", "segkit/pacs/send.py",
     "segkit/phantom.py", "segkit/phantom_structures.py", "segkit/planning/memory_search.py",
     "segkit/planning/run.py", "segkit/planning/summary.py", "segkit/preprocessing/runner.py",
-    "segkit/training/prepare.py", "segkit/training/setup.py", "segkit/training/targets.py", "segkit/verify_case.py",
+    "segkit/training/prepare.py", "segkit/training/setup.py", "segkit/verify_case.py",
 }
 
 
