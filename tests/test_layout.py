@@ -36,9 +36,9 @@ NOT_YET_MIRRORED = {
     "segkit/models/choice.py", "segkit/models/nnunet_checkpoint.py", "segkit/models/unpack.py",
     "segkit/networks/families/unet.py", "segkit/networks/measurement/measure.py",
     "segkit/networks/measurement/measure_process.py", "segkit/pacs/receive.py", "segkit/pacs/send.py",
-    "segkit/phantom.py", "segkit/phantom_structures.py", "segkit/planning/memory_search.py",
-    "segkit/planning/run.py", "segkit/planning/summary.py", "segkit/preprocessing/runner.py",
-    "segkit/training/prepare.py", "segkit/training/setup.py", "segkit/verify_case.py",
+    "segkit/phantom.py", "segkit/phantom_structures.py", "segkit/planning/run.py", "segkit/planning/summary.py",
+    "segkit/preprocessing/runner.py", "segkit/training/prepare.py", "segkit/training/setup.py",
+    "segkit/verify_case.py",
 }
 
 
