@@ -64,6 +64,8 @@ def test_the_lists_name_only_existing_unmirrored_modules() -> None:
              if not (ROOT / m).is_file() or mirror_of(ROOT / m).is_file()]
     assert stale == [], "drop these from EXEMPT / NOT_YET_MIRRORED (gone, or mirrored now):\n" + "\n".join(stale)
     assert not EXEMPT.keys() & NOT_YET_MIRRORED
+    # the debt only shrinks: a new module gets its mirrored file, it does not join the list (lower this with it)
+    assert len(NOT_YET_MIRRORED) <= 45, "give the new module its tests/<package>/test_<module>.py instead"
 
 
 def test_the_mirror_rule() -> None:
