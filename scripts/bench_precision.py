@@ -118,7 +118,8 @@ def compare_seed(model: Path, inputs: Path, references: dict[str, Path], out: Pa
         shutil.rmtree(target, ignore_errors=True)
         start = time.perf_counter()
         segkit("predict", "-i", str(inputs), "-o", str(target), "-m", str(model), "-f", "0", "--no-tta",
-               "--device", "cpu", "--precision", precision, "--checkpoint", checkpoint, *(["--threads", str(threads)] if threads else []))
+               "--device", "cpu", "--precision", precision, "--checkpoint", checkpoint,
+               *(["--threads", str(threads)] if threads else []))
         seconds[precision] = round(time.perf_counter() - start, 1)
     cases = {}
     for case, label in references.items():
