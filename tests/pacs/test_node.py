@@ -446,3 +446,31 @@ def test_a_sender_pausing_mid_series_on_an_open_association_gets_the_whole_serie
         assert int(seg.NumberOfFrames) == 12 * 3 and len(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 12
     finally:
         node.stop()
+
+
+def test_a_series_re_sent_with_another_patient_under_the_same_uids_is_segmented_again(tmp_path, one_channel_model):
+    # a PACS that corrects or replaces a patient re-sends the instances under their UIDs: the SEG (which carries the
+    # source's patient) must follow; an identical re-send must change nothing
+    node = _start(tmp_path, one_channel_model, None, quiet=0.3)
+    try:
+        uid, files = write_series(tmp_path / "s", 5, patient="FIRST")
+        for path in files:
+            assert _send(node.port, pydicom.dcmread(path)) == 0
+        wait_for(lambda: node.journal.counts()["done"] == 1, 60, "the series segmented")
+        first = node.journal.unit(uid)
+        seg = pydicom.dcmread(node.storage.seg_result_path(uid))
+        assert seg.PatientID == "FIRST"
+        for path in files:                                             # identical re-send: nothing happens
+            assert _send(node.port, pydicom.dcmread(path)) == 0
+        assert node.journal.unit(uid).state == "done" and node.journal.unit(uid).generation == first.generation
+        for path in files:
+            dataset = pydicom.dcmread(path)
+            dataset.PatientID, dataset.PatientName = "SECOND", "SECOND^"
+            assert _send(node.port, dataset) == 0
+        wait_for(lambda: (u := node.journal.unit(uid)).state == "done" and u.generation > first.generation, 60,
+                 "the series segmented again")
+        again = pydicom.dcmread(node.storage.seg_result_path(uid))
+        assert again.PatientID == "SECOND" and again.SOPInstanceUID == seg.SOPInstanceUID   # the same SEG, replaced
+        assert node.journal.unit(uid).instances == len(files)
+    finally:
+        node.stop()
