@@ -204,6 +204,8 @@ def main() -> None:
                         help="which checkpoint predicts (latest: a training stopped early, e.g. on a loaded machine)")
     parser.add_argument("--lateral", action="store_true",
                         help="the lateralised dataset (realdata.LATERAL_CLASSES: 12 structures, left and right apart)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the predictions already written (`segkit predict --continue`), e.g. after a kill")
     parser.add_argument("--model", help="a model folder already trained on this dataset (fold 0): score it, no training")
     args = parser.parse_args()
     out = Path(args.out)
@@ -254,9 +256,10 @@ def main() -> None:
         if mode not in args.modes:
             continue
         pred = out / f"pred_{mode}"
-        shutil.rmtree(pred, ignore_errors=True)
+        if not args.resume:
+            shutil.rmtree(pred, ignore_errors=True)
         segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta",
-               "--checkpoint", args.checkpoint)
+               "--checkpoint", args.checkpoint, *(["--continue"] if args.resume else []))
         result[mode] = score(pred, dataset, stored, args.subjects, num_classes)
         for row in result[mode]:
             print(json.dumps({"mode": mode} | row), flush=True)
