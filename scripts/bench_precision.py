@@ -135,7 +135,7 @@ def compare_seed(model: Path, inputs: Path, references: dict[str, Path], out: Pa
 
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
-    """The table for docs/benchmarks.md."""
+    """The table for docs/benchmarks/precision.md."""
     schedule = (f"the model folder {args.model}" if args.model
                 else f"`--steps {args.steps[0]} {args.steps[1]}` (fixed configuration)" if args.steps
                 else f"`segkit train --time-budget {args.minutes}`")
