@@ -66,6 +66,7 @@ SPLIT = [{"train": ["colin_001", "colin_002", "colin_003"], "val": ["colin_004"]
 WORST_SYMMETRIC = tuple(float(v) for v in (np.array([[2, -1, 2], [2, 2, -1], [-1, 2, 2]]) / 3).flatten())
 TILTS = (20.0, 35.0, 48.19)
 NUM_CLASSES = len(realdata.CLASSES)
+SHIFTS_MM = (0.5, 1.0)
 
 
 def loadavg() -> str:
@@ -189,6 +190,66 @@ def score(out: Path, dataset: Path, stored: dict, subjects: list[str], num_class
     return rows
 
 
+def shifted_reference(image: sitk.Image, millimetres: float) -> sitk.Image:
+    """An empty axis-parallel grid like `image`'s (one voxel larger each side) moved by `millimetres` on every axis."""
+    reference = sitk.Image([n + 2 for n in image.GetSize()], sitk.sitkUInt8)
+    reference.SetSpacing(image.GetSpacing())
+    reference.SetDirection(image.GetDirection())
+    matrix, spacing = np.reshape(image.GetDirection(), (3, 3)), np.asarray(image.GetSpacing())
+    reference.SetOrigin([float(v) for v in np.asarray(image.GetOrigin()) - matrix @ spacing + millimetres])
+    return reference
+
+
+def storage_controls(pred: Path, dataset: Path, subjects: list[str]) -> list[dict]:
+    """What the tilted storage alone costs the comparison: the axis-aligned prediction and the reference labels
+    stored on each tilted grid (nearest) and carried back, foreground Dice against themselves."""
+    rows = []
+    for subject in subjects:
+        truth_image = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
+        straight_image = sitk.ReadImage(str(pred / f"{subject}_straight.nii.gz"))
+        straight, truth = sitk.GetArrayFromImage(straight_image), sitk.GetArrayFromImage(truth_image)
+        for degrees in TILTS:
+            tilted = sitk.ReadImage(str(pred / f"{subject}_tilt{int(degrees)}.nii.gz"))
+            trips = [sitk.GetArrayFromImage(carried(carried(image, tilted, True, sitk.sitkUInt8), truth_image, True,
+                                                    sitk.sitkUInt8)) for image in (straight_image, truth_image)]
+            back = sitk.GetArrayFromImage(carried(tilted, truth_image, True, sitk.sitkUInt8))
+            rows.append({"subject": subject, "storage": f"tilt{int(degrees)}",
+                         "pred_fg_vs_straight": agreement(back, straight),
+                         "straight_roundtrip_fg_vs_straight": agreement(trips[0], straight),
+                         "truth_roundtrip_fg_vs_truth": agreement(trips[1], truth)})
+    return rows
+
+
+def shift_controls(out: Path, dataset: Path, model: Path, subjects: list[str], checkpoint: str,
+                   num_classes: int) -> list[dict]:
+    """The same images not rotated, only stored on a grid moved by 0.5 / 1 mm: how much the lattice alone moves."""
+    inputs, pred = out / "shift_inputs", out / "pred_shift"
+    for folder in (inputs, pred):
+        shutil.rmtree(folder, ignore_errors=True)
+    inputs.mkdir(parents=True)
+    for subject in subjects:
+        image = sitk.ReadImage(str(dataset / "heldout" / "images" / f"{subject}_0000.nii.gz"), sitk.sitkFloat32)
+        for mm in SHIFTS_MM:
+            shifted = carried(image, shifted_reference(image, mm), False, sitk.sitkFloat32)
+            sitk.WriteImage(shifted, str(inputs / f"{subject}_shift{str(mm).replace('.', 'p')}_0000.nii.gz"))
+    segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta",
+           "--checkpoint", checkpoint)
+    rows = []
+    for subject in subjects:
+        truth_image = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
+        truth = sitk.GetArrayFromImage(truth_image)
+        straight = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "pred_resampled" / f"{subject}_straight.nii.gz")))
+        for mm in SHIFTS_MM:
+            prediction = sitk.ReadImage(str(pred / f"{subject}_shift{str(mm).replace('.', 'p')}.nii.gz"))
+            back = sitk.GetArrayFromImage(carried(prediction, truth_image, True, sitk.sitkUInt8))
+            dice = mean_dice(back, truth, num_classes)
+            foreground, alike = agreement(back, straight)
+            rows.append({"subject": subject, "shift_mm": mm, "mean_dice": round(dice, 4),
+                         "dice_minus_straight": round(dice - mean_dice(straight, truth, num_classes), 4),
+                         "foreground_dice_vs_straight": round(foreground, 4), "label_agreement_vs_straight": round(alike, 4)})
+    return rows
+
+
 def main() -> None:
     """Train (unless --skip-train), predict every storage with and without the resampling, print and save."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -206,6 +267,9 @@ def main() -> None:
                         help="the lateralised dataset (realdata.LATERAL_CLASSES: 12 structures, left and right apart)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the predictions already written (`segkit predict --continue`), e.g. after a kill")
+    parser.add_argument("--controls", action="store_true",
+                        help="also the controls: the storage's own round trip, and the images shifted 0.5 / 1 mm "
+                             "without rotation (needs the resampled mode)")
     parser.add_argument("--model", help="a model folder already trained on this dataset (fold 0): score it, no training")
     args = parser.parse_args()
     out = Path(args.out)
@@ -263,6 +327,11 @@ def main() -> None:
         result[mode] = score(pred, dataset, stored, args.subjects, num_classes)
         for row in result[mode]:
             print(json.dumps({"mode": mode} | row), flush=True)
+    if args.controls and "resampled" in result:
+        result["storage_controls"] = storage_controls(out / "pred_resampled", dataset, args.subjects)
+        result["shift_controls"] = shift_controls(out, dataset, models, args.subjects, args.checkpoint, num_classes)
+        for row in result["storage_controls"] + result["shift_controls"]:
+            print(json.dumps(row), flush=True)
     result["loadavg_end"] = loadavg()
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(f"wrote {out / 'result.json'}")
