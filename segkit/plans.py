@@ -94,6 +94,105 @@ def ignore_label_of(plans: Mapping[str, Any]) -> int | None:
     return None if value is None else int(value)
 
 
+def has_configurations(plans: Any) -> bool:
+    """True for a plans dict with a 'configurations' object (the least a reader can start from)."""
+    return isinstance(plans, Mapping) and isinstance(plans.get("configurations"), Mapping)
+
+
+def mirror_pairs_of(plans: Mapping[str, Any]) -> list[list[int]] | None:
+    """'mirror_pairs': the left/right label value pairs a mirror swaps, or None for a plan made before the key."""
+    value = plans.get("mirror_pairs")
+    return None if value is None else [[int(v) for v in pair] for pair in value]
+
+
+def preprocessing_fields(plans: Mapping[str, Any], configuration: str) -> dict[str, Any]:
+    """The stored fields that change a configuration's preprocessed arrays, as stored (what preprocessing hashes).
+
+    Optional keys appear only when the plan has them, so a plan made before a key keeps its hash.
+    """
+    entry = configuration_entry(plans, configuration)
+    fields = {"normalization": plans.get("normalization"), "label_mode": plans.get("label_mode"),
+              "outputs": plans.get("outputs"), "labels": plans.get("labels"),
+              "target_spacing": entry["target_spacing"], "resampling": entry.get("resampling")}
+    if "canonical_orientation" in plans:
+        fields["canonical_orientation"] = plans["canonical_orientation"]
+    if plans.get("ignore_label") is not None:
+        fields["ignore_label"] = plans["ignore_label"]
+    if entry.get("keep_spacing_axes"):
+        fields["keep_spacing_axes"] = entry["keep_spacing_axes"]
+    return fields
+
+
+def num_channels_of(plans: Mapping[str, Any], default: int | None = None) -> int:
+    """Image channels the plan is for; `default` when a (hand-made) plans dict lacks 'num_channels'."""
+    if default is not None and "num_channels" not in plans:
+        return int(default)
+    return int(plans["num_channels"])
+
+
+def num_outputs_of(plans: Mapping[str, Any]) -> int:
+    """Output channels of the network (foreground classes + background, or regions)."""
+    return int(plans["num_outputs"])
+
+
+def labels_of(plans: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset's 'labels' (name -> value, or values for a region) as stored ({} when absent)."""
+    return dict(plans.get("labels") or {})
+
+
+def outputs_of(plans: Mapping[str, Any]) -> dict[str, Any]:
+    """'outputs' as stored (output name -> label value or values); `output_label_values` normalises them."""
+    return dict(plans.get("outputs") or {})
+
+
+def regions_class_order_of(plans: Mapping[str, Any]) -> list[int] | None:
+    """'regions_class_order' as stored (sigmoid plans: the label value each region paints), or None."""
+    return plans.get("regions_class_order")
+
+
+def channel_names_of(plans: Mapping[str, Any]) -> list[str]:
+    """The input channels' names as stored ([] for a plan without them)."""
+    return list(plans.get("channel_names") or [])
+
+
+def normalization_of(plans: Mapping[str, Any]) -> list[dict] | None:
+    """'normalization' as stored (one scheme per channel), or None when absent."""
+    return plans.get("normalization")
+
+
+def dataset_name_of(plans: Mapping[str, Any]) -> str | None:
+    """The planned dataset's name, or None for a plans dict without one."""
+    value = plans.get("dataset_name")
+    return None if value is None else str(value)
+
+
+def canonical_orientation_of(plans: Mapping[str, Any]) -> str | None:
+    """'canonical_orientation' ('LPS' or 'as_stored'), or None for a plan made before the key."""
+    return plans.get("canonical_orientation")
+
+
+def configurations_of(plans: Mapping[str, Any]) -> dict[str, dict]:
+    """Configuration name -> its entry, in plan order ({} when absent)."""
+    value = plans.get("configurations")
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def planned_budget_of(plans: Mapping[str, Any]) -> tuple[int, str]:
+    """(GPU memory budget in bytes, device) the plan was made for."""
+    return int(plans["gpu_memory_bytes"]), str(plans["device"])
+
+
+def memory_model_of(plans: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The memory model's description the plan was sized with, or None for a plan without one."""
+    return plans.get("memory_model")
+
+
+def like_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'like': where a `plan --like` plan took its networks from ({} for a plan of its own)."""
+    value = plans.get("like")
+    return value if isinstance(value, Mapping) else {}
+
+
 def stride_product(strides: Any) -> list[int]:
     """Product of per-stage strides per axis: every patch axis must be a multiple of it."""
     totals = [1] * len(strides[0])

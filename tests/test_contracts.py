@@ -297,9 +297,7 @@ PLANS_KEY_READS_LEFT = {
     "evaluation/choose_pruning.py": 1, "evaluation/cv_predict.py": 2, "evaluation/cv_predictions.py": 4,
     "evaluation/find_best.py": 1, "inference/model.py": 4, "inference/probabilities.py": 2,
     "inference/regions.py": 2, "models/folder.py": 1, "models/nnunet.py": 7, "pacs/predict.py": 5,
-    "planning/like.py": 8, "planning/mirroring.py": 6, "planning/run.py": 3, "planning/summary.py": 14,
-    "preprocessing/pipeline.py": 8, "preprocessing/runner.py": 7,
-    "preprocessing/store.py": 5, "training/prepare.py": 5, "training/pretrained.py": 2, "training/setup.py": 2,
+    "training/prepare.py": 5, "training/pretrained.py": 2, "training/setup.py": 2,
     "training/trainer.py": 3
 }
 PLANS_READERS = {"read_json", "write_json", "json.load", "json.loads", "json.dump", "json.dumps", "open"}
