@@ -9,6 +9,7 @@ The views keep the original dict (`raw`) for the few consumers that still pass d
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,9 +151,10 @@ def regions_class_order_of(plans: Mapping[str, Any]) -> list[int] | None:
     return plans.get("regions_class_order")
 
 
-def channel_names_of(plans: Mapping[str, Any]) -> list[str]:
-    """The input channels' names as stored ([] for a plan without them)."""
-    return list(plans.get("channel_names") or [])
+def channel_names_of(plans: Mapping[str, Any]) -> list[str] | None:
+    """The input channels' names as stored, or None for a plan without them."""
+    value = plans.get("channel_names")
+    return None if value is None else [str(name) for name in value]
 
 
 def normalization_of(plans: Mapping[str, Any]) -> list[dict] | None:
@@ -185,6 +187,19 @@ def planned_budget_of(plans: Mapping[str, Any]) -> tuple[int, str]:
 def memory_model_of(plans: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The memory model's description the plan was sized with, or None for a plan without one."""
     return plans.get("memory_model")
+
+
+def with_configuration(plans: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> dict:
+    """A deep copy of the plans with one configuration's entry replaced (a model folder's plans: the trained entry)."""
+    result = copy.deepcopy(dict(plans))
+    result["configurations"][name] = copy.deepcopy(dict(entry))
+    return result
+
+
+def imported_from_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'imported_from': the foreign model a plan was translated from, e.g. nnU-Net v2 ({} for segkit's own)."""
+    value = plans.get("imported_from")
+    return value if isinstance(value, Mapping) else {}
 
 
 def like_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:

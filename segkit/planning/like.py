@@ -116,7 +116,7 @@ def resolve_like_source(spec: str | Path) -> LikeSource:
 
 def match_normalization(source: dict, target_names: list[str], own: list[dict], where: Path) -> tuple[list[dict], list[str]]:
     """Per target channel: the same-named source channel's normalisation, else its own when the scheme exists there."""
-    source_names, source_norms = channel_names_of(source), normalization_of(source) or []
+    source_names, source_norms = channel_names_of(source) or [], normalization_of(source) or []
     by_name = {str(n).strip().lower(): i for i, n in enumerate(source_names)}
     source_schemes = {n["scheme"] for n in source_norms}
     chosen, notes = [], []
@@ -201,7 +201,7 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
         "configurations": entries,
         "like": {"source": source.description, "source_dataset": dataset_name_of(source.plans),
                  "source_plans_sha256": plans_sha256(source.plans), "configurations": chosen,
-                 "source_channels": channel_names_of(source.plans),
+                 "source_channels": channel_names_of(source.plans) or [],
                  "source_orientation": frame_of(source.plans), "channel_map": channel_map,
                  "adopted": ["architecture", "patch_size", "target_spacing", "resampling", "normalization by channel name"],
                  "re_planned": ["labels, ignore label and outputs", "canonical orientation", "median_shape",

@@ -60,7 +60,7 @@ def configuration_summary(name: str, entry: dict) -> str:
 def plans_summary(plans: dict) -> str:
     """All configurations of a plan, plus the dataset-level choices."""
     norms = ", ".join(f"{name}: {n['scheme']}{' (nonzero mask)' if n.get('use_nonzero_mask') else ''}"
-                      for name, n in zip(channel_names_of(plans), normalization_of(plans) or []))
+                      for name, n in zip(channel_names_of(plans) or [], normalization_of(plans) or []))
     budget, device = planned_budget_of(plans)
     header = (f"dataset {dataset_name_of(plans)}: {num_channels_of(plans)} channel(s), "
               f"{len(outputs_of(plans))} {'regions' if label_mode_of(plans) == 'sigmoid' else 'classes'}, "
