@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -206,7 +207,7 @@ def find_best(work_dir: str | Path, configs: Sequence[str] | None, reference: st
     candidates = {candidate_name([c]): [c] for c in configs}
     if ensembles:
         candidates.update({candidate_name(pair): list(pair) for pair in combinations(configs, 2)})
-    jobs = [{"case": case, "reference": references[case], "files": {c: sources[c][case] for c in configs},
+    jobs: list[dict[str, Any]] = [{"case": case, "reference": references[case], "files": {c: sources[c][case] for c in configs},
              "classes": classes, "conversion": conversion, "candidates": candidates,
              "ignore_label": ignore_label_of(plans)} for case in cases]
     scores = _run(_score_candidates, jobs, num_workers, "find-best: candidates")

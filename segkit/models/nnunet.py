@@ -63,10 +63,10 @@ def is_nnunet_model_folder(path: str | Path) -> bool:
 class NnunetPlans:
     """nnU-Net v2's own plans.json (not segkit's: this import module is its one reader), the fields it translates."""
 
-    configurations: Mapping[str, Mapping[str, Any]]
+    configurations: Mapping[str, Any]
     image_reader_writer: str | None
     transpose_forward: tuple[int, ...]
-    intensity_properties: Mapping[str, Any]      # foreground_intensity_properties_per_channel
+    intensity_properties: Mapping[Any, Any]      # foreground_intensity_properties_per_channel
     median_spacing: tuple[float, ...] | None     # original_median_spacing_after_transp
     dataset_name: str | None
     plans_name: str | None
@@ -303,8 +303,7 @@ def segkit_plans(plans: NnunetPlans, dataset: dict, name: str, mirror_axes: Sequ
     for axis, value in zip(nn_axes, spacing_t[-len(nn_axes):]):
         target[axis] = value
     if slice_axis is not None:   # nnU-Net keeps each case's own spacing along the 2d slice axis
-        median = plans.median_spacing or (1.0, 1.0, 1.0)
-        target[slice_axis] = float(median[0])
+        target[slice_axis] = float((plans.median_spacing or (1.0, 1.0, 1.0))[0])
     channel_names = dataset.get("channel_names") or dataset.get("modality") or {}
     num_channels = len(channel_names)
     median = config.get("median_image_size_in_voxels") or []

@@ -66,7 +66,7 @@ def plans_summary(plans: dict) -> str:
               f"{len(outputs_of(plans))} {'regions' if label_mode_of(plans) == 'sigmoid' else 'classes'}, "
               f"budget {format_bytes(budget)} ({device})\n  normalisation: {norms}")
     if (memory_model := memory_model_of(plans)) is not None:
-        header += "\n  " + summary_line(memory_model)
+        header += "\n  " + summary_line(dict(memory_model))
     seen = training_orientations_of(plans).get("codes")
     stored = ", ".join(f"{code} x{count}" for code, count in seen.items()) if seen else "unknown"
     frame = canonical_orientation_of(plans)
