@@ -39,15 +39,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predict_vs_nnunet import agreement, make_models, write_test_case  # noqa: E402
 from nnunet_bench_common import (  # noqa: E402
     DATASET_ID,
-    generate_phantom,
-    link_into_nnunet_raw,
+    agreement,
     machine_line,
-    nnunet_env,
+    make_models,
+    plan_phantom_with_nnunet,
     segkit_command,
-    timed,
+    write_test_case,
 )
 
 CASE = "phantom_999.nii.gz"
@@ -141,11 +140,7 @@ def main() -> None:
 
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="segkit_bench_backends_"))
     try:
-        dataset = generate_phantom(base / "raw" / "Phantom", args.train_cases, tuple(args.train_shape), "uniform")
-        env = nnunet_env(base)
-        link_into_nnunet_raw(dataset, base)
-        timed(["nnUNetv2_extract_fingerprint", "-d", str(DATASET_ID), "-np", "2"], env, "nnU-Net fingerprint")
-        timed(["nnUNetv2_plan_experiment", "-d", str(DATASET_ID)], env, "nnU-Net plan")
+        dataset, env = plan_phantom_with_nnunet(base, args.train_cases, tuple(args.train_shape))
         nn_model, sk_model, params, plans = make_models(base, dataset, env)
         package = base / "model_onnx.zip"
         export = measured(segkit_command() + ["export-model", str(sk_model), "-o", str(package), "--format", "onnx"],

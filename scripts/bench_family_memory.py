@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python scripts/bench_family_memory.py --out family_memory.jsonl [--families unetpp stunet-s stunet-b]
         [--patches 32 48 64] [--batches 1 2]
 
-One fresh subprocess per point (segkit.networks.measure.measure_in_subprocess, the same
+One fresh subprocess per point (segkit.networks.measurement.measure.measure_in_subprocess, the same
 measurement as `segkit bench-memory` on CPU: VmHWM after a reset minus VmRSS once model, batch
 and targets exist; glibc told to mmap every block >= 64 KiB). Isotropic cubic patches, 4 stages
 of 3x3x3 kernels (stride 2 after the first), 1 input channel, 3 outputs, SGD with momentum.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segkit.networks.measure import measure_in_subprocess  # noqa: E402
+from segkit.networks.measurement.measure import measure_in_subprocess  # noqa: E402
 from segkit.networks.registry import get_family  # noqa: E402
 from segkit.planning.memory import estimate_peak_bytes  # noqa: E402
 

@@ -30,7 +30,7 @@ from bench_train_budget import predict_and_evaluate  # noqa: E402
 from train_bench_common import CONFIGURATION, plan_and_preprocess, segkit  # noqa: E402
 
 from segkit.jsonio import read_json, write_json  # noqa: E402
-from segkit.networks.init import INIT_SCHEMES  # noqa: E402
+from segkit.networks.blocks.init import INIT_SCHEMES  # noqa: E402
 from segkit.phantom_structures import generate_structures_dataset  # noqa: E402
 from segkit.training.fitting import candidates  # noqa: E402
 from segkit.training.recipe import SHORT_CPU  # noqa: E402

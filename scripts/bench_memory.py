@@ -5,7 +5,7 @@
     python scripts/bench_memory.py report bench_memory.jsonl [--budget-mb 300]
     python scripts/bench_memory.py cuda --out bench_cuda.jsonl        (needs a GPU; not run on CPU)
 
-CPU peaks come from a fresh subprocess per configuration (segkit.networks.measure: VmHWM
+CPU peaks come from a fresh subprocess per configuration (segkit.networks.measurement.measure: VmHWM
 after a reset via /proc/self/clear_refs, minus VmRSS after imports, model, batch and
 targets exist; glibc told to mmap every block >= 64 KiB). CUDA peaks are
 torch.cuda.max_memory_allocated minus the bytes allocated before the first step.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segkit.networks.measure import measure_in_subprocess, measure_step  # noqa: E402
+from segkit.networks.measurement.measure import measure_in_subprocess, measure_step  # noqa: E402
 from segkit.networks.registry import family_of  # noqa: E402
 from segkit.planning.memory import estimate_peak_bytes  # noqa: E402
 
@@ -103,7 +103,7 @@ def run_time(args: argparse.Namespace) -> None:
     import torch
 
     from segkit.networks import build_network, set_mode
-    from segkit.networks.measure import _loss, output_shapes
+    from segkit.networks.measurement.measure import _loss, output_shapes
 
     patch = args.patch
     torch.set_num_threads(args.threads)  # 1 thread: process CPU time is the work done, whatever else runs

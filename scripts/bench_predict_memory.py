@@ -40,8 +40,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predict_vs_nnunet import make_models, segkit_plans  # noqa: E402
-from nnunet_bench_common import DATASET_ID, REPO, link_into_nnunet_raw, machine_line, nnunet_env, segkit_command, timed  # noqa: E402
+from nnunet_bench_common import (  # noqa: E402
+    DATASET_ID,
+    REPO,
+    link_into_nnunet_raw,
+    machine_line,
+    make_models,
+    nnunet_env,
+    segkit_command,
+    segkit_plans,
+    timed,
+)
 
 NUM_CLASSES = 14
 TRAIN_SPACING = (2.0, 1.5, 1.5)

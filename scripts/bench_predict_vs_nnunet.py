@@ -13,157 +13,22 @@ TTA and step 0.5 (the defaults of both), on the same test case.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nnunet_bench_common import (  # noqa: E402
-    BENCH_VENV,
     DATASET_ID,
-    DATASET_NAME,
-    generate_phantom,
-    link_into_nnunet_raw,
+    agreement,
     machine_line,
-    nnunet_env,
-    nnunet_plans,
+    make_models,
+    plan_phantom_with_nnunet,
     segkit_command,
     timed,
+    write_test_case,
 )
-
-TRAINER_DIR = "nnUNetTrainer__nnUNetPlans__3d_fullres"
-
-# runs in the peer venv: build nnU-Net's network from its plans, save an untrained checkpoint, export the weights
-MAKE_NNUNET_CHECKPOINT = """
-import json, sys, numpy as np, torch
-from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-model_dir, weights_out = sys.argv[1], sys.argv[2]
-plans = json.load(open(f'{model_dir}/plans.json')); dataset_json = json.load(open(f'{model_dir}/dataset.json'))
-pm = PlansManager(plans); cm = pm.get_configuration('3d_fullres')
-n_in = determine_num_input_channels(pm, cm, dataset_json)
-n_out = pm.get_label_manager(dataset_json).num_segmentation_heads
-torch.manual_seed(0)
-net = nnUNetTrainer.build_network_architecture(pm, cm, n_in, n_out, enable_deep_supervision=True)
-torch.save({'network_weights': net.state_dict(), 'init_args': {'plans': plans, 'configuration': '3d_fullres', 'fold': 0,
-            'dataset_json': dataset_json, 'device': torch.device('cpu')}, 'trainer_name': 'nnUNetTrainer',
-            'inference_allowed_mirroring_axes': (0, 1, 2), 'current_epoch': 1}, f'{model_dir}/fold_0/checkpoint_final.pth')
-np.savez(weights_out, **{k: v.numpy() for k, v in net.state_dict().items()})
-print(sum(p.numel() for p in net.parameters()))
-"""
-
-
-def segkit_plans(peer: dict) -> dict:
-    """segkit plans.json with nnU-Net's 3d_fullres choices (spacing, normalisation, patch, U-Net topology)."""
-    config = peer["configurations"]["3d_fullres"]
-    kwargs = config["architecture"]["arch_kwargs"]
-    stages = len(kwargs["features_per_stage"])
-    arch = {"family": "unet", "spatial_dims": 3, "features_per_stage": kwargs["features_per_stage"],
-            "kernel_sizes": kwargs["kernel_sizes"], "strides": kwargs["strides"],
-            "blocks_per_stage": kwargs["n_conv_per_stage"],
-            "decoder_blocks_per_stage": kwargs["n_conv_per_stage_decoder"][: stages - 1],
-            "norm": "instance", "deep_supervision": True}
-    normalization = [{"scheme": "zscore", "use_nonzero_mask": bool(mask)} for mask in config["use_mask_for_norm"]]
-    return {"schema_version": 1, "dataset_name": "Phantom", "num_channels": 4,
-            "channel_names": ["FLAIR", "T1", "T1ce", "T2"],
-            "labels": {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}, "label_mode": "softmax",
-            "outputs": {"necrosis": [1], "edema": [2], "enhancing": [3]}, "regions_class_order": None,
-            "num_outputs": 4, "normalization": normalization,
-            "configurations": {"3d_fullres": {
-                "spatial_dims": 3, "target_spacing": config["spacing"], "patch_size": config["patch_size"],
-                "median_shape": config["median_image_size_in_voxels"], "batch_size": config["batch_size"],
-                "mirror_axes": [0, 1, 2], "architecture": arch, "previous_stage": None,
-                "resampling": {"image_order": 3, "label": "onehot_linear", "anisotropy_threshold": 3.0}}}}
-
-
-def nnunet_to_segkit_state(weights: dict[str, np.ndarray], arch: dict) -> dict:
-    """Map nnU-Net PlainConvUNet weights onto segkit's unet state_dict names."""
-    import torch
-
-    state = {}
-    for s, count in enumerate(arch["blocks_per_stage"]):
-        for j in range(count):
-            for part, ours in (("conv", "0"), ("norm", "1")):
-                for kind in ("weight", "bias"):
-                    state[f"encoder.{s}.{j}.{ours}.{kind}"] = weights[f"encoder.stages.{s}.0.convs.{j}.{part}.{kind}"]
-    for d, count in enumerate(arch["decoder_blocks_per_stage"]):
-        for kind in ("weight", "bias"):
-            state[f"decoder.{d}.upsample.{kind}"] = weights[f"decoder.transpconvs.{d}.{kind}"]
-            state[f"heads.{d}.{kind}"] = weights[f"decoder.seg_layers.{d}.{kind}"]
-            for j in range(count):
-                for part, ours in (("conv", "0"), ("norm", "1")):
-                    state[f"decoder.{d}.blocks.{j}.{ours}.{kind}"] = weights[f"decoder.stages.{d}.convs.{j}.{part}.{kind}"]
-    return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()}
-
-
-def make_models(base: Path, dataset: Path, env: dict, adjust_peer=None,
-                to_segkit_plans=None) -> tuple[Path, Path, int, dict]:
-    """nnU-Net's fake trained folder and segkit's model folder with the same weights; (dirs, params, plans).
-
-    adjust_peer(plans) may change nnU-Net's plans in place first (e.g. a smaller network);
-    to_segkit_plans(peer) builds segkit's plans (default: the 4-channel phantom's).
-    """
-    import torch
-
-    from segkit.jsonio import write_json
-    from segkit.networks import build_network
-
-    peer = nnunet_plans(base)
-    if adjust_peer is not None:
-        adjust_peer(peer)
-    nn_model = base / "nnUNet_results" / DATASET_NAME / TRAINER_DIR
-    (nn_model / "fold_0").mkdir(parents=True, exist_ok=True)
-    (nn_model / "plans.json").write_text(json.dumps(peer, indent=2))
-    shutil.copyfile(dataset / "dataset.json", nn_model / "dataset.json")
-    fingerprint = base / "nnUNet_preprocessed" / DATASET_NAME / "dataset_fingerprint.json"
-    shutil.copyfile(fingerprint, nn_model / "dataset_fingerprint.json")
-    weights_file = base / "nnunet_weights.npz"
-    made = subprocess.run([str(BENCH_VENV / "bin" / "python"), "-c", MAKE_NNUNET_CHECKPOINT, str(nn_model),
-                           str(weights_file)], capture_output=True, text=True, env=env)
-    if made.returncode != 0:
-        raise SystemExit(f"could not build nnU-Net's checkpoint:\n{made.stderr[-3000:]}")
-    nn_params = int(made.stdout.strip().splitlines()[-1])
-    plans = (to_segkit_plans or segkit_plans)(peer)
-    arch = plans["configurations"]["3d_fullres"]["architecture"]
-    channels, outputs = int(plans["num_channels"]), int(plans["num_outputs"])
-    network = build_network(arch, channels, outputs)
-    with np.load(weights_file) as weights:
-        network.load_state_dict(nnunet_to_segkit_state(dict(weights), arch))
-    sk_model = base / "segkit_work" / "models" / "3d_fullres"
-    write_json(sk_model / "plans.json", plans)
-    shutil.copyfile(dataset / "dataset.json", sk_model / "dataset.json")
-    (sk_model / "fold_0").mkdir(parents=True, exist_ok=True)
-    torch.save({"format": "segkit-checkpoint-1", "network_state": network.state_dict(), "architecture": arch,
-                "in_channels": channels, "num_outputs": outputs, "configuration": "3d_fullres", "plans_sha256": "",
-                "epoch": 0},
-               sk_model / "fold_0" / "checkpoint_final.pt")
-    sk_params = sum(p.numel() for p in network.parameters())
-    if sk_params != nn_params:
-        raise SystemExit(f"parameter counts differ: segkit {sk_params}, nnU-Net {nn_params}")
-    return nn_model, sk_model, nn_params, plans
-
-
-def write_test_case(folder: Path, shape: tuple[int, int, int]) -> None:
-    """One 4-channel phantom test case (same spacing as training: no resampling for either tool)."""
-    from segkit.phantom import PhantomSpec, make_case, write_case
-
-    images, _, geometry = make_case(999, PhantomSpec(shape=shape))
-    write_case(folder.parent, "nnunet", 999, images, None, geometry, split="Ts")
-
-
-def agreement(first: Path, second: Path) -> float:
-    """Fraction of voxels with equal labels in two label files."""
-    import SimpleITK as sitk
-
-    a = sitk.GetArrayFromImage(sitk.ReadImage(str(first)))
-    b = sitk.GetArrayFromImage(sitk.ReadImage(str(second)))
-    return float((a == b).mean())
 
 
 def main() -> None:
@@ -178,11 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="segkit_bench_pred_"))
     try:
-        dataset = generate_phantom(base / "raw" / "Phantom", args.train_cases, tuple(args.train_shape), "uniform")
-        env = nnunet_env(base)
-        link_into_nnunet_raw(dataset, base)
-        timed(["nnUNetv2_extract_fingerprint", "-d", str(DATASET_ID), "-np", "2"], env, "nnU-Net fingerprint")
-        timed(["nnUNetv2_plan_experiment", "-d", str(DATASET_ID)], env, "nnU-Net plan")
+        dataset, env = plan_phantom_with_nnunet(base, args.train_cases, tuple(args.train_shape))
         nn_model, sk_model, params, plans = make_models(base, dataset, env)
         test_dir = base / "raw" / "Phantom" / "imagesTs"
         write_test_case(test_dir, tuple(args.test_shape))

@@ -1,6 +1,6 @@
 """Benchmark: Swin UNETR's calibrated memory fit vs measured CPU peaks over a grid (acceptance: within +-15 %).
 
-Per feature size: the fit is measured (two calibration steps, `segkit.networks.swinunetr.memory_fit`,
+Per feature size: the fit is measured (two calibration steps, `segkit.networks.families.swinunetr.memory_fit`,
 into a fresh cache folder so nothing cached is reused), then one training step per grid point is
 measured in a fresh process and compared with the memory model's prediction (total minus the
 weights, as bench-memory compares). Needs MONAI (`pip install segkit-revmb[swin]`).
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from segkit.networks.measure import measure_in_subprocess
+from segkit.networks.measurement.measure import measure_in_subprocess
 from segkit.planning.architecture import architecture_for_patch
 from segkit.planning.memory import estimate_peak_bytes
 

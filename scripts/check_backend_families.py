@@ -5,13 +5,18 @@ The volume: Colin27 T1 (`ch2.nii.gz` from the Debian package mricron-data, see d
 voxels: real anatomy and intensity statistics, the input the networks see after preprocessing.
 Per family (unet, resenc, revmbconv, UNet++ pruned to level 2, STU-Net S, Swin UNETR when MONAI
 is installed) a network of the planner's default entry for the patch is built with the family's
-initialisation (seeded; no training here: the comparison is of the network function, which the
-export must keep for any weights), 4 output classes, and run over the whole volume with segkit's
-sliding window (Gaussian weights, step 0.5, no TTA: mirroring only averages the same network)
-three ways: torch fp32 (the torch backend's network: GroupNorm, channels-last, the entry's own
-mode, i.e. reversible for revmbconv), and the exported ONNX file on ONNX Runtime and on OpenVINO.
+initialisation (seeded), 4 output classes, then trained for `--train-steps` Adam steps (default
+60, lr 1e-3, two random patches per step, cross-entropy on the inference output; UNet++ trains its
+pruned output) on the same volume against the AAL atlas drawn on Colin27 (`aal.nii.gz`, same
+package) merged into background / cortex / cerebellum / deep grey matter, so the label maps
+compared are a trained network's, not near-ties of an untrained one (`--train-steps 0`: the
+untrained initialisation). The network runs over the whole volume with segkit's sliding window
+(Gaussian weights, step 0.5, no TTA: mirroring only averages the same network) three ways: torch
+fp32 (the torch backend's network: GroupNorm, channels-last, the entry's own mode, i.e.
+reversible for revmbconv), and the exported ONNX file on ONNX Runtime and on OpenVINO. Each
+family's row is written to --json as soon as it is done.
 
-    python scripts/check_backend_families.py [--json docs/benchmarks/backend_families.json]
+    python scripts/check_backend_families.py [--train-steps 60] [--json docs/benchmarks/backend_families.json]
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ from segkit.planning.architecture import architecture_for_patch
 from segkit.preprocessing.resample import new_shape_for_spacing, resample_channels
 
 DEFAULT_IMAGE = Path("/usr/share/mricron/templates/ch2.nii.gz")
+ATLAS = Path("/usr/share/mricron/templates/aal.nii.gz")   # AAL, drawn on Colin27 (same grid as ch2)
+# AAL region indices of each trained class (background 0): cortex, cerebellum, deep grey + mesial temporal
+ATLAS_CLASSES = ([i for i in range(1, 91) if i not in (37, 38, 41, 42, *range(71, 79))], list(range(91, 117)),
+                 [37, 38, 41, 42, *range(71, 79)])
 FAMILIES = {"unet": [32, 48, 32], "resenc": [32, 48, 32], "revmbconv": [32, 48, 32], "unetpp": [32, 48, 32],
             "stunet-s": [32, 48, 32], "swinunetr": [32, 32, 64]}
 OUTPUTS = 4
@@ -55,8 +64,47 @@ def real_volume(path: Path, spacing_mm: float) -> np.ndarray:
     return data.astype(np.float32)
 
 
-def compare(family: str, patch: list[int], volume: np.ndarray, workdir: Path) -> dict:
-    """Torch fp32 vs ONNX Runtime and OpenVINO on the volume for one family."""
+def atlas_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """(z, y, x) int64 classes of the AAL atlas (nearest-neighbour onto the volume's grid), merged as ATLAS_CLASSES."""
+    atlas = read_image(path, np.float32).array
+    regions = resample_channels(atlas[None], shape, order=0)[0].round().astype(np.int64)
+    labels = np.zeros(shape, dtype=np.int64)
+    for value, indices in enumerate(ATLAS_CLASSES, start=1):
+        labels[np.isin(regions, indices)] = value
+    return labels
+
+
+def train(network: torch.nn.Module, volume: np.ndarray, labels: np.ndarray, patch: list[int], steps: int,
+          family: str) -> float:
+    """A few seeded Adam steps on random patches of the volume; the last step's loss."""
+    generator = np.random.default_rng(0)
+    grow = [(0, max(0, p - n)) for n, p in zip(volume.shape[1:], patch)]   # a volume smaller than the patch
+    image = torch.from_numpy(np.pad(volume, [(0, 0), *grow]))
+    target = torch.from_numpy(np.pad(labels, grow))
+    volume = image.numpy()
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    network.deep_supervision = False
+    if family == "unetpp":
+        network.prune_level = 2
+    network.train()
+    loss = torch.zeros(())
+    for _ in range(steps):
+        starts = [[int(generator.integers(0, n - p + 1)) for n, p in zip(volume.shape[1:], patch)] for _ in range(2)]
+        regions = [tuple(slice(s, s + p) for s, p in zip(start, patch)) for start in starts]
+        batch = torch.stack([image[(slice(None),) + r] for r in regions])
+        truth = torch.stack([target[r] for r in regions])
+        out = network(batch)
+        loss = torch.nn.functional.cross_entropy(out[0] if isinstance(out, (list, tuple)) else out, truth)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    network.eval()
+    return float(loss.detach())
+
+
+def compare(family: str, patch: list[int], volume: np.ndarray, workdir: Path, labels: np.ndarray | None = None,
+            steps: int = 0) -> dict:
+    """Torch fp32 vs ONNX Runtime and OpenVINO on the volume for one family (trained first when steps > 0)."""
     torch.manual_seed(0)
     arch = architecture_for_patch(family, patch)
     if family == "revmbconv":
@@ -64,6 +112,12 @@ def compare(family: str, patch: list[int], volume: np.ndarray, workdir: Path) ->
     if family == "unetpp":
         write_pruning(workdir, {"prune_level": 2, "depth": len(arch["strides"]) - 1, "levels": []})
     network = build_network(arch, 1, OUTPUTS)
+    start = time.perf_counter()
+    final_loss = train(network, volume, labels, patch, steps, family) if steps and labels is not None else None
+    train_seconds = round(time.perf_counter() - start, 1)
+    network.deep_supervision = bool(arch.get("deep_supervision", True))
+    if family == "unetpp":
+        network.prune_level = None
     checkpoint = {"architecture": arch, "in_channels": 1, "num_outputs": OUTPUTS, "network_state": network.state_dict()}
     reference = build_network(arch, 1, OUTPUTS)
     reference.load_state_dict(network.state_dict())
@@ -76,7 +130,14 @@ def compare(family: str, patch: list[int], volume: np.ndarray, workdir: Path) ->
     expected = sliding_window_logits(reference.eval(), volume, OUTPUTS, settings)
     row: dict = {"family": family, "patch": patch, "parameters": sum(p.numel() for p in network.parameters()),
                  "voxels": int(np.prod(expected.shape[1:])), "torch_seconds": round(time.perf_counter() - start, 2),
-                 "max_abs_logit": float(expected.abs().max())}
+                 "max_abs_logit": float(expected.abs().max()), "train_steps": steps,
+                 "train_seconds": train_seconds, "final_loss": final_loss}
+    predicted = expected.argmax(0).numpy()
+    row["label_fractions"] = [round(float((predicted == k).mean()), 4) for k in range(OUTPUTS)]
+    if labels is not None:   # how far the few steps got: Dice of each class against the atlas on this volume
+        row["dice_vs_atlas"] = [round(float(2 * ((predicted == k) & (labels == k)).sum()
+                                            / max(1, (predicted == k).sum() + (labels == k).sum())), 3)
+                                for k in range(1, OUTPUTS)]
     data = export_network(plain_network(checkpoint, workdir), 1, patch, None, family_of(arch).onnx_dynamic_spatial)
     labels = expected.argmax(0)
     top2 = expected.topk(2, dim=0).values
@@ -104,31 +165,42 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--spacing", type=float, default=3.0, help="resample to this many mm (default 3)")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES))
+    parser.add_argument("--train-steps", type=int, default=60, help="Adam steps on the atlas labels (0: untrained)")
+    parser.add_argument("--atlas", type=Path, default=ATLAS)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     import importlib.util
     import tempfile
 
     volume = real_volume(args.image, args.spacing)
-    print(f"volume {args.image} at {args.spacing} mm: {volume.shape[1:]}", flush=True)
-    rows = []
+    labels = atlas_labels(args.atlas, volume.shape[1:]) if args.train_steps else None
+    print(f"volume {args.image} at {args.spacing} mm: {volume.shape[1:]}; {args.train_steps} training steps", flush=True)
+    record = {"script": "scripts/check_backend_families.py", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "threads": torch.get_num_threads(), "loadavg_start": os.getloadavg(), "image": str(args.image),
+              "atlas": str(args.atlas) if labels is not None else None, "train_steps": args.train_steps,
+              "spacing_mm": args.spacing, "volume_shape": list(volume.shape[1:]), "rows": []}
     with tempfile.TemporaryDirectory() as folder:
         for family in args.families:
             if family == "swinunetr" and importlib.util.find_spec("monai") is None:
                 print("swinunetr: skipped (MONAI not installed)")
                 continue
-            row = compare(family, FAMILIES[family], volume, Path(folder))
-            rows.append(row)
-            print(f"{family:10s} torch {row['torch_seconds']:6.1f} s | " + " | ".join(
-                f"{b} {row[b]['label_agreement']:.6%} agree, max logit diff {row[b]['max_abs_logit_difference']:.2e}, "
-                f"{row[b]['seconds']:.1f} s" for b in ("onnxruntime", "openvino")), flush=True)
-    record = {"script": "scripts/check_backend_families.py", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "threads": torch.get_num_threads(), "loadavg": os.getloadavg(), "image": str(args.image),
-              "spacing_mm": args.spacing, "volume_shape": list(volume.shape[1:]), "rows": rows}
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+            try:
+                row = compare(family, FAMILIES[family], volume, Path(folder), labels, args.train_steps)
+            except Exception as err:   # one family's failure (e.g. its export) is a result; the others still run
+                row = {"family": family, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+                print(f"{family:10s} FAILED {row['error']}", flush=True)
+            else:
+                print(f"{family:10s} trained {row['train_seconds']} s (loss {row['final_loss']}, dice "
+                      f"{row.get('dice_vs_atlas')}) torch {row['torch_seconds']:6.1f} s | " + " | ".join(
+                          f"{b} {row[b]['label_agreement']:.6%} agree, max logit diff "
+                          f"{row[b]['max_abs_logit_difference']:.2e}, {row[b]['seconds']:.1f} s"
+                          for b in ("onnxruntime", "openvino")), flush=True)
+            row["loadavg_after"] = os.getloadavg()
+            record["rows"].append(row)
+            if args.json:
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

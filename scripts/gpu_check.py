@@ -5,7 +5,7 @@ when it is spent). It writes one JSON and the "GPU check results" block of docs/
 
 1. memory grid: families (unet, resenc, revmbconv reversible and plain) x patch x batch, under
    fp32 / bf16 / fp16 autocast, cuDNN autotuner off (and on for bf16); per point
-   torch.cuda.max_memory_allocated AND max_memory_reserved (segkit.networks.measure.measure_step);
+   torch.cuda.max_memory_allocated AND max_memory_reserved (segkit.networks.measurement.measure.measure_step);
 2. fits the memory model's CUDA constants (autocast factor, cuDNN workspace, allocator rounding;
    segkit.planning.cuda_calibration) on the smallest and largest patches and reports predicted vs
    measured on the held-out middle patch, and the memory outside PyTorch's allocator (the CUDA
@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from segkit.networks import build_network  # noqa: E402
-from segkit.networks.measure import measure_step  # noqa: E402
+from segkit.networks.measurement.measure import measure_step  # noqa: E402
 from segkit.oom import is_out_of_memory  # noqa: E402
 from segkit.planning.cuda_calibration import (  # noqa: E402
     CALIBRATION_PATH,

@@ -26,3 +26,14 @@ def one_torch_thread():
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-case, 4-channel nnU-Net-layout phantom (read-only: copy before mutating)."""
     return generate_dataset(tmp_path_factory.mktemp("tiny") / "Phantom", num_cases=4, spec=TINY)
+
+
+@pytest.fixture(scope="session")
+def lateral_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dataset, work dir) of a tiny model trained (100 steps) on the two-channel lateral phantom stored RAS,
+    labels Left-Blob/Right-Blob (read-only: the orientation and DICOM node tests share it)."""
+    from orientation_data import plan_and_preprocess_lateral, train_calibrated
+
+    dataset, work = plan_and_preprocess_lateral(tmp_path_factory.mktemp("lateral"), ["RAS"])
+    train_calibrated(dataset, work, "none")
+    return dataset, work

@@ -5,14 +5,19 @@ increases towards the patient's left): a "Left-Blob" on the patient's left and a
 on the right, told apart only by an intensity ramp that rises towards the patient's left in
 the left blob and towards the right in the right one (so a network must see the axes the
 right way round). `stored_as` re-stores it with another ITK direction, voxel for voxel.
+`plan_and_preprocess_lateral` and `train_calibrated` make a tiny trained model of it in seconds
+(the session fixture `lateral_model` in conftest.py shares one between the end-to-end tests).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+from training_data import TINY_ARCH
 
+from segkit.cli import main
 from segkit.io.image import Geometry, write_image
 from segkit.jsonio import write_json
 from segkit.preprocessing.orientation import canonical_geometry, reorientation_for
@@ -23,6 +28,8 @@ DIRECTIONS = {
     "RAS": (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0),
     # sagittal slices: index i runs anterior, j inferior, k left (code "AIL")
     "AIL": (0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0, -1.0, 0.0),
+    # the same sagittal slices stacked towards the patient's right: against the DICOM slice normal (A x I = L)
+    "AIR": (0.0, 0.0, -1.0, -1.0, 0.0, 0.0, 0.0, -1.0, 0.0),
 }
 
 
@@ -75,6 +82,42 @@ def write_lateral_dataset(root: Path, codes: list[str], num_cases: int = 4, **ca
     write_json(root / "dataset.json", {"name": "Lateral", "channel_names": {"0": "A", "1": "B"}, "labels": LABELS,
                                        "numTraining": num_cases, "file_ending": ".nii.gz"})
     return root
+
+
+
+def plan_and_preprocess_lateral(root: Path, codes: list[str]) -> tuple[Path, Path]:
+    """A lateral dataset stored with the given orientations, planned (tiny U-Net) and preprocessed."""
+    dataset = write_lateral_dataset(root / "Lateral", codes, num_cases=4)
+    work = root / "work"
+    assert main(["plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres",
+                 "--network", "unet", "--no-tradeoff"]) == 0
+    plans = json.loads((work / "plans.json").read_text())
+    entry = plans["configurations"]["3d_fullres"]
+    entry.update(architecture=dict(TINY_ARCH), patch_size=[8, 16, 16], batch_size=2)
+    (work / "plans.json").write_text(json.dumps(plans))
+    assert main(["preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres"]) == 0
+    return dataset, work
+
+
+def train_calibrated(dataset: Path, work: Path, augment: str, *extra: str) -> None:
+    """The training the orientation safety tests were calibrated with: 100 steps of a tiny network on 8x16x16
+    patches, PyTorch's init (He's, the measured default for real-sized networks, needs ~200 steps here) and 1 of 2
+    patches on a blob."""
+    plans = json.loads((work / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["init"] = "pytorch"
+    (work / "plans.json").write_text(json.dumps(plans))
+    assert main(["train", str(dataset), "--work-dir", str(work), "-f", "all", "--epochs", "5",
+                 "--iterations-per-epoch", "20", "--recipe", "short-cpu", "--augment", augment, "--no-fit",
+                 "--recipe-set", "foreground_fraction=0.5",
+                 "--validate-every", "100", "--device", "cpu", "--num-workers", "0", "--quiet", *extra]) == 0
+
+
+def patient_left_mm(label: np.ndarray, geometry: Geometry, value: int) -> float:
+    """Mean physical x (LPS: larger is further towards the patient's left) of a label's voxels."""
+    canonical = reorientation_for(geometry.direction).to_canonical(label)
+    target = canonical_geometry(geometry)
+    x_index = np.argwhere(canonical == value)[:, 2]
+    return float(target.origin[0] + target.spacing[0] * x_index.mean())
 
 
 # the rotation that leaves 48.19 degrees on every axis after the best axis assignment (issue #25)

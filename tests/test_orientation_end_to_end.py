@@ -8,35 +8,26 @@ and predicts the same anatomy as a DICOM series in scanner order (ImageOrientati
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from orientation_data import DIRECTIONS, lateral_case, stored_as, write_lateral_dataset
-from training_data import TINY_ARCH
+from orientation_data import (
+    DIRECTIONS,
+    lateral_case,
+    patient_left_mm,
+    plan_and_preprocess_lateral,
+    stored_as,
+    train_calibrated,
+)
 
 from segkit.cli import main
 from segkit.io.dicom_write import write_dicom_series
 from segkit.io.image import read_image, write_image
-from segkit.preprocessing.orientation import canonical_geometry, reorientation_for
-
-
-def _plan_and_preprocess(root: Path, codes: list[str]) -> tuple[Path, Path]:
-    """A lateral dataset stored with the given orientations, planned (tiny U-Net) and preprocessed."""
-    dataset = write_lateral_dataset(root / "Lateral", codes, num_cases=4)
-    work = root / "work"
-    assert main(["plan", str(dataset), "--work-dir", str(work), "--configurations", "3d_fullres",
-                 "--network", "unet", "--no-tradeoff"]) == 0
-    plans = json.loads((work / "plans.json").read_text())
-    entry = plans["configurations"]["3d_fullres"]
-    entry.update(architecture=dict(TINY_ARCH), patch_size=[8, 16, 16], batch_size=2)
-    (work / "plans.json").write_text(json.dumps(plans))
-    assert main(["preprocess", str(dataset), "--work-dir", str(work), "-c", "3d_fullres"]) == 0
-    return dataset, work
+from segkit.preprocessing.orientation import reorientation_for
 
 
 def test_training_data_is_the_same_whatever_the_storage(tmp_path):
-    stored = {code: _plan_and_preprocess(tmp_path / code, [code]) for code in ("RAS", "AIL")}
+    stored = {code: plan_and_preprocess_lateral(tmp_path / code, [code]) for code in ("RAS", "AIL")}
     plans = {code: json.loads((work / "plans.json").read_text()) for code, (_, work) in stored.items()}
     for key in ("target_spacing", "median_shape", "patch_size", "mirror_axes"):
         assert plans["RAS"]["configurations"]["3d_fullres"][key] == plans["AIL"]["configurations"]["3d_fullres"][key]
@@ -55,31 +46,9 @@ def test_training_data_is_the_same_whatever_the_storage(tmp_path):
             np.testing.assert_array_equal(arrays[0], arrays[1])
 
 
-def _patient_left_mm(label: np.ndarray, geometry, value: int) -> float:
-    """Mean physical x (LPS: larger is further towards the patient's left) of a label's voxels."""
-    canonical = reorientation_for(geometry.direction).to_canonical(label)
-    target = canonical_geometry(geometry)
-    x_index = np.argwhere(canonical == value)[:, 2]
-    return float(target.origin[0] + target.spacing[0] * x_index.mean())
-
-
-def _train_calibrated(dataset: Path, work: Path, augment: str, *extra: str) -> None:
-    """The training these safety tests were calibrated with: 100 steps of a tiny network on 8x16x16 patches,
-    PyTorch's init (He's, the measured default for real-sized networks, needs ~200 steps here) and 1 of 2
-    patches on a blob."""
-    plans = json.loads((work / "plans.json").read_text())
-    plans["configurations"]["3d_fullres"]["architecture"]["init"] = "pytorch"
-    (work / "plans.json").write_text(json.dumps(plans))
-    assert main(["train", str(dataset), "--work-dir", str(work), "-f", "all", "--epochs", "5",
-                 "--iterations-per-epoch", "20", "--recipe", "short-cpu", "--augment", augment, "--no-fit",
-                 "--recipe-set", "foreground_fraction=0.5",
-                 "--validate-every", "100", "--device", "cpu", "--num-workers", "0", "--quiet", *extra]) == 0
-
-
 @pytest.mark.slow
-def test_a_model_trained_on_ras_puts_left_labels_on_the_left_of_a_dicom_series(tmp_path):
-    dataset, work = _plan_and_preprocess(tmp_path, ["RAS"])
-    _train_calibrated(dataset, work, "none")
+def test_a_model_trained_on_ras_puts_left_labels_on_the_left_of_a_dicom_series(tmp_path, lateral_model):
+    _, work = lateral_model
     images, labels, geometry = lateral_case(seed=11)   # a new patient
     inputs = tmp_path / "in"
     for channel in range(2):
@@ -97,7 +66,7 @@ def test_a_model_trained_on_ras_puts_left_labels_on_the_left_of_a_dicom_series(t
         dice = 2 * np.sum(predicted & (truth == value)) / (predicted.sum() + np.sum(truth == value))
         assert dice > 0.6, f"label {value}: Dice {dice:.2f}"
     # Left-Blob (1) lies towards the patient's left of Right-Blob (2) in physical space
-    assert _patient_left_mm(dicom.array, dicom.geometry, 1) > _patient_left_mm(dicom.array, dicom.geometry, 2) + 5
+    assert patient_left_mm(dicom.array, dicom.geometry, 1) > patient_left_mm(dicom.array, dicom.geometry, 2) + 5
     reference = reorientation_for(dicom.geometry.direction).to_canonical(dicom.array)
     for code in ("LPS", "AIL"):
         other = read_image(out / f"{code}.nii.gz")
@@ -106,9 +75,9 @@ def test_a_model_trained_on_ras_puts_left_labels_on_the_left_of_a_dicom_series(t
 
 @pytest.mark.slow
 def test_the_left_right_mirror_of_an_image_gets_the_mirrored_labels_with_the_pairs_swapped(tmp_path):
-    dataset, work = _plan_and_preprocess(tmp_path, ["LPS"])
+    dataset, work = plan_and_preprocess_lateral(tmp_path, ["LPS"])
     # swap_pairs: left/right mirrored with the pair swapped, in training (light augmentation) and in TTA
-    _train_calibrated(dataset, work, "light", "--recipe-set", "swap_pairs=true")
+    train_calibrated(dataset, work, "light", "--recipe-set", "swap_pairs=true")
     model_plans = json.loads((work / "models" / "3d_fullres" / "plans.json").read_text())
     assert model_plans["configurations"]["3d_fullres"]["mirror_axes"] == [2]
     assert model_plans["configurations"]["3d_fullres"]["mirror_swap_axis"] == 2

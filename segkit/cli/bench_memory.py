@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from segkit.jsonio import write_json
-    from segkit.networks.measure import measure_in_subprocess, measure_step
+    from segkit.networks.measurement.measure import measure_in_subprocess, measure_step
     from segkit.networks.registry import family_of
     from segkit.planning.cuda_calibration import predict_cuda_bytes
     from segkit.planning.memory import estimate_peak_bytes

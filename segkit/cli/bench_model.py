@@ -115,8 +115,8 @@ def model_report(arch: dict, patch: list[int], batch: int, in_channels: int, num
     import torch
 
     from segkit.networks import build_network
-    from segkit.networks.efficiency import count_flops, inference_throughput, parameter_count
-    from segkit.networks.measure import measure_in_subprocess
+    from segkit.networks.measurement.efficiency import count_flops, inference_throughput, parameter_count
+    from segkit.networks.measurement.measure import measure_in_subprocess
     from segkit.planning.memory import estimate_peak_bytes
 
     if threads:

@@ -1,6 +1,6 @@
 """`segkit choose-pruning`: the UNet++ inference pruning level, chosen on the validation cases.
 
-UNet++ (segkit/networks/unetpp.py) can predict with any of its nested full-resolution outputs
+UNet++ (segkit/networks/families/unetpp.py) can predict with any of its nested full-resolution outputs
 X^{0,j}, j = 1..L; the sub-network for X^{0,j} runs only the nodes i + j' <= j, so shallower levels
 are faster. Every fold's checkpoint scores every level on that fold's validation cases (the
 preprocessed arrays, the per-epoch validation's sliding window: segkit.training.validation), Dice

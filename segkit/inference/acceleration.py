@@ -82,6 +82,18 @@ def bf16_measured_harmless(evidence: dict[str, float | None] | None = None) -> b
     return dice <= BF16_HARMLESS["max_abs_dice_difference"] and agreement >= BF16_HARMLESS["min_foreground_agreement"]
 
 
+def cpu_auto_precision() -> str:
+    """What `auto` means on a CPU, for predict and train alike: bf16 only where measured harmless and fast, else fp32."""
+    return "bf16" if cpu_has_fast_bf16() and bf16_measured_harmless() else "fp32"
+
+
+def cpu_auto_reason() -> str:
+    """Why `auto` chose what it did on this CPU (for the run's notes)."""
+    if not bf16_measured_harmless():
+        return "bf16 not measured harmless to a trained model's labels (BF16_CPU_EVIDENCE)"
+    return "bf16 measured harmless" + ("" if cpu_has_fast_bf16() else ", but this CPU has no hardware bf16")
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """'auto' -> fp16 on CUDA (as nnU-Net); on a CPU bf16 only where measured harmless and fast, else fp32."""
     if precision not in PRECISIONS:
@@ -89,8 +101,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         if device.type == "cuda":
             return "fp16"
-        fast = device.type == "cpu" and cpu_has_fast_bf16()
-        return "bf16" if fast and bf16_measured_harmless() else "fp32"
+        return cpu_auto_precision() if device.type == "cpu" else "fp32"
     return precision
 
 

@@ -35,7 +35,7 @@ from segkit.inference.acceleration import resolve_precision
 from segkit.inference.memory_backoff import window_logits
 from segkit.inference.model import LoadedModel
 from segkit.inference.revert import MemberOutput, labels_from_aligned, labels_on_input_grid, map_on_input_grid
-from segkit.inference.sliding_window import WindowSettings
+from segkit.inference.sliding_window import ACCUMULATIONS, WindowSettings
 from segkit.inference.uncertainty import normalised_entropy, structure_scores, summary
 from segkit.io.image import Geometry
 from segkit.planning.mirroring import inference_swap
@@ -105,11 +105,17 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
     torch_backend = model.backend == "torch"
     # an ONNX backend runs in its own precision (model.backend_precision): no torch autocast around it
     precision = resolve_precision(options.precision, model.device) if torch_backend else "fp32"
-    tile_weights = str((entry.get("inference") or {}).get("tile_weights", "gaussian"))
+    policy = entry.get("inference") or {}
+    tile_weights = str(policy.get("tile_weights", "gaussian"))
+    accumulation = str(policy.get("accumulation", "fp32"))
+    if accumulation not in ACCUMULATIONS:
+        raise UserError(f"plans inference accumulation {accumulation!r} is not one of {', '.join(ACCUMULATIONS)}",
+                        model.model_dir)
     swap = inference_swap(model.plans, entry) if mirror else None
     return WindowSettings(tuple(int(p) for p in entry["patch_size"]), options.step, mirror, options.tile_batch,
                           slice_axis, precision=precision, channels_last=torch_backend, tile_weights=tile_weights,
-                          swap_axis=swap[0] if swap else None, swap_order=swap[1] if swap else ())
+                          accumulation=accumulation, swap_axis=swap[0] if swap else None,
+                          swap_order=swap[1] if swap else ())
 
 
 def input_orientation_warnings(model: LoadedModel, case_id: str, geometry: Geometry) -> list[str]:
@@ -140,6 +146,11 @@ def network_probabilities(model: LoadedModel, data: np.ndarray, options: Inferen
     return probabilities_and_fold_entropy(model, data, options)[0]
 
 
+def half_rounded(values: torch.Tensor, settings: WindowSettings) -> torch.Tensor:
+    """values rounded to float16 (kept in float32) under nnU-Net's float16 accumulation, whose fold sum is float16."""
+    return values.copy_(values.half()) if settings.accumulation == "fp16" else values
+
+
 def probabilities_and_fold_entropy(model: LoadedModel, data: np.ndarray, options: InferenceOptions
                                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Fold-averaged probabilities, and with options.uncertainty and several folds the folds' mean normalised
@@ -157,11 +168,11 @@ def probabilities_and_fold_entropy(model: LoadedModel, data: np.ndarray, options
             fold = probabilities_in_place(logits.clone(), model.label_mode) if average_logits else values
             entropy = normalised_entropy(fold.numpy(), model.label_mode)
             entropy_sum = entropy if entropy_sum is None else np.add(entropy_sum, entropy, out=entropy_sum)
-        total = values if total is None else total.add_(values)
+        total = values if total is None else half_rounded(total.add_(values), settings)
         del logits, values
     assert total is not None                                    # a model has at least one fold
     if len(model.folds) > 1:
-        total /= len(model.folds)
+        total = half_rounded(total.div_(len(model.folds)), settings)
     if entropy_sum is not None:
         entropy_sum /= len(model.folds)
     return (probabilities_in_place(total, model.label_mode) if average_logits else total).numpy(), entropy_sum

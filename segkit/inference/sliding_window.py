@@ -21,6 +21,9 @@ from segkit.inference.acceleration import autocast_for, memory_format_for
 # weights below this fraction of the peak are raised to it: every voxel keeps a positive
 # weight and the final division stays well conditioned in float32
 MIN_WEIGHT_FRACTION = 1e-4
+# nnU-Net v2 scales its tile weights to this peak before its float16 accumulation
+NNUNET_WEIGHT_PEAK = 10.0
+ACCUMULATIONS = ("fp32", "fp16")
 # accumulate on the GPU only while logits + weights stay below this many bytes
 DEVICE_ACCUMULATION_LIMIT = 2 * 1024 ** 3
 
@@ -38,6 +41,8 @@ class WindowSettings:
     precision: str = "fp32"
     channels_last: bool = False
     tile_weights: str = "gaussian"   # or "nnunet_gaussian" (imported nnU-Net models: identical tile weights)
+    # "fp32", or "fp16": nnU-Net v2's half-precision sum of weighted tile logits (imported nnU-Net models)
+    accumulation: str = "fp32"
     # a flip along swap_axis exchanges left and right: its logits come back with channels in swap_order
     swap_axis: int | None = None
     swap_order: tuple[int, ...] = ()
@@ -69,6 +74,19 @@ def nnunet_gaussian_map(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8)
     weights /= weights.max()
     weights[weights == 0] = weights[weights > 0].min()
     return weights.astype(np.float32)
+
+
+def nnunet_fp16_weights(patch_size: Sequence[int], sigma_scale: float = 1.0 / 8) -> torch.Tensor:
+    """nnU-Net v2's tile weights as its sliding window uses them (`compute_gaussian(..., value_scaling_factor=10)`):
+    the filtered delta scaled to peak 10 in float64, then float16, zeros raised to the smallest float16 weight."""
+    delta = np.zeros(tuple(patch_size), dtype=np.float64)
+    delta[tuple(size // 2 for size in patch_size)] = 1.0
+    weights = gaussian_filter(delta, [size * sigma_scale for size in patch_size], 0, mode="constant", cval=0)
+    weights /= weights.max() / NNUNET_WEIGHT_PEAK
+    half = torch.from_numpy(weights).to(torch.float16)
+    zero = half == 0
+    half[zero] = half[~zero].min()
+    return half
 
 
 def tile_weight_map(tile: Sequence[int], settings: WindowSettings) -> np.ndarray:
@@ -170,9 +188,8 @@ def sliding_window_logits(network: torch.nn.Module, data: np.ndarray | torch.Ten
     shape = tuple(volume.shape[1:])
     acc_device = accumulation_device(device, num_outputs, shape)
     source = volume.to(device) if acc_device == device else volume
-    logits = torch.zeros((num_outputs, *shape), dtype=torch.float32, device=acc_device)
-    weight_sum = torch.zeros(shape, dtype=torch.float32, device=acc_device)
-    weight = torch.from_numpy(tile_weight_map(tile, settings)).to(device)
+    logits, weight_sum, weight = accumulators(num_outputs, shape, tile, settings, acc_device)
+    weight = weight.to(device)
     weight_acc = weight.to(acc_device)
     memory_format = memory_format_for(len(settings.patch_size)) if settings.channels_last else torch.contiguous_format
     with torch.inference_mode(), autocast_for(settings.precision, device):
@@ -184,15 +201,35 @@ def sliding_window_logits(network: torch.nn.Module, data: np.ndarray | torch.Ten
             out = forward_with_mirroring(network, batch, settings.mirror_axes, memory_format, swap)
             if settings.slice_axis is not None:
                 out = out[:, :, None]
-            out = (out * weight).to(acc_device)
+            out = (out * weight).to(acc_device)   # float32 (a float16 weight is promoted, as in nnU-Net)
             for index, region in enumerate(chunk):
-                logits[(slice(None),) + region] += out[index]
+                logits[(slice(None),) + region] += out[index]   # rounded to the accumulator's precision
                 weight_sum[region] += weight_acc
     logits /= weight_sum
     logits = logits[(slice(None),) + unpad]
     if settings.slice_axis is not None:
         logits = logits.movedim(1, 1 + settings.slice_axis)
-    return logits.cpu().contiguous()
+    return logits.cpu().float().contiguous()
+
+
+def accumulators(num_outputs: int, shape: Sequence[int], tile: Sequence[int], settings: WindowSettings,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zeroed logit and weight sums and the tile weights, in the precision settings.accumulation asks for.
+
+    "fp16" reproduces nnU-Net v2's sliding window: its float16 sums (and float16 weights of peak
+    10) decide which near-tied class wins, so an imported nnU-Net model needs them to give
+    nnUNetv2_predict's labels voxel for voxel; the returned logits are float16 values in float32.
+    """
+    if settings.accumulation not in ACCUMULATIONS:
+        raise ValueError(f"unknown accumulation {settings.accumulation!r}; use one of {ACCUMULATIONS}")
+    if settings.accumulation == "fp16":
+        if settings.tile_weights != "nnunet_gaussian":
+            raise ValueError("fp16 accumulation is nnU-Net's and goes with tile_weights 'nnunet_gaussian'")
+        dtype, weight = torch.float16, nnunet_fp16_weights(tile, settings.sigma_scale)
+    else:
+        dtype, weight = torch.float32, torch.from_numpy(tile_weight_map(tile, settings))
+    logits = torch.zeros((num_outputs, *shape), dtype=dtype, device=device)
+    return logits, torch.zeros(tuple(shape), dtype=dtype, device=device), weight
 
 
 def logits_to_probabilities(logits: torch.Tensor, label_mode: str) -> torch.Tensor:

@@ -43,7 +43,7 @@ READER_AXES = {"SimpleITKIO": (0, 1, 2), "SimpleITKIOWithReorient": None, "Nibab
 FAMILIES = {"PlainConvUNet": "unet", "ResidualEncoderUNet": "resenc"}
 NORMALIZATION_SCHEMES = {"ZScoreNormalization": "zscore", "CTNormalization": "ct", "NoNormalization": "none",
                          "RescaleTo01Normalization": "rescale_0_1", "RGBTo0_1Normalization": "rgb_0_1"}
-CACHE_VERSION = 2
+CACHE_VERSION = 3   # 3: nnU-Net's float16 accumulation in the converted plans
 
 
 # ---------------------------------------------------------------- detection and checkpoint reading
@@ -313,8 +313,8 @@ def segkit_plans(plans: NnunetPlans, dataset: dict, name: str, mirror_axes: Sequ
              "previous_stage": None, "patch_size": permute(patch, order),
              "mirror_axes": sorted(segkit_axes.index(nn_axes[int(m)]) for m in (mirror_axes or [])),
              "architecture": segkit_architecture(family, kwargs, order, where),
-             # nnU-Net's inference policy: its tile weights, and folds averaged as logits
-             "inference": {"tile_weights": "nnunet_gaussian", "fold_average": "logits"}}
+             # nnU-Net's inference policy: its tile weights and their float16 sums, folds averaged as logits
+             "inference": {"tile_weights": "nnunet_gaussian", "accumulation": "fp16", "fold_average": "logits"}}
     if slice_axis is not None:
         entry["slice_axis"] = int(slice_axis)
         entry["keep_spacing_axes"] = [int(slice_axis)]

@@ -2,6 +2,6 @@
 
 from segkit.networks.architecture import validate_architecture
 from segkit.networks.build import build_network
-from segkit.networks.revmbconv import set_mode
+from segkit.networks.families.revmbconv import set_mode
 
 __all__ = ["build_network", "validate_architecture", "set_mode"]

@@ -5,7 +5,7 @@ The stride product (`stride_product`, `total_strides`) is `segkit.plans`'s.
 
 from __future__ import annotations
 
-from segkit.networks.init import INIT_SCHEMES
+from segkit.networks.blocks.init import INIT_SCHEMES
 from segkit.networks.registry import family_names, family_of
 from segkit.plans import spatial_dims_of
 

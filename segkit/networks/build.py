@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from segkit.networks.architecture import init_scheme, validate_architecture
-from segkit.networks.init import initialise
+from segkit.networks.blocks.init import initialise
 from segkit.networks.registry import family_of
 
 

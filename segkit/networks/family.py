@@ -1,6 +1,6 @@
 """NetworkFamily: everything segkit knows about one network family, in one record.
 
-Each family module (segkit/networks/unet.py, resenc.py, revmbconv.py) defines its builder, the
+Each family module (segkit/networks/families/: unet.py, resenc.py, revmbconv.py, ...) defines its builder, the
 per-stage defaults the planner starts from, its memory tally and a `FAMILY` record pointing at
 them; `segkit.networks.registry` registers the records. The planner, the memory model, the
 hardware fit, bench-memory and the CLI read the registry, never a family name.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-    from segkit.networks.tally import Tally
+    from segkit.networks.measurement.tally import Tally
 
 
 def same_architecture(arch: dict, mode: str) -> dict:
@@ -53,7 +53,7 @@ class NetworkFamily:
     execution_mode: Callable[[dict], str] = plain_mode
     # whether the planner spends leftover memory on depth and width for this family
     grows: bool = False
-    # weight initialisation when an entry has no "init" key (segkit.networks.init.INIT_SCHEMES)
+    # weight initialisation when an entry has no "init" key (segkit.networks.blocks.init.INIT_SCHEMES)
     default_init: str = "pytorch"
     # registered families this one stands for, smallest first (stunet: stunet-s ... stunet-h): the planner
     # fixes the patch with the first and plans the largest one that fits the budget at that patch

@@ -1,22 +1,21 @@
 """The network-family registry: the one list of families the planner, memory model, fit and CLI read.
 
 Adding a family: write a module with its builder, `stage_defaults`, memory tally and a
-`FAMILY = NetworkFamily(...)` record (see segkit/networks/unet.py), then add one
+`FAMILY = NetworkFamily(...)` record (see segkit/networks/families/unet.py), then add one
 `register_family(...)` line below (or call it from your own code before planning or building).
 """
 
 from __future__ import annotations
 
-from segkit.networks.family import NetworkFamily
-
 # the family modules themselves, not the package: segkit.networks' __init__ imports this registry (via architecture)
-from segkit.networks.resenc import FAMILY as RESENC
-from segkit.networks.revmbconv import FAMILY as REVMBCONV
-from segkit.networks.stunet import FAMILY as STUNET
-from segkit.networks.stunet import PRESET_FAMILIES as STUNET_PRESETS
-from segkit.networks.swinunetr import FAMILY as SWINUNETR
-from segkit.networks.unet import FAMILY as UNET
-from segkit.networks.unetpp import FAMILY as UNETPP
+from segkit.networks.families.resenc import FAMILY as RESENC
+from segkit.networks.families.revmbconv import FAMILY as REVMBCONV
+from segkit.networks.families.stunet import FAMILY as STUNET
+from segkit.networks.families.stunet import PRESET_FAMILIES as STUNET_PRESETS
+from segkit.networks.families.swinunetr import FAMILY as SWINUNETR
+from segkit.networks.families.unet import FAMILY as UNET
+from segkit.networks.families.unetpp import FAMILY as UNETPP
+from segkit.networks.family import NetworkFamily
 
 _FAMILIES: dict[str, NetworkFamily] = {}
 

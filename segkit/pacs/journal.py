@@ -125,13 +125,16 @@ class Journal:
             self._db.execute("COMMIT")
 
     def instance_arrived(self, key: str, study_uid: str, folder: str, sop_uid: str, source: str = "push",
-                         restored: bool = False) -> bool:
-        """Record one stored instance of a unit; True when the instance is new to the unit.
+                         restored: bool = False, changed: bool = False) -> bool:
+        """Record one stored instance of a unit; True when the instance is new to the unit or its content changed.
 
         A new unit starts receiving, a known one restarts its quiet timer. A new instance for a
-        unit past ``receiving`` reopens it (a grown series is segmented again); the same instance
-        again (a re-send, identical SOP Instance UID) changes nothing, except that a *failed* unit
-        whose file had to be restored (restored=True) is reopened: the sender is completing it.
+        unit past ``receiving`` reopens it (a grown series is segmented again), and so does a known
+        instance whose content changed (changed=True: the PACS re-sent it with other data, e.g. the
+        patient corrected or replaced, so the SEG, which carries the source's patient, is made
+        again); the same instance again (a re-send, identical SOP Instance UID and content) changes
+        nothing, except that a *failed* unit whose file had to be restored (restored=True) is
+        reopened: the sender is completing it.
         """
         now = time.time()
         with self._transaction() as db:
@@ -142,7 +145,7 @@ class Journal:
                            "created_at, updated_at) VALUES (?, ?, ?, 'receiving', 1, ?, ?, ?, ?)",
                            (key, study_uid, folder, now, source, now, now))
                 return True
-            if not new:
+            if not new and not changed:
                 if row["state"] in ("receiving", "queued"):
                     db.execute("UPDATE units SET state = 'receiving', last_instance_at = ? WHERE key = ?", (now, key))
                 elif row["state"] == "failed" and restored:
@@ -150,13 +153,17 @@ class Journal:
                                "reason = NULL, attempts = 0, send_attempts = 0, next_attempt_at = 0 WHERE key = ?",
                                (now, now, key))
                 return False
+            added = 1 if new else 0
             if row["state"] == "predicting":   # the running prediction is stale; the worker sees the new generation
-                db.execute("UPDATE units SET instances = instances + 1, generation = generation + 1, "
-                           "last_instance_at = ?, updated_at = ? WHERE key = ?", (now, now, key))
+                db.execute("UPDATE units SET instances = instances + ?, generation = generation + 1, "
+                           "last_instance_at = ?, updated_at = ? WHERE key = ?", (added, now, now, key))
                 return True
-            db.execute("UPDATE units SET state = 'receiving', instances = instances + 1, generation = generation + 1, "
+            db.execute("UPDATE units SET state = 'receiving', instances = instances + ?, generation = generation + 1, "
                        "last_instance_at = ?, updated_at = ?, reason = NULL, attempts = 0, send_attempts = 0, "
-                       "next_attempt_at = 0 WHERE key = ?", (now, now, key))
+                       "next_attempt_at = 0 WHERE key = ?", (added, now, now, key))
+            if changed:
+                db.execute("INSERT INTO events (at, key, kind, message) VALUES (?, ?, 'reopened', ?)",
+                           (now, key, f"instance {sop_uid} re-sent with other content: segmented again"))
         return True
 
     def instance_uids(self, key: str) -> list[str]:

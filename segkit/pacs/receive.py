@@ -138,11 +138,19 @@ class Receiver:
         path = self.storage.instance_path(study_uid, series_uid, sop_uid)
         key = self.unit_key(study_uid, series_uid)
         missing = not path.exists()
+        changed = False
         if missing:   # also a re-sent instance whose file the retention sweep deleted: a reopened unit needs it
             durable_write(path, encoded())
+        else:
+            # the same SOP Instance UID with other bytes: the PACS corrected or replaced it (another patient's
+            # data, a fixed name): keep the new one and segment the unit again, so no SEG keeps the old patient
+            data = encoded()
+            changed = data != path.read_bytes()
+            if changed:
+                durable_write(path, data)
         folder = path.parent.parent if self.unit_by_study else path.parent
         self.journal.instance_arrived(key, study_uid, str(folder.relative_to(self.storage.root)), sop_uid, self.source,
-                                      restored=missing)
+                                      restored=missing, changed=changed)
         self.received += 1
 
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import math
 
+from segkit.networks.measurement.tally import Tally
 from segkit.networks.registry import family_of
-from segkit.networks.tally import Tally
 
 OPTIMIZER_STATE_PER_PARAM = {"sgd": 1, "adam": 2, "adamw": 2, "none": 0}
 

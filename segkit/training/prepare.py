@@ -40,7 +40,7 @@ from segkit.training.loader import (
     preprocessed_case_ids,
     with_slice_axis_first,
 )
-from segkit.training.precision import make_autocast, training_precision
+from segkit.training.precision import auto_note, make_autocast, training_precision
 from segkit.training.pretrained import finetune_from_args, finetune_recipe
 from segkit.training.recipe import Recipe, choose_recipe
 from segkit.training.request import TrainRequest
@@ -294,7 +294,7 @@ def _notes(request: TrainRequest, split: _Split, recipe: Recipe, recipe_reason: 
                if split.previous_stage else []),
              f"augmentation {recipe.augment}" + ("" if "augment" in overrides else f" (auto: recipe {recipe.name})"),
              f"fold {request.fold}: {len(split.train_ids)} training / {len(split.val_ids)} validation cases",
-             f"precision {precision}" + (f" (auto on {device_type})" if request.precision == "auto" else "")]
+             f"precision {precision}" + (f" ({auto_note(device_type)})" if request.precision == "auto" else "")]
     if split.fold is None:
         notes.append("-f all: validation uses the training cases (in-sample Dice)")
     notes.append(lr_note)

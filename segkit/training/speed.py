@@ -16,7 +16,7 @@ import torch
 
 from segkit.errors import UserError
 from segkit.inference.acceleration import memory_format_for
-from segkit.networks.reversible import CouplingBlock
+from segkit.networks.blocks.reversible import CouplingBlock
 
 COMPILE_MODES = ("off", "network", "branches")
 

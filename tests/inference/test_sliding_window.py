@@ -13,6 +13,8 @@ from segkit.inference.sliding_window import (
     WindowSettings,
     gaussian_importance_map,
     mirror_combinations,
+    nnunet_fp16_weights,
+    nnunet_gaussian_map,
     sliding_window_logits,
     tile_slices,
     tile_starts_along,
@@ -135,3 +137,75 @@ def test_softmax_probabilities_map_channels_to_label_values():
     probabilities[0, ..., 0] = probabilities[1, ..., 1] = probabilities[2, ..., 2] = 1
     labels = probabilities_to_labels(probabilities, "softmax", {"liver": [1], "tumour": [5]})
     np.testing.assert_array_equal(labels[0, 0], [0, 1, 5])
+
+
+def nnunet_v2_sliding_window(network: nn.Module, data: torch.Tensor, patch: tuple[int, ...],
+                             mirror_axes: tuple[int, ...]) -> torch.Tensor:
+    """nnU-Net v2's `_internal_predict_sliding_window_return_logits` on the CPU, written after its source:
+    float16 sums, tile weights of peak 10 in float16, one tile at a time, its mirroring loop."""
+    from itertools import combinations
+
+    from scipy.ndimage import gaussian_filter
+
+    delta = np.zeros(patch)
+    delta[tuple(p // 2 for p in patch)] = 1
+    gaussian = gaussian_filter(delta, [p / 8 for p in patch], 0, mode="constant", cval=0)
+    gaussian /= np.max(gaussian) / 10
+    gaussian = torch.from_numpy(gaussian).to(torch.float16)
+    gaussian[gaussian == 0] = torch.min(gaussian[gaussian != 0])
+    steps = []
+    for size, tile in zip(data.shape[1:], patch):
+        count = int(np.ceil((size - tile) / (tile * 0.5))) + 1
+        step = (size - tile) / (count - 1) if count > 1 else 99999999999
+        steps.append([int(np.round(step * i)) for i in range(count)])
+    logits = torch.zeros((3, *data.shape[1:]), dtype=torch.half)
+    n_predictions = torch.zeros(data.shape[1:], dtype=torch.half)
+    axes = [m + 2 for m in mirror_axes]
+    combos = [c for i in range(len(axes)) for c in combinations(axes, i + 1)]
+    with torch.inference_mode():
+        for sx in steps[0]:
+            for sy in steps[1]:
+                for sz in steps[2]:
+                    sl = (slice(None), *[slice(s, s + t) for s, t in zip((sx, sy, sz), patch)])
+                    x = data[sl][None]
+                    prediction = network(x)
+                    for combo in combos:
+                        prediction += torch.flip(network(torch.flip(x, combo)), combo)
+                    prediction /= len(combos) + 1
+                    prediction = prediction[0]
+                    prediction *= gaussian
+                    logits[sl] += prediction
+                    n_predictions[sl[1:]] += gaussian
+    torch.div(logits, n_predictions, out=logits)
+    return logits
+
+
+def test_fp16_accumulation_gives_nnunets_logits_bit_for_bit():
+    """An imported nnU-Net model's window ('fp16', nnU-Net's weights) equals nnU-Net v2's float16 loop exactly."""
+    torch.manual_seed(0)
+    network = nn.Conv3d(2, 3, 3, padding=1).eval()
+    data = torch.randn(2, 13, 21, 19)
+    patch = (8, 12, 12)
+    expected = nnunet_v2_sliding_window(network, data, patch, (0, 1, 2))
+    settings = WindowSettings(patch, 0.5, (0, 1, 2), tile_batch=1, tile_weights="nnunet_gaussian",
+                              accumulation="fp16")
+    got = sliding_window_logits(network, data.numpy(), 3, settings)
+    assert got.dtype == torch.float32 and torch.equal(got, expected.float())
+    fp32 = sliding_window_logits(network, data.numpy(), 3, WindowSettings(patch, 0.5, (0, 1, 2), tile_batch=1,
+                                                                         tile_weights="nnunet_gaussian"))
+    difference = (fp32 - got).abs()
+    # float32 sums are not what nnU-Net computes: most voxels differ by float16 rounding, but where only
+    # tile borders reach, nnU-Net's float16 weights underflow and its logits lose most of their value
+    assert float(difference.median()) < 1e-3 < float(difference.max())
+
+
+def test_fp16_weights_are_nnunets_scaled_gaussian():
+    weights = nnunet_fp16_weights((4, 8, 8))
+    assert weights.dtype == torch.float16 and float(weights.max()) == 10.0 and float(weights.min()) > 0
+    np.testing.assert_allclose(weights.float().numpy() / 10, nnunet_gaussian_map((4, 8, 8)), rtol=2e-3, atol=1e-4)
+
+
+def test_fp16_accumulation_needs_nnunets_weights():
+    settings = WindowSettings((4, 4, 4), accumulation="fp16")
+    with pytest.raises(ValueError, match="nnunet_gaussian"):
+        sliding_window_logits(pointwise_network(1, 2), np.zeros((1, 4, 4, 4), np.float32), 2, settings)

@@ -338,11 +338,12 @@ def test_nnunet_tile_weights_follow_nnunets_gaussian() -> None:
 def test_imported_plans_ask_for_nnunets_inference_policy(tmp_path: Path) -> None:
     entry = read_json(convert_nnunet_model(write_nnunet_folder(tmp_path), tmp_path / "m") / "plans.json")
     assert entry["configurations"]["3d_fullres"]["inference"] == {"tile_weights": "nnunet_gaussian",
-                                                                   "fold_average": "logits"}
+                                                                   "accumulation": "fp16", "fold_average": "logits"}
 
 
 def test_logit_fold_average_differs_from_probability_average(tmp_path: Path) -> None:
-    """Two folds: with fold_average 'logits' the result is softmax(mean logits), as nnU-Net ensembles folds."""
+    """Two folds: with fold_average 'logits' the result is softmax(mean logits), as nnU-Net ensembles folds
+    (its float16 sum of the folds' float16 logits, then the float16 mean)."""
     folder = write_nnunet_folder(tmp_path / "r", folds=(0, 1))
     model = load_model(convert_nnunet_model(folder, tmp_path / "m"), device="cpu")
     data = np.random.default_rng(0).normal(size=(2, 8, 16, 16)).astype(np.float32)
@@ -352,7 +353,8 @@ def test_logit_fold_average_differs_from_probability_average(tmp_path: Path) -> 
     for state in model.fold_states:
         model.network.load_state_dict(state)
         logits.append(sliding_window_logits(model.network, data, 3, settings, "cpu"))
-    expected = logits_to_probabilities((logits[0] + logits[1]) / 2, "softmax").numpy()
+    mean = ((logits[0].half() + logits[1].half()) / 2).float()
+    expected = logits_to_probabilities(mean, "softmax").numpy()
     np.testing.assert_allclose(network_probabilities(model, data, options), expected, atol=1e-5)
     mean_probabilities = ((logits_to_probabilities(logits[0], "softmax") + logits_to_probabilities(logits[1], "softmax"))
                           / 2).numpy()

@@ -53,7 +53,7 @@ def test_shapes_and_deep_supervision(family: str, dims: int) -> None:
 
 def test_resenc_has_more_blocks_in_deeper_stages() -> None:
     """ResEnc stages hold blocks_per_stage residual blocks (identity or projected skips)."""
-    from segkit.networks.resenc import ResidualBlock
+    from segkit.networks.families.resenc import ResidualBlock
 
     arch = arch_for("resenc", 3)
     net = build_network(arch, 1, 2)
@@ -63,7 +63,7 @@ def test_resenc_has_more_blocks_in_deeper_stages() -> None:
 
 def test_revmbconv_stage_depth_width_expansion() -> None:
     """Each reversible stage has the entry's block count, width and expansion (hidden = e * C/2)."""
-    from segkit.networks.reversible import ReversibleSequence
+    from segkit.networks.blocks.reversible import ReversibleSequence
 
     arch = arch_for("revmbconv", 3)
     net = build_network(arch, 1, 2)

@@ -11,9 +11,9 @@ from planning_data import one_channel_dataset, synthetic_fingerprint
 from segkit.cli import main
 from segkit.errors import UserError
 from segkit.networks import build_network, validate_architecture
+from segkit.networks.families.unet import build_unet, tally_unet
 from segkit.networks.family import NetworkFamily
 from segkit.networks.registry import family_names, get_family, register_family, unregister_family
-from segkit.networks.unet import build_unet, tally_unet
 from segkit.planning.memory import count_parameters, estimate_peak_bytes
 from segkit.planning.planner import PlanOptions, plan_dataset
 from segkit.planning.run import resolve_network

@@ -111,3 +111,16 @@ def test_a_read_only_view_sees_the_running_node_and_cannot_write(tmp_path):
         view.instance_arrived("4.5.6", "9.9", "f", "1.1")
     view.close()
     journal.close()
+
+
+def test_a_known_instance_with_other_content_reopens_a_done_unit_once(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal)
+    journal.queue_quiet(0.0)
+    unit = journal.claim("queued", "predicting")
+    journal.predicted(unit.key, unit.generation, "2.25.1", 1.0)
+    journal.sent(unit.key, 0.1)
+    assert journal.instance_arrived("1.2.3", "9.9", "f", "1.1", changed=True) is True
+    reopened = journal.unit("1.2.3")
+    assert reopened.state == "receiving" and reopened.instances == 2 and reopened.generation == unit.generation + 1
+    assert journal.last_errors()[0]["kind"] == "reopened"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -131,6 +132,112 @@ def test_a_multi_series_study_is_one_unit_mapped_to_channels(tmp_path, orthanc, 
         wait_for(lambda: _finished(node, 1), 120, "the study done")
         assert node.journal.unit(study).state == "done"
         assert len(orthanc.seg_references()[t1]) == 1   # the SEG references channel 0's series
+    finally:
+        node.stop()
+
+
+def _centroids_lps(seg) -> dict[str, np.ndarray]:
+    """Each segment's centroid in patient coordinates (DICOM LPS, mm: +x is the patient's left), computed from the
+    SEG's own frame positions, orientation and pixel spacing (not from segkit's reader)."""
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    orientation = np.array(shared.PlaneOrientationSequence[0].ImageOrientationPatient, dtype=float)
+    row_spacing, column_spacing = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
+    frames = np.asarray(seg.pixel_array).reshape(int(seg.NumberOfFrames), int(seg.Rows), int(seg.Columns))
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}
+    for frame, group in zip(frames, seg.PerFrameFunctionalGroupsSequence):
+        number = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        position = np.array(group.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
+        rows, columns = np.nonzero(frame)
+        # DICOM: the first IOP triple runs along a row (column index), the second down a column (row index)
+        points = (position + np.outer(columns * column_spacing, orientation[:3])
+                  + np.outer(rows * row_spacing, orientation[3:]))
+        sums[number] = sums.get(number, np.zeros(3)) + points.sum(axis=0)
+        counts[number] = counts.get(number, 0) + len(rows)
+    names = {int(item.SegmentNumber): str(item.SegmentLabel) for item in seg.SegmentSequence}
+    return {names[n]: sums[n] / counts[n] for n in names if counts.get(n)}
+
+
+def _truth_centroids_lps(labels: np.ndarray, geometry) -> dict[str, np.ndarray]:
+    """Centroids (LPS, mm) of the phantom's canonical (identity-direction) label map."""
+    from orientation_data import LABELS
+
+    origin, spacing = np.array(geometry.origin), np.array(geometry.spacing)
+    return {name: origin + spacing * np.argwhere(labels == value)[:, ::-1].mean(axis=0)
+            for name, value in LABELS.items() if value}
+
+
+# how each study is stored: an orientation bug in reading or writing would put Left-* on the patient's right
+LATERAL_STORES = {11: "LPS",     # scanner order, ImageOrientationPatient 1\0\0\0\1\0
+                  12: "RAS",     # rows run to the patient's right, columns anterior: 1\0\0\0\1\0 flipped in-plane
+                  13: "AIR"}     # sagittal slices stacked towards the patient's right, against the slice normal
+
+
+def _lateral_study(folder: Path, seed: int, code: str) -> tuple[str, str, np.ndarray, object, list[Path]]:
+    """A new patient's two-series lateral study stored as `code`; (study UID, T1 series UID, canonical labels,
+    canonical geometry, T1 files)."""
+    from orientation_data import DIRECTIONS, lateral_case, stored_as
+
+    from segkit.io.dicom_write import write_dicom_series
+
+    images, labels, geometry = lateral_case(seed=seed)
+    stored, _, stored_geometry = stored_as(images, labels, geometry, DIRECTIONS[code])
+    study, frame, t1 = new_uid(), new_uid(), new_uid()
+    files = {}
+    for channel, description in enumerate(("T1 lateral", "FLAIR lateral")):
+        files[channel] = write_dicom_series(stored[channel], stored_geometry, folder / description, description,
+                                            series_uid=t1 if channel == 0 else new_uid(), study_uid=study,
+                                            frame_of_reference_uid=frame, series_number=channel + 1,
+                                            patient_id=f"Lateral{seed}")
+    return study, t1, labels, geometry, files[0] + files[1]
+
+
+def _stored_as_intended(files: list[Path], code: str) -> None:
+    """The series really is stored the way its code says (else the test would lose its teeth)."""
+    first, second = (pydicom.dcmread(path) for path in files[:2])
+    orientation = [float(v) for v in first.ImageOrientationPatient]
+    step = np.subtract([float(v) for v in second.ImagePositionPatient], [float(v) for v in first.ImagePositionPatient])
+    normal = np.cross(orientation[:3], orientation[3:])
+    if code == "RAS":
+        assert orientation[0] == -1 and orientation[4] == -1
+    if code == "AIR":
+        assert normal[0] == 1 and step[0] < 0            # instance number 2 lies towards the patient's right
+
+
+@pytest.mark.slow
+def test_left_labels_come_back_on_the_patients_left_whatever_the_storage(tmp_path, orthanc, lateral_model):
+    _, work = lateral_model          # trained on the lateral phantom stored RAS (as NIfTI tools write it)
+    config_path = node_config(tmp_path / "lat.toml", tmp_path / "lat-storage", free_port(), work, orthanc)
+    config_path.write_text(config_path.read_text().replace("tta = false", 'tta = false\nchannel_map = "0=T1*,1=FLAIR*"'))
+    node = Node(load_config(config_path))
+    node.start()
+    orthanc.add_modality("lateral", "SEGKIT", node.port)
+    try:
+        studies = {}
+        for seed, code in LATERAL_STORES.items():
+            study, t1, labels, geometry, files = _lateral_study(tmp_path / code, seed, code)
+            _stored_as_intended(files, code)
+            for path in files:
+                orthanc.upload(path)
+            studies[code] = (t1, _truth_centroids_lps(labels, geometry))
+            orthanc.route("lateral", [orthanc.request("POST", "/tools/lookup", raw=study.encode())[0]["ID"]])
+        wait_for(lambda: _finished(node, len(studies)), 120, "the lateral studies done")
+        assert {unit.state for unit in node.journal.units()} == {"done"}
+        references = orthanc.seg_references()
+        for code, (t1, truth) in studies.items():
+            assert len(references[t1]) == 1
+            instance = orthanc.request("POST", "/tools/lookup", raw=references[t1][0].encode())[0]["ID"]
+            seg = pydicom.dcmread(io.BytesIO(orthanc.get(f"/instances/{instance}/file")))
+            found = _centroids_lps(seg)
+            assert set(found) == {"Left-Blob", "Right-Blob"}, code
+            midline = (truth["Left-Blob"][0] + truth["Right-Blob"][0]) / 2
+            assert found["Left-Blob"][0] > midline + 3 and found["Right-Blob"][0] < midline - 3, \
+                f"{code}: Left-Blob at x = {found['Left-Blob'][0]:.1f} mm, Right-Blob at {found['Right-Blob'][0]:.1f}"
+            for name in found:
+                assert np.abs(found[name] - truth[name]).max() < 3, f"{code} {name}: {found[name]} vs {truth[name]}"
+            sides = {str(item.SegmentLabel): item.SegmentedPropertyTypeCodeSequence[0]
+                     .SegmentedPropertyTypeModifierCodeSequence[0].CodeMeaning for item in seg.SegmentSequence}
+            assert sides == {"Left-Blob": "Left", "Right-Blob": "Right"}
     finally:
         node.stop()
 
@@ -337,5 +444,33 @@ def test_a_sender_pausing_mid_series_on_an_open_association_gets_the_whole_serie
         wait_for(lambda: node.journal.counts()["done"] == 1, 60, "the series segmented")
         seg = pydicom.dcmread(node.storage.seg_result_path(uid))   # no destination: the SEG is kept in results/
         assert int(seg.NumberOfFrames) == 12 * 3 and len(seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 12
+    finally:
+        node.stop()
+
+
+def test_a_series_re_sent_with_another_patient_under_the_same_uids_is_segmented_again(tmp_path, one_channel_model):
+    # a PACS that corrects or replaces a patient re-sends the instances under their UIDs: the SEG (which carries the
+    # source's patient) must follow; an identical re-send must change nothing
+    node = _start(tmp_path, one_channel_model, None, quiet=0.3)
+    try:
+        uid, files = write_series(tmp_path / "s", 5, patient="FIRST")
+        for path in files:
+            assert _send(node.port, pydicom.dcmread(path)) == 0
+        wait_for(lambda: node.journal.counts()["done"] == 1, 60, "the series segmented")
+        first = node.journal.unit(uid)
+        seg = pydicom.dcmread(node.storage.seg_result_path(uid))
+        assert seg.PatientID == "FIRST"
+        for path in files:                                             # identical re-send: nothing happens
+            assert _send(node.port, pydicom.dcmread(path)) == 0
+        assert node.journal.unit(uid).state == "done" and node.journal.unit(uid).generation == first.generation
+        for path in files:
+            dataset = pydicom.dcmread(path)
+            dataset.PatientID, dataset.PatientName = "SECOND", "SECOND^"
+            assert _send(node.port, dataset) == 0
+        wait_for(lambda: (u := node.journal.unit(uid)).state == "done" and u.generation > first.generation, 60,
+                 "the series segmented again")
+        again = pydicom.dcmread(node.storage.seg_result_path(uid))
+        assert again.PatientID == "SECOND" and again.SOPInstanceUID == seg.SOPInstanceUID   # the same SEG, replaced
+        assert node.journal.unit(uid).instances == len(files)
     finally:
         node.stop()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segkit.networks import build_network
-from segkit.networks.measure import saved_activation_bytes
+from segkit.networks.measurement.measure import saved_activation_bytes
 from segkit.planning.memory import count_parameters, estimate_peak_bytes
 from segkit.planning.memory_search import format_tradeoff_table, search_configuration, tradeoff_rows, tradeoff_table
 from segkit.plans import total_strides

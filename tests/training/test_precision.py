@@ -8,15 +8,31 @@ from training_data import copy_work, make_work_dir
 
 from segkit.cli import main as segkit_main
 from segkit.errors import UserError
+from segkit.inference import acceleration
+from segkit.inference.acceleration import resolve_precision
 from segkit.training import precision
 from segkit.training.precision import make_autocast, training_precision
 
+HARMLESS = {"max_abs_dice_difference": 0.0004, "min_foreground_agreement": 0.9995}
+HARMFUL = {"max_abs_dice_difference": 0.0002, "min_foreground_agreement": 0.9982}
 
-def test_auto_precision_follows_the_hardware(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
-    assert training_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
-    assert training_precision("auto", "cpu") == "fp32"
+
+def test_auto_precision_on_a_cpu_follows_the_measured_table_as_predict_does(monkeypatch):
+    """Hardware bf16 alone is not enough: train's auto picks bf16 only where predict's would (measured harmless)."""
+    for fast, evidence, expected in ((True, HARMLESS, "bf16"), (True, HARMFUL, "fp32"), (False, HARMLESS, "fp32"),
+                                     (True, {"max_abs_dice_difference": None, "min_foreground_agreement": None},
+                                      "fp32")):
+        monkeypatch.setattr(acceleration, "cpu_has_fast_bf16", lambda fast=fast: fast)
+        monkeypatch.setattr(acceleration, "BF16_CPU_EVIDENCE", evidence)
+        assert training_precision("auto", "cpu") == expected == resolve_precision("auto", torch.device("cpu"))
+    monkeypatch.setattr(acceleration, "BF16_CPU_EVIDENCE", HARMFUL)
+    assert "not measured harmless" in precision.auto_note("cpu")
+    monkeypatch.setattr(acceleration, "BF16_CPU_EVIDENCE", HARMLESS)
+    monkeypatch.setattr(acceleration, "cpu_has_fast_bf16", lambda: False)
+    assert "no hardware bf16" in precision.auto_note("cpu")
+
+
+def test_auto_precision_on_cuda_and_explicit_choices(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert training_precision("auto", "cuda") == "fp16"
     assert training_precision("fp32", "cuda") == "fp32" and training_precision("bf16", "cpu") == "bf16"

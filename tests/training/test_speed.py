@@ -5,7 +5,7 @@ import torch
 
 from segkit.errors import UserError
 from segkit.networks import build_network
-from segkit.networks.reversible import CouplingBlock
+from segkit.networks.blocks.reversible import CouplingBlock
 from segkit.training.speed import SpeedSwitches, apply_to_model, compile_network
 
 REV_ARCH = {"family": "revmbconv", "spatial_dims": 3, "features_per_stage": [8, 16],

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from segkit.networks import build_network, set_mode
-from segkit.networks.reversible import CouplingBlock, ReversibleSequence, to_grid
+from segkit.networks.blocks.reversible import CouplingBlock, ReversibleSequence, to_grid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -138,7 +138,7 @@ def test_state_dict_keys_equal_across_modes() -> None:
 
 def test_reconstruction_is_exact_on_the_grid_after_32_blocks() -> None:
     """Running 32 blocks forward then inverting them returns the grid-rounded input bit for bit."""
-    from segkit.networks.revmbconv import mbconv_sequence
+    from segkit.networks.families.revmbconv import mbconv_sequence
 
     torch.manual_seed(0)
     seq = mbconv_sequence(8, 32, 2.0, [3, 3, 3], "channel_group", "plain")

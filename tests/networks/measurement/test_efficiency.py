@@ -1,4 +1,4 @@
-"""FLOP counting and throughput of segkit.networks.efficiency on tiny networks with hand-computed counts."""
+"""FLOP counting and throughput of segkit.networks.measurement.efficiency on tiny networks with hand-computed counts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from segkit.networks import build_network
-from segkit.networks.efficiency import count_flops, inference_throughput, parameter_count
+from segkit.networks.measurement.efficiency import count_flops, inference_throughput, parameter_count
 
 
 def tiny_conv_net() -> nn.Module:

@@ -15,7 +15,7 @@ Architecture entry (docs/networks.md, "swinunetr"):
 - `deep_supervision: false`: the network has one output (no heads at lower resolutions).
 
 Memory: attention and MONAI's blocks are not a conv tally, so `tally` reads a measured fit
-(peak = a + b x batch x voxels, `segkit.networks.memory_fit`), measured once per machine and
+(peak = a + b x batch x voxels, `segkit.networks.measurement.memory_fit`), measured once per machine and
 entry; the parameter count is exact (the network built once and counted).
 """
 
@@ -31,9 +31,9 @@ from torch import nn
 
 from segkit.errors import UserError
 from segkit.networks.family import NetworkFamily
-from segkit.networks.measure_process import measure_in_subprocess
-from segkit.networks.memory_fit import cached_fit
-from segkit.networks.tally import Tally
+from segkit.networks.measurement.measure_process import measure_in_subprocess
+from segkit.networks.measurement.memory_fit import cached_fit
+from segkit.networks.measurement.tally import Tally
 
 STAGES = 6
 FEATURE_FACTORS = (1, 1, 2, 4, 8, 16)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from segkit.networks.blocks import ConvNormAct, make_conv, make_head, make_norm, make_upsample, ones
+from segkit.networks.blocks.layers import ConvNormAct, make_conv, make_head, make_norm, make_upsample, ones
+from segkit.networks.blocks.reversible import GRID_BITS, MODES, CouplingBlock, ReversibleSequence
+from segkit.networks.families.unet import DecoderStage, UNetSkeleton
 from segkit.networks.family import NetworkFamily
-from segkit.networks.reversible import GRID_BITS, MODES, CouplingBlock, ReversibleSequence
-from segkit.networks.tally import Tally, conv_norm_act, conv_params, norm_params, tally_head
-from segkit.networks.unet import DecoderStage, UNetSkeleton
+from segkit.networks.measurement.tally import Tally, conv_norm_act, conv_params, norm_params, tally_head
 
 # Reversible stages store one tensor however deep they are, so depth is cheap; keep the
 # expansion low at full resolution where recomputing a block is the transient peak.

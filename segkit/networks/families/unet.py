@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from segkit.networks.blocks import ConvNormAct, LayerStyle, cat_skip, layer_style, make_head, make_upsample
+from segkit.networks.blocks.layers import ConvNormAct, LayerStyle, cat_skip, layer_style, make_head, make_upsample
 from segkit.networks.family import NetworkFamily
-from segkit.networks.tally import Tally, conv_norm_act, conv_params, tally_head
+from segkit.networks.measurement.tally import Tally, conv_norm_act, conv_params, tally_head
 
 # Gradient buffers alive at the peak early in backward, in units of the finest stage tensor (the
 # plain decoder backpropagates through a 3x3 conv on the 2C concatenation); fitted to measured

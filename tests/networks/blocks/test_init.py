@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from segkit.networks import build_network, validate_architecture
-from segkit.networks.init import HE_NEGATIVE_SLOPE
+from segkit.networks.blocks.init import HE_NEGATIVE_SLOPE
+from segkit.networks.families.resenc import ResidualBlock
 from segkit.networks.registry import get_family
-from segkit.networks.resenc import ResidualBlock
 from segkit.planning.architecture import architecture_for_patch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

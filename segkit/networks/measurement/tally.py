@@ -1,6 +1,6 @@
 """Counting a network's memory layer by layer: the primitives each family's memory tally uses.
 
-A family's tally (beside its builder, e.g. `segkit.networks.unet.tally_unet`) walks the layers
+A family's tally (beside its builder, e.g. `segkit.networks.families.unet.tally_unet`) walks the layers
 its builder creates and adds, per sample, the parameters and the elements autograd keeps for
 backward; `segkit.planning.memory` turns the tally into bytes (docs/networks.md, "Memory model").
 """

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segkit.networks.blocks import ConvNormAct, LayerStyle, activation, layer_style, make_conv
+from segkit.networks.blocks.layers import ConvNormAct, LayerStyle, activation, layer_style, make_conv
+from segkit.networks.families.unet import PLAIN_WORKSPACE_BYTES, UNetSkeleton, plain_decoder, tally_plain_decoder
 from segkit.networks.family import NetworkFamily
-from segkit.networks.tally import Tally, conv_norm_act, conv_params, norm_params
-from segkit.networks.unet import PLAIN_WORKSPACE_BYTES, UNetSkeleton, plain_decoder, tally_plain_decoder
+from segkit.networks.measurement.tally import Tally, conv_norm_act, conv_params, norm_params
 
 # ResEnc presets put more residual blocks in deeper stages.
 RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6)

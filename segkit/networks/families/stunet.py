@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.networks.blocks import ConvNormAct, LayerStyle, activation, layer_style, make_conv, make_head
+from segkit.networks.blocks.layers import ConvNormAct, LayerStyle, activation, layer_style, make_conv, make_head
+from segkit.networks.families.unet import PLAIN_WORKSPACE_BYTES, DecoderStage, UNetSkeleton
 from segkit.networks.family import NetworkFamily
-from segkit.networks.tally import Tally, conv_norm_act, conv_params, tally_head
-from segkit.networks.unet import PLAIN_WORKSPACE_BYTES, DecoderStage, UNetSkeleton
+from segkit.networks.measurement.tally import Tally, conv_norm_act, conv_params, tally_head
 
 # preset -> (base width, residual blocks per stage)
 STUNET_PRESETS = {"s": (16, 1), "b": (32, 1), "l": (64, 2), "h": (96, 3)}

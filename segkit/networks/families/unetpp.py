@@ -26,10 +26,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from segkit.networks.blocks import layer_style, make_head, make_upsample
+from segkit.networks.blocks.layers import layer_style, make_head, make_upsample
+from segkit.networks.families.unet import PLAIN_WORKSPACE_BYTES, conv_stack
 from segkit.networks.family import NetworkFamily
-from segkit.networks.tally import LOSS_TENSORS_PER_OUTPUT, Tally, conv_norm_act, conv_params
-from segkit.networks.unet import PLAIN_WORKSPACE_BYTES, conv_stack
+from segkit.networks.measurement.tally import LOSS_TENSORS_PER_OUTPUT, Tally, conv_norm_act, conv_params
 
 # Gradient buffers alive at the peak early in backward, in units of the full-resolution stage
 # tensor: the last node's backward through its (L + 1) x C concatenation plus the heads' gradients;

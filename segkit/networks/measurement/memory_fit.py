@@ -2,7 +2,7 @@
 
 For a family whose memory is not a conv tally (swinunetr: windowed attention, MONAI's layers),
 the memory model is calibrated by measurement instead of counted: one training step at two patch
-sizes (`segkit.networks.measure.measure_in_subprocess`, CPU process peak above the weights), a
+sizes (`segkit.networks.measurement.measure.measure_in_subprocess`, CPU process peak above the weights), a
 straight line through the two points, cached per user in `<segkit cache>/memory_fits.json`
 ($SEGKIT_CACHE, else $XDG_CACHE_HOME/segkit, else ~/.cache/segkit), keyed by everything the
 peak depends on (the entry's layers, channels, torch and MONAI versions, the machine). This module

@@ -9,8 +9,8 @@ import torch
 
 from segkit.cli import main
 from segkit.networks import build_network
-from segkit.networks.measure import saved_activation_bytes
-from segkit.networks.unetpp import UNetPlusPlus
+from segkit.networks.families.unetpp import UNetPlusPlus
+from segkit.networks.measurement.measure import saved_activation_bytes
 from segkit.planning.memory import count_parameters, estimate_peak_bytes
 from segkit.training.losses import build_loss
 from segkit.training.trainer import deep_supervision_scales

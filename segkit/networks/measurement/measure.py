@@ -3,7 +3,7 @@
 CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus the bytes
 allocated once the model, batch and targets exist.
 
-CPU: the step runs in a fresh subprocess (`python -m segkit.networks.measure SPEC_JSON`)
+CPU: the step runs in a fresh subprocess (`python -m segkit.networks.measurement.measure SPEC_JSON`)
 whose glibc malloc is told to serve every large block with mmap (`MALLOC_MMAP_THRESHOLD_`),
 so freed tensors leave the resident set at once. After imports, model, batch and target
 creation the child records its resident set (VmRSS), resets the kernel's high-water mark
@@ -21,7 +21,7 @@ import sys
 import time
 
 # the subprocess runner lives in its own module so families can calibrate with it without importing build_network
-from segkit.networks.measure_process import CPU_ENV, measure_in_subprocess
+from segkit.networks.measurement.measure_process import CPU_ENV, measure_in_subprocess
 
 __all__ = ["CPU_ENV", "measure_in_subprocess", "measure_step", "output_shapes", "saved_activation_bytes"]
 

@@ -119,7 +119,7 @@ def test_planner_only_proposes_multiples_of_32(monkeypatch) -> None:
     """Over spacings, shapes and budgets the planned patch is a multiple of 32 on every axis (fit stubbed)."""
     pytest.importorskip("monai")
     pytest.importorskip("einops")
-    from segkit.networks import swinunetr
+    from segkit.networks.families import swinunetr
 
     # the fit is measured once per machine; this test is about the patch rule, so a plausible fit stands in
     monkeypatch.setattr(swinunetr, "memory_fit", lambda arch, i, o: {"constant_bytes": 2e8, "bytes_per_voxel": 3e3})
@@ -156,8 +156,8 @@ def test_calibrated_fit_predicts_a_measured_peak_within_15_percent(tmp_path, mon
     """Cheap acceptance: fit from the two calibration steps, then a third patch measured: within +-15 %."""
     pytest.importorskip("monai")
     pytest.importorskip("einops")
-    from segkit.networks.measure import measure_in_subprocess
-    from segkit.networks.memory_fit import read_fits
+    from segkit.networks.measurement.measure import measure_in_subprocess
+    from segkit.networks.measurement.memory_fit import read_fits
 
     monkeypatch.setenv("SEGKIT_CACHE", str(tmp_path))
     torch.set_num_threads(1)

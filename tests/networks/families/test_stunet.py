@@ -11,9 +11,7 @@ from torch import nn
 
 from segkit.cli import main
 from segkit.networks import build_network
-from segkit.networks.measure import saved_activation_bytes
-from segkit.networks.registry import get_family
-from segkit.networks.stunet import (
+from segkit.networks.families.stunet import (
     PAPER_IN_CHANNELS,
     PAPER_OUTPUTS,
     PAPER_PARAMETERS,
@@ -22,6 +20,8 @@ from segkit.networks.stunet import (
     StuResBlock,
     paper_architecture,
 )
+from segkit.networks.measurement.measure import saved_activation_bytes
+from segkit.networks.registry import get_family
 from segkit.planning.architecture import make_architecture
 from segkit.planning.memory import count_parameters, estimate_peak_bytes
 from segkit.planning.planner import PlanOptions, plan_dataset

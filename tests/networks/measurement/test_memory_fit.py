@@ -7,7 +7,7 @@ import json
 import pytest
 
 from segkit.errors import UserError
-from segkit.networks.memory_fit import FORMAT, cached_fit, fit_line, read_fits
+from segkit.networks.measurement.memory_fit import FORMAT, cached_fit, fit_line, read_fits
 
 
 def test_fit_line_recovers_a_line() -> None:

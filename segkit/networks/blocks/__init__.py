@@ -1,0 +1,1 @@
+"""Building blocks the families share: conv/norm layers (layers), reversible coupling (reversible), weight init (init)."""

@@ -1,0 +1,80 @@
+"""scripts/bench_oblique.py's core: the tilted storages it builds and how it scores them (no training, no real data)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from segkit.preprocessing.orientation import is_rotation, oblique_degrees
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """The script as a module (scripts/ on the path for its own imports)."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_oblique", SCRIPTS / "bench_oblique.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def labelled_volume() -> sitk.Image:
+    """A small anisotropic label image (two ellipsoids and a slab) stored RAS like the NIfTI benchmark images."""
+    z, y, x = np.mgrid[:18, :30, :26].astype(float)
+    labels = np.zeros((18, 30, 26), dtype=np.uint8)
+    labels[((x - 9) / 6) ** 2 + ((y - 12) / 8) ** 2 + ((z - 8) / 5) ** 2 <= 1] = 1
+    labels[((x - 18) / 4) ** 2 + ((y - 19) / 5) ** 2 + ((z - 10) / 4) ** 2 <= 1] = 2
+    labels[(z >= 13) & (z <= 15) & (x >= 4) & (x <= 21) & (y >= 5) & (y <= 24)] = 3
+    image = sitk.GetImageFromArray(labels)
+    image.SetSpacing((1.2, 1.0, 2.5))
+    image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
+    image.SetOrigin((40.0, -12.0, 7.5))
+    return image
+
+
+@pytest.mark.parametrize("degrees", [20.0, 35.0, 48.19])
+def test_tilted_storage_has_the_named_residual_rotation_and_keeps_the_anatomy(bench, degrees):
+    direction = bench.tilted_direction(degrees)
+    assert is_rotation(direction) and oblique_degrees(direction) == pytest.approx(degrees, abs=0.01)
+    straight = labelled_volume()
+    reference = bench.tilted_reference(straight, direction)
+    assert reference.GetSpacing() == straight.GetSpacing()
+    assert np.allclose(reference.GetDirection(), direction)
+    # every voxel centre of the straight storage lies inside the tilted grid: nothing is cut off
+    for index in np.ndindex(*[n for n in straight.GetSize()]):
+        if index[0] in (0, straight.GetSize()[0] - 1) and index[1] in (0, straight.GetSize()[1] - 1):
+            point = straight.TransformIndexToPhysicalPoint([int(i) for i in index])
+            tilted = np.asarray(reference.TransformPhysicalPointToContinuousIndex(point))
+            assert np.all(tilted >= -0.5) and np.all(tilted <= np.asarray(reference.GetSize()) - 0.5), index
+    tilted_labels = bench.carried(straight, reference, True, sitk.sitkUInt8)
+    back = sitk.GetArrayFromImage(bench.carried(tilted_labels, straight, True, sitk.sitkUInt8))
+    truth = sitk.GetArrayFromImage(straight)
+    # the storage alone (nearest there and back) costs a boundary layer, never a structure
+    for value in (1, 2, 3):
+        a, b = back == value, truth == value
+        assert 2 * np.sum(a & b) / (a.sum() + b.sum()) > 0.75, value
+    assert bench.mean_dice(back, truth) > 0.85
+
+
+def test_scores_count_absent_classes_and_agreement_in_the_foreground_union(bench):
+    truth = np.zeros((4, 4, 4), dtype=np.uint8)
+    truth[0, :2] = 1                       # 8 voxels of class 1
+    prediction = truth.copy()
+    prediction[0, 0] = 2                   # 4 of them called class 2
+    dice = bench.mean_dice(prediction, truth)
+    per_class = [2 * 4 / 12, 0.0] + [1.0] * (bench.NUM_CLASSES - 2)   # absent from both: 1
+    assert dice == pytest.approx(np.mean(per_class))
+    foreground, alike = bench.agreement(prediction, truth)
+    assert foreground == 1.0 and alike == pytest.approx(0.5)   # same foreground, half of it labelled alike
+    empty = np.zeros_like(truth)
+    assert bench.agreement(empty, truth)[0] == 0.0 and bench.agreement(empty, empty) == (0.0, 1.0)
