@@ -21,6 +21,8 @@ import contextlib
 import torch
 from torch import nn
 
+from segkit.networks.blocks.layers import instance_norms_to_group_norms
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # What "harmless" means for auto to pick bf16 on a CPU: on every measured prediction of a trained
 # model, the mean Dice moves by at most this much and the foreground masks agree at least this much.
@@ -35,19 +37,7 @@ BF16_CPU_EVIDENCE_SOURCE = "docs/benchmarks.md, bf16 vs fp32 inference on traine
 
 def instance_to_group_norm(network: nn.Module) -> int:
     """Replace affine InstanceNorm1/2/3d modules by equivalent GroupNorm(C, C) in place; return the count."""
-    replaced = 0
-    for name, child in list(network.named_children()):
-        if isinstance(child, nn.modules.instancenorm._InstanceNorm) and child.affine and not child.track_running_stats:
-            group = nn.GroupNorm(child.num_features, child.num_features, eps=child.eps, affine=True)
-            group.to(device=child.weight.device, dtype=child.weight.dtype)
-            with torch.no_grad():
-                group.weight.copy_(child.weight)
-                group.bias.copy_(child.bias)
-            setattr(network, name, group)
-            replaced += 1
-        else:
-            replaced += instance_to_group_norm(child)
-    return replaced
+    return instance_norms_to_group_norms(network)
 
 
 def memory_format_for(spatial_dims: int) -> torch.memory_format:
