@@ -138,7 +138,8 @@ class TimeBudget:
         """
         mean_epoch_s = float(np.mean(epoch_seconds[-REFIT_WINDOW:])) + (self.bookkeeping_s or 0.0)
         new_epochs, final = refit_to_budget_end(schedule, epochs_done, self.budget_s - self.elapsed(), mean_epoch_s,
-                                                max_epochs, reserve_s=self.end_reserve())
+                                                max_epochs,
+                                                reserve_s=None if self.bookkeeping_s is None else self.end_reserve())
         if (new_epochs, final) == (schedule.epochs, schedule.final_epoch_iterations):
             return None
         note = f"epochs {schedule.epochs} -> {new_epochs} (refitted to measured epoch time)"

@@ -33,7 +33,7 @@ FINAL_RESERVE_S = 10.0          # final checkpoint + log + picture (at most FINA
 FINAL_RESERVE_SHARE = 0.04
 EXIT_RESERVE_S = 1.5            # after the final checkpoint: the command's last lines and interpreter exit
 #                                 (idle 2-core machine, 8-minute run: 1.7 s from the final record to the exit)
-END_JITTER_SHARE = 0.004        # of the budget, kept after the last step for clock and load jitter
+END_JITTER_SHARE = 0.0025       # of the budget, kept after the last step for clock and load jitter
 SAFETY = 0.97                   # share of the remaining budget planned for (the machine may slow down)
 MIN_STEP_SHARE = 0.8            # share of the whole budget that must go to optimiser steps
 SHARE_MARGIN = 0.02             # planned above MIN_STEP_SHARE: steps come in whole epochs, clocks jitter
@@ -244,7 +244,10 @@ def refit_to_budget_end(schedule: Schedule, epochs_done: int, remaining_s: float
     if mean_epoch_s <= 0:
         return epochs, None
     whole = epochs - epochs_done
-    left_s = remaining_s - _refit_reserve(schedule, remaining_s, reserve_s) - whole * mean_epoch_s - EPOCH_OVERHEAD_S
+    # a measured reserve already holds the last epoch's save (and mean_epoch_s each whole epoch's);
+    # the fixed one does not, so the extra epoch's bookkeeping is priced at its estimate there
+    bookkeeping = EPOCH_OVERHEAD_S if reserve_s is None else 0.0
+    left_s = remaining_s - _refit_reserve(schedule, remaining_s, reserve_s) - whole * mean_epoch_s - bookkeeping
     steps = int(SAFETY * max(0.0, left_s) // _measured_step_seconds(schedule, mean_epoch_s))
     if steps >= MIN_ITERATIONS and epochs < max_epochs:
         return epochs + 1, min(steps, schedule.iterations_per_epoch)
