@@ -71,7 +71,7 @@ def measure_family(trained: dict, plans: dict, threads: int) -> dict:
 
 
 def markdown_table(rows: list[dict], args: argparse.Namespace) -> str:
-    """The table for docs/benchmarks.md."""
+    """The table for docs/benchmarks/network-families.md."""
     lines = [f"Memory budget {args.budget_gb} GiB per family, {args.minutes} min training each, "
              f"{args.threads} thread(s), seed {args.seed}. U-Score: {FORMULA}; reference = the families of this run.",
              "",

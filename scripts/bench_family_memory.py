@@ -8,7 +8,7 @@ measurement as `segkit bench-memory` on CPU: VmHWM after a reset minus VmRSS onc
 and targets exist; glibc told to mmap every block >= 64 KiB). Isotropic cubic patches, 4 stages
 of 3x3x3 kernels (stride 2 after the first), 1 input channel, 3 outputs, SGD with momentum.
 The weights exist before the baseline, so the model's comparable number is `total - parameters`
-(as in scripts/bench_memory.py). Prints a markdown table (docs/benchmarks.md) with predicted /
+(as in scripts/bench_memory.py). Prints a markdown table (docs/benchmarks/unet-and-stu-net.md) with predicted /
 measured per point.
 """
 

@@ -154,8 +154,7 @@ def main() -> int:
         "series_sent_during_outage_in_s": round(sent_during_s, 1),
         "all_predicted_while_down": predicted,
         "retry": {"max_attempts": retry.max_attempts, "backoff_seconds": retry.backoff_seconds,
-                  "backoff_max_seconds": retry.backoff_max_seconds,
-                  "give_up_after_s": sum(retry.delay(i) for i in range(1, retry.max_attempts))},
+                  "backoff_max_seconds": retry.backoff_max_seconds},
         "journal_while_down": counts_while_down, "outbox_files_while_down": len(outbox_while_down),
         "delivered_all": delivered, "journal_end": counts, "outbox_files_end": len(outbox_after),
         # SEGs the destination received per series -> how many series got that many

@@ -127,7 +127,7 @@ def compare_seed(model: Path, inputs: Path, references: dict[str, Path], out: Pa
 
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
-    """The table for docs/benchmarks.md."""
+    """The table for docs/benchmarks/predict-vs-nnunet.md."""
     schedule = (f"`--steps {args.steps[0]} {args.steps[1]}` (fixed configuration)" if args.steps
                 else f"`segkit train --time-budget {args.minutes}`")
     lines = [f"Real T1 MR brain structures, {schedule} per seed, predict `--no-tta` "

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from segkit.batch.cases import InputSpec
+from segkit.batch.outputs import OutputRequest
+from segkit.batch.pipeline import predict_cases
+from segkit.io.dicom_seg import segment_names
 from segkit.io.dicom_write import new_uid, write_dicom_series
 from segkit.io.image import Geometry, write_image
 from segkit.phantom import PhantomSpec, make_case
@@ -102,3 +106,17 @@ class FunctionEngine:
     def probability_metadata(self, prediction, file_ending: str, reference=None) -> dict:
         """No probabilities."""
         return {}
+
+
+LABELS = {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}
+SPEC_2CH = InputSpec(num_channels=2, channel_names=("T1", "FLAIR"), channel_map={0: "T1*", 1: "FLAIR*"})
+
+
+def run_batch(cases, spec, request, predict, options, folder):
+    """The prediction pipeline with a stand-in predict function."""
+    return predict_cases(FunctionEngine(predict), cases, spec, request, options, folder)
+
+
+def output_request(out: Path, **flags) -> OutputRequest:
+    """An OutputRequest for the phantom labels."""
+    return OutputRequest(out, LABELS, segment_names(LABELS), **flags)

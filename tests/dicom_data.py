@@ -112,3 +112,9 @@ def slice_index_by_position(geometry: Geometry, position) -> int:
     direction = np.reshape(geometry.direction, (3, 3))
     offset = np.asarray(position, dtype=float) - np.asarray(geometry.origin)
     return int(round(float(offset @ direction[:, 2]) / geometry.spacing[2]))
+
+
+def frame_source_index(frame, sop_to_index: dict[str, int]) -> int:
+    """Index of the source slice a SEG frame references."""
+    source = frame.DerivationImageSequence[0].SourceImageSequence[0]
+    return sop_to_index[source.ReferencedSOPInstanceUID]

@@ -16,7 +16,6 @@ import json
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -25,25 +24,16 @@ from segkit.batch.report import SCHEMA_VERSION as REPORT_SCHEMA
 from segkit.batch.report import read_report
 from segkit.errors import UserError
 from segkit.fingerprint import FINGERPRINT_VERSION, is_current, read_fingerprint, write_fingerprint
-from segkit.inference.probabilities import (
-    load_cv_probabilities,
-    load_probabilities,
-    probability_metadata,
-    save_probabilities,
-)
-from segkit.io.image import Geometry
 from segkit.models.checkpoint import FORMAT, READ_KEYS, REQUIRED_KEYS, load_checkpoint, save_checkpoint
 from segkit.models.package import MANIFEST, build_manifest, read_manifest
 from segkit.plans import (
-    DEFAULT_LABEL_MODE,
     label_mode_of,
     read_plans_dict,
     slice_axis_of,
     spatial_dims_of,
     write_plans,
 )
-from segkit.preprocessing.store import load_array, save_array
-from segkit.training.splits import load_or_make_splits, make_splits, read_splits
+from segkit.training.splits import read_splits
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segkit"
 
@@ -195,35 +185,6 @@ def test_checkpoint_owner_round_trip_and_refusals(tmp_path):
         load_checkpoint(tmp_path / "old.pt")
 
 
-def test_probabilities_owner_reads_its_own_and_foreign_cv_files(tmp_path):
-    geometry = Geometry((1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()), (4, 5, 6))
-    probs = np.random.default_rng(0).random((2, *geometry.array_shape)).astype(np.float32)
-    metadata = probability_metadata("c1", geometry, {"outputs": {"a": [1]}}, ".nii.gz")
-    save_probabilities(tmp_path / "c1.npz", probs, metadata)
-    loaded, meta = load_probabilities(tmp_path / "c1.npz")
-    assert np.allclose(loaded, probs, atol=1e-3) and meta["label_mode"] == DEFAULT_LABEL_MODE
-    cv = load_cv_probabilities(tmp_path / "c1.npz", 2, geometry.array_shape, geometry)
-    assert np.allclose(cv, loaded)
-    np.savez(tmp_path / "other.npz", probs)          # another tool's file: one array, no metadata
-    assert load_cv_probabilities(tmp_path / "other.npz", 2, geometry.array_shape).shape == probs.shape
-    with pytest.raises(UserError, match="metadata lacks"):
-        load_probabilities(tmp_path / "other.npz")
-    with pytest.raises(UserError, match="expected"):
-        load_cv_probabilities(tmp_path / "c1.npz", 3, geometry.array_shape)
-
-
-def test_splits_owner(tmp_path):
-    cases = [f"c{i}" for i in range(7)]
-    path = workdir.splits_path(tmp_path)
-    splits = load_or_make_splits(path, cases, write=True)
-    assert splits == make_splits(cases) and read_splits(path) == splits
-    assert sorted(c for s in splits for c in s["val"]) == sorted(cases)
-    path.write_text(json.dumps([{"train": ["c1"]}]))
-    with pytest.raises(UserError, match="list of folds") as err:
-        read_splits(path)
-    assert str(err.value.path) == str(path)
-
-
 def test_plans_fingerprint_report_manifest_owners(tmp_path):
     plans = {"schema_version": 1, "num_channels": 1, "num_outputs": 2, "label_mode": "softmax", "configurations": {}}
     write_plans(workdir.plans_path(tmp_path), plans)
@@ -254,14 +215,6 @@ def test_plans_fingerprint_report_manifest_owners(tmp_path):
         archive.writestr(MANIFEST, json.dumps({**manifest, "files": {"../evil": {"sha256": "0", "bytes": 1}}}))
     with zipfile.ZipFile(package) as archive, pytest.raises(UserError, match="unsafe member name"):
         read_manifest(archive, package)
-
-
-def test_preprocessed_store_owner(tmp_path):
-    save_array(tmp_path / "c.npy", np.arange(6, dtype=np.int16).reshape(2, 3))
-    assert load_array(tmp_path / "c.npy").tolist() == [[0, 1, 2], [3, 4, 5]]
-    (tmp_path / "bad.npy").write_bytes(b"not numpy")
-    with pytest.raises(UserError, match="corrupt preprocessed file"):
-        load_array(tmp_path / "bad.npy")
 
 
 def test_workdir_helpers_lay_out_a_work_dir(tmp_path):
@@ -354,4 +307,3 @@ def test_the_plans_rules_catch_what_they_are_meant_to():
     assert plans_key_reads(tree) == [(2, "num_outputs"), (3, "outputs")]
     assert [name for name, node in calls(tree) if name in PLANS_READERS
             and isinstance(node.args[0], ast.Call) and dotted(node.args[0].func) == "plans_path"] == ["write_json"]
-

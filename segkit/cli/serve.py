@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, help="the node's TOML file")
     parser.add_argument("--status", action="store_true",
                         help="print the journal's state (counts per state, queue depth, last errors) as JSON and exit")
+    parser.add_argument("--retry-failed", nargs="*", metavar="UID",
+                        help="put failed units (these series/study UIDs, or all) back to work and exit: a SEG still "
+                             "in the outbox is sent again, the others are predicted again; works while the node runs")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     add_log_format_option(parser)
     parser.set_defaults(func=run)
@@ -33,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.status:
         return print_status(config)
+    if args.retry_failed is not None:
+        return retry_failed(config, args.retry_failed)
     _require_pynetdicom()
     import signal
 
@@ -78,6 +83,27 @@ def print_status(config) -> int:
         print(json.dumps(status_summary(journal), indent=2))
     finally:
         journal.close()
+    return 0
+
+
+def retry_failed(config, keys: list[str]) -> int:
+    """Put failed units back to work; print what moved as JSON. 2 when a named UID is not a failed unit."""
+    from segkit.errors import UserError
+    from segkit.pacs.journal import Journal
+    from segkit.pacs.store import Storage
+
+    if not config.journal_path.is_file():
+        raise UserError("no journal yet (the node has not run with this storage)", config.journal_path)
+    storage = Storage(config.storage)
+    journal = Journal(config.journal_path)
+    try:
+        moved = journal.retry_failed(keys, lambda key: storage.outbox_path(key).is_file())
+    finally:
+        journal.close()
+    if moved["unknown"]:
+        raise UserError(f"not a failed unit: {', '.join(moved['unknown'])} (see --status); nothing changed",
+                        config.journal_path)
+    print(json.dumps(moved, indent=2))
     return 0
 
 

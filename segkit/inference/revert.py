@@ -12,7 +12,7 @@ its source rows. Probabilities for the whole grid are assembled only when asked 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,23 +188,35 @@ def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabil
                      slab_bytes: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) slab by slab in the members' common preprocessing frame."""
     shape = [int(n) for n in members[0].properties["shape_before_crop"]]
-    num_outputs = members[0].probabilities.shape[0]
-    labels: np.ndarray | None = None
-    kept = np.empty((num_outputs, *shape), dtype=keep_probabilities) if keep_probabilities is not None else None
-    step = slab_rows(num_outputs, shape, slab_bytes)
-    for start in range(0, shape[0], step):
-        rows = slice(start, min(start + step, shape[0]))
+
+    def mean_slab(rows: slice) -> np.ndarray:
+        """The members' mean probabilities on rows `rows`."""
         mean = member_slab(members[0], rows)
         for member in members[1:]:
             mean += member_slab(member, rows)
         if len(members) > 1:
             mean /= len(members)
-        slab_labels = labels_for_plans(mean, plans)
+        return mean
+
+    return _labels_by_slab(mean_slab, shape, members[0].probabilities.shape[0], plans, keep_probabilities,
+                           slab_bytes)
+
+
+def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int], num_outputs: int, plans: dict,
+                    keep_probabilities: npt.DTypeLike | None, slab_bytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels (and kept probabilities) on a grid of `shape`, slab_of(rows) giving each slab's (K, rows, y, x)."""
+    labels: np.ndarray | None = None
+    kept = np.empty((num_outputs, *shape), dtype=keep_probabilities) if keep_probabilities is not None else None
+    step = slab_rows(num_outputs, shape, slab_bytes)
+    for start in range(0, shape[0], step):
+        rows = slice(start, min(start + step, shape[0]))
+        slab = slab_of(rows)
+        slab_labels = labels_for_plans(slab, plans)
         if labels is None:
             labels = np.empty(shape, dtype=slab_labels.dtype)
         labels[rows] = slab_labels
         if kept is not None:
-            kept[:, rows] = mean
+            kept[:, rows] = slab
     assert labels is not None                                   # at least one slab
     return labels, kept
 
@@ -224,19 +236,11 @@ def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, pla
     num_outputs = probabilities.shape[0]
     fills = outside_fill_values(plans, num_outputs)
     sources = channel_images(probabilities, alignment.aligned_geometry)
-    labels: np.ndarray | None = None
-    kept = np.empty((num_outputs, *shape), dtype=keep_probabilities) if keep_probabilities is not None else None
-    step = slab_rows(num_outputs, shape, slab_bytes)
-    for start in range(0, shape[0], step):
-        rows = slice(start, min(start + step, shape[0]))
+
+    def mapped_slab(rows: slice) -> np.ndarray:
+        """Every channel interpolated onto the input rows `rows` (a grid of its own)."""
         grid = slab_geometry(target, rows)
-        slab = np.stack([resample_volume_onto(source, alignment.aligned_geometry, grid, 1, fill)
+        return np.stack([resample_volume_onto(source, alignment.aligned_geometry, grid, 1, fill)
                          for source, fill in zip(sources, fills)])
-        slab_labels = labels_for_plans(slab, plans)
-        if labels is None:
-            labels = np.empty(shape, dtype=slab_labels.dtype)
-        labels[rows] = slab_labels
-        if kept is not None:
-            kept[:, rows] = slab
-    assert labels is not None                                   # at least one slab
-    return labels, kept
+
+    return _labels_by_slab(mapped_slab, shape, num_outputs, plans, keep_probabilities, slab_bytes)

@@ -64,7 +64,8 @@ class RetryConfig:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after the attempt-th failure (1-based): backoff * 2**(attempt-1), capped."""
-        return min(self.backoff_max_seconds, self.backoff_seconds * 2 ** max(0, attempt - 1))
+        # the exponent is bounded: an unreachable destination is retried without limit (a float cannot hold 2**1100)
+        return min(self.backoff_max_seconds, self.backoff_seconds * 2 ** min(max(0, attempt - 1), 64))
 
 
 @dataclass(frozen=True)

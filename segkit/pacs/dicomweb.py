@@ -49,9 +49,12 @@ class DicomWebClient:
             with urllib.request.urlopen(request, timeout=self.config.timeout_seconds, context=self.context) as answer:
                 return answer.read(), answer.headers.get("Content-Type", "")
         except urllib.error.HTTPError as err:
-            raise SendError(f"DICOMweb {method} {path}: HTTP {err.code} {err.reason}") from None
+            # bad gateway / unavailable / gateway timeout: the server (or the one behind its proxy) is down
+            raise SendError(f"DICOMweb {method} {path}: HTTP {err.code} {err.reason}",
+                            unreachable=err.code in (502, 503, 504)) from None
         except (urllib.error.URLError, OSError) as err:
-            raise SendError(f"DICOMweb {self.config.url} unreachable ({getattr(err, 'reason', err)})") from None
+            raise SendError(f"DICOMweb {self.config.url} unreachable ({getattr(err, 'reason', err)})",
+                            unreachable=True) from None
 
     def search(self, level: str, query: dict[str, str], study_uid: str | None = None) -> list[dict[str, Any]]:
         """QIDO-RS: studies (level 'studies') or a study's series ('series'); DICOM JSON objects."""

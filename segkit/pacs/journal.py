@@ -251,6 +251,29 @@ class Journal:
                        (now, key, "failed" if new_state == "failed" else "retry", f"{state}: {reason}"))
         return new_state
 
+    def retry_failed(self, keys: list[str], has_result) -> dict[str, list[str]]:
+        """Put failed units back to work (all of them when keys is empty): one whose SEG is still waiting
+        (has_result(key)) to ``sending``, others to ``queued``, tries counted from zero.
+
+        {"sending"|"queued"|"unknown": keys}; when a key is not a failed unit nothing moves.
+        """
+        now = time.time()
+        moved: dict[str, list[str]] = {"sending": [], "queued": [], "unknown": []}
+        with self._transaction() as db:
+            rows = db.execute("SELECT key, seg_uid FROM units WHERE state = 'failed'").fetchall()
+            failed = {row["key"]: row["seg_uid"] for row in rows}
+            moved["unknown"] = [key for key in keys if key not in failed]
+            if moved["unknown"]:
+                return moved
+            for key in keys or sorted(failed):
+                state = "sending" if failed[key] and has_result(key) else "queued"
+                db.execute("UPDATE units SET state = ?, attempts = 0, send_attempts = 0, next_attempt_at = 0, "
+                           "reason = NULL, updated_at = ? WHERE key = ?", (state, now, key))
+                db.execute("INSERT INTO events (at, key, kind, message) VALUES (?, ?, 'retry', ?)",
+                           (now, key, f"failed unit put back to {state} by the operator"))
+                moved[state].append(key)
+        return moved
+
     def recover(self) -> dict[str, int]:
         """After a restart: interrupted predictions go back to the queue, receiving units wait a full quiet period.
 

@@ -6,8 +6,10 @@ destination that is down delays only sending:
 - the SCP threads (`receive.Receiver`) store instances and journal them;
 - the predict thread moves quiet units to ``queued``, predicts one at a time and puts the SEG
   in the outbox (``sending``);
-- the send thread C-STOREs (or STOW-RSes) outbox SEGs, retrying with back-off; after
-  ``max_attempts`` a unit is ``failed`` with its reason and the others go on.
+- the send thread C-STOREs (or STOW-RSes) outbox SEGs, retrying with back-off: a destination
+  that cannot be reached is retried until it returns (the SEGs wait in the outbox); one that
+  refuses a SEG ``max_attempts`` times leaves that unit ``failed`` with its reason, and the
+  others go on.
 
 On start the journal is recovered (`Journal.recover`) and temp files of interrupted writes are
 deleted, so a kill -9 at any moment followed by a restart finishes every unit exactly once.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -207,10 +210,14 @@ class Node:
                                         self.config.retry.max_attempts, 0)
             return
         except (SendError, ValueError, OSError) as err:   # unreachable, refused, or an outbox file pydicom cannot read
-            state = self.journal.attempt_failed(unit.key, "sending", str(err), self.config.retry.max_attempts,
+            # a destination that cannot be reached is not this result's fault: it waits in the outbox until the
+            # destination returns, however long that takes; tries the destination refuses count
+            unreachable = isinstance(err, SendError) and err.unreachable
+            limit = sys.maxsize if unreachable else self.config.retry.max_attempts
+            state = self.journal.attempt_failed(unit.key, "sending", str(err), limit,
                                                 self.config.retry.delay(unit.send_attempts + 1))
-            LOG.warning("sending %s: %s (%s; try %d of %d)", unit.key, err, state, unit.send_attempts + 1,
-                        self.config.retry.max_attempts)
+            LOG.warning("sending %s: %s (%s; try %d %s)", unit.key, err, state, unit.send_attempts + 1,
+                        "until the destination returns" if unreachable else f"of {self.config.retry.max_attempts}")
             return
         self.journal.sent(unit.key, time.perf_counter() - start)
         LOG.info("sent SEG %s of %s", unit.seg_uid, unit.key)

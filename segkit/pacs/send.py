@@ -11,7 +11,16 @@ ASSOCIATION_TIMEOUT = 10.0
 
 
 class SendError(Exception):
-    """The destination did not take the instance (unreachable, rejected, or a failure status)."""
+    """The destination did not take the instance (unreachable, rejected, or a failure status).
+
+    `unreachable`: it could not be reached at all (no connection, or the connection was lost), which
+    is not the result's fault: the node retries such sends until the destination returns instead of
+    counting them against max_attempts.
+    """
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def client_ssl_context(config: NodeConfig) -> ssl.SSLContext:
@@ -36,7 +45,8 @@ def associate(config: NodeConfig, peer: Peer, contexts: list, tls: bool = False)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, tls_args=tls_args)
     if not assoc.is_established:
         state = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "unreachable"
-        raise SendError(f"association with {peer.ae_title} at {peer.host}:{peer.port} {state}")
+        raise SendError(f"association with {peer.ae_title} at {peer.host}:{peer.port} {state}",
+                        unreachable=state != "rejected")
     return assoc
 
 
@@ -53,6 +63,6 @@ def store_file(config: NodeConfig, peer: Peer, path: Path, tls: bool = False) ->
         assoc.release()
     code = getattr(status, "Status", None)
     if code is None:
-        raise SendError(f"no C-STORE response from {peer.ae_title} (connection lost)")
+        raise SendError(f"no C-STORE response from {peer.ae_title} (connection lost)", unreachable=True)
     if code != 0 and not 0xB000 <= code <= 0xBFFF:
         raise SendError(f"{peer.ae_title} answered C-STORE with status 0x{code:04X}")

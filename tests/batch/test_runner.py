@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -10,10 +9,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from batch_data import (
-    SPEC,
-    FunctionEngine,
+    SPEC_2CH,
     make_broken_batch,
+    output_request,
     phantom,
+    run_batch,
     threshold_predict,
     write_dicom_case,
     write_file_case,
@@ -23,26 +23,9 @@ from segkit.batch import preview as preview_module
 from segkit.batch.cases import InputSpec, discover_cases
 from segkit.batch.outputs import OutputRequest
 from segkit.batch.pipeline import RunOptions as BatchOptions
-from segkit.batch.pipeline import exit_code, predict_cases
-from segkit.batch.report import merge_reports
-from segkit.batch.sharding import resolve_part, select_part
-from segkit.batch.statistics import merge_statistics_csv
-from segkit.errors import UserError
+from segkit.batch.pipeline import exit_code
 from segkit.io.dicom_seg import segment_names
 from segkit.io.image import Geometry, read_image
-
-LABELS = {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}
-SPEC_2CH = InputSpec(num_channels=2, channel_names=("T1", "FLAIR"), channel_map={0: "T1*", 1: "FLAIR*"})
-
-
-def run_batch(cases, spec, request, predict, options, folder):
-    """The prediction pipeline with a stand-in predict function."""
-    return predict_cases(FunctionEngine(predict), cases, spec, request, options, folder)
-
-
-def request(out: Path, **flags) -> OutputRequest:
-    """An OutputRequest for the phantom labels."""
-    return OutputRequest(out, LABELS, segment_names(LABELS), **flags)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +38,7 @@ def broken_batch(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def test_broken_cases_are_recorded_and_the_rest_finish(broken_batch, tmp_path):
     folder, expected = broken_batch
     out = tmp_path / "out"
-    report = run_batch(discover_cases(folder), SPEC_2CH, request(out, statistics=True), threshold_predict,
+    report = run_batch(discover_cases(folder), SPEC_2CH, output_request(out, statistics=True), threshold_predict,
                        BatchOptions(run_info={"model": "threshold"}), folder)
     data = json.loads((out / "report.json").read_text())
     statuses = {c["case_id"]: c["status"] for c in data["cases"]}
@@ -77,33 +60,12 @@ def test_broken_cases_are_recorded_and_the_rest_finish(broken_batch, tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
 
 
-def test_statistics_json_and_csv_use_physical_voxel_volume(tmp_path):
-    folder = tmp_path / "in"
-    geometry = write_file_case(folder, "case_a", seed=3)
-    write_file_case(folder, "case_b", seed=4)
-    out = tmp_path / "out"
-    run_batch(discover_cases(folder), SPEC_2CH, request(out, statistics=True), threshold_predict, BatchOptions(), folder)
-    stats = json.loads((out / "case_a_stats.json").read_text())
-    label = read_image(out / "case_a.nii.gz").array
-    voxel_ml = float(np.prod(SPEC.spacing)) / 1000
-    assert stats["voxel_volume_ml"] == pytest.approx(voxel_ml)
-    assert stats["spacing_mm"] == pytest.approx(list(geometry.array_spacing))
-    for name, value in [("necrosis", 1), ("edema", 2), ("enhancing", 3)]:
-        assert stats["labels"][name]["voxels"] == int((label == value).sum()) > 0
-        assert stats["labels"][name]["volume_ml"] == pytest.approx((label == value).sum() * voxel_ml)
-    with (out / "statistics.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert [(r["case_id"], r["label"]) for r in rows] == [
-        (c, n) for c in ("case_a", "case_b") for n in ("necrosis", "edema", "enhancing")]
-    assert float(rows[1]["volume_ml"]) == pytest.approx(stats["labels"]["edema"]["volume_ml"], rel=1e-5)
-
-
 def test_continue_skips_valid_outputs_and_redoes_invalid_ones(tmp_path):
     folder = tmp_path / "in"
     for index in range(4):
         write_file_case(folder, f"c{index}", seed=index)
     out = tmp_path / "out"
-    run_batch(discover_cases(folder), SPEC_2CH, request(out), threshold_predict, BatchOptions(), folder)
+    run_batch(discover_cases(folder), SPEC_2CH, output_request(out), threshold_predict, BatchOptions(), folder)
     reference = {i: read_image(out / f"c{i}.nii.gz").array for i in range(4)}
     mtimes = {i: (out / f"c{i}.nii.gz").stat().st_mtime_ns for i in range(4)}
     (out / "c1.nii.gz").write_bytes((out / "c1.nii.gz").read_bytes()[:100])          # truncated output
@@ -112,7 +74,7 @@ def test_continue_skips_valid_outputs_and_redoes_invalid_ones(tmp_path):
     from segkit.io.image import write_image
     write_image(shifted.array, Geometry(shifted.geometry.spacing, (0.0, 0.0, 0.0), shifted.geometry.direction,
                                         shifted.geometry.size), out / "c3.nii.gz")
-    report = run_batch(discover_cases(folder), SPEC_2CH, request(out), threshold_predict,
+    report = run_batch(discover_cases(folder), SPEC_2CH, output_request(out), threshold_predict,
                        BatchOptions(resume=True), folder)
     statuses = {c["case_id"]: c["status"] for c in report.cases}
     assert statuses == {"c0": "skipped", "c1": "ok", "c2": "ok", "c3": "ok"}
@@ -127,13 +89,13 @@ def test_continue_recomputes_a_case_whose_input_was_replaced_by_another_patient(
     for index in range(2):
         write_file_case(folder, f"c{index}", seed=index)
     out = tmp_path / "out"
-    run_batch(discover_cases(folder), SPEC_2CH, request(out), threshold_predict, BatchOptions(), folder)
+    run_batch(discover_cases(folder), SPEC_2CH, output_request(out), threshold_predict, BatchOptions(), folder)
     first = read_image(out / "c0.nii.gz").array
     provenance = json.loads((out / "c0_provenance.json").read_text())
     assert provenance["format"] == "segkit-provenance-1" and provenance["dicom"] is None
     assert [item["file"] for item in provenance["inputs"]] == ["c0_0000.nii.gz", "c0_0001.nii.gz"]
     write_file_case(folder, "c0", seed=7)          # another patient, the same grid: geometry alone cannot tell
-    report = run_batch(discover_cases(folder), SPEC_2CH, request(out), threshold_predict,
+    report = run_batch(discover_cases(folder), SPEC_2CH, output_request(out), threshold_predict,
                        BatchOptions(resume=True), folder)
     assert {c["case_id"]: c["status"] for c in report.cases} == {"c0": "ok", "c1": "skipped"}
     images, _, _ = phantom(seed=7)
@@ -146,16 +108,16 @@ def test_continue_recomputes_outputs_without_provenance(tmp_path):
     folder = tmp_path / "in"
     write_file_case(folder, "c0", seed=1)
     out = tmp_path / "out"
-    run_batch(discover_cases(folder), SPEC_2CH, request(out), threshold_predict, BatchOptions(), folder)
+    run_batch(discover_cases(folder), SPEC_2CH, output_request(out), threshold_predict, BatchOptions(), folder)
     (out / "c0_provenance.json").unlink()           # e.g. outputs of an older segkit: origin unknown
-    report = run_batch(discover_cases(folder), SPEC_2CH, request(out), threshold_predict,
+    report = run_batch(discover_cases(folder), SPEC_2CH, output_request(out), threshold_predict,
                        BatchOptions(resume=True), folder)
     assert report.cases[0]["status"] == "ok" and (out / "c0_provenance.json").is_file()
 
 
 def _dicom_continue_run(folder: Path, out: Path):
     """One --continue run over a DICOM folder with DICOM-SEG output; case id -> status."""
-    report = run_batch(discover_cases(folder), SPEC_2CH, request(out, dicom_seg=True), threshold_predict,
+    report = run_batch(discover_cases(folder), SPEC_2CH, output_request(out, dicom_seg=True), threshold_predict,
                        BatchOptions(resume=True), folder)
     return {c["case_id"]: c["status"] for c in report.cases}
 
@@ -192,14 +154,14 @@ def test_preview_png_and_missing_matplotlib_warning(tmp_path, monkeypatch, capsy
     folder = tmp_path / "in"
     write_file_case(folder, "case_a", seed=5)
     out = tmp_path / "out"
-    run_batch(discover_cases(folder), SPEC_2CH, request(out, preview=True), threshold_predict, BatchOptions(), folder)
+    run_batch(discover_cases(folder), SPEC_2CH, output_request(out, preview=True), threshold_predict, BatchOptions(), folder)
     png = out / "case_a_preview.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
     assert matplotlib.image.imread(png).shape[1] > 400
     monkeypatch.setattr("segkit.batch.pipeline.preview_available", lambda: False)
     out2 = tmp_path / "out2"
-    run_batch(discover_cases(folder), SPEC_2CH, request(out2, preview=True), threshold_predict, BatchOptions(), folder)
+    run_batch(discover_cases(folder), SPEC_2CH, output_request(out2, preview=True), threshold_predict, BatchOptions(), folder)
     data = json.loads((out2 / "report.json").read_text())
     assert data["warnings"] == [preview_module.MISSING_MESSAGE]
     assert preview_module.MISSING_MESSAGE in capsys.readouterr().err
@@ -212,51 +174,6 @@ def test_centre_slices_follow_the_structure():
     label[2:5, 8:11, 1:4] = 1
     assert preview_module.centre_slices(label) == (3, 9, 2)
     assert preview_module.centre_slices(np.zeros((4, 6, 8))) == (2, 3, 4)
-
-
-def test_select_part_and_resolve_part():
-    items = [f"c{i:02d}" for i in range(10)]
-    parts = [select_part(items, 3, k) for k in range(3)]
-    assert parts[1] == ["c01", "c04", "c07"]
-    assert sorted(sum(parts, [])) == items
-    assert resolve_part(None, None, {"RANK": "2", "WORLD_SIZE": "4"}) == (4, 2)
-    assert resolve_part(3, 1, {"RANK": "2", "WORLD_SIZE": "4"}) == (3, 1)
-    assert resolve_part(None, None, {}) == (1, 0)
-    with pytest.raises(UserError):
-        resolve_part(2, 2, {})
-    with pytest.raises(UserError):
-        resolve_part(None, 1, {})
-
-
-def test_sharded_run_writes_part_reports_that_merge(tmp_path):
-    folder = tmp_path / "in"
-    for index in range(5):
-        write_file_case(folder, f"c{index}", seed=index)
-    out = tmp_path / "out"
-    cases = discover_cases(folder)
-    for part in range(2):
-        run_batch(cases, SPEC_2CH, request(out, statistics=True), threshold_predict,
-                  BatchOptions(num_parts=2, part_id=part), folder)
-    part0 = json.loads((out / "report_part0.json").read_text())
-    assert [c["case_id"] for c in part0["cases"]] == ["c0", "c2", "c4"]
-    assert not (out / "report.json").exists()
-    merged = json.loads(merge_reports(out).read_text())
-    assert [c["case_id"] for c in merged["cases"]] == [f"c{i}" for i in range(5)]
-    assert merged["totals"]["ok"] == 5
-    merge_statistics_csv(out)
-    with (out / "statistics.csv").open() as handle:
-        assert len(list(csv.DictReader(handle))) == 15
-
-
-def test_merge_refuses_missing_parts(tmp_path):
-    folder = tmp_path / "in"
-    write_file_case(folder, "c0", seed=0)
-    write_file_case(folder, "c1", seed=1)
-    out = tmp_path / "out"
-    run_batch(discover_cases(folder), SPEC_2CH, request(out), threshold_predict,
-              BatchOptions(num_parts=2, part_id=1), folder)
-    with pytest.raises(UserError, match=r"missing parts \[0\]"):
-        merge_reports(out)
 
 
 def test_unexpected_errors_are_recorded_with_a_traceback(tmp_path):
@@ -272,7 +189,7 @@ def test_unexpected_errors_are_recorded_with_a_traceback(tmp_path):
             raise RuntimeError("CUDA out of memory (simulated)")
         return threshold_predict(images, geometry)
 
-    report = run_batch(discover_cases(folder), SPEC_2CH, request(tmp_path / "out"), flaky, BatchOptions(), folder)
+    report = run_batch(discover_cases(folder), SPEC_2CH, output_request(tmp_path / "out"), flaky, BatchOptions(), folder)
     failed = [c for c in report.cases if c["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["reason"] == "RuntimeError: CUDA out of memory (simulated)"
     assert any("flaky" in line for line in failed[0]["traceback"])
@@ -286,7 +203,7 @@ def test_a_lossy_source_is_warned_once_on_stderr_and_in_the_report_and_decoder_n
     write_lossy_jpeg_series(folder / "lossy", slices=4)
     out = tmp_path / "out"
     capfd.readouterr()
-    report = run_batch(discover_cases(folder), InputSpec(num_channels=1), request(out), threshold_predict,
+    report = run_batch(discover_cases(folder), InputSpec(num_channels=1), output_request(out), threshold_predict,
                        BatchOptions(), folder)
     err = capfd.readouterr().err
     entry = report.cases[0]

@@ -9,10 +9,9 @@ import torch
 from training_data import copy_work, make_work_dir
 
 from segkit.cli import main as segkit_main
-from segkit.errors import UserError
-from segkit.training.extension import extend_schedule, resumed_recipe
+from segkit.training.extension import resumed_recipe
 from segkit.training.finetuning import warmup_factor
-from segkit.training.schedule import FINAL_RESERVE_S, Schedule, poly_lr
+from segkit.training.schedule import poly_lr
 
 TINY = ["--iterations-per-epoch", "2", "--quiet", "--num-workers", "0", "--threads", "1", "-f", "all"]
 
@@ -87,18 +86,6 @@ def test_resume_extends_a_finished_run(pretrained, tmp_path, capsys):
     assert "already run 4 epochs; ask for more" in capsys.readouterr().err
     assert resumed_recipe(_fold(work), "auto") == "nnunet", "a budgeted resume keeps the run's own recipe"
     assert resumed_recipe(_fold(work), "short-cpu") == "short-cpu"
-
-
-def test_time_budget_extends_a_finished_run_by_the_epochs_that_fit():
-    sched = Schedule(10, 50, validation_s=4.0)
-    change = extend_schedule(sched, 10, None, 120.0, [30.0, 9.0, 10.0, 11.0])
-    assert sched.epochs == 10 + int((120 - FINAL_RESERVE_S - 4.0) // 10.0) and "more epochs" in change
-    unfinished = Schedule(10, 50)
-    assert extend_schedule(unfinished, 6, None, 120.0, [10.0]) is None and unfinished.epochs == 10
-    with pytest.raises(UserError, match="not even one more epoch"):
-        extend_schedule(Schedule(10, 50), 10, None, 15.0, [10.0])
-    shorter = Schedule(10, 50)
-    assert extend_schedule(shorter, 4, 6, None, []) == "epochs 10 -> 6 (--resume --epochs)" and shorter.epochs == 6
 
 
 def test_finetune_options_need_pretrained(pretrained, tmp_path, capsys):

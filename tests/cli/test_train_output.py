@@ -14,7 +14,6 @@ import pytest
 from training_data import copy_work, make_work_dir
 
 from segkit.cli.train import quality_message
-from segkit.training.trainer import epoch_line
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,15 +52,6 @@ def test_log_file_gets_one_line_per_epoch_and_no_carriage_return(prepared, tmp_p
         assert b"\r" not in (work / "models" / "3d_fullres" / "fold_0" / name).read_bytes()
 
 
-def test_epoch_line_marks_the_validation_dice_sampled_or_full():
-    base = {"epoch": 4, "train_loss": 0.51234, "epoch_time_s": 2.0}
-    sampled = epoch_line(base | {"val_mean_dice": 0.93, "val_scope": "sampled", "val_fraction": 0.02}, 10, 8)
-    assert sampled == ("epoch 5/10: loss 0.5123, val Dice 0.9300 (sampled: 2% of each case, near the structures), "
-                       "2.0 s, 4.00 steps/s")
-    assert "val Dice 0.7000 (full cases)" in epoch_line(base | {"val_mean_dice": 0.7, "val_scope": "full"}, 10, 8)
-    assert "not validated this epoch" in epoch_line(base, 10, 8)
-
-
 def test_final_message_says_how_good_the_model_is_or_that_it_was_not_measured():
     work = Path("W")
     sampled = quality_message({"best_val_mean_dice": 0.95, "validation": {"scope": "sampled", "fraction": 0.02}},
@@ -71,33 +61,6 @@ def test_final_message_says_how_good_the_model_is_or_that_it_was_not_measured():
         {"best_val_mean_dice": 0.95, "validation": {"scope": "sampled", "fraction": 0.02}}, (0.46, 5), work)
     full = quality_message({"best_val_mean_dice": 0.8, "validation": {"scope": "full"}}, None, work)
     assert "0.8000 on the fold's whole validation cases" in full
-
-
-def test_progress_png_marks_every_validation_point(tmp_path, monkeypatch):
-    """Validation every 3rd epoch, and a 1-epoch run: every point is drawn with a marker."""
-    import matplotlib.axes
-
-    from segkit.training.records import plot_progress
-
-    calls: list[tuple[list, dict]] = []
-    original = matplotlib.axes.Axes.plot
-
-    def spy(self, *args, **kwargs):
-        calls.append((list(args[1]) if len(args) > 1 else [], kwargs))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
-    records = [{"epoch": e, "train_loss": 1.0 - e / 10, "lr": 0.01} | (
-        {"val_loss": 0.5, "val_mean_dice": 0.1 * e, "val_scope": "full"} if e % 3 == 2 else {}) for e in range(9)]
-    assert plot_progress(records, tmp_path / "a.png")
-    dice = [c for c in calls if str(c[1].get("label", "")).startswith("val mean Dice")]
-    assert len(dice) == 1 and dice[0][0] == pytest.approx([0.2, 0.5, 0.8]) and dice[0][1]["marker"]
-    assert all(c[1].get("marker") for c in calls)
-    calls.clear()
-    assert plot_progress([{"epoch": 0, "train_loss": 0.9, "lr": 0.01, "val_loss": 0.8, "val_mean_dice": 0.3,
-                           "val_scope": "sampled"}], tmp_path / "one.png")
-    assert {str(c[1]["label"]) for c in calls} >= {"train loss", "val loss", "val mean Dice (sampled)"}
-    assert all(len(c[0]) == 1 and c[1].get("marker") for c in calls)
 
 
 @pytest.mark.slow

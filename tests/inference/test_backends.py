@@ -141,19 +141,6 @@ def test_auto_measures_once_stores_and_reports(setup, monkeypatch, tmp_path):
     assert (read_array(setup["root"] / "auto2" / "case.nii.gz") == setup["torch"]).mean() >= 0.9999
 
 
-def test_auto_decision_needs_speed_and_accuracy():
-    """A backend is chosen only when >= MIN_SPEEDUP faster and as accurate; else torch."""
-    def record(seconds: float, agreement: float, difference: float) -> dict:
-        return {"results": {"torch": {"seconds": 1.0},
-                            "onnxruntime": {"seconds": seconds, "agreement": agreement,
-                                            "max_abs_logit_difference": difference}}}
-
-    assert backend_choice.decide(record(0.5, 1.0, 1e-5))[0] == "onnxruntime"
-    assert backend_choice.decide(record(0.95, 1.0, 1e-5))[0] == "torch"          # not faster enough
-    assert backend_choice.decide(record(0.5, 0.99, 0.3))[0] == "torch"           # not as accurate
-    assert backend_choice.decide(record(0.5, 0.9998, 5e-5))[0] == "onnxruntime"  # ties only
-
-
 def test_onnx_package_on_auto_runs_onnxruntime(setup):
     """An ONNX package with --backend auto runs on an installed ONNX backend."""
     assert predict(setup, "auto_package", setup["package"], "--backend", "auto") == 0

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from segkit.errors import UserError
-from segkit.models.find_best import read_find_best, write_find_best
 from segkit.models.postprocessing import NO_POSTPROCESSING, apply_postprocessing, check_decision, load_decision
 
 
@@ -42,13 +41,3 @@ def test_decision_is_checked_and_normalised(tmp_path):
     path = tmp_path / "find_best.json"
     path.write_text(json.dumps({"best": {"members": ["3d_fullres"]}, "postprocessing": {"foreground_lcc": False}}))
     assert load_decision(path) == {"foreground_lcc": False, "lcc_classes": {}}
-
-
-def test_find_best_json_has_one_reader_and_writer(tmp_path):
-    path = tmp_path / "find_best.json"
-    write_find_best(path, {"best": {"members": ["2d"]}})
-    assert read_find_best(path) == {"best": {"members": ["2d"]}}
-    path.write_text("[1, 2]")
-    with pytest.raises(UserError, match="must hold a JSON object") as err:
-        read_find_best(path)
-    assert err.value.path == str(path)

@@ -124,3 +124,21 @@ def test_a_known_instance_with_other_content_reopens_a_done_unit_once(tmp_path):
     reopened = journal.unit("1.2.3")
     assert reopened.state == "receiving" and reopened.instances == 2 and reopened.generation == unit.generation + 1
     assert journal.last_errors()[0]["kind"] == "reopened"
+
+
+def test_retry_failed_puts_units_back_to_sending_or_queued_and_refuses_unknown_keys(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    for key in ("a", "b"):
+        _received(journal, key)
+    journal.queue_quiet(0.0)
+    predicted = journal.claim("queued", "predicting")
+    journal.predicted(predicted.key, predicted.generation, "2.25.1", 1.0)
+    journal.attempt_failed(predicted.key, "sending", "refused", 1, 0)
+    other = journal.claim("queued", "predicting")
+    journal.attempt_failed(other.key, "predicting", "model error", 1, 0)
+    assert journal.counts()["failed"] == 2
+    assert journal.retry_failed(["a", "zzz"], lambda key: True)["unknown"] == ["zzz"]
+    assert journal.counts()["failed"] == 2                          # nothing moved
+    moved = journal.retry_failed([], lambda key: True)
+    assert moved == {"sending": [predicted.key], "queued": [other.key], "unknown": []}
+    assert journal.unit(predicted.key).send_attempts == 0 and journal.unit(other.key).reason is None

@@ -13,49 +13,7 @@ from segkit.errors import UserError
 from segkit.io.dataset import load_dataset
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.planner import PlanOptions, plan_dataset
-from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
-from segkit.planning.topology import fit_patch_to_topology, plan_topology
 from segkit.plans import Plans, network_in_channels
-
-
-def test_target_spacing_is_median_when_not_anisotropic() -> None:
-    spacings = np.array([[1.0, 0.8, 0.8], [1.2, 0.7, 0.7], [1.1, 0.9, 0.9]])
-    shapes = np.array([[100, 120, 120]] * 3)
-    assert fullres_target_spacing(spacings, shapes) == pytest.approx([1.1, 0.8, 0.8])
-
-
-def test_target_spacing_uses_tenth_percentile_of_clearly_anisotropic_axis() -> None:
-    spacings = np.array([[5.0, 0.7, 0.7], [6.0, 0.7, 0.7], [4.0, 0.7, 0.7], [5.0, 0.7, 0.7], [3.0, 0.7, 0.7]])
-    shapes = np.array([[20, 400, 400]] * 5)
-    target = fullres_target_spacing(spacings, shapes)
-    assert target[0] == pytest.approx(np.percentile(spacings[:, 0], 10))
-    assert target[1:] == pytest.approx([0.7, 0.7])
-    # many slices: anisotropic spacing alone does not trigger the rule
-    assert fullres_target_spacing(spacings, np.array([[300, 400, 400]] * 5))[0] == pytest.approx(5.0)
-
-
-def test_normalisation_schemes() -> None:
-    stats = {"mean": 40.0, "std": 300.0, "percentile_0.5": -1000.0, "percentile_99.5": 1500.0}
-    assert normalization_for_channel("CT", stats, 0.5) == {"scheme": "ct", "clip": [-1000.0, 1500.0], "mean": 40.0, "std": 300.0}
-    assert normalization_for_channel("T2", stats, 0.5) == {"scheme": "zscore", "use_nonzero_mask": True}
-    assert normalization_for_channel("T2", stats, 0.9) == {"scheme": "zscore", "use_nonzero_mask": False}
-    assert normalization_for_channel("noNorm", stats, 0.5) == {"scheme": "none"}
-
-
-def test_topology_waits_for_coarse_axis_and_uses_in_plane_kernels() -> None:
-    topology = plan_topology([4.0, 1.0, 1.0], [32, 128, 128])
-    assert topology.kernel_sizes[0] == [1, 3, 3]
-    assert topology.strides[1] == [1, 2, 2]          # 4 mm is over 2 x 1 mm: z waits
-    assert topology.kernel_sizes[1] == [3, 3, 3]     # now 4 mm vs 2 mm: caught up
-    assert topology.strides[2] == [2, 2, 2]
-    final = [n // d for n, d in zip([32, 128, 128], topology.divisor)]
-    assert min(final) >= 4
-
-
-def test_fit_patch_is_divisible_and_not_larger() -> None:
-    patch, topology = fit_patch_to_topology([37, 150, 141], [3.0, 0.8, 0.8])
-    assert all(p % d == 0 for p, d in zip(patch, topology.divisor))
-    assert all(p <= q for p, q in zip(patch, [37, 150, 141]))
 
 
 def _fingerprint(spacing: list[float], shape: list[int], num_cases: int = 10) -> dict:

@@ -10,23 +10,8 @@ from segkit.errors import UserError
 from segkit.phantom import PhantomSpec, make_case
 from segkit.preprocessing import preprocess_arrays, preprocess_images, revert_to_original, sample_class_locations
 from segkit.preprocessing.crop import crop_to_nonzero
-from segkit.preprocessing.normalize import normalize_channels
 
 ANISOTROPIC = PhantomSpec(shape=(12, 40, 36), spacing=(5.0, 1.1, 1.1), oblique_degrees=20.0)
-
-
-def test_crop_box_is_the_union_of_nonzero_channels():
-    images = np.zeros((2, 10, 12, 14), dtype=np.float32)
-    images[0, 2:6, 3:9, 4:10] = 5.0
-    images[1, 7, 1, 11] = -2.0                 # a lone nonzero voxel in another channel widens the box
-    labels = np.zeros((10, 12, 14), dtype=np.int16)
-    labels[3, 4, 5] = 2
-    cropped, seg, box = crop_to_nonzero(images, labels)
-    assert box == [[2, 8], [1, 9], [4, 12]]
-    assert cropped.shape == (2, 6, 8, 8)
-    np.testing.assert_array_equal(cropped, images[:, 2:8, 1:9, 4:12])
-    assert seg[1, 3, 1] == 2                     # labels are kept
-    assert seg[5, 0, 7] == 0 and seg[0, 0, 0] == -1   # nonzero voxel -> 0, zero background -> -1
 
 
 def test_crop_of_a_phantom_matches_its_nonzero_extent():
@@ -36,24 +21,6 @@ def test_crop_of_a_phantom_matches_its_nonzero_extent():
     assert box == [[int(lo), int(hi) + 1] for lo, hi in zip(nonzero.min(0), nonzero.max(0))]
     assert seg.dtype == np.int16 and cropped.shape[1:] == seg.shape
     assert np.array_equal(seg > 0, labels[tuple(slice(a, b) for a, b in box)] > 0)
-
-
-def test_normalisation_schemes():
-    rng = np.random.default_rng(0)
-    images = rng.normal(100, 20, (4, 6, 8, 8)).astype(np.float32)
-    seg = np.zeros((6, 8, 8), dtype=np.int16)
-    seg[:, :2] = -1
-    images[:, seg < 0] = 0
-    entries = [{"scheme": "zscore", "use_nonzero_mask": True}, {"scheme": "zscore", "use_nonzero_mask": False},
-               {"scheme": "ct", "clip": [90.0, 110.0], "mean": 100.0, "std": 5.0}, {"scheme": "rescale_0_1"}]
-    out = normalize_channels(images, seg, entries)
-    inside = seg >= 0
-    assert abs(out[0][inside].mean()) < 1e-4 and abs(out[0][inside].std() - 1) < 1e-3
-    assert np.all(out[0][~inside] == 0)
-    assert abs(out[1].mean()) < 1e-4 and abs(out[1].std() - 1) < 1e-3
-    np.testing.assert_allclose(out[2], (np.clip(images[2], 90, 110) - 100) / 5, atol=1e-5)
-    assert out[3].min() == 0 and abs(out[3].max() - 1) < 1e-6
-    np.testing.assert_array_equal(normalize_channels(images, seg, [{"scheme": "none"}] * 4), images)
 
 
 def test_roundtrip_on_anisotropic_oblique_phantom_is_exact_in_shape():

@@ -1,4 +1,4 @@
-"""Losses: deep-supervision weights, soft Dice + CE, region BCE + Dice, targets from labels."""
+"""Losses: deep-supervision weights, soft Dice + CE, region BCE + Dice, the ignore label's masks."""
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from segkit.training.losses import (
     softmax_dice_ce,
     target_masks,
 )
-from segkit.training.targets import DeepSupervisionTargets, SegToTarget, downsample_target
+from segkit.training.targets import DeepSupervisionTargets, SegToTarget
 
 
 def test_deep_supervision_weights_halve_drop_lowest_and_sum_to_one():
@@ -90,24 +90,6 @@ def test_deep_supervision_loss_uses_every_output_and_checks_shapes():
         build_loss("softmax", 2)(outputs[:2], [torch.from_numpy(targets[0])] * 2)
 
 
-def test_outside_mask_label_becomes_background_and_regions_are_unions():
-    seg = np.array([[-1, 0, 1, 2, 3]], dtype=np.float32).reshape(1, 1, 1, 1, 5)
-    softmax = SegToTarget("softmax")(seg=seg.copy())["target"]
-    assert softmax.ravel().tolist() == [0, 0, 1, 2, 3]
-    regions = SegToTarget("sigmoid", [[1, 2, 3], [1, 3], [3]])(seg=seg.copy())["target"]
-    assert regions.shape == (1, 3, 1, 1, 5)
-    assert regions[0, :, 0, 0].tolist() == [[0, 0, 1, 1, 1], [0, 0, 1, 0, 1], [0, 0, 0, 0, 1]]
-
-
-def test_region_targets_are_max_pooled_and_labels_nearest_sampled():
-    regions = np.zeros((1, 1, 4, 4, 4), dtype=np.float32)
-    regions[0, 0, 3, 3, 3] = 1                   # one voxel of a small region survives max-pooling
-    pooled = downsample_target(regions, [2, 2, 2], "sigmoid")
-    assert pooled.shape == (1, 1, 2, 2, 2) and pooled[0, 0, 1, 1, 1] == 1 and pooled.sum() == 1
-    labels = np.arange(16, dtype=np.float32).reshape(1, 1, 1, 4, 4)
-    assert downsample_target(labels, [1, 2, 2], "softmax").ravel().tolist() == [0, 2, 8, 10]
-
-
 # ---- ignore label (sparse annotation) ----
 
 IGNORE = 4
@@ -162,25 +144,3 @@ def test_ignore_label_targets_for_softmax_and_regions():
     assert mask.ravel().tolist() == [True] * 5 + [False]
     assert annotated_mask(torch.from_numpy(regions), "sigmoid", 2).ravel().tolist() == [True] * 5 + [False]
     assert target_masks(torch.from_numpy(regions), "sigmoid", 2).shape[1] == 2
-
-
-def test_coarse_voxel_is_ignored_only_when_all_its_fine_voxels_are():
-    fine = np.full((1, 1, 4, 4, 4), IGNORE_TARGET, dtype=np.float32)
-    fine[0, 0, 1, 1, 1] = 2           # block (0,0,0): nearest sample (0,0,0) is ignored, one voxel annotated
-    fine[0, 0, 2, 2, 2] = 3           # block (1,1,1): its nearest sample itself
-    fine[0, 0, 0:2, 2:4, 0:2] = 0     # block (0,1,0): fully annotated background
-    coarse = downsample_target(fine, [2, 2, 2], "softmax")
-    assert coarse[0, 0, 0, 0, 0] == 2 and coarse[0, 0, 1, 1, 1] == 3 and coarse[0, 0, 0, 1, 0] == 0
-    assert int((coarse == IGNORE_TARGET).sum()) == 8 - 3
-    # anisotropic scale, uneven sizes: still the block rule
-    fine = np.full((1, 1, 3, 6, 5), IGNORE_TARGET, dtype=np.float32)
-    fine[0, 0, 2, 5, 4] = 1
-    coarse = downsample_target(fine, [1, 2, 2], "softmax")
-    assert coarse.shape == (1, 1, 3, 3, 3) and coarse[0, 0, 2, 2, 2] == 1 and (coarse == 1).sum() == 1
-    # dense targets are untouched by the rule
-    labels = np.arange(16, dtype=np.float32).reshape(1, 1, 1, 4, 4)
-    assert downsample_target(labels, [1, 2, 2], "softmax").ravel().tolist() == [0, 2, 8, 10]
-    # regions: the annotated channel is max-pooled, i.e. ignored only if all fine voxels are
-    regions = np.zeros((1, 2, 2, 2, 2), dtype=np.float32)
-    regions[0, 1, 1, 1, 1] = 1
-    assert downsample_target(regions, [2, 2, 2], "sigmoid")[0, :, 0, 0, 0].tolist() == [0, 1]

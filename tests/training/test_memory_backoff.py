@@ -9,7 +9,6 @@ from training_data import TINY_ARCH, copy_work, make_work_dir
 
 from segkit.cli import main as segkit_main
 from segkit.errors import UserError
-from segkit.oom import is_out_of_memory
 from segkit.training import memory_backoff
 from segkit.training.memory_backoff import back_off, candidates, shrink_patch
 
@@ -34,12 +33,6 @@ def test_candidates_halve_the_batch_then_shrink_the_longest_physical_axis():
     two_d = {**_entry(patch=(32, 32)), "slice_axis": 0, "target_spacing": [5.0, 1.0, 2.0],
              "architecture": {**TINY_ARCH, "strides": [[1, 1], [2, 2], [2, 2]]}}
     assert shrink_patch(two_d)["patch_size"] == [32, 24]     # x has the 2 mm spacing (slice axis dropped)
-
-
-def test_oom_errors_are_recognised():
-    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
-    assert not is_out_of_memory(RuntimeError("shape mismatch"))
 
 
 def _fake_probe(limit_voxels):

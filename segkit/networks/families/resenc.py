@@ -89,7 +89,7 @@ def tally_resenc(t: Tally, arch: dict, vox: list[int], in_channels: int, num_out
     tally_plain_decoder(t, arch, vox, num_outputs)
 
 
-# default_init: nnU-Net's He init, chosen by measurement (docs/benchmarks.md, "Weight initialisation").
+# default_init: nnU-Net's He init, chosen by measurement (docs/benchmarks/training-benchmarks.md, "Weight initialisation").
 FAMILY = NetworkFamily(
     name="resenc", build=build_resenc, stage_defaults=resenc_stage_defaults, tally=tally_resenc,
     workspace_bytes=PLAIN_WORKSPACE_BYTES, description="nnU-Net's residual-encoder U-Net (ResEnc presets)",

@@ -19,7 +19,7 @@ from segkit.networks.measurement.tally import Tally, conv_norm_act, conv_params,
 # expansion low at full resolution where recomputing a block is the transient peak.
 REVMBCONV_BLOCKS = (2, 2, 2, 4, 4, 4, 4, 4)
 REVMBCONV_EXPANSION = (1, 2, 2, 4, 4, 4, 4, 4)
-# Memory constants fitted to measured CPU peaks (docs/benchmarks.md): gradient buffers alive early
+# Memory constants fitted to measured CPU peaks (docs/benchmarks/networks.md): gradient buffers alive early
 # in backward (units of the finest stage tensor);
 REVMBCONV_GRAD_BUFFERS = 2.2
 # stream buffers a reversible/checkpointed stage holds while recomputing one block (dy, the

@@ -36,7 +36,7 @@ STUNET_WIDTH_FACTORS = (1, 2, 4, 8, 16, 16)
 PAPER_PARAMETERS = {"s": 14.60e6, "b": 58.26e6, "l": 440.30e6, "h": 1457.33e6}
 PAPER_IN_CHANNELS, PAPER_OUTPUTS = 1, 105
 # Gradient buffers alive at the peak early in backward, in units of the finest stage tensor; fitted to
-# measured CPU peaks (docs/benchmarks.md, "UNet++ and STU-Net memory").
+# measured CPU peaks (docs/benchmarks/unet-and-stu-net.md, "Memory model vs measured CPU peak").
 STUNET_GRAD_BUFFERS = 3.4
 
 

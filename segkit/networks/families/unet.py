@@ -13,7 +13,7 @@ from segkit.networks.measurement.tally import Tally, conv_norm_act, conv_params,
 
 # Gradient buffers alive at the peak early in backward, in units of the finest stage tensor (the
 # plain decoder backpropagates through a 3x3 conv on the 2C concatenation); fitted to measured
-# CPU peaks (two patch sizes per family, the other configurations held out; docs/benchmarks.md).
+# CPU peaks (two patch sizes per family, the other configurations held out; docs/benchmarks/networks.md).
 PLAIN_DECODER_GRAD_BUFFERS = 3.4
 # oneDNN scratch, kernels and allocator slack of a plain conv network (~10 MiB, measured).
 PLAIN_WORKSPACE_BYTES = 10 * 2 ** 20
@@ -121,7 +121,7 @@ def tally_unet(t: Tally, arch: dict, vox: list[int], in_channels: int, num_outpu
     tally_plain_decoder(t, arch, vox, num_outputs)
 
 
-# default_init: nnU-Net's He init, chosen by measurement (docs/benchmarks.md, "Weight initialisation").
+# default_init: nnU-Net's He init, chosen by measurement (docs/benchmarks/training-benchmarks.md, "Weight initialisation").
 FAMILY = NetworkFamily(
     name="unet", build=build_unet, stage_defaults=unet_stage_defaults, tally=tally_unet,
     workspace_bytes=PLAIN_WORKSPACE_BYTES, description="nnU-Net's plain U-Net (conv-norm-LeakyReLU stacks)",

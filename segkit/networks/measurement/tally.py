@@ -56,7 +56,7 @@ def tally_head(t: Tally, arch: dict, stage: int, channels: int, vox: int, num_ou
     """Tally a decoder resolution's 1x1 head, the loss's tensors when supervised, and backward's first buffers.
 
     backward_grad_buffers: the family's gradient buffers alive at the peak early in backward, in
-    units of the resolution's stage tensor (fitted to measured peaks, docs/benchmarks.md).
+    units of the resolution's stage tensor (fitted to measured peaks, docs/benchmarks/networks.md).
     """
     t.parameters += conv_params(channels, num_outputs, [1] * len(arch["kernel_sizes"][stage]))
     if arch.get("deep_supervision", True) or stage == 0:
