@@ -27,7 +27,12 @@ back the same way: what the storage alone costs. The resampling's time comes fro
 
 `--steps EPOCHS ITERATIONS` trains a fixed number of steps instead (no hardware fit, the short-cpu
 recipe, scripts/bench_real.py's FIXED_CONFIGURATION): on a loaded machine a wall-clock budget
-buys too few steps for a usable model.
+buys too few steps for a usable model. `--lateral` uses the lateralised dataset (12 structures,
+left and right apart: a rotation must not swap them); `--model DIR` scores a model folder trained
+elsewhere on the same dataset (e.g. by scripts/bench_real.py) instead of training one:
+
+    python scripts/bench_oblique.py --lateral --out /tmp/oblique/lat \
+        --model /tmp/bench_lateral/work_improved/models/3d_fullres
 """
 
 from __future__ import annotations
@@ -137,10 +142,10 @@ def write_inputs(dataset: Path, inputs: Path, subjects: list[str]) -> dict:
     return stored
 
 
-def mean_dice(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Mean Dice over the classes 1..NUM_CLASSES (a class absent from both counts 1)."""
+def mean_dice(predicted: np.ndarray, truth: np.ndarray, num_classes: int = NUM_CLASSES) -> float:
+    """Mean Dice over the classes 1..num_classes (a class absent from both counts 1)."""
     values = []
-    for value in range(1, NUM_CLASSES + 1):
+    for value in range(1, num_classes + 1):
         a, b = predicted == value, truth == value
         total = int(a.sum() + b.sum())
         values.append(2 * float(np.sum(a & b)) / total if total else 1.0)
@@ -155,7 +160,7 @@ def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
             float(np.mean(a[union] == b[union])) if union.any() else 1.0)
 
 
-def score(out: Path, dataset: Path, stored: dict, subjects: list[str]) -> list[dict]:
+def score(out: Path, dataset: Path, stored: dict, subjects: list[str], num_classes: int = NUM_CLASSES) -> list[dict]:
     """Per subject and storage: Dice after carrying back, vs the axis-aligned storage, and the recorded times."""
     report = {case["case_id"]: case for case in json.loads((out / "report.json").read_text())["cases"]}
     rows = []
@@ -163,7 +168,7 @@ def score(out: Path, dataset: Path, stored: dict, subjects: list[str]) -> list[d
         truth_image = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
         truth = sitk.GetArrayFromImage(truth_image)
         straight = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{subject}_straight.nii.gz")))
-        reference_dice = mean_dice(straight, truth)
+        reference_dice = mean_dice(straight, truth, num_classes)
         for storage in ("straight", *[f"tilt{int(d)}" for d in TILTS]):
             name = f"{subject}_{storage}"
             prediction = sitk.ReadImage(str(out / f"{name}.nii.gz"))
@@ -171,11 +176,11 @@ def score(out: Path, dataset: Path, stored: dict, subjects: list[str]) -> list[d
             truth_back = sitk.GetArrayFromImage(carried(stored[name], truth_image, True, sitk.sitkUInt8))
             foreground_dice, label_agreement = agreement(back, straight)
             alignment = report[name].get("axis_alignment") or {}
-            dice = mean_dice(back, truth)
+            dice = mean_dice(back, truth, num_classes)
             rows.append({"subject": subject, "storage": storage,
                          "oblique_degrees": round(oblique_degrees(prediction.GetDirection()), 2),
                          "mean_dice": round(dice, 4), "dice_minus_straight": round(dice - reference_dice, 4),
-                         "truth_carried_dice": round(mean_dice(truth_back, truth), 4),
+                         "truth_carried_dice": round(mean_dice(truth_back, truth, num_classes), 4),
                          "foreground_dice_vs_straight": round(foreground_dice, 4),
                          "label_agreement_vs_straight": round(label_agreement, 4),
                          "resampled": bool(alignment), "seconds_to_grid": alignment.get("seconds_to_grid"),
@@ -197,19 +202,27 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true", help="reuse the model already trained in --out")
     parser.add_argument("--checkpoint", default="final", choices=("final", "best", "latest"),
                         help="which checkpoint predicts (latest: a training stopped early, e.g. on a loaded machine)")
+    parser.add_argument("--lateral", action="store_true",
+                        help="the lateralised dataset (realdata.LATERAL_CLASSES: 12 structures, left and right apart)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the predictions already written (`segkit predict --continue`), e.g. after a kill")
+    parser.add_argument("--model", help="a model folder already trained on this dataset (fold 0): score it, no training")
     args = parser.parse_args()
     out = Path(args.out)
-    dataset = out / "RealBrainStructures"
+    dataset = out / ("RealBrainLateral" if args.lateral else "RealBrainStructures")
     if not (dataset / "dataset.json").is_file():
-        realdata.build_dataset(dataset, args.seed)
+        realdata.build_dataset(dataset, args.seed, lateral=args.lateral)
+    num_classes = len(realdata.LATERAL_CLASSES if args.lateral else realdata.CLASSES)
     work = out / "work"
-    models = work / "models" / CONFIGURATION
+    models = Path(args.model) if args.model else work / "models" / CONFIGURATION
     result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "minutes": None if args.steps else args.minutes, "steps": args.steps,
                     "configuration": FIXED_CONFIGURATION if args.steps else "planned + hardware fit",
                     "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-                    "loadavg_start": loadavg()}
-    if not args.skip_train:
+                    "loadavg_start": loadavg(), "dataset": dataset.name, "classes": num_classes}
+    if args.model:
+        result |= {"minutes": None, "steps": None, "configuration": None, "model": str(models)}
+    if not args.skip_train and not args.model:
         segkit("plan", str(dataset), "--work-dir", str(work), "--configurations", CONFIGURATION, "--force")
         segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION)
         if args.steps:
@@ -224,7 +237,9 @@ def main() -> None:
         result["train_steps"] = log[-1]["step"] if log else 0
         result["validation_mean_dice"] = log[-1].get("val_mean_dice") if log else None
     log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
-    result |= {"checkpoint": args.checkpoint, "checkpoint_step": log[-1]["step"] if log else 0}
+    result |= {"checkpoint": args.checkpoint, "checkpoint_step": log[-1]["step"] if log else 0,
+               "validation_mean_dice": next((e["val_mean_dice"] for e in reversed(log) if e.get("val_mean_dice") is not None),
+                                            None)}
     plans = json.loads((models / "plans.json").read_text())
     result["training_orientations"] = plans.get("training_orientations")
     result["oblique_inputs"] = plans.get("oblique_inputs")
@@ -241,10 +256,11 @@ def main() -> None:
         if mode not in args.modes:
             continue
         pred = out / f"pred_{mode}"
-        shutil.rmtree(pred, ignore_errors=True)
+        if not args.resume:
+            shutil.rmtree(pred, ignore_errors=True)
         segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta",
-               "--checkpoint", args.checkpoint)
-        result[mode] = score(pred, dataset, stored, args.subjects)
+               "--checkpoint", args.checkpoint, *(["--continue"] if args.resume else []))
+        result[mode] = score(pred, dataset, stored, args.subjects, num_classes)
         for row in result[mode]:
             print(json.dumps({"mode": mode} | row), flush=True)
     result["loadavg_end"] = loadavg()

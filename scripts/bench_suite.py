@@ -7,8 +7,14 @@ Datasets (each with held-out subjects that are never trained or validated on; bu
 images and labels that ship inside installed packages, provenance in docs/dependencies.md):
   brain-lateral  real T1 MR, 12 subcortical structures with left and right apart (realdata, lateral)
   brain-merged   real T1 MR, 8 structures with left and right merged (realdata: the development benchmark)
-Still missing (no labelled 3D source found among the Debian and PyPI packages reachable here): a
-CT task and a small-lesion task; see docs/benchmarks.md. A dataset is one entry in DATASETS.
+  ct-abdomen     real abdominal CT, 8 organs (TotalSegmentator's test CTs and reference masks: train on
+                 deformations of one subject, hold out a second subject, contrast-enhanced, another grid)
+  lesion-lung-ct real chest CT, one lesion (pyradiomics' test cases: train on deformations of lung2's 48 ml
+                 tumour, hold out lung1's 1.4 ml nodule)
+  lesion-brain-mr real brain MR, one lesion (pyradiomics' test cases: train on deformations of brain1,
+                 hold out brain2)
+The CT and lesion tasks have two real subjects each (one trained on, one held out), so their held-out
+Dice is one case's. A dataset is one entry in DATASETS.
 
 Every run goes through scripts/bench_real.py's steps (plan + preprocess once per variant and dataset,
 train fold 0, predict and evaluate the held-out subjects), one training at a time, seeds outermost.
@@ -36,7 +42,16 @@ HERE = Path(__file__).resolve().parents[1]
 DATASETS: dict[str, Callable[[Path], Path]] = {
     "brain-lateral": lambda root: realdata.build_dataset(root, lateral=True),
     "brain-merged": lambda root: realdata.build_dataset(root),
+    "ct-abdomen": lambda root: realdata.build_ct_dataset(root),
+    "lesion-lung-ct": lambda root: realdata.build_lesion_dataset(root, "lesion-lung-ct"),
+    "lesion-brain-mr": lambda root: realdata.build_lesion_dataset(root, "lesion-brain-mr"),
 }
+
+
+def split_of(dataset: Path) -> list[dict]:
+    """Fold 0 of a built dataset: the last training case validates, the others train (held-out cases apart)."""
+    cases = sorted(p.name[:-len("_0000.nii.gz")] for p in (dataset / "imagesTr").glob("*_0000.nii.gz"))
+    return [{"train": cases[:-1], "val": cases[-1:]}]
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -87,7 +102,7 @@ def main() -> None:
             if args.steps:
                 bench_real.fix_configuration(work)
             (work / "models" / bench_real.CONFIGURATION).mkdir(parents=True, exist_ok=True)
-            (work / "models" / bench_real.CONFIGURATION / "splits.json").write_text(json.dumps(bench_real.SPLIT))
+            (work / "models" / bench_real.CONFIGURATION / "splits.json").write_text(json.dumps(split_of(datasets[name])))
     for seed in args.seeds:
         for name, dataset in datasets.items():
             for variant, root in roots.items():

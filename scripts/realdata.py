@@ -228,3 +228,160 @@ if __name__ == "__main__":
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     print(build_dataset(sys.argv[1] if len(sys.argv) > 1 else "/tmp/realdata/RealBrainStructures"))
+
+
+# ---- more kinds of data for the real-data suite (issue #27): a CT task and small-lesion tasks --------------
+# Sources (scripts/setup_realdata.sh unpacks them from the PyPI source distributions into $SEGKIT_REALDATA;
+# provenance and licences in docs/dependencies.md):
+#   - TotalSegmentator 2.18.0 sdist (Apache-2.0), tests/reference_files: two abdominal CT subjects with the
+#     multi-organ label maps the package's own tests compare against. The labels are TotalSegmentator's
+#     predictions (model-made reference masks, not manual contours): subject "ct_sm" (example_ct_sm.nii.gz,
+#     3 mm isotropic, 30 slices, non-contrast-looking liver ~45 HU) with example_seg.nii.gz, and subject
+#     "ct_dicom" (example_ct_dicom/, a 20-slice 0.98 x 0.98 x 2 mm DICOM series, contrast-enhanced: aorta
+#     ~177 HU) with example_seg_dicom.nii.gz;
+#   - pyradiomics 3.1.0 sdist (BSD-3-Clause), data/: the package's test cases, each an image with a
+#     one-lesion label map: lung1 / lung2 (chest CT, 0.57-0.63 x 5 mm, a 1.4 ml nodule / a 48 ml tumour),
+#     brain1 / brain2 (brain MR, 0.78 x 6.5 mm, 16 ml / 1.8 ml lesion), breast1 (a small MR crop, unused).
+# Every task has two real subjects only: the training cases are seeded deformations (as for Colin27 above)
+# of one subject, the other subject is held out (never trained or validated on).
+TOTALSEG = REALDATA / "totalsegmentator-2.18.0"
+PYRADIOMICS = REALDATA / "pyradiomics-3.1.0"
+CT_CLASSES = {  # class name -> TotalSegmentator 'total' label value (v2 class map)
+    "liver": 5, "spleen": 1, "stomach": 6, "aorta": 52, "inferior_vena_cava": 63, "spinal_cord": 79,
+    "autochthon_left": 86, "autochthon_right": 87,
+}
+LESION_TASKS = {  # name -> (training subject, held-out subject, modality, training spacing x y z mm)
+    "lesion-lung-ct": ("lung2", "lung1", "CT", (1.0, 1.0, 5.0)),
+    "lesion-brain-mr": ("brain1", "brain2", "MR", (1.0, 1.0, 6.5)),
+}
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def missing_extra_sources() -> list[str]:
+    """Source files of the CT and lesion tasks that are not unpacked (empty when they can be built)."""
+    needed = [TOTALSEG / "example_ct_sm.nii.gz", TOTALSEG / "example_seg.nii.gz", TOTALSEG / "example_seg_dicom.nii.gz",
+              TOTALSEG / "example_ct_dicom"]
+    needed += [PYRADIOMICS / f"{case}_{kind}.nrrd" for case in ("lung1", "lung2", "brain1", "brain2")
+               for kind in ("image", "label")]
+    return [str(p) for p in needed if not p.exists()]
+
+
+def _read_sitk(path: Path):
+    """A SimpleITK image from a file or a DICOM series folder."""
+    import SimpleITK as sitk
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path)))
+        return reader.Execute()
+    return sitk.ReadImage(str(path))
+
+
+def _subject(image_path: Path, label_path: Path, lut: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image x,y,z float32, classes x,y,z uint8, index->LPS affine) of one subject, labels on the image grid.
+
+    Both are oriented to the identity direction (LPS), so the affine is diagonal; the labels are resampled
+    onto the image grid by physical position (nearest), then mapped to class values by lut.
+    """
+    import SimpleITK as sitk
+    image = sitk.DICOMOrient(_read_sitk(image_path), "LPS")
+    labels = sitk.Resample(_read_sitk(label_path), image, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    array = sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0)
+    classes = lut[sitk.GetArrayFromImage(labels).astype(np.int64).transpose(2, 1, 0)]
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(image.GetSpacing())
+    affine[:3, 3] = image.GetOrigin()
+    return array, classes, affine
+
+
+def _lut(values: dict[str, int], size: int = 256) -> np.ndarray:
+    """Source label value -> class 1..n (in the dict's order), 0 elsewhere."""
+    lut = np.zeros(size, dtype=np.uint8)
+    for label, value in enumerate(values.values(), start=1):
+        lut[value] = label
+    return lut
+
+
+def _swap_sides(classes: np.ndarray, names: list[str]) -> np.ndarray:
+    """Swap every *_left / *_right class pair (a subject mirrored left/right keeps anatomical sides)."""
+    table = np.arange(256, dtype=np.uint8)
+    for i, name in enumerate(names, start=1):
+        if name.endswith("_left") and name[:-5] + "_right" in names:
+            j = names.index(name[:-5] + "_right") + 1
+            table[i], table[j] = j, i
+    return table[classes]
+
+
+def build_warped_copy(subject: tuple[np.ndarray, np.ndarray, np.ndarray], case_id: str, spacing: np.ndarray,
+                      seed: int, mirror: bool, background: float, names: list[str], root: Path) -> None:
+    """One seeded deformation of a subject (as build_training_subject) at spacing, in the raw layout."""
+    image, classes, affine = subject
+    rng = np.random.default_rng(seed)
+    source_spacing = np.diag(affine)[:3]
+    shape, _ = _grid(np.asarray(image.shape) * source_spacing, affine[:3, 3], spacing)
+    centre = affine[:3, :3] @ (np.asarray(image.shape) / 2) + affine[:3, 3]
+    matrix, field = _random_warp(rng, shape, spacing, centre, mirror)
+
+    def warp(world: np.ndarray) -> np.ndarray:
+        moved = np.tensordot(matrix[:, :3], world, axes=1) + matrix[:, 3].reshape(3, 1, 1, 1)
+        return moved + field
+
+    labels = _swap_sides(classes, names) if mirror else classes
+    # sampling fills outside the source with 0: shift so that "outside" is the background (air for CT)
+    out_image, out_labels, target = _resample(image - background, affine, labels, affine, spacing, warp)
+    out_image += background
+    _write(out_image, out_labels, LPS_TO_RAS @ target, root / "imagesTr" / f"{case_id}_0000.nii.gz",
+           root / "labelsTr" / f"{case_id}.nii.gz")
+
+
+def write_held_out(subject: tuple[np.ndarray, np.ndarray, np.ndarray], case_id: str, root: Path) -> None:
+    """A held-out subject on its own grid, unchanged."""
+    image, classes, affine = subject
+    _write(image, classes, LPS_TO_RAS @ affine, root / "heldout" / "images" / f"{case_id}_0000.nii.gz",
+           root / "heldout" / "labels" / f"{case_id}.nii.gz")
+
+
+def _write_dataset_json(root: Path, name: str, channel: str, names: list[str], cases: int) -> None:
+    """dataset.json of a built task."""
+    from segkit.jsonio import write_json
+    labels = {"background": 0} | {n: i + 1 for i, n in enumerate(names)}
+    write_json(root / "dataset.json", {"name": name, "channel_names": {"0": channel}, "labels": labels,
+                                       "numTraining": cases, "file_ending": ".nii.gz"})
+
+
+def _check_extra_sources() -> None:
+    """Exit with the setup command when the CT / lesion sources are missing."""
+    missing = missing_extra_sources()
+    if missing:
+        raise SystemExit("real benchmark images missing (run scripts/setup_realdata.sh): " + ", ".join(missing))
+
+
+def build_ct_dataset(root: str | Path, seed: int = 0, copies: int = 4) -> Path:
+    """Abdominal CT, 8 organs (TotalSegmentator's reference masks): train on copies of ct_sm, hold out ct_dicom."""
+    _check_extra_sources()
+    root, names = Path(root), list(CT_CLASSES)
+    lut = _lut(CT_CLASSES)
+    train = _subject(TOTALSEG / "example_ct_sm.nii.gz", TOTALSEG / "example_seg.nii.gz", lut)
+    for index in range(copies):
+        build_warped_copy(train, f"ctsm_{index + 1:03d}", np.full(3, 3.0), seed * 1000 + index, index % 2 == 1,
+                          -1024.0, names, root)
+    write_held_out(_subject(TOTALSEG / "example_ct_dicom", TOTALSEG / "example_seg_dicom.nii.gz", lut),
+                   "ct_dicom", root)
+    _write_dataset_json(root, "RealCTAbdomen", "CT", names, copies)
+    return root
+
+
+def build_lesion_dataset(root: str | Path, task: str, seed: int = 0, copies: int = 4) -> Path:
+    """One-lesion task from pyradiomics' test cases: train on copies of one subject, hold out the other."""
+    _check_extra_sources()
+    root = Path(root)
+    train_case, held_case, modality, spacing = LESION_TASKS[task]
+    lut = _lut({"lesion": 1})
+    source = {case: _subject(PYRADIOMICS / f"{case}_image.nrrd", PYRADIOMICS / f"{case}_label.nrrd", lut)
+              for case in (train_case, held_case)}
+    background = -1024.0 if modality == "CT" else 0.0
+    for index in range(copies):
+        build_warped_copy(source[train_case], f"{train_case}_{index + 1:03d}", np.asarray(spacing),
+                          seed * 1000 + index, index % 2 == 1, background, ["lesion"], root)
+    write_held_out(source[held_case], held_case, root)
+    _write_dataset_json(root, f"Real{task.title().replace('-', '')}", modality, ["lesion"], copies)
+    return root

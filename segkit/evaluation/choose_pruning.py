@@ -19,7 +19,7 @@ import torch
 from segkit.errors import UserError
 from segkit.inference.model import LoadedModel, load_model
 from segkit.models.pruning import write_pruning
-from segkit.plans import output_label_values, slice_axis_of, spatial_dims_of
+from segkit.plans import ignore_label_of, output_label_values, slice_axis_of, spatial_dims_of
 from segkit.training.loader import Case, open_case, with_slice_axis_first
 from segkit.training.losses import build_loss
 from segkit.training.splits import read_splits
@@ -30,37 +30,45 @@ from segkit.workdir import is_work_dir, preprocessed_dir, splits_path
 DEFAULT_TOLERANCE = 0.005
 
 
+def _work_cases(loaded: LoadedModel, case_ids: list[str]) -> list[Case]:
+    """Preprocessed cases of the model's work dir (slice axis first for 2D)."""
+    work = loaded.model_dir.parent.parent
+    if not is_work_dir(work):
+        raise UserError("choose-pruning needs the model folder inside its work dir (WORK/models/<config>) "
+                        "for the preprocessed cases", loaded.model_dir)
+    folder = preprocessed_dir(work, loaded.configuration)
+    cases = [open_case(folder, case_id, loaded.num_channels) for case_id in case_ids]
+    slice_axis = slice_axis_of(loaded.entry)
+    return [with_slice_axis_first(c, slice_axis) for c in cases] if slice_axis is not None else cases
+
+
 def validation_cases(loaded: LoadedModel, fold: str) -> list[Case]:
     """A fold's validation cases from the work dir's preprocessed folder (slice axis first for 2D)."""
     if fold == "all":
         raise UserError("fold 'all' was trained on every case and has no validation cases; pass -f with "
                         "cross-validation folds", loaded.model_dir)
-    work = loaded.model_dir.parent.parent
-    if not is_work_dir(work):
-        raise UserError("choose-pruning needs the model folder inside its work dir (WORK/models/<config>) "
-                        "for the preprocessed validation cases", loaded.model_dir)
     splits = read_splits(splits_path(loaded.model_dir))
     if int(fold) >= len(splits):
         raise UserError(f"fold {fold} is out of range: splits.json has {len(splits)} folds",
                         splits_path(loaded.model_dir))
-    folder = preprocessed_dir(work, loaded.configuration)
-    cases = [open_case(folder, case_id, loaded.num_channels) for case_id in splits[int(fold)]["val"]]
-    slice_axis = slice_axis_of(loaded.entry)
-    return [with_slice_axis_first(c, slice_axis) for c in cases] if slice_axis is not None else cases
+    return _work_cases(loaded, splits[int(fold)]["val"])
 
 
-def score_levels(loaded: LoadedModel, levels: list[int]) -> list[dict]:
-    """Per level: Dice per output and its mean (TP/FP/FN summed over every fold's validation cases), seconds."""
+def score_levels(loaded: LoadedModel, levels: list[int], case_ids: list[str] | None = None) -> list[dict]:
+    """Per level: Dice per output and its mean (TP/FP/FN summed over every fold's cases), seconds.
+
+    A fold's cases are its validation cases, or, with case_ids, those preprocessed cases for every fold
+    (held-out cases that no fold trained or validated on: the level's Dice away from where it was chosen).
+    """
     network, entry, plans = loaded.network, loaded.entry, loaded.plans
     regions = list(output_label_values(plans).values())
-    ignore = plans.get("ignore_label")
-    to_target = SegToTarget(loaded.label_mode, regions, int(ignore) if ignore is not None else None)
+    to_target = SegToTarget(loaded.label_mode, regions, ignore_label_of(plans))
     loss_fn = build_loss(loaded.label_mode, 1)
     totals: dict[int, dict] = {}
     cases_seen = 0
     for fold, state in zip(loaded.folds, loaded.fold_states):
         network.load_state_dict(state)
-        cases = validation_cases(loaded, fold)
+        cases = validation_cases(loaded, fold) if case_ids is None else _work_cases(loaded, case_ids)
         cases_seen += len(cases)
         for level in levels:
             network.prune_level = level   # type: ignore[assignment]  # a plain attribute

@@ -36,8 +36,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydicom.sr.codedict import codes
-
 from segkit.errors import UserError
 
 DATASET_KEY = "label_coding"
@@ -76,6 +74,10 @@ SYNONYMS = {
 
 def _code(keyword: str) -> dict[str, str] | None:
     """{scheme, value, meaning} of a pydicom SCT keyword, None when pydicom does not know it."""
+    # imported here: pydicom's code dictionary takes ~0.2 s to import, and `segkit train` reaches this
+    # module (label sides for mirroring) without ever coding a segment -- inside its time budget
+    from pydicom.sr.codedict import codes
+
     try:
         code = getattr(codes.SCT, keyword)
     except AttributeError:

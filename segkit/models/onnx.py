@@ -46,6 +46,7 @@ def plain_network(checkpoint: dict, model_dir: Path) -> nn.Module:
     """The network inference runs for a checkpoint: built in its plain mode, weights loaded, pruned, eval, no deep supervision."""
     from segkit.models.pruning import apply_pruning
     from segkit.networks import build_network
+    from segkit.networks.blocks.layers import instance_norms_to_group_norms
     from segkit.networks.registry import family_of
 
     arch = dict(checkpoint["architecture"])
@@ -56,6 +57,8 @@ def plain_network(checkpoint: dict, model_dir: Path) -> nn.Module:
     network.load_state_dict(checkpoint["network_state"])
     network.deep_supervision = False  # type: ignore[assignment]  # a plain flag
     apply_pruning(network, model_dir)
+    if family.onnx_group_norm:
+        instance_norms_to_group_norms(network, affine_only=False)
     return network.eval()
 
 

@@ -68,3 +68,7 @@ class NetworkFamily:
     # where tracing bakes the patch's shape into the graph (swinunetr: MONAI's window partition), so the export
     # keeps the patch fixed and only the batch dynamic
     onnx_dynamic_spatial: bool = True
+    # whether the ONNX export replaces instance norms by GroupNorm(C, C), the same operation: torch's exporter
+    # needs a static channel count for instance norm, which MONAI's Swin blocks (reshapes to -1 channels after
+    # a shifted window) leave unknown; its group norm decomposition has the count in its weights
+    onnx_group_norm: bool = False

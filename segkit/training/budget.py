@@ -7,12 +7,15 @@ Both answer the trainer's questions, so the loop has no budget branches:
   the pure rule schedule.fit_to_budget (>= 80 % of the whole budget in optimiser steps; the
   seconds spent so far outside steps are its overhead_s); rank 0's decision for every rank.
 - `stop_stepping(schedule, info)`: checked after every step; True once the budget minus the
-  scheduled validation's cost and the final reserve is spent. Under torchrun rank 0's clock
+  scheduled validation's cost and the end reserve is spent (schedule.end_reserve: the fixed
+  final reserve until an end-of-epoch save was timed, then the measured saves, exit and jitter). Under torchrun rank 0's clock
   decides and is broadcast, so every rank stops after the same step (DDP needs the same number
   of steps).
 - `after_epoch(schedule, epochs_done, epoch_seconds, max_epochs)`: refits the epoch count to the
   measured epoch time; returns the log note of a change (the caller broadcasts rank 0's count).
 - `final_record(step_seconds)`: what the budget adds to the run's final record (the step share).
+- `note_bookkeeping(seconds)` / `note_validation(seconds)`: the measured cost of an end-of-epoch
+  save and of a validation, which replace the fixed reserve and the estimate at the budget's end.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 
 from segkit.training import distributed as dd
 from segkit.training.recipe import Recipe
-from segkit.training.schedule import Schedule, final_reserve, fit_to_budget, refit_to_budget_end
+from segkit.training.schedule import Schedule, end_reserve, fit_to_budget, refit_to_budget_end
 
 CALIBRATION_WARMUP = 2
 CALIBRATION_STEPS = 8
@@ -63,6 +66,9 @@ class NoBudget:
     def note_bookkeeping(self, seconds: float) -> None:
         """Nothing to plan for."""
 
+    def note_validation(self, seconds: float) -> None:
+        """Nothing to plan for."""
+
 
 @dataclass
 class TimeBudget:
@@ -71,7 +77,8 @@ class TimeBudget:
     budget_s: float
     started_at: float = field(default_factory=time.monotonic)
     clock: Callable[[], float] = time.monotonic
-    bookkeeping_s: float = 0.0           # longest measured end-of-epoch save (checkpoints, log, picture)
+    bookkeeping_s: float | None = None   # longest measured end-of-epoch save (checkpoints, log, picture)
+    validation_measured_s: float | None = None   # longest measured validation as scheduled (replaces the estimate)
 
     def elapsed(self) -> float:
         """Seconds since the command started."""
@@ -98,15 +105,25 @@ class TimeBudget:
                                  overhead_s=max(0.0, elapsed - step_seconds()), validate_every=validate_every)
         return agree(schedule, info)
 
+    def end_reserve(self) -> float:
+        """Seconds kept after the last step: measured saves + exit + jitter once a save was timed (schedule.end_reserve)."""
+        return end_reserve(self.budget_s, self.bookkeeping_s)
+
     def deadline(self, schedule: Schedule) -> float:
-        """Elapsed seconds after which stepping stops (the epoch's validation and the final save still fit)."""
-        # after the last step come the epoch's save and the final save: each at least as long as the slowest seen
-        reserve = max(final_reserve(self.budget_s), 2 * self.bookkeeping_s)
-        return self.budget_s - reserve - schedule.validation_cost_s
+        """Elapsed seconds after which stepping stops (the epoch's validation, its save and the final save still fit).
+
+        The validation counts at its longest measured time once one ran, else at the schedule's estimate.
+        """
+        validation_s = schedule.validation_cost_s if self.validation_measured_s is None else self.validation_measured_s
+        return self.budget_s - self.end_reserve() - validation_s
 
     def note_bookkeeping(self, seconds: float) -> None:
-        """Record how long an end-of-epoch save took (the deadline keeps room for two)."""
-        self.bookkeeping_s = max(self.bookkeeping_s, float(seconds))
+        """Record how long an end-of-epoch save took (the deadline keeps room for two as slow as the slowest)."""
+        self.bookkeeping_s = max(self.bookkeeping_s or 0.0, float(seconds))
+
+    def note_validation(self, seconds: float) -> None:
+        """Record how long a validation as scheduled took (the deadline keeps room for one as slow as the slowest)."""
+        self.validation_measured_s = max(self.validation_measured_s or 0.0, float(seconds))
 
     def stop_stepping(self, schedule: Schedule, info: dd.DistInfo) -> bool:
         """True once the deadline has passed (rank 0's clock for every rank)."""
@@ -114,9 +131,15 @@ class TimeBudget:
         return bool(dd.broadcast_ints([int(past)], info)[0])
 
     def after_epoch(self, schedule: Schedule, epochs_done: int, epoch_seconds: list[float], max_epochs: int) -> str | None:
-        """Refit the epochs (and a shorter last one) to the mean of the last epochs' times; the change's note, or None."""
-        new_epochs, final = refit_to_budget_end(schedule, epochs_done, self.budget_s - self.elapsed(),
-                                                float(np.mean(epoch_seconds[-REFIT_WINDOW:])), max_epochs)
+        """Refit the epochs (and a shorter last one) to the mean of the last epochs' times; the change's note, or None.
+
+        An epoch costs its measured time plus its save (timed separately, the slowest seen); the end
+        reserve is the measured one once a save was timed.
+        """
+        mean_epoch_s = float(np.mean(epoch_seconds[-REFIT_WINDOW:])) + (self.bookkeeping_s or 0.0)
+        new_epochs, final = refit_to_budget_end(schedule, epochs_done, self.budget_s - self.elapsed(), mean_epoch_s,
+                                                max_epochs,
+                                                reserve_s=None if self.bookkeeping_s is None else self.end_reserve())
         if (new_epochs, final) == (schedule.epochs, schedule.final_epoch_iterations):
             return None
         note = f"epochs {schedule.epochs} -> {new_epochs} (refitted to measured epoch time)"
@@ -126,8 +149,11 @@ class TimeBudget:
         return note
 
     def final_record(self, step_seconds: float) -> dict:
-        """The measured share of the command's wall time inside optimiser steps (calibration steps included)."""
-        return {"step_share": round(step_seconds / max(self.elapsed(), 1e-9), 3)}
+        """The measured share of the command's wall time inside optimiser steps (calibration steps included),
+        and the end reserve the last epoch kept."""
+        return {"step_share": round(step_seconds / max(self.elapsed(), 1e-9), 3),
+                "end_reserve_s": round(self.end_reserve(), 2),
+                "save_s": round(self.bookkeeping_s, 3) if self.bookkeeping_s is not None else None}
 
 
 VALIDATION_MODES = ("full", "sampled", "end")

@@ -16,6 +16,11 @@ otherwise MIN_EPOCHS epochs of fewer iterations, but never fewer than MIN_ITERAT
 (fewer epochs instead) and never more epochs than the per-epoch bookkeeping allows
 (MAX_BOOKKEEPING_SHARE of the budget; longer epochs instead). Every concession is listed in
 Schedule.given_up.
+
+The end of the budget (#27): before anything is saved the run keeps the fixed final_reserve for
+what follows its last step; once an end-of-epoch save has been timed it keeps end_reserve
+instead -- two saves as slow as the slowest measured, the command's exit and a jitter margin --
+and refit_to_budget_end turns the rest into steps (an 8-minute run kept 10 s, now ~4 s).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from dataclasses import asdict, dataclass, field
 MIN_EPOCHS = 10
 FINAL_RESERVE_S = 10.0          # final checkpoint + log + picture (at most FINAL_RESERVE_SHARE of the budget)
 FINAL_RESERVE_SHARE = 0.04
+EXIT_RESERVE_S = 1.5            # after the final checkpoint: the command's last lines and interpreter exit
+#                                 (idle 2-core machine, 8-minute run: 1.7 s from the final record to the exit)
+END_JITTER_SHARE = 0.0025       # of the budget, kept after the last step for clock and load jitter
 SAFETY = 0.97                   # share of the remaining budget planned for (the machine may slow down)
 MIN_STEP_SHARE = 0.8            # share of the whole budget that must go to optimiser steps
 SHARE_MARGIN = 0.02             # planned above MIN_STEP_SHARE: steps come in whole epochs, clocks jitter
@@ -91,6 +99,18 @@ class Schedule:
 def final_reserve(budget_s: float) -> float:
     """Seconds kept for the final checkpoint and records: FINAL_RESERVE_S, at most FINAL_RESERVE_SHARE of the budget."""
     return min(FINAL_RESERVE_S, max(1.0, FINAL_RESERVE_SHARE * budget_s))
+
+
+def end_reserve(budget_s: float, save_s: float | None) -> float:
+    """Seconds kept after the last step (its validation apart): final_reserve until a save was timed, then
+    the measured costs.
+
+    save_s: the slowest end-of-epoch save measured (checkpoints, log, picture); after the last step
+    come that epoch's save and the final one, then the exit, then a jitter margin.
+    """
+    if save_s is None:
+        return final_reserve(budget_s)
+    return 2 * save_s + EXIT_RESERVE_S + END_JITTER_SHARE * budget_s
 
 
 def _epochs_and_iterations(steps: int, max_epochs: int, iterations_per_epoch: int, max_epochs_by_overhead: int,
@@ -176,22 +196,25 @@ def fit_to_budget(remaining_s: float, seconds_per_step: float, validation_s: flo
                     validation_fraction=fraction, predicted_step_share=round(share, 3), given_up=given_up)
 
 
-def _refit_reserve(schedule: Schedule, remaining_s: float) -> float:
-    """Seconds a refit keeps free: the final checkpoint, and the part of the last epoch's validation
-    that the mean epoch time does not hold already (all of it in an end-only run, 1 - 1/k of it
-    when every k-th epoch validates)."""
+def _refit_reserve(schedule: Schedule, remaining_s: float, reserve_s: float | None = None) -> float:
+    """Seconds a refit keeps free: the end reserve (reserve_s; default final_reserve), and the part of
+    the last epoch's validation that the mean epoch time does not hold already (all of it in an
+    end-only run, 1 - 1/k of it when every k-th epoch validates)."""
     share = 1.0 if schedule.validation == "end" else 1.0 - 1.0 / max(1, schedule.validate_every)
-    return final_reserve(schedule.budget_s or remaining_s) + share * schedule.validation_cost_s
+    reserve = final_reserve(schedule.budget_s or remaining_s) if reserve_s is None else reserve_s
+    return reserve + share * schedule.validation_cost_s
 
 
-def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_epoch_s: float, max_epochs: int) -> int:
+def refit_epochs(schedule: Schedule, epochs_done: int, remaining_s: float, mean_epoch_s: float, max_epochs: int,
+                 reserve_s: float | None = None) -> int:
     """Epoch count that ends at the budget given the measured epoch time (grows or shrinks, <= max_epochs).
 
-    Returns epochs_done (stop now) when not even one more epoch fits.
+    Returns epochs_done (stop now) when not even one more epoch fits. reserve_s: seconds kept after
+    the last step (end_reserve; default final_reserve).
     """
     if mean_epoch_s <= 0:
         return schedule.epochs
-    affordable = int(max(0.0, remaining_s - _refit_reserve(schedule, remaining_s)) // mean_epoch_s)
+    affordable = int(max(0.0, remaining_s - _refit_reserve(schedule, remaining_s, reserve_s)) // mean_epoch_s)
     return max(1, epochs_done, min(max_epochs, epochs_done + affordable))
 
 
@@ -208,7 +231,7 @@ def _measured_step_seconds(schedule: Schedule, mean_epoch_s: float) -> float:
 
 
 def refit_to_budget_end(schedule: Schedule, epochs_done: int, remaining_s: float, mean_epoch_s: float,
-                        max_epochs: int) -> tuple[int, int | None]:
+                        max_epochs: int, reserve_s: float | None = None) -> tuple[int, int | None]:
     """(epochs, final_epoch_iterations): whole epochs as refit_epochs, then the rest of the budget in steps.
 
     Without it a run stops when the next whole epoch no longer fits, leaving up to one epoch of the
@@ -217,11 +240,14 @@ def refit_to_budget_end(schedule: Schedule, epochs_done: int, remaining_s: float
     epoch; fewer lengthen the last whole epoch still to run. The trainer's deadline still cuts a
     step count that turns out too long.
     """
-    epochs = refit_epochs(schedule, epochs_done, remaining_s, mean_epoch_s, max_epochs)
+    epochs = refit_epochs(schedule, epochs_done, remaining_s, mean_epoch_s, max_epochs, reserve_s)
     if mean_epoch_s <= 0:
         return epochs, None
     whole = epochs - epochs_done
-    left_s = remaining_s - _refit_reserve(schedule, remaining_s) - whole * mean_epoch_s - EPOCH_OVERHEAD_S
+    # a measured reserve already holds the last epoch's save (and mean_epoch_s each whole epoch's);
+    # the fixed one does not, so the extra epoch's bookkeeping is priced at its estimate there
+    bookkeeping = EPOCH_OVERHEAD_S if reserve_s is None else 0.0
+    left_s = remaining_s - _refit_reserve(schedule, remaining_s, reserve_s) - whole * mean_epoch_s - bookkeeping
     steps = int(SAFETY * max(0.0, left_s) // _measured_step_seconds(schedule, mean_epoch_s))
     if steps >= MIN_ITERATIONS and epochs < max_epochs:
         return epochs + 1, min(steps, schedule.iterations_per_epoch)

@@ -44,6 +44,10 @@ from segkit.training.setup import TrainSetup
 from segkit.training.targets import SegToTarget
 from segkit.training.validation import dice_from_counts, estimate_validation_seconds, sampled_cases, validate
 
+# progress.png is redrawn at most this often (and after the last epoch): drawing costs ~0.25 s of
+# CPU, which an 8-minute budget of ~30-s epochs would otherwise pay every epoch (#27)
+PROGRESS_EVERY_S = 60.0
+
 CALIBRATION_EPOCH = 1_000_000        # batch-stream ids of the timing steps (never a real epoch)
 
 
@@ -60,6 +64,7 @@ class RunState:
     step_seconds: float = 0.0            # wall seconds inside optimiser steps (the budget's step share)
     step_seconds_before: float = 0.0     # of those, spent by earlier commands (a resumed run): not this command's share
     stopped_by: str = "epochs"           # why the loop ended: epochs, time_budget or early_stopping
+    plotted_at: float | None = None      # time.monotonic() of the last progress.png (not saved: a resume redraws)
 
 
 @dataclass
@@ -110,7 +115,7 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     torch.manual_seed(setup.seed)        # identical initial weights on every rank
     plans, entry, device, recipe = setup.plans, setup.config_entry, setup.device, setup.recipe
     patch = list(entry["patch_size"])
-    model = build_network(entry["architecture"], setup.in_channels, plans["num_outputs"]).to(device)
+    model = build_network(entry["architecture"], setup.in_channels, setup.num_outputs).to(device)
     model = speed.apply_to_model(model, setup.speed, setup.spatial_dims, device)
     ds_scales = deep_supervision_scales(model, setup.in_channels, patch, device)
     optimizer = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
@@ -150,6 +155,7 @@ def decide_schedule(run: Run) -> Schedule:
             print(f"resume: {change}", flush=True)
             record_extension(setup.fold_dir, state.schedule, change, state.epoch)
         return state.schedule
+    calibration_from = run.budget.elapsed()
     schedule = run.budget.calibrate(lambda count: _time_steps(run, count), lambda: estimate_validation_seconds(
         run.model, run.val_cases, run.patch, setup.spatial_dims, setup.in_channels, setup.device,
         run.autocast), setup.recipe, setup.validate_every, info, lambda: state.step_seconds)
@@ -157,7 +163,9 @@ def decide_schedule(run: Run) -> Schedule:
     if info.is_main:
         extra = {"memory_fit": setup.config_entry["memory_fit"]} if "memory_fit" in setup.config_entry else {}
         write_json(setup.fold_dir / "schedule.json", schedule.to_dict() | {
-            "decided_at_s": round(run.budget.elapsed(), 2), "notes": setup.notes, "world_size": info.world_size,
+            "decided_at_s": round(run.budget.elapsed(), 2), "calibration_from_s": round(calibration_from, 2),
+            "calibration_step_s": round(state.step_seconds - state.step_seconds_before, 2),
+            "notes": setup.notes, "world_size": info.world_size,
             "batch_size_per_rank": run.sampler.batch_size, "patch_size": run.patch, "recipe": setup.recipe_record(),
             "precision": setup.precision, "speed": setup.speed.to_dict()} | extra | run.tuning.schedule_record(schedule))
     return schedule
@@ -214,14 +222,18 @@ def _time_steps(run: Run, count: int) -> list[float]:
 def run_validation(run: Run) -> dict:
     """Validation of this rank's share (whole cases, or the schedule's sampled regions), summed over ranks."""
     setup = run.setup
+    started = time.monotonic()
     fraction = run.state.schedule.validation_fraction if run.state.schedule else 1.0
     cases = sampled_cases(run.val_cases, run.patch, fraction, setup.seed) if fraction < 1 else run.val_cases
-    counts = validate(run.model, cases, run.patch, setup.spatial_dims, setup.plans["num_outputs"],
+    counts = validate(run.model, cases, run.patch, setup.spatial_dims, setup.num_outputs,
                       setup.label_mode, lambda seg: run.to_target(seg=seg)["target"], run.val_loss_fn, setup.device,
                       setup.precision)
     # sampled regions lie around the structures and overstate the whole-case Dice: say which it was
     scope = {"val_scope": "sampled", "val_fraction": round(fraction, 4)} if fraction < 1 else {"val_scope": "full"}
-    return _validation_summary(setup, counts, run.info) | scope
+    summary = _validation_summary(setup, counts, run.info) | scope
+    seconds = time.monotonic() - started
+    run.budget.note_validation(seconds)      # the budget's deadline keeps the measured time, not the estimate
+    return summary | {"val_time_s": round(seconds, 3)}
 
 
 def update_best(state: RunState, mean_dice: float | None) -> bool:
@@ -257,11 +269,16 @@ def end_epoch(run: Run, schedule: Schedule, record: dict, improved: bool, epoch_
         [schedule.epochs, schedule.final_epoch_iterations or 0, int(stop)], info)
     schedule.final_epoch_iterations = final_steps or None
     if (stop_all or state.epoch >= schedule.epochs) and "val_mean_dice" not in record:
-        record |= run_validation(run)
+        # after epoch_time_s was taken: its time is the record's val_time_s (the budget's training share adds it)
+        record |= run_validation(run) | {"val_after_epoch_time": True}
         improved = update_best(state, record["val_mean_dice"])
     if info.is_main:
         saving = time.monotonic()
-        _save_epoch(setup, run.model, run.optimizer, run.scaler, state, record, improved)
+        last = bool(stop_all) or state.epoch >= schedule.epochs
+        plot = last or state.plotted_at is None or saving - state.plotted_at >= PROGRESS_EVERY_S
+        _save_epoch(setup, run.model, run.optimizer, run.scaler, state, record, improved, plot)
+        if plot:
+            state.plotted_at = time.monotonic()
         run.budget.note_bookkeeping(time.monotonic() - saving)
         if setup.progress:
             say(epoch_line(record, schedule.epochs, steps_run))
@@ -298,10 +315,13 @@ def finish(run: Run, schedule: Schedule, stopped_early: bool) -> dict:
              "step_seconds": round(state.step_seconds, 1)} | run.budget.final_record(
                  state.step_seconds - state.step_seconds_before)
     if run.info.is_main:
+        saving = time.monotonic()
         ckpt.save_checkpoint(workdir.checkpoint_path(setup.fold_dir, "final"),
                              _checkpoint_payload(setup, run.model, run.optimizer, run.scaler, state) | {"final": final})
         decided = read_json(setup.fold_dir / "schedule.json", "schedule file")
-        write_json(setup.fold_dir / "schedule.json", decided | schedule.to_dict() | {"final": final})
+        # the tail the end reserve holds: what the final save took, and when the trainer was done
+        tail = {"final_save_s": round(time.monotonic() - saving, 3), "finished_at_s": round(run.budget.elapsed(), 2)}
+        write_json(setup.fold_dir / "schedule.json", decided | schedule.to_dict() | {"final": final | tail})
     dd.barrier(run.info)
     return final
 
@@ -351,7 +371,7 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
     return {
         "format": ckpt.FORMAT, "network_state": model.state_dict(),
         "architecture": setup.config_entry["architecture"], "in_channels": setup.in_channels,
-        "num_outputs": setup.plans["num_outputs"], "configuration": setup.configuration,
+        "num_outputs": setup.num_outputs, "configuration": setup.configuration,
         "plans_sha256": ckpt.plans_sha256(setup.config_entry), "epoch": state.epoch - 1,
         "optimizer_state": optimizer.state_dict(), "scaler_state": scaler.state_dict() if scaler else {},
         "step": state.step, "best_dice": state.best_dice, "stale": state.stale,
@@ -396,11 +416,13 @@ def _validation_summary(setup: TrainSetup, counts: dict, info: dd.DistInfo) -> d
             "val_mean_dice": float(np.mean(present)) if present else None}
 
 
-def _save_epoch(setup: TrainSetup, model, optimizer, scaler, state: RunState, record: dict, improved: bool) -> None:
-    """Rank 0: append the log line, write checkpoint_latest (and _best), redraw progress.png."""
+def _save_epoch(setup: TrainSetup, model, optimizer, scaler, state: RunState, record: dict, improved: bool,
+                plot: bool = True) -> None:
+    """Rank 0: append the log line, write checkpoint_latest (and _best), redraw progress.png when `plot`."""
     append_log(setup.fold_dir / "log.jsonl", record)
     payload = _checkpoint_payload(setup, model, optimizer, scaler, state)
     ckpt.save_checkpoint(workdir.checkpoint_path(setup.fold_dir, "latest"), payload)
     if improved:
         ckpt.save_checkpoint(workdir.checkpoint_path(setup.fold_dir, "best"), payload)
-    plot_progress(read_log(setup.fold_dir / "log.jsonl"), setup.fold_dir / "progress.png")
+    if plot:
+        plot_progress(read_log(setup.fold_dir / "log.jsonl"), setup.fold_dir / "progress.png")

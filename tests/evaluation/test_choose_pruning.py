@@ -11,7 +11,7 @@ from training_data import make_work_dir
 
 from segkit.cli import main
 from segkit.errors import UserError
-from segkit.evaluation.choose_pruning import choose_level, choose_pruning
+from segkit.evaluation.choose_pruning import choose_level, choose_pruning, score_levels
 from segkit.inference.model import load_model
 from segkit.models.checkpoint import plans_sha256, save_checkpoint
 from segkit.models.package import package_members
@@ -80,6 +80,20 @@ def test_choose_pruning_scores_every_level_and_prediction_uses_the_choice(unetpp
     best = max(row["mean_dice"] for row in record["levels"])
     assert path == pruning_path(models)
     assert record["prune_level"] == min(r["level"] for r in record["levels"] if r["mean_dice"] == best)
+
+
+def test_score_levels_on_given_cases_scores_them_with_every_fold(unetpp_model) -> None:
+    """case_ids (held-out cases) are scored with each fold's weights; a fold's own validation cases give its Dice."""
+    _, models = unetpp_model
+    splits = json.loads(splits_path(models).read_text())
+    fold0 = load_model(models, folds=["0"], device="cpu")
+    on_validation = score_levels(fold0, [1, 2])
+    given = score_levels(fold0, [1, 2], case_ids=splits[0]["val"])
+    assert [r["dice"] for r in given] == [r["dice"] for r in on_validation]
+    both = load_model(models, device="cpu")
+    other = score_levels(both, [1, 2], case_ids=splits[1]["val"][:1])
+    assert all(row["cases"] == 2 for row in other)   # one case, scored by folds 0 and 1
+    assert [r["dice"] for r in other] != [r["dice"] for r in given]
 
 
 def test_pruning_file_is_checked(unetpp_model, tmp_path) -> None:

@@ -42,7 +42,9 @@ def small_arch(family: str) -> tuple[dict, list[int], list[int]]:
 
         arch = architecture_for_patch("swinunetr", [32, 32, 64])
         arch["features_per_stage"] = [12 * f for f in (1, 1, 2, 4, 8, 16)]
-        arch["blocks_per_stage"] = [1] * 6
+        # one stage of two blocks: its second is a shifted-window block, after which torch's exporter lost the
+        # channel count its instance norm needs (the planner's default depth 2 failed to export before the fix)
+        arch["blocks_per_stage"] = [1, 2, 1, 1, 1, 1]
         return arch, [32, 32, 64], [32, 64, 64]
     arch = {"family": family, "spatial_dims": 3, "kernel_sizes": KERNELS, "strides": STRIDES, "norm": "instance",
             "deep_supervision": True}

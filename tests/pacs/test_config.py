@@ -47,3 +47,5 @@ def test_mistakes_name_the_file_and_key(tmp_path, text, message):
 def test_back_off_doubles_and_is_capped():
     retry = RetryConfig(5, 30.0, 100.0)
     assert [retry.delay(n) for n in (1, 2, 3, 4)] == [30.0, 60.0, 100.0, 100.0]
+    # an unreachable destination is retried without limit: the thousandth try still gets the cap, not an overflow
+    assert retry.delay(5000) == 100.0

@@ -61,8 +61,3 @@ def test_a_dicomweb_pull_stores_back_by_stow_and_processes_the_matches_once(tmp_
     assert {uid: len(references.get(uid, [])) for uid in matching} == dict.fromkeys(matching, 1)
     again = _pull(config, capsys, "--dicomweb", "--description", "WEB T1*")
     assert again["retrieved"] == 0 and again["skipped_already_processed"] == 2
-
-
-def test_bad_date_ranges_are_user_errors(tmp_path, capsys):
-    assert main(["pull", "--config", str(tmp_path / "missing.toml"), "--dates", "2026-01-01"]) == 2
-    assert "--dates '2026-01-01' must be YYYYMMDD" in capsys.readouterr().err

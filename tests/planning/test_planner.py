@@ -65,22 +65,6 @@ def test_reversible_plan_spends_spare_memory_on_depth_then_width(one_channel_inf
     assert arch_grown["features_per_stage"][0] > arch_fixed["features_per_stage"][0]
 
 
-def test_plan_cli_writes_plans_and_fingerprint(tiny_dataset, tmp_path, capsys) -> None:
-    work = tmp_path / "work"
-    assert main(["plan", str(tiny_dataset), "--work-dir", str(work), "--network", "unet"]) == 0
-    plans = json.loads((work / "plans.json").read_text())
-    assert plans["schema_version"] == 1
-    assert plans["configurations"]["3d_fullres"]["target_spacing"] == [3.0, 1.5, 1.5]
-    assert (work / "fingerprint.json").is_file()
-    assert "3d_fullres" in capsys.readouterr().out
-
-
-def test_plan_cli_bad_dataset_exits_2(tmp_path, capsys) -> None:
-    assert main(["plan", str(tmp_path / "missing")]) == 2
-    err = capsys.readouterr().err
-    assert "missing" in err and "Traceback" not in err
-
-
 def test_auto_network_is_reversible_for_a_gpu_budget_and_unet_for_this_cpu(tiny_dataset, tmp_path) -> None:
     from segkit.planning.run import plan_and_write, resolve_network
 

@@ -29,3 +29,13 @@ def test_a_variant_within_the_spread_everywhere_and_better_on_average_is_a_defau
              "b": {"today": bench_suite.summarise(_rows(0.80, 0.84)), "variant": bench_suite.summarise(_rows(0.79, 0.83))}}
     verdict = bench_suite.verdict(table)
     assert verdict["lower_beyond_spread"] == [] and verdict["becomes_default"]
+
+
+def test_fold_0_validates_on_the_last_training_case_and_never_sees_held_out_ones(tmp_path):
+    for case in ("lung2_002", "lung2_001", "lung2_003"):
+        (tmp_path / "imagesTr").mkdir(exist_ok=True)
+        (tmp_path / "imagesTr" / f"{case}_0000.nii.gz").write_bytes(b"")
+    (tmp_path / "heldout" / "images").mkdir(parents=True)
+    (tmp_path / "heldout" / "images" / "lung1_0000.nii.gz").write_bytes(b"")
+    assert bench_suite.split_of(tmp_path) == [{"train": ["lung2_001", "lung2_002"], "val": ["lung2_003"]}]
+    assert set(bench_suite.DATASETS) >= {"brain-lateral", "brain-merged", "ct-abdomen", "lesion-lung-ct"}

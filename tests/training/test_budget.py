@@ -7,7 +7,14 @@ import torch.multiprocessing as mp
 from segkit.training import distributed as dd
 from segkit.training.budget import CALIBRATION_STEPS, CALIBRATION_WARMUP, NoBudget, TimeBudget, agree, make_budget
 from segkit.training.recipe import NNUNET
-from segkit.training.schedule import MIN_STEP_SHARE, Schedule, final_reserve, fit_to_budget
+from segkit.training.schedule import (
+    END_JITTER_SHARE,
+    EXIT_RESERVE_S,
+    MIN_STEP_SHARE,
+    Schedule,
+    final_reserve,
+    fit_to_budget,
+)
 
 SINGLE = dd.DistInfo()
 
@@ -63,7 +70,7 @@ def test_time_budget_fits_the_schedule_to_timed_steps_and_estimated_validation()
     assert schedule.to_dict() == expected.to_dict()
     assert schedule.iterations_per_epoch == 20 and schedule.predicted_step_share >= MIN_STEP_SHARE
     clock.now = 500.0
-    assert budget.final_record(400.0) == {"step_share": 0.8}
+    assert budget.final_record(400.0) == {"step_share": 0.8, "end_reserve_s": final_reserve(600.0), "save_s": None}
 
 
 def test_time_budget_stops_stepping_at_its_deadline_and_refits_epochs():
@@ -140,6 +147,23 @@ def test_the_deadline_keeps_room_for_two_saves_as_slow_as_the_slowest_seen():
     budget = TimeBudget(60.0, started_at=0.0, clock=FakeClock(0.0))
     schedule = Schedule(10, 5, validation="end", validation_fraction=0.02)
     before = budget.deadline(schedule)
+    assert before == pytest.approx(60.0 - final_reserve(60.0))        # nothing timed yet: the fixed reserve
     budget.note_bookkeeping(4.0)
     budget.note_bookkeeping(1.0)
-    assert budget.deadline(schedule) == pytest.approx(before + final_reserve(60.0) - 8.0)
+    slow_saves = 2 * 4.0 + EXIT_RESERVE_S + END_JITTER_SHARE * 60.0
+    assert budget.deadline(schedule) == pytest.approx(60.0 - slow_saves)
+
+
+def test_measured_saves_replace_the_fixed_reserve_and_measured_validation_the_estimate():
+    """#27: an 8-minute run kept a fixed 10 s after its last step; with 0.3-s saves it keeps what they take."""
+    budget = TimeBudget(480.0, started_at=0.0, clock=FakeClock(0.0))
+    schedule = Schedule(14, 250, validation="full", validation_s=1.0)
+    assert budget.deadline(schedule) == pytest.approx(480.0 - final_reserve(480.0) - 1.0)
+    budget.note_bookkeeping(0.3)
+    assert budget.end_reserve() == pytest.approx(0.6 + EXIT_RESERVE_S + END_JITTER_SHARE * 480.0)
+    assert budget.end_reserve() < 0.5 * final_reserve(480.0)
+    budget.note_validation(2.5)                  # the pass took longer than its 1 s estimate: the deadline moves
+    budget.note_validation(1.5)
+    assert budget.deadline(schedule) == pytest.approx(480.0 - budget.end_reserve() - 2.5)
+    record = budget.final_record(400.0)
+    assert record["end_reserve_s"] == pytest.approx(budget.end_reserve(), abs=0.01) and record["save_s"] == 0.3

@@ -46,6 +46,26 @@ def make_norm(kind: str, channels: int, dims: int, eps: float = 1e-5, affine: bo
     raise ValueError(f"unknown norm {kind!r}: use 'instance', 'channel_group' or 'group[:G]'")
 
 
+def instance_norms_to_group_norms(network: nn.Module, affine_only: bool = True) -> int:
+    """Replace InstanceNorm1/2/3d modules (without running statistics; only affine ones unless affine_only is
+    False) by GroupNorm(C, C) in place, the same operation with the same parameters; return the count."""
+    replaced = 0
+    for name, child in list(network.named_children()):
+        if (isinstance(child, nn.modules.instancenorm._InstanceNorm) and not child.track_running_stats
+                and (child.affine or not affine_only)):
+            group = nn.GroupNorm(child.num_features, child.num_features, eps=child.eps, affine=child.affine)
+            if child.affine:
+                group.to(device=child.weight.device, dtype=child.weight.dtype)
+                with torch.no_grad():
+                    group.weight.copy_(child.weight)
+                    group.bias.copy_(child.bias)
+            setattr(network, name, group)
+            replaced += 1
+        else:
+            replaced += instance_norms_to_group_norms(child, affine_only)
+    return replaced
+
+
 def activation(negative_slope: float = NEGATIVE_SLOPE) -> nn.Module:
     """LeakyReLU as in nnU-Net (in place: it keeps only its output for backward); slope 0 is a ReLU."""
     return nn.LeakyReLU(negative_slope, inplace=True)

@@ -161,4 +161,5 @@ def tally_swinunetr(t: Tally, arch: dict, vox: list[int], in_channels: int, num_
 FAMILY = NetworkFamily(
     name="swinunetr", build=build_swinunetr, stage_defaults=swinunetr_stage_defaults, tally=tally_swinunetr,
     workspace_bytes=0, description="Swin UNETR (MONAI; extra `swin`): Swin transformer encoder, conv decoder",
-    topology=swinunetr_topology, measured_memory=True, onnx_dynamic_spatial=False)
+    topology=swinunetr_topology, measured_memory=True, onnx_dynamic_spatial=False,
+    onnx_group_norm=True)
