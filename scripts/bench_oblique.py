@@ -27,7 +27,12 @@ back the same way: what the storage alone costs. The resampling's time comes fro
 
 `--steps EPOCHS ITERATIONS` trains a fixed number of steps instead (no hardware fit, the short-cpu
 recipe, scripts/bench_real.py's FIXED_CONFIGURATION): on a loaded machine a wall-clock budget
-buys too few steps for a usable model.
+buys too few steps for a usable model. `--lateral` uses the lateralised dataset (12 structures,
+left and right apart: a rotation must not swap them); `--model DIR` scores a model folder trained
+elsewhere on the same dataset (e.g. by scripts/bench_real.py) instead of training one:
+
+    python scripts/bench_oblique.py --lateral --out /tmp/oblique/lat \
+        --model /tmp/bench_lateral/work_improved/models/3d_fullres
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ SPLIT = [{"train": ["colin_001", "colin_002", "colin_003"], "val": ["colin_004"]
 WORST_SYMMETRIC = tuple(float(v) for v in (np.array([[2, -1, 2], [2, 2, -1], [-1, 2, 2]]) / 3).flatten())
 TILTS = (20.0, 35.0, 48.19)
 NUM_CLASSES = len(realdata.CLASSES)
+SHIFTS_MM = (0.5, 1.0)
 
 
 def loadavg() -> str:
@@ -137,10 +143,10 @@ def write_inputs(dataset: Path, inputs: Path, subjects: list[str]) -> dict:
     return stored
 
 
-def mean_dice(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Mean Dice over the classes 1..NUM_CLASSES (a class absent from both counts 1)."""
+def mean_dice(predicted: np.ndarray, truth: np.ndarray, num_classes: int = NUM_CLASSES) -> float:
+    """Mean Dice over the classes 1..num_classes (a class absent from both counts 1)."""
     values = []
-    for value in range(1, NUM_CLASSES + 1):
+    for value in range(1, num_classes + 1):
         a, b = predicted == value, truth == value
         total = int(a.sum() + b.sum())
         values.append(2 * float(np.sum(a & b)) / total if total else 1.0)
@@ -155,7 +161,7 @@ def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
             float(np.mean(a[union] == b[union])) if union.any() else 1.0)
 
 
-def score(out: Path, dataset: Path, stored: dict, subjects: list[str]) -> list[dict]:
+def score(out: Path, dataset: Path, stored: dict, subjects: list[str], num_classes: int = NUM_CLASSES) -> list[dict]:
     """Per subject and storage: Dice after carrying back, vs the axis-aligned storage, and the recorded times."""
     report = {case["case_id"]: case for case in json.loads((out / "report.json").read_text())["cases"]}
     rows = []
@@ -163,7 +169,7 @@ def score(out: Path, dataset: Path, stored: dict, subjects: list[str]) -> list[d
         truth_image = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
         truth = sitk.GetArrayFromImage(truth_image)
         straight = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{subject}_straight.nii.gz")))
-        reference_dice = mean_dice(straight, truth)
+        reference_dice = mean_dice(straight, truth, num_classes)
         for storage in ("straight", *[f"tilt{int(d)}" for d in TILTS]):
             name = f"{subject}_{storage}"
             prediction = sitk.ReadImage(str(out / f"{name}.nii.gz"))
@@ -171,16 +177,76 @@ def score(out: Path, dataset: Path, stored: dict, subjects: list[str]) -> list[d
             truth_back = sitk.GetArrayFromImage(carried(stored[name], truth_image, True, sitk.sitkUInt8))
             foreground_dice, label_agreement = agreement(back, straight)
             alignment = report[name].get("axis_alignment") or {}
-            dice = mean_dice(back, truth)
+            dice = mean_dice(back, truth, num_classes)
             rows.append({"subject": subject, "storage": storage,
                          "oblique_degrees": round(oblique_degrees(prediction.GetDirection()), 2),
                          "mean_dice": round(dice, 4), "dice_minus_straight": round(dice - reference_dice, 4),
-                         "truth_carried_dice": round(mean_dice(truth_back, truth), 4),
+                         "truth_carried_dice": round(mean_dice(truth_back, truth, num_classes), 4),
                          "foreground_dice_vs_straight": round(foreground_dice, 4),
                          "label_agreement_vs_straight": round(label_agreement, 4),
                          "resampled": bool(alignment), "seconds_to_grid": alignment.get("seconds_to_grid"),
                          "seconds_back": alignment.get("seconds_back"), "case_seconds": report[name]["seconds"],
                          "grid_shape": alignment.get("grid_shape")})
+    return rows
+
+
+def shifted_reference(image: sitk.Image, millimetres: float) -> sitk.Image:
+    """An empty axis-parallel grid like `image`'s (one voxel larger each side) moved by `millimetres` on every axis."""
+    reference = sitk.Image([n + 2 for n in image.GetSize()], sitk.sitkUInt8)
+    reference.SetSpacing(image.GetSpacing())
+    reference.SetDirection(image.GetDirection())
+    matrix, spacing = np.reshape(image.GetDirection(), (3, 3)), np.asarray(image.GetSpacing())
+    reference.SetOrigin([float(v) for v in np.asarray(image.GetOrigin()) - matrix @ spacing + millimetres])
+    return reference
+
+
+def storage_controls(pred: Path, dataset: Path, subjects: list[str]) -> list[dict]:
+    """What the tilted storage alone costs the comparison: the axis-aligned prediction and the reference labels
+    stored on each tilted grid (nearest) and carried back, foreground Dice against themselves."""
+    rows = []
+    for subject in subjects:
+        truth_image = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
+        straight_image = sitk.ReadImage(str(pred / f"{subject}_straight.nii.gz"))
+        straight, truth = sitk.GetArrayFromImage(straight_image), sitk.GetArrayFromImage(truth_image)
+        for degrees in TILTS:
+            tilted = sitk.ReadImage(str(pred / f"{subject}_tilt{int(degrees)}.nii.gz"))
+            trips = [sitk.GetArrayFromImage(carried(carried(image, tilted, True, sitk.sitkUInt8), truth_image, True,
+                                                    sitk.sitkUInt8)) for image in (straight_image, truth_image)]
+            back = sitk.GetArrayFromImage(carried(tilted, truth_image, True, sitk.sitkUInt8))
+            rows.append({"subject": subject, "storage": f"tilt{int(degrees)}",
+                         "pred_fg_vs_straight": agreement(back, straight),
+                         "straight_roundtrip_fg_vs_straight": agreement(trips[0], straight),
+                         "truth_roundtrip_fg_vs_truth": agreement(trips[1], truth)})
+    return rows
+
+
+def shift_controls(out: Path, dataset: Path, model: Path, subjects: list[str], checkpoint: str,
+                   num_classes: int) -> list[dict]:
+    """The same images not rotated, only stored on a grid moved by 0.5 / 1 mm: how much the lattice alone moves."""
+    inputs, pred = out / "shift_inputs", out / "pred_shift"
+    for folder in (inputs, pred):
+        shutil.rmtree(folder, ignore_errors=True)
+    inputs.mkdir(parents=True)
+    for subject in subjects:
+        image = sitk.ReadImage(str(dataset / "heldout" / "images" / f"{subject}_0000.nii.gz"), sitk.sitkFloat32)
+        for mm in SHIFTS_MM:
+            shifted = carried(image, shifted_reference(image, mm), False, sitk.sitkFloat32)
+            sitk.WriteImage(shifted, str(inputs / f"{subject}_shift{str(mm).replace('.', 'p')}_0000.nii.gz"))
+    segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta",
+           "--checkpoint", checkpoint)
+    rows = []
+    for subject in subjects:
+        truth_image = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
+        truth = sitk.GetArrayFromImage(truth_image)
+        straight = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "pred_resampled" / f"{subject}_straight.nii.gz")))
+        for mm in SHIFTS_MM:
+            prediction = sitk.ReadImage(str(pred / f"{subject}_shift{str(mm).replace('.', 'p')}.nii.gz"))
+            back = sitk.GetArrayFromImage(carried(prediction, truth_image, True, sitk.sitkUInt8))
+            dice = mean_dice(back, truth, num_classes)
+            foreground, alike = agreement(back, straight)
+            rows.append({"subject": subject, "shift_mm": mm, "mean_dice": round(dice, 4),
+                         "dice_minus_straight": round(dice - mean_dice(straight, truth, num_classes), 4),
+                         "foreground_dice_vs_straight": round(foreground, 4), "label_agreement_vs_straight": round(alike, 4)})
     return rows
 
 
@@ -197,19 +263,30 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true", help="reuse the model already trained in --out")
     parser.add_argument("--checkpoint", default="final", choices=("final", "best", "latest"),
                         help="which checkpoint predicts (latest: a training stopped early, e.g. on a loaded machine)")
+    parser.add_argument("--lateral", action="store_true",
+                        help="the lateralised dataset (realdata.LATERAL_CLASSES: 12 structures, left and right apart)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the predictions already written (`segkit predict --continue`), e.g. after a kill")
+    parser.add_argument("--controls", action="store_true",
+                        help="also the controls: the storage's own round trip, and the images shifted 0.5 / 1 mm "
+                             "without rotation (needs the resampled mode)")
+    parser.add_argument("--model", help="a model folder already trained on this dataset (fold 0): score it, no training")
     args = parser.parse_args()
     out = Path(args.out)
-    dataset = out / "RealBrainStructures"
+    dataset = out / ("RealBrainLateral" if args.lateral else "RealBrainStructures")
     if not (dataset / "dataset.json").is_file():
-        realdata.build_dataset(dataset, args.seed)
+        realdata.build_dataset(dataset, args.seed, lateral=args.lateral)
+    num_classes = len(realdata.LATERAL_CLASSES if args.lateral else realdata.CLASSES)
     work = out / "work"
-    models = work / "models" / CONFIGURATION
+    models = Path(args.model) if args.model else work / "models" / CONFIGURATION
     result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "minutes": None if args.steps else args.minutes, "steps": args.steps,
                     "configuration": FIXED_CONFIGURATION if args.steps else "planned + hardware fit",
                     "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-                    "loadavg_start": loadavg()}
-    if not args.skip_train:
+                    "loadavg_start": loadavg(), "dataset": dataset.name, "classes": num_classes}
+    if args.model:
+        result |= {"minutes": None, "steps": None, "configuration": None, "model": str(models)}
+    if not args.skip_train and not args.model:
         segkit("plan", str(dataset), "--work-dir", str(work), "--configurations", CONFIGURATION, "--force")
         segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION)
         if args.steps:
@@ -224,7 +301,9 @@ def main() -> None:
         result["train_steps"] = log[-1]["step"] if log else 0
         result["validation_mean_dice"] = log[-1].get("val_mean_dice") if log else None
     log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
-    result |= {"checkpoint": args.checkpoint, "checkpoint_step": log[-1]["step"] if log else 0}
+    result |= {"checkpoint": args.checkpoint, "checkpoint_step": log[-1]["step"] if log else 0,
+               "validation_mean_dice": next((e["val_mean_dice"] for e in reversed(log) if e.get("val_mean_dice") is not None),
+                                            None)}
     plans = json.loads((models / "plans.json").read_text())
     result["training_orientations"] = plans.get("training_orientations")
     result["oblique_inputs"] = plans.get("oblique_inputs")
@@ -241,12 +320,18 @@ def main() -> None:
         if mode not in args.modes:
             continue
         pred = out / f"pred_{mode}"
-        shutil.rmtree(pred, ignore_errors=True)
+        if not args.resume:
+            shutil.rmtree(pred, ignore_errors=True)
         segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta",
-               "--checkpoint", args.checkpoint)
-        result[mode] = score(pred, dataset, stored, args.subjects)
+               "--checkpoint", args.checkpoint, *(["--continue"] if args.resume else []))
+        result[mode] = score(pred, dataset, stored, args.subjects, num_classes)
         for row in result[mode]:
             print(json.dumps({"mode": mode} | row), flush=True)
+    if args.controls and "resampled" in result:
+        result["storage_controls"] = storage_controls(out / "pred_resampled", dataset, args.subjects)
+        result["shift_controls"] = shift_controls(out, dataset, models, args.subjects, args.checkpoint, num_classes)
+        for row in result["storage_controls"] + result["shift_controls"]:
+            print(json.dumps(row), flush=True)
     result["loadavg_end"] = loadavg()
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(f"wrote {out / 'result.json'}")

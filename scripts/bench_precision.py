@@ -10,6 +10,13 @@ agreement (Dice of the two foreground masks), each precision's mean Dice against
 labels and their difference, and both prediction times. Writes results.json and table.md.
 
     python scripts/bench_precision.py --out /tmp/bench_precision --minutes 2 --seeds 0 1 [--threads 1]
+    python scripts/bench_precision.py --out /tmp/bench_precision --steps 4 150 --seeds 1 --threads 1
+    python scripts/bench_precision.py --lateral --out /tmp/precision_lateral --seeds 0 --threads 1 \
+        --model /tmp/bench_lateral/work_improved/models/3d_fullres
+
+`--model DIR` compares a model folder already trained (fold 0, same dataset and split; e.g. by
+scripts/bench_real.py or scripts/bench_oblique.py) instead of training one; `--lateral` uses the
+lateralised dataset (12 structures, left and right apart).
 
 bf16 on a CPU without AMX / AVX512-BF16 runs through oneDNN's emulation: slower, but the same bf16
 rounding of the convolution inputs and weights with float32 accumulation as on hardware bf16.
@@ -103,7 +110,7 @@ def train_seed(dataset: Path, work: Path, out: Path, seed: int, minutes: float, 
 
 
 def compare_seed(model: Path, inputs: Path, references: dict[str, Path], out: Path, classes: list[int],
-                 threads: int | None) -> dict:
+                 threads: int | None, checkpoint: str = "final") -> dict:
     """Predict every case in fp32 and bf16; per case agreement, Dice of each and the difference; times."""
     seconds = {}
     for precision in PRECISIONS:
@@ -111,7 +118,8 @@ def compare_seed(model: Path, inputs: Path, references: dict[str, Path], out: Pa
         shutil.rmtree(target, ignore_errors=True)
         start = time.perf_counter()
         segkit("predict", "-i", str(inputs), "-o", str(target), "-m", str(model), "-f", "0", "--no-tta",
-               "--device", "cpu", "--precision", precision, *(["--threads", str(threads)] if threads else []))
+               "--device", "cpu", "--precision", precision, "--checkpoint", checkpoint,
+               *(["--threads", str(threads)] if threads else []))
         seconds[precision] = round(time.perf_counter() - start, 1)
     cases = {}
     for case, label in references.items():
@@ -127,8 +135,9 @@ def compare_seed(model: Path, inputs: Path, references: dict[str, Path], out: Pa
 
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
-    """The table for docs/benchmarks/predict-vs-nnunet.md."""
-    schedule = (f"`--steps {args.steps[0]} {args.steps[1]}` (fixed configuration)" if args.steps
+    """The table for docs/benchmarks/precision.md."""
+    schedule = (f"the model folder {args.model}" if args.model
+                else f"`--steps {args.steps[0]} {args.steps[1]}` (fixed configuration)" if args.steps
                 else f"`segkit train --time-budget {args.minutes}`")
     lines = [f"Real T1 MR brain structures, {schedule} per seed, predict `--no-tta` "
              f"fp32 vs bf16 on the CPU ({platform.processor() or platform.machine()}), threads {args.threads or 'all'}.",
@@ -160,30 +169,42 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs=2, metavar=("EPOCHS", "ITERATIONS"),
                         help="train a fixed number of steps on scripts/bench_real.py's FIXED_CONFIGURATION instead of "
                              "a time budget (a loaded machine makes wall-clock budgets give a few dozen steps)")
+    parser.add_argument("--lateral", action="store_true", help="the lateralised dataset (12 structures, left/right apart)")
+    parser.add_argument("--model", help="compare this model folder (trained on the dataset, fold 0) instead of training; "
+                                        "one seed (--seeds) labels it")
+    parser.add_argument("--checkpoint", default="final", choices=("final", "best", "latest"),
+                        help="which checkpoint predicts (latest: a training stopped early on a loaded machine)")
     args = parser.parse_args()
     out = Path(args.out)
-    dataset = out / "RealBrainStructures"
+    dataset = out / ("RealBrainLateral" if args.lateral else "RealBrainStructures")
     work = out / "work"
     if not (dataset / "dataset.json").is_file():
-        realdata.build_dataset(dataset)
-    if not (work / "plans.json").is_file():
+        realdata.build_dataset(dataset, lateral=args.lateral)
+    if args.model and len(args.seeds) != 1:
+        parser.error("--model compares one model: give one --seeds value to label it")
+    if not args.model and not (work / "plans.json").is_file():
         segkit("plan", str(dataset), "--work-dir", str(work), "--network", "unet", "--no-tradeoff",
                "--configurations", CONFIGURATION)
         segkit("preprocess", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION)
-    if args.steps:
+    if args.steps and not args.model:
         fix_configuration(work)
-    classes = list(range(1, len(realdata.CLASSES) + 1))
+    classes = list(range(1, len(realdata.LATERAL_CLASSES if args.lateral else realdata.CLASSES) + 1))
     inputs, references = inputs_folder(dataset, out)
     rows = []
     for seed in args.seeds:
         load_before = loadavg()
-        kept = out / f"seed_{seed}" / "model"
-        reuse = args.reuse_models and (kept / "fold_0" / "checkpoint_final.pt").is_file()
+        kept = Path(args.model) if args.model else out / f"seed_{seed}" / "model"
+        reuse = bool(args.model) or (args.reuse_models and (kept / "fold_0" / "checkpoint_final.pt").is_file())
         model = kept if reuse else train_seed(dataset, work, out, seed, args.minutes, args.threads, args.steps)
-        comparison = compare_seed(model, inputs, references, out / f"seed_{seed}", classes, args.threads)
+        comparison = compare_seed(model, inputs, references, out / f"seed_{seed}", classes, args.threads,
+                                  args.checkpoint)
         log = [json.loads(line) for line in (model / "fold_0" / "log.jsonl").read_text().splitlines()]
         rows.append({"seed": seed, "steps": log[-1]["step"] if log else 0, "loadavg_before": load_before,
-                     "loadavg_after": loadavg(), "comparison": comparison})
+                     "loadavg_after": loadavg(), "dataset": dataset.name, "model": str(model),
+                     "checkpoint": args.checkpoint,
+                     "validation_mean_dice": next((e["val_mean_dice"] for e in reversed(log)
+                                                   if e.get("val_mean_dice") is not None), None),
+                     "comparison": comparison})
         print(json.dumps(rows[-1]), flush=True)
     table = markdown(rows, args)
     (out / "results.json").write_text(json.dumps({"minutes": args.minutes, "steps": args.steps, "threads": args.threads,

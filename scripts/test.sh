@@ -24,8 +24,16 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${SEGKIT_CHROMIUM:-}" ]; then
          "install it with 'sudo apt-get install chromium' or point SEGKIT_CHROMIUM at a Chrome binary" >&2
   fi
 fi
+# Two pytest-xdist workers (the `test` extra; CI has 2 cores), whole test files per worker so a file's module-scoped
+# trained models are built once; one torch/OpenMP thread per worker (tiny tensors: more threads only spin).
+# SEGKIT_TEST_WORKERS=0 runs in one process (e.g. to debug with -x --pdb).
+workers=${SEGKIT_TEST_WORKERS:-2}
+parallel=()
+if [ "$workers" != 0 ] && .venv/bin/python -c "import xdist" 2>/dev/null; then
+  parallel=(-n "$workers" --dist loadfile)
+fi
 # UTF-8 mode: torch.compile reads its templates with the locale encoding, which is ASCII on some CI machines
-PYTHONUTF8=1 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONUTF8=1 .venv/bin/python -m pytest -q -p no:cacheprovider "${parallel[@]}" "$@"
 status=$?
 # pytest: 0 all passed, 1 failures, 2 interrupted, 3 internal error, 4 usage error, 5 no tests collected.
 if [ "$status" -eq 5 ]; then

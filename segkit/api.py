@@ -35,6 +35,7 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.io.image import Geometry
+from segkit.plans import labels_of
 
 
 @dataclass
@@ -170,7 +171,7 @@ class Predictor:
     @property
     def labels(self) -> dict:
         """The model's label names and values (dataset.json's 'labels')."""
-        return dict(self.engine.plans["labels"])
+        return labels_of(self.engine.plans)
 
     def _load(self, item: tuple) -> tuple:
         """Convert and preprocess one input (runs in the background for predict_many)."""

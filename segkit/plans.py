@@ -9,6 +9,7 @@ The views keep the original dict (`raw`) for the few consumers that still pass d
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,119 @@ def ignore_label_of(plans: Mapping[str, Any]) -> int | None:
     """The label value of unannotated voxels (sparse annotation), or None."""
     value = plans.get("ignore_label")
     return None if value is None else int(value)
+
+
+def has_configurations(plans: Any) -> bool:
+    """True for a plans dict with a 'configurations' object (the least a reader can start from)."""
+    return isinstance(plans, Mapping) and isinstance(plans.get("configurations"), Mapping)
+
+
+def mirror_pairs_of(plans: Mapping[str, Any]) -> list[list[int]] | None:
+    """'mirror_pairs': the left/right label value pairs a mirror swaps, or None for a plan made before the key."""
+    value = plans.get("mirror_pairs")
+    return None if value is None else [[int(v) for v in pair] for pair in value]
+
+
+def preprocessing_fields(plans: Mapping[str, Any], configuration: str) -> dict[str, Any]:
+    """The stored fields that change a configuration's preprocessed arrays, as stored (what preprocessing hashes).
+
+    Optional keys appear only when the plan has them, so a plan made before a key keeps its hash.
+    """
+    entry = configuration_entry(plans, configuration)
+    fields = {"normalization": plans.get("normalization"), "label_mode": plans.get("label_mode"),
+              "outputs": plans.get("outputs"), "labels": plans.get("labels"),
+              "target_spacing": entry["target_spacing"], "resampling": entry.get("resampling")}
+    if "canonical_orientation" in plans:
+        fields["canonical_orientation"] = plans["canonical_orientation"]
+    if plans.get("ignore_label") is not None:
+        fields["ignore_label"] = plans["ignore_label"]
+    if entry.get("keep_spacing_axes"):
+        fields["keep_spacing_axes"] = entry["keep_spacing_axes"]
+    return fields
+
+
+def num_channels_of(plans: Mapping[str, Any], default: int | None = None) -> int:
+    """Image channels the plan is for; `default` when a (hand-made) plans dict lacks 'num_channels'."""
+    if default is not None and "num_channels" not in plans:
+        return int(default)
+    return int(plans["num_channels"])
+
+
+def num_outputs_of(plans: Mapping[str, Any]) -> int:
+    """Output channels of the network (foreground classes + background, or regions)."""
+    return int(plans["num_outputs"])
+
+
+def labels_of(plans: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset's 'labels' (name -> value, or values for a region) as stored ({} when absent)."""
+    return dict(plans.get("labels") or {})
+
+
+def outputs_of(plans: Mapping[str, Any]) -> dict[str, Any]:
+    """'outputs' as stored (output name -> label value or values); `output_label_values` normalises them."""
+    return dict(plans.get("outputs") or {})
+
+
+def regions_class_order_of(plans: Mapping[str, Any]) -> list[int] | None:
+    """'regions_class_order' as stored (sigmoid plans: the label value each region paints), or None."""
+    return plans.get("regions_class_order")
+
+
+def channel_names_of(plans: Mapping[str, Any]) -> list[str] | None:
+    """The input channels' names as stored, or None for a plan without them."""
+    value = plans.get("channel_names")
+    return None if value is None else [str(name) for name in value]
+
+
+def normalization_of(plans: Mapping[str, Any]) -> list[dict] | None:
+    """'normalization' as stored (one scheme per channel), or None when absent."""
+    return plans.get("normalization")
+
+
+def dataset_name_of(plans: Mapping[str, Any]) -> str | None:
+    """The planned dataset's name, or None for a plans dict without one."""
+    value = plans.get("dataset_name")
+    return None if value is None else str(value)
+
+
+def canonical_orientation_of(plans: Mapping[str, Any]) -> str | None:
+    """'canonical_orientation' ('LPS' or 'as_stored'), or None for a plan made before the key."""
+    return plans.get("canonical_orientation")
+
+
+def configurations_of(plans: Mapping[str, Any]) -> dict[str, dict]:
+    """Configuration name -> its entry, in plan order ({} when absent)."""
+    value = plans.get("configurations")
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def planned_budget_of(plans: Mapping[str, Any]) -> tuple[int, str]:
+    """(GPU memory budget in bytes, device) the plan was made for."""
+    return int(plans["gpu_memory_bytes"]), str(plans["device"])
+
+
+def memory_model_of(plans: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The memory model's description the plan was sized with, or None for a plan without one."""
+    return plans.get("memory_model")
+
+
+def with_configuration(plans: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> dict:
+    """A deep copy of the plans with one configuration's entry replaced (a model folder's plans: the trained entry)."""
+    result = copy.deepcopy(dict(plans))
+    result["configurations"][name] = copy.deepcopy(dict(entry))
+    return result
+
+
+def imported_from_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'imported_from': the foreign model a plan was translated from, e.g. nnU-Net v2 ({} for segkit's own)."""
+    value = plans.get("imported_from")
+    return value if isinstance(value, Mapping) else {}
+
+
+def like_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+    """'like': where a `plan --like` plan took its networks from ({} for a plan of its own)."""
+    value = plans.get("like")
+    return value if isinstance(value, Mapping) else {}
 
 
 def stride_product(strides: Any) -> list[int]:

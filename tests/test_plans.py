@@ -12,14 +12,32 @@ from segkit.errors import UserError
 from segkit.planning.run import plan_and_write
 from segkit.plans import (
     Plans,
+    canonical_orientation_of,
+    channel_names_of,
     configuration_entry,
+    configurations_of,
+    dataset_name_of,
+    has_configurations,
+    imported_from_of,
+    labels_of,
+    like_of,
+    memory_model_of,
+    mirror_pairs_of,
+    normalization_of,
+    num_channels_of,
+    num_outputs_of,
     output_label_values,
+    outputs_of,
+    planned_budget_of,
+    preprocessing_fields,
     previous_stage_classes,
     read_plans,
     read_plans_dict,
     read_plans_json,
+    regions_class_order_of,
     stride_product,
     total_strides,
+    with_configuration,
     write_plans,
 )
 
@@ -132,3 +150,55 @@ def test_raw_reader_returns_the_file_as_stored(tmp_path: Path) -> None:
     with pytest.raises(UserError) as err:
         read_plans_json(path, "plans file")
     assert err.value.path == str(path)
+
+
+def test_accessors_read_the_planned_file(planned: tuple[dict, Path]) -> None:
+    """Each accessor returns the planner's value as stored (what the stages read instead of plans["key"])."""
+    plans, work = planned
+    stored = json.loads((work / "plans.json").read_text())
+    assert num_channels_of(stored) == 4 and num_outputs_of(stored) == stored["num_outputs"]
+    assert labels_of(stored) == stored["labels"] and outputs_of(stored) == stored["outputs"]
+    assert channel_names_of(stored) == stored["channel_names"]
+    assert normalization_of(stored) == stored["normalization"]
+    assert regions_class_order_of(stored) == stored["regions_class_order"]
+    assert dataset_name_of(stored) == stored["dataset_name"]
+    assert canonical_orientation_of(stored) == stored["canonical_orientation"]
+    assert list(configurations_of(stored)) == list(stored["configurations"])
+    assert planned_budget_of(stored) == (stored["gpu_memory_bytes"], stored["device"])
+    assert memory_model_of(stored) == stored["memory_model"]
+    assert mirror_pairs_of(stored) == stored["mirror_pairs"]
+    assert has_configurations(stored) and like_of(stored) == {} and imported_from_of(stored) == {}
+
+
+def test_accessor_defaults_for_plans_without_optional_keys() -> None:
+    """A plan made before a key: None / {} / the caller's default, never a KeyError."""
+    bare = {"num_outputs": 2}
+    assert channel_names_of(bare) is None and mirror_pairs_of(bare) is None
+    assert canonical_orientation_of(bare) is None and regions_class_order_of(bare) is None
+    assert labels_of(bare) == {} and outputs_of(bare) == {} and configurations_of(bare) == {}
+    assert num_channels_of(bare, default=3) == 3 and num_channels_of({"num_channels": 2}, default=3) == 2
+    with pytest.raises(KeyError):
+        num_channels_of(bare)
+    assert not has_configurations(bare) and not has_configurations([1]) and memory_model_of(bare) is None
+
+
+def test_preprocessing_fields_keep_older_plans_hash(planned: tuple[dict, Path]) -> None:
+    """Optional keys enter the preprocessing hash's fields only when the plan has them."""
+    plans, _ = planned
+    fields = preprocessing_fields(plans, "3d_fullres")
+    assert fields["target_spacing"] == plans["configurations"]["3d_fullres"]["target_spacing"]
+    assert fields["canonical_orientation"] == plans["canonical_orientation"]
+    legacy = {k: v for k, v in plans.items() if k not in ("canonical_orientation", "ignore_label")}
+    assert set(fields) - set(preprocessing_fields(legacy, "3d_fullres")) == {"canonical_orientation"}
+    sparse = {**plans, "ignore_label": 4}
+    assert preprocessing_fields(sparse, "3d_fullres")["ignore_label"] == 4
+
+
+def test_with_configuration_copies(planned: tuple[dict, Path]) -> None:
+    """A model folder's plans: the trained entry replaces the planned one; the original is untouched."""
+    plans, _ = planned
+    before = copy.deepcopy(plans)
+    trained = {**plans["configurations"]["3d_fullres"], "batch_size": 1}
+    copied = with_configuration(plans, "3d_fullres", trained)
+    assert copied["configurations"]["3d_fullres"]["batch_size"] == 1
+    assert plans == before and copied["configurations"]["2d"] == plans["configurations"]["2d"]

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.networks.registry import family_of
     from segkit.planning.cuda_calibration import predict_cuda_bytes
     from segkit.planning.memory import estimate_peak_bytes
-    from segkit.plans import spatial_dims_of
+    from segkit.plans import num_channels_of, num_outputs_of, spatial_dims_of
 
     on_cuda = args.device.startswith("cuda")
     if on_cuda and not torch.cuda.is_available():
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precision == "fp16" and not on_cuda:
         raise UserError("--precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
     plans, entry = _entry(Path(args.plans), args.configuration)
+    in_channels, num_outputs = num_channels_of(plans), num_outputs_of(plans)
     arch, patch = entry["architecture"], args.patch_size or entry["patch_size"]
     if len(patch) != spatial_dims_of(arch):
         raise UserError(f"--patch-size needs {spatial_dims_of(arch)} values, got {len(patch)}", args.plans)
@@ -71,17 +72,17 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for mode in modes:
         variant = family.with_mode(arch, mode)
-        spec = {"arch": variant, "patch_size": patch, "batch_size": batch, "in_channels": plans["num_channels"],
-                "num_outputs": plans["num_outputs"], "steps": args.steps, "device": args.device,
+        spec = {"arch": variant, "patch_size": patch, "batch_size": batch, "in_channels": in_channels,
+                "num_outputs": num_outputs, "steps": args.steps, "device": args.device,
                 "precision": args.precision, "cudnn_benchmark": args.cudnn_benchmark}
         measured = measure_step(spec) if on_cuda else measure_in_subprocess(spec)
-        predicted = estimate_peak_bytes(variant, patch, batch, plans["num_channels"], plans["num_outputs"])
+        predicted = estimate_peak_bytes(variant, patch, batch, in_channels, num_outputs)
         comparable = predicted["total"] - predicted["parameters"]
         row = {"mode": mode, "patch_size": patch, "batch_size": batch, **measured, "predicted_step_bytes": comparable,
                "predicted": predicted}
         line = f"{mode:<11} measured {measured['peak_bytes'] / 2 ** 20:9.1f} MiB   predicted {comparable / 2 ** 20:9.1f} MiB"
         if on_cuda:   # the CUDA-calibrated model (CPU defaults until scripts/gpu_check.py has calibrated it)
-            cuda = predict_cuda_bytes(variant, patch, batch, plans["num_channels"], plans["num_outputs"],
+            cuda = predict_cuda_bytes(variant, patch, batch, in_channels, num_outputs,
                                       args.precision, args.cudnn_benchmark)
             row |= {"predicted_cuda": cuda, "predicted_step_bytes": cuda["step_allocated"]}
             line = (f"{mode:<11} measured {measured['peak_bytes'] / 2 ** 20:9.1f} MiB allocated, "

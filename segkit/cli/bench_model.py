@@ -44,7 +44,7 @@ def _positive(name: str, value: int | None) -> None:
 
 def _from_plans(args: argparse.Namespace) -> tuple[dict, list[int], int, int, int, str]:
     """(architecture, patch, batch, in_channels, num_outputs, source) of a plans configuration."""
-    from segkit.plans import configuration_entry, read_plans_dict, spatial_dims_of
+    from segkit.plans import configuration_entry, num_channels_of, num_outputs_of, read_plans_dict, spatial_dims_of
     from segkit.workdir import plans_path
 
     path = Path(args.plans)
@@ -58,7 +58,7 @@ def _from_plans(args: argparse.Namespace) -> tuple[dict, list[int], int, int, in
     if len(patch) != spatial_dims_of(arch):
         raise UserError(f"--patch-size needs {spatial_dims_of(arch)} values, got {len(patch)}", path)
     batch = args.batch_size or int(entry.get("batch_size", 2))
-    return arch, patch, batch, int(plans["num_channels"]), int(plans["num_outputs"]), f"{path} [{args.configuration}]"
+    return arch, patch, batch, num_channels_of(plans), num_outputs_of(plans), f"{path} [{args.configuration}]"
 
 
 def _from_network(args: argparse.Namespace) -> tuple[dict, list[int], int, int, int, str]:

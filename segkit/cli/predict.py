@@ -183,7 +183,13 @@ def run(args: argparse.Namespace) -> int:
     from segkit.inference.resolve import load_ensemble
     from segkit.io.dicom import parse_channel_map
     from segkit.io.dicom_seg import segment_names
-    from segkit.plans import segment_coding_of
+    from segkit.plans import (
+        canonical_orientation_of,
+        channel_names_of,
+        labels_of,
+        regions_class_order_of,
+        segment_coding_of,
+    )
 
     logs.configure(args.log_format, component="predict")
     if args.threads:
@@ -209,16 +215,16 @@ def run(args: argparse.Namespace) -> int:
     if channel_map is not None and len(channel_map) != engine.num_channels:
         raise UserError(f"--channel-map names {len(channel_map)} channel(s) but the model expects "
                         f"{engine.num_channels}")
-    spec = InputSpec(engine.num_channels, tuple(plans.get("channel_names") or ()), channel_map, args.series_uid)
+    spec = InputSpec(engine.num_channels, tuple(channel_names_of(plans) or ()), channel_map, args.series_uid)
     precision_used = engine.precision()
-    request = OutputRequest(output_dir, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
+    request = OutputRequest(output_dir, labels_of(plans), segment_names(labels_of(plans), regions_class_order_of(plans)),
                             dicom_seg=args.dicom_seg, statistics=args.statistics, preview=args.preview,
                             probabilities=args.save_probabilities, qc_image=True, precision=precision_used,
                             segment_coding=segment_coding_of(plans),
                             uncertainty_maps=uncertainty_maps(engine) if args.uncertainty else ())
     run_info = {**engine.identity, "device": str(engine.device), "backend": backend_info(engine),
-                "labels": plans["labels"],
-                "canonical_orientation": plans.get("canonical_orientation"),   # None: a model planned as stored
+                "labels": labels_of(plans),
+                "canonical_orientation": canonical_orientation_of(plans),   # None: a model planned as stored
                 "options": {"continue": args.resume, "dicom_seg": args.dicom_seg, "statistics": args.statistics,
                             "preview": args.preview, "save_probabilities": args.save_probabilities,
                             "fail_fast": args.fail_fast, "tta": options.tta, "step": options.step,

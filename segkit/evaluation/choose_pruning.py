@@ -19,7 +19,7 @@ import torch
 from segkit.errors import UserError
 from segkit.inference.model import LoadedModel, load_model
 from segkit.models.pruning import write_pruning
-from segkit.plans import output_label_values, slice_axis_of, spatial_dims_of
+from segkit.plans import ignore_label_of, output_label_values, slice_axis_of, spatial_dims_of
 from segkit.training.loader import Case, open_case, with_slice_axis_first
 from segkit.training.losses import build_loss
 from segkit.training.splits import read_splits
@@ -62,8 +62,7 @@ def score_levels(loaded: LoadedModel, levels: list[int], case_ids: list[str] | N
     """
     network, entry, plans = loaded.network, loaded.entry, loaded.plans
     regions = list(output_label_values(plans).values())
-    ignore = plans.get("ignore_label")
-    to_target = SegToTarget(loaded.label_mode, regions, int(ignore) if ignore is not None else None)
+    to_target = SegToTarget(loaded.label_mode, regions, ignore_label_of(plans))
     loss_fn = build_loss(loaded.label_mode, 1)
     totals: dict[int, dict] = {}
     cases_seen = 0

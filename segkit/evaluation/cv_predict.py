@@ -13,6 +13,7 @@ from pathlib import Path
 from segkit.console import say
 from segkit.errors import UserError
 from segkit.evaluation.cv_predictions import cv_splits, cv_validation_dir
+from segkit.plans import labels_of
 from segkit.workdir import model_dir
 
 
@@ -73,7 +74,7 @@ def predict_fold_validation(work_dir: str | Path, config: str, dataset: str | Pa
         raise UserError(f"validation case(s) {', '.join(absent[:5])} of fold {fold} have no images", images)
     model = load_model(model_dir(work_dir, config), config, [str(fold)], checkpoint, device)
     engine = ModelEnsemble([model], InferenceOptions(tta=tta, save_probabilities=True))
-    request = OutputRequest(folder, model.plans["labels"], {}, probabilities=True, provenance=False)
+    request = OutputRequest(folder, labels_of(model.plans), {}, probabilities=True, provenance=False)
     request.output_dir.mkdir(parents=True, exist_ok=True)
     # the validation folder holds only what find-best reads: no report, and any failure stops (exit 2)
     predict_cases(engine, [by_id[c] for c in case_ids], InputSpec(model.num_channels), request,
@@ -88,12 +89,12 @@ def fold_validation_dice(work_dir: str | Path, config: str, dataset: str | Path,
     from segkit.evaluation.cv_predictions import output_classes
     from segkit.evaluation.evaluate import label_files, read_label_map
     from segkit.evaluation.metrics import dice_only
-    from segkit.plans import read_plans_dict
+    from segkit.plans import ignore_label_of, read_plans_dict
     from segkit.workdir import plans_path
 
     work_dir = Path(work_dir)
     plans = read_plans_dict(plans_path(model_dir(work_dir, config)))
-    classes, ignore = output_classes(plans), plans.get("ignore_label")
+    classes, ignore = output_classes(plans), ignore_label_of(plans)
     predictions = label_files(cv_validation_dir(work_dir, config, fold))
     references = label_files(Path(dataset) / "labelsTr")
     per_case = []

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.plans import label_mode_of, output_label_values
+from segkit.plans import configurations_of, label_mode_of, output_label_values, outputs_of, regions_class_order_of
 from segkit.training.splits import read_splits
 from segkit.workdir import model_dir, splits_path, validation_dir
 
@@ -59,7 +59,7 @@ def cv_status(work_dir: Path, plans: dict) -> dict[str, str]:
     comparison (alone and in pairs) as soon as its cross-validation predictions exist.
     """
     status = {}
-    for config in plans.get("configurations") or {}:
+    for config in configurations_of(plans):
         if not splits_path(model_dir(work_dir, config)).is_file():
             continue
         missing = sum(1 for fold, split in enumerate(cv_splits(work_dir, config)) for case in split["val"]
@@ -91,11 +91,11 @@ def parse_cv_dirs(items: list[str] | None) -> dict[str, Path]:
 
 def label_conversion(plans: dict) -> dict:
     """The plans fields that label conversion reads, plus the expected number of output channels."""
-    outputs = plans.get("outputs") or {}
+    outputs, order = outputs_of(plans), regions_class_order_of(plans)
     mode = label_mode_of(plans)
-    if mode == "sigmoid" and len(plans.get("regions_class_order") or []) != len(outputs):
+    if mode == "sigmoid" and len(order or []) != len(outputs):
         raise UserError("sigmoid plans need 'regions_class_order' with one value per region")
-    return {"label_mode": mode, "outputs": outputs, "regions_class_order": plans.get("regions_class_order"),
+    return {"label_mode": mode, "outputs": outputs, "regions_class_order": order,
             "num_outputs": len(outputs) + (1 if mode == "softmax" else 0)}
 
 

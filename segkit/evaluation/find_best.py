@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from segkit.inference.probabilities import load_cv_probabilities
 from segkit.io.image import read_label_map
 from segkit.io.parallel import parallel_map
 from segkit.models.postprocessing import apply_postprocessing, keep_largest_component
-from segkit.plans import read_plans_dict
+from segkit.plans import ignore_label_of, read_plans_dict
 from segkit.workdir import dataset_of_work_dir, model_dir, plans_path, validation_dir
 
 FIND_BEST_FORMAT = "segkit-find-best-1"
@@ -206,9 +207,9 @@ def find_best(work_dir: str | Path, configs: Sequence[str] | None, reference: st
     candidates = {candidate_name([c]): [c] for c in configs}
     if ensembles:
         candidates.update({candidate_name(pair): list(pair) for pair in combinations(configs, 2)})
-    jobs = [{"case": case, "reference": references[case], "files": {c: sources[c][case] for c in configs},
+    jobs: list[dict[str, Any]] = [{"case": case, "reference": references[case], "files": {c: sources[c][case] for c in configs},
              "classes": classes, "conversion": conversion, "candidates": candidates,
-             "ignore_label": plans.get("ignore_label")} for case in cases]
+             "ignore_label": ignore_label_of(plans)} for case in cases]
     scores = _run(_score_candidates, jobs, num_workers, "find-best: candidates")
     table = {name: mean_dice(scores, name, classes) for name in candidates}
     ranking = sorted(candidates, key=lambda n: (-np.mean(list(table[n].values())), len(candidates[n]),

@@ -17,6 +17,8 @@ from segkit.plans import (
     configuration_entry,
     label_mode_of,
     network_in_channels,
+    num_channels_of,
+    num_outputs_of,
     previous_stage_of,
     read_plans_dict,
     spatial_dims_of,
@@ -65,7 +67,7 @@ class LoadedModel:
     @property
     def num_channels(self) -> int:
         """Image channels the network expects."""
-        return int(self.plans["num_channels"])
+        return num_channels_of(self.plans)
 
     @property
     def network_in_channels(self) -> int:
@@ -75,7 +77,7 @@ class LoadedModel:
     @property
     def num_outputs(self) -> int:
         """Network output channels."""
-        return int(self.plans["num_outputs"])
+        return num_outputs_of(self.plans)
 
     @property
     def label_mode(self) -> str:
@@ -111,9 +113,9 @@ def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict, con
         if int(checkpoint["in_channels"]) != in_channels:
             raise UserError(f"checkpoint expects {checkpoint['in_channels']} input channels, plans.json's {configuration} "
                             f"{in_channels}", path)
-        if int(checkpoint["num_outputs"]) != int(plans["num_outputs"]):
+        if int(checkpoint["num_outputs"]) != num_outputs_of(plans):
             raise UserError(f"checkpoint has {checkpoint['num_outputs']} outputs, plans.json "
-                            f"{plans['num_outputs']}", path)
+                            f"{num_outputs_of(plans)}", path)
 
 
 def _backend_device(backend: str, device: str) -> torch.device:

@@ -22,8 +22,10 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
@@ -56,6 +58,34 @@ def is_nnunet_model_folder(path: str | Path) -> bool:
 
 # ---------------------------------------------------------------- plans translation
 
+
+@dataclass(frozen=True)
+class NnunetPlans:
+    """nnU-Net v2's own plans.json (not segkit's: this import module is its one reader), the fields it translates."""
+
+    configurations: Mapping[str, Any]
+    image_reader_writer: str | None
+    transpose_forward: tuple[int, ...]
+    intensity_properties: Mapping[Any, Any]      # foreground_intensity_properties_per_channel
+    median_spacing: tuple[float, ...] | None     # original_median_spacing_after_transp
+    dataset_name: str | None
+    plans_name: str | None
+
+    @classmethod
+    def from_json(cls, data: Any, where: Path) -> NnunetPlans:
+        """Parse nnU-Net's plans dict; UserError naming the file when it is not an object."""
+        if not isinstance(data, Mapping):
+            raise UserError("nnU-Net plans.json: expected a JSON object", where)
+        configurations = data.get("configurations") or {}
+        median = data.get("original_median_spacing_after_transp")
+        name = data.get("dataset_name")
+        return cls(configurations=configurations if isinstance(configurations, Mapping) else {},
+                   image_reader_writer=data.get("image_reader_writer"),
+                   transpose_forward=tuple(int(a) for a in data.get("transpose_forward", [0, 1, 2])),
+                   intensity_properties=data.get("foreground_intensity_properties_per_channel") or {},
+                   median_spacing=tuple(float(v) for v in median) if median else None,
+                   dataset_name=None if name is None else str(name), plans_name=data.get("plans_name"))
+
 def configuration_name(folder: Path, checkpoint: dict | None) -> str:
     """The configuration a model folder was trained with: init_args, else `<Trainer>__<Plans>__<config>`."""
     init_args = (checkpoint or {}).get("init_args")
@@ -68,9 +98,9 @@ def configuration_name(folder: Path, checkpoint: dict | None) -> str:
                     "named <Trainer>__<Plans>__<configuration>)", folder)
 
 
-def resolved_configuration(plans: dict, name: str, where: Path) -> dict:
+def resolved_configuration(plans: NnunetPlans, name: str, where: Path) -> dict:
     """A plans configuration with `inherits_from` parents merged in (child keys win)."""
-    configurations = plans.get("configurations") or {}
+    configurations = plans.configurations
     chain, seen = [], set()
     while name is not None:
         if name in seen or name not in configurations:
@@ -84,19 +114,19 @@ def resolved_configuration(plans: dict, name: str, where: Path) -> dict:
     return merged
 
 
-def reader_axes(plans: dict, dataset: dict, where: Path) -> tuple[int, int, int]:
+def reader_axes(plans: NnunetPlans, dataset: dict, where: Path) -> tuple[int, int, int]:
     """segkit array axis of each axis of the arrays nnU-Net's image reader returns."""
-    reader = dataset.get("overwrite_image_reader_writer") or plans.get("image_reader_writer") or "SimpleITKIO"
+    reader = dataset.get("overwrite_image_reader_writer") or plans.image_reader_writer or "SimpleITKIO"
     axes = READER_AXES.get(reader)
     if axes is None:
         raise UserError(f"nnU-Net image reader {reader!r} is not supported (SimpleITKIO and NibabelIO are)", where)
     return axes
 
 
-def network_axes(plans: dict, dataset: dict, where: Path) -> list[int]:
+def network_axes(plans: NnunetPlans, dataset: dict, where: Path) -> list[int]:
     """segkit (z, y, x) axis of each of nnU-Net's network axes in 3D (reader order, then transpose_forward)."""
     axes = reader_axes(plans, dataset, where)
-    transpose = [int(a) for a in plans.get("transpose_forward", [0, 1, 2])]
+    transpose = list(plans.transpose_forward)
     if sorted(transpose) != [0, 1, 2]:
         raise UserError(f"transpose_forward {transpose} is not a permutation of 0, 1, 2", where)
     return [axes[t] for t in transpose]
@@ -204,13 +234,13 @@ def label_outputs(dataset: dict, where: Path) -> dict:
             "regions_class_order": None, "num_outputs": len(ordered) + 1}
 
 
-def normalization_entries(plans: dict, config: dict, num_channels: int, where: Path) -> list[dict]:
+def normalization_entries(plans: NnunetPlans, config: dict, num_channels: int, where: Path) -> list[dict]:
     """segkit normalization entries for nnU-Net's normalization_schemes and stored intensity properties."""
     schemes = config.get("normalization_schemes") or []
     use_mask = config.get("use_mask_for_norm") or [False] * len(schemes)
     if len(schemes) != num_channels:
         raise UserError(f"plans list {len(schemes)} normalization schemes for {num_channels} channels", where)
-    properties = plans.get("foreground_intensity_properties_per_channel") or {}
+    properties = plans.intensity_properties
     entries = []
     for channel, scheme in enumerate(schemes):
         name = NORMALIZATION_SCHEMES.get(_class_name(scheme))
@@ -252,7 +282,7 @@ def resampling_entry(config: dict, where: Path) -> dict:
             "anisotropy_threshold": NEVER_SEPARATE if never else ANISOTROPY_THRESHOLD}
 
 
-def segkit_plans(plans: dict, dataset: dict, name: str, mirror_axes: Sequence[int] | None, where: Path) -> dict:
+def segkit_plans(plans: NnunetPlans, dataset: dict, name: str, mirror_axes: Sequence[int] | None, where: Path) -> dict:
     """The segkit plans.json of one nnU-Net configuration (one entry, named like nnU-Net's)."""
     config = resolved_configuration(plans, name, where)
     if config.get("previous_stage"):
@@ -273,8 +303,7 @@ def segkit_plans(plans: dict, dataset: dict, name: str, mirror_axes: Sequence[in
     for axis, value in zip(nn_axes, spacing_t[-len(nn_axes):]):
         target[axis] = value
     if slice_axis is not None:   # nnU-Net keeps each case's own spacing along the 2d slice axis
-        median = plans.get("original_median_spacing_after_transp") or [1.0, 1.0, 1.0]
-        target[slice_axis] = float(median[0])
+        target[slice_axis] = float((plans.median_spacing or (1.0, 1.0, 1.0))[0])
     channel_names = dataset.get("channel_names") or dataset.get("modality") or {}
     num_channels = len(channel_names)
     median = config.get("median_image_size_in_voxels") or []
@@ -289,13 +318,14 @@ def segkit_plans(plans: dict, dataset: dict, name: str, mirror_axes: Sequence[in
     if slice_axis is not None:
         entry["slice_axis"] = int(slice_axis)
         entry["keep_spacing_axes"] = [int(slice_axis)]
-    result = {"schema_version": 1, "dataset_name": plans.get("dataset_name", dataset.get("name", "nnUNet")),
+    dataset_name = plans.dataset_name if plans.dataset_name is not None else dataset.get("name", "nnUNet")
+    result = {"schema_version": 1, "dataset_name": dataset_name,
               "num_channels": num_channels,
               "channel_names": [channel_names[k] for k in sorted(channel_names, key=lambda k: int(k))],
               **label_outputs(dataset, where),
               "normalization": normalization_entries(plans, config, num_channels, where),
               "canonical_orientation": "as_stored",
-              "imported_from": {"format": "nnU-Net v2", "plans_name": plans.get("plans_name"),
+              "imported_from": {"format": "nnU-Net v2", "plans_name": plans.plans_name,
                                 "configuration": name, "network_axes": nn_axes3},
               "configurations": {name: entry}}
     return result
@@ -381,7 +411,7 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
     """Write a segkit model folder (plans.json, dataset.json, fold_<k>/checkpoint_<kind>.pt) for an nnU-Net one."""
     from segkit.models.checkpoint import FORMAT, plans_sha256, save_checkpoint
     from segkit.networks import build_network
-    from segkit.plans import write_plans
+    from segkit.plans import configuration_entry, imported_from_of, num_channels_of, num_outputs_of, write_plans
 
     source, output = Path(source), Path(output)
     if not is_nnunet_model_folder(source):
@@ -389,18 +419,18 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
                         source)
     if output.exists() and any(output.iterdir()):
         raise UserError("output folder exists and is not empty", output)
-    plans = read_json(source / "plans.json", "nnU-Net plans.json")
+    plans = NnunetPlans.from_json(read_json(source / "plans.json", "nnU-Net plans.json"), source / "plans.json")
     dataset = read_json(source / "dataset.json", "dataset.json")
     fold_paths = nnunet_fold_checkpoints(source, checkpoint, folds)
     checkpoints = [(fold, path, read_nnunet_checkpoint(path)) for fold, path in fold_paths]
     name = configuration_name(source, checkpoints[0][2])
     mirror = checkpoints[0][2].get("inference_allowed_mirroring_axes")
     converted = segkit_plans(plans, dataset, name, mirror, source)
-    entry = converted["configurations"][name]
+    entry = configuration_entry(converted, name, source)
     arch = entry["architecture"]
-    nn_axes3 = converted["imported_from"]["network_axes"]
+    nn_axes3 = imported_from_of(converted)["network_axes"]
     _, order = axis_order(nn_axes3[1:] if entry["spatial_dims"] == 2 else nn_axes3)
-    network = build_network(arch, converted["num_channels"], converted["num_outputs"])
+    network = build_network(arch, num_channels_of(converted), num_outputs_of(converted))
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
@@ -412,7 +442,7 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
                 raise UserError(f"weights do not fit the plans' network ({str(err).splitlines()[0][:200]})",
                                 path) from None
             payload = {"format": FORMAT, "network_state": state, "architecture": arch,
-                       "in_channels": converted["num_channels"], "num_outputs": converted["num_outputs"],
+                       "in_channels": num_channels_of(converted), "num_outputs": num_outputs_of(converted),
                        "configuration": name, "plans_sha256": plans_sha256(entry),
                        "epoch": int(ckpt.get("current_epoch", 0) or 0),
                        "imported_from": str(path)}

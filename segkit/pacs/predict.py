@@ -20,7 +20,7 @@ from typing import Any
 
 from segkit.pacs.config import ModelConfig
 from segkit.pacs.store import Storage, derived_uid, durable_copy, durable_write
-from segkit.plans import segment_coding_of
+from segkit.plans import channel_names_of, dataset_name_of, labels_of, regions_class_order_of, segment_coding_of
 from segkit.workdir import checkpoint_path, fold_dir
 
 
@@ -88,9 +88,10 @@ class UnitPredictor:
 
             raise UserError(f"[model] channel_map names {len(channel_map)} channel(s) but the model expects "
                             f"{self.engine.num_channels}")
-        self.spec = InputSpec(self.engine.num_channels, tuple(plans.get("channel_names") or ()), channel_map)
+        self.spec = InputSpec(self.engine.num_channels, tuple(channel_names_of(plans) or ()), channel_map)
         self.identity = model_identity(self.engine)
-        self.description = f"segkit {plans.get('dataset_name', 'segmentation')}"[:64]
+        name = dataset_name_of(plans)
+        self.description = f"segkit {'segmentation' if name is None else name}"[:64]
 
     @property
     def unit_by_study(self) -> bool:
@@ -111,7 +112,7 @@ class UnitPredictor:
         out = self.storage.work_folder(key)
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        request = OutputRequest(out, plans["labels"], segment_names(plans["labels"], plans.get("regions_class_order")),
+        request = OutputRequest(out, labels_of(plans), segment_names(labels_of(plans), regions_class_order_of(plans)),
                                 dicom_seg=True, statistics=True, segment_coding=segment_coding_of(plans))
         case = BatchCase(key, "dicom", (folder,))
         report = predict_cases(self.engine, [case], self.spec, request,

@@ -43,8 +43,20 @@ from segkit.planning.planner import (
 )
 from segkit.planning.run import planning_inputs
 from segkit.planning.summary import format_bytes, plans_summary
-from segkit.plans import read_plans_json, spatial_dims_of, write_plans
-from segkit.preprocessing.orientation import AS_STORED, PLANS_KEY
+from segkit.plans import (
+    canonical_orientation_of,
+    channel_names_of,
+    configurations_of,
+    dataset_name_of,
+    has_configurations,
+    like_of,
+    normalization_of,
+    previous_stage_of,
+    read_plans_json,
+    spatial_dims_of,
+    write_plans,
+)
+from segkit.preprocessing.orientation import AS_STORED
 from segkit.workdir import plans_path
 
 ADOPTED_KEYS = ("architecture", "patch_size", "target_spacing", "resampling", "spatial_dims", "slice_axis",
@@ -66,10 +78,16 @@ def plans_sha256(plans: dict) -> str:
     return hashlib.sha256(json.dumps(plans, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def frame_of(plans: dict) -> str:
+    """The array frame a plan feeds networks in: its canonical orientation, 'as_stored' for a plan made before the key."""
+    frame = canonical_orientation_of(plans)
+    return AS_STORED if frame is None else frame
+
+
 def _check_plans(plans: object, path: Path) -> dict:
     """A plans dict with the fields --like reads, else a UserError naming the file."""
     needed = ("configurations", "channel_names", "normalization")
-    if not isinstance(plans, dict) or any(key not in plans for key in needed) or not isinstance(plans["configurations"], dict):
+    if not isinstance(plans, dict) or any(key not in plans for key in needed) or not has_configurations(plans):
         raise UserError(f"not a segkit plans file (needs {', '.join(needed)})", path)
     return plans
 
@@ -98,20 +116,21 @@ def resolve_like_source(spec: str | Path) -> LikeSource:
 
 def match_normalization(source: dict, target_names: list[str], own: list[dict], where: Path) -> tuple[list[dict], list[str]]:
     """Per target channel: the same-named source channel's normalisation, else its own when the scheme exists there."""
-    by_name = {str(n).strip().lower(): i for i, n in enumerate(source["channel_names"])}
-    source_schemes = {n["scheme"] for n in source["normalization"]}
+    source_names, source_norms = channel_names_of(source) or [], normalization_of(source) or []
+    by_name = {str(n).strip().lower(): i for i, n in enumerate(source_names)}
+    source_schemes = {n["scheme"] for n in source_norms}
     chosen, notes = [], []
     for name, planned in zip(target_names, own):
         index = by_name.get(name.strip().lower())
         if index is not None:
-            chosen.append(copy.deepcopy(source["normalization"][index]))
-            notes.append(f"{name} <- {source['channel_names'][index]} ({chosen[-1]['scheme']})")
+            chosen.append(copy.deepcopy(source_norms[index]))
+            notes.append(f"{name} <- {source_names[index]} ({chosen[-1]['scheme']})")
         elif planned["scheme"] in source_schemes:
             chosen.append(planned)
             notes.append(f"{name}: no source channel of that name; own {planned['scheme']} normalisation, "
                          f"weights from the mean of the source channels")
         else:
-            described = ", ".join(f"{n} ({m['scheme']})" for n, m in zip(source["channel_names"], source["normalization"]))
+            described = ", ".join(f"{n} ({m['scheme']})" for n, m in zip(source_names, source_norms))
             raise UserError(f"--like: channel {name!r} ({planned['scheme']} normalisation) cannot be matched to the "
                             f"source's channels [{described}]: no channel of that name and none normalised the same "
                             f"way; rename the channel in dataset.json if it is the same kind of image", where)
@@ -152,7 +171,8 @@ def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int,
 def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: int, device: str,
               configurations: tuple[str, ...]) -> dict:
     """plans.json for the dataset with the source's networks (see the module docstring)."""
-    available = source.configurations or list(source.plans["configurations"])
+    source_entries = configurations_of(source.plans)
+    available = source.configurations or list(source_entries)
     chosen = [c for c in available if c in configurations]
     if not chosen:
         raise UserError(f"--like: the source has configuration(s) {available}, none of those requested "
@@ -163,13 +183,13 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
     normalization, channel_map = match_normalization(source.plans, info.channel_list,
                                                      planned_normalization(info, fingerprint), source.path)
     for name in chosen:
-        previous = source.plans["configurations"][name].get("previous_stage")
+        previous = previous_stage_of(source.plans, name)
         if previous and previous not in chosen:
             raise UserError(f"--like: {name} is a cascade stage refining {previous}; plan {previous} with it",
                             source.path)
-    entries = {name: adopt_configuration(source.plans["configurations"][name], fingerprint,
-                                         info.num_channels + (len(outputs) if source.plans["configurations"][name]
-                                                              .get("previous_stage") else 0),
+    entries = {name: adopt_configuration(source_entries[name], fingerprint,
+                                         info.num_channels + (len(outputs) if previous_stage_of(source.plans, name)
+                                                              else 0),
                                          num_outputs, budget, info.annotation_labels, source.path, name, model,
                                          label_mode)
                for name in chosen}
@@ -179,10 +199,10 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
         "gpu_memory_bytes": int(budget), "device": device, "memory_model": model.describe(),
         "network": first_arch["family"],
         "configurations": entries,
-        "like": {"source": source.description, "source_dataset": source.plans.get("dataset_name"),
+        "like": {"source": source.description, "source_dataset": dataset_name_of(source.plans),
                  "source_plans_sha256": plans_sha256(source.plans), "configurations": chosen,
-                 "source_channels": list(source.plans["channel_names"]),
-                 "source_orientation": source.plans.get(PLANS_KEY, AS_STORED), "channel_map": channel_map,
+                 "source_channels": channel_names_of(source.plans) or [],
+                 "source_orientation": frame_of(source.plans), "channel_map": channel_map,
                  "adopted": ["architecture", "patch_size", "target_spacing", "resampling", "normalization by channel name"],
                  "re_planned": ["labels, ignore label and outputs", "canonical orientation", "median_shape",
                                 "batch_size", "memory", "mirror_axes"]},
@@ -199,11 +219,11 @@ def plan_like_and_write(dataset: Path, source_spec: str, work_dir: str | Path | 
                                                               force, device)
     plans = plan_like(info, fingerprint, source, budget, device, configurations)
     write_plans(plans_path(work), plans)
-    like = plans["like"]
+    like = like_of(plans)
     summary = plans_summary(plans) + (f"\n\nplanned like {like['source']} (dataset {like['source_dataset']}): "
                                       f"architecture, patch and spacing adopted; channels: {'; '.join(like['channel_map'])}")
-    if like["source_orientation"] != plans.get(PLANS_KEY, AS_STORED):
+    if like["source_orientation"] != frame_of(plans):
         summary += (f"\nnote: the source was trained on arrays {like['source_orientation']} (planned before segkit "
-                    f"reoriented images); this plan feeds them in {plans.get(PLANS_KEY, AS_STORED)}, as `segkit plan` "
+                    f"reoriented images); this plan feeds them in {frame_of(plans)}, as `segkit plan` "
                     f"would, so the fine-tuning also learns the new frame")
     return plans, work, summary

@@ -23,12 +23,20 @@ from __future__ import annotations
 import numpy as np
 
 from segkit.io.segment_coding import split_side
-from segkit.preprocessing.orientation import CANONICAL, PLANS_KEY
+from segkit.plans import (
+    canonical_orientation_of,
+    ignore_label_of,
+    label_mode_of,
+    labels_of,
+    mirror_pairs_of,
+    outputs_of,
+)
+from segkit.preprocessing.orientation import CANONICAL
 
 LEFT_RIGHT_AXIS = 2   # array axis (z, y, x) of the patient's left/right in the canonical frame
 
 SWAP_KEY = "mirror_swap_axis"       # configuration entry: the axis (its own numbering) whose flip swaps the pairs
-PAIRS_KEY = "mirror_pairs"          # plans: [[left value, right value], ...]
+PAIRS_KEY = "mirror_pairs"          # plans: [[left value, right value], ...] (read by segkit.plans.mirror_pairs_of)
 
 
 def lateralised_labels(labels: dict) -> list[str]:
@@ -155,26 +163,26 @@ def anatomical_mirror_axes(plans: dict, entry: dict) -> tuple[list[int], str, in
     pairs every one of them (`mirror_pairs`), and then the flip swaps the pairs.
     """
     planned = [int(a) for a in entry.get("mirror_axes", [])]
-    if plans.get(PLANS_KEY) != CANONICAL:
+    if canonical_orientation_of(plans) != CANONICAL:
         return (planned, "anatomical mirroring needs a canonical (LPS) plan: this one is as stored, planned axes kept",
                 entry.get(SWAP_KEY))
     axes = configuration_array_axes(entry.get("slice_axis"))
     if LEFT_RIGHT_AXIS not in axes:
         return [], "anatomical mirroring: none (the left/right axis is the 2D slice axis)", None
     axis = axes.index(LEFT_RIGHT_AXIS)
-    labels = plans.get("labels", {})
+    labels = labels_of(plans)
     lateral = lateralised_labels(labels)
     if not lateral:
         return [axis], "anatomical mirroring: left/right only (the body's plane of symmetry)", None
     pairs, unpaired = label_pairs(labels)
-    if plans.get(PAIRS_KEY) and not unpaired and not entry.get("previous_stage"):
+    if mirror_pairs_of(plans) and not unpaired and not entry.get("previous_stage"):
         return [axis], f"anatomical mirroring: {_swap_note(pairs)}", axis
     if entry.get("previous_stage"):
         why = "a cascade stage's one-hot input channels are not swapped"
-    elif PAIRS_KEY not in plans and not unpaired and plans.get("label_mode", "softmax") == "softmax":
+    elif mirror_pairs_of(plans) is None and not unpaired and label_mode_of(plans) == "softmax":
         why = "the plan predates left/right pair swapping (no mirror_pairs): re-plan to mirror with swapped pairs"
     else:
-        why = _unpaired_note(labels, plans.get("label_mode", "softmax") == "softmax")
+        why = _unpaired_note(labels, label_mode_of(plans) == "softmax")
     return [], f"anatomical mirroring: none (labels are lateralised: {_name_list(lateral)}; {why})", None
 
 
@@ -185,18 +193,17 @@ def plan_mirror_pairs(labels: dict, label_mode: str) -> list[list[int]]:
 
 def training_swap(plans: dict, entry: dict) -> tuple[int, np.ndarray] | None:
     """(axis, label value table) when the configuration's flip along that axis swaps left/right pairs, else None."""
-    axis, pairs = entry.get(SWAP_KEY), plans.get(PAIRS_KEY) or []
+    axis, pairs = entry.get(SWAP_KEY), mirror_pairs_of(plans) or []
     if axis is None or not pairs:
         return None
-    largest = max([int(max(pair)) for pair in pairs] + [int(plans.get("ignore_label") or 0)])
+    largest = max([int(max(pair)) for pair in pairs] + [ignore_label_of(plans) or 0])
     return int(axis), value_swap_table(pairs, largest)
 
 
 def inference_swap(plans: dict, entry: dict) -> tuple[int, tuple[int, ...]] | None:
     """(axis, output channel order) for TTA when the configuration's flip along that axis swaps pairs, else None."""
     axis = entry.get(SWAP_KEY)
-    order = output_swap_order(plans.get("outputs") or {}, plans.get(PAIRS_KEY) or [],
-                              str(plans.get("label_mode", "softmax")))
+    order = output_swap_order(outputs_of(plans), mirror_pairs_of(plans) or [], label_mode_of(plans))
     if axis is None or order is None:
         return None
     return int(axis), tuple(order)

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from segkit.planning.architecture import count_blocks
 from segkit.planning.device_memory import summary_line
-from segkit.plans import oblique_inputs_of, training_orientations_of
+from segkit.plans import (
+    canonical_orientation_of,
+    channel_names_of,
+    configurations_of,
+    dataset_name_of,
+    ignore_label_of,
+    label_mode_of,
+    memory_model_of,
+    normalization_of,
+    num_channels_of,
+    oblique_inputs_of,
+    outputs_of,
+    planned_budget_of,
+    training_orientations_of,
+)
 
 
 def format_bytes(num_bytes: float) -> str:
@@ -46,15 +60,16 @@ def configuration_summary(name: str, entry: dict) -> str:
 def plans_summary(plans: dict) -> str:
     """All configurations of a plan, plus the dataset-level choices."""
     norms = ", ".join(f"{name}: {n['scheme']}{' (nonzero mask)' if n.get('use_nonzero_mask') else ''}"
-                      for name, n in zip(plans["channel_names"], plans["normalization"]))
-    header = (f"dataset {plans['dataset_name']}: {plans['num_channels']} channel(s), "
-              f"{len(plans['outputs'])} {'regions' if plans['label_mode'] == 'sigmoid' else 'classes'}, "
-              f"budget {format_bytes(plans['gpu_memory_bytes'])} ({plans['device']})\n  normalisation: {norms}")
-    if "memory_model" in plans:
-        header += "\n  " + summary_line(plans["memory_model"])
-    seen = (plans.get("training_orientations") or {}).get("codes")
+                      for name, n in zip(channel_names_of(plans) or [], normalization_of(plans) or []))
+    budget, device = planned_budget_of(plans)
+    header = (f"dataset {dataset_name_of(plans)}: {num_channels_of(plans)} channel(s), "
+              f"{len(outputs_of(plans))} {'regions' if label_mode_of(plans) == 'sigmoid' else 'classes'}, "
+              f"budget {format_bytes(budget)} ({device})\n  normalisation: {norms}")
+    if (memory_model := memory_model_of(plans)) is not None:
+        header += "\n  " + summary_line(dict(memory_model))
+    seen = training_orientations_of(plans).get("codes")
     stored = ", ".join(f"{code} x{count}" for code, count in seen.items()) if seen else "unknown"
-    frame = plans.get("canonical_orientation")
+    frame = canonical_orientation_of(plans)
     if frame == "LPS":
         header += (f"\n  orientation: every image reoriented to LPS (stored: {stored}); "
                    "per-axis values below are in that order")
@@ -66,6 +81,6 @@ def plans_summary(plans: dict) -> str:
                        f"{limit:g} is resampled onto the axis-aligned grid at prediction")
     else:
         header += f"\n  orientation: arrays fed as stored ({frame or 'legacy plan without canonical_orientation'})"
-    if plans.get("ignore_label") is not None:
-        header += f"\n  sparse annotation: label {plans['ignore_label']} = ignore (unannotated, never an output)"
-    return "\n\n".join([header] + [configuration_summary(n, e) for n, e in plans["configurations"].items()])
+    if (ignore := ignore_label_of(plans)) is not None:
+        header += f"\n  sparse annotation: label {ignore} = ignore (unannotated, never an output)"
+    return "\n\n".join([header] + [configuration_summary(n, e) for n, e in configurations_of(plans).items()])

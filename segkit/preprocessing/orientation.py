@@ -37,7 +37,7 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.io.image import Geometry
-from segkit.plans import oblique_inputs_of, training_orientations_of
+from segkit.plans import canonical_orientation_of, oblique_inputs_of, training_orientations_of
 
 CANONICAL = "LPS"
 AS_STORED = "as_stored"
@@ -220,7 +220,7 @@ def oblique_degrees(direction: Sequence[float]) -> float:
 
 def plans_orientation(plans: dict) -> str | None:
     """The plans' canonical orientation: 'LPS', 'as_stored', or None for a plan made before orientation."""
-    value = plans.get(PLANS_KEY)
+    value = canonical_orientation_of(plans)
     if value is None:
         return None
     if value not in (CANONICAL, AS_STORED):

@@ -18,10 +18,10 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.plans import configuration_entry as plans_configuration_entry
-from segkit.plans import label_mode_of
+from segkit.plans import label_mode_of, normalization_of, outputs_of, preprocessing_fields
 from segkit.preprocessing.crop import crop_to_nonzero, paste_into_box
 from segkit.preprocessing.normalize import check_normalization, normalize_channels
-from segkit.preprocessing.orientation import PLANS_KEY, Reorientation, plans_orientation, plans_reorientation
+from segkit.preprocessing.orientation import Reorientation, plans_orientation, plans_reorientation
 from segkit.preprocessing.resample import (
     DEFAULT_ANISOTROPY_THRESHOLD,
     new_shape_for_spacing,
@@ -44,17 +44,8 @@ def configuration_entry(plans: dict, config: str) -> dict:
 
 def preprocessing_fingerprint(plans: dict, config: str) -> str:
     """sha256 of every plans field that changes the preprocessed arrays of a configuration."""
-    entry = configuration_entry(plans, config)
-    relevant = {"version": PREPROCESSING_VERSION, "normalization": plans.get("normalization"),
-                "label_mode": plans.get("label_mode"), "outputs": plans.get("outputs"),
-                "labels": plans.get("labels"), "target_spacing": entry["target_spacing"],
-                "resampling": entry.get("resampling")}
-    if PLANS_KEY in plans:   # absent for legacy plans, whose preprocessed cases stay valid
-        relevant[PLANS_KEY] = plans[PLANS_KEY]
-    if plans.get("ignore_label") is not None:   # only then: earlier plans keep their hash
-        relevant["ignore_label"] = plans["ignore_label"]
-    if entry.get("keep_spacing_axes"):
-        relevant["keep_spacing_axes"] = entry["keep_spacing_axes"]
+    configuration_entry(plans, config)   # the target spacing checked
+    relevant = {"version": PREPROCESSING_VERSION, **preprocessing_fields(plans, config)}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
@@ -101,7 +92,7 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
     if images.ndim != 4:
         raise ValueError(f"images must be (C, z, y, x), got shape {images.shape}")
     reorientation = plans_reorientation(plans, direction, 3)
-    normalization = check_normalization(plans.get("normalization"), images.shape[0])
+    normalization = check_normalization(normalization_of(plans), images.shape[0])
     order, threshold = resampling_settings(entry)
     # the crop's copy gathers the canonical order: reorienting costs no extra pass
     cropped, seg, box = crop_to_nonzero(images, labels, reorientation)
@@ -159,7 +150,7 @@ def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, confi
 
 def output_masks(plans: dict) -> dict[str, list[int]]:
     """Label values per class_locations key: label value for softmax, region name for sigmoid plans."""
-    outputs = plans.get("outputs") or {}
+    outputs = outputs_of(plans)
     if label_mode_of(plans) == "sigmoid":
         return {str(name): [int(v) for v in values] for name, values in outputs.items()}
     values = sorted({int(v) for vs in outputs.values() for v in vs} - {0})

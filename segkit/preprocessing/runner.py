@@ -9,7 +9,7 @@ from pathlib import Path
 from segkit.console import progress_bar
 from segkit.errors import UserError
 from segkit.io.dataset import load_dataset, training_cases
-from segkit.plans import read_plans_json
+from segkit.plans import configurations_of, has_configurations, normalization_of, num_channels_of, read_plans_json
 from segkit.preprocessing.normalize import check_normalization
 from segkit.preprocessing.pipeline import configuration_entry, preprocessing_fingerprint
 from segkit.preprocessing.store import CaseTask, is_complete, make_tasks, preprocess_case, reuse_case
@@ -30,13 +30,13 @@ class PreprocessSummary:
 def load_plans(path: Path, configs: list[str]) -> dict:
     """Read plans.json and check the parts preprocessing needs, naming the file on any problem."""
     plans = read_plans_json(path, "plans file")
-    if not isinstance(plans, dict) or not isinstance(plans.get("configurations"), dict):
+    if not isinstance(plans, dict) or not has_configurations(plans):
         raise UserError("not a segkit plans file (no 'configurations')", path)
     try:
         for config in configs:
             configuration_entry(plans, config)
-        num_channels = int(plans.get("num_channels", len(plans.get("normalization") or [])))
-        check_normalization(plans.get("normalization"), num_channels, str(path))
+        num_channels = num_channels_of(plans, default=len(normalization_of(plans) or []))
+        check_normalization(normalization_of(plans), num_channels, str(path))
     except UserError as err:
         if err.path is None:
             raise UserError(str(err), path) from None
@@ -71,8 +71,8 @@ def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | 
         raise UserError(f"plans.json not found in {work}: run `segkit plan {dataset}` first")
     plans_file = Path(plans_file) if plans_file else plans_path(work)
     plans = load_plans(plans_file, configs)
-    if int(plans.get("num_channels", info.num_channels)) != info.num_channels:
-        raise UserError(f"plans are for {plans['num_channels']} channels, the dataset has {info.num_channels}", plans_file)
+    if (planned := num_channels_of(plans, default=info.num_channels)) != info.num_channels:
+        raise UserError(f"plans are for {planned} channels, the dataset has {info.num_channels}", plans_file)
     cases = training_cases(info)
     if not cases:
         raise UserError("no training cases found", info.root)
@@ -98,7 +98,7 @@ def earlier_folders(work: Path, plans: dict, configs: list[str]) -> dict[str, Pa
     3d_fullres's finished cases instead of recomputing them.
     """
     folders: dict[str, Path] = {}
-    for config in plans.get("configurations") or {}:
+    for config in configurations_of(plans):
         folder = preprocessed_dir(work, config)
         if config not in configs and folder.is_dir():
             folders.setdefault(preprocessing_fingerprint(plans, config), folder)

@@ -22,6 +22,7 @@ from segkit.errors import UserError
 from segkit.io.dataset import CaseFiles
 from segkit.io.image import read_image
 from segkit.jsonio import atomic_path, read_json
+from segkit.plans import ignore_label_of, labels_of
 from segkit.preprocessing.pipeline import (
     preprocess_arrays,
     preprocessing_fingerprint,
@@ -115,12 +116,12 @@ def case_seed(case_id: str) -> int:
 
 
 def declared_label_values(plans: dict) -> list[int]:
-    """Every label value plans["labels"] declares (integers or region lists), plus the ignore value."""
+    """Every label value the plans' labels declare (integers or region lists), plus the ignore value."""
     values: set[int] = set()
-    for value in (plans.get("labels") or {}).values():
+    for value in labels_of(plans).values():
         values.update(int(v) for v in (value if isinstance(value, list) else [value]))
-    if plans.get("ignore_label") is not None:
-        values.add(int(plans["ignore_label"]))
+    if (ignore := ignore_label_of(plans)) is not None:
+        values.add(ignore)
     return sorted(values)
 
 
@@ -144,8 +145,8 @@ def preprocess_case(task: CaseTask) -> str:
     properties = {"case_id": task.case.case_id, "geometry": geometry, **properties,
                   "class_locations": sample_class_locations(seg, task.plans, case_seed(task.case.case_id)),
                   "preprocessing_sha256": task.plans_hash}
-    if task.plans.get("ignore_label") is not None:
-        properties["annotated_locations"] = sample_annotated_locations(seg, int(task.plans["ignore_label"]),
+    if (ignore := ignore_label_of(task.plans)) is not None:
+        properties["annotated_locations"] = sample_annotated_locations(seg, ignore,
                                                                        case_seed(task.case.case_id))
     data_path, seg_path, json_path = case_paths(task.out_dir, task.case.case_id)
     save_array(data_path, data)

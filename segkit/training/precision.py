@@ -3,7 +3,7 @@
 `--precision auto` (default): on CUDA bf16 where supported, else fp16 with a GradScaler (as
 before). On a CPU the same rule as `segkit predict`'s auto (`segkit.inference.acceleration.
 cpu_auto_precision`): bf16 only where bf16 was measured harmless to a trained model's label maps
-(BF16_CPU_EVIDENCE, docs/benchmarks.md "bf16 vs fp32 inference on trained real-data models") and
+(BF16_CPU_EVIDENCE, docs/benchmarks/precision.md) and
 the CPU computes it in hardware (AMX tiles or AVX512-BF16; a training step of the brain-structures
 U-Nets was 1.3-1.8x faster there); float32 otherwise, so a model trained on one CPU does not
 depend on that CPU's instruction set. `--precision bf16` asks for it explicitly. Autocast keeps

@@ -18,12 +18,16 @@ from segkit.networks import build_network
 from segkit.planning.mirroring import SWAP_KEY, anatomical_mirror_axes, without_pair_swap
 from segkit.plans import (
     configuration_entry,
+    configurations_of,
     label_mode_of,
     network_in_channels,
+    num_channels_of,
+    num_outputs_of,
     previous_stage_of,
     read_plans_dict,
     read_plans_json,
     slice_axis_of,
+    with_configuration,
     write_plans,
 )
 from segkit.training import distributed as dd
@@ -81,7 +85,7 @@ def _previous_fit(models: Path, configuration: str, source_sha: str) -> dict | N
     copy_path = plans_path(models)
     if not copy_path.is_file():
         return None
-    previous = read_plans_json(copy_path, "model plans copy").get("configurations", {}).get(configuration, {})
+    previous = configurations_of(read_plans_json(copy_path, "model plans copy")).get(configuration, {})
     for key in ("memory_fit", "training_fit"):
         if previous.get(key, {}).get("source_plans_sha256") == source_sha:
             return previous
@@ -96,7 +100,7 @@ def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_ty
     if request.pretrained or request.resume:   # a fit would change the architecture the weights belong to
         return entry
     autocast, _ = make_autocast(torch.device(device_type), precision)
-    chosen, record = fit_to_cpu_budget(entry, network_in_channels(plans, request.configuration), plans["num_outputs"],
+    chosen, record = fit_to_cpu_budget(entry, network_in_channels(plans, request.configuration), num_outputs_of(plans),
                                        request.time_budget_min * 60,
                                        build_network, log=lambda m: print(m, flush=True), min_width=min_width,
                                        autocast=autocast, startup_s=startup_s)
@@ -117,7 +121,7 @@ def _memory_fitted_entry(plans: dict, configuration: str, entry: dict, recipe: R
 
     def probe(candidate: dict) -> dict:
         """The probe steps at this rank's share of the candidate's batch."""
-        return memory_backoff.probe_step(candidate, network_in_channels(plans, configuration), plans["num_outputs"],
+        return memory_backoff.probe_step(candidate, network_in_channels(plans, configuration), num_outputs_of(plans),
                                          label_mode_of(plans), recipe,
                                          dd.per_rank_batch_size(candidate["batch_size"], info), device, autocast,
                                          build_network)
@@ -154,9 +158,7 @@ def _mirrored_entry(plans: dict, entry: dict, recipe: Recipe) -> tuple[dict, str
 
 def _write_model_dir(models: Path, plans: dict, configuration: str, entry: dict, dataset: Path) -> None:
     """Copy plans.json (with the trained configuration entry) and dataset.json into the model dir."""
-    plans_copy = copy.deepcopy(plans)
-    plans_copy["configurations"][configuration] = entry
-    write_plans(plans_path(models), plans_copy)
+    write_plans(plans_path(models), with_configuration(plans, configuration, entry))
     dataset_json = dataset / "dataset.json"
     if dataset_json.is_file():
         with atomic_path(model_dataset_path(models), suffix=".json") as tmp:
@@ -165,7 +167,7 @@ def _write_model_dir(models: Path, plans: dict, configuration: str, entry: dict,
 
 def _open_cases(folder: Path, ids: list[str], plans: dict, entry: dict) -> list:
     """Open (memory-map) cases, slice axis first for 2D configurations."""
-    cases = [open_case(folder, c, plans.get("num_channels")) for c in ids]
+    cases = [open_case(folder, c, num_channels_of(plans)) for c in ids]
     slice_axis = slice_axis_of(entry)
     if slice_axis is not None:
         cases = [with_slice_axis_first(c, slice_axis) for c in cases]
@@ -197,7 +199,7 @@ def predicts_validation(request: TrainRequest, plans: dict, fold: int | None) ->
     if request.predict_validation is not None:
         return request.predict_validation
     return previous_stage_of(plans, request.configuration) is not None or any(
-        previous_stage_of(plans, name) == request.configuration for name in plans["configurations"])
+        previous_stage_of(plans, name) == request.configuration for name in configurations_of(plans))
 
 
 @dataclasses.dataclass

@@ -29,7 +29,7 @@ from segkit.models.folder import find_folds
 from segkit.models.nnunet import is_nnunet_model_folder
 from segkit.models.resolve import resolve_model
 from segkit.models.unpack import is_model_package
-from segkit.plans import read_plans_json
+from segkit.plans import channel_names_of, read_plans_json
 from segkit.training.finetune_options import FINETUNE_LR_FACTOR
 from segkit.training.recipe import Recipe
 from segkit.workdir import is_work_dir, plans_path
@@ -205,8 +205,8 @@ def load_pretrained(model: torch.nn.Module, source: PretrainedSource, target_pla
                         "differs (heads re-initialised)" if source.plans else "unknown: no plans.json beside the "
                         "checkpoint (heads re-initialised)")
     first_conv = input_conv_key(ours, spatial_dims)
-    source_names = source.plans.get("channel_names") if source.plans else None
-    target_names = target_plans.get("channel_names")
+    source_names = channel_names_of(source.plans) if source.plans else None
+    target_names = channel_names_of(target_plans)
     new_state = {}
     for name, tensor in ours.items():
         if name.startswith(HEAD_PREFIX) and not same_labels:

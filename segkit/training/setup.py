@@ -8,9 +8,12 @@ from pathlib import Path
 import torch
 
 from segkit.plans import (
+    ignore_label_of,
     label_mode_of,
     network_in_channels,
+    num_outputs_of,
     output_label_values,
+    outputs_of,
     previous_stage_classes,
     previous_stage_of,
     spatial_dims_of,
@@ -67,6 +70,11 @@ class TrainSetup:
         return network_in_channels(self.plans, self.configuration)
 
     @property
+    def num_outputs(self) -> int:
+        """Network output channels (classes + background, or regions)."""
+        return num_outputs_of(self.plans)
+
+    @property
     def previous_classes(self) -> list[list[int]] | None:
         """A cascade stage's one-hot channels (label values each), None for a stage without a previous one."""
         return previous_stage_classes(self.plans) if previous_stage_of(self.plans, self.configuration) else None
@@ -84,13 +92,12 @@ class TrainSetup:
     @property
     def ignore_label(self) -> int | None:
         """Label value of unannotated voxels (sparse annotation), or None."""
-        value = self.plans.get("ignore_label")
-        return int(value) if value is not None else None
+        return ignore_label_of(self.plans)
 
     @property
     def output_names(self) -> list[str]:
         """Names of the foreground outputs, in order."""
-        return list(self.plans["outputs"].keys())
+        return list(outputs_of(self.plans))
 
     def recipe_record(self) -> dict:
         """The recipe as schedule.json records it: every field, the reason, the overridden fields."""

@@ -115,7 +115,7 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     torch.manual_seed(setup.seed)        # identical initial weights on every rank
     plans, entry, device, recipe = setup.plans, setup.config_entry, setup.device, setup.recipe
     patch = list(entry["patch_size"])
-    model = build_network(entry["architecture"], setup.in_channels, plans["num_outputs"]).to(device)
+    model = build_network(entry["architecture"], setup.in_channels, setup.num_outputs).to(device)
     model = speed.apply_to_model(model, setup.speed, setup.spatial_dims, device)
     ds_scales = deep_supervision_scales(model, setup.in_channels, patch, device)
     optimizer = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
@@ -225,7 +225,7 @@ def run_validation(run: Run) -> dict:
     started = time.monotonic()
     fraction = run.state.schedule.validation_fraction if run.state.schedule else 1.0
     cases = sampled_cases(run.val_cases, run.patch, fraction, setup.seed) if fraction < 1 else run.val_cases
-    counts = validate(run.model, cases, run.patch, setup.spatial_dims, setup.plans["num_outputs"],
+    counts = validate(run.model, cases, run.patch, setup.spatial_dims, setup.num_outputs,
                       setup.label_mode, lambda seg: run.to_target(seg=seg)["target"], run.val_loss_fn, setup.device,
                       setup.precision)
     # sampled regions lie around the structures and overstate the whole-case Dice: say which it was
@@ -371,7 +371,7 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
     return {
         "format": ckpt.FORMAT, "network_state": model.state_dict(),
         "architecture": setup.config_entry["architecture"], "in_channels": setup.in_channels,
-        "num_outputs": setup.plans["num_outputs"], "configuration": setup.configuration,
+        "num_outputs": setup.num_outputs, "configuration": setup.configuration,
         "plans_sha256": ckpt.plans_sha256(setup.config_entry), "epoch": state.epoch - 1,
         "optimizer_state": optimizer.state_dict(), "scaler_state": scaler.state_dict() if scaler else {},
         "step": state.step, "best_dice": state.best_dice, "stale": state.stale,

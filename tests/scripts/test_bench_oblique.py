@@ -78,3 +78,12 @@ def test_scores_count_absent_classes_and_agreement_in_the_foreground_union(bench
     assert foreground == 1.0 and alike == pytest.approx(0.5)   # same foreground, half of it labelled alike
     empty = np.zeros_like(truth)
     assert bench.agreement(empty, truth)[0] == 0.0 and bench.agreement(empty, empty) == (0.0, 1.0)
+
+
+def test_shift_control_moves_the_lattice_only(bench):
+    image = labelled_volume()
+    reference = bench.shifted_reference(image, 0.5)
+    assert reference.GetDirection() == image.GetDirection() and reference.GetSpacing() == image.GetSpacing()
+    assert list(reference.GetSize()) == [n + 2 for n in image.GetSize()]   # covers the image with a voxel to spare
+    moved = np.asarray(reference.TransformIndexToPhysicalPoint([1, 1, 1]))
+    assert np.allclose(moved, np.asarray(image.TransformIndexToPhysicalPoint([0, 0, 0])) + 0.5)
