@@ -225,24 +225,38 @@ class Journal:
                        "next_attempt_at = 0, updated_at = ? WHERE key = ?", (seg_uid, seconds, now, key))
         return True
 
-    def sent(self, key: str, seconds: float) -> None:
-        """sending -> done."""
+    def sent(self, key: str, seconds: float, generation: int | None = None) -> bool:
+        """sending -> done; False (nothing changes) when the unit was reopened since the sent SEG was made.
+
+        With `generation` the SEG that went out must be the unit's current one: a series that grew
+        while its older SEG was being sent is segmented again, and that newer SEG must still go out.
+        """
         now = time.time()
+        current = "" if generation is None else " AND generation = ?"
         with self._transaction() as db:
-            db.execute("UPDATE units SET state = 'done', send_seconds = ?, reason = NULL, updated_at = ? "
-                       "WHERE key = ? AND state = 'sending'", (seconds, now, key))
-            db.execute("INSERT INTO events (at, key, kind, message) VALUES (?, ?, 'done', 'sent')", (now, key))
+            done = db.execute("UPDATE units SET state = 'done', send_seconds = ?, reason = NULL, updated_at = ? "
+                              f"WHERE key = ? AND state = 'sending'{current}",
+                              (seconds, now, key, *(() if generation is None else (generation,)))).rowcount > 0
+            if done:
+                db.execute("INSERT INTO events (at, key, kind, message) VALUES (?, ?, 'done', 'sent')", (now, key))
+        return done
 
     def attempt_failed(self, key: str, state: str, reason: str, max_attempts: int, delay: float,
-                       permanent: bool = False) -> str:
-        """Count a failed try in state ('predicting' or 'sending'); retry after delay or fail for good. The new state."""
+                       permanent: bool = False, generation: int | None = None) -> str:
+        """Count a failed try in state ('predicting' or 'sending'); retry after delay or fail for good. The new state.
+
+        With `generation` (a send's), a unit reopened since its SEG was made is left as it is (its
+        state is returned): the failed SEG is stale, and the grown series is segmented again.
+        """
         now = time.time()
         column = "attempts" if state == "predicting" else "send_attempts"
         retry_state = "queued" if state == "predicting" else "sending"
         with self._transaction() as db:
-            row = db.execute(f"SELECT {column} FROM units WHERE key = ?", (key,)).fetchone()
+            row = db.execute(f"SELECT {column}, state, generation FROM units WHERE key = ?", (key,)).fetchone()
             if row is None:
                 return "missing"
+            if generation is not None and (row["state"] != "sending" or row["generation"] != generation):
+                return str(row["state"])
             tries = row[0] + 1
             new_state = "failed" if permanent or tries >= max_attempts else retry_state
             db.execute(f"UPDATE units SET state = ?, {column} = ?, reason = ?, next_attempt_at = ?, updated_at = ? "

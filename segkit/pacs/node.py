@@ -207,7 +207,7 @@ class Node:
             self._deliver(unit.key, path)
         except FileNotFoundError:
             self.journal.attempt_failed(unit.key, "predicting", "result file missing from the outbox",
-                                        self.config.retry.max_attempts, 0)
+                                        self.config.retry.max_attempts, 0, generation=unit.generation)
             return
         except (SendError, ValueError, OSError) as err:   # unreachable, refused, or an outbox file pydicom cannot read
             # a destination that cannot be reached is not this result's fault: it waits in the outbox until the
@@ -215,11 +215,16 @@ class Node:
             unreachable = isinstance(err, SendError) and err.unreachable
             limit = sys.maxsize if unreachable else self.config.retry.max_attempts
             state = self.journal.attempt_failed(unit.key, "sending", str(err), limit,
-                                                self.config.retry.delay(unit.send_attempts + 1))
+                                                self.config.retry.delay(unit.send_attempts + 1),
+                                                generation=unit.generation)
             LOG.warning("sending %s: %s (%s; try %d %s)", unit.key, err, state, unit.send_attempts + 1,
                         "until the destination returns" if unreachable else f"of {self.config.retry.max_attempts}")
             return
-        self.journal.sent(unit.key, time.perf_counter() - start)
+        if not self.journal.sent(unit.key, time.perf_counter() - start, unit.generation):
+            # the series grew while this SEG went out: its newer SEG (maybe already in the outbox) goes out next
+            LOG.info("sent an older SEG %s of %s; the series grew meanwhile and is segmented again",
+                     unit.seg_uid, unit.key)
+            return
         LOG.info("sent SEG %s of %s", unit.seg_uid, unit.key)
         if not self.config.keep_files:   # delivered: a re-prediction would write it again
             path.unlink(missing_ok=True)

@@ -142,3 +142,26 @@ def test_retry_failed_puts_units_back_to_sending_or_queued_and_refuses_unknown_k
     moved = journal.retry_failed([], lambda key: True)
     assert moved == {"sending": [predicted.key], "queued": [other.key], "unknown": []}
     assert journal.unit(predicted.key).send_attempts == 0 and journal.unit(other.key).reason is None
+
+
+def test_a_seg_sent_after_its_series_grew_neither_finishes_nor_fails_the_grown_series(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    _received(journal)                                      # a transfer cut short by a crash: 2 of its instances
+    journal.queue_quiet(0.0)
+    unit = journal.claim("queued", "predicting")
+    journal.predicted(unit.key, unit.generation, "2.25.1", 1.0)
+    stale = journal.claim("sending", "sending")             # the send thread starts sending the partial SEG
+    assert stale is not None
+    _received(journal, sops=("1.3",))                       # ... while the sender completes the series
+    assert journal.unit("1.2.3").state == "receiving"
+    # the partial SEG's send failing must not put the unit back to sending its old SEG
+    assert journal.attempt_failed(stale.key, "sending", "refused", 5, 0, generation=stale.generation) == "receiving"
+    journal.queue_quiet(0.0)
+    grown = journal.claim("queued", "predicting")
+    assert grown is not None and grown.instances == 3
+    journal.predicted(grown.key, grown.generation, "2.25.1", 1.0)
+    # the partial SEG's send finishing late must not mark the grown series done before its own SEG went out
+    assert journal.sent(stale.key, 0.1, stale.generation) is False
+    assert journal.unit("1.2.3").state == "sending"
+    assert journal.sent(grown.key, 0.1, grown.generation) is True
+    assert journal.unit("1.2.3").state == "done"
