@@ -54,6 +54,8 @@ class Node:
         removed = self.storage.remove_partial_files()
         self.journal = Journal(config.journal_path)
         recovered = self.journal.recover()
+        if not config.keep_files:
+            removed += self._drop_delivered_outbox()
         if removed or recovered["predicting"] or recovered["sending"]:
             LOG.info("recovered after a restart: %d partial file(s) removed, %d prediction(s) re-queued, "
                      "%d result(s) to send", removed, recovered["predicting"], recovered["sending"])
@@ -229,6 +231,16 @@ class Node:
         if not self.config.keep_files:   # delivered: a re-prediction would write it again
             path.unlink(missing_ok=True)
         self._sweep()
+
+    def _drop_delivered_outbox(self) -> int:
+        """Delete outbox SEGs of units already done (a kill between the journal's 'sent' and the unlink); how many."""
+        dropped = 0
+        for path in self.storage.outbox.glob("*.dcm"):
+            unit = self.journal.unit(path.stem)
+            if unit is None or unit.state == "done":
+                path.unlink(missing_ok=True)
+                dropped += 1
+        return dropped
 
     def _sweep(self) -> None:
         """Delete the files of units done for longer than retain_minutes (never with keep_files).

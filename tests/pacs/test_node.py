@@ -313,6 +313,27 @@ def test_below_the_disk_floor_instances_get_out_of_resources(tmp_path, one_chann
         node.stop()
 
 
+def test_a_restart_drops_outbox_segs_already_delivered_and_keeps_those_still_to_send(tmp_path, one_channel_model):
+    # a kill between the journal's 'sent' and the outbox unlink leaves a delivered SEG behind
+    config = load_config(node_config(tmp_path / "n.toml", tmp_path / "s", free_port(), one_channel_model, None))
+    first = Node(config)
+    for key in ("1.2.delivered", "1.2.waiting"):
+        first.journal.instance_arrived(key, "9.9", f"incoming/9.9/{key}", "1.1")
+    first.journal.queue_quiet(0.0)
+    for _ in range(2):
+        unit = first.journal.claim("queued", "predicting")
+        assert unit is not None and first.journal.predicted(unit.key, unit.generation, "2.25.1", 0.1)
+        first.storage.outbox_path(unit.key).write_bytes(b"SEG")
+    assert first.journal.sent("1.2.delivered", 0.1)
+    first.journal.close()
+    second = Node(config)
+    try:
+        assert not second.storage.outbox_path("1.2.delivered").exists()
+        assert second.storage.outbox_path("1.2.waiting").read_bytes() == b"SEG"
+    finally:
+        second.journal.close()
+
+
 @pytest.mark.slow
 def test_results_wait_while_the_destination_is_down_and_arrive_after(tmp_path, one_channel_model):
     # the 60 s outage, shortened to ~6 s: the back-off (0.5 s doubling to 2 s) is configured for the test;
