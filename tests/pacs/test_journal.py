@@ -12,6 +12,16 @@ def _received(journal: Journal, key: str = "1.2.3", sops=("1.1", "1.2")) -> None
         journal.instance_arrived(key, "9.9", f"incoming/9.9/{key}", sop)
 
 
+def _done(journal: Journal):
+    """A unit received, predicted and sent (state done); the unit as predicted."""
+    _received(journal)
+    journal.queue_quiet(0.0)
+    unit = journal.claim("queued", "predicting")
+    assert unit is not None and journal.predicted(unit.key, unit.generation, "2.25.1", 1.0)
+    assert journal.sent(unit.key, 0.1)
+    return unit
+
+
 def test_a_unit_goes_from_receiving_to_done_after_quiet(tmp_path):
     journal = Journal(tmp_path / "j.sqlite")
     _received(journal)
@@ -41,11 +51,7 @@ def test_state_survives_reopening_and_recovery_requeues_interrupted_predictions(
 
 def test_resent_instances_change_nothing_and_new_ones_reopen_a_done_unit(tmp_path):
     journal = Journal(tmp_path / "j.sqlite")
-    _received(journal)
-    journal.queue_quiet(0.0)
-    unit = journal.claim("queued", "predicting")
-    journal.predicted(unit.key, unit.generation, "2.25.1", 1.0)
-    journal.sent(unit.key, 0.1)
+    _done(journal)
     assert journal.instance_arrived("1.2.3", "9.9", "f", "1.1") is False
     assert journal.unit("1.2.3").state == "done"
     assert journal.instance_arrived("1.2.3", "9.9", "f", "1.9") is True
@@ -115,11 +121,7 @@ def test_a_read_only_view_sees_the_running_node_and_cannot_write(tmp_path):
 
 def test_a_known_instance_with_other_content_reopens_a_done_unit_once(tmp_path):
     journal = Journal(tmp_path / "j.sqlite")
-    _received(journal)
-    journal.queue_quiet(0.0)
-    unit = journal.claim("queued", "predicting")
-    journal.predicted(unit.key, unit.generation, "2.25.1", 1.0)
-    journal.sent(unit.key, 0.1)
+    unit = _done(journal)
     assert journal.instance_arrived("1.2.3", "9.9", "f", "1.1", changed=True) is True
     reopened = journal.unit("1.2.3")
     assert reopened.state == "receiving" and reopened.instances == 2 and reopened.generation == unit.generation + 1
