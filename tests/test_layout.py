@@ -31,8 +31,8 @@ NOT_YET_MIRRORED = {
     "segkit/models/choice.py", "segkit/models/nnunet_checkpoint.py", "segkit/models/unpack.py",
     "segkit/networks/families/unet.py", "segkit/networks/measurement/measure.py",
     "segkit/networks/measurement/measure_process.py", "segkit/pacs/receive.py", "segkit/pacs/send.py",
-    "segkit/phantom.py", "segkit/planning/run.py", "segkit/planning/summary.py", "segkit/preprocessing/runner.py",
-    "segkit/training/prepare.py", "segkit/training/setup.py",
+    "segkit/planning/run.py", "segkit/preprocessing/runner.py", "segkit/training/prepare.py",
+    "segkit/training/setup.py",
 }
 
 
@@ -59,7 +59,7 @@ def test_the_lists_name_only_existing_unmirrored_modules() -> None:
     assert stale == [], "drop these from EXEMPT / NOT_YET_MIRRORED (gone, or mirrored now):\n" + "\n".join(stale)
     assert not EXEMPT.keys() & NOT_YET_MIRRORED
     # the debt only shrinks: a new module gets its mirrored file, it does not join the list (lower this with it)
-    assert len(NOT_YET_MIRRORED) <= 23, "give the new module its tests/<package>/test_<module>.py instead"
+    assert len(NOT_YET_MIRRORED) <= 21, "give the new module its tests/<package>/test_<module>.py instead"
 
 
 def test_the_mirror_rule() -> None:
