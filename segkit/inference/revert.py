@@ -19,8 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from segkit.inference.regions import labels_for_plans
+from segkit.plans import PlansLike, configuration_of
 from segkit.preprocessing.oblique import AxisAlignment, channel_images, resample_volume_onto, slab_geometry
-from segkit.preprocessing.pipeline import configuration_entry, outside_fill_values
+from segkit.preprocessing.pipeline import outside_fill_values
 from segkit.preprocessing.resample import DEFAULT_ANISOTROPY_THRESHOLD, linear_axis, nearest_axis, separate_axis
 
 SLAB_BYTES = 128 * 1024 ** 2   # float32 bytes of one member's slab (K x rows x y x x)
@@ -32,13 +33,13 @@ class MemberOutput:
 
     probabilities: np.ndarray
     properties: dict
-    plans: dict
+    plans: PlansLike
     configuration: str
 
     @property
     def coarse_axis(self) -> int | None:
         """Axis resampled with nearest neighbour (as in preprocessing), or None."""
-        settings = configuration_entry(self.plans, self.configuration).get("resampling") or {}
+        settings = configuration_of(self.plans, self.configuration).resampling
         threshold = float(settings.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
         return separate_axis(self.properties["original_spacing"], self.properties["target_spacing"], threshold)
 
@@ -137,7 +138,7 @@ def _stored_order(array: np.ndarray | None, orientation: dict | None) -> np.ndar
     return np.ascontiguousarray(Reorientation.from_json(orientation).from_canonical(array))
 
 
-def labels_on_input_grid(members: Sequence[MemberOutput], plans: dict, keep_probabilities: npt.DTypeLike | None = None,
+def labels_on_input_grid(members: Sequence[MemberOutput], plans: PlansLike, keep_probabilities: npt.DTypeLike | None = None,
                          slab_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Label map (and, when keep_probabilities is a dtype, the mean probabilities) on the original grid.
 
@@ -154,7 +155,7 @@ def labels_on_input_grid(members: Sequence[MemberOutput], plans: dict, keep_prob
     return stored_labels, _stored_order(kept, orientations[0])
 
 
-def map_on_input_grid(volume: np.ndarray, properties: dict, plans: dict, configuration: str,
+def map_on_input_grid(volume: np.ndarray, properties: dict, plans: PlansLike, configuration: str,
                       fill: float = 0.0) -> np.ndarray:
     """A (z', y', x') map in preprocessed space (e.g. an uncertainty) on the input grid: resampled like the
     probabilities, `fill` outside the crop box, the reorientation undone."""
@@ -170,7 +171,7 @@ def map_on_input_grid(volume: np.ndarray, properties: dict, plans: dict, configu
     return stored
 
 
-def _mean_in_stored_order(members: Sequence[MemberOutput], plans: dict,
+def _mean_in_stored_order(members: Sequence[MemberOutput], plans: PlansLike,
                           keep_probabilities: npt.DTypeLike | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Members preprocessed into different frames: average their whole reverted probabilities (more memory)."""
     total: np.ndarray | None = None
@@ -185,7 +186,7 @@ def _mean_in_stored_order(members: Sequence[MemberOutput], plans: dict,
     return labels, total.astype(keep_probabilities, copy=False) if keep_probabilities is not None else None
 
 
-def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabilities: npt.DTypeLike | None,
+def _labels_in_frame(members: Sequence[MemberOutput], plans: PlansLike, keep_probabilities: npt.DTypeLike | None,
                      slab_bytes: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) slab by slab in the members' common preprocessing frame."""
     shape = [int(n) for n in members[0].properties["shape_before_crop"]]
@@ -203,7 +204,7 @@ def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabil
                            slab_bytes)
 
 
-def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int], num_outputs: int, plans: dict,
+def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int], num_outputs: int, plans: PlansLike,
                     keep_probabilities: npt.DTypeLike | None, slab_bytes: int | None
                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) on a grid of `shape`, slab_of(rows) giving each slab's (K, rows, y, x)."""
@@ -223,7 +224,7 @@ def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int]
     return labels, kept
 
 
-def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, plans: dict,
+def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, plans: PlansLike,
                         keep_probabilities: npt.DTypeLike | None = None,
                         slab_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) on the input's own grid from (K, z, y, x) probabilities on the aligned grid.
