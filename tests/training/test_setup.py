@@ -11,13 +11,15 @@ import pytest
 import torch
 from inference_fixtures import tiny_plans
 
+from segkit.plans import Plans
 from segkit.training.recipe import NNUNET
 from segkit.training.setup import TrainSetup
 
 
 def _setup(plans: dict, configuration: str = "3d_fullres", **changes) -> TrainSetup:
-    return TrainSetup(Path("fold_0"), plans, configuration, plans["configurations"][configuration], [], [],
-                      torch.device("cpu"), **changes)
+    typed = Plans.from_json(plans)
+    return TrainSetup(Path("fold_0"), typed, typed.configuration(configuration), [], [], torch.device("cpu"),
+                      **changes)
 
 
 def test_a_softmax_plan_gives_classes_and_background_one_output_per_class():
@@ -38,6 +40,7 @@ def test_a_region_plan_gives_overlapping_regions_and_a_sparse_one_its_ignore_lab
 
 def test_a_cascade_stage_takes_the_previous_stages_one_hot_as_extra_inputs():
     plans = copy.deepcopy(tiny_plans(num_channels=2))
+    plans["configurations"]["3d_lowres"] = plans["configurations"]["3d_fullres"]
     plans["configurations"]["3d_cascade_fullres"] = {**plans["configurations"]["3d_fullres"],
                                                      "previous_stage": "3d_lowres"}
     setup = _setup(plans, "3d_cascade_fullres")
