@@ -13,7 +13,8 @@ took -- and writes pruning.json; the timing is repeated (--repeats) and the mini
 Cross-validated protocol (#25: the level chosen on validation, its Dice reported on other cases):
 `--cases 8 --folds 2 --held-out 2 --epochs 4 --iterations-per-epoch 250` generates 8 cases, splits
 the first 6 into 2 folds (each trained on 3, validated on 3), trains every fold for a fixed number
-of steps (load-independent, unlike --minutes), chooses the level on the 6 validation cases and then
+of steps (load-independent, unlike --minutes; --recipe short-cpu --augment light, what the --minutes
+runs get), chooses the level on the 6 validation cases and then
 scores every level on the last 2 cases, which no fold trained or validated on.
 
 --features/--patch replace the plan's network by the first len(features) stages of its topology
@@ -72,6 +73,7 @@ def train_fixed(dataset: Path, work: Path, fold: int, args: argparse.Namespace) 
     start = time.monotonic()
     segkit("train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", str(fold), "--epochs",
            str(args.epochs), "--iterations-per-epoch", str(args.iterations_per_epoch), "--seed", str(args.seed),
+           "--recipe", args.recipe, "--augment", args.augment,
            *(["--threads", str(args.threads)] if args.threads else []), "--quiet", *args.train_args)
     return time.monotonic() - start
 
@@ -105,6 +107,13 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=0, help="last cases kept out of every fold (with --folds > 1)")
     parser.add_argument("--epochs", type=int, help="fixed epochs instead of --minutes (with --folds > 1)")
     parser.add_argument("--iterations-per-epoch", type=int, default=250)
+    parser.add_argument("--recipe", default="short-cpu", choices=["short-cpu", "nnunet"],
+                        help="training recipe with --epochs (default short-cpu: the recipe the --minutes runs get; "
+                             "without a time budget `segkit train` would pick nnU-Net's, which stays on the "
+                             "all-background plateau for a few thousand CPU steps)")
+    parser.add_argument("--augment", default="light", choices=["light", "full", "fast", "none"],
+                        help="augmentation with --epochs (default light: what --minutes runs get; without a "
+                             "time budget `--augment auto` would be full)")
     parser.add_argument("--train-folds", type=int, help="train (and choose on) only the first N of the K folds")
     parser.add_argument("--checkpoint", default="final", choices=["final", "latest", "best"],
                         help="the checkpoint choose-pruning scores (latest: an interrupted --skip-training run)")
@@ -166,11 +175,14 @@ def cross_validated(args: argparse.Namespace, out: Path, dataset: Path, work: Pa
     loaded = load_model(models, folds=folds, checkpoint=args.checkpoint, device="cpu")
     levels = [row["level"] for row in record["levels"]]
     held = score_levels(loaded, levels, held_out)
+    print(f"training: {args.epochs} epochs x {args.iterations_per_epoch} steps per fold (fixed, recipe {args.recipe},"
+          f" augment {args.augment}); steps per fold {[run['steps'] for run in runs]}, seed {args.seed}")
     print(held_out_table(record, held))
     plans = read_json(models / "plans.json", "plans file")["configurations"][CONFIGURATION]
     result = {"protocol": f"{args.folds}-fold CV over {pool} (folds {folds} trained), held out {held_out}",
               "splits": splits,
               "epochs": args.epochs, "iterations_per_epoch": args.iterations_per_epoch, "seed": args.seed,
+              "recipe": args.recipe, "augment": args.augment,
               "patch_size": plans["patch_size"], "batch_size": plans["batch_size"],
               "features_per_stage": plans["architecture"]["features_per_stage"], "folds": runs,
               "pruning": record, "held_out": held, "pruning_file": str(path), "threads": args.threads,

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from segkit.cli import main
 from segkit.cli.demo_run import MARKER, dice_table, prepare_output
-
-
-def test_demo_refuses_a_folder_it_did_not_make(tmp_path, capsys) -> None:
-    (tmp_path / "precious.txt").write_text("keep me")
-    assert main(["demo", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert str(tmp_path) in err and "Traceback" not in err
-    assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
 def test_demo_reuses_its_own_folder(tmp_path) -> None:
