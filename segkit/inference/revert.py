@@ -123,9 +123,10 @@ def member_slab(member: MemberOutput, rows: slice, fill_values: Sequence[float] 
     return slab
 
 
-def slab_rows(num_outputs: int, shape: Sequence[int], slab_bytes: int = SLAB_BYTES) -> int:
-    """Rows per slab so that one member's float32 slab stays under slab_bytes."""
-    return max(1, int(slab_bytes // max(1, num_outputs * int(shape[1]) * int(shape[2]) * 4)))
+def slab_rows(num_outputs: int, shape: Sequence[int], slab_bytes: int | None = None) -> int:
+    """Rows per slab so that one member's float32 slab stays under slab_bytes (default SLAB_BYTES, read per call)."""
+    limit = SLAB_BYTES if slab_bytes is None else slab_bytes
+    return max(1, int(limit // max(1, num_outputs * int(shape[1]) * int(shape[2]) * 4)))
 
 
 def _stored_order(array: np.ndarray | None, orientation: dict | None) -> np.ndarray | None:
@@ -138,7 +139,7 @@ def _stored_order(array: np.ndarray | None, orientation: dict | None) -> np.ndar
 
 
 def labels_on_input_grid(members: Sequence[MemberOutput], plans: PlansLike, keep_probabilities: npt.DTypeLike | None = None,
-                         slab_bytes: int = SLAB_BYTES) -> tuple[np.ndarray, np.ndarray | None]:
+                         slab_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Label map (and, when keep_probabilities is a dtype, the mean probabilities) on the original grid.
 
     The slabs run over the preprocessing frame (canonical orientation when preprocessing
@@ -175,7 +176,7 @@ def _mean_in_stored_order(members: Sequence[MemberOutput], plans: PlansLike,
     """Members preprocessed into different frames: average their whole reverted probabilities (more memory)."""
     total: np.ndarray | None = None
     for member in members:
-        _, kept = _labels_in_frame([member], plans, np.float32, SLAB_BYTES)
+        _, kept = _labels_in_frame([member], plans, np.float32, None)
         kept = _stored_order(kept, member.properties.get("orientation"))
         assert kept is not None                                 # float32 probabilities were asked for
         total = kept if total is None else np.add(total, kept, out=total)
@@ -186,7 +187,7 @@ def _mean_in_stored_order(members: Sequence[MemberOutput], plans: PlansLike,
 
 
 def _labels_in_frame(members: Sequence[MemberOutput], plans: PlansLike, keep_probabilities: npt.DTypeLike | None,
-                     slab_bytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+                     slab_bytes: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) slab by slab in the members' common preprocessing frame."""
     shape = [int(n) for n in members[0].properties["shape_before_crop"]]
 
@@ -204,7 +205,8 @@ def _labels_in_frame(members: Sequence[MemberOutput], plans: PlansLike, keep_pro
 
 
 def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int], num_outputs: int, plans: PlansLike,
-                    keep_probabilities: npt.DTypeLike | None, slab_bytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+                    keep_probabilities: npt.DTypeLike | None, slab_bytes: int | None
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) on a grid of `shape`, slab_of(rows) giving each slab's (K, rows, y, x)."""
     labels: np.ndarray | None = None
     kept = np.empty((num_outputs, *shape), dtype=keep_probabilities) if keep_probabilities is not None else None
@@ -224,7 +226,7 @@ def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int]
 
 def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, plans: PlansLike,
                         keep_probabilities: npt.DTypeLike | None = None,
-                        slab_bytes: int = SLAB_BYTES) -> tuple[np.ndarray, np.ndarray | None]:
+                        slab_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) on the input's own grid from (K, z, y, x) probabilities on the aligned grid.
 
     Each slab of input rows is a grid of its own (the input's spacing and direction, origin
