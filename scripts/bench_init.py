@@ -32,6 +32,7 @@ from train_bench_common import CONFIGURATION, plan_and_preprocess, segkit  # noq
 from segkit.jsonio import read_json, write_json  # noqa: E402
 from segkit.networks.blocks.init import INIT_SCHEMES  # noqa: E402
 from segkit.phantom_structures import generate_structures_dataset  # noqa: E402
+from segkit.plans import Configuration  # noqa: E402
 from segkit.training.fitting import candidates  # noqa: E402
 from segkit.training.recipe import SHORT_CPU  # noqa: E402
 
@@ -42,9 +43,9 @@ def fixed_configuration(work: Path, init: str) -> dict:
     plans = read_json(plans_file, "plans file")
     entry = plans["configurations"][CONFIGURATION]
     if "fixed_for_benchmark" not in entry:
-        change, entry = list(candidates(entry, SHORT_CPU.min_width))[-1]
-        entry["fixed_for_benchmark"] = change
-    entry["architecture"]["init"] = init
+        change, chosen = list(candidates(Configuration.from_json(CONFIGURATION, entry), SHORT_CPU.min_width))[-1]
+        entry = chosen.as_dict() | {"fixed_for_benchmark": change}
+    entry["architecture"] = {**entry["architecture"], "init": init}
     plans["configurations"][CONFIGURATION] = entry
     write_json(plans_file, plans)
     return entry

@@ -9,7 +9,7 @@ nnU-Net plans a small phantom dataset with 14 declared labels (untimed); its 3d_
 is narrowed to `--features` channels per stage (the same network in both tools, weights copied)
 so that the network's time does not drown the revert. Each tool runs as a CLI, one after the
 other, without TTA, step 0.5, fp32. Memory is sampled every 50 ms over the command's whole process
-tree (nnU-Net's worker processes included), the same function for every tool:
+tree (nnU-Net's worker processes included) by scripts/process_memory.py, the same function for every tool:
 
 - peak PSS (the headline): the largest sum of Pss from /proc/<pid>/smaps_rollup. A page shared by
   n processes counts 1/n in each, so torch's libraries and the pages a forked worker shares with
@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +45,13 @@ from nnunet_bench_common import (  # noqa: E402
     link_into_nnunet_raw,
     machine_line,
     make_models,
+    narrow,
     nnunet_env,
     segkit_command,
     segkit_plans,
     timed,
 )
+from process_memory import measured  # noqa: E402
 
 NUM_CLASSES = 14
 TRAIN_SPACING = (2.0, 1.5, 1.5)
@@ -94,14 +95,6 @@ def ct_volume(path: Path, shape: tuple[int, int, int], seed: int = 7) -> None:
     write_image(volume, geometry, path)
 
 
-def narrow(features: int):
-    """adjust_peer: nnU-Net's 3d_fullres with features, 2x features, ... (capped at 8x) per stage."""
-    def adjust(peer: dict) -> None:
-        kwargs = peer["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
-        kwargs["features_per_stage"] = [min(features * 2 ** s, features * 8) for s in range(len(kwargs["features_per_stage"]))]
-    return adjust
-
-
 def ct_segkit_plans(peer: dict) -> dict:
     """segkit plans with nnU-Net's choices, one channel (z-score, as nnU-Net for a non-CT name) and 14 classes."""
     plans = segkit_plans(peer)
@@ -110,82 +103,6 @@ def ct_segkit_plans(peer: dict) -> dict:
                  outputs={f"organ_{k}": [k] for k in range(1, NUM_CLASSES)},
                  normalization=plans["normalization"][:1])
     return plans
-
-
-MEMORY_FIELDS = ("rss", "pss", "pss_anon")
-SMAPS_KEYS = {"Rss:": "rss", "Pss:": "pss", "Pss_Anon:": "pss_anon"}
-
-
-def _process_memory(pid: int) -> dict[str, int]:
-    """Rss, Pss and Pss_Anon (bytes) of one process from /proc/<pid>/smaps_rollup (zeros once it has exited)."""
-    values = dict.fromkeys(MEMORY_FIELDS, 0)
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as handle:
-            for line in handle:
-                key = SMAPS_KEYS.get(line.split(maxsplit=1)[0]) if line.strip() else None
-                if key:
-                    values[key] = int(line.split()[1]) * 1024
-    except (OSError, IndexError, ValueError):
-        pass
-    return values
-
-
-def _tree_pids(root_pid: int) -> list[int]:
-    """A process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-        except (OSError, IndexError):
-            continue
-    pids, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        todo += children.get(pid, [])
-    return pids
-
-
-def tree_memory(root_pid: int) -> dict[str, int]:
-    """Sums of Rss, Pss and Pss_Anon (bytes) over a process tree: the one measurement used for every tool."""
-    totals = dict.fromkeys(MEMORY_FIELDS, 0)
-    for pid in _tree_pids(root_pid):
-        for key, value in _process_memory(pid).items():
-            totals[key] += value
-    return totals
-
-
-def measured(command: list[str], env: dict | None, label: str, cwd: Path) -> tuple[float, dict[str, int]]:
-    """Run a command in cwd, sampling its process tree; (wall seconds, peak of each summed field). Exits on failure."""
-    print(f"$ {' '.join(command)}", flush=True)
-    start = time.perf_counter()
-    # cwd outside the repository: `python -m segkit` must import the checkout PYTHONPATH names
-    # stdout to a file, not a pipe: a full pipe would stall the tool while we sample
-    log = cwd / f"{label.replace(' ', '_').replace(chr(39), '')}.log"
-    with open(log, "w") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True, cwd=cwd)
-        peaks = dict.fromkeys(MEMORY_FIELDS, 0)
-        while process.poll() is None:
-            for key, value in tree_memory(process.pid).items():
-                peaks[key] = max(peaks[key], value)
-            time.sleep(0.05)
-    seconds = time.perf_counter() - start
-    if process.returncode != 0:
-        print(log.read_text()[-4000:], file=sys.stderr)
-        raise SystemExit(f"{label} failed with exit code {process.returncode}")
-    print(f"  {label}: {seconds:.1f} s, {format_peaks(peaks)}", flush=True)
-    return seconds, peaks
-
-
-def format_peaks(peaks: dict[str, int]) -> str:
-    """'peak PSS 1.23 GiB (anonymous 1.00 GiB), RSS 2.34 GiB'."""
-    gib = 2 ** 30
-    return (f"peak PSS {peaks['pss'] / gib:.2f} GiB (anonymous {peaks['pss_anon'] / gib:.2f} GiB), "
-            f"peak RSS {peaks['rss'] / gib:.2f} GiB")
 
 
 def baseline_source(args: argparse.Namespace, base: Path) -> Path | None:

@@ -170,24 +170,72 @@ def segkit_plans(peer: dict) -> dict:
                 "resampling": {"image_order": 3, "label": "onehot_linear", "anisotropy_threshold": 3.0}}}}
 
 
-def nnunet_to_segkit_state(weights: dict[str, np.ndarray], arch: dict) -> dict:
-    """Map nnU-Net PlainConvUNet weights onto segkit's unet state_dict names."""
-    import torch
-
-    state = {}
+def nnunet_names(arch: dict) -> dict[str, str]:
+    """segkit unet state_dict name -> nnU-Net PlainConvUNet name, for the architecture's stages."""
+    names = {}
     for s, count in enumerate(arch["blocks_per_stage"]):
         for j in range(count):
             for part, ours in (("conv", "0"), ("norm", "1")):
                 for kind in ("weight", "bias"):
-                    state[f"encoder.{s}.{j}.{ours}.{kind}"] = weights[f"encoder.stages.{s}.0.convs.{j}.{part}.{kind}"]
+                    names[f"encoder.{s}.{j}.{ours}.{kind}"] = f"encoder.stages.{s}.0.convs.{j}.{part}.{kind}"
     for d, count in enumerate(arch["decoder_blocks_per_stage"]):
         for kind in ("weight", "bias"):
-            state[f"decoder.{d}.upsample.{kind}"] = weights[f"decoder.transpconvs.{d}.{kind}"]
-            state[f"heads.{d}.{kind}"] = weights[f"decoder.seg_layers.{d}.{kind}"]
+            names[f"decoder.{d}.upsample.{kind}"] = f"decoder.transpconvs.{d}.{kind}"
+            names[f"heads.{d}.{kind}"] = f"decoder.seg_layers.{d}.{kind}"
             for j in range(count):
                 for part, ours in (("conv", "0"), ("norm", "1")):
-                    state[f"decoder.{d}.blocks.{j}.{ours}.{kind}"] = weights[f"decoder.stages.{d}.convs.{j}.{part}.{kind}"]
-    return {key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in state.items()}
+                    names[f"decoder.{d}.blocks.{j}.{ours}.{kind}"] = f"decoder.stages.{d}.convs.{j}.{part}.{kind}"
+    return names
+
+
+def nnunet_to_segkit_state(weights: dict[str, np.ndarray], arch: dict) -> dict:
+    """Map nnU-Net PlainConvUNet weights onto segkit's unet state_dict names."""
+    import torch
+
+    return {ours: torch.from_numpy(np.ascontiguousarray(weights[theirs])) for ours, theirs in nnunet_names(arch).items()}
+
+
+# runs in the peer venv: copy segkit's weights (under nnU-Net's names) into nnU-Net's checkpoint, in place.
+# nnU-Net's state_dict names some tensors twice (the decoder's reference to the encoder, `all_modules`
+# beside `conv`/`norm`); torch.save keeps them one storage, so every name must end up written.
+REPLACE_NNUNET_WEIGHTS = """
+import sys, numpy as np, torch
+checkpoint_file, weights_file = sys.argv[1], sys.argv[2]
+checkpoint = torch.load(checkpoint_file, map_location='cpu', weights_only=False)
+weights = dict(np.load(weights_file))
+state = checkpoint['network_weights']
+unknown = sorted(set(weights) - set(state))
+if unknown:
+    sys.exit(f'segkit weights nnU-Net has no place for: {unknown[:5]}')
+written = set()
+for key, value in weights.items():
+    state[key].copy_(torch.from_numpy(value))
+    written.add(state[key].untyped_storage().data_ptr())
+missed = [key for key, tensor in state.items() if tensor.untyped_storage().data_ptr() not in written]
+if missed:
+    sys.exit(f'nnU-Net weights segkit did not write: {missed[:5]}')
+torch.save(checkpoint, checkpoint_file)
+"""
+
+
+def write_nnunet_weights(nn_model: Path, state: dict, arch: dict, env: dict) -> None:
+    """Replace the weights of nnU-Net's fold_0 checkpoint by segkit's (e.g. trained) unet state, same network."""
+    weights_file = nn_model / "segkit_weights.npz"
+    np.savez(weights_file, **{theirs: state[ours].detach().cpu().numpy() for ours, theirs in nnunet_names(arch).items()})
+    done = subprocess.run([str(BENCH_VENV / "bin" / "python"), "-c", REPLACE_NNUNET_WEIGHTS,
+                           str(nn_model / "fold_0" / "checkpoint_final.pth"), str(weights_file)],
+                          capture_output=True, text=True, env=env)
+    weights_file.unlink()
+    if done.returncode != 0:
+        raise SystemExit(f"could not write the weights into nnU-Net's checkpoint:\n{done.stderr[-3000:]}")
+
+
+def narrow(features: int):
+    """adjust_peer: nnU-Net's 3d_fullres with features, 2x features, ... (capped at 8x) per stage."""
+    def adjust(peer: dict) -> None:
+        kwargs = peer["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+        kwargs["features_per_stage"] = [min(features * 2 ** s, features * 8) for s in range(len(kwargs["features_per_stage"]))]
+    return adjust
 
 
 def make_models(base: Path, dataset: Path, env: dict, adjust_peer=None,

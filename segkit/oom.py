@@ -12,8 +12,6 @@ import math
 
 import torch
 
-from segkit.plans import DEFAULT_SLICE_AXIS
-
 PATCH_STEP = 0.8          # a shrunk patch has at most this share of the previous one's voxels
 
 
@@ -38,14 +36,6 @@ def release(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-
-
-def patch_spacing(entry: dict) -> list[float]:
-    """Voxel spacing along a configuration's patch axes (2D: the two axes other than the slice axis)."""
-    spacing = list(entry.get("target_spacing") or [1.0] * len(entry["patch_size"]))
-    if len(spacing) > len(entry["patch_size"]):
-        spacing.pop(int(entry.get("slice_axis", DEFAULT_SLICE_AXIS)))
-    return [float(s) for s in spacing]
 
 
 def shrink_patch(patch: list[int], spacing: list[float], divisor: list[int], step: float = PATCH_STEP) -> list[int] | None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Union
 
 from segkit.errors import UserError
 from segkit.jsonio import read_json, write_json
@@ -26,15 +26,29 @@ LABEL_MODES = ("softmax", "sigmoid")
 DEFAULT_LABEL_MODE = "softmax"
 DEFAULT_NORM = "instance"
 DEFAULT_SLICE_AXIS = 0
+DEFAULT_BATCH_SIZE = 2
+DEFAULT_TILE_WEIGHTS = "gaussian"      # a configuration's inference policy, when its entry has none (segkit's own)
+DEFAULT_ACCUMULATION = "fp32"
+SWAP_KEY = "mirror_swap_axis"   # configuration entry: the axis (its own numbering) whose flip swaps the label pairs
 
 
-def label_mode_of(plans: Mapping[str, Any]) -> str:
+PlansLike = Union["Plans", Mapping[str, Any]]   # the accessors take the view or, while stages migrate, its dict
+
+
+def _data(plans: PlansLike) -> Mapping[str, Any]:
+    """The stored dict of a plans view (or the dict itself)."""
+    return plans.raw if isinstance(plans, Plans) else plans
+
+
+def label_mode_of(plans: PlansLike) -> str:
     """A plans dict's label_mode ('softmax' unless it says 'sigmoid'), for code that still holds dicts."""
+    plans = _data(plans)
     return str(plans.get("label_mode", DEFAULT_LABEL_MODE))
 
 
-def segment_coding_of(plans: Mapping[str, Any]) -> dict[str, dict] | None:
+def segment_coding_of(plans: PlansLike) -> dict[str, dict] | None:
     """Each label's SNOMED CT coding for DICOM-SEG (segkit.io.segment_coding); None for plans made before it."""
+    plans = _data(plans)
     value = plans.get("segment_coding")
     return dict(value) if isinstance(value, Mapping) else None
 
@@ -53,64 +67,74 @@ def slice_axis_of(entry: Mapping[str, Any]) -> int | None:
     return int(entry.get("slice_axis", DEFAULT_SLICE_AXIS)) if spatial_dims_of(entry) == 2 else None
 
 
-def previous_stage_of(plans: Mapping[str, Any], configuration: str) -> str | None:
+def previous_stage_of(plans: PlansLike, configuration: str) -> str | None:
     """The configuration whose predictions a cascade stage takes as extra input ('3d_lowres'), or None."""
+    plans = _data(plans)
     entry = (plans.get("configurations") or {}).get(configuration) or {}
     value = entry.get("previous_stage")
     return str(value) if value else None
 
 
-def output_label_values(plans: Mapping[str, Any]) -> dict[str, list[int]]:
+def output_label_values(plans: PlansLike) -> dict[str, list[int]]:
     """Output name -> its label values (a class has one, a region several), in output (head channel) order."""
+    plans = _data(plans)
     return {str(name): [int(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
             for name, values in (plans.get("outputs") or {}).items()}
 
 
-def previous_stage_classes(plans: Mapping[str, Any]) -> list[list[int]]:
+def previous_stage_classes(plans: PlansLike) -> list[list[int]]:
     """Label values of each one-hot channel a cascade stage gets: one per foreground class or region, in output order."""
+    plans = _data(plans)
     return list(output_label_values(plans).values())
 
 
-def training_orientations_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+def training_orientations_of(plans: PlansLike) -> Mapping[str, Any]:
     """'training_orientations': the training images' orientation codes and residual-rotation range ({} when absent)."""
+    plans = _data(plans)
     value = plans.get("training_orientations")
     return value if isinstance(value, Mapping) else {}
 
 
-def oblique_inputs_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+def oblique_inputs_of(plans: PlansLike) -> Mapping[str, Any]:
     """'oblique_inputs': when prediction resamples an oblique input ({} when absent: a plan made before the key)."""
+    plans = _data(plans)
     value = plans.get("oblique_inputs")
     return value if isinstance(value, Mapping) else {}
 
 
-def training_ranges_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+def training_ranges_of(plans: PlansLike) -> Mapping[str, Any]:
     """'training_ranges': the training images' spacing and foreground intensity ranges ({} for older plans)."""
+    plans = _data(plans)
     value = plans.get("training_ranges")
     return value if isinstance(value, Mapping) else {}
 
 
-def ignore_label_of(plans: Mapping[str, Any]) -> int | None:
+def ignore_label_of(plans: PlansLike) -> int | None:
     """The label value of unannotated voxels (sparse annotation), or None."""
+    plans = _data(plans)
     value = plans.get("ignore_label")
     return None if value is None else int(value)
 
 
 def has_configurations(plans: Any) -> bool:
     """True for a plans dict with a 'configurations' object (the least a reader can start from)."""
+    plans = _data(plans)
     return isinstance(plans, Mapping) and isinstance(plans.get("configurations"), Mapping)
 
 
-def mirror_pairs_of(plans: Mapping[str, Any]) -> list[list[int]] | None:
+def mirror_pairs_of(plans: PlansLike) -> list[list[int]] | None:
     """'mirror_pairs': the left/right label value pairs a mirror swaps, or None for a plan made before the key."""
+    plans = _data(plans)
     value = plans.get("mirror_pairs")
     return None if value is None else [[int(v) for v in pair] for pair in value]
 
 
-def preprocessing_fields(plans: Mapping[str, Any], configuration: str) -> dict[str, Any]:
+def preprocessing_fields(plans: PlansLike, configuration: str) -> dict[str, Any]:
     """The stored fields that change a configuration's preprocessed arrays, as stored (what preprocessing hashes).
 
     Optional keys appear only when the plan has them, so a plan made before a key keeps its hash.
     """
+    plans = _data(plans)
     entry = configuration_entry(plans, configuration)
     fields = {"normalization": plans.get("normalization"), "label_mode": plans.get("label_mode"),
               "outputs": plans.get("outputs"), "labels": plans.get("labels"),
@@ -124,86 +148,120 @@ def preprocessing_fields(plans: Mapping[str, Any], configuration: str) -> dict[s
     return fields
 
 
-def num_channels_of(plans: Mapping[str, Any], default: int | None = None) -> int:
+def num_channels_of(plans: PlansLike, default: int | None = None) -> int:
     """Image channels the plan is for; `default` when a (hand-made) plans dict lacks 'num_channels'."""
+    plans = _data(plans)
     if default is not None and "num_channels" not in plans:
         return int(default)
     return int(plans["num_channels"])
 
 
-def num_outputs_of(plans: Mapping[str, Any]) -> int:
+def num_outputs_of(plans: PlansLike) -> int:
     """Output channels of the network (foreground classes + background, or regions)."""
+    plans = _data(plans)
     return int(plans["num_outputs"])
 
 
-def labels_of(plans: Mapping[str, Any]) -> dict[str, Any]:
+def head_meaning_of(plans: PlansLike) -> tuple:
+    """What the network's output heads mean, as stored: label_mode, outputs (in order), num_outputs (None if absent).
+
+    Two plans with equal values can share output heads (fine-tuning keeps them).
+    """
+    plans = _data(plans)
+    values = (plans.get("label_mode"), plans.get("outputs"), plans.get("num_outputs"))
+    return tuple(list(v.items()) if isinstance(v, Mapping) else v for v in values)
+
+
+ENSEMBLE_KEYS = ("num_channels", "label_mode", "outputs", "regions_class_order", "num_outputs")
+
+
+def ensemble_fields_of(plans: PlansLike) -> dict[str, Any]:
+    """The stored fields every member of an ensemble must share (channels, outputs and their meaning), None if absent."""
+    plans = _data(plans)
+    return {key: plans.get(key) for key in ENSEMBLE_KEYS}
+
+
+def labels_of(plans: PlansLike) -> dict[str, Any]:
     """The dataset's 'labels' (name -> value, or values for a region) as stored ({} when absent)."""
+    plans = _data(plans)
     return dict(plans.get("labels") or {})
 
 
-def outputs_of(plans: Mapping[str, Any]) -> dict[str, Any]:
+def outputs_of(plans: PlansLike) -> dict[str, Any]:
     """'outputs' as stored (output name -> label value or values); `output_label_values` normalises them."""
+    plans = _data(plans)
     return dict(plans.get("outputs") or {})
 
 
-def regions_class_order_of(plans: Mapping[str, Any]) -> list[int] | None:
+def regions_class_order_of(plans: PlansLike) -> list[int] | None:
     """'regions_class_order' as stored (sigmoid plans: the label value each region paints), or None."""
+    plans = _data(plans)
     return plans.get("regions_class_order")
 
 
-def channel_names_of(plans: Mapping[str, Any]) -> list[str] | None:
+def channel_names_of(plans: PlansLike) -> list[str] | None:
     """The input channels' names as stored, or None for a plan without them."""
+    plans = _data(plans)
     value = plans.get("channel_names")
     return None if value is None else [str(name) for name in value]
 
 
-def normalization_of(plans: Mapping[str, Any]) -> list[dict] | None:
+def normalization_of(plans: PlansLike) -> list[dict] | None:
     """'normalization' as stored (one scheme per channel), or None when absent."""
+    plans = _data(plans)
     return plans.get("normalization")
 
 
-def dataset_name_of(plans: Mapping[str, Any]) -> str | None:
+def dataset_name_of(plans: PlansLike) -> str | None:
     """The planned dataset's name, or None for a plans dict without one."""
+    plans = _data(plans)
     value = plans.get("dataset_name")
     return None if value is None else str(value)
 
 
-def canonical_orientation_of(plans: Mapping[str, Any]) -> str | None:
+def canonical_orientation_of(plans: PlansLike) -> str | None:
     """'canonical_orientation' ('LPS' or 'as_stored'), or None for a plan made before the key."""
+    plans = _data(plans)
     return plans.get("canonical_orientation")
 
 
-def configurations_of(plans: Mapping[str, Any]) -> dict[str, dict]:
+def configurations_of(plans: PlansLike) -> dict[str, dict]:
     """Configuration name -> its entry, in plan order ({} when absent)."""
+    plans = _data(plans)
     value = plans.get("configurations")
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def planned_budget_of(plans: Mapping[str, Any]) -> tuple[int, str]:
+def planned_budget_of(plans: PlansLike) -> tuple[int, str]:
     """(GPU memory budget in bytes, device) the plan was made for."""
+    plans = _data(plans)
     return int(plans["gpu_memory_bytes"]), str(plans["device"])
 
 
-def memory_model_of(plans: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def memory_model_of(plans: PlansLike) -> Mapping[str, Any] | None:
     """The memory model's description the plan was sized with, or None for a plan without one."""
+    plans = _data(plans)
     return plans.get("memory_model")
 
 
-def with_configuration(plans: Mapping[str, Any], name: str, entry: Mapping[str, Any]) -> dict:
+def with_configuration(plans: PlansLike, name: str, entry: Mapping[str, Any]) -> dict:
     """A deep copy of the plans with one configuration's entry replaced (a model folder's plans: the trained entry)."""
+    plans = _data(plans)
     result = copy.deepcopy(dict(plans))
     result["configurations"][name] = copy.deepcopy(dict(entry))
     return result
 
 
-def imported_from_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+def imported_from_of(plans: PlansLike) -> Mapping[str, Any]:
     """'imported_from': the foreign model a plan was translated from, e.g. nnU-Net v2 ({} for segkit's own)."""
+    plans = _data(plans)
     value = plans.get("imported_from")
     return value if isinstance(value, Mapping) else {}
 
 
-def like_of(plans: Mapping[str, Any]) -> Mapping[str, Any]:
+def like_of(plans: PlansLike) -> Mapping[str, Any]:
     """'like': where a `plan --like` plan took its networks from ({} for a plan of its own)."""
+    plans = _data(plans)
     value = plans.get("like")
     return value if isinstance(value, Mapping) else {}
 
@@ -221,11 +279,12 @@ def total_strides(arch: Mapping[str, Any]) -> list[int]:
     return stride_product(arch["strides"])
 
 
-def configuration_entry(plans: Mapping[str, Any], name: str, source: str | Path | None = None) -> dict:
+def configuration_entry(plans: PlansLike, name: str, source: str | Path | None = None) -> dict:
     """The plans entry of one configuration; UserError naming the file and the known ones when it is absent.
 
     The one lookup of a configuration by name (training, preprocessing, prediction, the bench commands).
     """
+    plans = _data(plans)
     configurations = plans.get("configurations") if isinstance(plans, Mapping) else None
     if not isinstance(configurations, Mapping):
         raise UserError("plans file has no 'configurations'", source)
@@ -235,8 +294,17 @@ def configuration_entry(plans: Mapping[str, Any], name: str, source: str | Path 
     return configurations[name]
 
 
-def network_in_channels(plans: Mapping[str, Any], configuration: str) -> int:
+def configuration_of(plans: PlansLike, name: str, source: str | Path | None = None) -> Configuration:
+    """One configuration's typed view, from the plans view or (while stages migrate) a plans dict; UserError if absent."""
+    if isinstance(plans, Plans):
+        return plans.configuration(name)
+    path = Path(source) if source is not None else None
+    return Configuration.from_json(name, configuration_entry(plans, name, source), path)
+
+
+def network_in_channels(plans: PlansLike, configuration: str) -> int:
     """Input channels of a configuration's network: the image channels, plus the previous stage's one-hot for a cascade."""
+    plans = _data(plans)
     extra = len(previous_stage_classes(plans)) if previous_stage_of(plans, configuration) else 0
     return int(plans["num_channels"]) + extra
 
@@ -253,6 +321,29 @@ def _floats(value: Any, what: str, source: Path | None) -> tuple[float, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) for v in value):
         raise UserError(f"plans: {what} must be a list of numbers, got {value!r}", source)
     return tuple(float(v) for v in value)
+
+
+def _as_json(value: Any) -> Any:
+    """A value as plans.json stores it: views as their dicts, tuples as lists (recursively)."""
+    if isinstance(value, (Architecture, Configuration)):
+        return value.as_dict()
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _as_json(v) for k, v in value.items()}
+    return value
+
+
+def _updated(raw: Mapping[str, Any], changes: Mapping[str, Any], drop: tuple[str, ...] = ()) -> dict:
+    """raw without `drop`, with `changes` set (a changed key keeps its place, a new one goes last: the file's order)."""
+    data = {k: v for k, v in raw.items() if k not in drop}
+    data.update({k: _as_json(v) for k, v in changes.items()})
+    return data
+
+
+def _optional_mapping(value: Any) -> Mapping[str, Any] | None:
+    """A stored object as a read-only mapping, or None when absent."""
+    return MappingProxyType(dict(value)) if isinstance(value, Mapping) else None
 
 
 def _require(data: Mapping, key: str, where: str, source: Path | None) -> Any:
@@ -303,6 +394,20 @@ class Architecture:
         """Product of the strides per axis: what a patch must be divisible by."""
         return tuple(stride_product(self.strides))
 
+    @property
+    def marked_reversible(self) -> bool:
+        """True when the block says 'reversible' (a RevMBConv network in its reversible execution mode)."""
+        return bool(self.raw.get("reversible"))
+
+    @property
+    def num_stages(self) -> int:
+        """Resolution stages of the encoder."""
+        return len(self.strides)
+
+    def replace(self, **changes: Any) -> Architecture:
+        """A new view with some fields of the block changed (as stored: lists, the block's key order)."""
+        return Architecture.from_json(_updated(self.raw, changes))
+
     def as_dict(self) -> dict:
         """A mutable copy of the block, for builders and the memory model."""
         return dict(self.raw)
@@ -317,11 +422,21 @@ class Configuration:
     target_spacing: tuple[float, ...]
     patch_size: tuple[int, ...]
     batch_size: int
-    mirror_axes: tuple[int, ...]
+    mirror_axes: tuple[int, ...]             # () when absent: no mirroring (training and TTA)
     slice_axis: int | None
     architecture: Architecture
     previous_stage: str | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    median_shape: tuple[int, ...] | None = None
+    resampling: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    keep_spacing_axes: tuple[int, ...] = ()
+    mirror_swap_axis: int | None = None      # the axis whose flip swaps left/right label pairs (SWAP_KEY)
+    mirror_note: str | None = None
+    batch_dice: bool | None = None           # None: the trainer's default (batch Dice for 3D)
+    memory: Mapping[str, Any] | None = None           # the planner's predicted peak and its breakdown
+    training_fit: Mapping[str, Any] | None = None     # a model dir's record of the CPU time-budget fit
+    memory_fit: Mapping[str, Any] | None = None       # ... and of the out-of-memory back-off
+    inference: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))   # an imported model's policy
 
     @classmethod
     def from_json(cls, name: str, data: Any, source: Path | None = None) -> Configuration:
@@ -336,12 +451,61 @@ class Configuration:
             raise UserError(f"plans: {where}: patch_size {list(patch)} does not fit spatial_dims {dims}", source)
         architecture = Architecture.from_json(_require(data, "architecture", where, source),
                                               f"{where}.architecture", source)
+        median = data.get("median_shape")
+        swap = data.get(SWAP_KEY)
+        note = data.get("mirror_note")
+        batch_dice = data.get("batch_dice")
         return cls(name=name, spatial_dims=dims, target_spacing=spacing, patch_size=patch,
-                   batch_size=int(data.get("batch_size", 2)),
-                   mirror_axes=_ints(data.get("mirror_axes", list(range(dims))), f"{where}.mirror_axes", source),
+                   batch_size=int(data.get("batch_size", DEFAULT_BATCH_SIZE)),
+                   mirror_axes=_ints(data.get("mirror_axes", []), f"{where}.mirror_axes", source),
                    slice_axis=int(data.get("slice_axis", DEFAULT_SLICE_AXIS)) if dims == 2 else None,
-                   architecture=architecture, previous_stage=data.get("previous_stage"),
-                   raw=MappingProxyType(dict(data)))
+                   architecture=architecture, previous_stage=data.get("previous_stage") or None,
+                   raw=MappingProxyType(dict(data)),
+                   median_shape=_ints(median, f"{where}.median_shape", source) if median else None,
+                   resampling=MappingProxyType(dict(data.get("resampling") or {})),
+                   keep_spacing_axes=_ints(data.get("keep_spacing_axes") or [], f"{where}.keep_spacing_axes", source),
+                   mirror_swap_axis=None if swap is None else int(swap),
+                   mirror_note=None if note is None else str(note),
+                   batch_dice=None if batch_dice is None else bool(batch_dice),
+                   memory=_optional_mapping(data.get("memory")),
+                   training_fit=_optional_mapping(data.get("training_fit")),
+                   memory_fit=_optional_mapping(data.get("memory_fit")),
+                   inference=MappingProxyType(dict(data.get("inference") or {})))
+
+    @property
+    def patch_spacing(self) -> tuple[float, ...]:
+        """Voxel spacing along the patch axes (2D: the two axes other than the slice axis)."""
+        if self.slice_axis is None:
+            return self.target_spacing
+        return tuple(s for axis, s in enumerate(self.target_spacing) if axis != self.slice_axis)
+
+    @property
+    def tile_weights(self) -> str:
+        """How tiles are weighted when stitched: 'gaussian' (segkit), or 'nnunet_gaussian' for an imported model."""
+        return str(self.inference.get("tile_weights", DEFAULT_TILE_WEIGHTS))
+
+    @property
+    def accumulation(self) -> str:
+        """The dtype tiles are summed in: 'fp32', or 'fp16' (nnU-Net's) for an imported model."""
+        return str(self.inference.get("accumulation", DEFAULT_ACCUMULATION))
+
+    @property
+    def averages_fold_logits(self) -> bool:
+        """True when folds are averaged as logits (nnU-Net's policy), not as probabilities."""
+        return self.inference.get("fold_average") == "logits"
+
+    @property
+    def batch_dice_or_default(self) -> bool:
+        """Dice over the whole batch (nnU-Net's default for 3D) or per sample, as the entry says."""
+        return self.batch_dice if self.batch_dice is not None else self.spatial_dims == 3
+
+    def stored(self, keys: tuple[str, ...]) -> dict:
+        """Those of `keys` the entry has, as stored (deep copies): what `plan --like` adopts from a source."""
+        return {key: copy.deepcopy(self.raw[key]) for key in keys if key in self.raw}
+
+    def replace(self, *, drop: tuple[str, ...] = (), **changes: Any) -> Configuration:
+        """A new view with keys of the entry dropped and changed (a changed key keeps its place in the file)."""
+        return Configuration.from_json(self.name, _updated(self.raw, changes, drop))
 
     def as_dict(self) -> dict:
         """A mutable copy of the entry."""

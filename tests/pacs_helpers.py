@@ -126,10 +126,14 @@ class Orthanc:
         return self.request("POST", f"/modalities/{modality}/store",
                             {"Resources": resources, "Synchronous": not asynchronous})
 
-    def seg_files(self) -> list[bytes]:
-        """Every SEG instance in Orthanc as DICOM Part 10 bytes."""
-        series = self.request("POST", "/tools/find", {"Level": "Series", "Query": {"Modality": "SEG"}, "Expand": True})
-        return [self.request("GET", f"/instances/{i}/file") for s in series for i in s["Instances"]]
+    def seg_files(self, referenced) -> list[bytes]:
+        """The SEG instances in Orthanc that reference one of the series UIDs `referenced`, as DICOM Part 10 bytes.
+
+        Only those: the session's Orthanc also holds the SEGs of the tests run before on this worker.
+        """
+        return [self.request("GET", "/instances/{}/file".format(
+                    self.request("POST", "/tools/lookup", raw=sop.encode())[0]["ID"]))
+                for uid, sops in self.seg_references().items() if uid in set(referenced) for sop in sops]
 
     def seg_references(self) -> dict[str, list[str]]:
         """Referenced source SeriesInstanceUID -> SOP Instance UIDs of the SEGs in Orthanc that reference it."""

@@ -288,6 +288,66 @@ def test_no_string_key_reads_of_plans_outside_segkit_plans():
                                    for module, found in reads.items())
 
 
+# A string-key read of a configuration entry (`entry["patch_size"]`, `cfg.get("batch_size")`,
+# `configuration_entry(plans, c)["architecture"]`, `configurations_of(plans)[c]["spacing"]`, on any name containing
+# "entry", "config" or "cfg") outside segkit/plans.py fails: `Configuration` holds every field and default. Writes
+# (`entry["slice_axis"] = 2` while the planner builds an entry) are not reads. models/nnunet.py reads nnU-Net v2's
+# own plans configurations (another artefact, translated there), so it is the one exception.
+ENTRY_KEYS = {"target_spacing", "median_shape", "patch_size", "batch_size", "resampling", "mirror_axes",
+              "architecture", "previous_stage", "slice_axis", "keep_spacing_axes", "mirror_note", "mirror_swap_axis",
+              "SWAP_KEY", "memory", "spatial_dims", "training_fit", "memory_fit", "inference", "batch_dice"}
+ENTRY_NAMES = ("entry", "config", "cfg")
+FOREIGN_ENTRIES = {"models/nnunet.py"}   # nnU-Net v2's plans.json configurations -> segkit entries
+
+
+def _holder_name(target: ast.AST) -> str | None:
+    """The name a subscript or get() reads from: `entry`, `self.config_entry`, `configuration_entry(...)`,
+    and through a subscript (`configurations_of(plans)[name]` -> configurations_of)."""
+    while isinstance(target, (ast.Call, ast.Subscript)):
+        target = target.func if isinstance(target, ast.Call) else target.value
+    return target.id if isinstance(target, ast.Name) else target.attr if isinstance(target, ast.Attribute) else None
+
+
+def entry_key_reads(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, key) of every read of a configuration-entry key from something named like an entry or configuration."""
+    found = []
+    for node in ast.walk(tree):
+        target = key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            target, key = node.value, _key_of(node.slice)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "setdefault")
+              and node.args):
+            target, key = node.func.value, _key_of(node.args[0])
+        name = _holder_name(target) if target is not None else None
+        if key in ENTRY_KEYS and name is not None and any(part in name.lower() for part in ENTRY_NAMES):
+            found.append((node.lineno, key))
+    return sorted(found)
+
+
+def test_no_string_key_reads_of_configuration_entries_outside_segkit_plans():
+    """Outside segkit/plans.py, configuration entries are read through `Configuration` (segkit.plans), never by key."""
+    reads = {module: found for module, tree in sources().items()
+             if module != "plans.py" and module not in FOREIGN_ENTRIES and (found := entry_key_reads(tree))}
+    assert reads == {}, "\n".join(f"{module}: {found}: use segkit.plans.Configuration"
+                                   for module, found in reads.items())
+
+
+def test_the_entry_rule_catches_what_it_is_meant_to():
+    """Planted reads of an entry are found; writes, other artefacts' keys and typed access are not."""
+    tree = ast.parse("def f(plans, entry, self, ckpt):\n"
+                     "    a = entry['patch_size']\n"
+                     "    b = self.config_entry.get('batch_size', 2)\n"
+                     "    c = configuration_entry(plans, name)['architecture']\n"
+                     "    d = configurations_of(plans)[name]['target_spacing']\n"
+                     "    e = cfg.get(SWAP_KEY)\n"
+                     "    entry['slice_axis'] = 2\n"
+                     "    g = ckpt['architecture']\n"
+                     "    h = entry.patch_size\n"
+                     "    i = entry['name_of_something_else']\n")
+    assert entry_key_reads(tree) == [(2, "patch_size"), (3, "batch_size"), (4, "architecture"),
+                                     (5, "target_spacing"), (6, "SWAP_KEY")]
+
+
 def test_plans_json_is_read_and_written_only_by_segkit_plans():
     """No JSON read or write of `plans_path(...)` / `plans_file(...)` outside segkit/plans.py (read_plans*, write_plans)."""
     outside = []

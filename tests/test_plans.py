@@ -202,3 +202,50 @@ def test_with_configuration_copies(planned: tuple[dict, Path]) -> None:
     copied = with_configuration(plans, "3d_fullres", trained)
     assert copied["configurations"]["3d_fullres"]["batch_size"] == 1
     assert plans == before and copied["configurations"]["2d"] == plans["configurations"]["2d"]
+
+
+def test_entry_fields_and_their_defaults(planned: tuple[dict, Path]) -> None:
+    """Every field a stage reads is on Configuration; an entry without the optional keys gets the one default."""
+    plans, work = planned
+    view = read_plans(work / "plans.json")
+    for name, entry in plans["configurations"].items():
+        config = view.configuration(name)
+        assert list(config.median_shape or []) == entry["median_shape"]
+        assert dict(config.resampling) == entry["resampling"] and config.batch_size == entry["batch_size"]
+        assert list(config.mirror_axes) == entry["mirror_axes"] and dict(config.memory or {}) == entry["memory"]
+        assert config.mirror_swap_axis == entry.get("mirror_swap_axis") and config.mirror_note == entry.get("mirror_note")
+    two_d = view.configuration("2d")
+    # the patch's spacing leaves out the slice axis (z: the coarsest of the tiny phantom)
+    assert len(two_d.patch_spacing) == 2 and two_d.slice_axis is not None
+    assert list(two_d.patch_spacing) == [s for a, s in enumerate(two_d.target_spacing) if a != two_d.slice_axis]
+    bare = Plans.from_json({"num_channels": 1, "num_outputs": 2, "configurations": {"3d_fullres": {
+        "target_spacing": [1, 1, 1], "patch_size": [8, 8, 8], "architecture": plans["configurations"]["3d_fullres"][
+            "architecture"]}}}).configuration("3d_fullres")
+    assert (bare.batch_size, bare.mirror_axes, bare.keep_spacing_axes, bare.median_shape) == (2, (), (), None)
+    assert (bare.tile_weights, bare.accumulation, bare.averages_fold_logits) == ("gaussian", "fp32", False)
+    assert bare.batch_dice is None and bare.batch_dice_or_default is True and dict(bare.resampling) == {}
+    imported = bare.replace(inference={"tile_weights": "nnunet_gaussian", "accumulation": "fp16",
+                                       "fold_average": "logits"}, keep_spacing_axes=[0])
+    assert (imported.tile_weights, imported.accumulation, imported.averages_fold_logits) == \
+        ("nnunet_gaussian", "fp16", True)
+    assert imported.keep_spacing_axes == (0,)
+
+
+def test_replace_keeps_the_file_order_and_the_original(planned: tuple[dict, Path]) -> None:
+    """A changed key keeps its place, a new one goes last, a dropped one goes; JSON values stay lists; the source view
+    is untouched (what a model dir's plans.json copy of a fitted entry is written from)."""
+    entry = read_plans(planned[1] / "plans.json").configuration("3d_fullres")
+    before = entry.as_dict()
+    narrower = entry.architecture.replace(features_per_stage=[f // 2 for f in entry.architecture.features_per_stage])
+    changed = entry.replace(batch_size=2, patch_size=(8, 8, 8), architecture=narrower, training_fit={"chosen": "x"})
+    stored = changed.as_dict()
+    assert list(stored) == list(before) + ["training_fit"]
+    assert stored["patch_size"] == [8, 8, 8] and isinstance(stored["architecture"], dict)
+    assert stored["architecture"]["features_per_stage"] == list(narrower.features_per_stage)
+    assert list(stored["architecture"]) == list(before["architecture"])
+    assert changed.training_fit == {"chosen": "x"} and entry.training_fit is None
+    assert entry.as_dict() == before
+    dropped = changed.replace(drop=("training_fit",), mirror_note="why")
+    assert "training_fit" not in dropped.as_dict() and list(dropped.as_dict())[-1] == "mirror_note"
+    assert json.dumps(with_configuration(planned[0], "3d_fullres", changed.as_dict()))   # writable as it is
+    assert entry.stored(("patch_size", "no_such_key")) == {"patch_size": before["patch_size"]}

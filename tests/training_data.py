@@ -8,12 +8,20 @@ from pathlib import Path
 
 from segkit.cli import main as segkit_main
 from segkit.phantom import PhantomSpec, generate_dataset
+from segkit.plans import Configuration
 
 SPEC = PhantomSpec(shape=(16, 24, 24), spacing=(3.0, 1.5, 1.5))
 TINY_ARCH = {"family": "unet", "spatial_dims": 3, "features_per_stage": [4, 8, 16],
              "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]], "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
              "blocks_per_stage": [1, 1, 1], "decoder_blocks_per_stage": [1, 1], "norm": "instance",
              "deep_supervision": True}
+
+
+def configuration(name: str = "3d_fullres", **fields) -> Configuration:
+    """A checked configuration view from a few entry fields; the rest is a tiny 3D U-Net entry."""
+    entry = {"target_spacing": [1.0, 1.0, 1.0], "patch_size": [8, 16, 16], "batch_size": 2,
+             "architecture": dict(TINY_ARCH)} | fields
+    return Configuration.from_json(name, entry)
 
 
 def make_work_dir(root: Path, num_cases: int = 5) -> tuple[Path, Path]:

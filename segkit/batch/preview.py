@@ -23,13 +23,16 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
+from segkit.batch.statistics import label_counts
 from segkit.io.image import Geometry
 from segkit.jsonio import atomic_path
 from segkit.preprocessing.orientation import oblique_degrees, reorientation_for
 
 MISSING_MESSAGE = "--preview skipped: matplotlib is not installed (pip install 'segkit[plot]')"
 # (left, right, top, bottom) letters of each panel in the radiological display convention
+CENTRE_SLAB_VOXELS = 1 << 24   # voxels per bool slab while locating the foreground's centre
 EDGE_LETTERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
 
 
@@ -43,17 +46,50 @@ def preview_available() -> bool:
 
 
 def centre_slices(label: np.ndarray) -> tuple[int, int, int]:
-    """(z, y, x) index of the foreground's centre of mass, or the volume centre when empty."""
-    foreground = np.argwhere(label > 0)
-    if foreground.size == 0:
+    """(z, y, x) index of the foreground's centre of mass, or the volume centre when empty.
+
+    Counted along each axis slab by slab (a bool slab at a time): listing the foreground's
+    indices (np.argwhere) took 24 bytes per foreground voxel plus their float64 mean, 3.8 GB for
+    a 300 x 512 x 512 CT. The integer sums are exact, so the centre equals that mean's.
+    """
+    counts = [np.zeros(n, dtype=np.int64) for n in label.shape]
+    rows = max(1, CENTRE_SLAB_VOXELS // max(1, int(np.prod(label.shape[1:]))))
+    for start in range(0, label.shape[0], rows):
+        foreground = label[start:start + rows] > 0
+        counts[0][start:start + rows] = foreground.sum(axis=(1, 2))
+        counts[1] += foreground.sum(axis=(0, 2))
+        counts[2] += foreground.sum(axis=(0, 1))
+    total = int(counts[0].sum())
+    if total == 0:
         return cast("tuple[int, int, int]", tuple(int(n // 2) for n in label.shape))
-    return cast("tuple[int, int, int]", tuple(int(round(v)) for v in foreground.mean(axis=0)))
+    sums = [int(np.dot(np.arange(len(c), dtype=np.int64), c)) for c in counts]
+    return cast("tuple[int, int, int]", tuple(int(round(np.float64(s) / total)) for s in sums))
 
 
-def _window(image: np.ndarray) -> np.ndarray:
-    """Scale intensities to [0, 1] between the 1st and 99th percentile."""
-    low, high = np.percentile(image, [1, 99])
-    return np.clip((image - low) / max(float(high - low), 1e-6), 0, 1)
+def window_limits(image: np.ndarray, dtype: npt.DTypeLike | None = None) -> tuple[float, float]:
+    """The 1st and 99th intensity percentiles of a volume (as dtype), with one copy of it (partitioned in place)."""
+    values = np.array(image, dtype=dtype, copy=True)
+    low, high = np.percentile(values, [1, 99], overwrite_input=True)
+    return low, high
+
+
+def windowed(plane: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
+    """Intensities scaled to [0, 1] between window_limits (voxel by voxel: a plane's values are the volume's)."""
+    low, high = limits
+    return np.clip((plane - low) / max(float(high - low), 1e-6), 0, 1)
+
+
+def windowed_panels(image: np.ndarray, label: np.ndarray, geometry: Geometry, dtype: npt.DTypeLike | None = None
+                    ) -> tuple[list[tuple[str, np.ndarray, np.ndarray, float]], tuple[int, int, int]]:
+    """display_panels of the image windowed at its percentiles (computed as dtype, default the image's own).
+
+    Only the three planes are converted and scaled: windowing the whole volume first took
+    three float copies of it for three slices.
+    """
+    limits = window_limits(image, dtype)
+    panels, centre = display_panels(image, label, geometry)
+    return [(name, windowed(plane if dtype is None else plane.astype(dtype, copy=False), limits), labels, aspect)
+            for name, plane, labels, aspect in panels], centre
 
 
 def display_panels(image: np.ndarray, label: np.ndarray, geometry: Geometry
@@ -82,7 +118,8 @@ def display_panels(image: np.ndarray, label: np.ndarray, geometry: Geometry
 def label_volumes_ml(label: np.ndarray, geometry: Geometry, values: list[int]) -> dict[int, float]:
     """Volume in mL of each label value."""
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-    counts = np.bincount(np.clip(label, 0, None).ravel().astype(np.int64), minlength=max(values, default=0) + 1)
+    counts = label_counts(label)
+    counts = np.pad(counts, (0, max(0, max(values, default=0) + 1 - len(counts))))
     return {value: float(counts[value]) * voxel_ml for value in values}
 
 
@@ -96,7 +133,7 @@ def write_preview(image: np.ndarray, label: np.ndarray, geometry: Geometry, name
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    panels, (z, y, x) = display_panels(_window(image), label, geometry)
+    panels, (z, y, x) = windowed_panels(image, label, geometry)
     values = sorted(names)
     colours = plt.get_cmap("tab10")(np.arange(max(len(values), 1)) % 10)
     lookup = np.zeros(int(max(values, default=0)) + 1, dtype=int)

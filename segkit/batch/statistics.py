@@ -18,7 +18,24 @@ import numpy as np
 from segkit.io.image import Geometry
 from segkit.jsonio import atomic_path, read_json
 
+COUNT_CHUNK_VOXELS = 1 << 22   # voxels converted to int64 at a time while counting labels
 CSV_COLUMNS = ("case_id", "label", "values", "voxels", "volume_ml", "uncertainty_score")
+
+
+def label_counts(label: np.ndarray) -> np.ndarray:
+    """Voxels per label value (negative values count as 0): np.bincount of the whole map, chunk by chunk.
+
+    bincount needs int64 input: converting the whole map at once took 16 bytes per voxel
+    (1.2 GB for a 300 x 512 x 512 CT) for what is a few hundred counters.
+    """
+    flat = np.ravel(label)
+    counts = np.zeros(0, dtype=np.intp)
+    for start in range(0, flat.size, COUNT_CHUNK_VOXELS):
+        part = np.bincount(flat[start:start + COUNT_CHUNK_VOXELS].astype(np.int64).clip(min=0))
+        if len(part) > len(counts):
+            counts = np.pad(counts, (0, len(part) - len(counts)))
+        counts[:len(part)] += part
+    return counts
 
 
 def label_statistics(case_id: str, label: np.ndarray, geometry: Geometry,
@@ -29,7 +46,7 @@ def label_statistics(case_id: str, label: np.ndarray, geometry: Geometry,
     structure's scores under "uncertainty" and the case its score.
     """
     voxel_ml = float(np.prod(geometry.spacing)) / 1000.0
-    counts = np.bincount(label.ravel().astype(np.int64, copy=False).clip(min=0))
+    counts = label_counts(label)
     per_label = {}
     for name, value in labels.items():
         values = [int(v) for v in (value if isinstance(value, list) else [value])]

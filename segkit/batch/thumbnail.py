@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segkit.batch.preview import EDGE_LETTERS, _window, display_panels
+from segkit.batch.preview import EDGE_LETTERS, windowed_panels
 from segkit.io.image import Geometry
 from segkit.jsonio import atomic_path
 
@@ -108,7 +108,8 @@ def _panel(plane: np.ndarray, labels: np.ndarray, aspect: float, lookup: np.ndar
 
 def render_qc(image: np.ndarray, label: np.ndarray, geometry: Geometry, values: list[int]) -> np.ndarray:
     """(PANEL, 3 * PANEL, 3) uint8: axial, coronal, sagittal panels of image channel 0 with the labels `values`."""
-    panels, _ = display_panels(_window(image.astype(np.float32, copy=False)), label, geometry)
+    # windowed as float32 (the whole volume's percentiles; only the three planes are scaled)
+    panels, _ = windowed_panels(image, label, geometry, np.float32)
     ordered = sorted(values)
     lookup = np.zeros(max(ordered, default=0) + 1, dtype=np.intp)
     lookup[ordered] = np.arange(1, len(ordered) + 1)

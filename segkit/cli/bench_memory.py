@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segkit.cli.options import OwnedChoices, add_device_option
 from segkit.errors import UserError
+
+if TYPE_CHECKING:   # the CLI imports its work lazily
+    from segkit.plans import Configuration
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,12 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _entry(plans_path: Path, configuration: str) -> tuple[dict, dict]:
-    """The plans and one configuration entry, with clear errors for a bad file or name."""
-    from segkit.plans import configuration_entry, read_plans_json
+def _entry(plans_path: Path, configuration: str) -> tuple[dict, Configuration]:
+    """The plans and one configuration, with clear errors for a bad file or name."""
+    from segkit.plans import configuration_of, read_plans_json
 
     plans = read_plans_json(plans_path)
-    return plans, configuration_entry(plans, configuration, plans_path)
+    return plans, configuration_of(plans, configuration, plans_path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from segkit.networks.registry import family_of
     from segkit.planning.cuda_calibration import predict_cuda_bytes
     from segkit.planning.memory import estimate_peak_bytes
-    from segkit.plans import num_channels_of, num_outputs_of, spatial_dims_of
+    from segkit.plans import num_channels_of, num_outputs_of
 
     on_cuda = args.device.startswith("cuda")
     if on_cuda and not torch.cuda.is_available():
@@ -59,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
     plans, entry = _entry(Path(args.plans), args.configuration)
     in_channels, num_outputs = num_channels_of(plans), num_outputs_of(plans)
-    arch, patch = entry["architecture"], args.patch_size or entry["patch_size"]
-    if len(patch) != spatial_dims_of(arch):
-        raise UserError(f"--patch-size needs {spatial_dims_of(arch)} values, got {len(patch)}", args.plans)
-    batch = args.batch_size or entry.get("batch_size", 2)
+    arch, patch = entry.architecture.as_dict(), args.patch_size or list(entry.patch_size)
+    if len(patch) != entry.architecture.spatial_dims:
+        raise UserError(f"--patch-size needs {entry.architecture.spatial_dims} values, got {len(patch)}", args.plans)
+    batch = args.batch_size or entry.batch_size
     try:
         family = family_of(arch)
     except ValueError as err:

@@ -44,21 +44,21 @@ def _positive(name: str, value: int | None) -> None:
 
 def _from_plans(args: argparse.Namespace) -> tuple[dict, list[int], int, int, int, str]:
     """(architecture, patch, batch, in_channels, num_outputs, source) of a plans configuration."""
-    from segkit.plans import configuration_entry, num_channels_of, num_outputs_of, read_plans_dict, spatial_dims_of
+    from segkit.plans import read_plans
     from segkit.workdir import plans_path
 
     path = Path(args.plans)
     path = plans_path(path) if path.is_dir() else path
     if not path.is_file():
         raise UserError("no plans.json here; give a work dir or a plans.json written by `segkit plan`", path)
-    plans = read_plans_dict(path)
-    entry = configuration_entry(plans, args.configuration, path)
-    arch = entry["architecture"]
-    patch = list(args.patch_size or entry["patch_size"])
-    if len(patch) != spatial_dims_of(arch):
-        raise UserError(f"--patch-size needs {spatial_dims_of(arch)} values, got {len(patch)}", path)
-    batch = args.batch_size or int(entry.get("batch_size", 2))
-    return arch, patch, batch, num_channels_of(plans), num_outputs_of(plans), f"{path} [{args.configuration}]"
+    plans = read_plans(path)
+    entry = plans.configuration(args.configuration)
+    arch = entry.architecture
+    patch = list(args.patch_size or entry.patch_size)
+    if len(patch) != arch.spatial_dims:
+        raise UserError(f"--patch-size needs {arch.spatial_dims} values, got {len(patch)}", path)
+    batch = args.batch_size or entry.batch_size
+    return arch.as_dict(), patch, batch, plans.num_channels, plans.num_outputs, f"{path} [{args.configuration}]"
 
 
 def _from_network(args: argparse.Namespace) -> tuple[dict, list[int], int, int, int, str]:

@@ -30,13 +30,13 @@ def checkpoint_kind(value: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Convert and say what was written."""
     from segkit.models.nnunet import convert_nnunet_model
-    from segkit.plans import configurations_of, label_mode_of, read_plans_json
+    from segkit.plans import read_plans
     from segkit.workdir import plans_path
 
     output = convert_nnunet_model(args.model, args.output, args.checkpoint, args.folds)
-    plans = read_plans_json(plans_path(output))
-    (name, entry), = configurations_of(plans).items()
+    plans = read_plans(plans_path(output))
+    (name, entry), = plans.configurations.items()
     folds = sorted(p.name for p in output.glob("fold_*"))
-    print(f"wrote {output}: {name} ({entry['architecture']['family']}, {entry['spatial_dims']}D, "
-          f"{label_mode_of(plans)}), {', '.join(folds)}")
+    print(f"wrote {output}: {name} ({entry.architecture.family}, {entry.spatial_dims}D, "
+          f"{plans.label_mode}), {', '.join(folds)}")
     return 0

@@ -19,7 +19,7 @@ import torch
 from segkit.errors import UserError
 from segkit.inference.model import LoadedModel, load_model
 from segkit.models.pruning import write_pruning
-from segkit.plans import ignore_label_of, output_label_values, slice_axis_of, spatial_dims_of
+from segkit.plans import ignore_label_of, output_label_values
 from segkit.training.loader import Case, open_case, with_slice_axis_first
 from segkit.training.losses import build_loss
 from segkit.training.splits import read_splits
@@ -38,7 +38,7 @@ def _work_cases(loaded: LoadedModel, case_ids: list[str]) -> list[Case]:
                         "for the preprocessed cases", loaded.model_dir)
     folder = preprocessed_dir(work, loaded.configuration)
     cases = [open_case(folder, case_id, loaded.num_channels) for case_id in case_ids]
-    slice_axis = slice_axis_of(loaded.entry)
+    slice_axis = loaded.entry.slice_axis
     return [with_slice_axis_first(c, slice_axis) for c in cases] if slice_axis is not None else cases
 
 
@@ -73,7 +73,7 @@ def score_levels(loaded: LoadedModel, levels: list[int], case_ids: list[str] | N
         for level in levels:
             network.prune_level = level   # type: ignore[assignment]  # a plain attribute
             started = time.perf_counter()
-            counts = validate(network, cases, entry["patch_size"], spatial_dims_of(entry), loaded.num_outputs,
+            counts = validate(network, cases, list(entry.patch_size), entry.spatial_dims, loaded.num_outputs,
                               loaded.label_mode, lambda seg: to_target(seg=seg)["target"], loss_fn, loaded.device)
             seconds = time.perf_counter() - started
             total = totals.setdefault(level, {"tp": 0, "fp": 0, "fn": 0, "seconds": 0.0})
@@ -106,7 +106,7 @@ def choose_pruning(model: str | Path, configuration: str | None = None, folds: l
     loaded = load_model(model, configuration, folds, checkpoint, device)
     depth = getattr(loaded.network, "depth", None)
     if not hasattr(loaded.network, "prune_level") or not isinstance(depth, int):
-        family = loaded.entry["architecture"].get("family")
+        family = loaded.entry.architecture.family
         raise UserError(f"choose-pruning needs a prunable network (unetpp); this model is {family!r}",
                         loaded.model_dir)
     rows = score_levels(loaded, list(range(1, depth + 1)))

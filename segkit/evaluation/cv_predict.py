@@ -89,11 +89,11 @@ def fold_validation_dice(work_dir: str | Path, config: str, dataset: str | Path,
     from segkit.evaluation.cv_predictions import output_classes
     from segkit.evaluation.evaluate import label_files, read_label_map
     from segkit.evaluation.metrics import dice_only
-    from segkit.plans import ignore_label_of, read_plans_dict
+    from segkit.plans import ignore_label_of, read_plans
     from segkit.workdir import plans_path
 
     work_dir = Path(work_dir)
-    plans = read_plans_dict(plans_path(model_dir(work_dir, config)))
+    plans = read_plans(plans_path(model_dir(work_dir, config)))
     classes, ignore = output_classes(plans), ignore_label_of(plans)
     predictions = label_files(cv_validation_dir(work_dir, config, fold))
     references = label_files(Path(dataset) / "labelsTr")

@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.plans import configurations_of, label_mode_of, output_label_values, outputs_of, regions_class_order_of
+from segkit.plans import (
+    PlansLike,
+    configurations_of,
+    label_mode_of,
+    output_label_values,
+    outputs_of,
+    regions_class_order_of,
+)
 from segkit.training.splits import read_splits
 from segkit.workdir import model_dir, splits_path, validation_dir
 
@@ -52,7 +59,7 @@ def cv_files_from_splits(work_dir: Path, config: str) -> dict[str, Path]:
     return files
 
 
-def cv_status(work_dir: Path, plans: dict) -> dict[str, str]:
+def cv_status(work_dir: Path, plans: PlansLike) -> dict[str, str]:
     """Each planned configuration with a model folder: "complete" (every fold's CV probabilities are there) or why not.
 
     `find-best` without --configs compares the complete ones, so a cascade stage joins the
@@ -89,7 +96,7 @@ def parse_cv_dirs(items: list[str] | None) -> dict[str, Path]:
     return out
 
 
-def label_conversion(plans: dict) -> dict:
+def label_conversion(plans: PlansLike) -> dict:
     """The plans fields that label conversion reads, plus the expected number of output channels."""
     outputs, order = outputs_of(plans), regions_class_order_of(plans)
     mode = label_mode_of(plans)
@@ -106,7 +113,7 @@ def probabilities_to_labels(probs: np.ndarray, conversion: dict) -> np.ndarray:
     return labels_for_plans(probs, conversion)
 
 
-def output_classes(plans: dict) -> dict[str, list[int]]:
+def output_classes(plans: PlansLike) -> dict[str, list[int]]:
     """Classes or regions scored in model selection: plans 'outputs' (name -> label values)."""
     outputs = output_label_values(plans)
     if not outputs:

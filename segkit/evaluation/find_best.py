@@ -33,7 +33,7 @@ from segkit.inference.probabilities import load_cv_probabilities
 from segkit.io.image import read_label_map
 from segkit.io.parallel import parallel_map
 from segkit.models.postprocessing import apply_postprocessing, keep_largest_component
-from segkit.plans import ignore_label_of, read_plans_dict
+from segkit.plans import PlansLike, ignore_label_of, read_plans
 from segkit.workdir import dataset_of_work_dir, model_dir, plans_path, validation_dir
 
 FIND_BEST_FORMAT = "segkit-find-best-1"
@@ -162,7 +162,7 @@ def decide_postprocessing(results: list[dict], classes: dict[str, list[int]]) ->
     return {"foreground_lcc": foreground_lcc, "lcc_classes": lcc_classes}, table
 
 
-def default_configs(work_dir: Path, plans: dict, predict_missing: bool) -> tuple[list[str], dict[str, str]]:
+def default_configs(work_dir: Path, plans: PlansLike, predict_missing: bool) -> tuple[list[str], dict[str, str]]:
     """Without --configs: every trained configuration whose CV predictions are complete (all trained ones with
     --predict-missing, which completes them), in plan order; and why each other model folder was left out."""
     status = cv_status(work_dir, plans)
@@ -183,7 +183,7 @@ def find_best(work_dir: str | Path, configs: Sequence[str] | None, reference: st
     absent validation cases of configurations without a --cv-dir, from the reference dataset's imagesTr.
     """
     work_dir = Path(work_dir)
-    plans = read_plans_dict(plans_path(work_dir))
+    plans = read_plans(plans_path(work_dir))
     left_out: dict[str, str] = {}
     if configs is None:
         configs, left_out = default_configs(work_dir, plans, predict_missing is not None)

@@ -38,7 +38,7 @@ from segkit.inference.uncertainty import SCORE_NAME, case_score, structure_score
 from segkit.models.calibration import write_calibration
 from segkit.models.find_best import read_find_best
 from segkit.models.postprocessing import apply_postprocessing
-from segkit.plans import Plans, ignore_label_of, read_plans_dict
+from segkit.plans import ignore_label_of, read_plans
 from segkit.workdir import find_best_path, model_dir, plans_path, uncertainty_calibration_path
 
 MIN_CASES = 4
@@ -114,8 +114,8 @@ def _decision_for(work_dir: Path, config: str) -> dict | None:
 def case_records(work_dir: Path, config: str, reference: str | Path | None = None,
                  cv_dir: Path | None = None) -> list[dict]:
     """Per cross-validation case: its Dice per structure and mean, and the uncertainty score of its probabilities."""
-    plans = read_plans_dict(plans_path(model_dir(work_dir, config)))
-    num_outputs = Plans.from_json(plans).num_outputs
+    plans = read_plans(plans_path(model_dir(work_dir, config)))
+    num_outputs = plans.num_outputs
     files = cv_files_from_dir(cv_dir) if cv_dir is not None else cv_files_from_splits(work_dir, config)
     references = resolve_reference(reference_root(reference, work_dir))
     absent = sorted(set(files) - set(references))

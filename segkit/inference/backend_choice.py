@@ -96,8 +96,8 @@ def _version(package: str) -> str | None:
 
 def measurement_key(model: LoadedModel, options: InferenceOptions) -> tuple[str, dict]:
     """(hash, the facts it hashes): what a backend timing depends on."""
-    facts = {"architecture": model.entry["architecture"], "in_channels": int(model.network_in_channels),
-             "num_outputs": model.num_outputs, "patch_size": list(model.entry["patch_size"]),
+    facts = {"architecture": model.entry.architecture.as_dict(), "in_channels": int(model.network_in_channels),
+             "num_outputs": model.num_outputs, "patch_size": list(model.entry.patch_size),
              "tile_batch": options.tile_batch, "precision": options.precision, "threads": torch.get_num_threads(),
              "cpu": cpu_model(), "versions": {name: _version(name) for name in ("torch", *ONNX_BACKENDS)}}
     text = json.dumps(facts, sort_keys=True, separators=(",", ":"))
@@ -131,7 +131,7 @@ def measure(model_dir: Path, configuration: str, fold: str | None, checkpoint: s
 
     reference = load_model(model_dir, configuration, [fold] if fold else None, checkpoint, "cpu", "torch")
     generator = torch.Generator().manual_seed(0)
-    shape = (options.tile_batch, reference.network_in_channels, *reference.entry["patch_size"])
+    shape = (options.tile_batch, reference.network_in_channels, *reference.entry.patch_size)
     batch = torch.randn(shape, generator=generator)
     torch_precision = resolve_precision(options.precision, torch.device("cpu"))
     _, fp32 = _timed(reference.network, batch, "fp32")

@@ -19,7 +19,6 @@ from segkit import logs, oom
 from segkit.errors import UserError
 from segkit.inference.model import LoadedModel
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
-from segkit.plans import total_strides
 
 
 def _warn(message: str) -> None:
@@ -54,8 +53,9 @@ def _smaller(model: LoadedModel, settings: WindowSettings) -> tuple[WindowSettin
     """The next cheaper settings and what changed; UserError when nothing is left to shrink."""
     if settings.tile_batch > 1:
         return replace(settings, tile_batch=settings.tile_batch // 2), f"tile batch {settings.tile_batch // 2}"
-    patch = oom.shrink_patch(list(settings.patch_size), oom.patch_spacing(model.entry),
-                             total_strides(model.entry["architecture"]))
+    entry = model.entry
+    patch = oom.shrink_patch(list(settings.patch_size), list(entry.patch_spacing),
+                             list(entry.architecture.total_strides))
     if patch is None:
         raise UserError(f"out of memory on {model.device} even with one tile of {list(settings.patch_size)}: "
                         "predict on the CPU (--device cpu) or a card with more memory")

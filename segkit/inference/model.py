@@ -12,17 +12,7 @@ from segkit.errors import UserError
 from segkit.jsonio import read_json
 from segkit.models.folder import find_folds, find_onnx_folds, previous_stage_dir, resolve_model_dir
 from segkit.models.pruning import apply_pruning
-from segkit.plans import (
-    Plans,
-    configuration_entry,
-    label_mode_of,
-    network_in_channels,
-    num_channels_of,
-    num_outputs_of,
-    previous_stage_of,
-    read_plans_dict,
-    spatial_dims_of,
-)
+from segkit.plans import Configuration, Plans, read_plans, spatial_dims_of
 from segkit.preprocessing.orientation import LEGACY_WARNING, plans_orientation
 from segkit.workdir import model_dataset_path, plans_path
 
@@ -35,7 +25,7 @@ class LoadedModel:
     """Everything inference needs: plans, the configuration's entry, one network and each fold's weights."""
 
     model_dir: Path
-    plans: dict
+    plans: Plans
     dataset: dict
     configuration: str
     network: nn.Module
@@ -60,29 +50,29 @@ class LoadedModel:
             yield self.network
 
     @property
-    def entry(self) -> dict:
-        """The plans entry of the model's configuration."""
-        return configuration_entry(self.plans, self.configuration, self.model_dir)
+    def entry(self) -> Configuration:
+        """The model's configuration (its plans entry)."""
+        return self.plans.configuration(self.configuration)
 
     @property
     def num_channels(self) -> int:
         """Image channels the network expects."""
-        return num_channels_of(self.plans)
+        return self.plans.num_channels
 
     @property
     def network_in_channels(self) -> int:
         """Channels the network takes (a cascade stage's previous-stage one-hot channels included)."""
-        return network_in_channels(self.plans, self.configuration)
+        return self.plans.in_channels(self.configuration)
 
     @property
     def num_outputs(self) -> int:
         """Network output channels."""
-        return num_outputs_of(self.plans)
+        return self.plans.num_outputs
 
     @property
     def label_mode(self) -> str:
         """'softmax' or 'sigmoid' (region-based)."""
-        return label_mode_of(self.plans)
+        return self.plans.label_mode
 
 
 def resolve_device(device: str) -> torch.device:
@@ -99,10 +89,10 @@ def resolve_device(device: str) -> torch.device:
         raise UserError(f"unknown device {device!r}; use auto, cpu or cuda") from None
 
 
-def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict, configuration: str) -> None:
+def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: Plans, configuration: str) -> None:
     """Refuse folds whose architectures differ from each other or whose channels differ from plans."""
     first_fold, first_path, first = checkpoints[0]
-    in_channels = network_in_channels(plans, configuration)
+    in_channels = plans.in_channels(configuration)
     for fold, path, checkpoint in checkpoints:
         trained = str(checkpoint.get("configuration") or configuration)
         if trained != configuration:
@@ -113,9 +103,9 @@ def check_consistent(checkpoints: list[tuple[str, Path, dict]], plans: dict, con
         if int(checkpoint["in_channels"]) != in_channels:
             raise UserError(f"checkpoint expects {checkpoint['in_channels']} input channels, plans.json's {configuration} "
                             f"{in_channels}", path)
-        if int(checkpoint["num_outputs"]) != num_outputs_of(plans):
+        if int(checkpoint["num_outputs"]) != plans.num_outputs:
             raise UserError(f"checkpoint has {checkpoint['num_outputs']} outputs, plans.json "
-                            f"{num_outputs_of(plans)}", path)
+                            f"{plans.num_outputs}", path)
 
 
 def _backend_device(backend: str, device: str) -> torch.device:
@@ -125,7 +115,7 @@ def _backend_device(backend: str, device: str) -> torch.device:
     return resolve_device("cpu")
 
 
-def load_onnx_model(model_dir: Path, name: str, plans: dict, dataset: dict, found: list[tuple[str, Path]],
+def load_onnx_model(model_dir: Path, name: str, plans: Plans, dataset: dict, found: list[tuple[str, Path]],
                     backend: str, precision: str, device: str) -> LoadedModel:
     """An ONNX model folder's folds as runners of an ONNX backend (torch cannot run them)."""
     from segkit.inference.backends import ONNX_BACKENDS, backend_available, backend_precision, onnx_runner
@@ -137,9 +127,8 @@ def load_onnx_model(model_dir: Path, name: str, plans: dict, dataset: dict, foun
         raise UserError("holds ONNX networks (export-model --format onnx): run it with --backend onnxruntime or "
                         "openvino", model_dir)
     arithmetic = backend_precision(backend, precision)
-    view = Plans.from_json(plans, plans_path(model_dir))
-    dims = len(view.configuration(name).patch_size)
-    runners = [onnx_runner(backend, read_network(path, view.in_channels(name), view.num_outputs, dims), arithmetic)
+    dims = plans.configuration(name).spatial_dims
+    runners = [onnx_runner(backend, read_network(path, plans.in_channels(name), plans.num_outputs, dims), arithmetic)
                for _, path in found]
     folds = [f for f, _ in found]
     checkpoint = "onnx"
@@ -166,7 +155,7 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
 
     check_backend(backend)
     model_dir, name = resolve_model_dir(model, configuration)
-    plans = read_plans_dict(plans_path(model_dir))
+    plans = read_plans(plans_path(model_dir))
     dataset_path = model_dataset_path(model_dir)
     dataset = read_json(dataset_path, "dataset.json") if dataset_path.is_file() else {}
     if plans_orientation(plans) is None:
@@ -198,22 +187,21 @@ def load_model(model: str | Path, configuration: str | None = None, folds: Seque
                        previous=load_previous_stage(model_dir, plans, name, fold_names, checkpoint, device))
 
 
-def _exported_model(model_dir: Path, name: str, plans: dict, dataset: dict, loaded: list[tuple[str, Path, dict]],
+def _exported_model(model_dir: Path, name: str, plans: Plans, dataset: dict, loaded: list[tuple[str, Path, dict]],
                     checkpoint: str, backend: str, precision: str, device: str) -> LoadedModel:
     """A torch model folder's folds exported to ONNX in memory and run by an ONNX backend."""
     from segkit.inference.backends import backend_precision, onnx_runner
     from segkit.models.onnx import dynamic_spatial, export_network, metadata, plain_network
 
     arithmetic = backend_precision(backend, precision)
-    view = Plans.from_json(plans, plans_path(model_dir))
-    patch = list(view.configuration(name).patch_size)
+    patch = list(plans.configuration(name).patch_size)
     runners = []
     for _, path, ckpt in loaded:
         try:
             network = plain_network(ckpt, model_dir)
         except RuntimeError as err:
             raise UserError(f"weights do not fit the architecture ({str(err).splitlines()[0][:200]})", path) from None
-        props = metadata(dict(ckpt["architecture"]), int(ckpt["in_channels"]), int(ckpt["num_outputs"]), view, name)
+        props = metadata(dict(ckpt["architecture"]), int(ckpt["in_channels"]), int(ckpt["num_outputs"]), plans, name)
         data = export_network(network, int(ckpt["in_channels"]), patch, props, dynamic_spatial(ckpt))
         runners.append(onnx_runner(backend, data, arithmetic))
     folds = [f for f, _, _ in loaded]
@@ -223,10 +211,10 @@ def _exported_model(model_dir: Path, name: str, plans: dict, dataset: dict, load
                        backend=backend, fold_runners=runners, backend_precision=arithmetic)
 
 
-def load_previous_stage(model_dir: Path, plans: dict, configuration: str, folds: list[str], checkpoint: str,
+def load_previous_stage(model_dir: Path, plans: Plans, configuration: str, folds: list[str], checkpoint: str,
                         device: str, backend: str = "torch", precision: str = "auto") -> LoadedModel | None:
     """A cascade stage's previous stage, from the model folder beside it, with the same folds; None otherwise."""
-    previous = previous_stage_of(plans, configuration)
+    previous = plans.configuration(configuration).previous_stage
     if previous is None:
         return None
     folder = previous_stage_dir(model_dir, configuration, previous)

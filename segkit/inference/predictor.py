@@ -39,7 +39,7 @@ from segkit.inference.sliding_window import ACCUMULATIONS, WindowSettings
 from segkit.inference.uncertainty import normalised_entropy, structure_scores, summary
 from segkit.io.image import Geometry
 from segkit.planning.mirroring import inference_swap
-from segkit.plans import previous_stage_classes, slice_axis_of
+from segkit.plans import Plans, ensemble_fields_of, previous_stage_classes
 from segkit.preprocessing.input_ranges import range_warnings
 from segkit.preprocessing.oblique import AxisAlignment, aligned_grid, images_onto_grid
 from segkit.preprocessing.orientation import (
@@ -54,9 +54,6 @@ from segkit.preprocessing.previous_stage import one_hot_previous, previous_label
 
 SOFTMAX_CHUNK_VOXELS = 1 << 22   # voxels per in-place softmax chunk (bounded temporary memory; a multiple of 4096)
 # plans fields every member of an ensemble must share (the meaning of the output channels)
-SHARED_PLANS_KEYS = ("num_channels", "label_mode", "outputs", "regions_class_order", "num_outputs")
-
-
 @dataclass(frozen=True)
 class InferenceOptions:
     """User-facing inference knobs (CLI flags / Predictor arguments)."""
@@ -100,19 +97,17 @@ def window_settings(model: LoadedModel, options: InferenceOptions) -> WindowSett
         raise UserError(f"--step must be in (0, 1], got {options.step}")
     if options.tile_batch < 1:
         raise UserError(f"--tile-batch must be at least 1, got {options.tile_batch}")
-    slice_axis = slice_axis_of(entry)
-    mirror = tuple(int(a) for a in entry.get("mirror_axes", [])) if options.tta else ()
+    slice_axis = entry.slice_axis
+    mirror = entry.mirror_axes if options.tta else ()
     torch_backend = model.backend == "torch"
     # an ONNX backend runs in its own precision (model.backend_precision): no torch autocast around it
     precision = resolve_precision(options.precision, model.device) if torch_backend else "fp32"
-    policy = entry.get("inference") or {}
-    tile_weights = str(policy.get("tile_weights", "gaussian"))
-    accumulation = str(policy.get("accumulation", "fp32"))
+    tile_weights, accumulation = entry.tile_weights, entry.accumulation
     if accumulation not in ACCUMULATIONS:
         raise UserError(f"plans inference accumulation {accumulation!r} is not one of {', '.join(ACCUMULATIONS)}",
                         model.model_dir)
     swap = inference_swap(model.plans, entry) if mirror else None
-    return WindowSettings(tuple(int(p) for p in entry["patch_size"]), options.step, mirror, options.tile_batch,
+    return WindowSettings(entry.patch_size, options.step, mirror, options.tile_batch,
                           slice_axis, precision=precision, channels_last=torch_backend, tile_weights=tile_weights,
                           accumulation=accumulation, swap_axis=swap[0] if swap else None,
                           swap_order=swap[1] if swap else ())
@@ -157,7 +152,7 @@ def probabilities_and_fold_entropy(model: LoadedModel, data: np.ndarray, options
     entropy (z', y', x') (what their disagreement is measured against), else None."""
     settings = window_settings(model, options)
     # plans may ask for nnU-Net's fold ensembling (mean logits, then softmax) instead of mean probabilities
-    average_logits = (model.entry.get("inference") or {}).get("fold_average") == "logits"
+    average_logits = model.entry.averages_fold_logits
     track = options.uncertainty and len(model.folds) > 1
     total: torch.Tensor | None = None
     entropy_sum: np.ndarray | None = None
@@ -232,8 +227,9 @@ class ModelEnsemble:
         """Refuse members with different outputs or channels, and bad options, before any case is read."""
         first = self.members[0]
         for member in self.members[1:]:
-            for key in SHARED_PLANS_KEYS:
-                if member.plans.get(key) != first.plans.get(key):
+            ours, theirs = ensemble_fields_of(first.plans), ensemble_fields_of(member.plans)
+            for key, value in ours.items():
+                if theirs[key] != value:
                     raise UserError(f"ensemble members {first.configuration} and {member.configuration} differ in "
                                     f"plans {key!r}", member.model_dir)
         self.stages = stage_order(self.members)
@@ -243,7 +239,7 @@ class ModelEnsemble:
             window_settings(stage, self.options)
 
     @property
-    def plans(self) -> dict:
+    def plans(self) -> Plans:
         """The plans of the first member (labels and outputs are shared by all)."""
         return self.members[0].plans
 
@@ -279,12 +275,12 @@ class ModelEnsemble:
         The grid has the finest target spacing of the stages per axis (the plan's spacing for one
         configuration), so each stage's own resampling is the identity or a downsampling.
         """
-        from segkit.preprocessing.pipeline import case_target_spacing, configuration_entry
+        from segkit.preprocessing.pipeline import case_target_spacing
 
         if not all(needs_axis_alignment(stage.plans, geometry.direction) for stage in self.stages):
             return None
         spacing = reorientation_for(geometry.direction).values(list(geometry.array_spacing))
-        targets = [case_target_spacing(configuration_entry(stage.plans, stage.configuration), spacing)
+        targets = [case_target_spacing(stage.entry, spacing)
                    for stage in self.stages]
         grid = aligned_grid(geometry, [min(target[axis] for target in targets) for axis in range(3)])
         limit = min(float(axis_alignment_limit(stage.plans) or 0.0) for stage in self.stages)
@@ -292,10 +288,10 @@ class ModelEnsemble:
 
     def align(self, case_id: str, images: np.ndarray, alignment: AxisAlignment) -> tuple[np.ndarray, dict]:
         """Images resampled onto the alignment's grid, and the report's record of it (also logged as a warning)."""
-        from segkit.preprocessing.pipeline import configuration_entry, resampling_settings
+        from segkit.preprocessing.pipeline import resampling_settings
 
         start = time.perf_counter()
-        order, _ = resampling_settings(configuration_entry(self.stages[0].plans, self.stages[0].configuration))
+        order, _ = resampling_settings(self.stages[0].entry)
         aligned = images_onto_grid(images, alignment.input_geometry, alignment.aligned_geometry, order)
         record = alignment.to_json() | {"seconds_to_grid": round(time.perf_counter() - start, 3)}
         note = (f"input is {alignment.oblique_degrees:.1f} degrees oblique to the patient axes (the model's limit "

@@ -19,13 +19,13 @@ import numpy as np
 from segkit.errors import UserError
 from segkit.io.image import Geometry
 from segkit.jsonio import atomic_path
-from segkit.plans import label_mode_of, outputs_of, regions_class_order_of
+from segkit.plans import Plans, label_mode_of, outputs_of, regions_class_order_of
 
 PROBABILITY_FORMAT = "segkit-probabilities-1"
 METADATA_KEYS = ("format", "case_id", "geometry", "label_mode", "outputs", "regions_class_order", "file_ending")
 
 
-def probability_metadata(case_id: str, geometry: Geometry, plans: dict, file_ending: str, **extra) -> dict:
+def probability_metadata(case_id: str, geometry: Geometry, plans: Plans, file_ending: str, **extra) -> dict:
     """The metadata stored next to a case's probabilities."""
     return {"format": PROBABILITY_FORMAT, "case_id": case_id, "geometry": geometry.to_json(),
             "label_mode": label_mode_of(plans), "outputs": outputs_of(plans),

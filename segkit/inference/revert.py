@@ -19,8 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from segkit.inference.regions import labels_for_plans
+from segkit.plans import PlansLike, configuration_of
 from segkit.preprocessing.oblique import AxisAlignment, channel_images, resample_volume_onto, slab_geometry
-from segkit.preprocessing.pipeline import configuration_entry, outside_fill_values
+from segkit.preprocessing.pipeline import outside_fill_values
 from segkit.preprocessing.resample import DEFAULT_ANISOTROPY_THRESHOLD, linear_axis, nearest_axis, separate_axis
 
 SLAB_BYTES = 128 * 1024 ** 2   # float32 bytes of one member's slab (K x rows x y x x)
@@ -32,13 +33,13 @@ class MemberOutput:
 
     probabilities: np.ndarray
     properties: dict
-    plans: dict
+    plans: PlansLike
     configuration: str
 
     @property
     def coarse_axis(self) -> int | None:
         """Axis resampled with nearest neighbour (as in preprocessing), or None."""
-        settings = configuration_entry(self.plans, self.configuration).get("resampling") or {}
+        settings = configuration_of(self.plans, self.configuration).resampling
         threshold = float(settings.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
         return separate_axis(self.properties["original_spacing"], self.properties["target_spacing"], threshold)
 
@@ -122,9 +123,10 @@ def member_slab(member: MemberOutput, rows: slice, fill_values: Sequence[float] 
     return slab
 
 
-def slab_rows(num_outputs: int, shape: Sequence[int], slab_bytes: int = SLAB_BYTES) -> int:
-    """Rows per slab so that one member's float32 slab stays under slab_bytes."""
-    return max(1, int(slab_bytes // max(1, num_outputs * int(shape[1]) * int(shape[2]) * 4)))
+def slab_rows(num_outputs: int, shape: Sequence[int], slab_bytes: int | None = None) -> int:
+    """Rows per slab so that one member's float32 slab stays under slab_bytes (default SLAB_BYTES, read per call)."""
+    limit = SLAB_BYTES if slab_bytes is None else slab_bytes
+    return max(1, int(limit // max(1, num_outputs * int(shape[1]) * int(shape[2]) * 4)))
 
 
 def _stored_order(array: np.ndarray | None, orientation: dict | None) -> np.ndarray | None:
@@ -136,8 +138,8 @@ def _stored_order(array: np.ndarray | None, orientation: dict | None) -> np.ndar
     return np.ascontiguousarray(Reorientation.from_json(orientation).from_canonical(array))
 
 
-def labels_on_input_grid(members: Sequence[MemberOutput], plans: dict, keep_probabilities: npt.DTypeLike | None = None,
-                         slab_bytes: int = SLAB_BYTES) -> tuple[np.ndarray, np.ndarray | None]:
+def labels_on_input_grid(members: Sequence[MemberOutput], plans: PlansLike, keep_probabilities: npt.DTypeLike | None = None,
+                         slab_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Label map (and, when keep_probabilities is a dtype, the mean probabilities) on the original grid.
 
     The slabs run over the preprocessing frame (canonical orientation when preprocessing
@@ -153,7 +155,7 @@ def labels_on_input_grid(members: Sequence[MemberOutput], plans: dict, keep_prob
     return stored_labels, _stored_order(kept, orientations[0])
 
 
-def map_on_input_grid(volume: np.ndarray, properties: dict, plans: dict, configuration: str,
+def map_on_input_grid(volume: np.ndarray, properties: dict, plans: PlansLike, configuration: str,
                       fill: float = 0.0) -> np.ndarray:
     """A (z', y', x') map in preprocessed space (e.g. an uncertainty) on the input grid: resampled like the
     probabilities, `fill` outside the crop box, the reorientation undone."""
@@ -169,12 +171,12 @@ def map_on_input_grid(volume: np.ndarray, properties: dict, plans: dict, configu
     return stored
 
 
-def _mean_in_stored_order(members: Sequence[MemberOutput], plans: dict,
+def _mean_in_stored_order(members: Sequence[MemberOutput], plans: PlansLike,
                           keep_probabilities: npt.DTypeLike | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Members preprocessed into different frames: average their whole reverted probabilities (more memory)."""
     total: np.ndarray | None = None
     for member in members:
-        _, kept = _labels_in_frame([member], plans, np.float32, SLAB_BYTES)
+        _, kept = _labels_in_frame([member], plans, np.float32, None)
         kept = _stored_order(kept, member.properties.get("orientation"))
         assert kept is not None                                 # float32 probabilities were asked for
         total = kept if total is None else np.add(total, kept, out=total)
@@ -184,8 +186,8 @@ def _mean_in_stored_order(members: Sequence[MemberOutput], plans: dict,
     return labels, total.astype(keep_probabilities, copy=False) if keep_probabilities is not None else None
 
 
-def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabilities: npt.DTypeLike | None,
-                     slab_bytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _labels_in_frame(members: Sequence[MemberOutput], plans: PlansLike, keep_probabilities: npt.DTypeLike | None,
+                     slab_bytes: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) slab by slab in the members' common preprocessing frame."""
     shape = [int(n) for n in members[0].properties["shape_before_crop"]]
 
@@ -202,8 +204,9 @@ def _labels_in_frame(members: Sequence[MemberOutput], plans: dict, keep_probabil
                            slab_bytes)
 
 
-def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int], num_outputs: int, plans: dict,
-                    keep_probabilities: npt.DTypeLike | None, slab_bytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int], num_outputs: int, plans: PlansLike,
+                    keep_probabilities: npt.DTypeLike | None, slab_bytes: int | None
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) on a grid of `shape`, slab_of(rows) giving each slab's (K, rows, y, x)."""
     labels: np.ndarray | None = None
     kept = np.empty((num_outputs, *shape), dtype=keep_probabilities) if keep_probabilities is not None else None
@@ -221,9 +224,9 @@ def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int]
     return labels, kept
 
 
-def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, plans: dict,
+def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, plans: PlansLike,
                         keep_probabilities: npt.DTypeLike | None = None,
-                        slab_bytes: int = SLAB_BYTES) -> tuple[np.ndarray, np.ndarray | None]:
+                        slab_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) on the input's own grid from (K, z, y, x) probabilities on the aligned grid.
 
     Each slab of input rows is a grid of its own (the input's spacing and direction, origin

@@ -411,7 +411,7 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
     """Write a segkit model folder (plans.json, dataset.json, fold_<k>/checkpoint_<kind>.pt) for an nnU-Net one."""
     from segkit.models.checkpoint import FORMAT, plans_sha256, save_checkpoint
     from segkit.networks import build_network
-    from segkit.plans import configuration_entry, imported_from_of, num_channels_of, num_outputs_of, write_plans
+    from segkit.plans import configuration_of, imported_from_of, num_channels_of, num_outputs_of, write_plans
 
     source, output = Path(source), Path(output)
     if not is_nnunet_model_folder(source):
@@ -426,16 +426,16 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
     name = configuration_name(source, checkpoints[0][2])
     mirror = checkpoints[0][2].get("inference_allowed_mirroring_axes")
     converted = segkit_plans(plans, dataset, name, mirror, source)
-    entry = configuration_entry(converted, name, source)
-    arch = entry["architecture"]
+    entry = configuration_of(converted, name, source)
+    arch = entry.architecture.as_dict()
     nn_axes3 = imported_from_of(converted)["network_axes"]
-    _, order = axis_order(nn_axes3[1:] if entry["spatial_dims"] == 2 else nn_axes3)
+    _, order = axis_order(nn_axes3[1:] if entry.spatial_dims == 2 else nn_axes3)
     network = build_network(arch, num_channels_of(converted), num_outputs_of(converted))
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         for fold, path, ckpt in checkpoints:
-            state = segkit_state(ckpt["network_weights"], arch["family"], order)
+            state = segkit_state(ckpt["network_weights"], entry.architecture.family, order)
             try:
                 network.load_state_dict(state)
             except RuntimeError as err:
@@ -443,7 +443,7 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
                                 path) from None
             payload = {"format": FORMAT, "network_state": state, "architecture": arch,
                        "in_channels": num_channels_of(converted), "num_outputs": num_outputs_of(converted),
-                       "configuration": name, "plans_sha256": plans_sha256(entry),
+                       "configuration": name, "plans_sha256": plans_sha256(entry.as_dict()),
                        "epoch": int(ckpt.get("current_epoch", 0) or 0),
                        "imported_from": str(path)}
             fold_dir(staging, fold).mkdir()

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.jsonio import atomic_path
-from segkit.plans import previous_stage_of, read_plans, read_plans_dict
+from segkit.plans import read_plans
 from segkit.version import __version__
 from segkit.workdir import model_dataset_path, plans_path, pruning_path, uncertainty_calibration_path
 
@@ -87,7 +87,7 @@ def package_members(model: str | Path, configuration: str | Sequence[str] | None
         chosen_folds[name] = [fold for fold, _ in found]
         # a cascade stage travels with its previous stage (the same folds), which it runs first on every case
         stage, stage_dir = name, model_dir
-        while (previous := previous_stage_of(read_plans_dict(plans_path(stage_dir)), stage)) is not None:
+        while (previous := read_plans(plans_path(stage_dir)).configuration(stage).previous_stage) is not None:
             stage_dir = previous_stage_dir(stage_dir, stage, previous)
             _add_configuration(members, previous, stage_dir, chosen_folds[name], checkpoint, network_format)
             previous_stages[stage] = {"configuration": previous, "folds": chosen_folds[name]}

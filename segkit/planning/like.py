@@ -44,8 +44,10 @@ from segkit.planning.planner import (
 from segkit.planning.run import planning_inputs
 from segkit.planning.summary import format_bytes, plans_summary
 from segkit.plans import (
+    Configuration,
     canonical_orientation_of,
     channel_names_of,
+    configuration_of,
     configurations_of,
     dataset_name_of,
     has_configurations,
@@ -53,7 +55,6 @@ from segkit.plans import (
     normalization_of,
     previous_stage_of,
     read_plans_json,
-    spatial_dims_of,
     write_plans,
 )
 from segkit.preprocessing.orientation import AS_STORED
@@ -137,14 +138,14 @@ def match_normalization(source: dict, target_names: list[str], own: list[dict], 
     return chosen, notes
 
 
-def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int, num_outputs: int, budget: int,
-                        labels: dict, where: Path, name: str, model: MemoryModel | None = None,
+def adopt_configuration(source: Configuration, fingerprint: dict, in_channels: int, num_outputs: int, budget: int,
+                        labels: dict, where: Path, model: MemoryModel | None = None,
                         label_mode: str = "softmax") -> dict:
     """The source's configuration re-planned for the new data: median shape, batch, memory, mirror axes."""
-    entry = {key: copy.deepcopy(source_entry[key]) for key in ADOPTED_KEYS if key in source_entry}
-    spatial_dims = spatial_dims_of(entry)
-    median_shape = median_resampled_shape(fingerprint, entry["target_spacing"])
-    arch, patch = entry["architecture"], list(entry["patch_size"])
+    entry = source.stored(ADOPTED_KEYS)
+    name, spatial_dims = source.name, source.spatial_dims
+    median_shape = median_resampled_shape(fingerprint, list(source.target_spacing))
+    arch, patch = source.architecture.as_dict(), list(source.patch_size)
 
     def price(arch_: dict, patch_: list[int], batch: int) -> dict:
         """Predicted peak of one training step with the new channel and output counts (the plan's memory model)."""
@@ -163,16 +164,17 @@ def adopt_configuration(source_entry: dict, fingerprint: dict, in_channels: int,
         "memory": {"predicted_peak_bytes": int(memory["total"]), "budget_bytes": int(budget), "fits_budget": True,
                    "breakdown": {k: int(v) for k, v in memory.items() if k != "total" and isinstance(v, (int, float))}},
     })
-    entry.setdefault("previous_stage", None)
+    if "previous_stage" not in entry:   # a source entry without the key gets the planner's value
+        entry["previous_stage"] = None
     # the directions as the network sees them (identity in the canonical frame), exactly as `plan` does
-    return set_mirror_axes(entry, labels, case_directions(fingerprint), label_mode)
+    return set_mirror_axes(entry, labels, case_directions(fingerprint), label_mode, source.slice_axis,
+                           source.previous_stage)
 
 
 def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: int, device: str,
               configurations: tuple[str, ...]) -> dict:
     """plans.json for the dataset with the source's networks (see the module docstring)."""
-    source_entries = configurations_of(source.plans)
-    available = source.configurations or list(source_entries)
+    available = source.configurations or list(configurations_of(source.plans))
     chosen = [c for c in available if c in configurations]
     if not chosen:
         raise UserError(f"--like: the source has configuration(s) {available}, none of those requested "
@@ -187,17 +189,15 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
         if previous and previous not in chosen:
             raise UserError(f"--like: {name} is a cascade stage refining {previous}; plan {previous} with it",
                             source.path)
-    entries = {name: adopt_configuration(source_entries[name], fingerprint,
-                                         info.num_channels + (len(outputs) if previous_stage_of(source.plans, name)
-                                                              else 0),
-                                         num_outputs, budget, info.annotation_labels, source.path, name, model,
-                                         label_mode)
-               for name in chosen}
-    first_arch = entries[chosen[0]]["architecture"]
+    adopted = {name: configuration_of(source.plans, name, source.path) for name in chosen}
+    entries = {name: adopt_configuration(entry, fingerprint,
+                                         info.num_channels + (len(outputs) if entry.previous_stage else 0),
+                                         num_outputs, budget, info.annotation_labels, source.path, model, label_mode)
+               for name, entry in adopted.items()}
     return {
         **data, "normalization": normalization,
         "gpu_memory_bytes": int(budget), "device": device, "memory_model": model.describe(),
-        "network": first_arch["family"],
+        "network": adopted[chosen[0]].architecture.family,
         "configurations": entries,
         "like": {"source": source.description, "source_dataset": dataset_name_of(source.plans),
                  "source_plans_sha256": plans_sha256(source.plans), "configurations": chosen,

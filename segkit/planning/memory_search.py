@@ -15,7 +15,7 @@ import math
 from segkit.networks.registry import family_of
 from segkit.planning.device_memory import MemoryModel
 from segkit.planning.memory import estimate_peak_bytes
-from segkit.plans import total_strides
+from segkit.plans import Configuration, total_strides
 
 MAX_DEPTH_MULTIPLIER = 64
 MAX_WIDTH_EIGHTHS = 8 * 16
@@ -136,11 +136,11 @@ def tradeoff_rows(budget_bytes: int, base_arch: dict, median_shape: list[int], p
     return [{"mode": mode, "budget_bytes": int(budget_bytes), **row} for mode, row in found.items()]
 
 
-def tradeoff_table(entry: dict, budget_bytes: int, in_channels: int, num_outputs: int,
+def tradeoff_table(entry: Configuration, budget_bytes: int, in_channels: int, num_outputs: int,
                    memory_model: MemoryModel | None = None) -> str:
     """Printable 'for the budget: largest patch, deepest, widest, reversible vs plain' for a plans configuration."""
-    rows = tradeoff_rows(int(budget_bytes), entry["architecture"], list(entry.get("median_shape") or entry["patch_size"]),
-                         list(entry["patch_size"]), int(entry.get("batch_size", 2)), in_channels, num_outputs,
+    rows = tradeoff_rows(int(budget_bytes), entry.architecture.as_dict(), list(entry.median_shape or entry.patch_size),
+                         list(entry.patch_size), entry.batch_size, in_channels, num_outputs,
                          memory_model=memory_model)
     if memory_model is not None and memory_model.device == "cuda":
         for row in rows:

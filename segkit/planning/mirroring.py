@@ -24,6 +24,9 @@ import numpy as np
 
 from segkit.io.segment_coding import split_side
 from segkit.plans import (
+    SWAP_KEY,
+    Configuration,
+    PlansLike,
     canonical_orientation_of,
     ignore_label_of,
     label_mode_of,
@@ -35,7 +38,6 @@ from segkit.preprocessing.orientation import CANONICAL
 
 LEFT_RIGHT_AXIS = 2   # array axis (z, y, x) of the patient's left/right in the canonical frame
 
-SWAP_KEY = "mirror_swap_axis"       # configuration entry: the axis (its own numbering) whose flip swaps the pairs
 PAIRS_KEY = "mirror_pairs"          # plans: [[left value, right value], ...] (read by segkit.plans.mirror_pairs_of)
 
 
@@ -155,18 +157,18 @@ def mirror_axes_for(labels: dict, directions: list[list[float]], slice_axis: int
     return kept, note, None
 
 
-def anatomical_mirror_axes(plans: dict, entry: dict) -> tuple[list[int], str, int | None]:
+def anatomical_mirror_axes(plans: PlansLike, entry: Configuration) -> tuple[list[int], str, int | None]:
     """The configuration's axes to mirror under the anatomical policy (its own numbering), why, and the swap axis.
 
     Only a canonical plan knows which array axis is left/right; an as-stored (legacy or imported)
     plan keeps its planned axes (and swap). Lateralised labels are mirrored only when the plan
     pairs every one of them (`mirror_pairs`), and then the flip swaps the pairs.
     """
-    planned = [int(a) for a in entry.get("mirror_axes", [])]
+    planned = list(entry.mirror_axes)
     if canonical_orientation_of(plans) != CANONICAL:
         return (planned, "anatomical mirroring needs a canonical (LPS) plan: this one is as stored, planned axes kept",
-                entry.get(SWAP_KEY))
-    axes = configuration_array_axes(entry.get("slice_axis"))
+                entry.mirror_swap_axis)
+    axes = configuration_array_axes(entry.slice_axis)
     if LEFT_RIGHT_AXIS not in axes:
         return [], "anatomical mirroring: none (the left/right axis is the 2D slice axis)", None
     axis = axes.index(LEFT_RIGHT_AXIS)
@@ -175,9 +177,9 @@ def anatomical_mirror_axes(plans: dict, entry: dict) -> tuple[list[int], str, in
     if not lateral:
         return [axis], "anatomical mirroring: left/right only (the body's plane of symmetry)", None
     pairs, unpaired = label_pairs(labels)
-    if mirror_pairs_of(plans) and not unpaired and not entry.get("previous_stage"):
+    if mirror_pairs_of(plans) and not unpaired and not entry.previous_stage:
         return [axis], f"anatomical mirroring: {_swap_note(pairs)}", axis
-    if entry.get("previous_stage"):
+    if entry.previous_stage:
         why = "a cascade stage's one-hot input channels are not swapped"
     elif mirror_pairs_of(plans) is None and not unpaired and label_mode_of(plans) == "softmax":
         why = "the plan predates left/right pair swapping (no mirror_pairs): re-plan to mirror with swapped pairs"
@@ -191,32 +193,30 @@ def plan_mirror_pairs(labels: dict, label_mode: str) -> list[list[int]]:
     return label_pairs(labels)[0] if label_mode == "softmax" else []
 
 
-def training_swap(plans: dict, entry: dict) -> tuple[int, np.ndarray] | None:
+def training_swap(plans: PlansLike, entry: Configuration) -> tuple[int, np.ndarray] | None:
     """(axis, label value table) when the configuration's flip along that axis swaps left/right pairs, else None."""
-    axis, pairs = entry.get(SWAP_KEY), mirror_pairs_of(plans) or []
+    axis, pairs = entry.mirror_swap_axis, mirror_pairs_of(plans) or []
     if axis is None or not pairs:
         return None
     largest = max([int(max(pair)) for pair in pairs] + [ignore_label_of(plans) or 0])
     return int(axis), value_swap_table(pairs, largest)
 
 
-def inference_swap(plans: dict, entry: dict) -> tuple[int, tuple[int, ...]] | None:
+def inference_swap(plans: PlansLike, entry: Configuration) -> tuple[int, tuple[int, ...]] | None:
     """(axis, output channel order) for TTA when the configuration's flip along that axis swaps pairs, else None."""
-    axis = entry.get(SWAP_KEY)
+    axis = entry.mirror_swap_axis
     order = output_swap_order(outputs_of(plans), mirror_pairs_of(plans) or [], label_mode_of(plans))
     if axis is None or order is None:
         return None
     return int(axis), tuple(order)
 
 
-def without_pair_swap(entry: dict) -> tuple[dict, str | None]:
-    """The entry without its swapping left/right axis (the rule before pair swapping), and why; unchanged if none."""
-    axis = entry.get(SWAP_KEY)
+def without_pair_swap(entry: Configuration) -> tuple[Configuration, str | None]:
+    """The configuration without its swapping left/right axis (the rule before pair swapping), and why; unchanged if none."""
+    axis = entry.mirror_swap_axis
     if axis is None:
         return entry, None
-    kept = {k: v for k, v in entry.items() if k != SWAP_KEY}
-    kept["mirror_axes"] = [a for a in entry.get("mirror_axes", []) if a != axis]
     note = (f"left/right (axis {axis}) not mirrored: the labels are lateralised and the recipe does not swap "
             "the pairs (swap_pairs=false)")
-    kept["mirror_note"] = note
-    return kept, note
+    return entry.replace(drop=(SWAP_KEY,), mirror_axes=[a for a in entry.mirror_axes if a != axis],
+                         mirror_note=note), note

@@ -27,9 +27,10 @@ from segkit.io.dataset import DatasetInfo
 from segkit.networks.registry import get_family
 from segkit.planning.architecture import make_architecture
 from segkit.planning.device_memory import MemoryModel, memory_model_for
-from segkit.planning.mirroring import PAIRS_KEY, SWAP_KEY, configuration_array_axes, mirror_axes_for, plan_mirror_pairs
+from segkit.planning.mirroring import PAIRS_KEY, configuration_array_axes, mirror_axes_for, plan_mirror_pairs
 from segkit.planning.spacing import fullres_target_spacing, normalization_for_channel
 from segkit.planning.topology import fit_patch_for_family
+from segkit.plans import SCHEMA_VERSION, SWAP_KEY, Configuration
 from segkit.preprocessing.input_ranges import training_ranges
 from segkit.preprocessing.orientation import (
     CANONICAL,
@@ -39,7 +40,6 @@ from segkit.preprocessing.orientation import (
     orientation_summary,
 )
 
-SCHEMA_VERSION = 1
 DEFAULT_BUDGET_GB = 8.0
 MIN_BATCH = 2
 MAX_DATASET_FRACTION_PER_BATCH = 0.05
@@ -258,13 +258,15 @@ def orientation_entries(fingerprint: dict) -> dict:
     return {PLANS_KEY: CANONICAL, "training_orientations": summary, OBLIQUE_KEY: oblique_inputs_entry(summary)}
 
 
-def set_mirror_axes(entry: dict, labels: dict, directions: list[list[float]], label_mode: str = "softmax") -> dict:
-    """The entry's mirror_axes: lateralised labels keep left/right only with every pair swapped; note why.
+def set_mirror_axes(entry: dict, labels: dict, directions: list[list[float]], label_mode: str = "softmax",
+                    slice_axis: int | None = None, previous_stage: str | None = None) -> dict:
+    """The entry's mirror_axes (the entry being planned: 2D slicing along slice_axis, a cascade stage refining
+    previous_stage): lateralised labels keep left/right only with every pair swapped; note why.
 
     A cascade stage never swaps: its input carries the previous stage's one-hot labels as channels.
     """
-    swap_pairs = label_mode == "softmax" and not entry.get("previous_stage")
-    axes, note, swap_axis = mirror_axes_for(labels, directions, entry.get("slice_axis"), swap_pairs)
+    swap_pairs = label_mode == "softmax" and not previous_stage
+    axes, note, swap_axis = mirror_axes_for(labels, directions, slice_axis, swap_pairs)
     entry["mirror_axes"] = axes
     entry.pop(SWAP_KEY, None)
     if swap_axis is not None:
@@ -337,15 +339,17 @@ def plan_dataset(info: DatasetInfo, fingerprint: dict, options: PlanOptions = Pl
         configurations["2d"] = plan_configuration("2d", target_spacing, median_shape, num_cases, price, options,
                                                   slice_axis=slice_axis)
     if LOWRES in options.configurations or CASCADE in options.configurations:
-        lowres = lowres_spacing_and_shape(fingerprint, target_spacing, fullres["patch_size"])
+        lowres = lowres_spacing_and_shape(fingerprint, target_spacing,
+                                          list(Configuration.from_json("3d_fullres", fullres).patch_size))
         if lowres is not None:
             configurations[LOWRES] = plan_configuration(LOWRES, lowres[0], lowres[1], num_cases, price, options)
             # the refinement stage: full resolution, the lowres segmentation one-hot as extra input channels
             cascade_price = _Pricer(info.num_channels + len(outputs), num_outputs, model)
             configurations[CASCADE] = plan_configuration(CASCADE, target_spacing, median_shape, num_cases,
                                                          cascade_price, options) | {"previous_stage": LOWRES}
-    for entry in configurations.values():
-        set_mirror_axes(entry, info.annotation_labels, directions, label_mode)
+    for name, entry in configurations.items():
+        planned = Configuration.from_json(name, entry)
+        set_mirror_axes(entry, info.annotation_labels, directions, label_mode, planned.slice_axis, planned.previous_stage)
     return {
         **dataset_entries(info, fingerprint),
         "normalization": planned_normalization(info, fingerprint),

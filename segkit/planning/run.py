@@ -12,7 +12,14 @@ from segkit.planning.device_memory import MemoryModel, memory_model_for
 from segkit.planning.memory_search import tradeoff_table
 from segkit.planning.planner import DEFAULT_BUDGET_GB, GIB, PlanOptions, detect_budget, plan_dataset
 from segkit.planning.summary import plans_summary
-from segkit.plans import configuration_entry, configurations_of, network_in_channels, num_outputs_of, write_plans
+from segkit.plans import (
+    PlansLike,
+    configuration_of,
+    configurations_of,
+    network_in_channels,
+    num_outputs_of,
+    write_plans,
+)
 from segkit.workdir import fingerprint_path, plans_path, resolve_work_dir
 
 
@@ -119,8 +126,8 @@ def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_worker
     return plans, work, summary
 
 
-def tradeoff_text(plans: dict, budget: int, memory_model: MemoryModel | None = None) -> str:
+def tradeoff_text(plans: PlansLike, budget: int, memory_model: MemoryModel | None = None) -> str:
     """The memory model's reversible-vs-plain trade-off table for the full-resolution configuration."""
-    entry = configuration_entry(plans, "3d_fullres")
+    entry = configuration_of(plans, "3d_fullres")
     return tradeoff_table(entry, budget, network_in_channels(plans, "3d_fullres"), num_outputs_of(plans),
                           memory_model)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from segkit.planning.architecture import count_blocks
 from segkit.planning.device_memory import summary_line
 from segkit.plans import (
+    Configuration,
+    PlansLike,
     canonical_orientation_of,
     channel_names_of,
+    configuration_of,
     configurations_of,
     dataset_name_of,
     ignore_label_of,
@@ -34,30 +37,31 @@ def format_table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"  {key.ljust(width)}  {value}" for key, value in rows)
 
 
-def configuration_summary(name: str, entry: dict) -> str:
+def configuration_summary(entry: Configuration) -> str:
     """One configuration as a readable table."""
-    arch = entry["architecture"]
+    arch = entry.architecture
     fmt = lambda values: " x ".join(f"{v:g}" for v in values)  # noqa: E731
-    memory = entry["memory"]
+    memory = entry.memory or {}
     rows = [
-        ("target spacing (mm)", fmt(entry["target_spacing"])),
-        ("median shape", fmt(entry["median_shape"])),
-        ("patch size", fmt(entry["patch_size"]) + (f"  (2D, slicing axis {entry['slice_axis']})" if "slice_axis" in entry else "")),
-        ("batch size", str(entry["batch_size"])),
-        ("network", f"{arch['family']}{' (reversible)' if arch.get('reversible') else ''}, "
-                    f"{len(arch['strides'])} stages, {count_blocks(arch)} blocks"),
-        ("features", ", ".join(map(str, arch["features_per_stage"]))),
-        ("strides", " ".join("".join(map(str, s)) for s in arch["strides"])),
-        ("kernels", " ".join("".join(map(str, k)) for k in arch["kernel_sizes"])),
+        ("target spacing (mm)", fmt(entry.target_spacing)),
+        ("median shape", fmt(entry.median_shape or ())),
+        ("patch size", fmt(entry.patch_size) + (f"  (2D, slicing axis {entry.slice_axis})"
+                                                if entry.slice_axis is not None else "")),
+        ("batch size", str(entry.batch_size)),
+        ("network", f"{arch.family}{' (reversible)' if arch.marked_reversible else ''}, "
+                    f"{arch.num_stages} stages, {count_blocks(arch.as_dict())} blocks"),
+        ("features", ", ".join(map(str, arch.features_per_stage))),
+        ("strides", " ".join("".join(map(str, s)) for s in arch.strides)),
+        ("kernels", " ".join("".join(map(str, k)) for k in arch.kernel_sizes)),
         ("predicted peak", f"{format_bytes(memory['predicted_peak_bytes'])} of {format_bytes(memory['budget_bytes'])}"
                            + ("" if memory.get("fits_budget", True) else "  (DOES NOT FIT: smallest patch used)")),
     ]
-    if entry.get("previous_stage"):
-        rows.insert(0, ("cascade", f"refines {entry['previous_stage']}'s segmentation (one-hot, extra input channels)"))
-    return f"{name}\n{format_table(rows)}"
+    if entry.previous_stage:
+        rows.insert(0, ("cascade", f"refines {entry.previous_stage}'s segmentation (one-hot, extra input channels)"))
+    return f"{entry.name}\n{format_table(rows)}"
 
 
-def plans_summary(plans: dict) -> str:
+def plans_summary(plans: PlansLike) -> str:
     """All configurations of a plan, plus the dataset-level choices."""
     norms = ", ".join(f"{name}: {n['scheme']}{' (nonzero mask)' if n.get('use_nonzero_mask') else ''}"
                       for name, n in zip(channel_names_of(plans) or [], normalization_of(plans) or []))
@@ -83,4 +87,5 @@ def plans_summary(plans: dict) -> str:
         header += f"\n  orientation: arrays fed as stored ({frame or 'legacy plan without canonical_orientation'})"
     if (ignore := ignore_label_of(plans)) is not None:
         header += f"\n  sparse annotation: label {ignore} = ignore (unannotated, never an output)"
-    return "\n\n".join([header] + [configuration_summary(n, e) for n, e in configurations_of(plans).items()])
+    return "\n\n".join([header] + [configuration_summary(configuration_of(plans, name))
+                                    for name in configurations_of(plans)])

@@ -17,8 +17,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.plans import configuration_entry as plans_configuration_entry
-from segkit.plans import label_mode_of, normalization_of, outputs_of, preprocessing_fields
+from segkit.plans import (
+    Configuration,
+    PlansLike,
+    configuration_of,
+    label_mode_of,
+    normalization_of,
+    outputs_of,
+    preprocessing_fields,
+)
 from segkit.preprocessing.crop import crop_to_nonzero, paste_into_box
 from segkit.preprocessing.normalize import check_normalization, normalize_channels
 from segkit.preprocessing.orientation import Reorientation, plans_orientation, plans_reorientation
@@ -33,51 +40,42 @@ from segkit.preprocessing.resample import (
 PREPROCESSING_VERSION = 1
 
 
-def configuration_entry(plans: dict, config: str) -> dict:
-    """The plans entry of one configuration (`segkit.plans.configuration_entry`), its target spacing checked."""
-    entry = plans_configuration_entry(plans, config)
-    spacing = entry.get("target_spacing")
-    if not isinstance(spacing, list) or len(spacing) != 3 or not all(float(s) > 0 for s in spacing):
-        raise UserError(f"configuration {config!r}: 'target_spacing' must be 3 positive numbers (z, y, x)")
-    return entry
-
-
-def preprocessing_fingerprint(plans: dict, config: str) -> str:
+def preprocessing_fingerprint(plans: PlansLike, config: str) -> str:
     """sha256 of every plans field that changes the preprocessed arrays of a configuration."""
-    configuration_entry(plans, config)   # the target spacing checked
+    configuration_of(plans, config)   # the entry checked (target spacing, patch, architecture)
     relevant = {"version": PREPROCESSING_VERSION, **preprocessing_fields(plans, config)}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
-def resampling_settings(entry: dict) -> tuple[int, float]:
+def resampling_settings(entry: Configuration) -> tuple[int, float]:
     """Image interpolation order and anisotropy threshold of a configuration."""
-    settings = entry.get("resampling") or {}
+    settings = entry.resampling
     order = int(settings.get("image_order", 3))
     if order not in (0, 1, 3):
         raise UserError(f"resampling.image_order must be 0, 1 or 3, got {order}")
     return order, float(settings.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
 
 
-def orientation_properties(plans: dict, reorientation: Reorientation, direction: Sequence[float] | None) -> dict:
+def orientation_properties(plans: PlansLike, reorientation: Reorientation, direction: Sequence[float] | None) -> dict:
     """What preprocessing did to the axes (properties["orientation"])."""
     policy = plans_orientation(plans)
     return {"canonical": policy, **reorientation.to_json(),
             "original_direction": [float(v) for v in direction] if direction is not None else None}
 
 
-def case_target_spacing(entry: dict, spacing: Sequence[float]) -> list[float]:
+def case_target_spacing(entry: Configuration, spacing: Sequence[float]) -> list[float]:
     """The configuration's target spacing, with each case's own spacing on `keep_spacing_axes` axes.
 
     nnU-Net's 2d configurations keep every case's spacing along the slice axis; imported
     plans say so with `"keep_spacing_axes": [slice axis]`.
     """
-    target = [float(s) for s in entry["target_spacing"]]
-    for axis in entry.get("keep_spacing_axes") or []:
-        target[int(axis)] = float(spacing[int(axis)])
+    target = list(entry.target_spacing)
+    for axis in entry.keep_spacing_axes:
+        target[axis] = float(spacing[axis])
     return target
 
 
-def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Sequence[float], plans: dict,
+def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Sequence[float], plans: PlansLike,
                       config: str, direction: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Reorient, crop, normalise and resample (C, z, y, x) images and an optional label map.
 
@@ -87,7 +85,7 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
     and the properties needed to revert (orientation, spacing, shapes, crop box, target
     spacing; per-axis values in canonical order).
     """
-    entry = configuration_entry(plans, config)
+    entry = configuration_of(plans, config)
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"images must be (C, z, y, x), got shape {images.shape}")
@@ -111,21 +109,21 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
     return data, seg, properties
 
 
-def preprocess_images(images: np.ndarray, spacing: Sequence[float], plans: dict, config: str,
+def preprocess_images(images: np.ndarray, spacing: Sequence[float], plans: PlansLike, config: str,
                       direction: Sequence[float] | None = None) -> tuple[np.ndarray, dict]:
     """Preprocess new (C, z, y, x) float32 images (stored spacing z, y, x; ITK direction) for inference."""
     data, _, properties = preprocess_arrays(images, None, spacing, plans, config, direction)
     return data, properties
 
 
-def outside_fill_values(plans: dict, num_outputs: int) -> list[float]:
+def outside_fill_values(plans: PlansLike, num_outputs: int) -> list[float]:
     """Per-output value outside the crop box: background probability 1 for softmax, else 0."""
     if label_mode_of(plans) == "softmax":
         return [1.0] + [0.0] * (num_outputs - 1)
     return [0.0] * num_outputs
 
 
-def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, config: str,
+def revert_to_original(outputs: np.ndarray, properties: dict, plans: PlansLike, config: str,
                        fill_values: Sequence[float] | None = None) -> np.ndarray:
     """Map (K, z', y', x') outputs in preprocessed space back to (K, original z, y, x) as stored.
 
@@ -135,8 +133,7 @@ def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, confi
     fill value: by default 1 for the softmax background and 0 otherwise, which suits
     probabilities; pass fill_values for logits. The result may be a strided view.
     """
-    entry = configuration_entry(plans, config)
-    _, threshold = resampling_settings(entry)
+    _, threshold = resampling_settings(configuration_of(plans, config))
     outputs = np.asarray(outputs, dtype=np.float32)
     if list(outputs.shape[1:]) != list(properties["shape_after_resample"]):
         raise ValueError(f"outputs have shape {outputs.shape[1:]}, expected {properties['shape_after_resample']}")
@@ -148,7 +145,7 @@ def revert_to_original(outputs: np.ndarray, properties: dict, plans: dict, confi
     return Reorientation.from_json(orientation).from_canonical(full) if orientation else full
 
 
-def output_masks(plans: dict) -> dict[str, list[int]]:
+def output_masks(plans: PlansLike) -> dict[str, list[int]]:
     """Label values per class_locations key: label value for softmax, region name for sigmoid plans."""
     outputs = outputs_of(plans)
     if label_mode_of(plans) == "sigmoid":
@@ -167,7 +164,7 @@ def _sample_voxels(mask: np.ndarray, rng: np.random.Generator, max_samples: int,
     return np.stack(np.unravel_index(flat, mask.shape), axis=1).tolist()
 
 
-def sample_class_locations(seg: np.ndarray, plans: dict, seed: int, max_samples: int = 10000,
+def sample_class_locations(seg: np.ndarray, plans: PlansLike, seed: int, max_samples: int = 10000,
                            min_fraction: float = 0.01) -> dict[str, list[list[int]]]:
     """Up to max_samples (at least min_fraction of the voxels) sampled (z, y, x) voxels per class or region."""
     rng = np.random.default_rng(seed)

@@ -9,9 +9,17 @@ from pathlib import Path
 from segkit.console import progress_bar
 from segkit.errors import UserError
 from segkit.io.dataset import load_dataset, training_cases
-from segkit.plans import configurations_of, has_configurations, normalization_of, num_channels_of, read_plans_json
+from segkit.plans import (
+    PlansLike,
+    configuration_of,
+    configurations_of,
+    has_configurations,
+    normalization_of,
+    num_channels_of,
+    read_plans_json,
+)
 from segkit.preprocessing.normalize import check_normalization
-from segkit.preprocessing.pipeline import configuration_entry, preprocessing_fingerprint
+from segkit.preprocessing.pipeline import preprocessing_fingerprint
 from segkit.preprocessing.store import CaseTask, is_complete, make_tasks, preprocess_case, reuse_case
 from segkit.workdir import plans_path, preprocessed_dir, resolve_work_dir
 
@@ -34,7 +42,7 @@ def load_plans(path: Path, configs: list[str]) -> dict:
         raise UserError("not a segkit plans file (no 'configurations')", path)
     try:
         for config in configs:
-            configuration_entry(plans, config)
+            configuration_of(plans, config)
         num_channels = num_channels_of(plans, default=len(normalization_of(plans) or []))
         check_normalization(normalization_of(plans), num_channels, str(path))
     except UserError as err:
@@ -91,7 +99,7 @@ def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | 
     return summaries
 
 
-def earlier_folders(work: Path, plans: dict, configs: list[str]) -> dict[str, Path]:
+def earlier_folders(work: Path, plans: PlansLike, configs: list[str]) -> dict[str, Path]:
     """Preprocessed folders of other planned configurations already on disk, by preprocessing hash.
 
     E.g. 3d_cascade_fullres preprocesses exactly like 3d_fullres: preprocessed later, it links

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from segkit.errors import UserError
 from segkit.io.image import read_label_map
-from segkit.plans import previous_stage_classes
+from segkit.plans import Plans, previous_stage_classes
 from segkit.preprocessing.previous_stage import previous_labels_into
 from segkit.training.loader import Case
 from segkit.training.splits import read_splits, write_splits
@@ -81,7 +81,7 @@ def previous_label_maps(work: Path, configuration: str, previous: str, splits: l
     return {case: found[case] for case in case_ids}
 
 
-def with_previous(case: Case, label_map: Path, plans: dict) -> Case:
+def with_previous(case: Case, label_map: Path, plans: Plans) -> Case:
     """The case with the previous stage's labels on its grid and the classes of their one-hot channels."""
     labels = read_label_map(label_map).array
     try:

@@ -13,7 +13,6 @@ dir's plans.json copy under the configuration's "training_fit" entry -- never si
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ import torch
 
 from segkit.networks.architecture import stage_keys
 from segkit.networks.registry import family_of
-from segkit.plans import total_strides
+from segkit.plans import Architecture, Configuration
 
 TARGET_STEPS = 1000
 FIT_SHARE = 0.8                  # share of the budget after start-up expected to go to training steps (MIN_STEP_SHARE)
@@ -33,80 +32,74 @@ MIN_STAGES = 3
 MIN_WIDTH = 8                    # default first-stage width the fit never halves below (recipes may raise it)
 
 
-def _halve_width(entry: dict, min_width: int = MIN_WIDTH) -> dict | None:
-    """The entry with every stage's width halved, or None when already narrow."""
-    features = entry["architecture"]["features_per_stage"]
+def _halve_width(entry: Configuration, min_width: int = MIN_WIDTH) -> Configuration | None:
+    """The configuration with every stage's width halved, or None when already narrow."""
+    features = entry.architecture.features_per_stage
     if features[0] // 2 < min_width:
         return None
-    out = copy.deepcopy(entry)
-    out["architecture"]["features_per_stage"] = [max(min_width, f // 2) for f in features]
-    return out
+    return entry.replace(architecture=entry.architecture.replace(
+        features_per_stage=[max(min_width, f // 2) for f in features]))
 
 
-def _drop_last_stage(arch: dict) -> dict:
+def _drop_last_stage(arch: Architecture) -> Architecture:
     """The architecture without its coarsest stage (and that stage's decoder resolution)."""
-    out = copy.deepcopy(arch)
-    for key in stage_keys(arch):
-        out[key] = out[key][:-1]
-    out["decoder_blocks_per_stage"] = out["decoder_blocks_per_stage"][1:]
-    return out
+    block = arch.as_dict()
+    changes = {key: list(block[key][:-1]) for key in stage_keys(block)}
+    return arch.replace(**changes, decoder_blocks_per_stage=list(arch.decoder_blocks_per_stage[1:]))
 
 
-def _shrink_patch(entry: dict) -> dict | None:
-    """The entry with a 0.75x patch (multiple of the total stride), or None when it cannot shrink.
+def _shrink_patch(entry: Configuration) -> Configuration | None:
+    """The configuration with a 0.75x patch (multiple of the total stride), or None when it cannot shrink.
 
     Like nnU-Net, the coarsest feature map keeps >= MIN_BOTTLENECK voxels per axis: stages are
     dropped (at least MIN_STAGES kept) rather than letting the bottleneck shrink below it; a family
     with a fixed topology (NetworkFamily.topology) keeps its stages and only shrinks the patch.
     """
-    arch = entry["architecture"]
-    new = [max(MIN_BOTTLENECK, int(p * 0.75)) for p in entry["patch_size"]]
+    arch = entry.architecture
+    new = [max(MIN_BOTTLENECK, int(p * 0.75)) for p in entry.patch_size]
     # a family whose design fixes its topology (swinunetr) keeps every stage; its floor is one divisor per axis
-    fixed = family_of(arch).topology is not None
-    while not fixed and len(arch["strides"]) > MIN_STAGES and \
-            any(n // s < MIN_BOTTLENECK for n, s in zip(new, total_strides(arch))):
+    fixed = family_of(arch.as_dict()).topology is not None
+    while not fixed and arch.num_stages > MIN_STAGES and \
+            any(n // s < MIN_BOTTLENECK for n, s in zip(new, arch.total_strides)):
         arch = _drop_last_stage(arch)
-    strides = total_strides(arch)
+    strides = arch.total_strides
     floor = 1 if fixed else MIN_BOTTLENECK
     new = [max(s * floor if p >= s * floor else p, n // s * s)
-           for n, s, p in zip(new, strides, entry["patch_size"])]
+           for n, s, p in zip(new, strides, entry.patch_size)]
     if fixed and math.prod(n // s for n, s in zip(new, strides)) < 2:   # instance norm: > 1 bottleneck voxel
         return None
-    if new == list(entry["patch_size"]) or math.prod(new) >= math.prod(entry["patch_size"]):
+    if new == list(entry.patch_size) or math.prod(new) >= math.prod(entry.patch_size):
         return None
-    out = copy.deepcopy(entry)
-    out["patch_size"], out["architecture"] = new, arch
-    return out
+    return entry.replace(patch_size=new, architecture=arch)
 
 
-def candidates(entry: dict, min_width: int = MIN_WIDTH) -> Iterator[tuple[str, dict]]:
+def candidates(entry: Configuration, min_width: int = MIN_WIDTH) -> Iterator[tuple[str, Configuration]]:
     """The plan, then ever cheaper variants, each with a description of its change."""
-    current = copy.deepcopy(entry)
+    current = entry
     yield "as planned", current
-    if current["batch_size"] > 2:
-        current = copy.deepcopy(current)
-        current["batch_size"] = 2
+    if current.batch_size > 2:
+        current = current.replace(batch_size=2)
         yield "batch size 2", current
     for _ in range(2):
         narrower = _halve_width(current, min_width)
         if narrower is None:
             break
         current = narrower
-        yield f"width {current['architecture']['features_per_stage']}", current
+        yield f"width {list(current.architecture.features_per_stage)}", current
     for _ in range(3):
         smaller = _shrink_patch(current)
         if smaller is None:
             break
         current = smaller
-        yield f"patch {current['patch_size']}, {len(current['architecture']['strides'])} stages", current
+        yield f"patch {list(current.patch_size)}, {current.architecture.num_stages} stages", current
 
 
-def time_step(entry: dict, in_channels: int, num_outputs: int, build: Callable, steps: int = 2,
+def time_step(entry: Configuration, in_channels: int, num_outputs: int, build: Callable, steps: int = 2,
               autocast: Callable[[], AbstractContextManager] = nullcontext) -> float:
     """Seconds per SGD step (forward + backward, under the training's autocast) on random data, after a warm-up step."""
-    model = build(entry["architecture"], in_channels, num_outputs)
+    model = build(entry.architecture.as_dict(), in_channels, num_outputs)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    data = torch.randn(entry["batch_size"], in_channels, *entry["patch_size"])
+    data = torch.randn(entry.batch_size, in_channels, *entry.patch_size)
     timings = []
     for _ in range(steps + 1):
         start = time.monotonic()
@@ -120,16 +113,16 @@ def time_step(entry: dict, in_channels: int, num_outputs: int, build: Callable, 
     return min(timings[1:])
 
 
-def cost_proxy(entry: dict) -> float:
+def cost_proxy(entry: Configuration) -> float:
     """Relative step cost: batch x patch voxels x (first-stage width)^2 (full resolution dominates)."""
-    voxels = math.prod(entry["patch_size"])
-    return entry["batch_size"] * voxels * entry["architecture"]["features_per_stage"][0] ** 2
+    voxels = math.prod(entry.patch_size)
+    return entry.batch_size * voxels * entry.architecture.features_per_stage[0] ** 2
 
 
-def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s: float, build: Callable,
+def fit_to_cpu_budget(entry: Configuration, in_channels: int, num_outputs: int, budget_s: float, build: Callable,
                       log: Callable[[str], None] = print, min_width: int = MIN_WIDTH,
                       autocast: Callable[[], AbstractContextManager] = nullcontext,
-                      startup_s: float = 0.0) -> tuple[dict, dict]:
+                      startup_s: float = 0.0) -> tuple[Configuration, dict]:
     """The chosen configuration entry and a record of the measurements and the decision.
 
     The cheapest candidate is timed first; the others' times are predicted from cost_proxy, the
@@ -163,6 +156,6 @@ def fit_to_cpu_budget(entry: dict, in_channels: int, num_outputs: int, budget_s:
     record = {"rule": "cpu time budget: first candidate (in order) reaching target_steps, else the cheapest",
               "target_steps": TARGET_STEPS, "min_width": min_width, "budget_s": budget_s,
               "startup_s": round(startup_s, 1), "chosen": change, "measured": measured,
-              "original": {"patch_size": entry["patch_size"], "batch_size": entry["batch_size"],
-                           "features_per_stage": entry["architecture"]["features_per_stage"]}}
+              "original": {"patch_size": list(entry.patch_size), "batch_size": entry.batch_size,
+                           "features_per_stage": list(entry.architecture.features_per_stage)}}
     return chosen, record

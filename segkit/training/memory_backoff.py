@@ -14,7 +14,6 @@ smallest one does not is it a UserError (one line, exit 2), never a traceback.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,7 +21,7 @@ import torch
 
 from segkit import oom
 from segkit.errors import UserError
-from segkit.plans import total_strides
+from segkit.plans import Configuration
 from segkit.training.losses import build_loss
 from segkit.training.recipe import Recipe, build_optimizer
 
@@ -32,28 +31,23 @@ MIN_BATCH = 2
 PATCH_STEP = oom.PATCH_STEP
 
 
-def shrink_patch(entry: dict) -> dict | None:
-    """The entry with a smaller patch by the planner's rule (same architecture), or None at the smallest."""
-    patch = oom.shrink_patch(entry["patch_size"], oom.patch_spacing(entry), total_strides(entry["architecture"]),
-                             PATCH_STEP)
-    if patch is None:
-        return None
-    out = copy.deepcopy(entry)
-    out["patch_size"] = patch
-    return out
+def shrink_patch(entry: Configuration) -> Configuration | None:
+    """The configuration with a smaller patch by the planner's rule (same architecture), or None at the smallest."""
+    patch = oom.shrink_patch(list(entry.patch_size), list(entry.patch_spacing),
+                             list(entry.architecture.total_strides), PATCH_STEP)
+    return None if patch is None else entry.replace(patch_size=patch)
 
 
-def candidates(entry: dict, min_batch: int = MIN_BATCH) -> Iterator[tuple[str, dict]]:
+def candidates(entry: Configuration, min_batch: int = MIN_BATCH) -> Iterator[tuple[str, Configuration]]:
     """The plan, then the batch halved down to min_batch, then ever smaller patches."""
     current = entry
     yield "as planned", current
-    while current["batch_size"] > min_batch:
-        current = copy.deepcopy(current)
-        current["batch_size"] = max(min_batch, current["batch_size"] // 2)
-        yield f"batch size {current['batch_size']}", current
+    while current.batch_size > min_batch:
+        current = current.replace(batch_size=max(min_batch, current.batch_size // 2))
+        yield f"batch size {current.batch_size}", current
     while (smaller := shrink_patch(current)) is not None:
         current = smaller
-        yield f"patch {current['patch_size']}", current
+        yield f"patch {list(current.patch_size)}", current
 
 
 def _targets(outputs: list[torch.Tensor], label_mode: str, num_outputs: int) -> list[torch.Tensor]:
@@ -62,13 +56,13 @@ def _targets(outputs: list[torch.Tensor], label_mode: str, num_outputs: int) -> 
     return [torch.zeros((o.shape[0], channels, *o.shape[2:]), device=o.device) for o in outputs]
 
 
-def probe_step(entry: dict, in_channels: int, num_outputs: int, label_mode: str, recipe: Recipe, batch_size: int,
+def probe_step(entry: Configuration, in_channels: int, num_outputs: int, label_mode: str, recipe: Recipe, batch_size: int,
                device: torch.device, autocast: Callable[[], Any], build: Callable) -> dict:
     """PROBE_STEPS optimiser steps of a fresh network on random data; the device's peaks (raises on OOM)."""
     oom.release(device)
-    model = build(entry["architecture"], in_channels, num_outputs).to(device)
+    model = build(entry.architecture.as_dict(), in_channels, num_outputs).to(device)
     optimizer = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
-    data = torch.randn(batch_size, in_channels, *entry["patch_size"], device=device)
+    data = torch.randn(batch_size, in_channels, *entry.patch_size, device=device)
     loss_fn = None
     for _ in range(PROBE_STEPS):
         optimizer.zero_grad(set_to_none=True)
@@ -83,9 +77,9 @@ def probe_step(entry: dict, in_channels: int, num_outputs: int, label_mode: str,
     return oom.device_peaks(device)
 
 
-def back_off(entry: dict, probe: Callable[[dict], dict], device: torch.device,
+def back_off(entry: Configuration, probe: Callable[[Configuration], dict], device: torch.device,
              agree: Callable[[bool], bool] = lambda fits: fits, log: Callable[[str], None] = print,
-             min_batch: int = MIN_BATCH) -> tuple[dict, dict]:
+             min_batch: int = MIN_BATCH) -> tuple[Configuration, dict]:
     """The first candidate whose probe fits on every rank, and the record of every attempt.
 
     probe(candidate) returns the measured peaks or raises out-of-memory; agree(fits) combines the
@@ -104,15 +98,15 @@ def back_off(entry: dict, probe: Callable[[dict], dict], device: torch.device,
             peaks = oom.device_peaks(device)        # what the allocator held when it failed
             oom.release(device)
         fits = agree(fits)
-        attempts.append({"change": change, "batch_size": candidate["batch_size"],
-                         "patch_size": list(candidate["patch_size"]), "fits": fits, **peaks})
+        attempts.append({"change": change, "batch_size": candidate.batch_size,
+                         "patch_size": list(candidate.patch_size), "fits": fits, **peaks})
         log(f"memory probe: {change}: {'fits' if fits else 'out of memory'}")
         if fits:
             oom.release(device)
             record = {"rule": "out-of-memory back-off: halve the batch (down to 2), then shrink the patch "
                               "(planner's rule); first candidate whose probe steps fit",
                       "chosen": change, "attempts": attempts,
-                      "original": {"patch_size": list(entry["patch_size"]), "batch_size": entry["batch_size"]}}
+                      "original": {"patch_size": list(entry.patch_size), "batch_size": entry.batch_size}}
             return candidate, record
     raise UserError(f"out of memory on {device} even at batch size {min_batch} and patch "
                     f"{attempts[-1]['patch_size']}: plan for less memory (segkit plan --gpu-memory GB)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import shutil
 import time
@@ -15,18 +14,13 @@ from segkit.io.dataset import load_dataset
 from segkit.jsonio import atomic_path
 from segkit.models.checkpoint import plans_sha256
 from segkit.networks import build_network
-from segkit.planning.mirroring import SWAP_KEY, anatomical_mirror_axes, without_pair_swap
+from segkit.planning.mirroring import anatomical_mirror_axes, without_pair_swap
 from segkit.plans import (
-    configuration_entry,
-    configurations_of,
-    label_mode_of,
-    network_in_channels,
-    num_channels_of,
-    num_outputs_of,
-    previous_stage_of,
-    read_plans_dict,
+    SWAP_KEY,
+    Configuration,
+    Plans,
+    read_plans,
     read_plans_json,
-    slice_axis_of,
     with_configuration,
     write_plans,
 )
@@ -71,59 +65,50 @@ def parse_fold(text: str) -> int | None:
     return fold
 
 
-def _configuration_entry(plans: dict, configuration: str, path: Path) -> dict:
-    """The plans entry of a configuration, or a UserError listing the available ones."""
-    entry = configuration_entry(plans, configuration, path)
-    for key in ("patch_size", "batch_size", "architecture"):
-        if key not in entry:
-            raise UserError(f"configuration {configuration!r} lacks {key!r}", path)
-    return entry
-
-
-def _previous_fit(models: Path, configuration: str, source_sha: str) -> dict | None:
+def _previous_fit(models: Path, configuration: str, source_sha: str) -> Configuration | None:
     """The model dir's fitted entry of the same plan (shared by folds and resumes), if any."""
     copy_path = plans_path(models)
     if not copy_path.is_file():
         return None
-    previous = configurations_of(read_plans_json(copy_path, "model plans copy")).get(configuration, {})
-    for key in ("memory_fit", "training_fit"):
-        if previous.get(key, {}).get("source_plans_sha256") == source_sha:
+    previous = Plans.from_json(read_plans_json(copy_path, "model plans copy"), copy_path).configurations.get(configuration)
+    if previous is None:
+        return None
+    for record in (previous.memory_fit, previous.training_fit):
+        if record is not None and record.get("source_plans_sha256") == source_sha:
             return previous
     return None
 
 
-def _cpu_fitted_entry(request: TrainRequest, plans: dict, entry: dict, device_type: str, info: dd.DistInfo,
-                      min_width: int, precision: str, startup_s: float = 0.0) -> dict:
+def _cpu_fitted_entry(request: TrainRequest, plans: Plans, entry: Configuration, device_type: str, info: dd.DistInfo,
+                      min_width: int, precision: str, startup_s: float = 0.0) -> Configuration:
     """The entry shrunk for a short CPU time budget (fitting.py, startup_s already spent), or the plan's."""
     if device_type != "cpu" or not request.time_budget_min or not request.fit or info.enabled:
         return entry
     if request.pretrained or request.resume:   # a fit would change the architecture the weights belong to
         return entry
     autocast, _ = make_autocast(torch.device(device_type), precision)
-    chosen, record = fit_to_cpu_budget(entry, network_in_channels(plans, request.configuration), num_outputs_of(plans),
+    chosen, record = fit_to_cpu_budget(entry, plans.in_channels(entry.name), plans.num_outputs,
                                        request.time_budget_min * 60,
                                        build_network, log=lambda m: print(m, flush=True), min_width=min_width,
                                        autocast=autocast, startup_s=startup_s)
     record["precision"] = precision
     if chosen is entry or record["chosen"] == "as planned":
         return entry
-    chosen = copy.deepcopy(chosen)
-    chosen["training_fit"] = record
-    return chosen
+    return chosen.replace(training_fit=record)
 
 
-def _memory_fitted_entry(plans: dict, configuration: str, entry: dict, recipe: Recipe, device: torch.device,
-                         precision: str, info: dd.DistInfo) -> tuple[dict, dict | None]:
+def _memory_fitted_entry(plans: Plans, entry: Configuration, recipe: Recipe, device: torch.device,
+                         precision: str, info: dd.DistInfo) -> tuple[Configuration, dict | None]:
     """The entry after the out-of-memory back-off (memory_backoff.py) on CUDA (unchanged when it fits), and the probe's record."""
     if device.type not in memory_backoff.PROBE_DEVICE_TYPES:
         return entry, None
     autocast, _ = make_autocast(device, precision)
 
-    def probe(candidate: dict) -> dict:
+    def probe(candidate: Configuration) -> dict:
         """The probe steps at this rank's share of the candidate's batch."""
-        return memory_backoff.probe_step(candidate, network_in_channels(plans, configuration), num_outputs_of(plans),
-                                         label_mode_of(plans), recipe,
-                                         dd.per_rank_batch_size(candidate["batch_size"], info), device, autocast,
+        return memory_backoff.probe_step(candidate, plans.in_channels(entry.name), plans.num_outputs,
+                                         plans.label_mode, recipe,
+                                         dd.per_rank_batch_size(candidate.batch_size, info), device, autocast,
                                          build_network)
 
     def agree(fits: bool) -> bool:
@@ -135,40 +120,37 @@ def _memory_fitted_entry(plans: dict, configuration: str, entry: dict, recipe: R
     record["precision"] = precision
     if record["chosen"] == "as planned":
         return entry, record
-    chosen = copy.deepcopy(chosen)
-    chosen["memory_fit"] = record
-    return chosen, record
+    return chosen.replace(memory_fit=record), record
 
 
-def _mirrored_entry(plans: dict, entry: dict, recipe: Recipe) -> tuple[dict, str | None]:
+def _mirrored_entry(plans: Plans, entry: Configuration, recipe: Recipe) -> tuple[Configuration, str | None]:
     """The entry with the recipe's mirror axes, and why; the model dir's plans carry them so TTA mirrors alike."""
     why = None
     if recipe.mirroring == "anatomical":
         axes, why, swap_axis = anatomical_mirror_axes(plans, entry)
-        if axes != list(entry.get("mirror_axes", [])) or swap_axis != entry.get(SWAP_KEY):
-            entry = {k: v for k, v in copy.deepcopy(entry).items() if k != SWAP_KEY} | {"mirror_axes": axes,
-                                                                                       "mirror_note": why}
+        if axes != list(entry.mirror_axes) or swap_axis != entry.mirror_swap_axis:
+            entry = entry.replace(drop=(SWAP_KEY,), mirror_axes=axes, mirror_note=why)
             if swap_axis is not None:
-                entry[SWAP_KEY] = swap_axis
+                entry = entry.replace(mirror_swap_axis=swap_axis)
     if not recipe.swap_pairs:
         entry, no_swap = without_pair_swap(entry)
         why = no_swap or why
     return entry, why
 
 
-def _write_model_dir(models: Path, plans: dict, configuration: str, entry: dict, dataset: Path) -> None:
+def _write_model_dir(models: Path, plans: Plans, entry: Configuration, dataset: Path) -> None:
     """Copy plans.json (with the trained configuration entry) and dataset.json into the model dir."""
-    write_plans(plans_path(models), with_configuration(plans, configuration, entry))
+    write_plans(plans_path(models), with_configuration(plans, entry.name, entry.as_dict()))
     dataset_json = dataset / "dataset.json"
     if dataset_json.is_file():
         with atomic_path(model_dataset_path(models), suffix=".json") as tmp:
             shutil.copyfile(dataset_json, tmp)
 
 
-def _open_cases(folder: Path, ids: list[str], plans: dict, entry: dict) -> list:
+def _open_cases(folder: Path, ids: list[str], plans: Plans, entry: Configuration) -> list:
     """Open (memory-map) cases, slice axis first for 2D configurations."""
-    cases = [open_case(folder, c, num_channels_of(plans)) for c in ids]
-    slice_axis = slice_axis_of(entry)
+    cases = [open_case(folder, c, plans.num_channels) for c in ids]
+    slice_axis = entry.slice_axis
     if slice_axis is not None:
         cases = [with_slice_axis_first(c, slice_axis) for c in cases]
     return cases
@@ -189,7 +171,7 @@ def _recipe(request: TrainRequest, device_type: str, fold_dir: Path) -> tuple[Re
     return recipe.override(overrides), reason, overrides
 
 
-def predicts_validation(request: TrainRequest, plans: dict, fold: int | None) -> bool:
+def predicts_validation(request: TrainRequest, plans: Plans, fold: int | None) -> bool:
     """Whether the run ends by predicting its fold's validation cases: as asked, else for both stages of a cascade.
 
     The previous stage's are the cascade's training input; the cascade's feed find-best.
@@ -198,8 +180,8 @@ def predicts_validation(request: TrainRequest, plans: dict, fold: int | None) ->
         return False
     if request.predict_validation is not None:
         return request.predict_validation
-    return previous_stage_of(plans, request.configuration) is not None or any(
-        previous_stage_of(plans, name) == request.configuration for name in configurations_of(plans))
+    return plans.configuration(request.configuration).previous_stage is not None or any(
+        entry.previous_stage == request.configuration for entry in plans.configurations.values())
 
 
 @dataclasses.dataclass
@@ -207,8 +189,8 @@ class _Plan:
     """Phase 1: the work dir and the configuration's plans entry."""
 
     work: Path
-    plans: dict
-    entry: dict
+    plans: Plans
+    entry: Configuration
 
 
 @dataclasses.dataclass
@@ -232,8 +214,8 @@ def _read_plan(request: TrainRequest) -> _Plan:
     if not request.plans and not plans_file.is_file():
         raise UserError(f"plans.json not found in {work}: run `segkit plan {request.dataset}` and "
                         f"`segkit preprocess {request.dataset} -c {request.configuration}` first")
-    plans = read_plans_dict(plans_file)
-    return _Plan(work, plans, _configuration_entry(plans, request.configuration, plans_file))
+    plans = read_plans(plans_file)
+    return _Plan(work, plans, plans.configuration(request.configuration))
 
 
 def _split(request: TrainRequest, info: dd.DistInfo, plan: _Plan, fold: int | None) -> _Split:
@@ -241,7 +223,7 @@ def _split(request: TrainRequest, info: dd.DistInfo, plan: _Plan, fold: int | No
     folder = preprocessed_dir(plan.work, request.configuration)
     case_ids = preprocessed_case_ids(folder)
     models = model_dir(plan.work, request.configuration)
-    previous_stage = previous_stage_of(plan.plans, request.configuration)
+    previous_stage = plan.entry.previous_stage
     splits: list[dict] = []
     if previous_stage is not None:
         splits = cascade_splits(plan.work, request.configuration, previous_stage, case_ids, write=info.is_main)
@@ -270,23 +252,26 @@ def _cases(request: TrainRequest, plan: _Plan, split: _Split) -> tuple[list, lis
 
 
 def _fitted_entry(request: TrainRequest, plan: _Plan, split: _Split, recipe: Recipe, device_type: str,
-                  device: torch.device, precision: str, info: dd.DistInfo, started: float) -> tuple[dict, dict | None]:
+                  device: torch.device, precision: str, info: dd.DistInfo,
+                  started: float) -> tuple[Configuration, dict | None]:
     """The entry this run trains: the model dir's earlier fit of the same plan, else fitted to CPU and memory now."""
-    previous = _previous_fit(split.models, request.configuration, plans_sha256(plan.entry))
+    source_sha = plans_sha256(plan.entry.as_dict())
+    previous = _previous_fit(split.models, request.configuration, source_sha)
     if previous is not None:
         return previous, None
-    source = {"source_plans_sha256": plans_sha256(plan.entry)}
     entry = _cpu_fitted_entry(request, plan.plans, plan.entry, device_type, info, recipe.min_width, precision,
                               startup_s=time.monotonic() - started)
-    entry, probe = _memory_fitted_entry(plan.plans, request.configuration, entry, recipe, device, precision, info)
-    for key in ("training_fit", "memory_fit"):
-        if key in entry:
-            entry[key] |= source
+    entry, probe = _memory_fitted_entry(plan.plans, entry, recipe, device, precision, info)
+    source = {"source_plans_sha256": source_sha}
+    if entry.training_fit is not None:
+        entry = entry.replace(training_fit={**entry.training_fit, **source})
+    if entry.memory_fit is not None:
+        entry = entry.replace(memory_fit={**entry.memory_fit, **source})
     return entry, probe
 
 
 def _notes(request: TrainRequest, split: _Split, recipe: Recipe, recipe_reason: str, overrides: dict, lr_note: str,
-           finetune, precision: str, device_type: str, device: torch.device, entry: dict, mirror_note: str | None,
+           finetune, precision: str, device_type: str, device: torch.device, entry: Configuration, mirror_note: str | None,
            probe: dict | None) -> list[str]:
     """The lines the run prints about how it was set up."""
     notes = [f"recipe {recipe.name} ({recipe_reason})" + (f", overrides {overrides}" if overrides else ""),
@@ -301,11 +286,11 @@ def _notes(request: TrainRequest, split: _Split, recipe: Recipe, recipe_reason: 
     if finetune:
         notes.append(f"fine-tuning from {finetune.source.description}; no hardware fit (the weights fix the architecture)")
     if mirror_note:
-        notes.append(f"{mirror_note}: mirror_axes {entry['mirror_axes']} (training and the model's TTA)")
-    if "training_fit" in entry:
-        notes.append(f"hardware fit: {entry['training_fit']['chosen']} (see models plans.json training_fit)")
-    if "memory_fit" in entry:
-        notes.append(f"out-of-memory back-off: {entry['memory_fit']['chosen']} (see models plans.json memory_fit)")
+        notes.append(f"{mirror_note}: mirror_axes {list(entry.mirror_axes)} (training and the model's TTA)")
+    if entry.training_fit is not None:
+        notes.append(f"hardware fit: {entry.training_fit['chosen']} (see models plans.json training_fit)")
+    if entry.memory_fit is not None:
+        notes.append(f"out-of-memory back-off: {entry.memory_fit['chosen']} (see models plans.json memory_fit)")
     elif probe is not None:
         peaks = {k: v for k, v in probe["attempts"][-1].items() if k.startswith("max_memory")}
         notes.append(f"memory probe: the plan fits ({peaks or 'no allocator peaks on ' + device.type})")
@@ -344,12 +329,12 @@ def prepare_setup(request: TrainRequest, info: dd.DistInfo, device_type: str, st
     entry, mirror_note = _mirrored_entry(plan.plans, entry, recipe)
     if info.is_main:
         split.fold_dir.mkdir(parents=True, exist_ok=True)
-        _write_model_dir(split.models, plan.plans, request.configuration, entry, Path(request.dataset))
+        _write_model_dir(split.models, plan.plans, entry, Path(request.dataset))
     dd.barrier(info)
     notes = _notes(request, split, recipe, recipe_reason, overrides, lr_note, finetune, precision, device_type, device,
                    entry, mirror_note, probe)
     return TrainSetup(
-        fold_dir=split.fold_dir, plans=plan.plans, configuration=request.configuration, config_entry=entry,
+        fold_dir=split.fold_dir, plans=plan.plans, configuration=entry,
         train_cases=train_cases, val_cases=val_cases, device=device, recipe=recipe, recipe_reason=recipe_reason,
         recipe_overrides=overrides, seed=request.seed, time_budget_s=request.time_budget_s, started_at=started,
         early_stop=request.early_stop, validate_every=max(1, request.validate_every), resume=request.resume,

@@ -29,7 +29,7 @@ from segkit.models.folder import find_folds
 from segkit.models.nnunet import is_nnunet_model_folder
 from segkit.models.resolve import resolve_model
 from segkit.models.unpack import is_model_package
-from segkit.plans import channel_names_of, read_plans_json
+from segkit.plans import PlansLike, channel_names_of, head_meaning_of, read_plans_json
 from segkit.training.finetune_options import FINETUNE_LR_FACTOR
 from segkit.training.recipe import Recipe
 from segkit.workdir import is_work_dir, plans_path
@@ -43,7 +43,7 @@ class PretrainedSource:
     """A resolved SOURCE: the checkpoint to read and the source model's plans (when known)."""
 
     checkpoint: Path
-    plans: dict | None
+    plans: PlansLike | None
     description: str
 
 
@@ -118,17 +118,9 @@ def finetune_recipe(recipe: Recipe, overrides: dict, finetune: FineTune | None) 
     return recipe, f"lr {recipe.lr:g} (recipe)"
 
 
-def labels_match(source_plans: dict | None, target_plans: dict) -> bool:
+def labels_match(source_plans: PlansLike | None, target_plans: PlansLike) -> bool:
     """True when both plans have the same label mode and outputs (names and label values, in order)."""
-    if source_plans is None:
-        return False
-    keys = ("label_mode", "outputs", "num_outputs")
-    return all(_as_items(source_plans.get(k)) == _as_items(target_plans.get(k)) for k in keys)
-
-
-def _as_items(value):
-    """Dicts compared with their order (output order is the heads' channel order)."""
-    return list(value.items()) if isinstance(value, dict) else value
+    return source_plans is not None and head_meaning_of(source_plans) == head_meaning_of(target_plans)
 
 
 def input_conv_key(state: dict[str, torch.Tensor], spatial_dims: int) -> str | None:
@@ -195,7 +187,7 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def load_pretrained(model: torch.nn.Module, source: PretrainedSource, target_plans: dict, spatial_dims: int) -> LoadReport:
+def load_pretrained(model: torch.nn.Module, source: PretrainedSource, target_plans: PlansLike, spatial_dims: int) -> LoadReport:
     """Copy the source's matching weights into model (see the module docstring); returns the report."""
     payload = ckpt.load_checkpoint(source.checkpoint)
     theirs: dict[str, torch.Tensor] = payload["network_state"]

@@ -8,15 +8,11 @@ from pathlib import Path
 import torch
 
 from segkit.plans import (
+    Configuration,
+    Plans,
     ignore_label_of,
-    label_mode_of,
-    network_in_channels,
-    num_outputs_of,
     output_label_values,
-    outputs_of,
     previous_stage_classes,
-    previous_stage_of,
-    spatial_dims_of,
 )
 from segkit.training.loader import Case
 from segkit.training.pretrained import FineTune
@@ -29,9 +25,8 @@ class TrainSetup:
     """Inputs of `segkit.training.trainer.train`; every training choice lives in `recipe`."""
 
     fold_dir: Path
-    plans: dict
-    configuration: str
-    config_entry: dict                   # the configuration's plans entry (after any hardware/memory fitting)
+    plans: Plans
+    configuration: Configuration         # the configuration's plans entry (after any hardware/memory fitting)
     train_cases: list[Case]
     val_cases: list[Case]
     device: torch.device
@@ -55,34 +50,34 @@ class TrainSetup:
     @property
     def spatial_dims(self) -> int:
         """2 or 3."""
-        return spatial_dims_of(self.config_entry)
+        return self.configuration.spatial_dims
 
     @property
     def use_batch_dice(self) -> bool:
         """Dice over the whole batch (nnU-Net's default for 3D) or per sample."""
         if self.recipe.batch_dice is not None:
             return self.recipe.batch_dice
-        return bool(self.config_entry.get("batch_dice", self.spatial_dims == 3))
+        return self.configuration.batch_dice_or_default
 
     @property
     def in_channels(self) -> int:
         """Network input channels: the image channels, plus the previous stage's one-hot for a cascade stage."""
-        return network_in_channels(self.plans, self.configuration)
+        return self.plans.in_channels(self.configuration.name)
 
     @property
     def num_outputs(self) -> int:
         """Network output channels (classes + background, or regions)."""
-        return num_outputs_of(self.plans)
+        return self.plans.num_outputs
 
     @property
     def previous_classes(self) -> list[list[int]] | None:
         """A cascade stage's one-hot channels (label values each), None for a stage without a previous one."""
-        return previous_stage_classes(self.plans) if previous_stage_of(self.plans, self.configuration) else None
+        return previous_stage_classes(self.plans) if self.configuration.previous_stage else None
 
     @property
     def label_mode(self) -> str:
         """"softmax" or "sigmoid"."""
-        return label_mode_of(self.plans)
+        return self.plans.label_mode
 
     @property
     def regions(self) -> list[list[int]]:
@@ -97,7 +92,7 @@ class TrainSetup:
     @property
     def output_names(self) -> list[str]:
         """Names of the foreground outputs, in order."""
-        return list(outputs_of(self.plans))
+        return list(self.plans.outputs)
 
     def recipe_record(self) -> dict:
         """The recipe as schedule.json records it: every field, the reason, the overridden fields."""

@@ -113,9 +113,9 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     """Seeded network, optimiser, loss, sampler and transform; the saved state when resuming."""
     np.random.seed(setup.seed)
     torch.manual_seed(setup.seed)        # identical initial weights on every rank
-    plans, entry, device, recipe = setup.plans, setup.config_entry, setup.device, setup.recipe
-    patch = list(entry["patch_size"])
-    model = build_network(entry["architecture"], setup.in_channels, setup.num_outputs).to(device)
+    plans, entry, device, recipe = setup.plans, setup.configuration, setup.device, setup.recipe
+    patch = list(entry.patch_size)
+    model = build_network(entry.architecture.as_dict(), setup.in_channels, setup.num_outputs).to(device)
     model = speed.apply_to_model(model, setup.speed, setup.spatial_dims, device)
     ds_scales = deep_supervision_scales(model, setup.in_channels, patch, device)
     optimizer = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
@@ -129,10 +129,10 @@ def set_up(setup: TrainSetup, info: dd.DistInfo) -> Run:
     if info.is_main:
         preload_plotting()   # matplotlib's import lands in the start-up the budget's fit sees, not after the deadline
     net = speed.compile_network(dd.wrap_model(model, info, device), setup.speed)
-    batch_size = dd.per_rank_batch_size(int(entry["batch_size"]), info)
+    batch_size = dd.per_rank_batch_size(entry.batch_size, info)
     sampler = PatchSampler(setup.train_cases, sample_size_for(patch, recipe.augment), batch_size, setup.spatial_dims,
                            recipe.foreground_fraction, patch)
-    transform = build_transform(patch, entry.get("mirror_axes"), ds_scales, setup.label_mode, setup.regions,
+    transform = build_transform(patch, entry.mirror_axes, ds_scales, setup.label_mode, setup.regions,
                                 recipe.augment, recipe.elastic, setup.ignore_label, setup.previous_classes,
                                 training_swap(plans, entry))
     return Run(setup=setup, info=info, budget=make_budget(setup.time_budget_s, setup.started_at), model=model,
@@ -161,7 +161,8 @@ def decide_schedule(run: Run) -> Schedule:
         run.autocast), setup.recipe, setup.validate_every, info, lambda: state.step_seconds)
     state.schedule = schedule
     if info.is_main:
-        extra = {"memory_fit": setup.config_entry["memory_fit"]} if "memory_fit" in setup.config_entry else {}
+        fit = setup.configuration.memory_fit
+        extra = {"memory_fit": dict(fit)} if fit is not None else {}
         write_json(setup.fold_dir / "schedule.json", schedule.to_dict() | {
             "decided_at_s": round(run.budget.elapsed(), 2), "calibration_from_s": round(calibration_from, 2),
             "calibration_step_s": round(state.step_seconds - state.step_seconds_before, 2),
@@ -370,9 +371,9 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
     """Everything a checkpoint holds (tensors and primitives only)."""
     return {
         "format": ckpt.FORMAT, "network_state": model.state_dict(),
-        "architecture": setup.config_entry["architecture"], "in_channels": setup.in_channels,
-        "num_outputs": setup.num_outputs, "configuration": setup.configuration,
-        "plans_sha256": ckpt.plans_sha256(setup.config_entry), "epoch": state.epoch - 1,
+        "architecture": setup.configuration.architecture.as_dict(), "in_channels": setup.in_channels,
+        "num_outputs": setup.num_outputs, "configuration": setup.configuration.name,
+        "plans_sha256": ckpt.plans_sha256(setup.configuration.as_dict()), "epoch": state.epoch - 1,
         "optimizer_state": optimizer.state_dict(), "scaler_state": scaler.state_dict() if scaler else {},
         "step": state.step, "best_dice": state.best_dice, "stale": state.stale,
         "schedule": state.schedule.to_dict() if state.schedule else None,
@@ -384,7 +385,7 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
 def _restore(setup: TrainSetup, model, optimizer, scaler, state: RunState) -> None:
     """Load checkpoint_latest.pt into model/optimizer/state and trim the log to its epoch."""
     payload = ckpt.load_checkpoint(workdir.checkpoint_path(setup.fold_dir, "latest"),
-                                   ckpt.plans_sha256(setup.config_entry), map_location=setup.device)
+                                   ckpt.plans_sha256(setup.configuration.as_dict()), map_location=setup.device)
     model.load_state_dict(payload["network_state"])
     optimizer.load_state_dict(payload["optimizer_state"])
     if scaler is not None and payload.get("scaler_state"):

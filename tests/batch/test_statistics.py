@@ -40,3 +40,19 @@ def test_statistics_json_and_csv_use_physical_voxel_volume(tmp_path):
     assert [(r["case_id"], r["label"]) for r in rows] == [
         (c, n) for c in ("case_a", "case_b") for n in ("necrosis", "edema", "enhancing")]
     assert float(rows[1]["volume_ml"]) == pytest.approx(stats["labels"]["edema"]["volume_ml"], rel=1e-5)
+
+
+def test_label_counts_in_chunks_equal_one_bincount(monkeypatch):
+    """Chunked counting (bounded int64 temporaries) gives np.bincount of the whole map, negatives counted as 0."""
+    from segkit.batch import statistics
+
+    rng = np.random.default_rng(5)
+    monkeypatch.setattr(statistics, "COUNT_CHUNK_VOXELS", 37)
+    for dtype in (np.uint8, np.int16, np.int64):
+        label = rng.integers(-1 if dtype != np.uint8 else 0, 9, (6, 7, 11)).astype(dtype)
+        label[0, 0, :3] = 0                                           # the later chunks hold the larger values
+        expected = np.bincount(label.ravel().astype(np.int64).clip(min=0))
+        np.testing.assert_array_equal(statistics.label_counts(label), expected)
+        np.testing.assert_array_equal(statistics.label_counts(label[:, ::-1].transpose(2, 0, 1)),
+                                      expected)                       # any view: counts do not depend on order
+    assert statistics.label_counts(np.zeros((0, 3, 3), dtype=np.uint8)).tolist() == []

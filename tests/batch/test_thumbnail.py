@@ -70,3 +70,27 @@ def test_orientation_letters_are_stamped_in_yellow():
     axial = yellow[:, :PANEL]
     assert axial[:, :20].any() and axial[:, PANEL - 20:].any()   # R on the left edge, L on the right edge
     assert axial[:20].any() and axial[PANEL - 20:].any()         # A at the top, P at the bottom
+
+
+def test_foreground_centre_and_window_are_the_whole_volume_ones_computed_in_slabs(monkeypatch):
+    """The slab-wise centre equals the mean of every foreground index; windowed planes equal the windowed volume's."""
+    from segkit.batch import preview
+
+    rng = np.random.default_rng(3)
+    monkeypatch.setattr(preview, "CENTRE_SLAB_VOXELS", 50)          # several slabs, partial last one
+    for trial in range(20):
+        shape = tuple(int(n) for n in rng.integers(2, 18, 3))
+        label = (rng.uniform(size=shape) < rng.uniform(0, 0.5)) * rng.integers(0, 4, shape).astype(np.uint8)
+        if trial % 2:
+            label = label.transpose(2, 0, 1)[::-1]                   # a reoriented view, as display_panels gives
+        foreground = np.argwhere(label > 0)
+        expected = (tuple(int(round(v)) for v in foreground.mean(axis=0)) if foreground.size
+                    else tuple(n // 2 for n in label.shape))
+        assert preview.centre_slices(label) == expected
+        image = rng.normal(0, 100, shape).astype(np.int16)
+        low, high = np.percentile(image.astype(np.float32), [1, 99])
+        whole = np.clip((image.astype(np.float32) - low) / max(float(high - low), 1e-6), 0, 1)
+        limits = preview.window_limits(image, np.float32)
+        for plane in (np.s_[1], np.s_[::-1, 0, :], np.s_[::-1, :, -1]):
+            got = preview.windowed(image[plane].astype(np.float32), limits)
+            assert got.dtype == whole.dtype and np.array_equal(got, whole[plane])

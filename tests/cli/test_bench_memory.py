@@ -21,7 +21,8 @@ def test_unknown_configuration_and_bad_patch(tmp_path, capsys) -> None:
     arch = {"family": "unet", "spatial_dims": 3, "features_per_stage": [8, 16], "kernel_sizes": [[3, 3, 3]] * 2,
             "strides": [[1, 1, 1], [2, 2, 2]], "blocks_per_stage": [1, 1], "decoder_blocks_per_stage": [1]}
     plans = {"num_channels": 1, "num_outputs": 2,
-             "configurations": {"3d_fullres": {"architecture": arch, "patch_size": [8, 8, 8], "batch_size": 1}}}
+             "configurations": {"3d_fullres": {"architecture": arch, "patch_size": [8, 8, 8], "batch_size": 1,
+                                               "target_spacing": [1.0, 1.0, 1.0]}}}
     path = tmp_path / "plans.json"
     path.write_text(json.dumps(plans))
     assert main(["bench-memory", str(path), "--configuration", "2d"]) == 2
@@ -36,7 +37,8 @@ def test_measures_a_tiny_configuration(tmp_path, capsys) -> None:
             "strides": [[1, 1, 1], [1, 2, 2]], "blocks_per_stage": [1, 1], "decoder_blocks_per_stage": [1],
             "expansion_ratios": [1, 2], "norm": "instance", "deep_supervision": True}
     plans = {"num_channels": 2, "num_outputs": 3,
-             "configurations": {"3d_fullres": {"architecture": arch, "patch_size": [4, 16, 16], "batch_size": 1}}}
+             "configurations": {"3d_fullres": {"architecture": arch, "patch_size": [4, 16, 16], "batch_size": 1,
+                                               "target_spacing": [1.0, 1.0, 1.0]}}}
     path = tmp_path / "plans.json"
     path.write_text(json.dumps(plans))
     out = tmp_path / "result.json"
@@ -55,3 +57,13 @@ def test_cuda_and_fp16_are_refused_without_a_gpu(tmp_path, capsys):
     assert "CUDA is not available" in capsys.readouterr().err
     assert main(["bench-memory", str(path), "--precision", "fp16"]) == 2
     assert "fp16 needs CUDA" in capsys.readouterr().err
+
+
+def test_an_incomplete_configuration_is_named(tmp_path, capsys) -> None:
+    """A configuration entry missing a planned field is refused with the file and the field named (exit 2)."""
+    plans = {"num_channels": 1, "num_outputs": 2, "configurations": {"3d_fullres": {"patch_size": [8, 8, 8]}}}
+    path = tmp_path / "plans.json"
+    path.write_text(json.dumps(plans))
+    assert main(["bench-memory", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "lacks 'target_spacing'" in err

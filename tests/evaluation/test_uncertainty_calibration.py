@@ -86,9 +86,3 @@ def test_calibrate_uncertainty_ranks_less_separated_cases_as_less_certain(tmp_pa
     assert calibration["quality"]["precision"] == pytest.approx(len(set(flagged) & set(low)) / len(flagged))
     assert calibration["quality"]["recall"] == pytest.approx(len(set(flagged) & set(low)) / len(low))
     assert json.loads(uncertainty_calibration_path(model).read_text())["format"] == "segkit-uncertainty-calibration-1"
-
-
-def test_calibrate_uncertainty_without_a_configuration_is_a_user_error(tmp_path, capsys):
-    make_model_dir(tmp_path / "work", num_channels=1)
-    assert main(["calibrate-uncertainty", str(tmp_path / "work")]) == 2
-    assert "-c" in capsys.readouterr().err

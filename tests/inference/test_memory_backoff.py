@@ -14,6 +14,7 @@ from segkit.inference.memory_backoff import window_logits
 from segkit.inference.model import LoadedModel
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
 from segkit.networks import build_network
+from segkit.plans import Plans
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -37,7 +38,7 @@ def _model(limit):
     torch.manual_seed(0)
     network = build_network(plans["configurations"]["3d_fullres"]["architecture"], 1, plans["num_outputs"]).eval()
     network.deep_supervision = False
-    return LoadedModel(Path("models"), plans, {}, "3d_fullres", SmallCard(network, limit), [{}], ["0"],
+    return LoadedModel(Path("models"), Plans.from_json(plans), {}, "3d_fullres", SmallCard(network, limit), [{}], ["0"],
                        torch.device("cpu")), network
 
 

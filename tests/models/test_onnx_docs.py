@@ -14,7 +14,6 @@ from inference_fixtures import make_model_dir
 
 from segkit.cli import main
 from segkit.inference.model import load_model
-from segkit.plans import total_strides
 from segkit.preprocessing.pipeline import preprocess_images
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None
@@ -45,7 +44,7 @@ def test_plain_onnxruntime_example_matches_segkit_logits(tmp_path, monkeypatch) 
     namespace = runpy.run_path(str(_write(tmp_path / "example.py", example_code())))
     logits, labels = namespace["logits"], namespace["labels"]
     # segkit's logits: its torch network on the same preprocessed volume, padded the same way
-    strides = total_strides(loaded.entry["architecture"])
+    strides = loaded.entry.architecture.total_strides
     pad = [(0, 0)] + [(0, -n % s) for n, s in zip(image.shape[1:], strides)]
     with torch.no_grad():
         expected = loaded.network(torch.from_numpy(np.pad(image, pad))[None])[0].numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -9,10 +10,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from pacs_helpers import free_port, node_config, wait_for, write_series
 
+from segkit.io.dicom import read_series_folder
+from segkit.io.dicom_seg import write_dicom_seg
 from segkit.pacs.journal import Journal
+from segkit.pacs.store import Storage
 
 pytest.importorskip("pynetdicom", reason="the pacs extra (pynetdicom) is not installed")
 
@@ -39,6 +44,7 @@ def test_kill_9_at_five_random_moments_finishes_every_series_exactly_once(tmp_pa
     storage = tmp_path / "storage"
     config = node_config(tmp_path / "node.toml", storage, port, one_channel_model, orthanc, quiet=2.0)
     orthanc.add_modality("crash", "SEGKIT", port)
+    foreign = _foreign_seg(tmp_path / "foreign", orthanc)
     series = {}
     for seed in range(20):
         uid, files = write_series(tmp_path / f"s{seed}", 100 + seed)
@@ -79,12 +85,19 @@ def test_kill_9_at_five_random_moments_finishes_every_series_exactly_once(tmp_pa
         log.close()
     references = orthanc.seg_references()
     assert {uid: len(references[uid]) for uid in series} == dict.fromkeys(series, 1), kills
+    # the PACS holds other SEGs too (here the 12-frame one, in CI also those of the tests before on this worker:
+    # the lateral studies' 20- and 48-frame SEGs once failed a check that read every SEG in Orthanc): only ours count
+    assert foreign in references
     frames = {uid: orthanc.get("/instances/{}/simplified-tags".format(
         orthanc.request("POST", "/tools/lookup", raw=sop.encode())[0]["ID"]))["NumberOfFrames"]
         for uid, sops in references.items() if uid in series for sop in sops}
     # 12 slices x 3 segments: a series the kills cut short was segmented again once complete, under the same UID
+    assert set(frames) == set(series)
     wrong = {uid: count for uid, count in frames.items() if count != "36"}
     assert wrong == {}, (wrong, _log_lines(tmp_path / "node.log", wrong))
+    # the statistics JSON kept beside (results/) is the final prediction's too: all 12 slices
+    slices = {uid: json.loads(Storage(storage).stats_path(uid).read_text())["shape"][0] for uid in series}
+    assert slices == dict.fromkeys(series, 12)
     journal = Journal(storage / "journal.sqlite", read_only=True)
     units = journal.units()
     assert sorted(u.key for u in units) == sorted(series)
@@ -94,6 +107,15 @@ def test_kill_9_at_five_random_moments_finishes_every_series_exactly_once(tmp_pa
     leftovers = [p for p in storage.rglob("*") if p.is_file() and (p.name.startswith(".") or "outbox" in p.parts)]
     assert leftovers == []
     assert len(kills) == 5
+
+
+def _foreign_seg(folder, orthanc) -> str:
+    """Put a SEG of another series (12 frames: one segment) into Orthanc, as a PACS holds; the series it references."""
+    uid, _ = write_series(folder / "series", 99)
+    study = read_series_folder(folder / "series")
+    label = (study.images[0] > np.median(study.images[0])).astype(np.uint8)
+    orthanc.upload(write_dicom_seg(label, study.reference, {"other": [1]}, folder / "seg.dcm"))
+    return uid
 
 
 def _log_lines(path, keys) -> list[str]:

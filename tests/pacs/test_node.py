@@ -104,7 +104,9 @@ def test_pushed_series_come_back_as_one_seg_each_and_broken_ones_fail_alone(tmp_
         assert statistics["case_id"] == first and set(statistics["labels"]) == {"necrosis", "edema", "enhancing"}
         assert not any(f"Patient{seed}" in record.getMessage() for record in caplog.records for seed in range(12))
         if shutil.which("dciodvfy"):   # dicom3tools' IOD validator: every SEG the node made is a valid Segmentation
-            for index, data in enumerate(orthanc.seg_files()):
+            segs = orthanc.seg_files(good)
+            assert len(segs) == len(good)
+            for index, data in enumerate(segs):
                 (tmp_path / f"seg{index}.dcm").write_bytes(data)
                 assert dciodvfy_errors(tmp_path / f"seg{index}.dcm") == []
         left = {path.parent.name for path in node.storage.incoming.rglob("*.dcm")}

@@ -7,7 +7,7 @@ from network_data import memory_arch_for as arch_for
 
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.memory_search import format_tradeoff_table, search_configuration, tradeoff_rows, tradeoff_table
-from segkit.plans import total_strides
+from segkit.plans import Configuration, total_strides
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,8 +29,9 @@ def test_searches_fit_the_budget_and_favour_reversible() -> None:
     assert rev["widest_features_per_stage"][0] > plain["widest_features_per_stage"][0]
     text = format_tradeoff_table(tradeoff_rows(budget, arch, [40, 160, 160], [8, 32, 32], 2, 1, 3))
     assert "reversible / plain" in text and "largest patch" in text
-    entry = {"architecture": arch, "patch_size": [8, 32, 32], "batch_size": 2, "median_shape": [40, 160, 160]}
-    assert tradeoff_table(entry, budget, 1, 3) == text
+    entry = {"architecture": arch, "patch_size": [8, 32, 32], "batch_size": 2, "median_shape": [40, 160, 160],
+             "target_spacing": [1.0, 1.0, 1.0]}
+    assert tradeoff_table(Configuration.from_json("3d_fullres", entry), budget, 1, 3) == text
 
 
 def test_budget_too_small_reports_nothing_fits() -> None:

@@ -9,6 +9,7 @@ from planning_data import one_channel_dataset, synthetic_fingerprint
 
 from segkit.planning.planner import PlanOptions, plan_dataset
 from segkit.planning.summary import configuration_summary, format_bytes, format_table, plans_summary
+from segkit.plans import Configuration
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,8 @@ def test_every_configuration_gets_its_table_after_the_dataset_header(plans):
     assert "orientation: every image reoriented to LPS" in header
     assert [section.splitlines()[0] for section in sections] == list(plans["configurations"])
     for name, entry in plans["configurations"].items():
-        rows = dict(line.strip().split("  ", 1) for line in configuration_summary(name, entry).splitlines()[1:])
+        summary = configuration_summary(Configuration.from_json(name, entry))
+        rows = dict(line.strip().split("  ", 1) for line in summary.splitlines()[1:])
         assert rows["patch size"].strip().startswith(" x ".join(f"{v:g}" for v in entry["patch_size"]))
         assert rows["batch size"].strip() == str(entry["batch_size"])
         assert rows["features"].strip() == ", ".join(map(str, entry["architecture"]["features_per_stage"]))
@@ -47,11 +49,11 @@ def test_every_configuration_gets_its_table_after_the_dataset_header(plans):
 
 def test_a_plan_that_does_not_fit_says_so_and_a_cascade_stage_names_its_source(plans):
     name, entry = next(iter(plans["configurations"].items()))
-    assert "DOES NOT FIT" not in configuration_summary(name, entry)
+    assert "DOES NOT FIT" not in configuration_summary(Configuration.from_json(name, entry))
     squeezed = copy.deepcopy(entry)
     squeezed["memory"]["fits_budget"] = False
     squeezed["previous_stage"] = "3d_lowres"
-    lines = configuration_summary(name, squeezed).splitlines()
+    lines = configuration_summary(Configuration.from_json(name, squeezed)).splitlines()
     assert lines[1].split()[0] == "cascade" and "refines 3d_lowres's segmentation" in lines[1]
     assert lines[-1].endswith("(DOES NOT FIT: smallest patch used)")
 

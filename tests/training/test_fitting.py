@@ -4,9 +4,8 @@ import math
 
 import numpy as np
 import pytest
-from training_data import TINY_ARCH
+from training_data import TINY_ARCH, configuration
 
-from segkit.plans import total_strides
 from segkit.training import fitting
 from segkit.training.fitting import candidates, cost_proxy, fit_to_cpu_budget
 from segkit.training.schedule import MIN_EPOCHS, fit_to_budget, poly_lr, refit_epochs
@@ -33,23 +32,24 @@ def test_budget_fit_fills_the_budget_and_refits_epochs():
 
 
 def test_fitting_candidates_get_cheaper_and_keep_patches_divisible():
-    entry = {"patch_size": [80, 96, 80], "batch_size": 4,
-             "architecture": dict(TINY_ARCH, features_per_stage=[32, 64, 128])}
+    entry = configuration(patch_size=[80, 96, 80], batch_size=4,
+                          architecture=dict(TINY_ARCH, features_per_stage=[32, 64, 128]))
     steps = list(candidates(entry))
-    assert steps[0][0] == "as planned" and steps[1][1]["batch_size"] == 2
-    strides = total_strides(entry["architecture"])
+    assert steps[0][0] == "as planned" and steps[1][1].batch_size == 2
+    strides = entry.architecture.total_strides
     for _, c in steps:
-        assert all(p % s == 0 for p, s in zip(c["patch_size"], strides))
-    assert steps[-1][1]["architecture"]["features_per_stage"][0] == 8
-    assert np.prod(steps[-1][1]["patch_size"]) < np.prod(entry["patch_size"])
-    assert entry["patch_size"] == [80, 96, 80]                   # the original entry is untouched
+        assert all(p % s == 0 for p, s in zip(c.patch_size, strides))
+        assert c.as_dict()["patch_size"] == list(c.patch_size)   # the entry a model dir's plans.json gets
+    assert steps[-1][1].architecture.features_per_stage[0] == 8
+    assert np.prod(steps[-1][1].patch_size) < np.prod(entry.patch_size)
+    assert entry.as_dict()["patch_size"] == [80, 96, 80]          # the original entry is untouched
     wide = list(candidates(entry, min_width=16))                  # the short CPU budget recipe's floor
-    assert min(c["architecture"]["features_per_stage"][0] for _, c in wide) == 16
+    assert min(c.architecture.features_per_stage[0] for _, c in wide) == 16
 
 
 def test_fit_takes_the_first_candidate_reaching_the_step_target(monkeypatch):
-    entry = {"patch_size": [80, 96, 80], "batch_size": 4,
-             "architecture": dict(TINY_ARCH, features_per_stage=[32, 64, 128])}
+    entry = configuration(patch_size=[80, 96, 80], batch_size=4,
+                          architecture=dict(TINY_ARCH, features_per_stage=[32, 64, 128]))
     ordered = list(candidates(entry, min_width=16))
     budget_s = 480.0
     chosen_cost = {}

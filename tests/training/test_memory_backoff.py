@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from training_data import TINY_ARCH, copy_work, make_work_dir
+from training_data import TINY_ARCH, configuration, copy_work, make_work_dir
 
 from segkit.cli import main as segkit_main
 from segkit.errors import UserError
@@ -15,30 +15,30 @@ from segkit.training.memory_backoff import back_off, candidates, shrink_patch
 CPU = torch.device("cpu")
 
 
-def _entry(batch=8, patch=(16, 64, 48), spacing=(3.0, 1.0, 1.0)):
-    return {"patch_size": list(patch), "batch_size": batch, "target_spacing": list(spacing),
-            "architecture": dict(TINY_ARCH)}                    # total strides [2, 4, 4]
+def _entry(batch=8, patch=(16, 64, 48), spacing=(3.0, 1.0, 1.0), **fields):
+    return configuration(patch_size=list(patch), batch_size=batch, target_spacing=list(spacing),
+                         architecture=dict(TINY_ARCH), **fields)   # total strides [2, 4, 4]
 
 
 def test_candidates_halve_the_batch_then_shrink_the_longest_physical_axis():
     listed = list(candidates(_entry()))
-    assert [c["batch_size"] for _, c in listed[:4]] == [8, 4, 2, 2]
+    assert [c.batch_size for _, c in listed[:4]] == [8, 4, 2, 2]
     assert [change for change, _ in listed[:3]] == ["as planned", "batch size 4", "batch size 2"]
-    patches = [c["patch_size"] for _, c in listed[3:]]
+    patches = [list(c.patch_size) for _, c in listed[3:]]
     assert patches[0] == [16, 48, 48]           # y (64 mm) is the longest extent: 4 off at a time until <= 0.8 of the voxels
     for previous, patch in zip([[16, 64, 48]] + patches, patches):
         assert math.prod(patch) <= 0.8 * math.prod(previous) or patch == [2, 4, 4]
         assert all(p % s == 0 and p >= s for p, s in zip(patch, [2, 4, 4]))
     assert patches[-1] == [2, 4, 4] and shrink_patch(listed[-1][1]) is None
-    two_d = {**_entry(patch=(32, 32)), "slice_axis": 0, "target_spacing": [5.0, 1.0, 2.0],
-             "architecture": {**TINY_ARCH, "strides": [[1, 1], [2, 2], [2, 2]]}}
-    assert shrink_patch(two_d)["patch_size"] == [32, 24]     # x has the 2 mm spacing (slice axis dropped)
+    two_d = configuration(patch_size=[32, 32], batch_size=8, slice_axis=0, target_spacing=[5.0, 1.0, 2.0],
+                          architecture={**TINY_ARCH, "strides": [[1, 1], [2, 2], [2, 2]]})
+    assert shrink_patch(two_d).patch_size == (32, 24)     # x has the 2 mm spacing (slice axis dropped)
 
 
 def _fake_probe(limit_voxels):
     """Raises CUDA's OOM when batch x patch voxels exceed the limit, else reports made-up peaks."""
     def probe(entry):
-        voxels = entry["batch_size"] * math.prod(entry["patch_size"])
+        voxels = entry.batch_size * math.prod(entry.patch_size)
         if voxels > limit_voxels:
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory ({voxels} voxels)")
         return {"max_memory_allocated": voxels * 100, "max_memory_reserved": voxels * 128}
@@ -48,16 +48,16 @@ def _fake_probe(limit_voxels):
 def test_back_off_takes_the_first_candidate_that_fits_and_records_every_attempt():
     entry = _entry()
     chosen, record = back_off(entry, _fake_probe(2 * 16 * 52 * 48), CPU, log=lambda m: None)
-    assert chosen["batch_size"] == 2 and chosen["patch_size"] == [16, 48, 48]
+    assert chosen.batch_size == 2 and chosen.patch_size == (16, 48, 48)
     assert [a["fits"] for a in record["attempts"]] == [False, False, False, True]
     assert record["attempts"][-1]["max_memory_reserved"] == 2 * 16 * 48 * 48 * 128
     assert record["chosen"] == "patch [16, 48, 48]" and record["original"] == {"patch_size": [16, 64, 48], "batch_size": 8}
-    assert entry["batch_size"] == 8                                 # the plan's entry is not modified
+    assert entry.batch_size == 8 and entry.as_dict()["batch_size"] == 8   # the plan's entry is not modified
     # another rank running out of memory makes every rank back off
     votes = iter([False, True])
     chosen, record = back_off(entry, _fake_probe(10 ** 9), CPU, agree=lambda fits: fits and next(votes),
                               log=lambda m: None)
-    assert chosen["batch_size"] == 4 and [a["fits"] for a in record["attempts"]] == [False, True]
+    assert chosen.batch_size == 4 and [a["fits"] for a in record["attempts"]] == [False, True]
 
 
 def test_back_off_gives_up_with_a_user_error_and_lets_other_errors_through():
@@ -91,8 +91,8 @@ def test_training_with_an_injected_oom_backs_off_records_and_finishes(prepared, 
     probed = []
 
     def fake_probe(entry, *args):
-        probed.append((entry["batch_size"], list(entry["patch_size"])))
-        if math.prod(entry["patch_size"]) > 8 * 12 * 16:            # the plan's 8x16x16 is "too big" for this card
+        probed.append((entry.batch_size, list(entry.patch_size)))
+        if math.prod(entry.patch_size) > 8 * 12 * 16:            # the plan's 8x16x16 is "too big" for this card
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
         return {"max_memory_allocated": 123, "max_memory_reserved": 456}
 

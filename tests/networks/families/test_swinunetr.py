@@ -17,6 +17,7 @@ from segkit.planning.architecture import architecture_for_patch
 from segkit.planning.memory import count_parameters, estimate_peak_bytes
 from segkit.planning.memory_search import tradeoff_table
 from segkit.planning.planner import PlanOptions, _Pricer, plan_configuration
+from segkit.plans import Configuration
 from segkit.training.fitting import candidates
 from segkit.training.losses import build_loss
 from segkit.training.trainer import deep_supervision_scales
@@ -133,7 +134,8 @@ def test_planner_only_proposes_multiples_of_32(monkeypatch) -> None:
                 assert math.prod(p // 32 for p in entry["patch_size"]) >= 2   # trainable: > 1 bottleneck voxel
                 assert entry["architecture"]["strides"] == [[1, 1, 1]] + [[2, 2, 2]] * 5
                 assert math.prod(entry["patch_size"]) <= math.prod([math.ceil(s / 32) * 32 for s in shape])
-    table = tradeoff_table(entry, 2 ** 30, 1, 3)   # largest patch only: depth/width would each need a measurement
+    # largest patch only: depth/width would each need a measurement
+    table = tradeoff_table(Configuration.from_json("3d_fullres", entry), 2 ** 30, 1, 3)
     assert "plain" in table and table.splitlines()[-1].split()[-1] == "-"
 
 
@@ -141,14 +143,15 @@ def test_cpu_fit_keeps_the_stages_and_the_divisor() -> None:
     """The CPU time-budget fit never drops a swinunetr stage and shrinks patches to multiples of 32 only."""
     arch = small_entry([96, 128, 128])
     arch["features_per_stage"] = [24 * f for f in (1, 1, 2, 4, 8, 16)]
-    entry = {"architecture": arch, "patch_size": [96, 128, 128], "batch_size": 2}
+    entry = Configuration.from_json("3d_fullres", {"architecture": arch, "patch_size": [96, 128, 128], "batch_size": 2,
+                                                   "target_spacing": [1.0, 1.0, 1.0]})
     found = list(candidates(entry, min_width=12))
-    assert found[-1][1]["patch_size"] == [32, 64, 64]    # 0.75x twice; 32^3 would leave one bottleneck voxel
+    assert found[-1][1].patch_size == (32, 64, 64)    # 0.75x twice; 32^3 would leave one bottleneck voxel
     for _, candidate in found:
-        assert len(candidate["architecture"]["strides"]) == 6
-        assert all(p % 32 == 0 for p in candidate["patch_size"])
-        assert math.prod(p // 32 for p in candidate["patch_size"]) >= 2
-        assert candidate["architecture"]["features_per_stage"][0] % 12 == 0
+        assert candidate.architecture.num_stages == 6
+        assert all(p % 32 == 0 for p in candidate.patch_size)
+        assert math.prod(p // 32 for p in candidate.patch_size) >= 2
+        assert candidate.architecture.features_per_stage[0] % 12 == 0
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""Prediction is orientation-safe: the same physical image stored RAS, LPS, sagittally or as a DICOM
-series gives the same labels in physical space, mapped back onto each input's own grid."""
+"""The per-case prediction steps (segkit.inference.predictor): probabilities computed in place bit for bit, and
+orientation safety: the same physical image stored RAS, LPS, sagittally or as a DICOM series gives the same labels in
+physical space, mapped back onto each input's own grid."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from orientation_data import DIRECTIONS, LABELS, lateral_case, stored_as
 
 from segkit.cli import main
 from segkit.inference.model import load_model
-from segkit.inference.predictor import InferenceOptions, predict_case
+from segkit.inference.predictor import SOFTMAX_CHUNK_VOXELS, InferenceOptions, predict_case, probabilities_in_place
 from segkit.io.dicom_write import write_dicom_series
 from segkit.io.image import Geometry, read_image, write_image
 from segkit.jsonio import write_json
@@ -122,3 +123,16 @@ def test_batch_prediction_of_nifti_and_dicom_agrees_and_reports_orientation(tmp_
     assert all(LEGACY_WARNING not in found for found in warnings.values())
     assert warnings["dicom"] == [] and not any("oblique" in w for w in warnings["RAS"] + warnings["AIL"])
     assert any("30.0 degrees oblique" in w for w in warnings["tilted"])
+
+
+def test_probabilities_in_place_equal_a_whole_volume_softmax_or_sigmoid_and_overwrite_the_logits():
+    torch.manual_seed(0)
+    # more voxels than one chunk, and not a multiple of it: the chunked softmax must still equal the whole one
+    logits = torch.randn(3, 2, 5, SOFTMAX_CHUNK_VOXELS // 7 + 3)
+    expected = torch.softmax(logits, dim=0)
+    result = probabilities_in_place(logits.clone(), "softmax")
+    assert torch.equal(result, expected)
+    region_logits = torch.randn(2, 3, 4, 5)
+    expected = torch.sigmoid(region_logits)
+    in_place = region_logits.clone()
+    assert probabilities_in_place(in_place, "sigmoid") is in_place and torch.equal(in_place, expected)

@@ -1,4 +1,4 @@
-"""scripts/bench_predict_memory.py: the process-tree memory it reports counts a page shared by a forked worker once."""
+"""scripts/process_memory.py: the process-tree memory the benchmark scripts report counts a page shared by a forked worker once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_predict_memory.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "process_memory.py"
 MIB = 2 ** 20
 # a parent that fills 96 MiB, then forks a worker that keeps those pages shared (copy-on-write) and sleeps
 FORKING = """
@@ -28,9 +28,9 @@ time.sleep(30)
 
 
 def _script():
-    """The benchmark script as a module (scripts/ is not a package)."""
+    """The shared measurement module (scripts/ is not a package)."""
     sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("bench_predict_memory", SCRIPT)
+    spec = importlib.util.spec_from_file_location("process_memory", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
