@@ -30,7 +30,7 @@ fi
 workers=${SEGKIT_TEST_WORKERS:-2}
 parallel=()
 if [ "$workers" != 0 ] && .venv/bin/python -c "import xdist" 2>/dev/null; then
-  parallel=(-n "$workers" --dist loadfile)
+  parallel=(-n "$workers" --dist loadfile --no-loadscope-reorder)   # slow files first: tests/conftest.py
 fi
 # UTF-8 mode: torch.compile reads its templates with the locale encoding, which is ASCII on some CI machines
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} PYTHONUTF8=1 .venv/bin/python -m pytest -q -p no:cacheprovider "${parallel[@]}" "$@"

@@ -37,3 +37,14 @@ def lateral_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     dataset, work = plan_and_preprocess_lateral(tmp_path_factory.mktemp("lateral"), ["RAS"])
     train_calibrated(dataset, work, "none")
     return dataset, work
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files holding a `slow` test first, the rest after, each group in collection order.
+
+    scripts/test.sh hands whole files to two xdist workers in this order (--dist loadfile
+    --no-loadscope-reorder): the long end-to-end files start at once, and the short ones fill the
+    workers' ends, instead of a long file starting last while the other worker sits idle.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
