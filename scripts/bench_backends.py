@@ -281,10 +281,13 @@ def main() -> None:
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)
+    import torch
+
     from segkit.inference.acceleration import cpu_has_fast_bf16
     from segkit.models.onnx import NETWORK_FILE
     from segkit.models.resolve import package_choice
 
+    torch.set_num_threads(args.threads)   # this process's training, calibration and logits: the runs' thread count
     started = time.perf_counter()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="segkit_bench_backends_"))
     base.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,8 @@ import numpy.typing as npt
 from segkit.inference.regions import labels_for_plans
 from segkit.plans import PlansLike, configuration_of
 from segkit.preprocessing.oblique import AxisAlignment, channel_images, resample_volume_onto, slab_geometry
-from segkit.preprocessing.pipeline import outside_fill_values
-from segkit.preprocessing.resample import DEFAULT_ANISOTROPY_THRESHOLD, linear_axis, nearest_axis, separate_axis
+from segkit.preprocessing.pipeline import anisotropy_threshold, outside_fill_values
+from segkit.preprocessing.resample import linear_axis, nearest_axis, separate_axis
 
 SLAB_BYTES = 128 * 1024 ** 2   # float32 bytes of one member's slab (K x rows x y x x)
 
@@ -39,8 +39,7 @@ class MemberOutput:
     @property
     def coarse_axis(self) -> int | None:
         """Axis resampled with nearest neighbour (as in preprocessing), or None."""
-        settings = configuration_of(self.plans, self.configuration).resampling
-        threshold = float(settings.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
+        threshold = anisotropy_threshold(configuration_of(self.plans, self.configuration))
         return separate_axis(self.properties["original_spacing"], self.properties["target_spacing"], threshold)
 
 

@@ -53,7 +53,12 @@ def resampling_settings(entry: Configuration) -> tuple[int, float]:
     order = int(settings.get("image_order", 3))
     if order not in (0, 1, 3):
         raise UserError(f"resampling.image_order must be 0, 1 or 3, got {order}")
-    return order, float(settings.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
+    return order, anisotropy_threshold(entry)
+
+
+def anisotropy_threshold(entry: Configuration) -> float:
+    """Spacing ratio above which the coarse axis is resampled on its own (nearest), in preprocessing and revert."""
+    return float(entry.resampling.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
 
 
 def orientation_properties(plans: PlansLike, reorientation: Reorientation, direction: Sequence[float] | None) -> dict:

@@ -151,7 +151,8 @@ def test_configuration_with_identical_preprocessing_links_instead_of_recomputing
     work = tmp_path / "work"
     plans = make_plans(target_spacing=(3.0, 1.5, 1.5))
     fullres = plans["configurations"]["3d_fullres"]
-    plans["configurations"]["2d"] = {**fullres, "spatial_dims": 2, "slice_axis": 0}
+    plans["configurations"]["2d"] = {**fullres, "spatial_dims": 2, "slice_axis": 0,
+                                     "patch_size": fullres["patch_size"][1:]}
     plans["configurations"]["3d_lowres"] = {**fullres, "target_spacing": [6.0, 3.0, 3.0]}
     work.mkdir()
     (work / "plans.json").write_text(json.dumps(plans))

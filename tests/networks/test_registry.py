@@ -17,6 +17,7 @@ from segkit.networks.registry import family_names, get_family, register_family, 
 from segkit.planning.memory import count_parameters, estimate_peak_bytes
 from segkit.planning.planner import PlanOptions, plan_dataset
 from segkit.planning.run import resolve_network
+from segkit.plans import Configuration
 from segkit.training.fitting import candidates
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -86,10 +87,11 @@ def test_stage_keys_are_validated_and_cut_with_a_stage(toy_family) -> None:
     validate_architecture(arch)
     with pytest.raises(ValueError, match="toy needs toy_gain with one entry per stage"):
         validate_architecture({**arch, "toy_gain": [1.0] * 3})
-    entry = {"architecture": arch, "patch_size": [32, 32, 32], "batch_size": 2}
-    shrunk = [c for _, c in candidates(entry) if len(c["architecture"]["strides"]) < 4]
-    assert shrunk and all(len(c["architecture"]["toy_gain"]) == len(c["architecture"]["strides"]) for c in shrunk)
-    validate_architecture(shrunk[0]["architecture"])
+    entry = Configuration.from_json("3d_fullres", {"architecture": arch, "patch_size": [32, 32, 32], "batch_size": 2,
+                                                   "target_spacing": [1.0, 1.0, 1.0]})
+    shrunk = [c.architecture.as_dict() for _, c in candidates(entry) if c.architecture.num_stages < 4]
+    assert shrunk and all(len(a["toy_gain"]) == len(a["strides"]) for a in shrunk)
+    validate_architecture(shrunk[0])
 
 
 def test_cli_offers_a_registered_family(toy_family, tiny_dataset, tmp_path, capsys) -> None:

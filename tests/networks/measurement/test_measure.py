@@ -32,4 +32,5 @@ def test_a_step_reports_its_parameters_times_and_peak():
     assert result["parameters"] == sum(p.numel() for p in build_network(arch, 1, 3).parameters())
     assert len(result["step_times"]) == 3 and result["step_seconds"] == min(result["step_times"][1:])
     assert result["device"] == "cpu" and result["precision"] == "fp32"
-    assert result["baseline_bytes"] > 0 and (result["peak_bytes"] > 0 or result["peak_bytes"] == -1)
+    # in this process freed memory is reused, so the peak above the baseline may be 0; -1: the kernel refused the reset
+    assert result["baseline_bytes"] > 0 and (result["peak_bytes"] >= 0 or result["peak_bytes"] == -1)
