@@ -31,7 +31,7 @@ def rss_bytes() -> int:
 
 def segkit_frames(frame: FrameType | None, depth: int = 4) -> str:
     """'module.py:line:function < ...' for the innermost `depth` segkit frames of a stack."""
-    found = []
+    found: list[str] = []
     while frame is not None and len(found) < depth:
         name = frame.f_code.co_filename
         if "/segkit/" in name:
