@@ -82,6 +82,12 @@ def output_label_values(plans: PlansLike) -> dict[str, list[int]]:
             for name, values in (plans.get("outputs") or {}).items()}
 
 
+def _mapping_field(plans: PlansLike, key: str) -> Mapping[str, Any]:
+    """A top-level block of the plans that is a mapping, or {} when absent or not a mapping."""
+    value = _data(plans).get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
 def previous_stage_classes(plans: PlansLike) -> list[list[int]]:
     """Label values of each one-hot channel a cascade stage gets: one per foreground class or region, in output order."""
     plans = _data(plans)
@@ -90,23 +96,17 @@ def previous_stage_classes(plans: PlansLike) -> list[list[int]]:
 
 def training_orientations_of(plans: PlansLike) -> Mapping[str, Any]:
     """'training_orientations': the training images' orientation codes and residual-rotation range ({} when absent)."""
-    plans = _data(plans)
-    value = plans.get("training_orientations")
-    return value if isinstance(value, Mapping) else {}
+    return _mapping_field(plans, "training_orientations")
 
 
 def oblique_inputs_of(plans: PlansLike) -> Mapping[str, Any]:
     """'oblique_inputs': when prediction resamples an oblique input ({} when absent: a plan made before the key)."""
-    plans = _data(plans)
-    value = plans.get("oblique_inputs")
-    return value if isinstance(value, Mapping) else {}
+    return _mapping_field(plans, "oblique_inputs")
 
 
 def training_ranges_of(plans: PlansLike) -> Mapping[str, Any]:
     """'training_ranges': the training images' spacing and foreground intensity ranges ({} for older plans)."""
-    plans = _data(plans)
-    value = plans.get("training_ranges")
-    return value if isinstance(value, Mapping) else {}
+    return _mapping_field(plans, "training_ranges")
 
 
 def ignore_label_of(plans: PlansLike) -> int | None:
@@ -254,16 +254,12 @@ def with_configuration(plans: PlansLike, name: str, entry: Mapping[str, Any]) ->
 
 def imported_from_of(plans: PlansLike) -> Mapping[str, Any]:
     """'imported_from': the foreign model a plan was translated from, e.g. nnU-Net v2 ({} for segkit's own)."""
-    plans = _data(plans)
-    value = plans.get("imported_from")
-    return value if isinstance(value, Mapping) else {}
+    return _mapping_field(plans, "imported_from")
 
 
 def like_of(plans: PlansLike) -> Mapping[str, Any]:
     """'like': where a `plan --like` plan took its networks from ({} for a plan of its own)."""
-    plans = _data(plans)
-    value = plans.get("like")
-    return value if isinstance(value, Mapping) else {}
+    return _mapping_field(plans, "like")
 
 
 def stride_product(strides: Any) -> list[int]:
