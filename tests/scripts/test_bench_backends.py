@@ -6,17 +6,14 @@ table's verdicts and what makes its int8 and trained-weight rows possible, on ti
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from script_loading import SCRIPTS, load_script
 
 from segkit.networks import build_network
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +21,7 @@ def bench():
     """The script as a module (scripts/ on the path for its own imports)."""
     sys.path.insert(0, str(SCRIPTS))
     try:
-        spec = importlib.util.spec_from_file_location("bench_backends", SCRIPTS / "bench_backends.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield load_script("bench_backends")
     finally:
         sys.path.remove(str(SCRIPTS))
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from script_loading import SCRIPTS, load_script
 
 from segkit.preprocessing.orientation import is_rotation, oblique_degrees
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +17,7 @@ def bench():
     """The script as a module (scripts/ on the path for its own imports)."""
     sys.path.insert(0, str(SCRIPTS))
     try:
-        spec = importlib.util.spec_from_file_location("bench_oblique", SCRIPTS / "bench_oblique.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield load_script("bench_oblique")
     finally:
         sys.path.remove(str(SCRIPTS))
 

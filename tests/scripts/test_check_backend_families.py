@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import SimpleITK as sitk
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_backend_families.py"
+from script_loading import load_script
 
 
 def _script():
     """The script as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("check_backend_families", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_backend_families"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("check_backend_families")
 
 
 def test_atlas_regions_merge_into_the_four_trained_classes(tmp_path):

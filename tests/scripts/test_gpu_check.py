@@ -1,6 +1,5 @@
 """scripts/gpu_check.py: refuses without CUDA; its markdown block replaces only the marked part of the docs."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,16 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loading import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gpu_check.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_check")
 
 
 @pytest.mark.slow

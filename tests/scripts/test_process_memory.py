@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "process_memory.py"
+from script_loading import SCRIPTS, load_script
+
 MIB = 2 ** 20
 # a parent that fills 96 MiB, then forks a worker that keeps those pages shared (copy-on-write) and sleeps
 FORKING = """
@@ -29,11 +28,8 @@ time.sleep(30)
 
 def _script():
     """The shared measurement module (scripts/ is not a package)."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("process_memory", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.path.insert(0, str(SCRIPTS))
+    return load_script("process_memory")
 
 
 def test_pss_counts_a_forked_workers_shared_pages_once_rss_twice() -> None:

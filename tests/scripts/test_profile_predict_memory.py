@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 from inference_fixtures import make_model_dir, read_array
+from script_loading import load_script
 
 from segkit.io.image import Geometry, write_image
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "profile_predict_memory.py"
-
 
 def test_the_profile_names_segkit_frames_and_the_peak(tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("profile_predict_memory", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("profile_predict_memory")
     model_dir = make_model_dir(tmp_path / "work", num_channels=1)
     volume = (100 + np.random.default_rng(0).normal(0, 10, (8, 48, 48))).astype(np.int16)
     write_image(volume, Geometry((1.0, 1.0, 2.5), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), (48, 48, 8)),
