@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--train-folds", type=int, help="train (and choose on) only the first N of the K folds")
     parser.add_argument("--checkpoint", default="final", choices=["final", "latest", "best"],
                         help="the checkpoint choose-pruning scores (latest: an interrupted --skip-training run)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse --out's dataset and work dir; train only the folds without a final checkpoint")
     parser.add_argument("--skip-training", action="store_true",
                         help="reuse --out's dataset, work dir and trained folds: only choose and score")
     parser.set_defaults(network="unetpp")
@@ -127,7 +129,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     dataset, work = out / "BrainStructures", out / "work"
-    if args.skip_training:
+    if args.skip_training or args.resume:
         cross_validated(args, out, dataset, work, work / "models" / CONFIGURATION)
         return
     generate_structures_dataset(dataset, args.cases, args.seed)
@@ -164,7 +166,9 @@ def cross_validated(args: argparse.Namespace, out: Path, dataset: Path, work: Pa
     runs = []
     trained = args.train_folds or args.folds
     for fold in range(trained):
-        wall = float("nan") if args.skip_training else train_fixed(dataset, work, fold, args)
+        # A fold whose training finished in an earlier run is reused, so an interrupted CV resumes fold by fold.
+        done = (models / f"fold_{fold}" / "checkpoint_final.pt").is_file()
+        wall = float("nan") if args.skip_training or done else train_fixed(dataset, work, fold, args)
         log = [json.loads(line) for line in (models / f"fold_{fold}" / "log.jsonl").read_text().splitlines()]
         runs.append({"fold": fold, "wall_s": round(wall, 1), "steps": log[-1]["step"],
                      "train_seconds": log[-1].get("elapsed_s"),
