@@ -110,10 +110,10 @@ def train_arguments(minutes: float, steps: list[int] | None) -> list[str]:
 
 def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: float, seed: int,
                      threads: int | None, extra: list[str], tta: bool = False, skip_train: bool = False,
-                     steps: list[int] | None = None, cpu: int | None = None, log: Path | None = None) -> dict:
+                     steps: list[int] | None = None, cpu: int | None = None, log_file: Path | None = None) -> dict:
     """Train fold 0 (within the budget, or for fixed steps), predict + evaluate the held-out subjects; the result row.
 
-    `cpu` pins every command of the run to that core with one thread, `log` collects their output (segkit())."""
+    `cpu` pins every command of the run to that core with one thread, `log_file` collects their output (segkit())."""
     models = work / "models" / CONFIGURATION
     (models / "fold_0").mkdir(parents=True, exist_ok=True)
     load_before = loadavg()
@@ -123,15 +123,15 @@ def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: 
             (models / "fold_0" / stale).unlink(missing_ok=True)
         segkit(root, "train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0",
                *train_arguments(minutes, steps), "--seed", str(seed), "--quiet",
-               *(["--threads", str(threads)] if threads else []), *extra, cpu=cpu, log=log)
+               *(["--threads", str(threads)] if threads else []), *extra, cpu=cpu, log=log_file)
     wall = time.monotonic() - start if not skip_train else float("nan")
     load_after = loadavg()
     pred = out / "pred"
     segkit(root, "predict", "-i", str(dataset / "heldout" / "images"), "-o", str(pred), "-m", str(models), "-f", "0",
-           *([] if tta else ["--no-tta"]), cpu=cpu, log=log)
+           *([] if tta else ["--no-tta"]), cpu=cpu, log=log_file)
     evaluation = out / "evaluation.json"
     segkit(root, "evaluate", str(pred), str(dataset / "heldout" / "labels"), "--regions-from", str(dataset),
-           "-o", str(evaluation), cpu=cpu, log=log)
+           "-o", str(evaluation), cpu=cpu, log=log_file)
     summary = json.loads(evaluation.read_text())
     schedule = json.loads((models / "fold_0" / "schedule.json").read_text())
     log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]

@@ -280,7 +280,7 @@ def segkit_cell(out: Path, roots: dict[str, Path], args: argparse.Namespace) -> 
         row = bench_real.run_variant_seed(roots[variant], out / name / "data", out / name / f"work_{variant}",
                                           cell_dir, args.minutes, seed, args.threads,
                                           args.train_args if variant == "variant" else [], steps=args.steps,
-                                          cpu=core, log=cell_dir / "log.txt")
+                                          cpu=core, log_file=cell_dir / "log.txt")
         return {"dataset": name, "variant": variant, "core": core, "parallel": args.parallel,
                 "cell_wall_s": round(time.monotonic() - start, 1),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} | row
@@ -365,8 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                 save_results(result_file, results)
     failures = run_cells(results, result_file, todo, segkit_cell(out, roots, args), args.parallel, available)
     summary = print_report(results, cells, args.markdown)
-    for cell, error in failures:
-        print(f"bench_suite: {cell_key(cell)} failed ({error}); its log: "
+    for cell, message in failures:
+        print(f"bench_suite: {cell_key(cell)} failed ({message}); its log: "
               f"{out / cell[0] / f'{cell[1]}_seed{cell[2]}' / 'log.txt'}", file=sys.stderr)
     return 1 if failures or not summary["complete"] else 0
 
