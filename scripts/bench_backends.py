@@ -7,7 +7,7 @@ preprocessing of a training case (so the label maps have real boundaries, not th
 the trained weights go into nnU-Net's checkpoint too). segkit's folder is exported with
 `segkit export-model --format onnx`; for OpenVINO int8 that ONNX network is quantised by NNCF
 (post-training, calibrated on --calibration-patches random patches of the *training* cases,
-preprocessed; never the benchmark case). Every run predicts the same 4-channel test case as a CLI
+preprocessed; never the benchmark case). Every run predicts the same test case as a CLI
 in its own process (start-up, reading and writing included) with mirroring TTA and step 0.5:
 
 - `nnUNetv2_predict -device cpu` (fp32; the reference, run in the same script);
@@ -21,17 +21,32 @@ in its own process (start-up, reading and writing included) with mirroring TTA a
 - with --imported: `segkit predict -m nnunet_onnx.zip --backend onnxruntime`, the nnU-Net folder
   exported by `segkit export-model <nnU-Net folder> --format onnx`.
 
+--volume colin27 runs the same protocol on a real image: the test case is Colin27's T1 (`ch2.nii.gz`,
+Debian's mricron-data) resampled to --spacing mm (default 3: 60 x 72 x 60, 259,200 voxels, one
+channel) by check_backend_families.resampled_image, the volume of the family check; the truth for
+Dice is the AAL atlas on it, merged into cortex / cerebellum / deep grey (check_backend_families).
+nnU-Net fingerprints and plans the training set, realdata.py's four Colin27 training subjects
+(seeded smooth deformations of the head and the skull-stripped brain, two mirrored, two with a bias
+field; AAL carried through each deformation) at the same spacing, so neither tool resamples the test
+case. nnU-Net's planner picks another patch and topology for that one-channel isotropic dataset; the
+script records its choice (`nnunet_planned`) and forces ISSUE_NETWORK, nnU-Net's own 3d_fullres plan
+for the phantom (patch 40 x 80 x 80, 5 stages, 32-320 features: 16.47 M parameters), into both
+tools' plans. The network trains on every training subject in turn (the phantom: its first case).
+
 Before the timed runs one untimed warm-up imports each tool's libraries (disk cache). Per run:
 wall seconds, peak PSS summed over the process tree (scripts/process_memory.py), the voxels
-agreeing with segkit torch fp32 and with nnU-Net, and Dice of each class against the phantom's
-true label map, with its difference to torch fp32. A reduced precision "holds" when it meets
+agreeing with segkit torch fp32 and with nnU-Net, and Dice of each class against the truth (the
+phantom's true label map; the atlas on Colin27), with its difference to torch fp32. A reduced precision "holds" when it meets
 ACCURACY_RULE below. In-process, the network's logits on the preprocessed case (sliding window, no
 TTA) give the largest logit difference of each ONNX network against torch fp32. Results: printed,
 as JSON (--json) and as a markdown table (--markdown).
 
     SEGKIT_BENCH_VENV=.bench-venv python scripts/bench_backends.py --json docs/benchmarks/backends.json \\
         --markdown docs/benchmarks/backends_table.md
+    SEGKIT_BENCH_VENV=.bench-venv python scripts/bench_backends.py --volume colin27 \\
+        --json docs/benchmarks/backends_colin27.json --markdown docs/benchmarks/backends_colin27_table.md
     python scripts/bench_backends.py --quick      # every row on a narrowed network and a one-tile case (minutes)
+    python scripts/bench_backends.py --volume colin27 --quick    # the same on Colin27 at 6 mm
 """
 
 from __future__ import annotations
