@@ -6,10 +6,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import setuptools
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
