@@ -10,20 +10,22 @@ Each held-out subject (mni152 at 1.5 mm, colin_thick at 1.2 x 1.2 x 3 mm) is the
 axis-aligned and resampled (cubic B-spline, labels nearest) onto grids tilted 20, 35 and 48.19
 degrees (rotations about the axis (1, 2, 3), and (1/3)[[2,-1,2],[2,2,-1],[-1,2,2]] which leaves
 48.19 degrees on every axis), same spacing, covering the whole volume: the same anatomy in
-physical space. `segkit predict --no-tta` (`--tta`: with mirroring) predicts all of them twice: with the model as planned
+physical space. `segkit predict --no-tta` (`--tta`: with mirroring) predicts all of them twice:
+with the model as planned
 ("resampled": the tilted inputs go through the axis-aligned grid) and with
 `oblique_inputs.resample_above_degrees` set to 90 in a copy of its plans ("as before": the
 network sees the rotated anatomy, what segkit did before). Every label map is carried back onto
 the axis-aligned grid (nearest neighbour) and scored against the held-out labels: mean Dice
-over the 8 classes, its difference from the axis-aligned storage, and foreground agreement
+over the classes, its difference from the axis-aligned storage, and foreground agreement
 with the axis-aligned storage's prediction (Dice of the two foreground masks, and the share of
 their union labelled alike). "truth carried" is the held-out labels stored tilted and carried
 back the same way: what the storage alone costs. The resampled mode also saves each
 prediction's probabilities (`--save-probabilities`) and scores it a second time carried back by
 them (`prob_*`: every channel linearly onto the axis-aligned grid, then the argmax, as segkit
 maps probabilities between grids itself): nearest-neighbour carrying of a label map moves its
-boundaries by up to half a voxel, which the `prob_*` scores do not charge to the prediction. The resampling's time comes from report.json
-(`axis_alignment.seconds_to_grid` and `seconds_back`) next to each case's whole time.
+boundaries by up to half a voxel, which the `prob_*` scores do not charge to the prediction.
+The resampling's time comes from report.json (`axis_alignment.seconds_to_grid` and
+`seconds_back`) next to each case's whole time.
 
     bash scripts/setup_realdata.sh
     python scripts/bench_oblique.py --out /tmp/bench_oblique [--minutes 2] [--skip-train]
