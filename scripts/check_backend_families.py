@@ -35,7 +35,7 @@ import torch
 from segkit.inference.acceleration import prepare_for_inference
 from segkit.inference.backends import onnx_runner
 from segkit.inference.sliding_window import WindowSettings, sliding_window_logits
-from segkit.io.image import read_image
+from segkit.io.image import Geometry, read_image
 from segkit.models.onnx import export_network, plain_network
 from segkit.models.pruning import write_pruning
 from segkit.networks import build_network
@@ -53,12 +53,27 @@ FAMILIES = {"unet": [32, 48, 32], "resenc": [32, 48, 32], "revmbconv": [32, 48, 
 OUTPUTS = 4
 
 
-def real_volume(path: Path, spacing_mm: float) -> np.ndarray:
-    """(1, z, y, x) float32: the image resampled to spacing_mm and z-scored over its nonzero voxels."""
+def resampled_image(path: Path, spacing_mm: float) -> tuple[np.ndarray, Geometry]:
+    """(1, z, y, x) float32: the image resampled (cubic) to spacing_mm, with the geometry of the new grid.
+
+    The new grid covers the same corner as the source (its first voxel centre moves by half the change
+    of spacing along each axis), so the atlas resampled by atlas_labels lies on it.
+    """
     image = read_image(path, np.float32)
     target = [spacing_mm] * 3
     shape = new_shape_for_spacing(image.array.shape, image.geometry.array_spacing, target)
     data = resample_channels(image.array[None], shape, order=3)
+    old = image.geometry
+    direction = np.asarray(old.direction, dtype=float).reshape(3, 3)
+    shift = direction @ ((spacing_mm - np.asarray(old.spacing, dtype=float)) / 2)
+    geometry = Geometry((spacing_mm,) * 3, tuple(float(o) for o in np.asarray(old.origin) + shift), old.direction,
+                        tuple(reversed(shape)))
+    return data, geometry
+
+
+def real_volume(path: Path, spacing_mm: float) -> np.ndarray:
+    """(1, z, y, x) float32: the image resampled to spacing_mm and z-scored over its nonzero voxels."""
+    data, _ = resampled_image(path, spacing_mm)
     mask = data[0] > 0
     data[0] = np.where(mask, (data[0] - data[0][mask].mean()) / data[0][mask].std(), 0.0)
     return data.astype(np.float32)
@@ -77,19 +92,26 @@ def atlas_labels(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 def train(network: torch.nn.Module, volume: np.ndarray, labels: np.ndarray, patch: list[int], steps: int,
           family: str) -> float:
     """A few seeded Adam steps on random patches of the volume; the last step's loss."""
+    return train_on_cases(network, [(volume, labels)], patch, steps, family)
+
+
+def train_on_cases(network: torch.nn.Module, cases: list[tuple[np.ndarray, np.ndarray]], patch: list[int],
+                   steps: int, family: str) -> float:
+    """Seeded Adam steps, step i on two random patches of cases[i % len(cases)]; the last step's loss."""
     generator = np.random.default_rng(0)
-    grow = [(0, max(0, p - n)) for n, p in zip(volume.shape[1:], patch)]   # a volume smaller than the patch
-    image = torch.from_numpy(np.pad(volume, [(0, 0), *grow]))
-    target = torch.from_numpy(np.pad(labels, grow))
-    volume = image.numpy()
+    padded = []
+    for volume, labels in cases:
+        grow = [(0, max(0, p - n)) for n, p in zip(volume.shape[1:], patch)]   # a volume smaller than the patch
+        padded.append((torch.from_numpy(np.pad(volume, [(0, 0), *grow])), torch.from_numpy(np.pad(labels, grow))))
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     network.deep_supervision = False
     if family == "unetpp":
         network.prune_level = 2
     network.train()
     loss = torch.zeros(())
-    for _ in range(steps):
-        starts = [[int(generator.integers(0, n - p + 1)) for n, p in zip(volume.shape[1:], patch)] for _ in range(2)]
+    for step in range(steps):
+        image, target = padded[step % len(padded)]
+        starts = [[int(generator.integers(0, n - p + 1)) for n, p in zip(image.shape[1:], patch)] for _ in range(2)]
         regions = [tuple(slice(s, s + p) for s, p in zip(start, patch)) for start in starts]
         batch = torch.stack([image[(slice(None),) + r] for r in regions])
         truth = torch.stack([target[r] for r in regions])

@@ -65,11 +65,16 @@ def plan_phantom_with_nnunet(base: Path, cases: int, shape: tuple[int, int, int]
                              ) -> tuple[Path, dict[str, str]]:
     """The uniform-spacing phantom in base, fingerprinted and planned by nnU-Net (untimed setup); (dataset, env)."""
     dataset = generate_phantom(base / "raw" / "Phantom", cases, shape, "uniform")
+    return dataset, plan_with_nnunet(dataset, base, DATASET_NAME, processes)
+
+
+def plan_with_nnunet(dataset: Path, base: Path, name: str = DATASET_NAME, processes: int = 2) -> dict[str, str]:
+    """Link a raw dataset into base as nnU-Net dataset `name` (id DATASET_ID), fingerprint and plan it; the env."""
     env = nnunet_env(base)
-    link_into_nnunet_raw(dataset, base)
+    link_into_nnunet_raw(dataset, base, name)
     timed(["nnUNetv2_extract_fingerprint", "-d", str(DATASET_ID), "-np", str(processes)], env, "nnU-Net fingerprint")
     timed(["nnUNetv2_plan_experiment", "-d", str(DATASET_ID)], env, "nnU-Net plan")
-    return dataset, env
+    return env
 
 
 def nnunet_env(base: Path) -> dict[str, str]:
@@ -83,9 +88,9 @@ def nnunet_env(base: Path) -> dict[str, str]:
     return env
 
 
-def link_into_nnunet_raw(dataset: Path, base: Path) -> Path:
-    """Expose the dataset as nnUNet_raw/Dataset901_Phantom (symlinks, no copy)."""
-    target = base / "nnUNet_raw" / DATASET_NAME
+def link_into_nnunet_raw(dataset: Path, base: Path, name: str = DATASET_NAME) -> Path:
+    """Expose the dataset as nnUNet_raw/<name> (default Dataset901_Phantom; symlinks, no copy)."""
+    target = base / "nnUNet_raw" / name
     target.mkdir(parents=True, exist_ok=True)
     for name in ("imagesTr", "labelsTr", "dataset.json"):
         if not (target / name).exists():
@@ -106,9 +111,9 @@ def timed(command: list[str], env: dict[str, str] | None = None, label: str = ""
     return seconds
 
 
-def nnunet_plans(base: Path) -> dict:
+def nnunet_plans(base: Path, name: str = DATASET_NAME) -> dict:
     """nnU-Net's nnUNetPlans.json for the benchmark dataset."""
-    return json.loads((base / "nnUNet_preprocessed" / DATASET_NAME / "nnUNetPlans.json").read_text())
+    return json.loads((base / "nnUNet_preprocessed" / name / "nnUNetPlans.json").read_text())
 
 
 def segkit_command() -> list[str]:
@@ -239,25 +244,25 @@ def narrow(features: int):
 
 
 def make_models(base: Path, dataset: Path, env: dict, adjust_peer=None,
-                to_segkit_plans=None) -> tuple[Path, Path, int, dict]:
+                to_segkit_plans=None, name: str = DATASET_NAME) -> tuple[Path, Path, int, dict]:
     """nnU-Net's fake trained folder and segkit's model folder with the same weights; (dirs, params, plans).
 
     adjust_peer(plans) may change nnU-Net's plans in place first (e.g. a smaller network);
-    to_segkit_plans(peer) builds segkit's plans (default: the 4-channel phantom's).
+    to_segkit_plans(peer) builds segkit's plans (default: the 4-channel phantom's); name: the nnU-Net dataset.
     """
     import torch
 
     from segkit.jsonio import write_json
     from segkit.networks import build_network
 
-    peer = nnunet_plans(base)
+    peer = nnunet_plans(base, name)
     if adjust_peer is not None:
         adjust_peer(peer)
-    nn_model = base / "nnUNet_results" / DATASET_NAME / TRAINER_DIR
+    nn_model = base / "nnUNet_results" / name / TRAINER_DIR
     (nn_model / "fold_0").mkdir(parents=True, exist_ok=True)
     (nn_model / "plans.json").write_text(json.dumps(peer, indent=2))
     shutil.copyfile(dataset / "dataset.json", nn_model / "dataset.json")
-    fingerprint = base / "nnUNet_preprocessed" / DATASET_NAME / "dataset_fingerprint.json"
+    fingerprint = base / "nnUNet_preprocessed" / name / "dataset_fingerprint.json"
     shutil.copyfile(fingerprint, nn_model / "dataset_fingerprint.json")
     weights_file = base / "nnunet_weights.npz"
     made = subprocess.run([str(BENCH_VENV / "bin" / "python"), "-c", MAKE_NNUNET_CHECKPOINT, str(nn_model),

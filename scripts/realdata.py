@@ -156,13 +156,13 @@ def _write(image: np.ndarray, labels: np.ndarray, affine: np.ndarray, image_path
 
 
 def build_training_subject(case_id: str, source: str, mirror: bool, bias: float, seed: int, root: Path,
-                           classes: dict | None = None) -> None:
-    """One deformed Colin27 training subject at 2 mm in the raw layout."""
+                           classes: dict | None = None, spacing_mm: float = TRAIN_SPACING) -> None:
+    """One deformed Colin27 training subject at spacing_mm (default 2 mm) in the raw layout."""
     rng = np.random.default_rng(seed)
     image, affine = _load(MRICRON / source)
     aal, aal_affine = _load(MRICRON / "aal.nii.gz")
     labels = _aal_classes(aal, classes, mirrored=mirror)
-    spacing = np.full(3, TRAIN_SPACING)
+    spacing = np.full(3, spacing_mm)
     shape, _ = _grid(np.asarray(image.shape, dtype=float), affine[:3, 3], spacing)
     centre = affine[:3, :3] @ (np.asarray(image.shape) / 2) + affine[:3, 3]
     matrix, field = _random_warp(rng, shape, spacing, centre, mirror)

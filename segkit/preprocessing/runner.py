@@ -68,7 +68,11 @@ def run_tasks(tasks: list[CaseTask], num_workers: int, desc: str) -> None:
 def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | Path | None = None,
                        plans_file: str | Path | None = None, num_workers: int = 1, force: bool = False
                        ) -> list[PreprocessSummary]:
-    """Preprocess every training case of DATASET for each configuration; skip finished cases unless force."""
+    """Preprocess every training case of DATASET for each configuration; skip finished cases unless force.
+
+    With force every case is recomputed from the raw images; a configuration preprocessed identically earlier in
+    the same run is still linked instead of computed twice.
+    """
     info = load_dataset(dataset)
     work = resolve_work_dir(dataset, work_dir)
     if not plans_file and not plans_path(work).is_file():
@@ -81,7 +85,9 @@ def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | 
     if not cases:
         raise UserError("no training cases found", info.root)
     summaries = []
-    done_by_hash = earlier_folders(work, plans, configs)
+    # --force means "recompute from the raw images": folders already on disk may be stale (an image replaced
+    # under the same name), so only configurations preprocessed in this run are linked from.
+    done_by_hash = {} if force else earlier_folders(work, plans, configs)
     for config in configs:
         out_dir = preprocessed_dir(work, config)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,20 @@
 """Preprocessing a dataset (segkit.preprocessing.runner): plans checked before any case, every configuration's cases
-written then skipped, a configuration preprocessed like an earlier one linked instead of recomputed."""
+written then skipped, a configuration preprocessed like an earlier one linked instead of recomputed, --force recomputing
+from the raw images."""
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from preprocessing_helpers import make_plans
 
 from segkit.errors import UserError
+from segkit.io.image import read_image, write_image
 from segkit.phantom import PhantomSpec, generate_dataset
 from segkit.preprocessing.runner import load_plans, preprocess_dataset
 
@@ -63,3 +67,28 @@ def test_cases_are_written_then_skipped_and_an_identical_configuration_is_linked
     assert sorted(p.name for p in linked.out_dir.iterdir()) == written
     for name in written:
         assert (linked.out_dir / name).read_bytes() == (first.out_dir / name).read_bytes()
+
+
+def test_force_recomputes_from_the_raw_images_even_where_an_identical_configuration_is_on_disk(dataset, tmp_path):
+    raw = tmp_path / "Phantom"
+    shutil.copytree(dataset, raw)
+    plans = make_plans()
+    plans["configurations"]["3d_cascade_fullres"] = copy.deepcopy(plans["configurations"]["3d_fullres"])
+    _plans(tmp_path / "work", plans)
+    both = preprocess_dataset(raw, ["3d_fullres", "3d_cascade_fullres"], work_dir=tmp_path / "work")
+    assert [(s.processed, s.reused) for s in both] == [(2, 0), (0, 2)]
+    before = np.load(both[0].out_dir / "phantom_001.npy")
+    first_channel = sorted((raw / "imagesTr").glob("phantom_001_0000.*"))[0]
+    image = read_image(first_channel)
+    write_image(np.flip(image.array, axis=2).copy(), image.geometry, first_channel)   # same name, other content
+
+    fresh, = preprocess_dataset(raw, ["3d_fullres"], work_dir=_plans(tmp_path / "fresh", plans).parent)
+    expected = np.load(fresh.out_dir / "phantom_001.npy")
+    assert not np.array_equal(expected, before)
+
+    for config in ("3d_fullres", "3d_cascade_fullres"):
+        forced, = preprocess_dataset(raw, [config], work_dir=tmp_path / "work", force=True)
+        assert (forced.processed, forced.skipped, forced.reused) == (2, 0, 0)
+        np.testing.assert_array_equal(np.load(forced.out_dir / "phantom_001.npy"), expected)
+    again = preprocess_dataset(raw, ["3d_fullres", "3d_cascade_fullres"], work_dir=tmp_path / "work", force=True)
+    assert [(s.processed, s.reused) for s in again] == [(2, 0), (0, 2)]   # linked from this run's fresh output

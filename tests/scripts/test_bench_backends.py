@@ -7,6 +7,7 @@ table's verdicts and what makes its int8 and trained-weight rows possible, on ti
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,72 @@ def test_int8_folder_is_a_calibrated_quantised_copy_openvino_runs(bench, tmp_pat
     assert "QuantizeLinear" in {node.op_type for node in quantised.graph.node}
     assert {p.key: p.value for p in quantised.metadata_props}["segkit_format"] == "x"   # the contract check's key
     assert bench.openvino_bf16(source / "fold_0" / NETWORK_FILE) in ("hardware", "emulated", "ignored")
+
+
+# ---- --volume colin27: the real test volume, its training set and the forced network -----------------------
+
+needs_colin27 = pytest.mark.skipif(not (Path("/usr/share/mricron/templates") / "aal.nii.gz").is_file(),
+                                   reason="Colin27 / AAL not installed (scripts/setup_realdata.sh: mricron-data)")
+
+
+@needs_colin27
+def test_real_case_is_colin27_at_the_spacing_with_its_atlas_truth(bench, tmp_path):
+    from segkit.io.image import read_image
+
+    truth = bench.write_real_case(tmp_path, 6.0)
+    image = read_image(tmp_path / "colin27_0000.nii.gz", np.float32)
+    assert image.array.shape == truth.shape == (30, 36, 30)          # 181 x 217 x 181 mm at 6 mm, z y x
+    assert image.geometry.spacing == (6.0, 6.0, 6.0)
+    # the new grid keeps the source's corner: first voxel centre 2.5 mm inwards (ch2: direction -x, -y, +z)
+    assert np.allclose(image.geometry.origin, (87.5, 122.5, -68.5))
+    counts = np.bincount(truth.ravel(), minlength=4)
+    assert len(counts) == 4 and counts[1] > counts[2] > counts[3] > 0    # cortex > cerebellum > deep grey
+    brain = truth > 0
+    assert np.median(image.array[brain]) > 2 * max(1.0, float(np.median(image.array[~brain])))   # labels on the head
+
+
+@needs_colin27
+def test_real_training_set_is_deformed_colin27_with_the_four_classes(bench, tmp_path, monkeypatch):
+    import json
+
+    import nibabel as nib
+    import realdata
+
+    monkeypatch.setattr(realdata, "TRAIN_SUBJECTS", realdata.TRAIN_SUBJECTS[:2])   # one plain, one mirrored
+    bench.build_real_dataset(tmp_path, 8.0)
+    dataset = json.loads((tmp_path / "dataset.json").read_text())
+    assert dataset["labels"] == {"background": 0, **bench.REAL_CLASSES} and dataset["channel_names"] == {"0": "T1"}
+    labels = [np.asarray(nib.load(tmp_path / "labelsTr" / f"colin_00{i}.nii.gz").dataobj) for i in (1, 2)]
+    images = [np.asarray(nib.load(tmp_path / "imagesTr" / f"colin_00{i}_0000.nii.gz").dataobj) for i in (1, 2)]
+    for label, image in zip(labels, images):
+        assert label.shape == image.shape and set(np.unique(label)) == {0, 1, 2, 3}
+        assert np.allclose(np.abs(np.diag(nib.load(tmp_path / "labelsTr" / "colin_001.nii.gz").affine)[:3]), 8.0)
+    assert not np.array_equal(labels[0], labels[1])     # each subject its own deformation
+    truth = bench.write_real_case(tmp_path / "test", 8.0)
+    assert not any(label.shape == truth.shape and np.array_equal(label, truth) for label in labels)   # not the test
+
+
+def test_forced_network_is_the_issue_s_16_47_m_parameter_unet_and_the_plan_is_recorded(bench):
+
+    kwargs = {"n_stages": 5, "features_per_stage": [32, 64, 128, 256, 320], "kernel_sizes": [[3, 3, 3]] * 5,
+              "strides": [[1, 1, 1]] + [[2, 2, 2]] * 4, "n_conv_per_stage": [2] * 5,
+              "n_conv_per_stage_decoder": [2] * 4}
+    peer = {"configurations": {"3d_fullres": {
+        "patch_size": [64, 80, 64], "spacing": [3.0, 3.0, 3.0], "median_image_size_in_voxels": [60, 72, 60],
+        "batch_size": 2, "use_mask_for_norm": [True], "architecture": {"arch_kwargs": dict(kwargs)}}}}
+    planned = bench.force_issue_network(peer)
+    assert planned == {"patch_size": [64, 80, 64], **kwargs}
+    config = peer["configurations"]["3d_fullres"]
+    assert config["patch_size"] == [40, 80, 80] and config["spacing"] == [3.0, 3.0, 3.0]
+    plans = bench.real_segkit_plans(peer)
+    assert plans["num_channels"] == 1 and plans["num_outputs"] == 4 and len(plans["normalization"]) == 1
+    assert plans["outputs"] == {"cortex": [1], "cerebellum": [2], "deep_grey": [3]}
+    network = build_network(plans["configurations"]["3d_fullres"]["architecture"], 1, 4)
+    assert round(sum(p.numel() for p in network.parameters()) / 1e6, 2) == 16.47
+
+
+def test_dice_per_class_takes_the_volume_s_classes(bench):
+    truth = np.array([[[0, 1, 2, 3]]])
+    labels = np.array([[[0, 1, 2, 1]]])
+    dice = bench.dice_per_class(labels, truth, bench.REAL_CLASSES)
+    assert dice == {"cortex": pytest.approx(2 / 3), "cerebellum": 1.0, "deep_grey": 0.0}
