@@ -29,6 +29,7 @@ TISSUE_MEANS = {
     "T2": (400.0, 900.0, 800.0, 600.0),
 }
 LAYOUTS = ("nnunet", "msd", "brats2021", "brats2023")
+MIN_AXIS = 4                # voxels: fewer on an axis leaves the head or the lesion empty for some seeds
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class PhantomSpec:
     shape: tuple[int, int, int] = (32, 48, 48)
     spacing: tuple[float, float, float] = (3.0, 1.2, 1.2)
     oblique_degrees: float = 12.0
+
+    def __post_init__(self) -> None:
+        """Refuse a shape too small to hold a head around a nested lesion (it would come out empty)."""
+        if len(self.shape) != 3 or min(self.shape) < MIN_AXIS:
+            raise ValueError(f"phantom shape {'x'.join(str(n) for n in self.shape)} is too small: every axis "
+                             f"needs at least {MIN_AXIS} voxels to hold a head around a nested lesion")
 
 
 def _rotation(axis_angles_deg: np.ndarray) -> np.ndarray:
@@ -50,8 +57,11 @@ def _rotation(axis_angles_deg: np.ndarray) -> np.ndarray:
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
-    """Unit-variance smooth random field."""
+    """Zero-mean, unit-variance smooth random field (all zeros where smoothing leaves it flat)."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
+    # Centre before scaling: a sigma near the volume's size leaves a field that is nearly its (non-zero) mean,
+    # and dividing that by its tiny spread made exp(bias) overflow on small phantoms.
+    field -= field.mean()
     return field / (field.std() + 1e-8)
 
 
@@ -189,8 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spacing", type=float, nargs=3, default=list(PhantomSpec.spacing))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    generate_dataset(args.out, args.num_cases, args.layout, args.seed,
-                     PhantomSpec(tuple(args.shape), tuple(args.spacing)))
+    try:
+        spec = PhantomSpec(tuple(args.shape), tuple(args.spacing))
+    except ValueError as err:           # checked before anything is written
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    generate_dataset(args.out, args.num_cases, args.layout, args.seed, spec)
 
 
 if __name__ == "__main__":
