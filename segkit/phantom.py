@@ -56,8 +56,8 @@ def _rotation(axis_angles_deg: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
-    """Zero-mean, unit-variance smooth random field (all zeros where smoothing leaves it flat)."""
+def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """Zero-mean, unit-variance smooth random field (all zeros where smoothing leaves it flat); every phantom's."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
     # Centre before scaling: a sigma near the volume's size leaves a field that is nearly its (non-zero) mean,
     # and dividing that by its tiny spread made exp(bias) overflow on small phantoms.
@@ -65,8 +65,8 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float
     return field / (field.std() + 1e-8)
 
 
-def _ellipsoid_distance(grid_mm: np.ndarray, centre_mm: np.ndarray, radii_mm: np.ndarray) -> np.ndarray:
-    """Normalised ellipsoid distance (1 on the surface) at every voxel."""
+def ellipsoid_distance(grid_mm: np.ndarray, centre_mm: np.ndarray, radii_mm: np.ndarray) -> np.ndarray:
+    """Normalised ellipsoid distance (1 on the surface) at every voxel; every phantom's."""
     diff = (grid_mm - centre_mm[:, None, None, None]) / radii_mm[:, None, None, None]
     return np.sqrt((diff ** 2).sum(axis=0))
 
@@ -80,22 +80,22 @@ def make_case(seed: int, spec: PhantomSpec = PhantomSpec()) -> tuple[np.ndarray,
     extent = np.asarray(shape) * spacing
     head_centre = extent / 2 + rng.uniform(-0.04, 0.04, 3) * extent
     head_radii = extent * rng.uniform(0.40, 0.46, 3)
-    wobble = _smooth_noise(rng, shape, sigma=4)
-    head = _ellipsoid_distance(grid_mm, head_centre, head_radii) + 0.03 * wobble < 1.0
+    wobble = smooth_field(rng, shape, sigma=4)
+    head = ellipsoid_distance(grid_mm, head_centre, head_radii) + 0.03 * wobble < 1.0
 
     lesion_radius = float(np.min(head_radii)) * rng.uniform(0.5, 0.65)
     offset_dir = rng.standard_normal(3)
     offset_dir /= np.linalg.norm(offset_dir)
     lesion_centre = head_centre + offset_dir * (np.min(head_radii) - lesion_radius) * rng.uniform(0.0, 0.5)
     lesion_radii = lesion_radius * rng.uniform(0.8, 1.2, 3)
-    lesion_distance = _ellipsoid_distance(grid_mm, lesion_centre, lesion_radii) + 0.12 * _smooth_noise(rng, shape, 3)
+    lesion_distance = ellipsoid_distance(grid_mm, lesion_centre, lesion_radii) + 0.12 * smooth_field(rng, shape, 3)
     label = np.zeros(shape, dtype=np.uint8)
     label[(lesion_distance < 1.0) & head] = 2
     label[(lesion_distance < 0.7) & head] = 3
     label[(lesion_distance < 0.45) & head] = 1
 
-    bias = np.exp(0.15 * _smooth_noise(rng, shape, sigma=12))
-    texture = _smooth_noise(rng, shape, sigma=1.5)
+    bias = np.exp(0.15 * smooth_field(rng, shape, sigma=12))
+    texture = smooth_field(rng, shape, sigma=1.5)
     images = np.zeros((len(CHANNELS),) + shape, dtype=np.float32)
     for index, channel in enumerate(CHANNELS):
         means = TISSUE_MEANS[channel]
