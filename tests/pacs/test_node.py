@@ -358,6 +358,7 @@ def test_results_wait_while_the_destination_is_down_and_arrive_after(tmp_path, o
         wait_for(lambda: all((u := node.journal.unit(uid)) and u.send_attempts >= 3 for uid in uids), 120,
                  "three failed sends per series")
         assert {node.journal.unit(uid).state for uid in uids} == {"sending"}
+        assert f"connection refused by 127.0.0.1:{down_port}" in node.journal.unit(uids[0]).reason   # not "aborted"
         assert all(node.storage.outbox_path(uid).is_file() for uid in uids)
         late = Orthanc(tmp_path / "late", aet="LATE", dicom_port=down_port)
         wait_for(lambda: node.journal.counts()["done"] == 3, 60, "all three sent after the destination came back")

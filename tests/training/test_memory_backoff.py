@@ -61,8 +61,14 @@ def test_back_off_takes_the_first_candidate_that_fits_and_records_every_attempt(
 
 
 def test_back_off_gives_up_with_a_user_error_and_lets_other_errors_through():
-    with pytest.raises(UserError, match="out of memory on cpu even at batch size 2"):
-        back_off(_entry(), _fake_probe(0), CPU, log=lambda m: None)
+    # a small plan: 5 candidates down to the smallest instead of 23 (each failed probe runs oom.release's
+    # gc.collect, ~0.4 s in a test worker's full heap)
+    entry = _entry(batch=4, patch=(4, 8, 8))
+    probed = []
+    with pytest.raises(UserError, match=r"out of memory on cpu even at batch size 2 and patch \[2, 4, 4\]"):
+        back_off(entry, lambda candidate: probed.append(candidate) or _fake_probe(0)(candidate), CPU,
+                 log=lambda m: None)
+    assert len(probed) == len(list(candidates(entry))) == 5      # every candidate was tried before giving up
 
     def broken(entry):
         raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")
