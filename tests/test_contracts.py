@@ -27,8 +27,10 @@ from segkit.fingerprint import FINGERPRINT_VERSION, is_current, read_fingerprint
 from segkit.models.checkpoint import FORMAT, READ_KEYS, REQUIRED_KEYS, load_checkpoint, save_checkpoint
 from segkit.models.package import MANIFEST, build_manifest, read_manifest
 from segkit.plans import (
+    LabelCoding,
+    Plans,
     label_mode_of,
-    read_plans_dict,
+    read_plans,
     slice_axis_of,
     spatial_dims_of,
     write_plans,
@@ -187,8 +189,8 @@ def test_checkpoint_owner_round_trip_and_refusals(tmp_path):
 
 def test_plans_fingerprint_report_manifest_owners(tmp_path):
     plans = {"schema_version": 1, "num_channels": 1, "num_outputs": 2, "label_mode": "softmax", "configurations": {}}
-    write_plans(workdir.plans_path(tmp_path), plans)
-    assert read_plans_dict(workdir.plans_path(tmp_path)) == plans
+    written = write_plans(workdir.plans_path(tmp_path), plans)
+    assert dict(read_plans(workdir.plans_path(tmp_path)).raw) == dict(written.raw) == plans
     with pytest.raises(UserError, match="num_outputs"):
         write_plans(tmp_path / "bad.json", {"num_channels": 1})
     assert not (tmp_path / "bad.json").exists()
@@ -232,7 +234,10 @@ def test_workdir_helpers_lay_out_a_work_dir(tmp_path):
 
 def test_plan_defaults_live_in_plans_py():
     """One default each for label_mode, spatial_dims (configuration entry or architecture) and the slice axis."""
-    assert label_mode_of({}) == "softmax" and label_mode_of({"label_mode": "sigmoid"}) == "sigmoid"
+    bare = {"num_channels": 1, "num_outputs": 2}
+    assert label_mode_of(Plans.from_json(bare)) == "softmax"
+    assert label_mode_of(Plans.from_json({**bare, "label_mode": "sigmoid"})) == "sigmoid"
+    assert LabelCoding.from_json({}).label_mode == "softmax"
     assert spatial_dims_of({"patch_size": [64, 64]}) == 2
     assert spatial_dims_of({"kernel_sizes": [[3, 3, 3]]}) == 3
     assert spatial_dims_of({"spatial_dims": 2, "patch_size": [1, 2, 3]}) == 2

@@ -11,13 +11,13 @@ import pytest
 from segkit.errors import UserError
 from segkit.planning.run import plan_and_write
 from segkit.plans import (
+    LabelCoding,
     Plans,
     canonical_orientation_of,
     channel_names_of,
-    configuration_entry,
+    configuration_of,
     configurations_of,
     dataset_name_of,
-    has_configurations,
     imported_from_of,
     labels_of,
     like_of,
@@ -32,8 +32,6 @@ from segkit.plans import (
     preprocessing_fields,
     previous_stage_classes,
     read_plans,
-    read_plans_dict,
-    read_plans_json,
     regions_class_order_of,
     stride_product,
     total_strides,
@@ -101,7 +99,7 @@ def test_malformed_plans_name_the_file(planned: tuple[dict, Path], tmp_path: Pat
     path = tmp_path / "plans.json"
     path.write_text(json.dumps(plans))
     with pytest.raises(UserError) as err:
-        read_plans_dict(path)
+        read_plans(path)
     assert message in err.value.message and err.value.path == str(path)
     with pytest.raises(UserError):
         write_plans(tmp_path / "out" / "plans.json", plans)
@@ -114,24 +112,39 @@ def test_unknown_configuration_lists_the_known(planned: tuple[dict, Path]) -> No
         view.configuration("3d_cascade")
 
 
-def test_configuration_entry_is_the_one_lookup(planned: tuple[dict, Path]) -> None:
+def test_configuration_of_is_the_one_lookup(planned: tuple[dict, Path]) -> None:
     plans, work = planned
     path = work / "plans.json"
-    assert configuration_entry(plans, "3d_fullres", path) is plans["configurations"]["3d_fullres"]
+    view = read_plans(path)
+    assert configuration_of(view, "3d_fullres").as_dict() == plans["configurations"]["3d_fullres"]
     known = ", ".join(sorted(plans["configurations"]))
     with pytest.raises(UserError, match=rf"unknown configuration '3d_hugeres' \(plans.json has: {known}\)") as err:
-        configuration_entry(plans, "3d_hugeres", path)
+        configuration_of(view, "3d_hugeres")
     assert err.value.path == str(path)
-    with pytest.raises(UserError, match="no 'configurations'"):
-        configuration_entry({"num_channels": 1}, "3d_fullres", path)
+
+
+def bare_plans(**fields) -> Plans:
+    """A hand-made plan with only the required keys (and `fields`)."""
+    return Plans.from_json({"num_channels": 1, "num_outputs": 2, **fields})
 
 
 def test_output_label_values_in_head_order() -> None:
-    plans = {"outputs": {"whole tumour": [1, 2, 3], "tumour core": [2, 3], "enhancing": 3}}
+    plans = bare_plans(label_mode="sigmoid", regions_class_order=[1, 2, 3],
+                       outputs={"whole tumour": [1, 2, 3], "tumour core": [2, 3], "enhancing": 3})
     assert output_label_values(plans) == {"whole tumour": [1, 2, 3], "tumour core": [2, 3], "enhancing": [3]}
     assert list(output_label_values(plans)) == ["whole tumour", "tumour core", "enhancing"]
     assert previous_stage_classes(plans) == [[1, 2, 3], [2, 3], [3]]
-    assert output_label_values({}) == {}
+    assert output_label_values(bare_plans()) == {}
+
+
+def test_label_coding_of_a_plan_and_of_probability_metadata() -> None:
+    """The three fields label conversion reads, as stored; softmax counts the background channel."""
+    regions = bare_plans(label_mode="sigmoid", regions_class_order=[1, 2],
+                         outputs={"whole tumour": [1, 2], "core": 2}).label_coding
+    assert regions == LabelCoding("sigmoid", {"whole tumour": [1, 2], "core": 2}, [1, 2])
+    assert regions.num_outputs == 2
+    softmax = LabelCoding.from_json({"outputs": {"liver": [1], "tumour": [2]}})
+    assert (softmax.label_mode, softmax.regions_class_order, softmax.num_outputs) == ("softmax", None, 3)
 
 
 def test_stride_product_is_defined_once(planned: tuple[dict, Path]) -> None:
@@ -142,64 +155,70 @@ def test_stride_product_is_defined_once(planned: tuple[dict, Path]) -> None:
     assert total_strides(arch) == list(view.total_strides) == stride_product(arch["strides"])
 
 
-def test_raw_reader_returns_the_file_as_stored(tmp_path: Path) -> None:
+def test_reader_names_the_file_or_the_source(tmp_path: Path) -> None:
+    """A truncated file, one without a required key, one without what the caller needs: each names the file."""
     path = tmp_path / "plans.json"
-    path.write_text(json.dumps({"configurations": {}, "note": "no num_channels: read_plans would refuse"}))
-    assert read_plans_json(path)["note"].startswith("no num_channels")
     path.write_text("{truncated")
-    with pytest.raises(UserError) as err:
-        read_plans_json(path, "plans file")
+    with pytest.raises(UserError, match="plans file is not valid JSON") as err:
+        read_plans(path, "plans file")
     assert err.value.path == str(path)
+    path.write_text(json.dumps({"configurations": {}, "note": "no num_channels"}))
+    with pytest.raises(UserError, match="lacks 'num_channels'"):
+        read_plans(path)
+    path.write_text(json.dumps({"num_channels": 1, "num_outputs": 2}))
+    assert read_plans(path).configurations == {}
+    with pytest.raises(UserError, match=r"not a segkit plans file \(needs configurations, channel_names\)") as err:
+        read_plans(path, needs=("configurations", "channel_names"), source=tmp_path)
+    assert err.value.path == str(tmp_path)
 
 
 def test_accessors_read_the_planned_file(planned: tuple[dict, Path]) -> None:
     """Each accessor returns the planner's value as stored (what the stages read instead of plans["key"])."""
     plans, work = planned
     stored = json.loads((work / "plans.json").read_text())
-    assert num_channels_of(stored) == 4 and num_outputs_of(stored) == stored["num_outputs"]
-    assert labels_of(stored) == stored["labels"] and outputs_of(stored) == stored["outputs"]
-    assert channel_names_of(stored) == stored["channel_names"]
-    assert normalization_of(stored) == stored["normalization"]
-    assert regions_class_order_of(stored) == stored["regions_class_order"]
-    assert dataset_name_of(stored) == stored["dataset_name"]
-    assert canonical_orientation_of(stored) == stored["canonical_orientation"]
-    assert list(configurations_of(stored)) == list(stored["configurations"])
-    assert planned_budget_of(stored) == (stored["gpu_memory_bytes"], stored["device"])
-    assert memory_model_of(stored) == stored["memory_model"]
-    assert mirror_pairs_of(stored) == stored["mirror_pairs"]
-    assert has_configurations(stored) and like_of(stored) == {} and imported_from_of(stored) == {}
+    view = read_plans(work / "plans.json")
+    assert num_channels_of(view) == 4 and num_outputs_of(view) == stored["num_outputs"]
+    assert labels_of(view) == stored["labels"] and outputs_of(view) == stored["outputs"]
+    assert channel_names_of(view) == stored["channel_names"]
+    assert normalization_of(view) == stored["normalization"]
+    assert regions_class_order_of(view) == stored["regions_class_order"]
+    assert dataset_name_of(view) == stored["dataset_name"]
+    assert canonical_orientation_of(view) == stored["canonical_orientation"]
+    assert list(configurations_of(view)) == list(stored["configurations"])
+    assert planned_budget_of(view) == (stored["gpu_memory_bytes"], stored["device"])
+    assert memory_model_of(view) == stored["memory_model"]
+    assert mirror_pairs_of(view) == stored["mirror_pairs"]
+    assert like_of(view) == {} and imported_from_of(view) == {}
 
 
 def test_accessor_defaults_for_plans_without_optional_keys() -> None:
-    """A plan made before a key: None / {} / the caller's default, never a KeyError."""
-    bare = {"num_outputs": 2}
+    """A plan made before a key: None / {}, never a KeyError."""
+    bare = bare_plans()
     assert channel_names_of(bare) is None and mirror_pairs_of(bare) is None
     assert canonical_orientation_of(bare) is None and regions_class_order_of(bare) is None
     assert labels_of(bare) == {} and outputs_of(bare) == {} and configurations_of(bare) == {}
-    assert num_channels_of(bare, default=3) == 3 and num_channels_of({"num_channels": 2}, default=3) == 2
-    with pytest.raises(KeyError):
-        num_channels_of(bare)
-    assert not has_configurations(bare) and not has_configurations([1]) and memory_model_of(bare) is None
+    assert num_channels_of(bare) == 1 and memory_model_of(bare) is None and dataset_name_of(bare) is None
 
 
 def test_preprocessing_fields_keep_older_plans_hash(planned: tuple[dict, Path]) -> None:
     """Optional keys enter the preprocessing hash's fields only when the plan has them."""
     plans, _ = planned
-    fields = preprocessing_fields(plans, "3d_fullres")
+    fields = preprocessing_fields(Plans.from_json(plans), "3d_fullres")
     assert fields["target_spacing"] == plans["configurations"]["3d_fullres"]["target_spacing"]
     assert fields["canonical_orientation"] == plans["canonical_orientation"]
     legacy = {k: v for k, v in plans.items() if k not in ("canonical_orientation", "ignore_label")}
-    assert set(fields) - set(preprocessing_fields(legacy, "3d_fullres")) == {"canonical_orientation"}
+    assert set(fields) - set(preprocessing_fields(Plans.from_json(legacy), "3d_fullres")) == {"canonical_orientation"}
     sparse = {**plans, "ignore_label": 4}
-    assert preprocessing_fields(sparse, "3d_fullres")["ignore_label"] == 4
+    assert preprocessing_fields(Plans.from_json(sparse), "3d_fullres")["ignore_label"] == 4
 
 
 def test_with_configuration_copies(planned: tuple[dict, Path]) -> None:
     """A model folder's plans: the trained entry replaces the planned one; the original is untouched."""
     plans, _ = planned
     before = copy.deepcopy(plans)
-    trained = {**plans["configurations"]["3d_fullres"], "batch_size": 1}
-    copied = with_configuration(plans, "3d_fullres", trained)
+    view = Plans.from_json(plans)
+    trained = view.configuration("3d_fullres").replace(batch_size=1)
+    copied = with_configuration(view, trained)
     assert copied["configurations"]["3d_fullres"]["batch_size"] == 1
     assert plans == before and copied["configurations"]["2d"] == plans["configurations"]["2d"]
 
@@ -247,5 +266,17 @@ def test_replace_keeps_the_file_order_and_the_original(planned: tuple[dict, Path
     assert entry.as_dict() == before
     dropped = changed.replace(drop=("training_fit",), mirror_note="why")
     assert "training_fit" not in dropped.as_dict() and list(dropped.as_dict())[-1] == "mirror_note"
-    assert json.dumps(with_configuration(planned[0], "3d_fullres", changed.as_dict()))   # writable as it is
+    assert json.dumps(with_configuration(Plans.from_json(planned[0]), changed))   # writable as it is
     assert entry.stored(("patch_size", "no_such_key")) == {"patch_size": before["patch_size"]}
+
+
+def test_views_pickle_into_worker_processes(planned: tuple[dict, Path]) -> None:
+    """Preprocessing's spawn pool gets the plan view: it pickles as the stored dict and comes back equal."""
+    import pickle
+
+    view = read_plans(planned[1] / "plans.json")
+    again = pickle.loads(pickle.dumps(view))
+    assert again == view and dict(again.raw) == dict(view.raw) and again.source == view.source
+    entry = view.configuration("3d_fullres")
+    assert pickle.loads(pickle.dumps(entry)) == entry
+    assert pickle.loads(pickle.dumps(entry.architecture)).as_dict() == entry.architecture.as_dict()
