@@ -64,10 +64,23 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def segkit(root: Path, *args: str) -> None:
-    """Run one segkit command from the source tree `root`, failing loudly."""
+def segkit(root: Path, *args: str, cpu: int | None = None, log: Path | None = None) -> None:
+    """Run one segkit command from the source tree `root`, failing loudly.
+
+    `cpu`: pin the process to that core with one thread (taskset; its torch and BLAS threads inherit the
+    affinity); `log`: append its output there instead of the terminal (runs side by side do not interleave)."""
     env = os.environ | {"PYTHONPATH": str(root)}
-    subprocess.run([sys.executable, "-m", "segkit", *args], check=True, env=env, cwd=root)
+    command = [sys.executable, "-m", "segkit", *args]
+    if cpu is not None:
+        env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        command = ["taskset", "-c", str(cpu), *command]
+    if log is None:
+        subprocess.run(command, check=True, env=env, cwd=root)
+        return
+    with log.open("a") as stream:
+        stream.write(f"$ {' '.join(command)}\n")
+        stream.flush()
+        subprocess.run(command, check=True, env=env, cwd=root, stdout=stream, stderr=subprocess.STDOUT)
 
 
 def git_commit(root: Path) -> str:
@@ -97,8 +110,10 @@ def train_arguments(minutes: float, steps: list[int] | None) -> list[str]:
 
 def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: float, seed: int,
                      threads: int | None, extra: list[str], tta: bool = False, skip_train: bool = False,
-                     steps: list[int] | None = None) -> dict:
-    """Train fold 0 (within the budget, or for fixed steps), predict + evaluate the held-out subjects; the result row."""
+                     steps: list[int] | None = None, cpu: int | None = None, log_file: Path | None = None) -> dict:
+    """Train fold 0 (within the budget, or for fixed steps), predict + evaluate the held-out subjects; the result row.
+
+    `cpu` pins every command of the run to that core with one thread, `log_file` collects their output (segkit())."""
     models = work / "models" / CONFIGURATION
     (models / "fold_0").mkdir(parents=True, exist_ok=True)
     load_before = loadavg()
@@ -108,15 +123,15 @@ def run_variant_seed(root: Path, dataset: Path, work: Path, out: Path, minutes: 
             (models / "fold_0" / stale).unlink(missing_ok=True)
         segkit(root, "train", str(dataset), "--work-dir", str(work), "-c", CONFIGURATION, "-f", "0",
                *train_arguments(minutes, steps), "--seed", str(seed), "--quiet",
-               *(["--threads", str(threads)] if threads else []), *extra)
+               *(["--threads", str(threads)] if threads else []), *extra, cpu=cpu, log=log_file)
     wall = time.monotonic() - start if not skip_train else float("nan")
     load_after = loadavg()
     pred = out / "pred"
     segkit(root, "predict", "-i", str(dataset / "heldout" / "images"), "-o", str(pred), "-m", str(models), "-f", "0",
-           *([] if tta else ["--no-tta"]))
+           *([] if tta else ["--no-tta"]), cpu=cpu, log=log_file)
     evaluation = out / "evaluation.json"
     segkit(root, "evaluate", str(pred), str(dataset / "heldout" / "labels"), "--regions-from", str(dataset),
-           "-o", str(evaluation))
+           "-o", str(evaluation), cpu=cpu, log=log_file)
     summary = json.loads(evaluation.read_text())
     schedule = json.loads((models / "fold_0" / "schedule.json").read_text())
     log = [json.loads(line) for line in (models / "fold_0" / "log.jsonl").read_text().splitlines()]
