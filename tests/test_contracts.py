@@ -55,7 +55,7 @@ READ_JSON_OWNERS = {"splits.json": "training/splits.py", "splits file": "trainin
                     "preprocessed properties": "preprocessing/store.py", "find_best.json": "models/find_best.py",
                     "pruning.json": "models/pruning.py",
                     "uncertainty calibration": "models/calibration.py",
-                    "plans.json": "plans.py", "plans file": "plans.py", "model plans copy": "plans.py"}
+                    "plans.json": "plans/file.py", "plans file": "plans/file.py", "model plans copy": "plans/file.py"}
 # names of entries inside a work dir / model folder; joining them with `/` is workdir.py's job
 WORK_DIR_NAMES = {"models", "preprocessed", "plans.json", "fingerprint.json", "splits.json", "find_best.json",
                   "validation", "pruning.json", "uncertainty_calibration.json"}
@@ -245,10 +245,10 @@ def test_plan_defaults_live_in_plans_py():
     assert slice_axis_of({"spatial_dims": 2, "patch_size": [8, 8], "slice_axis": 2}) == 2
 
 
-# --- plans.json: segkit/plans.py owns it ------------------------------------------------------------
+# --- plans.json: segkit/plans/ owns it ------------------------------------------------------------
 
 # A string-key read of a plans dict (`plans["num_outputs"]`, `plans.get("outputs")`, `plans[PLANS_KEY]`,
-# `read_plans_json(path)["configurations"]`, on any name containing "plans") outside segkit/plans.py fails: the
+# `read_plans_json(path)["configurations"]`, on any name containing "plans") outside segkit/plans/ fails: the
 # views and accessors there hold every key name and default. models/nnunet.py's `NnunetPlans` reads nnU-Net v2's
 # own plans.json (another artefact) by attribute, so it needs no exception.
 PLANS_READERS = {"read_json", "write_json", "json.load", "json.loads", "json.dump", "json.dumps", "open"}
@@ -286,8 +286,8 @@ def plans_key_reads(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def test_no_string_key_reads_of_plans_outside_segkit_plans():
-    """Outside segkit/plans.py, no module reads a plans dict by key: it uses segkit.plans' views and accessors."""
-    reads = {module: found for module, tree in sources().items() if module != "plans.py"
+    """Outside segkit/plans/, no module reads a plans dict by key: it uses segkit.plans' views and accessors."""
+    reads = {module: found for module, tree in sources().items() if not module.startswith("plans/")
              and (found := plans_key_reads(tree))}
     assert reads == {}, "\n".join(f"{module}: {found}: use segkit.plans' views and accessors"
                                    for module, found in reads.items())
@@ -295,7 +295,7 @@ def test_no_string_key_reads_of_plans_outside_segkit_plans():
 
 # A string-key read of a configuration entry (`entry["patch_size"]`, `cfg.get("batch_size")`,
 # `configuration_entry(plans, c)["architecture"]`, `configurations_of(plans)[c]["spacing"]`, on any name containing
-# "entry", "config" or "cfg") outside segkit/plans.py fails: `Configuration` holds every field and default. Writes
+# "entry", "config" or "cfg") outside segkit/plans/ fails: `Configuration` holds every field and default. Writes
 # (`entry["slice_axis"] = 2` while the planner builds an entry) are not reads. models/nnunet.py reads nnU-Net v2's
 # own plans configurations (another artefact, translated there), so it is the one exception.
 ENTRY_KEYS = {"target_spacing", "median_shape", "patch_size", "batch_size", "resampling", "mirror_axes",
@@ -330,9 +330,9 @@ def entry_key_reads(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def test_no_string_key_reads_of_configuration_entries_outside_segkit_plans():
-    """Outside segkit/plans.py, configuration entries are read through `Configuration` (segkit.plans), never by key."""
+    """Outside segkit/plans/, configuration entries are read through `Configuration` (segkit.plans), never by key."""
     reads = {module: found for module, tree in sources().items()
-             if module != "plans.py" and module not in FOREIGN_ENTRIES and (found := entry_key_reads(tree))}
+             if not module.startswith("plans/") and module not in FOREIGN_ENTRIES and (found := entry_key_reads(tree))}
     assert reads == {}, "\n".join(f"{module}: {found}: use segkit.plans.Configuration"
                                    for module, found in reads.items())
 
@@ -354,10 +354,10 @@ def test_the_entry_rule_catches_what_it_is_meant_to():
 
 
 def test_plans_json_is_read_and_written_only_by_segkit_plans():
-    """No JSON read or write of `plans_path(...)` / `plans_file(...)` outside segkit/plans.py (read_plans*, write_plans)."""
+    """No JSON read or write of `plans_path(...)` / `plans_file(...)` outside segkit/plans/ (read_plans*, write_plans)."""
     outside = []
     for module, tree in sources().items():
-        if module == "plans.py":
+        if module.startswith("plans/"):
             continue
         for name, node in calls(tree):
             first = node.args[0] if node.args else None
