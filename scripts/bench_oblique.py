@@ -10,16 +10,22 @@ Each held-out subject (mni152 at 1.5 mm, colin_thick at 1.2 x 1.2 x 3 mm) is the
 axis-aligned and resampled (cubic B-spline, labels nearest) onto grids tilted 20, 35 and 48.19
 degrees (rotations about the axis (1, 2, 3), and (1/3)[[2,-1,2],[2,2,-1],[-1,2,2]] which leaves
 48.19 degrees on every axis), same spacing, covering the whole volume: the same anatomy in
-physical space. `segkit predict --no-tta` predicts all of them twice: with the model as planned
+physical space. `segkit predict --no-tta` (`--tta`: with mirroring) predicts all of them twice:
+with the model as planned
 ("resampled": the tilted inputs go through the axis-aligned grid) and with
 `oblique_inputs.resample_above_degrees` set to 90 in a copy of its plans ("as before": the
 network sees the rotated anatomy, what segkit did before). Every label map is carried back onto
 the axis-aligned grid (nearest neighbour) and scored against the held-out labels: mean Dice
-over the 8 classes, its difference from the axis-aligned storage, and foreground agreement
+over the classes, its difference from the axis-aligned storage, and foreground agreement
 with the axis-aligned storage's prediction (Dice of the two foreground masks, and the share of
 their union labelled alike). "truth carried" is the held-out labels stored tilted and carried
-back the same way: what the storage alone costs. The resampling's time comes from report.json
-(`axis_alignment.seconds_to_grid` and `seconds_back`) next to each case's whole time.
+back the same way: what the storage alone costs. The resampled mode also saves each
+prediction's probabilities (`--save-probabilities`) and scores it a second time carried back by
+them (`prob_*`: every channel linearly onto the axis-aligned grid, then the argmax, as segkit
+maps probabilities between grids itself): nearest-neighbour carrying of a label map moves its
+boundaries by up to half a voxel, which the `prob_*` scores do not charge to the prediction.
+The resampling's time comes from report.json (`axis_alignment.seconds_to_grid` and
+`seconds_back`) next to each case's whole time.
 
     bash scripts/setup_realdata.sh
     python scripts/bench_oblique.py --out /tmp/bench_oblique [--minutes 2] [--skip-train]
@@ -59,6 +65,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realdata  # noqa: E402
 from bench_real import FIXED_CONFIGURATION, fix_configuration, train_arguments  # noqa: E402
 
+from segkit.inference.probabilities import load_probabilities  # noqa: E402
+from segkit.io.image import Geometry  # noqa: E402
 from segkit.preprocessing.orientation import oblique_degrees  # noqa: E402
 
 CONFIGURATION = "3d_fullres"
@@ -72,6 +80,11 @@ SHIFTS_MM = (0.5, 1.0)
 def loadavg() -> str:
     """The 1/5/15-minute load averages."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def tta_flags(tta: bool) -> list[str]:
+    """segkit predict's flags for mirroring TTA on (its default) or off."""
+    return [] if tta else ["--no-tta"]
 
 
 def segkit(*args: str) -> None:
@@ -143,6 +156,31 @@ def write_inputs(dataset: Path, inputs: Path, subjects: list[str]) -> dict:
     return stored
 
 
+def labels_from_probabilities(path: Path, reference: sitk.Image) -> np.ndarray:
+    """Labels on reference's grid from a `<CASE>.npz` (segkit predict --save-probabilities) on another grid.
+
+    Each probability channel is carried linearly in physical space (background 1, classes 0
+    outside the prediction's grid), then the argmax: how segkit itself maps probabilities
+    between grids. Carrying the label map by nearest neighbour instead moves every boundary by
+    up to half a voxel of the finer grid (a grid shifted 0.5 mm against a 1.5 mm one is carried
+    back displaced by 0.5 mm), which the comparison would charge to the prediction.
+    """
+    probabilities, metadata = load_probabilities(path)
+    geometry = Geometry.from_json(metadata["geometry"])
+    best = labels = None
+    for channel in range(probabilities.shape[0]):
+        image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(probabilities[channel])))
+        mapped = sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear,
+                                                      1.0 if channel == 0 else 0.0, sitk.sitkFloat32))
+        if best is None or labels is None:
+            best, labels = mapped, np.zeros(mapped.shape, dtype=np.uint8)
+            continue
+        higher = mapped > best
+        best[higher], labels[higher] = mapped[higher], channel
+    assert labels is not None
+    return labels
+
+
 def mean_dice(predicted: np.ndarray, truth: np.ndarray, num_classes: int = NUM_CLASSES) -> float:
     """Mean Dice over the classes 1..num_classes (a class absent from both counts 1)."""
     values = []
@@ -178,7 +216,8 @@ def score(out: Path, dataset: Path, stored: dict, subjects: list[str], num_class
             foreground_dice, label_agreement = agreement(back, straight)
             alignment = report[name].get("axis_alignment") or {}
             dice = mean_dice(back, truth, num_classes)
-            rows.append({"subject": subject, "storage": storage,
+            rows.append(probability_scores(out / f"{name}.npz", truth_image, truth, straight, reference_dice,
+                                           num_classes) | {"subject": subject, "storage": storage,
                          "oblique_degrees": round(oblique_degrees(prediction.GetDirection()), 2),
                          "mean_dice": round(dice, 4), "dice_minus_straight": round(dice - reference_dice, 4),
                          "truth_carried_dice": round(mean_dice(truth_back, truth, num_classes), 4),
@@ -188,6 +227,18 @@ def score(out: Path, dataset: Path, stored: dict, subjects: list[str], num_class
                          "seconds_back": alignment.get("seconds_back"), "case_seconds": report[name]["seconds"],
                          "grid_shape": alignment.get("grid_shape")})
     return rows
+
+
+def probability_scores(npz: Path, truth_image: sitk.Image, truth: np.ndarray, straight: np.ndarray,
+                       straight_dice: float, num_classes: int) -> dict:
+    """The scores of a prediction carried back by its probabilities (linear, then argmax), when they were saved."""
+    if not npz.is_file():
+        return {}
+    back = labels_from_probabilities(npz, truth_image)
+    dice = mean_dice(back, truth, num_classes)
+    foreground, alike = agreement(back, straight)
+    return {"prob_mean_dice": round(dice, 4), "prob_dice_minus_straight": round(dice - straight_dice, 4),
+            "prob_foreground_dice_vs_straight": round(foreground, 4), "prob_label_agreement_vs_straight": round(alike, 4)}
 
 
 def shifted_reference(image: sitk.Image, millimetres: float) -> sitk.Image:
@@ -221,7 +272,7 @@ def storage_controls(pred: Path, dataset: Path, subjects: list[str]) -> list[dic
 
 
 def shift_controls(out: Path, dataset: Path, model: Path, subjects: list[str], checkpoint: str,
-                   num_classes: int) -> list[dict]:
+                   num_classes: int, tta: bool = False) -> list[dict]:
     """The same images not rotated, only stored on a grid moved by 0.5 / 1 mm: how much the lattice alone moves."""
     inputs, pred = out / "shift_inputs", out / "pred_shift"
     for folder in (inputs, pred):
@@ -232,8 +283,8 @@ def shift_controls(out: Path, dataset: Path, model: Path, subjects: list[str], c
         for mm in SHIFTS_MM:
             shifted = carried(image, shifted_reference(image, mm), False, sitk.sitkFloat32)
             sitk.WriteImage(shifted, str(inputs / f"{subject}_shift{str(mm).replace('.', 'p')}_0000.nii.gz"))
-    segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta",
-           "--checkpoint", checkpoint)
+    segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", *tta_flags(tta),
+           "--checkpoint", checkpoint, "--save-probabilities")
     rows = []
     for subject in subjects:
         truth_image = sitk.ReadImage(str(dataset / "heldout" / "labels" / f"{subject}.nii.gz"))
@@ -244,7 +295,9 @@ def shift_controls(out: Path, dataset: Path, model: Path, subjects: list[str], c
             back = sitk.GetArrayFromImage(carried(prediction, truth_image, True, sitk.sitkUInt8))
             dice = mean_dice(back, truth, num_classes)
             foreground, alike = agreement(back, straight)
-            rows.append({"subject": subject, "shift_mm": mm, "mean_dice": round(dice, 4),
+            npz = pred / f"{subject}_shift{str(mm).replace('.', 'p')}.npz"
+            rows.append(probability_scores(npz, truth_image, truth, straight, mean_dice(straight, truth, num_classes),
+                                           num_classes) | {"subject": subject, "shift_mm": mm, "mean_dice": round(dice, 4),
                          "dice_minus_straight": round(dice - mean_dice(straight, truth, num_classes), 4),
                          "foreground_dice_vs_straight": round(foreground, 4), "label_agreement_vs_straight": round(alike, 4)})
     return rows
@@ -270,6 +323,7 @@ def main() -> None:
     parser.add_argument("--controls", action="store_true",
                         help="also the controls: the storage's own round trip, and the images shifted 0.5 / 1 mm "
                              "without rotation (needs the resampled mode)")
+    parser.add_argument("--tta", action="store_true", help="predict with mirroring TTA (segkit's default; off: --no-tta)")
     parser.add_argument("--model", help="a model folder already trained on this dataset (fold 0): score it, no training")
     args = parser.parse_args()
     out = Path(args.out)
@@ -279,7 +333,7 @@ def main() -> None:
     num_classes = len(realdata.LATERAL_CLASSES if args.lateral else realdata.CLASSES)
     work = out / "work"
     models = Path(args.model) if args.model else work / "models" / CONFIGURATION
-    result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    result: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "tta": args.tta,
                     "minutes": None if args.steps else args.minutes, "steps": args.steps,
                     "configuration": FIXED_CONFIGURATION if args.steps else "planned + hardware fit",
                     "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
@@ -322,14 +376,16 @@ def main() -> None:
         pred = out / f"pred_{mode}"
         if not args.resume:
             shutil.rmtree(pred, ignore_errors=True)
-        segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", "--no-tta",
-               "--checkpoint", args.checkpoint, *(["--continue"] if args.resume else []))
+        segkit("predict", "-i", str(inputs), "-o", str(pred), "-m", str(model), "-f", "0", *tta_flags(args.tta),
+               "--checkpoint", args.checkpoint, *(["--continue"] if args.resume else []),
+               *(["--save-probabilities"] if mode == "resampled" else []))
         result[mode] = score(pred, dataset, stored, args.subjects, num_classes)
         for row in result[mode]:
             print(json.dumps({"mode": mode} | row), flush=True)
     if args.controls and "resampled" in result:
         result["storage_controls"] = storage_controls(out / "pred_resampled", dataset, args.subjects)
-        result["shift_controls"] = shift_controls(out, dataset, models, args.subjects, args.checkpoint, num_classes)
+        result["shift_controls"] = shift_controls(out, dataset, models, args.subjects, args.checkpoint, num_classes,
+                                                  args.tta)
         for row in result["storage_controls"] + result["shift_controls"]:
             print(json.dumps(row), flush=True)
     result["loadavg_end"] = loadavg()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from segkit.plans import Plans
+
 LABELS = {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}
 TINY_ARCH = {"family": "unet", "spatial_dims": 3, "features_per_stage": [4, 8, 16],
              "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]], "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
@@ -25,3 +27,8 @@ def make_plans(target_spacing=(3.0, 1.5, 1.5), normalization=None, label_mode: s
                                         "resampling": {"image_order": 3, "label": "onehot_linear",
                                                        "anisotropy_threshold": 3.0},
                                         "patch_size": [8, 16, 16], "batch_size": 2, "architecture": TINY_ARCH}}}
+
+
+def make_plan_view(**fields) -> Plans:
+    """make_plans(...) as the typed view the stages take."""
+    return Plans.from_json(make_plans(**fields))

@@ -27,8 +27,10 @@ from segkit.fingerprint import FINGERPRINT_VERSION, is_current, read_fingerprint
 from segkit.models.checkpoint import FORMAT, READ_KEYS, REQUIRED_KEYS, load_checkpoint, save_checkpoint
 from segkit.models.package import MANIFEST, build_manifest, read_manifest
 from segkit.plans import (
+    LabelCoding,
+    Plans,
     label_mode_of,
-    read_plans_dict,
+    read_plans,
     slice_axis_of,
     spatial_dims_of,
     write_plans,
@@ -53,7 +55,7 @@ READ_JSON_OWNERS = {"splits.json": "training/splits.py", "splits file": "trainin
                     "preprocessed properties": "preprocessing/store.py", "find_best.json": "models/find_best.py",
                     "pruning.json": "models/pruning.py",
                     "uncertainty calibration": "models/calibration.py",
-                    "plans.json": "plans.py", "plans file": "plans.py", "model plans copy": "plans.py"}
+                    "plans.json": "plans/file.py", "plans file": "plans/file.py", "model plans copy": "plans/file.py"}
 # names of entries inside a work dir / model folder; joining them with `/` is workdir.py's job
 WORK_DIR_NAMES = {"models", "preprocessed", "plans.json", "fingerprint.json", "splits.json", "find_best.json",
                   "validation", "pruning.json", "uncertainty_calibration.json"}
@@ -187,8 +189,8 @@ def test_checkpoint_owner_round_trip_and_refusals(tmp_path):
 
 def test_plans_fingerprint_report_manifest_owners(tmp_path):
     plans = {"schema_version": 1, "num_channels": 1, "num_outputs": 2, "label_mode": "softmax", "configurations": {}}
-    write_plans(workdir.plans_path(tmp_path), plans)
-    assert read_plans_dict(workdir.plans_path(tmp_path)) == plans
+    written = write_plans(workdir.plans_path(tmp_path), plans)
+    assert dict(read_plans(workdir.plans_path(tmp_path)).raw) == dict(written.raw) == plans
     with pytest.raises(UserError, match="num_outputs"):
         write_plans(tmp_path / "bad.json", {"num_channels": 1})
     assert not (tmp_path / "bad.json").exists()
@@ -232,7 +234,10 @@ def test_workdir_helpers_lay_out_a_work_dir(tmp_path):
 
 def test_plan_defaults_live_in_plans_py():
     """One default each for label_mode, spatial_dims (configuration entry or architecture) and the slice axis."""
-    assert label_mode_of({}) == "softmax" and label_mode_of({"label_mode": "sigmoid"}) == "sigmoid"
+    bare = {"num_channels": 1, "num_outputs": 2}
+    assert label_mode_of(Plans.from_json(bare)) == "softmax"
+    assert label_mode_of(Plans.from_json({**bare, "label_mode": "sigmoid"})) == "sigmoid"
+    assert LabelCoding.from_json({}).label_mode == "softmax"
     assert spatial_dims_of({"patch_size": [64, 64]}) == 2
     assert spatial_dims_of({"kernel_sizes": [[3, 3, 3]]}) == 3
     assert spatial_dims_of({"spatial_dims": 2, "patch_size": [1, 2, 3]}) == 2
@@ -240,10 +245,10 @@ def test_plan_defaults_live_in_plans_py():
     assert slice_axis_of({"spatial_dims": 2, "patch_size": [8, 8], "slice_axis": 2}) == 2
 
 
-# --- plans.json: segkit/plans.py owns it ------------------------------------------------------------
+# --- plans.json: segkit/plans/ owns it ------------------------------------------------------------
 
 # A string-key read of a plans dict (`plans["num_outputs"]`, `plans.get("outputs")`, `plans[PLANS_KEY]`,
-# `read_plans_json(path)["configurations"]`, on any name containing "plans") outside segkit/plans.py fails: the
+# `read_plans_json(path)["configurations"]`, on any name containing "plans") outside segkit/plans/ fails: the
 # views and accessors there hold every key name and default. models/nnunet.py's `NnunetPlans` reads nnU-Net v2's
 # own plans.json (another artefact) by attribute, so it needs no exception.
 PLANS_READERS = {"read_json", "write_json", "json.load", "json.loads", "json.dump", "json.dumps", "open"}
@@ -281,8 +286,8 @@ def plans_key_reads(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def test_no_string_key_reads_of_plans_outside_segkit_plans():
-    """Outside segkit/plans.py, no module reads a plans dict by key: it uses segkit.plans' views and accessors."""
-    reads = {module: found for module, tree in sources().items() if module != "plans.py"
+    """Outside segkit/plans/, no module reads a plans dict by key: it uses segkit.plans' views and accessors."""
+    reads = {module: found for module, tree in sources().items() if not module.startswith("plans/")
              and (found := plans_key_reads(tree))}
     assert reads == {}, "\n".join(f"{module}: {found}: use segkit.plans' views and accessors"
                                    for module, found in reads.items())
@@ -290,7 +295,7 @@ def test_no_string_key_reads_of_plans_outside_segkit_plans():
 
 # A string-key read of a configuration entry (`entry["patch_size"]`, `cfg.get("batch_size")`,
 # `configuration_entry(plans, c)["architecture"]`, `configurations_of(plans)[c]["spacing"]`, on any name containing
-# "entry", "config" or "cfg") outside segkit/plans.py fails: `Configuration` holds every field and default. Writes
+# "entry", "config" or "cfg") outside segkit/plans/ fails: `Configuration` holds every field and default. Writes
 # (`entry["slice_axis"] = 2` while the planner builds an entry) are not reads. models/nnunet.py reads nnU-Net v2's
 # own plans configurations (another artefact, translated there), so it is the one exception.
 ENTRY_KEYS = {"target_spacing", "median_shape", "patch_size", "batch_size", "resampling", "mirror_axes",
@@ -325,9 +330,9 @@ def entry_key_reads(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def test_no_string_key_reads_of_configuration_entries_outside_segkit_plans():
-    """Outside segkit/plans.py, configuration entries are read through `Configuration` (segkit.plans), never by key."""
+    """Outside segkit/plans/, configuration entries are read through `Configuration` (segkit.plans), never by key."""
     reads = {module: found for module, tree in sources().items()
-             if module != "plans.py" and module not in FOREIGN_ENTRIES and (found := entry_key_reads(tree))}
+             if not module.startswith("plans/") and module not in FOREIGN_ENTRIES and (found := entry_key_reads(tree))}
     assert reads == {}, "\n".join(f"{module}: {found}: use segkit.plans.Configuration"
                                    for module, found in reads.items())
 
@@ -349,10 +354,10 @@ def test_the_entry_rule_catches_what_it_is_meant_to():
 
 
 def test_plans_json_is_read_and_written_only_by_segkit_plans():
-    """No JSON read or write of `plans_path(...)` / `plans_file(...)` outside segkit/plans.py (read_plans*, write_plans)."""
+    """No JSON read or write of `plans_path(...)` / `plans_file(...)` outside segkit/plans/ (read_plans*, write_plans)."""
     outside = []
     for module, tree in sources().items():
-        if module == "plans.py":
+        if module.startswith("plans/"):
             continue
         for name, node in calls(tree):
             first = node.args[0] if node.args else None

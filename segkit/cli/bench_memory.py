@@ -10,7 +10,7 @@ from segkit.cli.options import OwnedChoices, add_device_option
 from segkit.errors import UserError
 
 if TYPE_CHECKING:   # the CLI imports its work lazily
-    from segkit.plans import Configuration
+    from segkit.plans import Configuration, Plans
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,12 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _entry(plans_path: Path, configuration: str) -> tuple[dict, Configuration]:
+def _entry(plans_path: Path, configuration: str) -> tuple[Plans, Configuration]:
     """The plans and one configuration, with clear errors for a bad file or name."""
-    from segkit.plans import configuration_of, read_plans_json
+    from segkit.plans import configuration_of, read_plans
 
-    plans = read_plans_json(plans_path)
-    return plans, configuration_of(plans, configuration, plans_path)
+    plans = read_plans(plans_path)
+    return plans, configuration_of(plans, configuration)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,12 +19,10 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.plans import (
-    PlansLike,
+    LabelCoding,
+    Plans,
     configurations_of,
-    label_mode_of,
     output_label_values,
-    outputs_of,
-    regions_class_order_of,
 )
 from segkit.training.splits import read_splits
 from segkit.workdir import model_dir, splits_path, validation_dir
@@ -59,7 +57,7 @@ def cv_files_from_splits(work_dir: Path, config: str) -> dict[str, Path]:
     return files
 
 
-def cv_status(work_dir: Path, plans: PlansLike) -> dict[str, str]:
+def cv_status(work_dir: Path, plans: Plans) -> dict[str, str]:
     """Each planned configuration with a model folder: "complete" (every fold's CV probabilities are there) or why not.
 
     `find-best` without --configs compares the complete ones, so a cascade stage joins the
@@ -96,24 +94,22 @@ def parse_cv_dirs(items: list[str] | None) -> dict[str, Path]:
     return out
 
 
-def label_conversion(plans: PlansLike) -> dict:
-    """The plans fields that label conversion reads, plus the expected number of output channels."""
-    outputs, order = outputs_of(plans), regions_class_order_of(plans)
-    mode = label_mode_of(plans)
-    if mode == "sigmoid" and len(order or []) != len(outputs):
+def label_conversion(plans: Plans) -> LabelCoding:
+    """The plan's label coding (with `num_outputs`, the expected output channels), checked for label conversion."""
+    coding = plans.label_coding
+    if coding.label_mode == "sigmoid" and len(coding.regions_class_order or []) != len(coding.outputs):
         raise UserError("sigmoid plans need 'regions_class_order' with one value per region")
-    return {"label_mode": mode, "outputs": outputs, "regions_class_order": order,
-            "num_outputs": len(outputs) + (1 if mode == "softmax" else 0)}
+    return coding
 
 
-def probabilities_to_labels(probs: np.ndarray, conversion: dict) -> np.ndarray:
+def probabilities_to_labels(probs: np.ndarray, conversion: LabelCoding) -> np.ndarray:
     """Softmax: argmax (channel 0 = background); sigmoid: regions > 0.5 painted in regions_class_order."""
     from segkit.inference.regions import labels_for_plans
 
     return labels_for_plans(probs, conversion)
 
 
-def output_classes(plans: PlansLike) -> dict[str, list[int]]:
+def output_classes(plans: Plans) -> dict[str, list[int]]:
     """Classes or regions scored in model selection: plans 'outputs' (name -> label values)."""
     outputs = output_label_values(plans)
     if not outputs:

@@ -33,7 +33,7 @@ from segkit.inference.probabilities import load_cv_probabilities
 from segkit.io.image import read_label_map
 from segkit.io.parallel import parallel_map
 from segkit.models.postprocessing import apply_postprocessing, keep_largest_component
-from segkit.plans import PlansLike, ignore_label_of, read_plans
+from segkit.plans import LabelCoding, Plans, ignore_label_of, read_plans
 from segkit.workdir import dataset_of_work_dir, model_dir, plans_path, validation_dir
 
 FIND_BEST_FORMAT = "segkit-find-best-1"
@@ -77,7 +77,7 @@ def resolve_sources(work_dir: Path, configs: Sequence[str], cv_dirs: dict[str, P
     return sources
 
 
-def _labels_of(members: Sequence[str], probs: dict[str, np.ndarray], conversion: dict) -> np.ndarray:
+def _labels_of(members: Sequence[str], probs: dict[str, np.ndarray], conversion: LabelCoding) -> np.ndarray:
     """Label map of one candidate: the mean of its members' probabilities, converted."""
     mean = probs[members[0]] if len(members) == 1 else np.mean([probs[m] for m in members], axis=0)
     return probabilities_to_labels(mean, conversion)
@@ -97,7 +97,7 @@ def _load_case(job: dict, configs: Sequence[str]) -> tuple[np.ndarray, dict[str,
     """Reference labels and the probabilities of the given configurations for one case."""
     ref = read_label_map(job["reference"])
     conversion = job["conversion"]
-    probs = {c: load_cv_probabilities(job["files"][c], conversion["num_outputs"], ref.array.shape, ref.geometry)
+    probs = {c: load_cv_probabilities(job["files"][c], conversion.num_outputs, ref.array.shape, ref.geometry)
              for c in configs}
     return ref.array, probs
 
@@ -162,7 +162,7 @@ def decide_postprocessing(results: list[dict], classes: dict[str, list[int]]) ->
     return {"foreground_lcc": foreground_lcc, "lcc_classes": lcc_classes}, table
 
 
-def default_configs(work_dir: Path, plans: PlansLike, predict_missing: bool) -> tuple[list[str], dict[str, str]]:
+def default_configs(work_dir: Path, plans: Plans, predict_missing: bool) -> tuple[list[str], dict[str, str]]:
     """Without --configs: every trained configuration whose CV predictions are complete (all trained ones with
     --predict-missing, which completes them), in plan order; and why each other model folder was left out."""
     status = cv_status(work_dir, plans)

@@ -39,7 +39,7 @@ from segkit.inference.sliding_window import ACCUMULATIONS, WindowSettings
 from segkit.inference.uncertainty import normalised_entropy, structure_scores, summary
 from segkit.io.image import Geometry
 from segkit.planning.mirroring import inference_swap
-from segkit.plans import Plans, ensemble_fields_of, previous_stage_classes
+from segkit.plans import LabelCoding, Plans, ensemble_fields_of, previous_stage_classes
 from segkit.preprocessing.input_ranges import range_warnings
 from segkit.preprocessing.oblique import AxisAlignment, aligned_grid, images_onto_grid
 from segkit.preprocessing.orientation import (
@@ -176,7 +176,7 @@ def probabilities_and_fold_entropy(model: LoadedModel, data: np.ndarray, options
 def map_from_aligned(volume: np.ndarray, alignment: AxisAlignment) -> np.ndarray:
     """A (z, y, x) map on the axis-aligned grid, linearly interpolated onto the input's grid (0 outside it)."""
     # one sigmoid "region" so that revert's interpolation fills 0 outside the aligned grid; its labels are unused
-    one_channel = {"label_mode": "sigmoid", "outputs": {"map": [1]}, "regions_class_order": [1]}
+    one_channel = LabelCoding("sigmoid", {"map": [1]}, [1])
     _, mapped = labels_from_aligned(volume[None], alignment, one_channel, np.float32)
     assert mapped is not None                                   # float32 was asked for
     return mapped[0]
@@ -372,7 +372,7 @@ class ModelEnsemble:
             start = time.perf_counter()
             _, aligned = labels_on_input_grid(outputs, self.plans, np.float32)   # on the axis-aligned grid
             assert aligned is not None                                             # float32 was asked for
-            labels, kept = labels_from_aligned(aligned, prepared.alignment, self.plans, keep)
+            labels, kept = labels_from_aligned(aligned, prepared.alignment, self.plans.label_coding, keep)
             extra["axis_alignment"] = dict(extra["axis_alignment"],
                                            seconds_back=round(time.perf_counter() - start, 3))
         if labels.shape != prepared.geometry.array_shape:

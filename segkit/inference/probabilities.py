@@ -19,7 +19,7 @@ import numpy as np
 from segkit.errors import UserError
 from segkit.io.image import Geometry
 from segkit.jsonio import atomic_path
-from segkit.plans import Plans, label_mode_of, outputs_of, regions_class_order_of
+from segkit.plans import LabelCoding, Plans, label_mode_of, outputs_of, regions_class_order_of
 
 PROBABILITY_FORMAT = "segkit-probabilities-1"
 METADATA_KEYS = ("format", "case_id", "geometry", "label_mode", "outputs", "regions_class_order", "file_ending")
@@ -115,6 +115,6 @@ def load_cv_probabilities(path: str | Path, num_outputs: int, shape: tuple[int, 
     return probs
 
 
-def plans_view(metadata: dict) -> dict:
-    """The plans fields that label conversion reads, taken from probability metadata."""
-    return {key: metadata[key] for key in ("label_mode", "outputs", "regions_class_order")}
+def plans_view(metadata: dict) -> LabelCoding:
+    """The plan's label coding, as the probability metadata records it."""
+    return LabelCoding.from_json({key: metadata[key] for key in ("label_mode", "outputs", "regions_class_order")})

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.plans import PlansLike, label_mode_of, outputs_of, regions_class_order_of
+from segkit.plans import LabelCoding
 
 REGION_THRESHOLD = 0.5
 
@@ -54,7 +54,6 @@ def probabilities_to_labels(probabilities: np.ndarray, label_mode: str, outputs:
     return lookup[winner]
 
 
-def labels_for_plans(probabilities: np.ndarray, plans: PlansLike) -> np.ndarray:
-    """probabilities_to_labels with the label mode, outputs and regions_class_order of a plans dict."""
-    return probabilities_to_labels(probabilities, label_mode_of(plans), outputs_of(plans),
-                                   regions_class_order_of(plans))
+def labels_for_plans(probabilities: np.ndarray, coding: LabelCoding) -> np.ndarray:
+    """probabilities_to_labels with a plan's label coding (`Plans.label_coding`, or a probability file's)."""
+    return probabilities_to_labels(probabilities, coding.label_mode, coding.outputs, coding.regions_class_order)

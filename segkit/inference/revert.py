@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from segkit.inference.regions import labels_for_plans
-from segkit.plans import PlansLike, configuration_of
+from segkit.plans import LabelCoding, Plans, configuration_of
 from segkit.preprocessing.oblique import AxisAlignment, channel_images, resample_volume_onto, slab_geometry
 from segkit.preprocessing.pipeline import anisotropy_threshold, outside_fill_values
 from segkit.preprocessing.resample import linear_axis, nearest_axis, separate_axis
@@ -33,7 +33,7 @@ class MemberOutput:
 
     probabilities: np.ndarray
     properties: dict
-    plans: PlansLike
+    plans: Plans
     configuration: str
 
     @property
@@ -108,7 +108,7 @@ def member_slab(member: MemberOutput, rows: slice, fill_values: Sequence[float] 
     (z0, z1), (y0, y1), (x0, x1) = properties["crop_box"]
     num_outputs = member.probabilities.shape[0]
     slab = np.empty((num_outputs, rows.stop - rows.start, full[1], full[2]), dtype=np.float32)
-    fills = fill_values if fill_values is not None else outside_fill_values(member.plans, num_outputs)
+    fills = fill_values if fill_values is not None else outside_fill_values(member.plans.label_mode, num_outputs)
     for channel, value in enumerate(fills):
         slab[channel] = value
     inside = slice(max(rows.start, z0) - z0, min(rows.stop, z1) - z0)
@@ -137,7 +137,7 @@ def _stored_order(array: np.ndarray | None, orientation: dict | None) -> np.ndar
     return np.ascontiguousarray(Reorientation.from_json(orientation).from_canonical(array))
 
 
-def labels_on_input_grid(members: Sequence[MemberOutput], plans: PlansLike, keep_probabilities: npt.DTypeLike | None = None,
+def labels_on_input_grid(members: Sequence[MemberOutput], plans: Plans, keep_probabilities: npt.DTypeLike | None = None,
                          slab_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Label map (and, when keep_probabilities is a dtype, the mean probabilities) on the original grid.
 
@@ -154,7 +154,7 @@ def labels_on_input_grid(members: Sequence[MemberOutput], plans: PlansLike, keep
     return stored_labels, _stored_order(kept, orientations[0])
 
 
-def map_on_input_grid(volume: np.ndarray, properties: dict, plans: PlansLike, configuration: str,
+def map_on_input_grid(volume: np.ndarray, properties: dict, plans: Plans, configuration: str,
                       fill: float = 0.0) -> np.ndarray:
     """A (z', y', x') map in preprocessed space (e.g. an uncertainty) on the input grid: resampled like the
     probabilities, `fill` outside the crop box, the reorientation undone."""
@@ -170,7 +170,7 @@ def map_on_input_grid(volume: np.ndarray, properties: dict, plans: PlansLike, co
     return stored
 
 
-def _mean_in_stored_order(members: Sequence[MemberOutput], plans: PlansLike,
+def _mean_in_stored_order(members: Sequence[MemberOutput], plans: Plans,
                           keep_probabilities: npt.DTypeLike | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Members preprocessed into different frames: average their whole reverted probabilities (more memory)."""
     total: np.ndarray | None = None
@@ -181,11 +181,11 @@ def _mean_in_stored_order(members: Sequence[MemberOutput], plans: PlansLike,
         total = kept if total is None else np.add(total, kept, out=total)
     assert total is not None                                    # members is never empty
     total /= len(members)
-    labels = labels_for_plans(total, plans)
+    labels = labels_for_plans(total, plans.label_coding)
     return labels, total.astype(keep_probabilities, copy=False) if keep_probabilities is not None else None
 
 
-def _labels_in_frame(members: Sequence[MemberOutput], plans: PlansLike, keep_probabilities: npt.DTypeLike | None,
+def _labels_in_frame(members: Sequence[MemberOutput], plans: Plans, keep_probabilities: npt.DTypeLike | None,
                      slab_bytes: int | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) slab by slab in the members' common preprocessing frame."""
     shape = [int(n) for n in members[0].properties["shape_before_crop"]]
@@ -199,11 +199,11 @@ def _labels_in_frame(members: Sequence[MemberOutput], plans: PlansLike, keep_pro
             mean /= len(members)
         return mean
 
-    return _labels_by_slab(mean_slab, shape, members[0].probabilities.shape[0], plans, keep_probabilities,
-                           slab_bytes)
+    return _labels_by_slab(mean_slab, shape, members[0].probabilities.shape[0], plans.label_coding,
+                           keep_probabilities, slab_bytes)
 
 
-def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int], num_outputs: int, plans: PlansLike,
+def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int], num_outputs: int, coding: LabelCoding,
                     keep_probabilities: npt.DTypeLike | None, slab_bytes: int | None
                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) on a grid of `shape`, slab_of(rows) giving each slab's (K, rows, y, x)."""
@@ -213,7 +213,7 @@ def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int]
     for start in range(0, shape[0], step):
         rows = slice(start, min(start + step, shape[0]))
         slab = slab_of(rows)
-        slab_labels = labels_for_plans(slab, plans)
+        slab_labels = labels_for_plans(slab, coding)
         if labels is None:
             labels = np.empty(shape, dtype=slab_labels.dtype)
         labels[rows] = slab_labels
@@ -223,7 +223,7 @@ def _labels_by_slab(slab_of: Callable[[slice], np.ndarray], shape: Sequence[int]
     return labels, kept
 
 
-def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, plans: PlansLike,
+def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, coding: LabelCoding,
                         keep_probabilities: npt.DTypeLike | None = None,
                         slab_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels (and kept probabilities) on the input's own grid from (K, z, y, x) probabilities on the aligned grid.
@@ -236,7 +236,7 @@ def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, pla
     target = alignment.input_geometry
     shape = [int(n) for n in target.array_shape]
     num_outputs = probabilities.shape[0]
-    fills = outside_fill_values(plans, num_outputs)
+    fills = outside_fill_values(coding.label_mode, num_outputs)
     sources = channel_images(probabilities, alignment.aligned_geometry)
 
     def mapped_slab(rows: slice) -> np.ndarray:
@@ -245,4 +245,4 @@ def labels_from_aligned(probabilities: np.ndarray, alignment: AxisAlignment, pla
         return np.stack([resample_volume_onto(source, alignment.aligned_geometry, grid, 1, fill)
                          for source, fill in zip(sources, fills)])
 
-    return _labels_by_slab(mapped_slab, shape, num_outputs, plans, keep_probabilities, slab_bytes)
+    return _labels_by_slab(mapped_slab, shape, num_outputs, coding, keep_probabilities, slab_bytes)

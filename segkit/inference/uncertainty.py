@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from segkit.inference.regions import softmax_channel_values
-from segkit.plans import PlansLike, label_mode_of, output_label_values
+from segkit.plans import Plans, label_mode_of, output_label_values
 
 SCORE_NAME = "mean structure (1 - expected Dice)"
 EPSILON = 1e-12
@@ -61,7 +61,7 @@ def normalised_entropy(probabilities: np.ndarray, label_mode: str) -> np.ndarray
     return np.clip(out, 0.0, 1.0).reshape(probabilities.shape[1:])
 
 
-def structure_channels(plans: PlansLike) -> dict[str, tuple[int, list[int]]]:
+def structure_channels(plans: Plans) -> dict[str, tuple[int, list[int]]]:
     """Each output structure's probability channel and its label values."""
     outputs = output_label_values(plans)
     if label_mode_of(plans) == "sigmoid":
@@ -70,7 +70,7 @@ def structure_channels(plans: PlansLike) -> dict[str, tuple[int, list[int]]]:
     return {name: (channel_values.index(int(values[0])), [int(v) for v in values]) for name, values in outputs.items()}
 
 
-def structure_scores(probabilities: np.ndarray, labels: np.ndarray, plans: PlansLike, entropy: np.ndarray | None = None,
+def structure_scores(probabilities: np.ndarray, labels: np.ndarray, plans: Plans, entropy: np.ndarray | None = None,
                      disagreement: np.ndarray | None = None) -> dict[str, dict]:
     """Per output structure: expected Dice, score (1 - expected Dice), mean entropy and disagreement over its voxels."""
     scores = {}

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.plans import configurations_of, read_plans_json
+from segkit.plans import configurations_of, read_plans
 from segkit.workdir import (
     checkpoint_path,
     fold_dir,
@@ -37,7 +37,7 @@ def resolve_model_dir(model: str | Path, configuration: str | None) -> tuple[Pat
         model = model_dir_of(model, name)
         if not model.is_dir():
             raise UserError(f"no trained configuration {name!r} here", model.parent)
-    plans = read_plans_json(plans_path(model))
+    plans = read_plans(plans_path(model))
     known = sorted(configurations_of(plans))
     name = configuration or (model.name if model.name in known else (known[0] if len(known) == 1 else None))
     if name is None:

@@ -411,7 +411,7 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
     """Write a segkit model folder (plans.json, dataset.json, fold_<k>/checkpoint_<kind>.pt) for an nnU-Net one."""
     from segkit.models.checkpoint import FORMAT, plans_sha256, save_checkpoint
     from segkit.networks import build_network
-    from segkit.plans import configuration_of, imported_from_of, num_channels_of, num_outputs_of, write_plans
+    from segkit.plans import Plans, imported_from_of, write_plans
 
     source, output = Path(source), Path(output)
     if not is_nnunet_model_folder(source):
@@ -426,11 +426,12 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
     name = configuration_name(source, checkpoints[0][2])
     mirror = checkpoints[0][2].get("inference_allowed_mirroring_axes")
     converted = segkit_plans(plans, dataset, name, mirror, source)
-    entry = configuration_of(converted, name, source)
+    view = Plans.from_json(converted, source)
+    entry = view.configuration(name)
     arch = entry.architecture.as_dict()
-    nn_axes3 = imported_from_of(converted)["network_axes"]
+    nn_axes3 = imported_from_of(view)["network_axes"]
     _, order = axis_order(nn_axes3[1:] if entry.spatial_dims == 2 else nn_axes3)
-    network = build_network(arch, num_channels_of(converted), num_outputs_of(converted))
+    network = build_network(arch, view.num_channels, view.num_outputs)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
@@ -442,7 +443,7 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
                 raise UserError(f"weights do not fit the plans' network ({str(err).splitlines()[0][:200]})",
                                 path) from None
             payload = {"format": FORMAT, "network_state": state, "architecture": arch,
-                       "in_channels": num_channels_of(converted), "num_outputs": num_outputs_of(converted),
+                       "in_channels": view.num_channels, "num_outputs": view.num_outputs,
                        "configuration": name, "plans_sha256": plans_sha256(entry.as_dict()),
                        "epoch": int(ckpt.get("current_epoch", 0) or 0),
                        "imported_from": str(path)}

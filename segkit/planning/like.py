@@ -45,16 +45,16 @@ from segkit.planning.run import planning_inputs
 from segkit.planning.summary import format_bytes, plans_summary
 from segkit.plans import (
     Configuration,
+    Plans,
     canonical_orientation_of,
     channel_names_of,
     configuration_of,
     configurations_of,
     dataset_name_of,
-    has_configurations,
     like_of,
     normalization_of,
     previous_stage_of,
-    read_plans_json,
+    read_plans,
     write_plans,
 )
 from segkit.preprocessing.orientation import AS_STORED
@@ -68,29 +68,29 @@ ADOPTED_KEYS = ("architecture", "patch_size", "target_spacing", "resampling", "s
 class LikeSource:
     """The plan to carry over and which of its configurations."""
 
-    plans: dict
+    plans: Plans
     configurations: list[str]
     description: str
     path: Path
 
 
-def plans_sha256(plans: dict) -> str:
-    """SHA-256 of a plans dict as canonical JSON (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(plans, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def plans_sha256(plans: Plans) -> str:
+    """SHA-256 of the plans as stored, as canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(dict(plans.raw), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def frame_of(plans: dict) -> str:
+def frame_of(plans: Plans) -> str:
     """The array frame a plan feeds networks in: its canonical orientation, 'as_stored' for a plan made before the key."""
     frame = canonical_orientation_of(plans)
     return AS_STORED if frame is None else frame
 
 
-def _check_plans(plans: object, path: Path) -> dict:
-    """A plans dict with the fields --like reads, else a UserError naming the file."""
-    needed = ("configurations", "channel_names", "normalization")
-    if not isinstance(plans, dict) or any(key not in plans for key in needed) or not has_configurations(plans):
-        raise UserError(f"not a segkit plans file (needs {', '.join(needed)})", path)
-    return plans
+LIKE_NEEDS = ("configurations", "channel_names", "normalization")   # what --like reads from the source plans
+
+
+def _read_source(path: Path, what: str = "plans.json", source: Path | None = None) -> Plans:
+    """The source's plans with the fields --like reads, else a UserError naming the file (or `source`)."""
+    return read_plans(path, what, needs=LIKE_NEEDS, source=source)
 
 
 def resolve_like_source(spec: str | Path) -> LikeSource:
@@ -99,23 +99,23 @@ def resolve_like_source(spec: str | Path) -> LikeSource:
     if is_model_package(path):
         choice = resolve_model(path, decide=False)   # every member's checksum verified; a tampered package is refused
         name, model_dir = next(iter(choice.model_dirs.items()))
-        plans = _check_plans(read_plans_json(plans_path(model_dir)), path)
+        plans = _read_source(plans_path(model_dir), source=path)
         return LikeSource(plans, [name], f"model package {path} (checksums verified)", path)
     if path.is_file():
-        return LikeSource(_check_plans(read_plans_json(path, "plans file"), path), [], f"plans {path}", path)
+        return LikeSource(_read_source(path, "plans file"), [], f"plans {path}", path)
     if not path.is_dir():
         raise UserError("--like source not found: give a plans.json, a work dir, a model folder or a model package .zip",
                         path)
     if any(child.name.startswith("fold_") for child in path.iterdir()):   # a model folder (segkit or nnU-Net)
         choice = resolve_model(path, decide=False)
         name, model_dir = next(iter(choice.model_dirs.items()))
-        plans = _check_plans(read_plans_json(plans_path(model_dir)), model_dir)
+        plans = _read_source(plans_path(model_dir), source=model_dir)
         kind = "nnU-Net model folder" if is_nnunet_model_folder(path) else "model folder"
         return LikeSource(plans, [name], f"{kind} {model_dir if kind == 'model folder' else path} ({name})", path)
-    return LikeSource(_check_plans(read_plans_json(plans_path(path), "plans file"), path), [], f"work dir {path}", path)
+    return LikeSource(_read_source(plans_path(path), "plans file", source=path), [], f"work dir {path}", path)
 
 
-def match_normalization(source: dict, target_names: list[str], own: list[dict], where: Path) -> tuple[list[dict], list[str]]:
+def match_normalization(source: Plans, target_names: list[str], own: list[dict], where: Path) -> tuple[list[dict], list[str]]:
     """Per target channel: the same-named source channel's normalisation, else its own when the scheme exists there."""
     source_names, source_norms = channel_names_of(source) or [], normalization_of(source) or []
     by_name = {str(n).strip().lower(): i for i, n in enumerate(source_names)}
@@ -189,7 +189,7 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
         if previous and previous not in chosen:
             raise UserError(f"--like: {name} is a cascade stage refining {previous}; plan {previous} with it",
                             source.path)
-    adopted = {name: configuration_of(source.plans, name, source.path) for name in chosen}
+    adopted = {name: configuration_of(source.plans, name) for name in chosen}
     entries = {name: adopt_configuration(entry, fingerprint,
                                          info.num_channels + (len(outputs) if entry.previous_stage else 0),
                                          num_outputs, budget, info.annotation_labels, source.path, model, label_mode)
@@ -218,12 +218,12 @@ def plan_like_and_write(dataset: Path, source_spec: str, work_dir: str | Path | 
     info, work, fingerprint, budget, device = planning_inputs(dataset, work_dir, num_workers, gpu_memory_gb, verify,
                                                               force, device)
     plans = plan_like(info, fingerprint, source, budget, device, configurations)
-    write_plans(plans_path(work), plans)
-    like = like_of(plans)
-    summary = plans_summary(plans) + (f"\n\nplanned like {like['source']} (dataset {like['source_dataset']}): "
+    written = write_plans(plans_path(work), plans)
+    like = like_of(written)
+    summary = plans_summary(written) + (f"\n\nplanned like {like['source']} (dataset {like['source_dataset']}): "
                                       f"architecture, patch and spacing adopted; channels: {'; '.join(like['channel_map'])}")
-    if like["source_orientation"] != frame_of(plans):
+    if like["source_orientation"] != frame_of(written):
         summary += (f"\nnote: the source was trained on arrays {like['source_orientation']} (planned before segkit "
-                    f"reoriented images); this plan feeds them in {frame_of(plans)}, as `segkit plan` "
+                    f"reoriented images); this plan feeds them in {frame_of(written)}, as `segkit plan` "
                     f"would, so the fine-tuning also learns the new frame")
     return plans, work, summary

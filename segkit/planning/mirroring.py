@@ -26,7 +26,7 @@ from segkit.io.segment_coding import split_side
 from segkit.plans import (
     SWAP_KEY,
     Configuration,
-    PlansLike,
+    Plans,
     canonical_orientation_of,
     ignore_label_of,
     label_mode_of,
@@ -157,7 +157,7 @@ def mirror_axes_for(labels: dict, directions: list[list[float]], slice_axis: int
     return kept, note, None
 
 
-def anatomical_mirror_axes(plans: PlansLike, entry: Configuration) -> tuple[list[int], str, int | None]:
+def anatomical_mirror_axes(plans: Plans, entry: Configuration) -> tuple[list[int], str, int | None]:
     """The configuration's axes to mirror under the anatomical policy (its own numbering), why, and the swap axis.
 
     Only a canonical plan knows which array axis is left/right; an as-stored (legacy or imported)
@@ -193,7 +193,7 @@ def plan_mirror_pairs(labels: dict, label_mode: str) -> list[list[int]]:
     return label_pairs(labels)[0] if label_mode == "softmax" else []
 
 
-def training_swap(plans: PlansLike, entry: Configuration) -> tuple[int, np.ndarray] | None:
+def training_swap(plans: Plans, entry: Configuration) -> tuple[int, np.ndarray] | None:
     """(axis, label value table) when the configuration's flip along that axis swaps left/right pairs, else None."""
     axis, pairs = entry.mirror_swap_axis, mirror_pairs_of(plans) or []
     if axis is None or not pairs:
@@ -202,7 +202,7 @@ def training_swap(plans: PlansLike, entry: Configuration) -> tuple[int, np.ndarr
     return int(axis), value_swap_table(pairs, largest)
 
 
-def inference_swap(plans: PlansLike, entry: Configuration) -> tuple[int, tuple[int, ...]] | None:
+def inference_swap(plans: Plans, entry: Configuration) -> tuple[int, tuple[int, ...]] | None:
     """(axis, output channel order) for TTA when the configuration's flip along that axis swaps pairs, else None."""
     axis = entry.mirror_swap_axis
     order = output_swap_order(outputs_of(plans), mirror_pairs_of(plans) or [], label_mode_of(plans))

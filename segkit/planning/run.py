@@ -13,7 +13,7 @@ from segkit.planning.memory_search import tradeoff_table
 from segkit.planning.planner import DEFAULT_BUDGET_GB, GIB, PlanOptions, detect_budget, plan_dataset
 from segkit.planning.summary import plans_summary
 from segkit.plans import (
-    PlansLike,
+    Plans,
     configuration_of,
     configurations_of,
     network_in_channels,
@@ -119,14 +119,14 @@ def plan_and_write(dataset: Path, work_dir: str | Path | None = None, num_worker
                           max_depth_multiplier=max_depth_multiplier, max_width_multiplier=max_width_multiplier,
                           configurations=configurations, calibration_path=calibration_path)
     plans = plan_dataset(info, fingerprint, options)
-    write_plans(plans_path(work), plans)
-    summary = plans_summary(plans)
-    if tradeoff and "3d_fullres" in configurations_of(plans):
-        summary += "\n\n" + tradeoff_text(plans, budget, memory_model_for(device, calibration_path))
+    written = write_plans(plans_path(work), plans)
+    summary = plans_summary(written)
+    if tradeoff and "3d_fullres" in configurations_of(written):
+        summary += "\n\n" + tradeoff_text(written, budget, memory_model_for(device, calibration_path))
     return plans, work, summary
 
 
-def tradeoff_text(plans: PlansLike, budget: int, memory_model: MemoryModel | None = None) -> str:
+def tradeoff_text(plans: Plans, budget: int, memory_model: MemoryModel | None = None) -> str:
     """The memory model's reversible-vs-plain trade-off table for the full-resolution configuration."""
     entry = configuration_of(plans, "3d_fullres")
     return tradeoff_table(entry, budget, network_in_channels(plans, "3d_fullres"), num_outputs_of(plans),

@@ -6,7 +6,7 @@ from segkit.planning.architecture import count_blocks
 from segkit.planning.device_memory import summary_line
 from segkit.plans import (
     Configuration,
-    PlansLike,
+    Plans,
     canonical_orientation_of,
     channel_names_of,
     configuration_of,
@@ -61,7 +61,7 @@ def configuration_summary(entry: Configuration) -> str:
     return f"{entry.name}\n{format_table(rows)}"
 
 
-def plans_summary(plans: PlansLike) -> str:
+def plans_summary(plans: Plans) -> str:
     """All configurations of a plan, plus the dataset-level choices."""
     norms = ", ".join(f"{name}: {n['scheme']}{' (nonzero mask)' if n.get('use_nonzero_mask') else ''}"
                       for name, n in zip(channel_names_of(plans) or [], normalization_of(plans) or []))

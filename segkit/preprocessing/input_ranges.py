@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from segkit.plans import PlansLike, training_ranges_of
+from segkit.plans import Plans, training_ranges_of
 from segkit.preprocessing.orientation import CANONICAL, plans_orientation, reorientation_for
 
 SPACING_TOLERANCE = 0.10
@@ -103,7 +103,7 @@ def intensity_warnings(ranges: Mapping, images: np.ndarray) -> list[str]:
     return warnings
 
 
-def range_warnings(plans: PlansLike, images: np.ndarray, spacing_zyx: Sequence[float],
+def range_warnings(plans: Plans, images: np.ndarray, spacing_zyx: Sequence[float],
                    direction: Sequence[float] | None) -> list[str]:
     """Spacing and intensity warnings of one input against the plans' training_ranges (none without them)."""
     ranges = training_ranges_of(plans)

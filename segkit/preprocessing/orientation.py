@@ -37,7 +37,7 @@ import numpy as np
 
 from segkit.errors import UserError
 from segkit.io.image import Geometry
-from segkit.plans import PlansLike, canonical_orientation_of, oblique_inputs_of, training_orientations_of
+from segkit.plans import Plans, canonical_orientation_of, oblique_inputs_of, training_orientations_of
 
 CANONICAL = "LPS"
 AS_STORED = "as_stored"
@@ -218,7 +218,7 @@ def oblique_degrees(direction: Sequence[float]) -> float:
     return float(math.degrees(math.acos(min(1.0, min(cosines)))))
 
 
-def plans_orientation(plans: PlansLike) -> str | None:
+def plans_orientation(plans: Plans) -> str | None:
     """The plans' canonical orientation: 'LPS', 'as_stored', or None for a plan made before orientation."""
     value = canonical_orientation_of(plans)
     if value is None:
@@ -228,7 +228,7 @@ def plans_orientation(plans: PlansLike) -> str | None:
     return str(value)
 
 
-def plans_reorientation(plans: PlansLike, direction: Sequence[float] | None, ndim: int) -> Reorientation:
+def plans_reorientation(plans: Plans, direction: Sequence[float] | None, ndim: int) -> Reorientation:
     """What preprocessing does for these plans and this image: canonical reorientation or identity.
 
     direction None means the caller's arrays are already in the canonical frame (the identity
@@ -258,7 +258,7 @@ def oblique_inputs_entry(summary: Mapping[str, Any]) -> dict:
     return {"resample_above_degrees": round(limit, 3), "margin_degrees": OBLIQUE_MARGIN_DEGREES}
 
 
-def axis_alignment_limit(plans: PlansLike) -> float | None:
+def axis_alignment_limit(plans: Plans) -> float | None:
     """Residual rotation (degrees) above which prediction resamples an input onto the axis-aligned grid.
 
     None: never (legacy and 'as_stored' plans feed arrays as stored; plans without the training
@@ -279,7 +279,7 @@ def axis_alignment_limit(plans: PlansLike) -> float | None:
     return float(oblique_inputs_entry(summary)["resample_above_degrees"])
 
 
-def needs_axis_alignment(plans: PlansLike, direction: Sequence[float] | None) -> bool:
+def needs_axis_alignment(plans: Plans, direction: Sequence[float] | None) -> bool:
     """Whether an input of this direction is resampled onto the axis-aligned grid for these plans."""
     limit = axis_alignment_limit(plans)
     if limit is None or direction is None:
@@ -288,7 +288,7 @@ def needs_axis_alignment(plans: PlansLike, direction: Sequence[float] | None) ->
     return angle > max(limit, AXIS_ALIGNED_DEGREES)
 
 
-def orientation_warnings(plans: PlansLike, direction: Sequence[float] | None) -> list[str]:
+def orientation_warnings(plans: Plans, direction: Sequence[float] | None) -> list[str]:
     """Per-input warnings: a legacy model, or an input orientation unlike every training image."""
     policy = plans_orientation(plans)
     if policy is None:

@@ -19,7 +19,7 @@ import numpy as np
 from segkit.errors import UserError
 from segkit.plans import (
     Configuration,
-    PlansLike,
+    Plans,
     configuration_of,
     label_mode_of,
     normalization_of,
@@ -40,7 +40,7 @@ from segkit.preprocessing.resample import (
 PREPROCESSING_VERSION = 1
 
 
-def preprocessing_fingerprint(plans: PlansLike, config: str) -> str:
+def preprocessing_fingerprint(plans: Plans, config: str) -> str:
     """sha256 of every plans field that changes the preprocessed arrays of a configuration."""
     configuration_of(plans, config)   # the entry checked (target spacing, patch, architecture)
     relevant = {"version": PREPROCESSING_VERSION, **preprocessing_fields(plans, config)}
@@ -61,7 +61,7 @@ def anisotropy_threshold(entry: Configuration) -> float:
     return float(entry.resampling.get("anisotropy_threshold", DEFAULT_ANISOTROPY_THRESHOLD))
 
 
-def orientation_properties(plans: PlansLike, reorientation: Reorientation, direction: Sequence[float] | None) -> dict:
+def orientation_properties(plans: Plans, reorientation: Reorientation, direction: Sequence[float] | None) -> dict:
     """What preprocessing did to the axes (properties["orientation"])."""
     policy = plans_orientation(plans)
     return {"canonical": policy, **reorientation.to_json(),
@@ -80,7 +80,7 @@ def case_target_spacing(entry: Configuration, spacing: Sequence[float]) -> list[
     return target
 
 
-def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Sequence[float], plans: PlansLike,
+def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Sequence[float], plans: Plans,
                       config: str, direction: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Reorient, crop, normalise and resample (C, z, y, x) images and an optional label map.
 
@@ -114,21 +114,21 @@ def preprocess_arrays(images: np.ndarray, labels: np.ndarray | None, spacing: Se
     return data, seg, properties
 
 
-def preprocess_images(images: np.ndarray, spacing: Sequence[float], plans: PlansLike, config: str,
+def preprocess_images(images: np.ndarray, spacing: Sequence[float], plans: Plans, config: str,
                       direction: Sequence[float] | None = None) -> tuple[np.ndarray, dict]:
     """Preprocess new (C, z, y, x) float32 images (stored spacing z, y, x; ITK direction) for inference."""
     data, _, properties = preprocess_arrays(images, None, spacing, plans, config, direction)
     return data, properties
 
 
-def outside_fill_values(plans: PlansLike, num_outputs: int) -> list[float]:
+def outside_fill_values(label_mode: str, num_outputs: int) -> list[float]:
     """Per-output value outside the crop box: background probability 1 for softmax, else 0."""
-    if label_mode_of(plans) == "softmax":
+    if label_mode == "softmax":
         return [1.0] + [0.0] * (num_outputs - 1)
     return [0.0] * num_outputs
 
 
-def revert_to_original(outputs: np.ndarray, properties: dict, plans: PlansLike, config: str,
+def revert_to_original(outputs: np.ndarray, properties: dict, plans: Plans, config: str,
                        fill_values: Sequence[float] | None = None) -> np.ndarray:
     """Map (K, z', y', x') outputs in preprocessed space back to (K, original z, y, x) as stored.
 
@@ -144,13 +144,13 @@ def revert_to_original(outputs: np.ndarray, properties: dict, plans: PlansLike, 
         raise ValueError(f"outputs have shape {outputs.shape[1:]}, expected {properties['shape_after_resample']}")
     coarse = separate_axis(properties["original_spacing"], properties["target_spacing"], threshold)
     cropped = resample_channels(outputs, properties["shape_after_crop"], order=1, coarse_axis=coarse)
-    fill = list(fill_values) if fill_values is not None else outside_fill_values(plans, outputs.shape[0])
+    fill = list(fill_values) if fill_values is not None else outside_fill_values(plans.label_mode, outputs.shape[0])
     full = paste_into_box(cropped, properties["crop_box"], properties["shape_before_crop"], fill)
     orientation = properties.get("orientation")   # absent in properties written before reorientation
     return Reorientation.from_json(orientation).from_canonical(full) if orientation else full
 
 
-def output_masks(plans: PlansLike) -> dict[str, list[int]]:
+def output_masks(plans: Plans) -> dict[str, list[int]]:
     """Label values per class_locations key: label value for softmax, region name for sigmoid plans."""
     outputs = outputs_of(plans)
     if label_mode_of(plans) == "sigmoid":
@@ -169,7 +169,7 @@ def _sample_voxels(mask: np.ndarray, rng: np.random.Generator, max_samples: int,
     return np.stack(np.unravel_index(flat, mask.shape), axis=1).tolist()
 
 
-def sample_class_locations(seg: np.ndarray, plans: PlansLike, seed: int, max_samples: int = 10000,
+def sample_class_locations(seg: np.ndarray, plans: Plans, seed: int, max_samples: int = 10000,
                            min_fraction: float = 0.01) -> dict[str, list[list[int]]]:
     """Up to max_samples (at least min_fraction of the voxels) sampled (z, y, x) voxels per class or region."""
     rng = np.random.default_rng(seed)

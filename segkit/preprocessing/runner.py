@@ -10,13 +10,12 @@ from segkit.console import progress_bar
 from segkit.errors import UserError
 from segkit.io.dataset import load_dataset, training_cases
 from segkit.plans import (
-    PlansLike,
+    Plans,
     configuration_of,
     configurations_of,
-    has_configurations,
     normalization_of,
     num_channels_of,
-    read_plans_json,
+    read_plans,
 )
 from segkit.preprocessing.normalize import check_normalization
 from segkit.preprocessing.pipeline import preprocessing_fingerprint
@@ -35,16 +34,13 @@ class PreprocessSummary:
     reused: int = 0
 
 
-def load_plans(path: Path, configs: list[str]) -> dict:
+def load_plans(path: Path, configs: list[str]) -> Plans:
     """Read plans.json and check the parts preprocessing needs, naming the file on any problem."""
-    plans = read_plans_json(path, "plans file")
-    if not isinstance(plans, dict) or not has_configurations(plans):
-        raise UserError("not a segkit plans file (no 'configurations')", path)
+    plans = read_plans(path, "plans file", needs=("configurations",))
     try:
         for config in configs:
             configuration_of(plans, config)
-        num_channels = num_channels_of(plans, default=len(normalization_of(plans) or []))
-        check_normalization(normalization_of(plans), num_channels, str(path))
+        check_normalization(normalization_of(plans), num_channels_of(plans), str(path))
     except UserError as err:
         if err.path is None:
             raise UserError(str(err), path) from None
@@ -83,7 +79,7 @@ def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | 
         raise UserError(f"plans.json not found in {work}: run `segkit plan {dataset}` first")
     plans_file = Path(plans_file) if plans_file else plans_path(work)
     plans = load_plans(plans_file, configs)
-    if (planned := num_channels_of(plans, default=info.num_channels)) != info.num_channels:
+    if (planned := num_channels_of(plans)) != info.num_channels:
         raise UserError(f"plans are for {planned} channels, the dataset has {info.num_channels}", plans_file)
     cases = training_cases(info)
     if not cases:
@@ -105,7 +101,7 @@ def preprocess_dataset(dataset: str | Path, configs: list[str], work_dir: str | 
     return summaries
 
 
-def earlier_folders(work: Path, plans: PlansLike, configs: list[str]) -> dict[str, Path]:
+def earlier_folders(work: Path, plans: Plans, configs: list[str]) -> dict[str, Path]:
     """Preprocessed folders of other planned configurations already on disk, by preprocessing hash.
 
     E.g. 3d_cascade_fullres preprocesses exactly like 3d_fullres: preprocessed later, it links

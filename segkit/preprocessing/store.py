@@ -22,7 +22,7 @@ from segkit.errors import UserError
 from segkit.io.dataset import CaseFiles
 from segkit.io.image import read_image
 from segkit.jsonio import atomic_path, read_json
-from segkit.plans import PlansLike, ignore_label_of, labels_of
+from segkit.plans import Plans, ignore_label_of, labels_of
 from segkit.preprocessing.pipeline import (
     preprocess_arrays,
     preprocessing_fingerprint,
@@ -37,7 +37,7 @@ class CaseTask:
 
     case: CaseFiles
     out_dir: Path
-    plans: PlansLike
+    plans: Plans
     config: str
     plans_hash: str
 
@@ -115,7 +115,7 @@ def case_seed(case_id: str) -> int:
     return zlib.crc32(case_id.encode())
 
 
-def declared_label_values(plans: PlansLike) -> list[int]:
+def declared_label_values(plans: Plans) -> list[int]:
     """Every label value the plans' labels declare (integers or region lists), plus the ignore value."""
     values: set[int] = set()
     for value in labels_of(plans).values():
@@ -125,7 +125,7 @@ def declared_label_values(plans: PlansLike) -> list[int]:
     return sorted(values)
 
 
-def check_label_values(labels: np.ndarray, plans: PlansLike, path: Path) -> None:
+def check_label_values(labels: np.ndarray, plans: Plans, path: Path) -> None:
     """UserError naming the label file when it holds values the plans do not declare."""
     declared = declared_label_values(plans)
     if declared and not np.isin(labels, declared).all():
@@ -167,7 +167,7 @@ def reuse_case(source_dir: Path, out_dir: Path, case_id: str) -> None:
                 shutil.copyfile(source, tmp)
 
 
-def make_tasks(cases: list[CaseFiles], out_dir: Path, plans: PlansLike, config: str, force: bool
+def make_tasks(cases: list[CaseFiles], out_dir: Path, plans: Plans, config: str, force: bool
                ) -> tuple[list[CaseTask], int]:
     """Tasks for the cases still to do, and how many were skipped as complete."""
     plans_hash = preprocessing_fingerprint(plans, config)

@@ -20,7 +20,6 @@ from segkit.plans import (
     Configuration,
     Plans,
     read_plans,
-    read_plans_json,
     with_configuration,
     write_plans,
 )
@@ -70,7 +69,7 @@ def _previous_fit(models: Path, configuration: str, source_sha: str) -> Configur
     copy_path = plans_path(models)
     if not copy_path.is_file():
         return None
-    previous = Plans.from_json(read_plans_json(copy_path, "model plans copy"), copy_path).configurations.get(configuration)
+    previous = read_plans(copy_path, "model plans copy").configurations.get(configuration)
     if previous is None:
         return None
     for record in (previous.memory_fit, previous.training_fit):
@@ -140,7 +139,7 @@ def _mirrored_entry(plans: Plans, entry: Configuration, recipe: Recipe) -> tuple
 
 def _write_model_dir(models: Path, plans: Plans, entry: Configuration, dataset: Path) -> None:
     """Copy plans.json (with the trained configuration entry) and dataset.json into the model dir."""
-    write_plans(plans_path(models), with_configuration(plans, entry.name, entry.as_dict()))
+    write_plans(plans_path(models), with_configuration(plans, entry))
     dataset_json = dataset / "dataset.json"
     if dataset_json.is_file():
         with atomic_path(model_dataset_path(models), suffix=".json") as tmp:

@@ -29,7 +29,7 @@ from segkit.models.folder import find_folds
 from segkit.models.nnunet import is_nnunet_model_folder
 from segkit.models.resolve import resolve_model
 from segkit.models.unpack import is_model_package
-from segkit.plans import PlansLike, channel_names_of, head_meaning_of, read_plans_json
+from segkit.plans import Plans, channel_names_of, head_meaning_of, read_plans
 from segkit.training.finetune_options import FINETUNE_LR_FACTOR
 from segkit.training.recipe import Recipe
 from segkit.workdir import is_work_dir, plans_path
@@ -43,7 +43,7 @@ class PretrainedSource:
     """A resolved SOURCE: the checkpoint to read and the source model's plans (when known)."""
 
     checkpoint: Path
-    plans: PlansLike | None
+    plans: Plans | None
     description: str
 
 
@@ -57,10 +57,10 @@ class FineTune:
     lr_note: str = ""
 
 
-def _plans_near(checkpoint: Path) -> dict | None:
+def _plans_near(checkpoint: Path) -> Plans | None:
     """The model folder's plans.json of a `fold_<k>/checkpoint_*.pt`, when there is one."""
     path = plans_path(checkpoint.parent.parent)
-    return read_plans_json(path) if path.is_file() else None
+    return read_plans(path) if path.is_file() else None
 
 
 def _from_choice(choice: ModelChoice, name: str, fold: str | None, kind: str, label: str) -> PretrainedSource:
@@ -69,7 +69,7 @@ def _from_choice(choice: ModelChoice, name: str, fold: str | None, kind: str, la
     found = find_folds(model_dir, [fold] if fold is not None else None, kind)
     chosen_fold, path = found[0]
     note = "" if fold is not None or len(found) == 1 else f" (first of folds {[f for f, _ in found]}; --pretrained-fold)"
-    return PretrainedSource(path, read_plans_json(plans_path(model_dir)),
+    return PretrainedSource(path, read_plans(plans_path(model_dir)),
                             f"{label}: configuration {name}, fold {chosen_fold}, checkpoint {kind}{note}")
 
 
@@ -118,7 +118,7 @@ def finetune_recipe(recipe: Recipe, overrides: dict, finetune: FineTune | None) 
     return recipe, f"lr {recipe.lr:g} (recipe)"
 
 
-def labels_match(source_plans: PlansLike | None, target_plans: PlansLike) -> bool:
+def labels_match(source_plans: Plans | None, target_plans: Plans) -> bool:
     """True when both plans have the same label mode and outputs (names and label values, in order)."""
     return source_plans is not None and head_meaning_of(source_plans) == head_meaning_of(target_plans)
 
@@ -187,7 +187,7 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def load_pretrained(model: torch.nn.Module, source: PretrainedSource, target_plans: PlansLike, spatial_dims: int) -> LoadReport:
+def load_pretrained(model: torch.nn.Module, source: PretrainedSource, target_plans: Plans, spatial_dims: int) -> LoadReport:
     """Copy the source's matching weights into model (see the module docstring); returns the report."""
     payload = ckpt.load_checkpoint(source.checkpoint)
     theirs: dict[str, torch.Tensor] = payload["network_state"]

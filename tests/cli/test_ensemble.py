@@ -11,6 +11,7 @@ from inference_fixtures import read_array, tiny_plans
 from segkit.cli import main
 from segkit.inference.probabilities import load_probabilities, probability_metadata, save_probabilities
 from segkit.io.image import Geometry
+from segkit.plans import Plans
 
 GEOMETRY = Geometry(spacing=(1.2, 0.8, 3.0), origin=(4.0, -2.0, 10.0), direction=tuple(np.eye(3).ravel()),
                     size=(7, 6, 5))
@@ -19,7 +20,7 @@ GEOMETRY = Geometry(spacing=(1.2, 0.8, 3.0), origin=(4.0, -2.0, 10.0), direction
 def _folder(folder: Path, seed: int, cases: tuple[str, ...] = ("a", "b")) -> Path:
     """Softmax probabilities (4 classes, float16 as predict saves them) of the given cases."""
     rng = np.random.default_rng(seed)
-    plans = tiny_plans()
+    plans = Plans.from_json(tiny_plans())
     for case_id in cases:
         logits = rng.normal(size=(4, *GEOMETRY.size[::-1]))
         probabilities = np.exp(logits) / np.exp(logits).sum(axis=0)

@@ -70,7 +70,7 @@ def test_budget_cut_is_not_early_stopping_and_step_share_stays_a_share_after_res
     common = ["train", str(dataset), "--work-dir", str(work), "-f", "0", "--no-fit", "--quiet",
               "--num-workers", "0", "--threads", "1"]
     log = tmp_path / "log"
-    assert _segkit([*common, "--time-budget", "0.2"], log) == 0, log.read_text()
+    assert _segkit([*common, "--time-budget", "0.1"], log) == 0, log.read_text()
     cut = json.loads((fold / "schedule.json").read_text())["final"]
     assert cut["stopped_early"] is False and cut["stopped_by"] == "time_budget", cut
     shutil.rmtree(fold)

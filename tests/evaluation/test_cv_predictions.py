@@ -19,6 +19,7 @@ from segkit.evaluation.cv_predictions import (
     parse_cv_dirs,
     probabilities_to_labels,
 )
+from segkit.plans import Plans
 from segkit.training.splits import write_splits
 
 SPLITS = [{"train": ["c", "d"], "val": ["a", "b"]}, {"train": ["a", "b"], "val": ["c", "d"]}]
@@ -42,12 +43,12 @@ def test_every_folds_validation_cases_are_found_and_the_configuration_is_complet
     assert {case: path.relative_to(work).as_posix() for case, path in files.items()} == {
         "a": "models/3d_fullres/fold_0/validation/a.npz", "b": "models/3d_fullres/fold_0/validation/b.npz",
         "c": "models/3d_fullres/fold_1/validation/c.npz", "d": "models/3d_fullres/fold_1/validation/d.npz"}
-    assert cv_status(work, tiny_plans()) == {"3d_fullres": "complete"}       # 2d: no model folder, not listed
+    assert cv_status(work, Plans.from_json(tiny_plans())) == {"3d_fullres": "complete"}   # 2d: no model folder, not listed
 
 
 def test_missing_predictions_are_counted_and_named(tmp_path):
     work = _work(tmp_path, {0: ["a", "b"], 1: ["d"]})
-    assert cv_status(work, tiny_plans()) == {"3d_fullres": "1 CV prediction(s) missing"}
+    assert cv_status(work, Plans.from_json(tiny_plans())) == {"3d_fullres": "1 CV prediction(s) missing"}
     with pytest.raises(UserError, match=r"1 cross-validation probability file\(s\) missing, e\.g\. .*fold_1.*c\.npz"):
         cv_files_from_splits(work, "3d_fullres")
 
@@ -70,25 +71,25 @@ def test_a_cv_dir_holds_a_configurations_cases_and_is_given_as_config_equals_dir
 
 
 def test_softmax_probabilities_become_the_argmax_and_regions_are_painted_in_order():
-    softmax = label_conversion(tiny_plans())
-    assert softmax["num_outputs"] == 4 and softmax["label_mode"] == "softmax"
+    softmax = label_conversion(Plans.from_json(tiny_plans()))
+    assert softmax.num_outputs == 4 and softmax.label_mode == "softmax"
     probs = np.zeros((4, 1, 1, 3), np.float32)
     probs[[0, 2, 3], 0, 0, [0, 1, 2]] = 1.0
     assert probabilities_to_labels(probs, softmax).ravel().tolist() == [0, 2, 3]
-    regions = label_conversion(tiny_plans(region_based=True))    # whole tumour [1,2,3], core [1,3], enhancing [3]
-    assert regions["num_outputs"] == 3 and regions["regions_class_order"] == [2, 1, 3]
+    region_plans = Plans.from_json(tiny_plans(region_based=True))
+    regions = label_conversion(region_plans)    # whole tumour [1,2,3], core [1,3], enhancing [3]
+    assert regions.num_outputs == 3 and regions.regions_class_order == [2, 1, 3]
     sigmoid = np.zeros((3, 1, 1, 4), np.float32)
     sigmoid[0, 0, 0, 1:] = 0.9          # voxels 1-3 in the whole tumour
     sigmoid[1, 0, 0, 2:] = 0.9          # 2-3 in the core
     sigmoid[2, 0, 0, 3] = 0.9           # 3 enhancing
     assert probabilities_to_labels(sigmoid, regions).ravel().tolist() == [0, 2, 1, 3]
-    assert output_classes(tiny_plans(region_based=True)) == {"whole tumor": [1, 2, 3], "tumor core": [1, 3],
-                                                             "enhancing tumor": [3]}
+    assert output_classes(region_plans) == {"whole tumor": [1, 2, 3], "tumor core": [1, 3], "enhancing tumor": [3]}
 
 
 def test_plans_without_outputs_or_region_order_are_refused():
     broken = {**tiny_plans(region_based=True), "regions_class_order": [2, 1]}
     with pytest.raises(UserError, match="one value per region"):
-        label_conversion(broken)
+        label_conversion(Plans.from_json(broken))
     with pytest.raises(UserError, match="no 'outputs'"):
-        output_classes({**tiny_plans(), "outputs": {}})
+        output_classes(Plans.from_json({**tiny_plans(), "outputs": {}}))

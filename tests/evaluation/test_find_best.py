@@ -12,6 +12,7 @@ from segkit.cli import main
 from segkit.inference.probabilities import probability_metadata, save_probabilities
 from segkit.io.image import Geometry, read_image, write_image
 from segkit.models.postprocessing import apply_postprocessing, keep_largest_component
+from segkit.plans import Plans
 
 SHAPE = (12, 24, 24)
 COS, SIN = float(np.cos(np.radians(10))), float(np.sin(np.radians(10)))
@@ -47,7 +48,7 @@ def soft(labels: np.ndarray, confidence: float = 0.7) -> np.ndarray:
 
 def write_prediction(folder: Path, case: str, probs: np.ndarray, labels: np.ndarray) -> None:
     """A CV prediction as segkit predict writes it: probabilities .npz and the label map."""
-    metadata = probability_metadata(case, GEOMETRY, PLANS, ".nii.gz")
+    metadata = probability_metadata(case, GEOMETRY, Plans.from_json(PLANS), ".nii.gz")
     save_probabilities(folder / f"{case}.npz", probs, metadata)
     write_image(labels, GEOMETRY, folder / f"{case}.nii.gz")
 
@@ -165,7 +166,7 @@ def test_bad_inputs_are_user_errors(work: Path, tmp_path: Path, capsys) -> None:
     assert main(["find-best", str(work), "--configs", "3d_fullres"]) == 2
     assert "case_0.npz" in capsys.readouterr().err
     other_grid = Geometry(GEOMETRY.spacing, (0.0, 0.0, 0.0), GEOMETRY.direction, GEOMETRY.size)
-    save_probabilities(wrong, soft(reference(0)), probability_metadata("case_0", other_grid, PLANS, ".nii.gz"))
+    save_probabilities(wrong, soft(reference(0)), probability_metadata("case_0", other_grid, Plans.from_json(PLANS), ".nii.gz"))
     assert main(["find-best", str(work), "--configs", "3d_fullres"]) == 2
     err = capsys.readouterr().err
     assert "case_0.npz" in err and "origin" in err

@@ -14,7 +14,7 @@ from segkit.evaluation.uncertainty_calibration import auroc, best_threshold, cal
 from segkit.inference.probabilities import probability_metadata, save_probabilities
 from segkit.io.image import Geometry, write_image
 from segkit.models.calibration import read_calibration
-from segkit.plans import read_plans_dict
+from segkit.plans import read_plans
 from segkit.workdir import plans_path, uncertainty_calibration_path
 
 
@@ -61,7 +61,7 @@ def write_cv_case(cv: Path, labels_dir: Path, case: str, plans: dict, margin: fl
 def test_calibrate_uncertainty_ranks_less_separated_cases_as_less_certain(tmp_path, capsys):
     work = tmp_path / "work"
     model = make_model_dir(work, num_channels=1)
-    plans = read_plans_dict(plans_path(model))
+    plans = read_plans(plans_path(model))
     cv, labels = tmp_path / "cv", tmp_path / "labels"
     margins = {f"case_{i}": margin for i, margin in enumerate([8.0, 6.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0])}
     for seed, (case, margin) in enumerate(margins.items()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from plans_helpers import view
 
 from segkit.errors import UserError
 from segkit.inference.probabilities import (
@@ -21,7 +22,7 @@ from segkit.plans import (
 def test_probabilities_owner_reads_its_own_and_foreign_cv_files(tmp_path):
     geometry = Geometry((1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()), (4, 5, 6))
     probs = np.random.default_rng(0).random((2, *geometry.array_shape)).astype(np.float32)
-    metadata = probability_metadata("c1", geometry, {"outputs": {"a": [1]}}, ".nii.gz")
+    metadata = probability_metadata("c1", geometry, view({"outputs": {"a": [1]}}), ".nii.gz")
     save_probabilities(tmp_path / "c1.npz", probs, metadata)
     loaded, meta = load_probabilities(tmp_path / "c1.npz")
     assert np.allclose(loaded, probs, atol=1e-3) and meta["label_mode"] == DEFAULT_LABEL_MODE

@@ -39,7 +39,7 @@ def _by_hand(work: Path, images: np.ndarray, geometry) -> np.ndarray:
     for config in ("2d", "3d_fullres"):
         engine = load_ensemble(work, config, device="cpu", postprocess=False, options=InferenceOptions(tta=False))
         means.append(engine.predict("c0", images, geometry, np.float32).probabilities)
-    labels = labels_for_plans((means[0] + means[1]) / 2, engine.plans)
+    labels = labels_for_plans((means[0] + means[1]) / 2, engine.plans.label_coding)
     return apply_postprocessing(labels, DECISION)
 
 

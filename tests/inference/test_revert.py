@@ -10,6 +10,7 @@ from inference_fixtures import tiny_plans
 from segkit.inference.predictor import probabilities_in_place
 from segkit.inference.regions import labels_for_plans
 from segkit.inference.revert import MemberOutput, labels_on_input_grid, slab_rows
+from segkit.plans import Plans
 from segkit.preprocessing.pipeline import preprocess_images, revert_to_original
 
 # (original spacing, shape, target spacing): down- and upsampling, a coarse (nearest) z axis, no resampling
@@ -26,8 +27,9 @@ def _member(seed: int, spacing, shape, target, region_based: bool) -> tuple[Memb
     images = rng.normal(size=(1, *shape)).astype(np.float32)
     images[:, :2] = 0           # a crop box smaller than the image
     images[:, :, -3:] = 0
+    plans = Plans.from_json(plans)
     data, properties = preprocess_images(images, spacing, plans, "3d_fullres")
-    probabilities = rng.random((plans["num_outputs"], *data.shape[1:])).astype(np.float32)
+    probabilities = rng.random((plans.num_outputs, *data.shape[1:])).astype(np.float32)
     return MemberOutput(probabilities, properties, plans, "3d_fullres"), plans
 
 
@@ -36,7 +38,7 @@ def _member(seed: int, spacing, shape, target, region_based: bool) -> tuple[Memb
 def test_slabs_equal_the_whole_volume_revert(grid, region_based):
     member, plans = _member(0, *grid, region_based)
     full = revert_to_original(member.probabilities, member.properties, plans, "3d_fullres")
-    expected = labels_for_plans(full, plans)
+    expected = labels_for_plans(full, plans.label_coding)
     for slab_bytes in (1, 20_000, 1 << 40):   # one row per slab, a few rows, everything at once
         labels, kept = labels_on_input_grid([member], plans, np.float32, slab_bytes)
         np.testing.assert_array_equal(labels, expected)
@@ -52,7 +54,7 @@ def test_members_are_averaged_on_the_input_grid():
             + revert_to_original(second.probabilities, second.properties, plans, "3d_fullres")) / 2
     labels, kept = labels_on_input_grid([first, second], plans, np.float32, 30_000)
     np.testing.assert_array_equal(kept, mean)
-    np.testing.assert_array_equal(labels, labels_for_plans(mean, plans))
+    np.testing.assert_array_equal(labels, labels_for_plans(mean, plans.label_coding))
 
 
 def test_slab_rows_bound_the_slab():
@@ -83,7 +85,7 @@ def test_outputs_on_the_aligned_grid_come_back_onto_the_tilted_input_grid():
 
     tilted = Geometry((1.0, 1.2, 2.0), (-10.0, 4.0, 30.0), WORST_SYMMETRIC, (20, 24, 14))
     grid = aligned_grid(tilted, (1.0, 1.0, 1.0))
-    plans = tiny_plans(1)
+    plans = Plans.from_json(tiny_plans(1))
 
     def points(geometry: Geometry) -> np.ndarray:
         index = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in geometry.size], indexing="ij"), axis=-1)
@@ -94,14 +96,14 @@ def test_outputs_on_the_aligned_grid_come_back_onto_the_tilted_input_grid():
     # softmax outputs on the aligned grid: a ball of label 1 inside a shell of label 2 (physical space)
     radius = np.linalg.norm(points(grid) - centre, axis=-1)
     one_hot = np.stack([radius >= 9, radius < 5, (radius >= 5) & (radius < 9)]).astype(np.float32)
-    probabilities = np.concatenate([one_hot, np.zeros((plans["num_outputs"] - 3, *one_hot.shape[1:]), np.float32)])
+    probabilities = np.concatenate([one_hot, np.zeros((plans.num_outputs - 3, *one_hot.shape[1:]), np.float32)])
     alignment = AxisAlignment(tilted, grid, 48.19, 5.0)
-    labels, kept = labels_from_aligned(probabilities, alignment, plans, np.float32)
-    assert labels.shape == tilted.array_shape and kept.shape == (plans["num_outputs"], *tilted.array_shape)
+    labels, kept = labels_from_aligned(probabilities, alignment, plans.label_coding, np.float32)
+    assert labels.shape == tilted.array_shape and kept.shape == (plans.num_outputs, *tilted.array_shape)
     np.testing.assert_allclose(kept.sum(axis=0), 1.0, atol=1e-5)
     expected = np.where(np.linalg.norm(points(tilted) - centre, axis=-1) < 5, 1, 0)
     expected[(np.linalg.norm(points(tilted) - centre, axis=-1) >= 5)
              & (np.linalg.norm(points(tilted) - centre, axis=-1) < 9)] = 2
     assert np.mean(labels == expected) > 0.97                     # only voxels on a boundary may differ
-    small, _ = labels_from_aligned(probabilities, alignment, plans, None, slab_bytes=4 * 8 * 24 * 20 * 3)
+    small, _ = labels_from_aligned(probabilities, alignment, plans.label_coding, None, slab_bytes=4 * 8 * 24 * 20 * 3)
     np.testing.assert_array_equal(small, labels)                  # slab by slab = all at once

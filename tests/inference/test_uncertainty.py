@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from inference_fixtures import make_model_dir, read_array, read_geometry, write_input_case
+from plans_helpers import view
 
 from segkit.cli import main
 from segkit.errors import UserError
@@ -20,8 +21,8 @@ from segkit.inference.uncertainty import (
 from segkit.models.calibration import read_calibration, write_calibration
 from segkit.workdir import uncertainty_calibration_path
 
-SOFTMAX_PLANS = {"label_mode": "softmax", "outputs": {"a": [1], "b": [2]}}
-SIGMOID_PLANS = {"label_mode": "sigmoid", "outputs": {"whole": [1, 2], "core": [2]}, "regions_class_order": [1, 2]}
+SOFTMAX_PLANS = view({"label_mode": "softmax", "outputs": {"a": [1], "b": [2]}})
+SIGMOID_PLANS = view({"label_mode": "sigmoid", "outputs": {"whole": [1, 2], "core": [2]}, "regions_class_order": [1, 2]})
 
 
 def test_entropy_is_0_when_certain_and_1_when_uniform():

@@ -30,6 +30,7 @@ from segkit.io.image import Geometry, read_image, write_image
 from segkit.jsonio import read_json, write_json
 from segkit.models.nnunet import convert_nnunet_model, is_nnunet_model_folder, read_nnunet_checkpoint
 from segkit.networks import build_network
+from segkit.plans import read_plans
 from segkit.preprocessing import preprocess_images
 from segkit.preprocessing.normalize import normalize_channels
 
@@ -309,7 +310,7 @@ def test_predict_from_nnunet_folder_equals_imported_model(tmp_path: Path, monkey
 
 def test_2d_preprocessing_keeps_each_case_slice_spacing(tmp_path: Path) -> None:
     folder = write_nnunet_folder(tmp_path, configuration="2d")
-    plans = read_json(convert_nnunet_model(folder, tmp_path / "m") / "plans.json")
+    plans = read_plans(convert_nnunet_model(folder, tmp_path / "m") / "plans.json")
     images = np.random.default_rng(0).normal(size=(2, 7, 20, 20)).astype(np.float32) + 5
     data, properties = preprocess_images(images, (3.3, 0.5, 0.5), plans, "2d")
     assert properties["target_spacing"] == [3.3, 1.0, 1.0]

@@ -79,7 +79,7 @@ def test_nnunet_folder_is_converted_once_and_serves_predict_like_and_pretrained(
     assert sorted(p.name for p in converted.glob("fold_*")) == ["fold_0", "fold_1"]
     assert resolve_model(folder).model_dirs == choice.model_dirs   # the cached conversion is reused
     like = resolve_like_source(folder)
-    assert like.configurations == ["3d_fullres"] and like.plans["num_channels"] == 2
+    assert like.configurations == ["3d_fullres"] and like.plans.num_channels == 2
     assert like.description.startswith(f"nnU-Net model folder {folder}")
     pretrained = resolve_source(str(folder), "3d_fullres", "1")
     assert pretrained.checkpoint == converted / "fold_1" / "checkpoint_final.pt"

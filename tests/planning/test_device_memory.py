@@ -19,7 +19,7 @@ from segkit.planning.device_memory import (
 )
 from segkit.planning.memory import estimate_peak_bytes
 from segkit.planning.planner import PlanOptions, plan_dataset
-from segkit.plans import network_in_channels
+from segkit.plans import Plans, network_in_channels
 
 GIB = 1024 ** 3
 LARGE_CT = {"shape": [400, 512, 512], "spacing": [1.0, 0.8, 0.8]}   # a whole-body CT, voxels after crop
@@ -47,7 +47,7 @@ def _independent_cuda_peak(plans: dict, name: str, calibration: dict) -> int:
     """The CUDA model's allocated peak of a planned entry plus the documented reserve, computed here."""
     entry = plans["configurations"][name]
     cuda = predict_cuda_bytes(entry["architecture"], entry["patch_size"], entry["batch_size"],
-                              network_in_channels(plans, name), plans["num_outputs"], CUDA_PRECISION,
+                              network_in_channels(Plans.from_json(plans), name), plans["num_outputs"], CUDA_PRECISION,
                               CUDA_CUDNN_BENCHMARK, calibration)
     if plans["memory_model"]["calibration"] == "calibrated":
         reserve = calibration.get("context_bytes", UNCALIBRATED_RESERVE["context_bytes"]) + \

@@ -1,6 +1,7 @@
 """Mirroring policies: the plan's (every axis but left/right for lateralised labels) and the anatomical one."""
 
 import numpy as np
+from plans_helpers import view
 from training_data import configuration
 
 from segkit.planning.mirroring import (
@@ -18,34 +19,35 @@ CANONICAL_PLANS = {"canonical_orientation": "LPS", "labels": {"background": 0, "
 
 
 def test_anatomical_policy_mirrors_only_left_right_in_a_canonical_plan():
-    axes, why, swap = anatomical_mirror_axes(CANONICAL_PLANS, configuration(mirror_axes=[0, 1, 2]))
+    canonical = view(CANONICAL_PLANS)
+    axes, why, swap = anatomical_mirror_axes(canonical, configuration(mirror_axes=[0, 1, 2]))
     assert axes == [2] and "left/right only" in why and swap is None
     # a 2D configuration slicing along z: its axes are (y, x), so left/right is its axis 1
-    assert anatomical_mirror_axes(CANONICAL_PLANS, configuration(mirror_axes=[0, 1], slice_axis=0, patch_size=[16, 16]))[0] == [1]
+    assert anatomical_mirror_axes(canonical, configuration(mirror_axes=[0, 1], slice_axis=0, patch_size=[16, 16]))[0] == [1]
     # sagittal slices: left/right is the slice axis, nothing in-plane is a plane of symmetry
-    axes, why, _ = anatomical_mirror_axes(CANONICAL_PLANS, configuration(mirror_axes=[0, 1], slice_axis=2, patch_size=[16, 16]))
+    axes, why, _ = anatomical_mirror_axes(canonical, configuration(mirror_axes=[0, 1], slice_axis=2, patch_size=[16, 16]))
     assert axes == [] and "slice axis" in why
 
 
 def test_anatomical_policy_does_not_mirror_lateralised_labels_without_partners():
     plans = CANONICAL_PLANS | {"labels": {"background": 0, "Left-Blob": 1, "Right-Thing": 2}, "mirror_pairs": []}
-    axes, why, swap = anatomical_mirror_axes(plans, configuration(mirror_axes=[0, 1]))
+    axes, why, swap = anatomical_mirror_axes(view(plans), configuration(mirror_axes=[0, 1]))
     assert axes == [] and swap is None and "Left-Blob" in why and "no left/right partner" in why
 
 
 def test_anatomical_policy_mirrors_paired_lateralised_labels_with_the_pairs_swapped():
     plans = CANONICAL_PLANS | {"labels": {"background": 0, "Left-Blob": 1, "Right-Blob": 2},
                                "mirror_pairs": [[1, 2]]}
-    axes, why, swap = anatomical_mirror_axes(plans, configuration(mirror_axes=[0, 1, 2]))
+    axes, why, swap = anatomical_mirror_axes(view(plans), configuration(mirror_axes=[0, 1, 2]))
     assert axes == [2] and swap == 2 and "swapped" in why
     # a cascade stage takes the previous stage's one-hot labels as input channels: no swap, no mirror
-    axes, why, swap = anatomical_mirror_axes(plans, configuration(mirror_axes=[0, 1, 2], previous_stage="3d_lowres"))
+    axes, why, swap = anatomical_mirror_axes(view(plans), configuration(mirror_axes=[0, 1, 2], previous_stage="3d_lowres"))
     assert axes == [] and swap is None and "cascade" in why
 
 
 def test_anatomical_policy_keeps_the_planned_axes_of_an_as_stored_plan():
     plans = {"labels": {"background": 0, "cortex": 1}}          # legacy / imported: no canonical frame
-    axes, why, swap = anatomical_mirror_axes(plans, configuration(mirror_axes=[0, 1, 2]))
+    axes, why, swap = anatomical_mirror_axes(view(plans), configuration(mirror_axes=[0, 1, 2]))
     assert axes == [0, 1, 2] and "as stored" in why and swap is None
 
 
@@ -68,10 +70,10 @@ def test_swap_tables_exchange_the_pairs_only():
     assert output_swap_order(outputs, [], "softmax") is None
     plans = {"labels": {"background": 0, "Left-Blob": 1, "Right-Blob": 2, "middle": 3}, "outputs": outputs,
              "label_mode": "softmax", "mirror_pairs": [[1, 2]], "ignore_label": 4}
-    axis, table = training_swap(plans, configuration(mirror_swap_axis=2))
+    axis, table = training_swap(view(plans), configuration(mirror_swap_axis=2))
     assert axis == 2 and list(table) == [0, 2, 1, 3, 4]
-    assert inference_swap(plans, configuration(mirror_swap_axis=2)) == (2, (0, 2, 1, 3))
-    assert training_swap(plans, configuration()) is None and inference_swap(plans, configuration()) is None
+    assert inference_swap(view(plans), configuration(mirror_swap_axis=2)) == (2, (0, 2, 1, 3))
+    assert training_swap(view(plans), configuration()) is None and inference_swap(view(plans), configuration()) is None
 
 
 LPS = [[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]]

@@ -128,7 +128,7 @@ def test_lateralised_labels_without_partners_are_not_mirrored_along_left_right(t
         "max_oblique_degrees"] == 0.0
     assert plans["oblique_inputs"] == {"resample_above_degrees": 5.0, "margin_degrees": 5.0}
     from segkit.planning.summary import plans_summary
-    assert "an input beyond 5 is resampled onto the axis-aligned grid" in plans_summary(plans)
+    assert "an input beyond 5 is resampled onto the axis-aligned grid" in plans_summary(Plans.from_json(plans))
     assert plans["configurations"]["3d_fullres"]["mirror_axes"] == [0, 1]
     # labels without a side keep every axis
     plain = plan_dataset(one_channel_info, fingerprint, options)["configurations"]["3d_fullres"]
@@ -163,7 +163,7 @@ def test_lowres_brings_the_cascade_priced_with_its_extra_input_channels(one_chan
     view = Plans.from_json(plans)
     assert view.configuration("3d_cascade_fullres").previous_stage == "3d_lowres"
     assert view.in_channels("3d_cascade_fullres") == 3 and view.in_channels("3d_fullres") == 1
-    assert network_in_channels(plans, "3d_cascade_fullres") == 1 + len(plans["outputs"])
+    assert network_in_channels(view, "3d_cascade_fullres") == 1 + len(plans["outputs"])
     predicted = cascade["memory"]["predicted_peak_bytes"]
     assert predicted == estimate_peak_bytes(cascade["architecture"], cascade["patch_size"], cascade["batch_size"],
                                             3, 3)["total"]

@@ -9,7 +9,7 @@ from planning_data import one_channel_dataset, synthetic_fingerprint
 
 from segkit.planning.planner import PlanOptions, plan_dataset
 from segkit.planning.summary import configuration_summary, format_bytes, format_table, plans_summary
-from segkit.plans import Configuration
+from segkit.plans import Configuration, Plans
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_the_table_aligns_the_values_after_the_longest_key():
 
 
 def test_every_configuration_gets_its_table_after_the_dataset_header(plans):
-    text = plans_summary(plans)
+    text = plans_summary(Plans.from_json(plans))
     header, *sections = text.split("\n\n")
     assert header.splitlines()[0] == \
         f"dataset {plans['dataset_name']}: 1 channel(s), {len(plans['outputs'])} classes, budget 2.00 GiB (cpu)"
@@ -60,7 +60,7 @@ def test_a_plan_that_does_not_fit_says_so_and_a_cascade_stage_names_its_source(p
 
 def test_a_legacy_plan_and_a_sparse_one_are_described(plans):
     legacy = {k: v for k, v in plans.items() if k != "canonical_orientation"}
-    assert "orientation: arrays fed as stored (legacy plan without canonical_orientation)" in plans_summary(legacy)
+    assert "orientation: arrays fed as stored (legacy plan without canonical_orientation)" in plans_summary(Plans.from_json(legacy))
     sparse = copy.deepcopy(plans)
     sparse["ignore_label"] = 3
-    assert "sparse annotation: label 3 = ignore" in plans_summary(sparse)
+    assert "sparse annotation: label 3 = ignore" in plans_summary(Plans.from_json(sparse))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from plans_helpers import view
 
+from segkit.plans import Plans
 from segkit.preprocessing.input_ranges import range_warnings, training_ranges
 
 FINGERPRINT = {
@@ -17,9 +19,9 @@ LPS = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 SAGITTAL = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)   # stored axes i, j, k towards P, I, L
 
 
-def plans() -> dict:
+def plans() -> Plans:
     """Plans with the ranges of FINGERPRINT, reoriented to the canonical frame."""
-    return {"canonical_orientation": "LPS", "training_ranges": training_ranges(FINGERPRINT, NORMALIZATION)}
+    return view({"canonical_orientation": "LPS", "training_ranges": training_ranges(FINGERPRINT, NORMALIZATION)})
 
 
 def ct_like(offset: float = 0.0) -> np.ndarray:
@@ -41,7 +43,7 @@ def test_training_ranges_hold_spacing_extremes_and_the_foreground_percentiles():
 def test_inside_the_ranges_no_warning_and_legacy_plans_none():
     assert range_warnings(plans(), ct_like(), (4.0, 0.9, 0.9), LPS) == []
     assert range_warnings(plans(), ct_like(), (5.4, 1.05, 0.75), LPS) == []     # within the 10 % tolerance
-    assert range_warnings({}, ct_like(1024.0), (10.0, 3.0, 3.0), LPS) == []
+    assert range_warnings(view({}), ct_like(1024.0), (10.0, 3.0, 3.0), LPS) == []
 
 
 def test_spacing_outside_training_is_named_axis_by_axis_in_the_canonical_frame():
@@ -60,7 +62,7 @@ def test_ct_not_in_hounsfield_units_is_warned_and_zscore_channels_are_not_compar
     mr[0] = np.random.default_rng(1).uniform(1000, 5000, mr[0].shape)   # an MR-like channel: nothing in range
     warnings = range_warnings(plans(), mr, (4.0, 0.9, 0.9), LPS)
     assert len(warnings) == 1 and "wrong modality or units" in warnings[0]
-    lung = {"canonical_orientation": "LPS", "training_ranges": training_ranges(
+    lung = view({"canonical_orientation": "LPS", "training_ranges": training_ranges(
         {"cases": [], "foreground_intensity_statistics": {"0": {"name": "CT", "percentile_0.5": -995.0,
-                                                                "percentile_99.5": 100.0}}}, [{"scheme": "ct"}])}
+                                                                "percentile_99.5": 100.0}}}, [{"scheme": "ct"}])})
     assert range_warnings(lung, ct_like(), (4.0, 0.9, 0.9), LPS) == []   # foreground as dark as the air: fine

@@ -7,9 +7,11 @@ import itertools
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from plans_helpers import view
 
 from segkit.errors import UserError
 from segkit.io.image import Geometry
+from segkit.plans import Plans
 from segkit.preprocessing.orientation import (
     AS_STORED,
     CANONICAL,
@@ -138,19 +140,19 @@ def test_inputs_more_oblique_than_the_training_images_are_resampled():
     summary = orientation_summary([(1, 0, 0, 0, 1, 0, 0, 0, 1), tuple(_rotation(8, 1).flatten())])
     assert summary["min_oblique_degrees"] == 0.0 and summary["max_oblique_degrees"] == pytest.approx(8.0)
     plans = {"canonical_orientation": CANONICAL, "training_orientations": summary}
-    assert axis_alignment_limit(plans) == pytest.approx(8.0 + OBLIQUE_MARGIN_DEGREES)   # a plan made before the key
+    assert axis_alignment_limit(view(plans)) == pytest.approx(8.0 + OBLIQUE_MARGIN_DEGREES)   # a plan made before the key
     plans[OBLIQUE_KEY] = oblique_inputs_entry(summary)
     assert plans[OBLIQUE_KEY] == {"resample_above_degrees": 13.0, "margin_degrees": OBLIQUE_MARGIN_DEGREES}
-    assert not needs_axis_alignment(plans, tuple(_rotation(12, 0).flatten()))
-    assert needs_axis_alignment(plans, tuple((_rotation(14, 0) @ np.diag([-1, -1, 1])).flatten()))
-    assert not needs_axis_alignment(plans, None)
+    assert not needs_axis_alignment(view(plans), tuple(_rotation(12, 0).flatten()))
+    assert needs_axis_alignment(view(plans), tuple((_rotation(14, 0) @ np.diag([-1, -1, 1])).flatten()))
+    assert not needs_axis_alignment(view(plans), None)
     always = plans | {OBLIQUE_KEY: {"resample_above_degrees": 0}}
-    assert needs_axis_alignment(always, tuple(_rotation(1, 2).flatten()))
-    assert not needs_axis_alignment(always, (0, 0, 1, -1, 0, 0, 0, -1, 0))   # axis-aligned: permuted exactly
+    assert needs_axis_alignment(view(always), tuple(_rotation(1, 2).flatten()))
+    assert not needs_axis_alignment(view(always), (0, 0, 1, -1, 0, 0, 0, -1, 0))   # axis-aligned: permuted exactly
     for other in ({}, {"canonical_orientation": AS_STORED, "training_orientations": summary}):
-        assert axis_alignment_limit(other) is None                           # arrays fed as stored: never
+        assert axis_alignment_limit(view(other)) is None                           # arrays fed as stored: never
     with pytest.raises(UserError, match="resample_above_degrees"):
-        axis_alignment_limit(plans | {OBLIQUE_KEY: {"resample_above_degrees": "yes"}})
+        axis_alignment_limit(view(plans | {OBLIQUE_KEY: {"resample_above_degrees": "yes"}}))
 
 
 def test_is_rotation():
@@ -161,12 +163,12 @@ def test_is_rotation():
 
 def test_plans_decide_whether_to_reorient():
     ras = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
-    assert not plans_reorientation({"canonical_orientation": CANONICAL}, ras, 3).is_identity
-    assert plans_reorientation({"canonical_orientation": CANONICAL}, None, 3).is_identity
-    assert plans_reorientation({"canonical_orientation": AS_STORED}, ras, 3).is_identity
-    assert plans_reorientation({}, ras, 3).is_identity
+    assert not plans_reorientation(view({"canonical_orientation": CANONICAL}), ras, 3).is_identity
+    assert plans_reorientation(view({"canonical_orientation": CANONICAL}), None, 3).is_identity
+    assert plans_reorientation(view({"canonical_orientation": AS_STORED}), ras, 3).is_identity
+    assert plans_reorientation(view({}), ras, 3).is_identity
     with pytest.raises(UserError, match="canonical_orientation"):
-        plans_reorientation({"canonical_orientation": "RAI"}, ras, 3)
+        plans_reorientation(view({"canonical_orientation": "RAI"}), ras, 3)
 
 
 def test_orientation_warnings():
@@ -174,21 +176,21 @@ def test_orientation_warnings():
     oblique = tuple((_rotation(35, 0)).flatten())
     summary = orientation_summary([lps, ras, tuple(_rotation(5, 1).flatten())])
     assert summary == {"codes": {"LPS": 2, "RAS": 1}, "min_oblique_degrees": 0.0, "max_oblique_degrees": 5.0}
-    assert orientation_warnings({}, lps) == [LEGACY_WARNING]
+    assert orientation_warnings(view({}), lps) == [LEGACY_WARNING]
     canonical = {"canonical_orientation": CANONICAL, "training_orientations": summary}
-    assert orientation_warnings(canonical, ras) == []
-    assert orientation_warnings(canonical, (0, 0, 1, -1, 0, 0, 0, -1, 0)) == []   # handled by the reorientation
-    assert orientation_warnings(canonical, oblique) == []    # prediction resamples it and says so itself
+    assert orientation_warnings(view(canonical), ras) == []
+    assert orientation_warnings(view(canonical), (0, 0, 1, -1, 0, 0, 0, -1, 0)) == []   # handled by the reorientation
+    assert orientation_warnings(view(canonical), oblique) == []    # prediction resamples it and says so itself
     never = canonical | {OBLIQUE_KEY: {"resample_above_degrees": 90.0}}
-    assert "35.0 degrees oblique" in orientation_warnings(never, oblique)[0]
+    assert "35.0 degrees oblique" in orientation_warnings(view(never), oblique)[0]
     stored = {"canonical_orientation": AS_STORED, "training_orientations": orientation_summary([lps])}
-    assert orientation_warnings(stored, lps) == []
-    assert "input stored RAS" in orientation_warnings(stored, ras)[0]
+    assert orientation_warnings(view(stored), lps) == []
+    assert "input stored RAS" in orientation_warnings(view(stored), ras)[0]
 
 
 # --- the pipeline: the same physical image stored several ways -------------------------------------------
 
-def _lateral_plans(target_spacing=(3.0, 1.0, 1.2), canonical=CANONICAL) -> dict:
+def _lateral_plans(target_spacing=(3.0, 1.0, 1.2), canonical=CANONICAL) -> Plans:
     """Preprocessing plans for the two-channel lateral case."""
     from orientation_data import LABELS
     from preprocessing_helpers import make_plans
@@ -199,7 +201,7 @@ def _lateral_plans(target_spacing=(3.0, 1.0, 1.2), canonical=CANONICAL) -> dict:
     plans["num_outputs"] = 3
     if canonical is not None:
         plans["canonical_orientation"] = canonical
-    return plans
+    return Plans.from_json(plans)
 
 
 def _stored_versions(tmp_path) -> dict[str, tuple[np.ndarray, np.ndarray, Geometry]]:

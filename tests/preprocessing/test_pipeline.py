@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from preprocessing_helpers import make_plans
+from preprocessing_helpers import make_plan_view
 
 from segkit.errors import UserError
 from segkit.phantom import PhantomSpec, make_case
@@ -27,7 +27,7 @@ def test_roundtrip_on_anisotropic_oblique_phantom_is_exact_in_shape():
     images, labels, geometry = make_case(7, ANISOTROPIC)
     assert not np.allclose(np.reshape(geometry.direction, (3, 3)), np.eye(3))
     spacing = geometry.array_spacing
-    plans = make_plans(target_spacing=(4.0, 1.4, 0.9))
+    plans = make_plan_view(target_spacing=(4.0, 1.4, 0.9))
     data, seg, properties = preprocess_arrays(images, labels, spacing, plans, "3d_fullres")
     assert properties["separate_axis"] == 0
     assert list(data.shape[1:]) == properties["shape_after_resample"] == list(seg.shape)
@@ -51,7 +51,7 @@ def test_roundtrip_on_anisotropic_oblique_phantom_is_exact_in_shape():
 
 def test_revert_checks_the_shape_and_sigmoid_fills_zero():
     images, labels, geometry = make_case(2, PhantomSpec(shape=(10, 20, 20), spacing=(3.0, 1.2, 1.2)))
-    plans = make_plans(target_spacing=(2.5, 1.5, 1.5), label_mode="sigmoid")
+    plans = make_plan_view(target_spacing=(2.5, 1.5, 1.5), label_mode="sigmoid")
     data, properties = preprocess_images(images, geometry.array_spacing, plans, "3d_fullres")
     outputs = np.full((3,) + data.shape[1:], 0.7, dtype=np.float32)
     reverted = revert_to_original(outputs, properties, plans, "3d_fullres")
@@ -65,12 +65,12 @@ def test_class_locations_per_class_and_per_region():
     seg[2:18, 2:28, 2:28] = 2          # 16 * 26 * 26 = 10816 voxels: above the cap
     seg[5:8, 5:8, 5:8] = 3
     seg[10, 10, 10] = 1
-    softmax = sample_class_locations(seg, make_plans(), seed=3)
+    softmax = sample_class_locations(seg, make_plan_view(), seed=3)
     assert sorted(softmax) == ["1", "2", "3"]
     assert len(softmax["2"]) == 10000 and len(softmax["3"]) == 27 and softmax["1"] == [[10, 10, 10]]
     assert all(seg[tuple(p)] == 2 for p in softmax["2"][::97])
-    assert sample_class_locations(seg, make_plans(), seed=3) == softmax
-    regions = sample_class_locations(seg, make_plans(label_mode="sigmoid"), seed=3)
+    assert sample_class_locations(seg, make_plan_view(), seed=3) == softmax
+    regions = sample_class_locations(seg, make_plan_view(label_mode="sigmoid"), seed=3)
     assert sorted(regions) == ["enhancing_tumor", "tumor_core", "whole_tumor"]
     assert len(regions["tumor_core"]) == 28
     assert all(seg[tuple(p)] in (1, 3) for p in regions["tumor_core"])
@@ -79,9 +79,9 @@ def test_class_locations_per_class_and_per_region():
 def test_unknown_configuration_and_bad_normalisation_are_user_errors():
     images, labels, geometry = make_case(1, PhantomSpec(shape=(8, 16, 16)))
     with pytest.raises(UserError, match="unknown configuration '2d'"):
-        preprocess_images(images, geometry.array_spacing, make_plans(), "2d")
+        preprocess_images(images, geometry.array_spacing, make_plan_view(), "2d")
     with pytest.raises(UserError, match="one entry per channel"):
-        preprocess_images(images[:2], geometry.array_spacing, make_plans(), "3d_fullres")
-    plans = make_plans(normalization=[{"scheme": "magic"}] * 4)
+        preprocess_images(images[:2], geometry.array_spacing, make_plan_view(), "3d_fullres")
+    plans = make_plan_view(normalization=[{"scheme": "magic"}] * 4)
     with pytest.raises(UserError, match="unknown scheme 'magic'"):
         preprocess_images(images, geometry.array_spacing, plans, "3d_fullres")

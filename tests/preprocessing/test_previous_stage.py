@@ -7,6 +7,7 @@ import pytest
 from preprocessing_helpers import make_plans
 
 from segkit.phantom import PhantomSpec, make_case
+from segkit.plans import Plans
 from segkit.preprocessing import preprocess_arrays
 from segkit.preprocessing.previous_stage import one_hot_previous, previous_labels_into
 
@@ -17,7 +18,7 @@ def test_labels_on_the_original_grid_land_where_preprocessing_puts_the_training_
     """Reorientation, crop and resampling as preprocess_arrays applies them to the ground truth."""
     images, labels, geometry = make_case(3, OBLIQUE)
     direction = (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -1.0)    # stored with permuted, flipped axes
-    plans = make_plans(target_spacing=(1.4, 0.9, 4.0)) | {"canonical_orientation": "LPS"}
+    plans = Plans.from_json(make_plans(target_spacing=(1.4, 0.9, 4.0)) | {"canonical_orientation": "LPS"})
     _, seg, properties = preprocess_arrays(images, labels, geometry.array_spacing, plans, "3d_fullres",
                                            direction=direction)
     assert properties["orientation"]["permutation"] != [0, 1, 2]

@@ -32,7 +32,7 @@ def _plans(work: Path, plans: dict) -> Path:
 
 
 @pytest.mark.parametrize("plans, words", [
-    ([1, 2], r"not a segkit plans file \(no 'configurations'\)"),
+    ([1, 2], r"not a segkit plans file \(needs configurations\)"),
     (make_plans(), "unknown configuration '2d'"),
     (make_plans(normalization=[{"scheme": "zscore", "use_nonzero_mask": True}] * 3), "normalization"),
 ])

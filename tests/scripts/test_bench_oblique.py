@@ -81,3 +81,38 @@ def test_shift_control_moves_the_lattice_only(bench):
     assert list(reference.GetSize()) == [n + 2 for n in image.GetSize()]   # covers the image with a voxel to spare
     moved = np.asarray(reference.TransformIndexToPhysicalPoint([1, 1, 1]))
     assert np.allclose(moved, np.asarray(image.TransformIndexToPhysicalPoint([0, 0, 0])) + 0.5)
+
+
+def sphere_probabilities(grid: sitk.Image, centre: np.ndarray, radius: float) -> np.ndarray:
+    """(2, z, y, x) softmax-like probabilities of a ball on grid's voxel centres (soft edge about 1 mm wide)."""
+    size = grid.GetSize()
+    points = np.array([grid.TransformIndexToPhysicalPoint([int(i) for i in index])
+                       for index in np.ndindex(*size)], dtype=float)   # x fastest in ITK index order: reorder below
+    inside = 1 / (1 + np.exp((np.linalg.norm(points - centre, axis=1) - radius) / 0.4))
+    inside = inside.reshape(size).transpose(2, 1, 0)   # (x, y, z) index order -> (z, y, x) array
+    return np.stack([1 - inside, inside]).astype(np.float32)
+
+
+def test_probabilities_carried_back_keep_the_boundary_where_nearest_labels_move_it(bench, tmp_path):
+    from segkit.inference.probabilities import METADATA_KEYS, save_probabilities
+    from segkit.io.image import Geometry
+
+    straight = sitk.Image([20, 20, 20], sitk.sitkUInt8)
+    straight.SetSpacing((1.5, 1.5, 1.5))
+    centre, radius = np.array([14.3, 14.9, 13.7]), 6.0
+    shifted = bench.shifted_reference(straight, 0.5)   # the same lattice moved 0.5 mm: nearest maps it back displaced
+    probabilities = sphere_probabilities(shifted, centre, radius)
+    geometry = Geometry.of_sitk(shifted)
+    metadata = {key: None for key in METADATA_KEYS} | {"geometry": geometry.to_json()}
+    save_probabilities(tmp_path / "case.npz", probabilities, metadata)
+    truth = np.argmax(sphere_probabilities(straight, centre, radius), axis=0).astype(np.uint8)
+
+    by_probabilities = bench.labels_from_probabilities(tmp_path / "case.npz", straight)
+    labels = geometry.apply_to(sitk.GetImageFromArray(np.argmax(probabilities, axis=0).astype(np.uint8)))
+    by_nearest = sitk.GetArrayFromImage(bench.carried(labels, straight, True, sitk.sitkUInt8))
+    assert by_probabilities.shape == truth.shape == by_nearest.shape
+    dice_probabilities, dice_nearest = bench.agreement(by_probabilities, truth)[0], bench.agreement(by_nearest, truth)[0]
+    assert dice_probabilities > 0.96 and dice_probabilities > dice_nearest + 0.05, (dice_probabilities, dice_nearest)
+    # on its own grid the carried probabilities give the prediction's own labels
+    same = bench.labels_from_probabilities(tmp_path / "case.npz", labels)
+    assert np.array_equal(same, np.argmax(probabilities, axis=0))

@@ -14,6 +14,7 @@ from inference_fixtures import make_model_dir, tiny_plans
 from segkit.cli import main
 from segkit.errors import UserError
 from segkit.networks import build_network
+from segkit.plans import Plans
 from segkit.training.pretrained import (
     PretrainedSource,
     labels_match,
@@ -63,7 +64,7 @@ def test_label_set_differs_reinitialises_exactly_the_heads(tmp_path, outputs):
     target_plans["labels"] = {"background": 0} | {k: v[0] for k, v in outputs.items()}
     target_plans["num_outputs"] = len(outputs) + 1
     model, initial = _target(target_plans)
-    report = load_pretrained(model, resolve_source(str(model_dir)), target_plans, 3)
+    report = load_pretrained(model, resolve_source(str(model_dir)), Plans.from_json(target_plans), 3)
     source, loaded = _saved_state(model_dir), model.state_dict()
     heads = [k for k in loaded if k.startswith("heads.")]
     assert heads and sorted(report.reinitialised) == sorted(heads)
@@ -81,11 +82,13 @@ def test_label_set_differs_reinitialises_exactly_the_heads(tmp_path, outputs):
 def test_same_label_set_loads_the_heads_too(tmp_path):
     model_dir, source_plans = _source(tmp_path)
     model, _ = _target(source_plans)
-    report = load_pretrained(model, resolve_source(str(model_dir / "fold_0" / "checkpoint_final.pt")), source_plans, 3)
+    checkpoint = resolve_source(str(model_dir / "fold_0" / "checkpoint_final.pt"))
+    report = load_pretrained(model, checkpoint, Plans.from_json(source_plans), 3)
     source = _saved_state(model_dir)
     assert all(torch.equal(v, source[k]) for k, v in model.state_dict().items())
     assert report.reinitialised == [] and report.loaded_parameters == report.total_parameters
-    assert labels_match(source_plans, source_plans) and not labels_match(None, source_plans)
+    view = Plans.from_json(source_plans)
+    assert labels_match(view, view) and not labels_match(None, view)
 
 
 def test_first_conv_channels_mapped_by_name(tmp_path):
@@ -93,7 +96,7 @@ def test_first_conv_channels_mapped_by_name(tmp_path):
     target_plans = tiny_plans(num_channels=2)
     target_plans["channel_names"] = ["t2", "T1"]            # case-insensitive, another order
     model, _ = _target(target_plans)
-    report = load_pretrained(model, resolve_source(str(model_dir)), target_plans, 3)
+    report = load_pretrained(model, resolve_source(str(model_dir)), Plans.from_json(target_plans), 3)
     source = _saved_state(model_dir)["encoder.0.0.0.weight"]
     mapped = model.state_dict()["encoder.0.0.0.weight"]
     assert mapped.shape[1] == 2
@@ -106,7 +109,7 @@ def test_first_conv_unmatched_channels_get_the_mean(tmp_path):
     target_plans = tiny_plans(num_channels=3)
     target_plans["channel_names"] = ["PD", "T2", "ADC"]
     model, _ = _target(target_plans)
-    report = load_pretrained(model, resolve_source(str(model_dir)), target_plans, 3)
+    report = load_pretrained(model, resolve_source(str(model_dir)), Plans.from_json(target_plans), 3)
     source = _saved_state(model_dir)["encoder.0.0.0.weight"]
     mapped = model.state_dict()["encoder.0.0.0.weight"]
     mean = source.mean(dim=1)
@@ -129,7 +132,7 @@ def test_other_architecture_loads_what_matches_or_refuses(tmp_path):
     wider["configurations"]["3d_fullres"]["architecture"]["features_per_stage"] = [4, 10]
     wider["configurations"]["3d_fullres"]["architecture"]["blocks_per_stage"] = [2, 1]
     model, initial = _target(wider)
-    report = load_pretrained(model, resolve_source(str(model_dir)), wider, 3)
+    report = load_pretrained(model, resolve_source(str(model_dir)), Plans.from_json(wider), 3)
     assert "encoder.1.0.0.weight" in report.skipped and "encoder.0.0.0.weight" in report.loaded
     assert "encoder.0.1.0.weight" in report.missing
     assert torch.equal(model.state_dict()["encoder.1.0.0.weight"], initial["encoder.1.0.0.weight"])
@@ -138,7 +141,7 @@ def test_other_architecture_loads_what_matches_or_refuses(tmp_path):
     other["configurations"]["3d_fullres"]["architecture"]["features_per_stage"] = [5, 7]
     model, _ = _target(other)
     with pytest.raises(UserError, match="no weight of the pretrained model matches"):
-        load_pretrained(model, resolve_source(str(model_dir)), other, 3)
+        load_pretrained(model, resolve_source(str(model_dir)), Plans.from_json(other), 3)
 
 
 def test_package_is_verified_and_tampered_package_refused(tmp_path):
@@ -146,9 +149,9 @@ def test_package_is_verified_and_tampered_package_refused(tmp_path):
     package = tmp_path / "model.zip"
     assert main(["export-model", str(model_dir), "-o", str(package)]) == 0
     source = resolve_source(str(package))
-    assert "checksums verified" in source.description and source.plans == source_plans
+    assert "checksums verified" in source.description and dict(source.plans.raw) == source_plans
     model, _ = _target(source_plans)
-    load_pretrained(model, source, source_plans, 3)
+    load_pretrained(model, source, Plans.from_json(source_plans), 3)
     assert all(torch.equal(v, _saved_state(model_dir)[k]) for k, v in model.state_dict().items())
     tampered = tmp_path / "tampered.zip"
     with zipfile.ZipFile(package) as old, zipfile.ZipFile(tampered, "w") as new:
@@ -173,7 +176,7 @@ def test_missing_source_and_unknown_labels(tmp_path):
     bare = tmp_path / "bare.pt"
     bare.write_bytes((model_dir / "fold_0" / "checkpoint_final.pt").read_bytes())
     model, _ = _target(source_plans)
-    report = load_pretrained(model, PretrainedSource(bare, None, "bare"), source_plans, 3)
+    report = load_pretrained(model, PretrainedSource(bare, None, "bare"), Plans.from_json(source_plans), 3)
     assert report.label_set.startswith("unknown") and all(k.startswith("heads.") for k in report.reinitialised)
 
 

@@ -1,10 +1,9 @@
-"""plans.json: the format's owner — version, the single reader and writer, and typed read-only views.
+"""The typed read-only views of plans.json: `Plans`, `Configuration`, `Architecture`, and `LabelCoding`.
 
-The file on disk stays plain JSON (docs/architecture.md, "plans.json"). Stages parse it once
-where they start, into frozen views (`Plans`, `Configuration`, `Architecture`); every default
-for an optional key lives here and nowhere else. Bad content raises `UserError` naming the file.
-The views keep the original dict (`raw`) for the few consumers that still pass dicts on
-(network builders, the memory model, hashing of an entry).
+Parsed once where a stage starts (segkit.plans.file reads them); every default for an optional key
+lives here and nowhere else; bad content raises `UserError` naming the file. The views keep the
+stored dict (`raw`) for what consumes the stored form (network builders, the memory model, hashing
+of an entry), and pickle as it (preprocessing's spawn pool re-parses them).
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 from segkit.errors import UserError
-from segkit.jsonio import read_json, write_json
-from segkit.workdir import plans_path
 
 SCHEMA_VERSION = 1
 PLANS_FILENAME = "plans.json"
@@ -32,25 +29,28 @@ DEFAULT_ACCUMULATION = "fp32"
 SWAP_KEY = "mirror_swap_axis"   # configuration entry: the axis (its own numbering) whose flip swaps the label pairs
 
 
-PlansLike = Union["Plans", Mapping[str, Any]]   # the accessors take the view or, while stages migrate, its dict
+@dataclass(frozen=True)
+class LabelCoding:
+    """What the output channels mean, i.e. how probabilities become label values: a plan's, or a probability file's.
 
+    Plain containers (not read-only views) so that it pickles into worker processes.
+    """
 
-def _data(plans: PlansLike) -> Mapping[str, Any]:
-    """The stored dict of a plans view (or the dict itself)."""
-    return plans.raw if isinstance(plans, Plans) else plans
+    label_mode: str
+    outputs: dict[str, Any]                  # as stored: output name -> label value or values, in head order
+    regions_class_order: list[int] | None    # sigmoid: the label value each region paints, in painting order
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LabelCoding:
+        """The three fields as a plan (or probability metadata) stores them; softmax and no outputs when absent."""
+        order = data.get("regions_class_order")
+        return cls(str(data.get("label_mode", DEFAULT_LABEL_MODE)), dict(data.get("outputs") or {}),
+                   None if order is None else list(order))
 
-def label_mode_of(plans: PlansLike) -> str:
-    """A plans dict's label_mode ('softmax' unless it says 'sigmoid'), for code that still holds dicts."""
-    plans = _data(plans)
-    return str(plans.get("label_mode", DEFAULT_LABEL_MODE))
-
-
-def segment_coding_of(plans: PlansLike) -> dict[str, dict] | None:
-    """Each label's SNOMED CT coding for DICOM-SEG (segkit.io.segment_coding); None for plans made before it."""
-    plans = _data(plans)
-    value = plans.get("segment_coding")
-    return dict(value) if isinstance(value, Mapping) else None
+    @property
+    def num_outputs(self) -> int:
+        """Output channels: one per output, plus the background for softmax."""
+        return len(self.outputs) + (1 if self.label_mode == "softmax" else 0)
 
 
 def spatial_dims_of(block: Mapping[str, Any]) -> int:
@@ -61,206 +61,9 @@ def spatial_dims_of(block: Mapping[str, Any]) -> int:
         return len(block["patch_size"])
     return len(block["kernel_sizes"][0])
 
-
 def slice_axis_of(entry: Mapping[str, Any]) -> int | None:
     """The axis a 2D configuration slices along (None for 3D)."""
     return int(entry.get("slice_axis", DEFAULT_SLICE_AXIS)) if spatial_dims_of(entry) == 2 else None
-
-
-def previous_stage_of(plans: PlansLike, configuration: str) -> str | None:
-    """The configuration whose predictions a cascade stage takes as extra input ('3d_lowres'), or None."""
-    plans = _data(plans)
-    entry = (plans.get("configurations") or {}).get(configuration) or {}
-    value = entry.get("previous_stage")
-    return str(value) if value else None
-
-
-def output_label_values(plans: PlansLike) -> dict[str, list[int]]:
-    """Output name -> its label values (a class has one, a region several), in output (head channel) order."""
-    plans = _data(plans)
-    return {str(name): [int(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-            for name, values in (plans.get("outputs") or {}).items()}
-
-
-def _mapping_field(plans: PlansLike, key: str) -> Mapping[str, Any]:
-    """A top-level block of the plans that is a mapping, or {} when absent or not a mapping."""
-    value = _data(plans).get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def previous_stage_classes(plans: PlansLike) -> list[list[int]]:
-    """Label values of each one-hot channel a cascade stage gets: one per foreground class or region, in output order."""
-    plans = _data(plans)
-    return list(output_label_values(plans).values())
-
-
-def training_orientations_of(plans: PlansLike) -> Mapping[str, Any]:
-    """'training_orientations': the training images' orientation codes and residual-rotation range ({} when absent)."""
-    return _mapping_field(plans, "training_orientations")
-
-
-def oblique_inputs_of(plans: PlansLike) -> Mapping[str, Any]:
-    """'oblique_inputs': when prediction resamples an oblique input ({} when absent: a plan made before the key)."""
-    return _mapping_field(plans, "oblique_inputs")
-
-
-def training_ranges_of(plans: PlansLike) -> Mapping[str, Any]:
-    """'training_ranges': the training images' spacing and foreground intensity ranges ({} for older plans)."""
-    return _mapping_field(plans, "training_ranges")
-
-
-def ignore_label_of(plans: PlansLike) -> int | None:
-    """The label value of unannotated voxels (sparse annotation), or None."""
-    plans = _data(plans)
-    value = plans.get("ignore_label")
-    return None if value is None else int(value)
-
-
-def has_configurations(plans: Any) -> bool:
-    """True for a plans dict with a 'configurations' object (the least a reader can start from)."""
-    plans = _data(plans)
-    return isinstance(plans, Mapping) and isinstance(plans.get("configurations"), Mapping)
-
-
-def mirror_pairs_of(plans: PlansLike) -> list[list[int]] | None:
-    """'mirror_pairs': the left/right label value pairs a mirror swaps, or None for a plan made before the key."""
-    plans = _data(plans)
-    value = plans.get("mirror_pairs")
-    return None if value is None else [[int(v) for v in pair] for pair in value]
-
-
-def preprocessing_fields(plans: PlansLike, configuration: str) -> dict[str, Any]:
-    """The stored fields that change a configuration's preprocessed arrays, as stored (what preprocessing hashes).
-
-    Optional keys appear only when the plan has them, so a plan made before a key keeps its hash.
-    """
-    plans = _data(plans)
-    entry = configuration_entry(plans, configuration)
-    fields = {"normalization": plans.get("normalization"), "label_mode": plans.get("label_mode"),
-              "outputs": plans.get("outputs"), "labels": plans.get("labels"),
-              "target_spacing": entry["target_spacing"], "resampling": entry.get("resampling")}
-    if "canonical_orientation" in plans:
-        fields["canonical_orientation"] = plans["canonical_orientation"]
-    if plans.get("ignore_label") is not None:
-        fields["ignore_label"] = plans["ignore_label"]
-    if entry.get("keep_spacing_axes"):
-        fields["keep_spacing_axes"] = entry["keep_spacing_axes"]
-    return fields
-
-
-def num_channels_of(plans: PlansLike, default: int | None = None) -> int:
-    """Image channels the plan is for; `default` when a (hand-made) plans dict lacks 'num_channels'."""
-    plans = _data(plans)
-    if default is not None and "num_channels" not in plans:
-        return int(default)
-    return int(plans["num_channels"])
-
-
-def num_outputs_of(plans: PlansLike) -> int:
-    """Output channels of the network (foreground classes + background, or regions)."""
-    plans = _data(plans)
-    return int(plans["num_outputs"])
-
-
-def head_meaning_of(plans: PlansLike) -> tuple:
-    """What the network's output heads mean, as stored: label_mode, outputs (in order), num_outputs (None if absent).
-
-    Two plans with equal values can share output heads (fine-tuning keeps them).
-    """
-    plans = _data(plans)
-    values = (plans.get("label_mode"), plans.get("outputs"), plans.get("num_outputs"))
-    return tuple(list(v.items()) if isinstance(v, Mapping) else v for v in values)
-
-
-ENSEMBLE_KEYS = ("num_channels", "label_mode", "outputs", "regions_class_order", "num_outputs")
-
-
-def ensemble_fields_of(plans: PlansLike) -> dict[str, Any]:
-    """The stored fields every member of an ensemble must share (channels, outputs and their meaning), None if absent."""
-    plans = _data(plans)
-    return {key: plans.get(key) for key in ENSEMBLE_KEYS}
-
-
-def labels_of(plans: PlansLike) -> dict[str, Any]:
-    """The dataset's 'labels' (name -> value, or values for a region) as stored ({} when absent)."""
-    plans = _data(plans)
-    return dict(plans.get("labels") or {})
-
-
-def outputs_of(plans: PlansLike) -> dict[str, Any]:
-    """'outputs' as stored (output name -> label value or values); `output_label_values` normalises them."""
-    plans = _data(plans)
-    return dict(plans.get("outputs") or {})
-
-
-def regions_class_order_of(plans: PlansLike) -> list[int] | None:
-    """'regions_class_order' as stored (sigmoid plans: the label value each region paints), or None."""
-    plans = _data(plans)
-    return plans.get("regions_class_order")
-
-
-def channel_names_of(plans: PlansLike) -> list[str] | None:
-    """The input channels' names as stored, or None for a plan without them."""
-    plans = _data(plans)
-    value = plans.get("channel_names")
-    return None if value is None else [str(name) for name in value]
-
-
-def normalization_of(plans: PlansLike) -> list[dict] | None:
-    """'normalization' as stored (one scheme per channel), or None when absent."""
-    plans = _data(plans)
-    return plans.get("normalization")
-
-
-def dataset_name_of(plans: PlansLike) -> str | None:
-    """The planned dataset's name, or None for a plans dict without one."""
-    plans = _data(plans)
-    value = plans.get("dataset_name")
-    return None if value is None else str(value)
-
-
-def canonical_orientation_of(plans: PlansLike) -> str | None:
-    """'canonical_orientation' ('LPS' or 'as_stored'), or None for a plan made before the key."""
-    plans = _data(plans)
-    return plans.get("canonical_orientation")
-
-
-def configurations_of(plans: PlansLike) -> dict[str, dict]:
-    """Configuration name -> its entry, in plan order ({} when absent)."""
-    plans = _data(plans)
-    value = plans.get("configurations")
-    return dict(value) if isinstance(value, Mapping) else {}
-
-
-def planned_budget_of(plans: PlansLike) -> tuple[int, str]:
-    """(GPU memory budget in bytes, device) the plan was made for."""
-    plans = _data(plans)
-    return int(plans["gpu_memory_bytes"]), str(plans["device"])
-
-
-def memory_model_of(plans: PlansLike) -> Mapping[str, Any] | None:
-    """The memory model's description the plan was sized with, or None for a plan without one."""
-    plans = _data(plans)
-    return plans.get("memory_model")
-
-
-def with_configuration(plans: PlansLike, name: str, entry: Mapping[str, Any]) -> dict:
-    """A deep copy of the plans with one configuration's entry replaced (a model folder's plans: the trained entry)."""
-    plans = _data(plans)
-    result = copy.deepcopy(dict(plans))
-    result["configurations"][name] = copy.deepcopy(dict(entry))
-    return result
-
-
-def imported_from_of(plans: PlansLike) -> Mapping[str, Any]:
-    """'imported_from': the foreign model a plan was translated from, e.g. nnU-Net v2 ({} for segkit's own)."""
-    return _mapping_field(plans, "imported_from")
-
-
-def like_of(plans: PlansLike) -> Mapping[str, Any]:
-    """'like': where a `plan --like` plan took its networks from ({} for a plan of its own)."""
-    return _mapping_field(plans, "like")
-
 
 def stride_product(strides: Any) -> list[int]:
     """Product of per-stage strides per axis: every patch axis must be a multiple of it."""
@@ -269,40 +72,9 @@ def stride_product(strides: Any) -> list[int]:
         totals = [t * s for t, s in zip(totals, stride)]
     return totals
 
-
 def total_strides(arch: Mapping[str, Any]) -> list[int]:
     """An architecture block's stride product per axis (what the patch size must be a multiple of)."""
     return stride_product(arch["strides"])
-
-
-def configuration_entry(plans: PlansLike, name: str, source: str | Path | None = None) -> dict:
-    """The plans entry of one configuration; UserError naming the file and the known ones when it is absent.
-
-    The one lookup of a configuration by name (training, preprocessing, prediction, the bench commands).
-    """
-    plans = _data(plans)
-    configurations = plans.get("configurations") if isinstance(plans, Mapping) else None
-    if not isinstance(configurations, Mapping):
-        raise UserError("plans file has no 'configurations'", source)
-    if name not in configurations:
-        known = ", ".join(sorted(configurations)) or "none"
-        raise UserError(f"unknown configuration {name!r} (plans.json has: {known})", source)
-    return configurations[name]
-
-
-def configuration_of(plans: PlansLike, name: str, source: str | Path | None = None) -> Configuration:
-    """One configuration's typed view, from the plans view or (while stages migrate) a plans dict; UserError if absent."""
-    if isinstance(plans, Plans):
-        return plans.configuration(name)
-    path = Path(source) if source is not None else None
-    return Configuration.from_json(name, configuration_entry(plans, name, source), path)
-
-
-def network_in_channels(plans: PlansLike, configuration: str) -> int:
-    """Input channels of a configuration's network: the image channels, plus the previous stage's one-hot for a cascade."""
-    plans = _data(plans)
-    extra = len(previous_stage_classes(plans)) if previous_stage_of(plans, configuration) else 0
-    return int(plans["num_channels"]) + extra
 
 
 def _ints(value: Any, what: str, source: Path | None) -> tuple[int, ...]:
@@ -399,6 +171,10 @@ class Architecture:
     def num_stages(self) -> int:
         """Resolution stages of the encoder."""
         return len(self.strides)
+
+    def __reduce__(self) -> tuple:
+        """Pickle as the stored block (a read-only view does not pickle; worker processes re-parse it)."""
+        return Architecture.from_json, (dict(self.raw),)
 
     def replace(self, **changes: Any) -> Architecture:
         """A new view with some fields of the block changed (as stored: lists, the block's key order)."""
@@ -499,6 +275,10 @@ class Configuration:
         """Those of `keys` the entry has, as stored (deep copies): what `plan --like` adopts from a source."""
         return {key: copy.deepcopy(self.raw[key]) for key in keys if key in self.raw}
 
+    def __reduce__(self) -> tuple:
+        """Pickle as the stored entry (worker processes re-parse it)."""
+        return Configuration.from_json, (self.name, dict(self.raw))
+
     def replace(self, *, drop: tuple[str, ...] = (), **changes: Any) -> Configuration:
         """A new view with keys of the entry dropped and changed (a changed key keeps its place in the file)."""
         return Configuration.from_json(self.name, _updated(self.raw, changes, drop))
@@ -534,7 +314,7 @@ class Plans:
         if version != SCHEMA_VERSION:
             raise UserError(f"plans: schema_version {version!r} is not supported (this segkit reads "
                             f"{SCHEMA_VERSION}); re-run `segkit plan`", source)
-        mode = label_mode_of(data)
+        mode = str(data.get("label_mode", DEFAULT_LABEL_MODE))
         if mode not in LABEL_MODES:
             raise UserError(f"plans: label_mode must be one of {', '.join(LABEL_MODES)}, got {mode!r}", source)
         raw_outputs = data.get("outputs") or {}
@@ -564,9 +344,18 @@ class Plans:
                                                     for name, entry in configurations.items()}),
                    raw=MappingProxyType(dict(data)), source=source)
 
+    def __reduce__(self) -> tuple:
+        """Pickle as the stored plans (preprocessing's spawn pool gets the view; the worker re-parses it)."""
+        return Plans.from_json, (dict(self.raw), self.source)
+
+    @property
+    def label_coding(self) -> LabelCoding:
+        """How this plan's network outputs become label values."""
+        return LabelCoding.from_json(self.raw)
+
     def in_channels(self, name: str) -> int:
         """Network input channels of a configuration (image channels + the previous stage's one-hot for a cascade)."""
-        return network_in_channels(self.raw, self.configuration(name).name)
+        return self.num_channels + (len(self.outputs) if self.configuration(name).previous_stage else 0)
 
     def configuration(self, name: str) -> Configuration:
         """One configuration; UserError naming the known ones when it is absent."""
@@ -583,31 +372,3 @@ class Plans:
     def as_dict(self) -> dict:
         """A mutable deep-enough copy of the plans (top level copied; entries shared)."""
         return dict(self.raw)
-
-
-def plans_file(folder: Path) -> Path:
-    """plans.json inside a work dir or model folder."""
-    return plans_path(Path(folder))
-
-
-def read_plans_json(path: str | Path, what: str = "plans.json") -> Any:
-    """plans.json's content as stored, unchecked (for readers that check it their own way, e.g. `plan --like`)."""
-    return read_json(path, what)
-
-
-def read_plans_dict(path: str | Path) -> dict:
-    """The plans.json dict as stored (for stages that still pass dicts on); errors name the file."""
-    data = read_json(path, "plans.json")
-    Plans.from_json(data, Path(path))  # refuse a malformed file where it is read, not deep inside a stage
-    return data
-
-
-def read_plans(path: str | Path) -> Plans:
-    """Read and parse plans.json into its typed view."""
-    return Plans.from_json(read_json(path, "plans.json"), Path(path))
-
-
-def write_plans(path: str | Path, plans: Mapping[str, Any]) -> None:
-    """Write plans.json atomically (checked first, so nothing malformed reaches disk)."""
-    Plans.from_json(plans, Path(path))
-    write_json(path, dict(plans))
