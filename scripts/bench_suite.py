@@ -54,6 +54,7 @@ import shutil
 import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -233,6 +234,7 @@ def run_cells(results: dict, result_file: Path, todo: list[Cell], run: RunCell, 
 
     A cell that fails is reported, not recorded (a rerun retries it); the others go on. Returns the failures."""
     failures: list[tuple[Cell, str]] = []
+    saving = threading.Lock()
 
     def record(cell: Cell, core: int | None) -> None:
         """Run one cell and store its row; a failure is kept for the report."""
@@ -242,8 +244,9 @@ def run_cells(results: dict, result_file: Path, todo: list[Cell], run: RunCell, 
             failures.append((cell, f"{type(error).__name__}: {error}"))
             print(json.dumps({"cell": cell_key(cell), "failed": str(error)}), flush=True)
             return
-        results["cells"][cell_key(cell)] = row
-        save_results(result_file, results)
+        with saving:   # the two cells of a pair finish in their own threads: one writer at a time
+            results["cells"][cell_key(cell)] = row
+            save_results(result_file, results)
         print(json.dumps({"cell": cell_key(cell), "core": core, "held_out_mean_dice": row["held_out_mean_dice"],
                           "loadavg_after": row.get("loadavg_after")}), flush=True)
 

@@ -140,9 +140,20 @@ def test_the_table_of_a_partial_suite_names_the_missing_cells_and_judges_only_pa
     assert "partial: 1 cells missing: ct-abdomen/variant/seed0" in printed and "Becomes a default: no" in printed
 
 
-def test_side_by_side_cells_run_at_once_on_their_own_cores_which_swap_with_the_seed(tmp_path):
+def test_side_by_side_cells_run_at_once_on_their_own_cores_which_swap_with_the_seed(tmp_path, monkeypatch):
     result_file = tmp_path / "result.json"
     results = bench_suite.open_results(result_file, PROTOCOL, fresh=False)
+    writers, most = [0], [0]
+    save = bench_suite.save_results
+
+    def slow_save(path, data):     # both cells of a pair finish together: their writes must not overlap
+        writers[0] += 1
+        most[0] = max(most[0], writers[0])
+        time.sleep(0.05)
+        save(path, data)
+        writers[0] -= 1
+
+    monkeypatch.setattr(bench_suite, "save_results", slow_save)
     both_started = threading.Barrier(2, timeout=10)   # fails unless today and the variant run at the same time
     calls: list = []
 
@@ -156,6 +167,7 @@ def test_side_by_side_cells_run_at_once_on_their_own_cores_which_swap_with_the_s
     assert cores[("ct-abdomen", "today", 0)] == 0 and cores[("ct-abdomen", "variant", 0)] == 1
     assert cores[("ct-abdomen", "today", 1)] == 1 and cores[("ct-abdomen", "variant", 1)] == 0
     assert json.loads(result_file.read_text())["cells"]["ct-abdomen/variant/seed1"]["core"] == 0
+    assert most == [1] and len(json.loads(result_file.read_text())["cells"]) == 4
     assert bench_suite.cores_for(0, 1, [0, 1]) == {"today": None, "variant": None}   # sequential: unpinned
 
 
