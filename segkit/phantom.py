@@ -29,6 +29,7 @@ TISSUE_MEANS = {
     "T2": (400.0, 900.0, 800.0, 600.0),
 }
 LAYOUTS = ("nnunet", "msd", "brats2021", "brats2023")
+MIN_AXIS = 4                # voxels: fewer on an axis leaves the head or the lesion empty for some seeds
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class PhantomSpec:
     shape: tuple[int, int, int] = (32, 48, 48)
     spacing: tuple[float, float, float] = (3.0, 1.2, 1.2)
     oblique_degrees: float = 12.0
+
+    def __post_init__(self) -> None:
+        """Refuse a shape too small to hold a head around a nested lesion (it would come out empty)."""
+        if len(self.shape) != 3 or min(self.shape) < MIN_AXIS:
+            raise ValueError(f"phantom shape {'x'.join(str(n) for n in self.shape)} is too small: every axis "
+                             f"needs at least {MIN_AXIS} voxels to hold a head around a nested lesion")
 
 
 def _rotation(axis_angles_deg: np.ndarray) -> np.ndarray:
@@ -49,14 +56,17 @@ def _rotation(axis_angles_deg: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
-    """Unit-variance smooth random field."""
+def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """Zero-mean, unit-variance smooth random field (all zeros where smoothing leaves it flat); every phantom's."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
+    # Centre before scaling: a sigma near the volume's size leaves a field that is nearly its (non-zero) mean,
+    # and dividing that by its tiny spread made exp(bias) overflow on small phantoms.
+    field -= field.mean()
     return field / (field.std() + 1e-8)
 
 
-def _ellipsoid_distance(grid_mm: np.ndarray, centre_mm: np.ndarray, radii_mm: np.ndarray) -> np.ndarray:
-    """Normalised ellipsoid distance (1 on the surface) at every voxel."""
+def ellipsoid_distance(grid_mm: np.ndarray, centre_mm: np.ndarray, radii_mm: np.ndarray) -> np.ndarray:
+    """Normalised ellipsoid distance (1 on the surface) at every voxel; every phantom's."""
     diff = (grid_mm - centre_mm[:, None, None, None]) / radii_mm[:, None, None, None]
     return np.sqrt((diff ** 2).sum(axis=0))
 
@@ -70,22 +80,22 @@ def make_case(seed: int, spec: PhantomSpec = PhantomSpec()) -> tuple[np.ndarray,
     extent = np.asarray(shape) * spacing
     head_centre = extent / 2 + rng.uniform(-0.04, 0.04, 3) * extent
     head_radii = extent * rng.uniform(0.40, 0.46, 3)
-    wobble = _smooth_noise(rng, shape, sigma=4)
-    head = _ellipsoid_distance(grid_mm, head_centre, head_radii) + 0.03 * wobble < 1.0
+    wobble = smooth_field(rng, shape, sigma=4)
+    head = ellipsoid_distance(grid_mm, head_centre, head_radii) + 0.03 * wobble < 1.0
 
     lesion_radius = float(np.min(head_radii)) * rng.uniform(0.5, 0.65)
     offset_dir = rng.standard_normal(3)
     offset_dir /= np.linalg.norm(offset_dir)
     lesion_centre = head_centre + offset_dir * (np.min(head_radii) - lesion_radius) * rng.uniform(0.0, 0.5)
     lesion_radii = lesion_radius * rng.uniform(0.8, 1.2, 3)
-    lesion_distance = _ellipsoid_distance(grid_mm, lesion_centre, lesion_radii) + 0.12 * _smooth_noise(rng, shape, 3)
+    lesion_distance = ellipsoid_distance(grid_mm, lesion_centre, lesion_radii) + 0.12 * smooth_field(rng, shape, 3)
     label = np.zeros(shape, dtype=np.uint8)
     label[(lesion_distance < 1.0) & head] = 2
     label[(lesion_distance < 0.7) & head] = 3
     label[(lesion_distance < 0.45) & head] = 1
 
-    bias = np.exp(0.15 * _smooth_noise(rng, shape, sigma=12))
-    texture = _smooth_noise(rng, shape, sigma=1.5)
+    bias = np.exp(0.15 * smooth_field(rng, shape, sigma=12))
+    texture = smooth_field(rng, shape, sigma=1.5)
     images = np.zeros((len(CHANNELS),) + shape, dtype=np.float32)
     for index, channel in enumerate(CHANNELS):
         means = TISSUE_MEANS[channel]
@@ -189,8 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spacing", type=float, nargs=3, default=list(PhantomSpec.spacing))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    generate_dataset(args.out, args.num_cases, args.layout, args.seed,
-                     PhantomSpec(tuple(args.shape), tuple(args.spacing)))
+    try:
+        spec = PhantomSpec(tuple(args.shape), tuple(args.spacing))
+    except ValueError as err:           # checked before anything is written
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    generate_dataset(args.out, args.num_cases, args.layout, args.seed, spec)
 
 
 if __name__ == "__main__":

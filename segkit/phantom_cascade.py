@@ -21,22 +21,12 @@ from scipy import ndimage
 
 from segkit.io.image import Geometry, write_image
 from segkit.jsonio import write_json
+from segkit.phantom import ellipsoid_distance, smooth_field
 
 SHAPE = (48, 160, 192)
 SPACING = (2.5, 1.0, 1.0)           # (z, y, x) mm
 AIR, FAT, ORGAN, LESION = -1000.0, -80.0, 110.0, 55.0
 LABELS = {"background": 0, "organ": 1, "lesion_left_half": 2, "lesion_right_half": 3}
-
-
-def _smooth(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
-    """Unit-variance smooth random field."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
-    return field / (field.std() + 1e-8)
-
-
-def _ellipsoid(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Normalised ellipsoid distance (1 on the surface)."""
-    return np.sqrt((((grid - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(0))
 
 
 def _lesion_centres(rng: np.random.Generator, centre: np.ndarray, radii: np.ndarray, count: int,
@@ -61,18 +51,18 @@ def make_cascade_case(seed: int, shape: tuple[int, int, int] = SHAPE) -> tuple[n
     rng = np.random.default_rng(seed)
     size = np.asarray(shape, dtype=np.float32)
     grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"))
-    body = _ellipsoid(grid, size / 2, size * np.array([0.6, 0.44, 0.47])) < 1.0
-    image = np.where(body, FAT + 25.0 * _smooth(rng, shape, 4.0), AIR).astype(np.float32)
+    body = ellipsoid_distance(grid, size / 2, size * np.array([0.6, 0.44, 0.47])) < 1.0
+    image = np.where(body, FAT + 25.0 * smooth_field(rng, shape, 4.0), AIR).astype(np.float32)
     radii = size * np.array([0.34, 0.2, 0.25]) * rng.uniform(0.85, 1.1, 3)
     centre = size / 2 + np.array([0.0, 1.0, 1.0]) * rng.uniform(-0.1, 0.1, 3) * size
-    organ = _ellipsoid(grid, centre, radii) + 0.04 * _smooth(rng, shape, 6.0) < 1.0
+    organ = ellipsoid_distance(grid, centre, radii) + 0.04 * smooth_field(rng, shape, 6.0) < 1.0
     label = np.zeros(shape, dtype=np.uint8)
     label[organ] = 1
     image[organ] = ORGAN
     lesion_radius = float(min(radii[1:]) * 0.22)
     for position in _lesion_centres(rng, centre, radii, int(rng.integers(3, 6)), lesion_radius):
         axes = lesion_radius * rng.uniform(0.8, 1.2, 3) / np.array([SPACING[0] / SPACING[2], 1.0, 1.0])
-        lesion = (_ellipsoid(grid, position, axes) < 1.0) & organ
+        lesion = (ellipsoid_distance(grid, position, axes) < 1.0) & organ
         label[lesion] = 2 if position[2] < centre[2] else 3
         image[lesion] = LESION
     image = ndimage.gaussian_filter(image, 0.7) + rng.normal(0, 18, shape).astype(np.float32)

@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from segkit.io.image import Geometry, write_image
 from segkit.jsonio import write_json
+from segkit.phantom import ellipsoid_distance, smooth_field
 
 SHAPE = (80, 100, 85)
 SPACING = 2.0
@@ -34,31 +35,20 @@ STRUCTURES = (
 LABEL_NAMES = [f"{name}_{side}" for name, *_ in STRUCTURES for side in ("left", "right")]
 
 
-def _smooth(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
-    """Unit-variance smooth random field."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
-    return field / (field.std() + 1e-8)
-
-
-def _ellipsoid(grid: np.ndarray, centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Normalised ellipsoid distance (1 on the surface)."""
-    return np.sqrt((((grid - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(0))
-
-
 def make_structures_case(seed: int, shape: tuple[int, int, int] = SHAPE) -> tuple[np.ndarray, np.ndarray]:
     """One case: image (z, y, x) float32 and label (z, y, x) uint8 with labels 1..12."""
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"))
     centre = np.asarray(shape) / 2 + rng.uniform(-2, 2, 3)
     radii = np.asarray(shape) * rng.uniform(0.40, 0.44, 3)
-    head_d = _ellipsoid(grid, centre, radii) + 0.02 * _smooth(rng, shape, 5)
+    head_d = ellipsoid_distance(grid, centre, radii) + 0.02 * smooth_field(rng, shape, 5)
     brain = head_d < 0.88
-    folds = _smooth(rng, shape, 2.0)
+    folds = smooth_field(rng, shape, 2.0)
     cortex_depth = np.clip((0.88 - head_d) / 0.25, 0, 1)
     # grey matter is a folded cortical ribbon: deep brain is white matter around the nuclei
     image = np.where(cortex_depth > 0.45 + 0.25 * folds, WHITE, GREY).astype(np.float32)
     image[(head_d >= 0.84) & brain] = CSF
-    ventricle = _ellipsoid(grid, centre + np.array([4.0, -4.0, 0.0]), np.array([6.0, 12.0, 9.0]))
+    ventricle = ellipsoid_distance(grid, centre + np.array([4.0, -4.0, 0.0]), np.array([6.0, 12.0, 9.0]))
     image[ventricle < 1.0] = CSF
     image[(head_d >= 0.88) & (head_d < 0.97)] = CSF * 1.2
     image[(head_d >= 0.97) & (head_d < 1.0)] = SKULL
@@ -67,11 +57,11 @@ def make_structures_case(seed: int, shape: tuple[int, int, int] = SHAPE) -> tupl
         for side, sign in enumerate((-1.0, 1.0)):
             pos = centre + np.asarray(rel) * radii * np.array([1, 1, sign]) + rng.uniform(-2.0, 2.0, 3)
             axes = np.asarray(size) * rng.uniform(0.85, 1.15, 3)
-            mask = (_ellipsoid(grid, pos, axes) + 0.08 * _smooth(rng, shape, 2.0) < 1.0) & brain
+            mask = (ellipsoid_distance(grid, pos, axes) + 0.08 * smooth_field(rng, shape, 2.0) < 1.0) & brain
             label[mask] = 2 * index + side + 1
             image[mask] = WHITE * factor * rng.uniform(0.97, 1.03)
     image = ndimage.gaussian_filter(image, 0.6)
-    bias = np.exp(0.12 * _smooth(rng, shape, 15))
+    bias = np.exp(0.12 * smooth_field(rng, shape, 15))
     noisy = np.abs(image * bias * rng.uniform(0.9, 1.1) + rng.normal(0, 30, shape) + 1j * rng.normal(0, 30, shape))
     return np.where(head_d < 1.0, noisy, rng.rayleigh(8, shape)).astype(np.float32), label
 

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from segkit.io.dataset import load_dataset, training_cases
 from segkit.io.image import read_image
-from segkit.phantom import CHANNELS, PhantomSpec, generate_dataset, main, make_case
+from segkit.phantom import CHANNELS, TISSUE_MEANS, PhantomSpec, generate_dataset, main, make_case
 from segkit.preprocessing.orientation import is_rotation
 from segkit.verify import verify_dataset
 
@@ -34,6 +34,26 @@ def test_a_case_is_seeded_shaped_oblique_and_holds_a_nested_lesion():
     if (label == 3).any():
         assert t1ce[label == 3].mean() > t1ce[label == 2].mean()
     assert t2[label == 2].mean() > t2[(label == 0) & (images[0] > 0)].mean()
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 8), (4, 4, 4), (8, 8, 8)])
+def test_a_small_phantom_still_has_a_finite_head_and_lesion_without_overflow(shape):
+    with np.errstate(all="raise"):                  # the bias field overflowed exp() on small shapes
+        images, label, _ = make_case(0, PhantomSpec(shape=shape))
+    assert np.isfinite(images).all() and (images > 0).any() and (label > 0).any()
+    head = images[0] > 0
+    assert images[:, head].max() < 10 * max(max(means) for means in TISSUE_MEANS.values())   # MR-like, not 1e30
+
+
+def test_a_shape_too_small_for_a_head_and_lesion_is_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(ValueError, match="phantom shape 3x8x8 is too small: every axis needs at least 4 voxels"):
+        PhantomSpec(shape=(3, 8, 8))
+    with pytest.raises(SystemExit) as exited:
+        main([str(tmp_path / "out"), "--shape", "8", "2", "8"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "phantom shape 8x2x8 is too small" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_oblique_degrees_gives_an_axis_aligned_grid():

@@ -7,7 +7,14 @@ import json
 import numpy as np
 
 from segkit.io.image import read_image
-from segkit.phantom_structures import LABEL_NAMES, SPACING, generate_structures_dataset, make_structures_case
+from segkit.phantom_structures import (
+    LABEL_NAMES,
+    SKULL,
+    SPACING,
+    WHITE,
+    generate_structures_dataset,
+    make_structures_case,
+)
 
 SMALL = (60, 75, 64)   # a smaller head than the default 80 x 100 x 85: same structures, less time
 
@@ -22,6 +29,14 @@ def test_cases_are_seeded_and_hold_every_structure_on_both_sides() -> None:
     zs, ys, xs = np.nonzero(label == 1)
     zr, yr, xr = np.nonzero(label == 2)
     assert (xs.mean() - label.shape[2] / 2) * (xr.mean() - label.shape[2] / 2) < 0   # a pair sits on both sides
+
+
+def test_a_small_head_keeps_its_intensities() -> None:
+    # the bias field is segkit.phantom's smooth field: centred, it no longer scales a small volume by a large factor
+    for seed in range(3):
+        with np.errstate(over="raise"):
+            image, _ = make_structures_case(seed, (20, 24, 24))
+        assert 0.6 * WHITE < np.percentile(image, 99) < 1.5 * SKULL
 
 
 def test_the_dataset_is_written_in_the_raw_layout(tmp_path) -> None:
