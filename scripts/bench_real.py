@@ -39,6 +39,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,12 +76,39 @@ def segkit(root: Path, *args: str, cpu: int | None = None, log: Path | None = No
         env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         command = ["taskset", "-c", str(cpu), *command]
     if log is None:
-        subprocess.run(command, check=True, env=env, cwd=root)
+        _run(command, env, root, None)
         return
     with log.open("a") as stream:
         stream.write(f"$ {' '.join(command)}\n")
         stream.flush()
-        subprocess.run(command, check=True, env=env, cwd=root, stdout=stream, stderr=subprocess.STDOUT)
+        _run(command, env, root, stream)
+
+
+# the segkit commands running now (from any thread): stop_running() ends them when the benchmark is stopped
+RUNNING: set[subprocess.Popen] = set()
+STOPPING = threading.Event()
+
+
+def _run(command: list[str], env: dict, cwd: Path, stream) -> None:
+    """Run a command to its end (registered in RUNNING meanwhile), raising CalledProcessError when it fails."""
+    output = {} if stream is None else {"stdout": stream, "stderr": subprocess.STDOUT}
+    if STOPPING.is_set():
+        raise RuntimeError(f"stopped before {command[-1]!r}: the benchmark is stopping")
+    with subprocess.Popen(command, env=env, cwd=cwd, **output) as process:
+        RUNNING.add(process)
+        try:
+            code = process.wait()
+        finally:
+            RUNNING.discard(process)
+    if code:
+        raise subprocess.CalledProcessError(code, command)
+
+
+def stop_running() -> None:
+    """Terminate every segkit command still running and start no new one (a stopped benchmark leaves no training behind)."""
+    STOPPING.set()
+    for process in list(RUNNING):
+        process.terminate()
 
 
 def git_commit(root: Path) -> str:

@@ -28,8 +28,8 @@ steps, threads, --parallel, the commits of both source trees, the variant's argu
 the same --out and protocol runs only the missing cells, so the table can be completed over several
 sessions; another protocol is refused (exit 2) unless --fresh (the old file is kept as
 result.json.replaced-<time>). A cell is recorded only once its training, prediction and evaluation
-have all finished: one killed half-way is rerun from scratch. Stop a run with Ctrl-C or
-`kill -- -<its process group>` (its segkit children are in the same group). `--table` prints the table
+have all finished: one killed half-way is rerun from scratch. Stop a run with Ctrl-C or `kill PID`
+(SIGTERM): the segkit commands it runs are terminated with it. `--table` prints the table
 of the finished cells (and `--markdown` the docs table) without running anything, naming the missing
 ones. Run the source trees from fixed checkouts (not a branch others land on): a tree with a new
 commit is another protocol.
@@ -51,6 +51,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -194,7 +195,7 @@ def markdown(results: dict, table: dict, judged: dict, missing: list[Cell]) -> s
     for name, variants in table.items():
         today, variant = variants.get("today"), variants.get("variant")
         both = today is not None and variant is not None
-        per_seed = {v: (" (" + " / ".join(f"{x:.3f}" for x in s["per_seed"]) + ")") if s else ""
+        per_seed = {v: (" (" + " / ".join(f"{x:.4f}" for x in s["per_seed"]) + ")") if s else ""
                     for v, s in (("today", today), ("variant", variant))}
         lines.append(f"| {name} | {today['mean'] if today else 'missing'}{per_seed['today']} | "
                      f"{variant['mean'] if variant else 'missing'}{per_seed['variant']} | "
@@ -250,10 +251,14 @@ def run_cells(results: dict, result_file: Path, todo: list[Cell], run: RunCell, 
     for cell in todo:
         groups.setdefault((cell[0], cell[2]), []).append(cell)
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        for (_, seed), group in groups.items():
-            cores = cores_for(seed, parallel, available)
-            # both variants of a (dataset, seed) start together and the next pair waits for both
-            list(pool.map(record, group, [cores[cell[1]] for cell in group]))
+        try:
+            for (_, seed), group in groups.items():
+                cores = cores_for(seed, parallel, available)
+                # both variants of a (dataset, seed) start together and the next pair waits for both
+                list(pool.map(record, group, [cores[cell[1]] for cell in group]))
+        except BaseException:
+            bench_real.stop_running()   # before the pool waits for its threads: their commands end now
+            raise
     return failures
 
 
@@ -285,6 +290,11 @@ def segkit_cell(out: Path, roots: dict[str, Path], args: argparse.Namespace) -> 
                 "cell_wall_s": round(time.monotonic() - start, 1),
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} | row
     return run
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM handler: stop as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -363,7 +373,15 @@ def main(argv: list[str] | None = None) -> int:
                 prepare(name, data, variant, roots[variant], work, args.steps)
                 results["prepared"] = sorted(set(results["prepared"]) | {f"{name}/{variant}"})
                 save_results(result_file, results)
-    failures = run_cells(results, result_file, todo, segkit_cell(out, roots, args), args.parallel, available)
+    # SIGTERM stops the suite like Ctrl-C: the running segkit commands end with it, their cells unrecorded
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        failures = run_cells(results, result_file, todo, segkit_cell(out, roots, args), args.parallel, available)
+    except KeyboardInterrupt:
+        bench_real.stop_running()
+        print(f"bench_suite: stopped; {len(missing_cells(results, cells))} cells missing (rerun the same command "
+              "to continue)", file=sys.stderr)
+        return 130
     summary = print_report(results, cells, args.markdown)
     for cell, message in failures:
         print(f"bench_suite: {cell_key(cell)} failed ({message}); its log: "

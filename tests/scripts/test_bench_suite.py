@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -132,7 +136,7 @@ def test_the_table_of_a_partial_suite_names_the_missing_cells_and_judges_only_pa
     assert summary["missing"] == ["ct-abdomen/variant/seed0"] and not summary["complete"]
     assert summary["verdict"]["datasets"] == ["brain-lateral"]              # ct-abdomen has no variant cell yet
     assert summary["verdict"]["suite_mean"] == {"today": 0.6, "variant": 0.5}
-    assert "| ct-abdomen | 0.6 (0.600) | missing (" not in printed and "| ct-abdomen | 0.6 (0.600) | missing |" in printed
+    assert "| ct-abdomen | 0.6 (0.6000) | missing (" not in printed and "| ct-abdomen | 0.6 (0.6000) | missing |" in printed
     assert "partial: 1 cells missing: ct-abdomen/variant/seed0" in printed and "Becomes a default: no" in printed
 
 
@@ -159,3 +163,28 @@ def test_parallel_runs_one_thread_per_training():
     assert bench_suite.parse_arguments(["--today-root", "x", "--parallel", "2"]).threads == 1
     with pytest.raises(SystemExit):
         bench_suite.parse_arguments(["--today-root", "x", "--parallel", "2", "--threads", "2"])
+
+
+def test_a_stopped_suite_terminates_its_running_commands_and_starts_no_new_one(tmp_path):
+    bench_real = sys.modules["bench_real"]
+    outcome: list = []
+
+    def run():
+        try:
+            bench_real._run(["sleep", "30"], dict(os.environ), tmp_path, None)
+        except subprocess.CalledProcessError as error:
+            outcome.append(error.returncode)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not bench_real.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        bench_real.stop_running()
+        worker.join(timeout=10)
+        assert outcome == [-signal.SIGTERM] and not bench_real.RUNNING        # ended now, not after 30 s
+        with pytest.raises(RuntimeError, match="stopping"):
+            bench_real._run(["true"], dict(os.environ), tmp_path, None)
+    finally:
+        bench_real.STOPPING.clear()
