@@ -5,7 +5,7 @@ else imagesTr), or a folder, which may mix two kinds of case:
 
 - NIfTI (or NRRD/MHA) files ``CASE_0000.nii.gz, CASE_0001.nii.gz, ...``, one per channel
   (the nnU-Net naming; a file without the ``_XXXX`` suffix is a one-channel case);
-- sub-folders, each one DICOM study (see ``segkit.io.dicom`` for the channel rules).
+- sub-folders, each one DICOM study (see ``segkit.io.dicom_series`` for the channel rules).
 
 A folder that directly holds DICOM files (and nothing above) is itself one study.
 
@@ -24,7 +24,8 @@ import SimpleITK as sitk
 from segkit.batch.provenance import input_digest
 from segkit.errors import UserError
 from segkit.io.dataset import CHANNEL_SUFFIX
-from segkit.io.dicom import SeriesInfo, list_series, map_channels, read_dicom_study, series_in_folder
+from segkit.io.dicom import read_dicom_study
+from segkit.io.dicom_series import SeriesInfo, list_series, map_channels, series_in_folder
 from segkit.io.image import SUPPORTED_SUFFIXES, Geometry, image_suffix, read_image
 from segkit.io.integrity import check_complete
 

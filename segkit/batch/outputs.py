@@ -28,7 +28,7 @@ from segkit.batch.provenance import input_digest, provenance_problem, provenance
 from segkit.batch.statistics import label_statistics
 from segkit.batch.thumbnail import write_qc_image
 from segkit.errors import UserError
-from segkit.io.dicom import SeriesInfo, series_identity
+from segkit.io.dicom_series import SeriesInfo, series_identity
 from segkit.io.image import Geometry, write_image
 from segkit.jsonio import read_json, write_json
 

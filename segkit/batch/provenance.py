@@ -20,7 +20,7 @@ import hashlib
 from pathlib import Path
 
 from segkit.errors import UserError
-from segkit.io.dicom import SeriesIdentity
+from segkit.io.dicom_series import SeriesIdentity
 from segkit.jsonio import read_json, write_json
 
 FORMAT = "segkit-provenance-1"

@@ -181,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
     from segkit.batch.sharding import rank_device, resolve_part
     from segkit.errors import UserError
     from segkit.inference.resolve import load_ensemble
-    from segkit.io.dicom import parse_channel_map
     from segkit.io.dicom_seg import segment_names
+    from segkit.io.dicom_series import parse_channel_map
     from segkit.plans import (
         canonical_orientation_of,
         channel_names_of,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from segkit.errors import UserError
-from segkit.io.dicom import SeriesIdentity, SeriesInfo, series_identity
+from segkit.io.dicom_series import SeriesIdentity, SeriesInfo, series_identity
 from segkit.io.segment_coding import LATERALITIES, code_from_name
 from segkit.jsonio import atomic_path
 from segkit.version import __version__

@@ -74,7 +74,7 @@ class UnitPredictor:
         from segkit.batch.cases import InputSpec
         from segkit.inference.predictor import InferenceOptions
         from segkit.inference.resolve import load_ensemble
-        from segkit.io.dicom import parse_channel_map
+        from segkit.io.dicom_series import parse_channel_map
 
         if model.threads:
             torch.set_num_threads(model.threads)
