@@ -178,15 +178,17 @@ def real_segkit_plans(peer: dict) -> dict:
 def training_cases(dataset: Path, plans: dict) -> list[tuple[np.ndarray, np.ndarray]]:
     """segkit's preprocessing of the dataset's training cases: (image (C, z, y, x), label (z, y, x) int64)."""
     from segkit.io.image import read_image
+    from segkit.plans import Plans
     from segkit.preprocessing.pipeline import preprocess_arrays
 
+    view = Plans.from_json(plans)
     cases = []
     for label_file in sorted((dataset / "labelsTr").glob("*.nii.gz")):
         case = label_file.name[: -len(".nii.gz")]
         channels = [read_image(p, np.float32) for p in sorted((dataset / "imagesTr").glob(f"{case}_*.nii.gz"))]
         label = read_image(label_file, np.float32).array
         geometry = channels[0].geometry
-        data, seg, _ = preprocess_arrays(np.stack([c.array for c in channels]), label, geometry.array_spacing, plans,
+        data, seg, _ = preprocess_arrays(np.stack([c.array for c in channels]), label, geometry.array_spacing, view,
                                          "3d_fullres", direction=geometry.direction)
         cases.append((data.astype(np.float32), np.maximum(seg, 0).astype(np.int64)))   # -1: outside the mask
     return cases

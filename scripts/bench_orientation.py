@@ -31,14 +31,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from segkit.plans import Plans  # noqa: E402
 from segkit.preprocessing import preprocess_arrays  # noqa: E402
 
 DIRECTIONS = {"LPS": (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), "RAS": (-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0),
               "sagittal": (0, 0, 1.0, -1.0, 0, 0, 0, -1.0, 0)}
 
 
-def _plans(target_spacing: list[float], canonical: bool) -> dict:
-    """Minimal 4-channel softmax plans."""
+def _plans(target_spacing: list[float], canonical: bool) -> Plans:
+    """Minimal 4-channel softmax plans, as the typed view preprocessing takes."""
     plans = {"num_channels": 4, "labels": {"background": 0, "a": 1, "b": 2}, "label_mode": "softmax",
              "outputs": {"a": [1], "b": [2]}, "num_outputs": 3,
              "normalization": [{"scheme": "zscore", "use_nonzero_mask": True}] * 4,
@@ -46,7 +47,7 @@ def _plans(target_spacing: list[float], canonical: bool) -> dict:
                                                "resampling": {"image_order": 3, "anisotropy_threshold": 3.0}}}}
     if canonical:
         plans["canonical_orientation"] = "LPS"
-    return plans
+    return Plans.from_json(plans)
 
 
 def _case(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
