@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -37,6 +38,11 @@ def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def canonical_sha256(data: Any) -> str:
+    """SHA-256 of data as canonical JSON (sorted keys, no spaces): equal content, equal digest."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from segkit.errors import UserError
-from segkit.jsonio import atomic_path, read_json, write_json
+from segkit.jsonio import atomic_path, canonical_sha256, read_json, write_json
 
 
 def test_write_then_read_round_trips_and_leaves_no_temp_file(tmp_path) -> None:
@@ -39,3 +39,9 @@ def test_missing_or_malformed_json_is_a_user_error_naming_the_file(tmp_path) -> 
     with pytest.raises(UserError, match="JSON file is not valid JSON") as err:
         read_json(bad)
     assert err.value.path == str(bad)
+
+
+def test_canonical_digest_ignores_key_order_and_sees_content() -> None:
+    assert canonical_sha256({"a": 1, "b": [1, 2]}) == canonical_sha256({"b": [1, 2], "a": 1})
+    assert canonical_sha256({"a": 1, "b": [1, 2]}) != canonical_sha256({"a": 1, "b": [2, 1]})
+    assert len(canonical_sha256({})) == 64

@@ -7,8 +7,6 @@ weights), inference (load_model) and export (package checks) all read through `l
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,12 +23,6 @@ REQUIRED_KEYS = ("format", "network_state", "architecture", "in_channels", "num_
                  "plans_sha256", "epoch")
 # What a reader needs to rebuild and run the network; imported and older checkpoints may lack the rest.
 READ_KEYS = ("format", "network_state", "architecture", "in_channels", "num_outputs")
-
-
-def plans_sha256(configuration_entry: dict) -> str:
-    """SHA-256 of a configuration's plans entry (canonical JSON: sorted keys, no spaces)."""
-    text = json.dumps(configuration_entry, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _numpy_state_to_lists(state: tuple) -> dict:

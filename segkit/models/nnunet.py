@@ -409,7 +409,7 @@ def nnunet_fold_checkpoints(folder: Path, checkpoint: str, folds: Sequence[str] 
 def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str = "final",
                          folds: Sequence[str] | None = None) -> Path:
     """Write a segkit model folder (plans.json, dataset.json, fold_<k>/checkpoint_<kind>.pt) for an nnU-Net one."""
-    from segkit.models.checkpoint import FORMAT, plans_sha256, save_checkpoint
+    from segkit.models.checkpoint import FORMAT, save_checkpoint
     from segkit.networks import build_network
     from segkit.plans import Plans, imported_from_of, write_plans
 
@@ -444,7 +444,7 @@ def convert_nnunet_model(source: str | Path, output: str | Path, checkpoint: str
                                 path) from None
             payload = {"format": FORMAT, "network_state": state, "architecture": arch,
                        "in_channels": view.num_channels, "num_outputs": view.num_outputs,
-                       "configuration": name, "plans_sha256": plans_sha256(entry.as_dict()),
+                       "configuration": name, "plans_sha256": entry.sha256(),
                        "epoch": int(ckpt.get("current_epoch", 0) or 0),
                        "imported_from": str(path)}
             fold_dir(staging, fold).mkdir()

@@ -20,8 +20,6 @@ hardware fit included), an nnU-Net v2 model folder (its converted plans) or a mo
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +70,6 @@ class LikeSource:
     configurations: list[str]
     description: str
     path: Path
-
-
-def plans_sha256(plans: Plans) -> str:
-    """SHA-256 of the plans as stored, as canonical JSON (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(dict(plans.raw), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def frame_of(plans: Plans) -> str:
@@ -200,7 +193,7 @@ def plan_like(info: DatasetInfo, fingerprint: dict, source: LikeSource, budget: 
         "network": adopted[chosen[0]].architecture.family,
         "configurations": entries,
         "like": {"source": source.description, "source_dataset": dataset_name_of(source.plans),
-                 "source_plans_sha256": plans_sha256(source.plans), "configurations": chosen,
+                 "source_plans_sha256": source.plans.sha256(), "configurations": chosen,
                  "source_channels": channel_names_of(source.plans) or [],
                  "source_orientation": frame_of(source.plans), "channel_map": channel_map,
                  "adopted": ["architecture", "patch_size", "target_spacing", "resampling", "normalization by channel name"],

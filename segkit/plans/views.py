@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from segkit.errors import UserError
+from segkit.jsonio import canonical_sha256
 
 SCHEMA_VERSION = 1
 PLANS_FILENAME = "plans.json"
@@ -287,6 +288,10 @@ class Configuration:
         """A mutable copy of the entry."""
         return dict(self.raw)
 
+    def sha256(self) -> str:
+        """Digest of the entry as stored: what a checkpoint and a model dir's fit record were made from."""
+        return canonical_sha256(dict(self.raw))
+
 
 @dataclass(frozen=True)
 class Plans:
@@ -372,3 +377,7 @@ class Plans:
     def as_dict(self) -> dict:
         """A mutable deep-enough copy of the plans (top level copied; entries shared)."""
         return dict(self.raw)
+
+    def sha256(self) -> str:
+        """Digest of the whole plans as stored (`plan --like` records its source's)."""
+        return canonical_sha256(dict(self.raw))

@@ -12,7 +12,6 @@ import torch
 from segkit.errors import UserError
 from segkit.io.dataset import load_dataset
 from segkit.jsonio import atomic_path
-from segkit.models.checkpoint import plans_sha256
 from segkit.networks import build_network
 from segkit.planning.mirroring import anatomical_mirror_axes, without_pair_swap
 from segkit.plans import (
@@ -254,7 +253,7 @@ def _fitted_entry(request: TrainRequest, plan: _Plan, split: _Split, recipe: Rec
                   device: torch.device, precision: str, info: dd.DistInfo,
                   started: float) -> tuple[Configuration, dict | None]:
     """The entry this run trains: the model dir's earlier fit of the same plan, else fitted to CPU and memory now."""
-    source_sha = plans_sha256(plan.entry.as_dict())
+    source_sha = plan.entry.sha256()
     previous = _previous_fit(split.models, request.configuration, source_sha)
     if previous is not None:
         return previous, None

@@ -373,7 +373,7 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
         "format": ckpt.FORMAT, "network_state": model.state_dict(),
         "architecture": setup.configuration.architecture.as_dict(), "in_channels": setup.in_channels,
         "num_outputs": setup.num_outputs, "configuration": setup.configuration.name,
-        "plans_sha256": ckpt.plans_sha256(setup.configuration.as_dict()), "epoch": state.epoch - 1,
+        "plans_sha256": setup.configuration.sha256(), "epoch": state.epoch - 1,
         "optimizer_state": optimizer.state_dict(), "scaler_state": scaler.state_dict() if scaler else {},
         "step": state.step, "best_dice": state.best_dice, "stale": state.stale,
         "schedule": state.schedule.to_dict() if state.schedule else None,
@@ -385,7 +385,7 @@ def _checkpoint_payload(setup: TrainSetup, model, optimizer, scaler, state: RunS
 def _restore(setup: TrainSetup, model, optimizer, scaler, state: RunState) -> None:
     """Load checkpoint_latest.pt into model/optimizer/state and trim the log to its epoch."""
     payload = ckpt.load_checkpoint(workdir.checkpoint_path(setup.fold_dir, "latest"),
-                                   ckpt.plans_sha256(setup.configuration.as_dict()), map_location=setup.device)
+                                   setup.configuration.sha256(), map_location=setup.device)
     model.load_state_dict(payload["network_state"])
     optimizer.load_state_dict(payload["optimizer_state"])
     if scaler is not None and payload.get("scaler_state"):

@@ -13,7 +13,8 @@ from segkit.cli import main
 from segkit.errors import UserError
 from segkit.evaluation.choose_pruning import choose_level, choose_pruning, score_levels
 from segkit.inference.model import load_model
-from segkit.models.checkpoint import plans_sha256, save_checkpoint
+from segkit.jsonio import canonical_sha256
+from segkit.models.checkpoint import save_checkpoint
 from segkit.models.package import package_members
 from segkit.models.pruning import read_pruning, write_pruning
 from segkit.networks import build_network
@@ -50,7 +51,7 @@ def unetpp_model(tmp_path_factory):
                         {"format": "segkit-checkpoint-1", "network_state": network.state_dict(),
                          "architecture": UNETPP_ARCH, "in_channels": plans["num_channels"],
                          "num_outputs": plans["num_outputs"], "configuration": "3d_fullres",
-                         "plans_sha256": plans_sha256(entry), "epoch": 0})
+                         "plans_sha256": canonical_sha256(entry), "epoch": 0})
     return work, models
 
 

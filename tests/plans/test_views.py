@@ -146,3 +146,19 @@ def test_views_pickle_into_worker_processes(planned: tuple[dict, Path]) -> None:
     entry = view.configuration("3d_fullres")
     assert pickle.loads(pickle.dumps(entry)) == entry
     assert pickle.loads(pickle.dumps(entry.architecture)).as_dict() == entry.architecture.as_dict()
+
+
+def test_digests_are_the_stored_forms_and_survive_a_round_trip(planned: tuple[dict, Path]) -> None:
+    """One digest rule for a plan and an entry: canonical JSON of what the file stores, so checkpoints and fit records
+    written before keep matching (the formula is pinned here), and a change to the entry changes it."""
+    import hashlib
+
+    plans, work = planned
+    view = read_plans(work / "plans.json")
+    entry = view.configuration("3d_fullres")
+    stored = plans["configurations"]["3d_fullres"]
+    assert entry.sha256() == hashlib.sha256(
+        json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert view.sha256() == hashlib.sha256(json.dumps(plans, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert Plans.from_json(json.loads(json.dumps(plans))).configuration("3d_fullres").sha256() == entry.sha256()
+    assert entry.replace(batch_size=entry.batch_size + 1).sha256() != entry.sha256()
